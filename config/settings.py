@@ -1,0 +1,253 @@
+"""Control Tower settings. Every knob is an environment variable, documented in README.md.
+
+Defaults run the whole console on one machine with nothing but Python: SQLite, a
+file-system Celery broker and the bundled Meta sandbox. DATABASE_URL, CELERY_BROKER_URL
+and META_MODE=live switch to the production parts.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Runtime files of the embedded defaults (SQLite file, broker folders, sandbox store).
+VAR_DIR = Path(env_str("TOWER_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off "
+            "(e.g. SECRET_KEY=$(python -c 'import secrets; print(secrets.token_urlsafe(50))'))."
+        )
+    SECRET_KEY = "django-insecure-debug-only-key"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "django_celery_beat",
+    "meta_modules",
+    "controltower",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+# --- Database -------------------------------------------------------------------------
+def _database(url: str) -> dict:
+    try:
+        config = dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True)
+    except Exception as exc:  # the library raises several types for a bad URL
+        raise ImproperlyConfigured(f"DATABASE_URL={url!r} is not a usable database URL: {exc}") from None
+    engine = config["ENGINE"]
+    if engine == "django.db.backends.sqlite3":
+        # Web, worker and beat share the file: WAL lets readers run beside one writer, an
+        # IMMEDIATE transaction takes the write lock up front (no upgrade deadlock) and the
+        # timeout makes a writer wait instead of failing with "database is locked".
+        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        config["CONN_MAX_AGE"] = 0
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+        # Tests share their database file with real worker processes, so it cannot be in memory.
+        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_name("test_" + Path(config["NAME"]).name))}
+    elif engine not in ("django.db.backends.postgresql",):
+        raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// or sqlite:// URL, got engine {engine}.")
+    return config
+
+
+DATABASE_URL = env_str("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {"default": _database(DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+LOGIN_URL = "admin:login"
+
+# --- Security -------------------------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+if env_bool("USE_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Django REST framework / OpenAPI --------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Control Tower API",
+    "DESCRIPTION": "Supervision and control of the Meta Ads automation stack (modules 10.1–10.17).",
+    "VERSION": "1.0.0",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Celery ---------------------------------------------------------------------------
+# Without CELERY_BROKER_URL the broker is a folder on disk: it needs no server, so the
+# console runs on a fresh machine (it cannot broadcast, so worker pings are unavailable).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
+if CELERY_BROKER_URL == "filesystem://":
+    _broker_dir = VAR_DIR / "broker"
+    for _folder in ("queue", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+    }
+else:
+    # Redis redelivers an unacknowledged task after the visibility timeout; it must exceed
+    # the longest task and any countdown we use (reference: reliability-security.md §1).
+    CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND") or None
+CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 600, minimum=10)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 540, minimum=5)
+# Acks-late is switched on per task, only for idempotent ones.
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 10.0
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+DJANGO_CELERY_BEAT_TZ_AWARE = True
+
+# --- Meta -----------------------------------------------------------------------------
+# stub: the bundled Meta sandbox (a real HTTP server speaking the Graph API wire format);
+# live: graph.facebook.com. The code path is the same; only the URL and credentials differ.
+META_MODE = env_choice("META_MODE", "stub", ("stub", "live"))
+META_SANDBOX_PORT = env_int("META_SANDBOX_PORT", 8765, minimum=1)
+META_GRAPH_URL = env_str("META_GRAPH_URL").rstrip("/") or (
+    f"http://127.0.0.1:{META_SANDBOX_PORT}" if META_MODE == "stub" else "https://graph.facebook.com"
+)
+META_API_VERSION = env_str("META_API_VERSION")  # empty = the facebook-business SDK's default
+META_ACCESS_TOKEN = env_str("META_ACCESS_TOKEN") or ("sandbox-token" if META_MODE == "stub" else "")
+META_APP_ID = env_str("META_APP_ID")
+META_APP_SECRET = env_str("META_APP_SECRET")  # when set, every call carries appsecret_proof
+# Ad accounts to supervise ("act_123,act_456"); empty = every account the token can see.
+META_AD_ACCOUNT_IDS = env_list("META_AD_ACCOUNT_IDS")
+META_TIMEOUT_SECONDS = env_float("META_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+META_MAX_RETRIES = env_int("META_MAX_RETRIES", 4, minimum=0)
+# Longest a call waits for an ad account's rate-limit block to lift before giving up.
+META_MAX_RATE_LIMIT_WAIT_SECONDS = env_float("META_MAX_RATE_LIMIT_WAIT_SECONDS", 120.0, minimum=0.0)
+if META_MODE == "live" and not META_ACCESS_TOKEN:
+    raise ImproperlyConfigured("META_MODE=live needs META_ACCESS_TOKEN (a system-user token with ads_management).")
+
+# --- Control Tower --------------------------------------------------------------------
+# Seconds between two health cycles run by Celery Beat (spec: every hour).
+HEALTH_CYCLE_INTERVAL_SECONDS = env_int("HEALTH_CYCLE_INTERVAL_SECONDS", 3600, minimum=10)
+# A periodic task's message is dropped if it waited longer than this share of its interval,
+# so a backlog built during an outage does not fire all at once (PeriodicTask.expire_seconds).
+PERIODIC_TASK_EXPIRY_RATIO = env_float("PERIODIC_TASK_EXPIRY_RATIO", 0.9, minimum=0.1, maximum=1.0)
+
+# Health thresholds (see controltower/rules.py for how they combine).
+MODULE_ONLINE_SUCCESS_RATE = env_float("MODULE_ONLINE_SUCCESS_RATE", 0.95, minimum=0.0, maximum=1.0)
+MODULE_OFFLINE_SUCCESS_RATE = env_float("MODULE_OFFLINE_SUCCESS_RATE", 0.70, minimum=0.0, maximum=1.0)
+MODULE_MAX_ERRORS_24H = env_int("MODULE_MAX_ERRORS_24H", 50, minimum=0)
+SCHEDULER_GRACE_SECONDS = env_int("SCHEDULER_GRACE_SECONDS", 600, minimum=0)
+DB_HEALTHY_LATENCY_MS = env_float("DB_HEALTHY_LATENCY_MS", 250.0, minimum=1.0)
+API_MAX_ERROR_RATIO = env_float("API_MAX_ERROR_RATIO", 0.2, minimum=0.0, maximum=1.0)
+
+# --- Alerts ---------------------------------------------------------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if env_str("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "control-tower@localhost")
+# Comma-separated addresses that receive alerts; empty = no email alerts.
+ALERT_EMAILS = env_list("ALERT_EMAILS")
+# Slack incoming-webhook URL and a generic JSON webhook URL; empty = channel off.
+SLACK_WEBHOOK_URL = env_str("SLACK_WEBHOOK_URL")
+ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,14 @@
+"""Settings for the test suite: the real settings, with a throw-away SECRET_KEY and fast hashing."""
+import os
+
+from pathlib import Path
+
+# Tests keep their own runtime folder (SQLite file, broker queue) apart from a running console.
+os.environ.setdefault("TOWER_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test"))
+os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production-0123456789abcdef")
+
+from config.settings import *  # noqa: E402,F401,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405

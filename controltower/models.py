@@ -1,0 +1,159 @@
+"""The tower's records: runs (checks and commands), per-module health logs, and its state."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils import timezone
+
+
+class NamedIndex(models.Index):
+    """An index whose name may exceed Django's 30-character portability limit.
+
+    The spec names two indices with 31–32 characters; PostgreSQL allows 63 and SQLite more.
+    """
+
+    max_name_length = 63
+
+
+class Mode(models.TextChoices):
+    STUB = "stub", "Stub (Meta sandbox)"
+    LIVE = "live", "Live (graph.facebook.com)"
+
+
+class SystemStatus(models.TextChoices):
+    HEALTHY = "healthy", "HEALTHY"
+    DEGRADED = "degraded", "DEGRADED"
+    CRITICAL = "critical", "CRITICAL"
+    EMERGENCY_STOP = "emergency_stop", "EMERGENCY_STOP"
+    UNKNOWN = "unknown", "UNKNOWN"  # before the first check
+
+
+class ModuleStatus(models.TextChoices):
+    ONLINE = "online", "ONLINE"
+    DEGRADED = "degraded", "DEGRADED"
+    OFFLINE = "offline", "OFFLINE"
+    UNKNOWN = "unknown", "UNKNOWN"
+    # Stopped on purpose by an operator: not a failure, never degrades the system.
+    STOPPED = "stopped", "STOPPED"
+
+
+class RunType(models.TextChoices):
+    HEALTH_CHECK = "health_check", "Health check"
+    COMMAND = "command", "Command"
+    EMERGENCY_STOP = "emergency_stop", "Emergency stop"
+    RESUME = "resume", "Resume"
+
+
+class ControlTowerRun(models.Model):
+    """One health check or command execution (spec table `meta_control_tower_runs`)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run_type = models.CharField(max_length=32, choices=RunType.choices)
+    command_type = models.CharField(max_length=32, null=True, blank=True)
+    system_status = models.CharField(max_length=32, choices=SystemStatus.choices, default=SystemStatus.UNKNOWN)
+    total_modules_checked = models.PositiveIntegerField(default=0)
+    online_modules = models.PositiveIntegerField(default=0)
+    degraded_modules = models.PositiveIntegerField(default=0)
+    offline_modules = models.PositiveIntegerField(default=0)
+    module_health_details = models.JSONField(default=dict, blank=True, help_text="module code → status")
+    actions_executed = models.JSONField(default=list, blank=True)
+    errors_encountered = models.JSONField(default=list, blank=True)
+    recoveries_performed = models.JSONField(default=list, blank=True)
+    total_api_calls_24h = models.PositiveIntegerField(default=0)
+    total_errors_24h = models.PositiveIntegerField(default=0)
+    total_campaigns_active = models.PositiveIntegerField(null=True, blank=True)
+    total_daily_budget_usd = models.FloatField(null=True, blank=True)
+    # Null where the database backend cannot say (SQLite has no pool or activity view).
+    db_connection_pool_size = models.PositiveIntegerField(null=True, blank=True)
+    db_active_connections = models.PositiveIntegerField(null=True, blank=True)
+    db_query_avg_ms = models.FloatField(null=True, blank=True)
+    execution_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    executed_by = models.CharField(max_length=150, help_text="scheduler, a user name, or api")
+    executed_at = models.DateTimeField(default=timezone.now)
+    recommendations = models.JSONField(default=list, blank=True)
+    alerts = models.JSONField(default=list, blank=True)
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+    # Why the run was made (commands, stops and resumes carry the operator's reason).
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_runs"
+        ordering = ["-executed_at"]
+        indexes = [
+            NamedIndex(fields=["system_status", "executed_at"], name="ix_control_runs_status_executed"),
+            NamedIndex(fields=["run_type", "system_status"], name="ix_control_runs_type_status"),
+            NamedIndex(fields=["command_type", "executed_at"], name="ix_control_runs_command_executed"),
+        ]
+
+    def __str__(self) -> str:
+        label = self.command_type or self.run_type
+        return f"{label} {self.system_status} @ {self.executed_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SystemHealthLog(models.Model):
+    """One module's health at one check (spec table `meta_system_health_logs`)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="health_logs")
+    module_name = models.CharField(max_length=16, help_text="Module code (10.1–10.17)")
+    module_full_name = models.CharField(max_length=100)
+    health_status = models.CharField(max_length=16, choices=ModuleStatus.choices)
+    success_rate = models.FloatField(null=True, blank=True, help_text="0.0–1.0 over 24 h; null without runs")
+    avg_execution_time_ms = models.PositiveIntegerField(null=True, blank=True)
+    error_count_24h = models.PositiveIntegerField(default=0)
+    api_calls_24h = models.PositiveIntegerField(default=0)
+    is_scheduler_running = models.BooleanField(default=False)
+    is_db_healthy = models.BooleanField(default=False)
+    is_api_healthy = models.BooleanField(default=False)
+    last_run = models.DateTimeField(null=True, blank=True)
+    next_run = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    last_error_time = models.DateTimeField(null=True, blank=True)
+    recovery_attempts = models.PositiveIntegerField(default=0)
+    last_recovery_action = models.CharField(max_length=32, blank=True)
+    recovery_successful = models.BooleanField(null=True, blank=True)
+    db_connections = models.PositiveIntegerField(null=True, blank=True)
+    memory_usage_mb = models.FloatField(null=True, blank=True)
+    cpu_usage_pct = models.FloatField(null=True, blank=True)
+    checked_at = models.DateTimeField(default=timezone.now)
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+
+    class Meta:
+        db_table = "meta_system_health_logs"
+        ordering = ["-checked_at"]
+        indexes = [
+            NamedIndex(fields=["module_name", "health_status"], name="ix_health_logs_module_status"),
+            NamedIndex(fields=["module_name", "checked_at"], name="ix_health_logs_module_checked"),
+            NamedIndex(fields=["is_scheduler_running", "is_db_healthy"], name="ix_health_logs_scheduler_db"),
+            NamedIndex(fields=["error_count_24h", "checked_at"], name="ix_health_logs_errors"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.module_name} {self.health_status} @ {self.checked_at:%Y-%m-%d %H:%M:%S}"
+
+
+class TowerState(models.Model):
+    """The tower's current state: exactly one row (pk=1), created by migration."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    system_status = models.CharField(max_length=32, choices=SystemStatus.choices, default=SystemStatus.UNKNOWN)
+    emergency_stop_active = models.BooleanField(default=False)
+    halted_by = models.CharField(max_length=150, blank=True)
+    halted_at = models.DateTimeField(null=True, blank=True)
+    halt_reason = models.TextField(blank=True)
+    halt_run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_health_check = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "meta_control_tower_state"
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="tower_state_singleton")]
+
+    def __str__(self) -> str:
+        return f"Tower {self.get_system_status_display()}"
+
+    @classmethod
+    def get(cls) -> TowerState:
+        # The migration creates the row; re-create it if a test flush (or a person) removed it.
+        return cls.objects.get_or_create(pk=1)[0]

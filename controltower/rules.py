@@ -1,0 +1,90 @@
+"""Health rules as pure functions: facts in, verdicts out. Thresholds come from settings.
+
+Module status (first rule that matches wins):
+  STOPPED   the operator stopped the module on purpose (desired state `stopped`);
+  OFFLINE   its scheduler is not running (task disabled, Beat dead, or overdue past the
+            grace period), or its 24 h success rate is below MODULE_OFFLINE_SUCCESS_RATE;
+  UNKNOWN   it has never finished a run;
+  DEGRADED  success rate below MODULE_ONLINE_SUCCESS_RATE, more than MODULE_MAX_ERRORS_24H
+            errors, the database unhealthy, or (for modules that call Meta) the API unhealthy;
+  ONLINE    otherwise.
+System status (spec): EMERGENCY_STOP while halted; CRITICAL when any module is OFFLINE or
+more than 2 are DEGRADED; DEGRADED for 1–2 (UNKNOWN counts as DEGRADED); else HEALTHY.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+
+from controltower.models import ModuleStatus, SystemStatus
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    online_success_rate: float
+    offline_success_rate: float
+    max_errors_24h: int
+    overdue_grace: timedelta
+
+    @classmethod
+    def from_settings(cls) -> Thresholds:
+        return cls(
+            online_success_rate=settings.MODULE_ONLINE_SUCCESS_RATE,
+            offline_success_rate=settings.MODULE_OFFLINE_SUCCESS_RATE,
+            max_errors_24h=settings.MODULE_MAX_ERRORS_24H,
+            overdue_grace=timedelta(seconds=settings.SCHEDULER_GRACE_SECONDS),
+        )
+
+
+@dataclass(frozen=True)
+class ModuleSignals:
+    """The facts a module's status depends on."""
+
+    stopped_on_purpose: bool
+    is_scheduler_running: bool
+    has_finished_run: bool
+    success_rate: float | None
+    error_count_24h: int
+    is_db_healthy: bool
+    is_api_healthy: bool
+
+
+def is_overdue(reference: datetime | None, interval: timedelta, grace: timedelta, now: datetime) -> bool:
+    """Late past its period plus grace (as healthchecks does). No reference = not yet due."""
+    return reference is not None and now > reference + interval + grace
+
+
+def module_status(s: ModuleSignals, t: Thresholds) -> ModuleStatus:
+    if s.stopped_on_purpose:
+        return ModuleStatus.STOPPED
+    if not s.is_scheduler_running:
+        return ModuleStatus.OFFLINE
+    if s.success_rate is not None and s.success_rate < t.offline_success_rate:
+        return ModuleStatus.OFFLINE
+    if not s.has_finished_run:
+        return ModuleStatus.UNKNOWN
+    if (
+        (s.success_rate is not None and s.success_rate < t.online_success_rate)
+        or s.error_count_24h > t.max_errors_24h
+        or not s.is_db_healthy
+        or not s.is_api_healthy
+    ):
+        return ModuleStatus.DEGRADED
+    return ModuleStatus.ONLINE
+
+
+def system_status(statuses: Iterable[ModuleStatus], halted: bool) -> SystemStatus:
+    if halted:
+        return SystemStatus.EMERGENCY_STOP
+    statuses = list(statuses)
+    if ModuleStatus.OFFLINE in statuses:
+        return SystemStatus.CRITICAL
+    degraded = sum(1 for status in statuses if status in (ModuleStatus.DEGRADED, ModuleStatus.UNKNOWN))
+    if degraded > 2:
+        return SystemStatus.CRITICAL
+    if degraded:
+        return SystemStatus.DEGRADED
+    return SystemStatus.HEALTHY

@@ -1,0 +1,59 @@
+"""The health rules, at their boundaries (pure functions: no database)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from controltower.models import ModuleStatus as M
+from controltower.models import SystemStatus as S
+from controltower.rules import ModuleSignals, Thresholds, is_overdue, module_status, system_status
+
+T = Thresholds(online_success_rate=0.95, offline_success_rate=0.70, max_errors_24h=50, overdue_grace=timedelta(minutes=10))
+HEALTHY = ModuleSignals(stopped_on_purpose=False, is_scheduler_running=True, has_finished_run=True,
+                        success_rate=1.0, error_count_24h=0, is_db_healthy=True, is_api_healthy=True)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({}, M.ONLINE),
+    ({"success_rate": 0.95}, M.ONLINE),
+    ({"success_rate": 0.9499}, M.DEGRADED),
+    ({"success_rate": 0.70}, M.DEGRADED),
+    ({"success_rate": 0.6999}, M.OFFLINE),
+    ({"success_rate": 0.60}, M.OFFLINE),  # 40 % failures
+    ({"success_rate": None}, M.ONLINE),  # no run in 24 h but ran before and not overdue
+    ({"error_count_24h": 50}, M.ONLINE),
+    ({"error_count_24h": 51}, M.DEGRADED),
+    ({"is_db_healthy": False}, M.DEGRADED),
+    ({"is_api_healthy": False}, M.DEGRADED),
+    ({"is_scheduler_running": False}, M.OFFLINE),
+    ({"has_finished_run": False, "success_rate": None}, M.UNKNOWN),
+    ({"has_finished_run": False, "is_scheduler_running": False}, M.OFFLINE),
+    ({"stopped_on_purpose": True, "is_scheduler_running": False, "success_rate": 0.0}, M.STOPPED),
+])
+def test_module_status(change: dict, expected: M) -> None:
+    assert module_status(replace(HEALTHY, **change), T) == expected
+
+
+@pytest.mark.parametrize("statuses, halted, expected", [
+    ([M.ONLINE] * 17, False, S.HEALTHY),
+    ([M.ONLINE] * 16 + [M.STOPPED], False, S.HEALTHY),
+    ([M.ONLINE] * 16 + [M.DEGRADED], False, S.DEGRADED),
+    ([M.ONLINE] * 15 + [M.DEGRADED, M.UNKNOWN], False, S.DEGRADED),
+    ([M.ONLINE] * 14 + [M.DEGRADED] * 2 + [M.UNKNOWN], False, S.CRITICAL),
+    ([M.ONLINE] * 14 + [M.DEGRADED] * 3, False, S.CRITICAL),
+    ([M.ONLINE] * 16 + [M.OFFLINE], False, S.CRITICAL),
+    ([M.ONLINE] * 17, True, S.EMERGENCY_STOP),
+    ([M.OFFLINE] * 17, True, S.EMERGENCY_STOP),
+])
+def test_system_status(statuses: list[M], halted: bool, expected: S) -> None:
+    assert system_status(statuses, halted) == expected
+
+
+def test_overdue_only_past_interval_plus_grace() -> None:
+    last = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    hour, grace = timedelta(hours=1), timedelta(minutes=10)
+    assert not is_overdue(last, hour, grace, last + hour + grace)
+    assert is_overdue(last, hour, grace, last + hour + grace + timedelta(seconds=1))
+    assert not is_overdue(None, hour, grace, last + timedelta(days=9))

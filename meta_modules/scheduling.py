@@ -1,0 +1,70 @@
+"""Periodic tasks of the stack in django-celery-beat, kept in step with the registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+
+from meta_modules.models import MetaModule
+from meta_modules.registry import MODULES, ModuleSpec
+
+
+@dataclass
+class SyncReport:
+    created: list[str]
+    updated: list[str]
+
+
+def module_task_name(spec: ModuleSpec) -> str:
+    return f"module {spec.code} · {spec.name}"
+
+
+def ensure_periodic_task(name: str, task: str, every_seconds: int, description: str,
+                         enabled_if_new: bool = True, current: PeriodicTask | None = None) -> tuple[PeriodicTask, bool]:
+    """Create or update one interval task; never changes `enabled` of an existing task.
+
+    Operators disable tasks on purpose (stop commands, the admin): syncing must not undo that.
+    Returns (task, created).
+    """
+    interval, _ = IntervalSchedule.objects.get_or_create(every=every_seconds, period=IntervalSchedule.SECONDS)
+    # A message that waited most of an interval is stale: drop it rather than run a backlog.
+    expire_seconds = max(1, int(every_seconds * settings.PERIODIC_TASK_EXPIRY_RATIO))
+    periodic = current or PeriodicTask.objects.filter(name=name).first()
+    if periodic is None:
+        return PeriodicTask.objects.create(
+            name=name, task=task, interval=interval, expire_seconds=expire_seconds,
+            description=description, enabled=enabled_if_new,
+        ), True
+    wanted = {"name": name, "task": task, "interval_id": interval.pk, "crontab_id": None,
+              "expire_seconds": expire_seconds, "description": description}
+    changed = {field: value for field, value in wanted.items() if getattr(periodic, field) != value}
+    if changed:
+        for field, value in changed.items():
+            setattr(periodic, field, value)
+        periodic.save()  # save() bumps PeriodicTasks so Beat reloads
+    return periodic, False
+
+
+@transaction.atomic
+def sync_modules(specs: tuple[ModuleSpec, ...] = MODULES) -> SyncReport:
+    """Create/update one MetaModule and its periodic task per registry entry (idempotent)."""
+    report = SyncReport(created=[], updated=[])
+    for position, spec in enumerate(specs):
+        module, created = MetaModule.objects.update_or_create(
+            code=spec.code,
+            defaults={"name": spec.name, "function": spec.function, "task_name": spec.task,
+                      "calls_meta": spec.calls_meta, "position": position},
+        )
+        periodic, _ = ensure_periodic_task(
+            module_task_name(spec), spec.task, spec.every_seconds, spec.job,
+            enabled_if_new=module.desired_state == MetaModule.DesiredState.RUNNING,
+            current=module.periodic_task,
+        )
+        if module.periodic_task_id != periodic.pk:
+            module.periodic_task = periodic
+            module.save(update_fields=["periodic_task", "updated_at"])
+        (report.created if created else report.updated).append(spec.code)
+    PeriodicTasks.update_changed()
+    return report

@@ -1,0 +1,48 @@
+"""Settings come from the environment and refuse bad values with a clear message."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.support import ROOT
+
+
+def _load_settings(**env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG", "DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    clean.update(env, DJANGO_SETTINGS_MODULE="config.settings")
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+
+
+def test_it_refuses_to_start_without_secret_key_when_debug_is_off() -> None:
+    result = _load_settings(DEBUG="0")
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_it_refuses_a_bad_database_url() -> None:
+    result = _load_settings(SECRET_KEY="k" * 50, DATABASE_URL="foo://nowhere/db")
+    assert result.returncode != 0
+    assert "DATABASE_URL='foo://nowhere/db' is not a usable database URL" in result.stderr
+
+
+def test_it_refuses_a_malformed_boolean() -> None:
+    result = _load_settings(SECRET_KEY="k" * 50, DEBUG="maybe")
+    assert result.returncode != 0
+    assert "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+def test_it_defaults_to_sqlite_and_accepts_postgres_urls(tmp_path) -> None:
+    default = _load_settings(SECRET_KEY="k" * 50, TOWER_VAR_DIR=str(tmp_path))
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip() == "django.db.backends.sqlite3"
+    postgres = _load_settings(SECRET_KEY="k" * 50, DATABASE_URL="postgres://u@db.example:5432/tower", TOWER_VAR_DIR=str(tmp_path))
+    assert postgres.returncode == 0, postgres.stderr
+    assert postgres.stdout.strip() == "django.db.backends.postgresql"
+
+
+def test_it_refuses_an_unknown_meta_mode() -> None:
+    result = _load_settings(SECRET_KEY="k" * 50, META_MODE="sandboxed")
+    assert result.returncode != 0
+    assert "META_MODE='sandboxed' must be one of: stub, live" in result.stderr

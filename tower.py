@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""Set up and run Control Tower with nothing but Python 3.11.
+
+    python3 tower.py up      # venv + install + migrate + modules + operator, then run every process
+    python3 tower.py test    # venv + install (with test extras), then the whole test suite
+
+Only the standard library is used until the virtual environment exists; everything else
+runs inside `.venv`. Environment variables (see README) pass through to every process.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PYTHON = VENV / "bin" / "python"
+VAR = Path(os.environ.get("TOWER_VAR_DIR", ROOT / "var"))
+
+
+def say(message: str) -> None:
+    print(f"[tower] {message}", flush=True)
+
+
+def ensure_venv(requirements: str) -> None:
+    """Create .venv and install `requirements` unless the same file was installed already."""
+    if sys.version_info < (3, 11):
+        sys.exit(f"Python 3.11 or newer is required (this is {sys.version.split()[0]}).")
+    if not PYTHON.exists():
+        say(f"creating virtual environment in {VENV}")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    marker = VENV / f".installed-{requirements}"
+    digest = hashlib.sha256(
+        b"".join((ROOT / name).read_bytes() for name in ("requirements.txt", requirements))
+    ).hexdigest()
+    if marker.exists() and marker.read_text() == digest:
+        return
+    say(f"installing {requirements}")
+    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                    "-r", str(ROOT / requirements)], check=True)
+    marker.write_text(digest)
+
+
+def base_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    env.setdefault("TOWER_VAR_DIR", str(VAR))
+    if not env.get("SECRET_KEY"):
+        # Generated once per installation and kept beside the embedded database.
+        key_file = VAR / "secret_key"
+        if not key_file.exists():
+            VAR.mkdir(parents=True, exist_ok=True)
+            key_file.write_text(secrets.token_urlsafe(50))
+            key_file.chmod(0o600)
+        env["SECRET_KEY"] = key_file.read_text().strip()
+    return env
+
+
+def manage(env: dict[str, str], *args: str) -> None:
+    subprocess.run([str(PYTHON), str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, check=True)
+
+
+def up() -> int:
+    ensure_venv("requirements.txt")
+    env = base_env()
+    host = env.get("TOWER_HOST", "127.0.0.1")
+    port = env.get("TOWER_PORT", "8000")
+    manage(env, "migrate", "--no-input", "-v0")
+    manage(env, "collectstatic", "--no-input", "-v0")
+    manage(env, "sync_modules")
+    manage(env, "create_operator")
+    bin_dir = VENV / "bin"
+    processes = {
+        "web": [str(bin_dir / "gunicorn"), "config.wsgi", "--bind", f"{host}:{port}",
+                "--workers", env.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-"],
+        "worker": [str(bin_dir / "celery"), "-A", "config", "worker", "--loglevel", "info",
+                   "--concurrency", env.get("WORKER_CONCURRENCY", "2")],
+        "beat": [str(bin_dir / "celery"), "-A", "config", "beat", "--loglevel", "info"],
+    }
+    return supervise(processes, env, f"http://{host}:{port}/admin/")
+
+
+def supervise(processes: dict[str, list[str]], env: dict[str, str], url: str) -> int:
+    """Run the processes until Ctrl-C or until one of them exits; then stop them all."""
+    running = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in processes.items()}
+    say(f"running {', '.join(running)} — console at {url} (Ctrl-C stops everything)")
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    exit_code = 0
+    while not stopping:
+        for name, proc in running.items():
+            if proc.poll() is not None:
+                say(f"{name} exited with code {proc.returncode}; stopping the others")
+                exit_code, stopping = proc.returncode or 1, True
+                break
+        time.sleep(0.5)
+    for proc in running.values():
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in running.values():
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return exit_code
+
+
+def test(args: list[str]) -> int:
+    ensure_venv("requirements-dev.txt")
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "config.test_settings"
+    return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
+
+
+def main() -> int:
+    command, *rest = sys.argv[1:] or ["help"]
+    if command == "up":
+        return up()
+    if command == "test":
+        return test(rest)
+    print(__doc__)
+    return 0 if command == "help" else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
