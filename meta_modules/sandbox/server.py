@@ -1,0 +1,1078 @@
+"""HTTP server that speaks the Graph API wire format over store.py.
+
+``Sandbox`` is the transport-free core (routing, fields, paging, insights, batch, rate limits,
+faults, control API); ``SandboxHTTPServer`` puts it behind http.server. See docs/meta-sandbox.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+
+from .ratelimit import DEFAULT_TIERS, READ_POINTS, WRITE_POINTS, RateLimiter, Usage, parse_tier_params
+from .store import (
+    EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
+    fb_time, insight_rows, object_not_found, resolve_dates, utc_day,
+)
+
+MAX_BATCH = 50
+MAX_LIMIT = 5000
+DEFAULT_LIMIT = 25
+USER = {"id": "100000000000001", "name": "Sandbox User"}
+_VERSIONED = re.compile(r"^/(v\d+\.\d+)(?:/(.*))?$")
+_NESTED_FIELDS = re.compile(r"\{[^{}]*\}")
+_AUTH_PARAMS = {"access_token", "appsecret_proof"}
+_JSON = "application/json; charset=UTF-8"
+
+# --------------------------------------------------------------------------- faults
+
+
+def _number(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number in [{low}, {high}]")
+    return float(value)
+
+
+def _account_key(raw: str) -> str:
+    digits = raw[4:] if raw.startswith("act_") else raw
+    if not digits.isdigit():
+        raise ValueError(f"{raw!r} is not an ad account id like act_1000000001")
+    return f"act_{digits}"
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The fault configuration; every POST /_sandbox/faults replaces it whole."""
+
+    latency_ms: float = 0.0
+    per_item_ms: float = 0.0
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    timeout_ms: float = 30_000.0
+    tier: Mapping[str, str] = field(default_factory=dict)
+    tier_params: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    rate_limit_code: int = 80004
+    expire_token: bool = False
+    spend_multiplier: Mapping[str, float] = field(default_factory=dict)
+    fault_seed: int = 1
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Faults:
+        unknown = set(body) - {f for f in cls.__dataclass_fields__}
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name in ("latency_ms", "per_item_ms", "timeout_ms"):
+            if name in body:
+                values[name] = _number(name, body[name], 0, 600_000)
+        for name in ("error_rate", "timeout_rate"):
+            if name in body:
+                values[name] = _number(name, body[name], 0, 1)
+        if "tier" in body:
+            values["tier"] = cls._tiers(body["tier"])
+        if "tier_params" in body:
+            if not isinstance(body["tier_params"], Mapping):
+                raise ValueError("tier_params must be an object")
+            parse_tier_params(body["tier_params"])
+            values["tier_params"] = dict(body["tier_params"])
+        if "rate_limit_code" in body:
+            if body["rate_limit_code"] not in (80004, 17):
+                raise ValueError("rate_limit_code must be 80004 or 17")
+            values["rate_limit_code"] = body["rate_limit_code"]
+        if "expire_token" in body:
+            if not isinstance(body["expire_token"], bool):
+                raise ValueError("expire_token must be true or false")
+            values["expire_token"] = body["expire_token"]
+        if "spend_multiplier" in body:
+            values["spend_multiplier"] = cls._multipliers(body["spend_multiplier"])
+        if "fault_seed" in body:
+            if isinstance(body["fault_seed"], bool) or not isinstance(body["fault_seed"], int):
+                raise ValueError("fault_seed must be an integer")
+            values["fault_seed"] = body["fault_seed"]
+        return cls(**values)
+
+    @staticmethod
+    def _tiers(raw: Any) -> dict[str, str]:
+        if not isinstance(raw, Mapping):
+            raise ValueError('tier must map ad accounts to tiers, e.g. {"act_1000000001": "development"}')
+        tiers = {}
+        for account, tier in raw.items():
+            if tier not in DEFAULT_TIERS:
+                raise ValueError(f"tier for {account} must be one of {sorted(DEFAULT_TIERS)}")
+            tiers[_account_key(str(account))] = tier
+        return tiers
+
+    @staticmethod
+    def _multipliers(raw: Any) -> dict[str, float]:
+        if not isinstance(raw, Mapping) or not all(str(k).isdigit() for k in raw):
+            raise ValueError('spend_multiplier must map campaign ids to factors, e.g. {"1202100000000001": 10}')
+        return {str(k): _number(f"spend_multiplier.{k}", v, 0, 1_000_000) for k, v in raw.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Counters:
+    NAMES = ("requests", "batch_items", "writes", "rate_limited", "errors_injected", "timeouts_injected")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(self.NAMES, 0)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._values[name] += n
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values = dict.fromkeys(self.NAMES, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+# --------------------------------------------------------------------------- requests / responses
+
+
+@dataclass(frozen=True)
+class GraphRequest:
+    """One Graph call: a plain HTTP request or one batch item."""
+
+    method: str
+    version: str
+    segments: tuple[str, ...]
+    params: Mapping[str, str]
+    host: str
+
+    def url_with(self, **changes: str) -> str:
+        params = {k: v for k, v in self.params.items() if k not in ("after", "before")}
+        params.update(changes)
+        return f"http://{self.host}/{self.version}/{'/'.join(self.segments)}?{urlencode(params)}"
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Route:
+    account: int | None  # the ad account scored for the call; None for /me
+    write: bool
+    action: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """The object an insights request is about."""
+
+    level: str
+    column: str
+    object_id: int
+    account_id: int
+
+
+def _single_values(pairs: Mapping[str, list[str]]) -> dict[str, str]:
+    return {k: v[-1] for k, v in pairs.items()}
+
+
+def _split_path(path: str) -> tuple[str, ...]:
+    return tuple(unquote(s) for s in path.strip("/").split("/") if s)
+
+
+def _transient_error(flip: bool) -> GraphError:
+    if flip:
+        return GraphError("Service temporarily unavailable", code=2, http_status=500, is_transient=True)
+    return GraphError("An unknown error occurred", code=1, http_status=500, is_transient=True)
+
+
+def _rate_limit_error(code: int) -> GraphError:
+    if code == 17:
+        return GraphError("User request limit reached", code=17, subcode=2446079)
+    return GraphError(
+        "There have been too many calls to this ad-account. Wait a bit and try again.",
+        code=80004,
+        subcode=2446079,
+    )
+
+
+# --------------------------------------------------------------------------- wire helpers
+
+
+def _encode_cursor(kind: str, value: int) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(raw: str | None, kind: str) -> int | None:
+    if not raw:
+        return None
+    try:
+        prefix, value = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().split(":")
+        if prefix == kind:
+            return int(value)
+    except ValueError:
+        pass
+    raise GraphError("(#100) Invalid cursor in after")
+
+
+def _limit(params: Mapping[str, str]) -> int:
+    raw = params.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.isdigit() or int(raw) == 0:
+        raise GraphError("(#100) Param limit must be a positive integer")
+    return min(int(raw), MAX_LIMIT)
+
+
+def _truthy(raw: str | None) -> bool:
+    return raw is not None and raw.lower() not in ("", "false", "0")
+
+
+def _parse_fields(raw: str | None, default: Sequence[str]) -> list[str]:
+    if not raw:
+        return list(default)
+    while _NESTED_FIELDS.search(raw):  # "creative{id,name}" selects the whole creative
+        raw = _NESTED_FIELDS.sub("", raw)
+    return [f.strip() for f in raw.split(",") if f.strip()]
+
+
+def _select(node_type: str, full: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    for name in fields:
+        if name not in full:
+            raise GraphError(f"(#100) Tried accessing nonexisting field ({name}) on node type ({node_type})")
+    selected = {name: full[name] for name in fields}
+    selected.setdefault("id", full["id"])  # Meta always returns the id of a node
+    return selected
+
+
+def _json_param(params: Mapping[str, str], name: str) -> Any:
+    try:
+        return json.loads(params[name])
+    except ValueError:
+        raise GraphError(f"(#100) Param {name} must be valid JSON") from None
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "").strip()
+    if not value:
+        raise GraphError(f"(#100) The parameter {name} is required")
+    return value
+
+
+def _budget(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None:
+        return None
+    if not raw.isdigit() or int(raw) == 0:
+        raise GraphError(f"(#100) Param {name} must be a positive integer amount in the account's minor units")
+    return int(raw)
+
+
+def _status_param(params: Mapping[str, str], default: str, allowed: Sequence[str] = STATUSES) -> str:
+    status = params.get("status", default)
+    if status not in allowed:
+        raise GraphError(f"(#100) Param status must be one of {{{', '.join(allowed)}}}")
+    return status
+
+
+def _status_values(raw: Any, valid: set[str]) -> list[str]:
+    values = raw if isinstance(raw, list) else [raw]
+    for value in values:
+        if value not in valid:
+            raise GraphError(
+                f"(#100) Filtering field effective_status with operation in with value {value} is invalid"
+            )
+    return values
+
+
+def _filter_statuses(kind: str, params: Mapping[str, str]) -> list[str]:
+    """Effective statuses an edge returns: the filter, else all but ARCHIVED; never DELETED."""
+    valid = EFFECTIVE_STATUSES[kind]
+    wanted: list[str] | None = None
+    if "effective_status" in params:
+        raw = params["effective_status"]
+        values = _json_param(params, "effective_status") if raw.startswith("[") else raw.split(",")
+        wanted = _status_values(values, valid)
+    if "filtering" in params:
+        rules = _json_param(params, "filtering")
+        for rule in rules if isinstance(rules, list) else [rules]:
+            if not isinstance(rule, dict) or (rule.get("field"), rule.get("operator")) != ("effective_status", "IN"):
+                raise GraphError("(#100) The sandbox supports only filtering on effective_status with operator IN")
+            values = _status_values(rule.get("value"), valid)
+            wanted = values if wanted is None else [s for s in wanted if s in values]
+    if wanted is None:
+        wanted = sorted(valid - {"ARCHIVED", "DELETED"})
+    return [s for s in wanted if s != "DELETED"]
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _money(cents: float) -> str:
+    return f"{cents / 100:.2f}"
+
+
+def _campaign_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "account_id": str(row["account_id"]),
+        "name": row["name"],
+        "objective": row["objective"],
+        "status": row["status"],
+        "configured_status": row["status"],
+        "effective_status": row["effective_status"],
+        "daily_budget": str(row["daily_budget"] or 0),
+        "lifetime_budget": str(row["lifetime_budget"] or 0),
+        "buying_type": "AUCTION",
+        "special_ad_categories": json.loads(row["special_ad_categories"]),
+        "created_time": fb_time(row["created_ts"]),
+        "updated_time": fb_time(row["updated_ts"]),
+        "start_time": fb_time(row["created_ts"]),
+        "stop_time": None,
+    }
+
+
+def _adset_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "account_id": str(row["account_id"]),
+        "campaign_id": str(row["campaign_id"]),
+        "name": row["name"],
+        "status": row["status"],
+        "configured_status": row["status"],
+        "effective_status": row["effective_status"],
+        "daily_budget": str(row["daily_budget"] or 0),
+        "optimization_goal": row["optimization_goal"],
+        "billing_event": row["billing_event"],
+        "targeting": json.loads(row["targeting"]),
+        "created_time": fb_time(row["created_ts"]),
+        "updated_time": fb_time(row["updated_ts"]),
+    }
+
+
+def _ad_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "account_id": str(row["account_id"]),
+        "campaign_id": str(row["campaign_id"]),
+        "adset_id": str(row["adset_id"]),
+        "name": row["name"],
+        "status": row["status"],
+        "configured_status": row["status"],
+        "effective_status": row["effective_status"],
+        "creative": json.loads(row["creative"]),
+        "created_time": fb_time(row["created_ts"]),
+        "updated_time": fb_time(row["updated_ts"]),
+    }
+
+
+def _account_json(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": f"act_{row['id']}",
+        "account_id": str(row["id"]),
+        "name": row["name"],
+        "currency": "USD",
+        "account_status": 1,
+        "timezone_name": "UTC",
+        "created_time": fb_time(row["created_ts"]),
+    }
+
+
+RENDER: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+    "campaign": _campaign_json, "adset": _adset_json, "ad": _ad_json,
+}
+EDGE_KINDS = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
+CHILD_EDGES = {"campaign": ("adsets", "ads"), "adset": ("ads",), "ad": ()}
+LEVELS = ("account", "campaign", "adset", "ad")
+INSIGHT_FIELDS = {
+    "account_id", "account_name", "campaign_id", "campaign_name", "adset_id", "adset_name", "ad_id",
+    "ad_name", "date_start", "date_stop", "spend", "impressions", "clicks", "reach", "frequency",
+    "ctr", "cpc", "cpm", "actions", "action_values", "purchase_roas",
+}
+
+
+def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: str) -> dict[str, Any]:
+    """Meta's insights row: every metric a string, ratios from the row's own sums."""
+    spend, impressions, clicks = raw["spend"], raw["impressions"], raw["clicks"]
+    purchases, value = raw["purchases"], raw["purchase_value"]
+    full: dict[str, Any] = {k: raw[k] for k in raw if k.endswith(("_id", "_name"))}
+    full.update(
+        account_name=account_name,
+        date_start=raw["date_start"],
+        date_stop=raw["date_stop"],
+        spend=_money(spend),
+        impressions=str(impressions),
+        clicks=str(clicks),
+        reach=str(raw["reach"]),
+        frequency=f"{impressions / raw['reach']:.6f}" if raw["reach"] else "0",
+        ctr=f"{clicks / impressions * 100:.6f}" if impressions else "0",
+        cpm=f"{spend / 100 / impressions * 1000:.6f}" if impressions else "0",
+        actions=[{"action_type": "link_click", "value": str(clicks)}] if clicks else [],
+        action_values=[],
+    )
+    if clicks:
+        full["cpc"] = f"{spend / 100 / clicks:.6f}"
+    if purchases:
+        full["actions"] += [{"action_type": t, "value": str(purchases)} for t in ("purchase", "omni_purchase")]
+        full["action_values"] = [{"action_type": t, "value": _money(value)} for t in ("purchase", "omni_purchase")]
+    if value and spend:
+        full["purchase_roas"] = [{"action_type": "omni_purchase", "value": f"{value / spend:.6f}"}]
+    row = {name: full[name] for name in fields if name in full and full[name] != []}
+    row.setdefault("date_start", full["date_start"])
+    row.setdefault("date_stop", full["date_stop"])
+    return row
+
+
+def _usage_headers(account: int, usage: Usage) -> dict[str, str]:
+    pct = round(usage.util_pct)
+    return {
+        "X-Ad-Account-Usage": _compact({
+            "acc_id_util_pct": usage.util_pct,
+            "reset_time_duration": usage.reset_time_duration,
+            "ads_api_access_tier": usage.access_tier,
+        }),
+        "X-Business-Use-Case-Usage": _compact({str(account): [_buc_entry(usage)]}),
+        "X-App-Usage": _compact({"call_count": pct, "total_time": pct, "total_cputime": pct}),
+    }
+
+
+def _buc_entry(usage: Usage) -> dict[str, Any]:
+    pct = round(usage.util_pct)
+    return {
+        "type": "ads_management",
+        "call_count": pct,
+        "total_cputime": pct,
+        "total_time": pct,
+        "estimated_time_to_regain_access": usage.regain_minutes,
+        "ads_api_access_tier": usage.access_tier,
+    }
+
+
+# --------------------------------------------------------------------------- the sandbox core
+
+
+class Sandbox:
+    """The simulated Meta behind the HTTP server: state, limits, faults and counters."""
+
+    def __init__(self, store: Store, token: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.token = token
+        self.clock = clock
+        self.limiter = RateLimiter(clock)
+        self.counters = Counters()
+        self._faults = Faults()
+        self._fault_lock = threading.Lock()
+        self._fault_rng = random.Random(self._faults.fault_seed)
+        self._next_error_is_code_2 = False
+        self._trace_lock = threading.Lock()
+        self._trace_n = 0
+        self._trace_salt = time.time_ns()
+
+    # ----------------------------------------------------------------- control
+
+    def set_faults(self, body: Mapping[str, Any]) -> Faults:
+        faults = Faults.from_json(body)
+        self.limiter.configure(faults.tier, parse_tier_params(faults.tier_params))
+        with self._fault_lock:
+            self._faults = faults
+            self._fault_rng = random.Random(faults.fault_seed)
+            self._next_error_is_code_2 = False
+        return faults
+
+    def reset(self, cfg: SeedConfig) -> None:
+        self.store.reset(cfg)
+        self.set_faults({})
+        self.limiter.clear()
+        self.counters.clear()
+
+    def state(self) -> dict[str, Any]:
+        accounts = []
+        for account in self.store.accounts():
+            limits = self.limiter.snapshot(f"act_{account['id']}")
+            accounts.append({
+                "id": f"act_{account['id']}",
+                "name": account["name"],
+                "tier": limits["tier"],
+                "campaigns": self.store.campaign_counts(account["id"]),
+                "score": limits["score"],
+                "blocked_until": limits["blocked_until"],
+                "rejected_while_blocked": limits["rejected_while_blocked"],
+            })
+        return {
+            "accounts": accounts,
+            "faults": self._faults.to_json(),
+            "counters": self.counters.snapshot(),
+            "seed": self.store.seed_config(),
+        }
+
+    def handle_control(self, method: str, path: str, query: Mapping[str, str], body: bytes) -> Response:
+        """The /_sandbox/ API: plain JSON, no token, no faults, no rate limits."""
+        route = (method, path.rstrip("/"))
+        try:
+            if route == ("GET", "/_sandbox/state"):
+                return Response(200, self.state())
+            if route == ("GET", "/_sandbox/faults"):
+                return Response(200, self._faults.to_json())
+            if route == ("POST", "/_sandbox/faults"):
+                return Response(200, self.set_faults(self._json_body(body)).to_json())
+            if route == ("POST", "/_sandbox/reset"):
+                self.reset(SeedConfig.from_json(self._json_body(body)))
+                return Response(200, self.state())
+            if route == ("GET", "/_sandbox/campaigns"):
+                account = _account_key(query["account"])[4:] if "account" in query else None
+                data = self.store.compact_campaigns(int(account) if account else None, query.get("status"))
+                return Response(200, {"data": data})
+        except ValueError as exc:
+            return Response(400, {"error": {"message": str(exc)}})
+        return Response(404, {"error": {"message": f"unknown control endpoint {method} {path}"}})
+
+    @staticmethod
+    def _json_body(body: bytes) -> dict[str, Any]:
+        if not body.strip():
+            return {}
+        parsed = json.loads(body)
+        if not isinstance(parsed, dict):
+            raise ValueError("the body must be a JSON object")
+        return parsed
+
+    # ----------------------------------------------------------------- graph entry point
+
+    def handle_graph(self, method: str, path: str, params: Mapping[str, str], host: str) -> Response:
+        """One HTTP request on a Graph path (a single call or a batch)."""
+        self.counters.add("requests")
+        match = _VERSIONED.match(path)
+        version = match.group(1) if match else "v25.0"
+        trace = self._trace_id()
+        faults = self._faults
+        try:
+            if match is None:
+                raise GraphError("(#100) Graph paths need a version prefix such as /v25.0/")
+            time.sleep(faults.latency_ms / 1000)
+            self._authenticate(params, faults)
+            segments = _split_path(match.group(2) or "")
+            if method == "POST" and not segments:
+                response = self._batch(version, params, host, faults)
+            else:
+                response = self._single(GraphRequest(method, version, segments, params, host), faults, trace)
+        except GraphError as err:
+            response = Response(err.http_status, self._error_body(err, trace))
+        response.headers.update({"facebook-api-version": version, "x-fb-trace-id": trace})
+        return response
+
+    def _authenticate(self, params: Mapping[str, str], faults: Faults) -> None:
+        token = params.get("access_token")
+        if not token:
+            raise GraphError("An access token is required to request this resource.", code=104)
+        if faults.expire_token:
+            raise GraphError(
+                "Error validating access token: Session has expired on Tuesday, 24-Nov-26 "
+                "10:00:00 PST. The current time is later.",
+                code=190,
+                subcode=463,
+            )
+        if self.token is not None and token != self.token:
+            raise GraphError("Invalid OAuth access token - Cannot parse access token", code=190)
+
+    def _single(self, req: GraphRequest, faults: Faults, trace: str) -> Response:
+        if self._roll(faults.timeout_rate):
+            # A slow request that is still applied afterwards: a client timeout proves nothing.
+            self.counters.add("timeouts_injected")
+            time.sleep(faults.timeout_ms / 1000)
+        if self._roll(faults.error_rate):
+            raise self._injected_error()
+        return self._call(req, faults, trace)
+
+    def _call(self, req: GraphRequest, faults: Faults, trace: str) -> Response:
+        """Route, rate-limit and apply one call; errors become error responses."""
+        headers: dict[str, str] = {}
+        try:
+            route = self._route(req)
+            if route.account is not None:
+                points = WRITE_POINTS if route.write else READ_POINTS
+                decision = self.limiter.charge(f"act_{route.account}", points)
+                headers = _usage_headers(route.account, decision.usage)
+                if not decision.allowed:
+                    self.counters.add("rate_limited")
+                    raise _rate_limit_error(faults.rate_limit_code)
+            body = route.action()
+            if route.write:
+                self.counters.add("writes")
+            return Response(200, body, headers)
+        except GraphError as err:
+            return Response(err.http_status, self._error_body(err, trace), headers)
+
+    # ----------------------------------------------------------------- batch
+
+    def _batch(self, version: str, params: Mapping[str, str], host: str, faults: Faults) -> Response:
+        if "batch" not in params:
+            raise GraphError("(#100) The parameter batch is required")
+        items = _json_param(params, "batch")
+        if not isinstance(items, list):
+            raise GraphError("(#100) The parameter batch must be a JSON array")
+        if len(items) > MAX_BATCH:
+            raise GraphError(f"Too many requests in batch message. Maximum batch size is {MAX_BATCH}")
+        time.sleep(faults.per_item_ms * len(items) / 1000)
+        include_headers = params.get("include_headers", "true").lower() != "false"
+        usage: dict[str, list[dict[str, Any]]] = {}
+        token = params["access_token"]  # items inherit it (it also goes into their paging links)
+        results = [self._batch_item(item, version, host, token, faults, include_headers, usage) for item in items]
+        headers = {"X-Business-Use-Case-Usage": _compact(usage)} if usage else {}
+        return Response(200, results, headers)
+
+    def _batch_item(
+        self, item: Any, version: str, host: str, token: str, faults: Faults, include_headers: bool,
+        usage: dict[str, list[dict[str, Any]]],
+    ) -> dict[str, Any] | None:
+        self.counters.add("batch_items")
+        if self._roll(faults.timeout_rate):
+            self.counters.add("timeouts_injected")
+            return None  # Meta's "did not complete in time": not applied, the client retries it
+        trace = self._trace_id()
+        try:
+            req = self._batch_request(item, version, host, token)
+            if self._roll(faults.error_rate):
+                raise self._injected_error()
+            response = self._call(req, faults, trace)
+        except GraphError as err:
+            response = Response(err.http_status, self._error_body(err, trace))
+        usage.update(json.loads(response.headers.get("X-Business-Use-Case-Usage", "{}")))
+        result: dict[str, Any] = {"code": response.status}
+        if include_headers:
+            result["headers"] = [
+                {"name": "Content-Type", "value": "text/javascript; charset=UTF-8"},
+                {"name": "facebook-api-version", "value": version},
+                *({"name": k, "value": v} for k, v in response.headers.items()),
+            ]
+        result["body"] = _compact(response.body)
+        return result
+
+    @staticmethod
+    def _batch_request(item: Any, version: str, host: str, token: str) -> GraphRequest:
+        if not isinstance(item, dict) or not isinstance(item.get("relative_url"), str):
+            raise GraphError("(#100) Each batch item needs a method and a relative_url")
+        method = str(item.get("method", "GET")).upper()
+        if method not in ("GET", "POST", "DELETE"):
+            raise GraphError(f"(#100) Unsupported batch method {method}")
+        url = urlsplit(item["relative_url"].lstrip("/"))
+        path = re.sub(r"^v\d+\.\d+(/|$)", "", url.path)  # the version is optional in items
+        params = _single_values(parse_qs(url.query, keep_blank_values=True))
+        body = item.get("body", "")
+        if not isinstance(body, str):
+            raise GraphError("(#100) A batch item body must be a URL-encoded string")
+        params.update(_single_values(parse_qs(body, keep_blank_values=True)))
+        params.setdefault("access_token", token)
+        return GraphRequest(method, version, _split_path(path), params, host)
+
+    # ----------------------------------------------------------------- routing
+
+    def _route(self, req: GraphRequest) -> _Route:
+        if not req.segments:
+            raise GraphError("(#100) Missing object id in the request path")
+        if len(req.segments) > 2:
+            raise GraphError(f"Unknown path components: /{'/'.join(req.segments[2:])}", code=2500)
+        head = req.segments[0]
+        edge = req.segments[1] if len(req.segments) == 2 else None
+        if head == "me":
+            return self._me_route(req, edge)
+        if head.startswith("act_"):
+            return self._account_route(req, head, edge)
+        if head.isdigit():
+            return self._object_route(req, int(head), edge)
+        raise GraphError(f"(#803) Some of the aliases you requested do not exist: {head}", code=803)
+
+    def _me_route(self, req: GraphRequest, edge: str | None) -> _Route:
+        if req.method != "GET" or edge not in (None, "adaccounts"):
+            raise object_not_found("me", req.method)
+        if edge is None:
+            fields = _parse_fields(req.params.get("fields"), ("id", "name"))
+            return _Route(None, False, lambda: _select("User", USER, fields))
+        return _Route(None, False, lambda: self._list_accounts(req))
+
+    def _account_route(self, req: GraphRequest, head: str, edge: str | None) -> _Route:
+        account = self.store.account(int(head[4:])) if head[4:].isdigit() else None
+        if account is None:
+            raise object_not_found(head, req.method)
+        account_id = account["id"]
+        if edge is None and req.method == "GET":
+            fields = _parse_fields(req.params.get("fields"), ("id", "account_id"))
+            return _Route(account_id, False, lambda: _select("AdAccount", _account_json(account), fields))
+        if edge in EDGE_KINDS and req.method == "GET":
+            kind = EDGE_KINDS[edge]
+            return _Route(account_id, False, lambda: self._list_edge(req, kind, "account_id", account_id))
+        if edge in EDGE_KINDS and req.method == "POST":
+            return _Route(account_id, True, lambda: self._create(EDGE_KINDS[edge], account_id, req.params))
+        if edge == "insights" and req.method == "GET":
+            scope = _Scope("account", "account_id", account_id, account_id)
+            return _Route(account_id, False, lambda: self._insights(req, scope))
+        raise self._bad_edge(req, head, edge)
+
+    def _object_route(self, req: GraphRequest, object_id: int, edge: str | None) -> _Route:
+        node = self.store.find(object_id)
+        if node is None:
+            raise object_not_found(str(object_id), req.method)
+        account_id = node.account_id
+        if edge is None and req.method == "GET":
+            fields = _parse_fields(req.params.get("fields"), ("id",))
+            return _Route(account_id, False, lambda: self._render(node, fields))
+        if edge is None and req.method == "POST":
+            return _Route(account_id, True, lambda: self._update(node, req.params))
+        if edge is None and req.method == "DELETE":
+            return _Route(account_id, True, lambda: self._update(node, {"status": "DELETED"}))
+        if edge in CHILD_EDGES[node.kind] and req.method == "GET":
+            column = f"{node.kind}_id"
+            return _Route(account_id, False, lambda: self._list_edge(req, EDGE_KINDS[edge], column, object_id))
+        if edge == "insights" and req.method == "GET":
+            scope = _Scope(node.kind, "id" if node.kind == "ad" else f"{node.kind}_id", object_id, account_id)
+            return _Route(account_id, False, lambda: self._insights(req, scope))
+        raise self._bad_edge(req, str(object_id), edge)
+
+    @staticmethod
+    def _bad_edge(req: GraphRequest, head: str, edge: str | None) -> GraphError:
+        if edge is None or edge in (*EDGE_KINDS, "insights"):
+            return object_not_found(head, req.method)
+        return GraphError(f"Unknown path components: /{edge}", code=2500)
+
+    # ----------------------------------------------------------------- reads
+
+    @staticmethod
+    def _render(node: Node, fields: Sequence[str]) -> dict[str, Any]:
+        return _select(NODE_TYPES[node.kind], RENDER[node.kind](node.row), fields)
+
+    def _list_accounts(self, req: GraphRequest) -> dict[str, Any]:
+        fields = _parse_fields(req.params.get("fields"), ("account_id", "id"))
+        after = _decode_cursor(req.params.get("after"), "id")
+        limit = _limit(req.params)
+        accounts = [a for a in self.store.accounts() if after is None or a["id"] > after]
+        page = accounts[:limit]
+        data = [_select("AdAccount", _account_json(a), fields) for a in page]
+        total = len(accounts) if _truthy(req.params.get("summary")) else None
+        return self._list_body(req, data, [a["id"] for a in page], len(accounts) > limit, total)
+
+    def _list_edge(self, req: GraphRequest, kind: str, column: str, scope_id: int) -> dict[str, Any]:
+        fields = _parse_fields(req.params.get("fields"), ("id",))
+        page = self.store.list_edge(
+            kind, column, scope_id, _filter_statuses(kind, req.params),
+            _decode_cursor(req.params.get("after"), "id"), _limit(req.params), _truthy(req.params.get("summary")),
+        )
+        data = [_select(NODE_TYPES[kind], RENDER[kind](row), fields) for row in page.rows]
+        return self._list_body(req, data, [row["id"] for row in page.rows], page.has_more, page.total)
+
+    @staticmethod
+    def _list_body(
+        req: GraphRequest, data: list[dict[str, Any]], ids: list[int], has_more: bool, total: int | None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"data": data}
+        if ids:
+            after = _encode_cursor("id", ids[-1])
+            body["paging"] = {"cursors": {"before": _encode_cursor("id", ids[0]), "after": after}}
+            if has_more:  # clients stop when next is absent
+                body["paging"]["next"] = req.url_with(after=after)
+        if total is not None:
+            body["summary"] = {"total_count": total}
+        return body
+
+    def _insights(self, req: GraphRequest, scope: _Scope) -> dict[str, Any]:
+        params = req.params
+        level = params.get("level", scope.level)
+        if level not in LEVELS or LEVELS.index(level) < LEVELS.index(scope.level):
+            raise GraphError(f"(#100) level must be one of {', '.join(LEVELS[LEVELS.index(scope.level):])}")
+        if "breakdowns" in params:
+            raise GraphError("(#100) The sandbox does not support breakdowns")
+        fields = _parse_fields(params.get("fields"), ("impressions", "spend"))
+        unknown = sorted(set(fields) - INSIGHT_FIELDS)
+        if unknown:
+            valid = ", ".join(sorted(INSIGHT_FIELDS))
+            raise GraphError(f"(#100) {unknown[0]} is not valid for fields param; valid: {valid}")
+        increment = params.get("time_increment", "all_days")
+        if increment not in ("1", "all_days"):
+            raise GraphError("(#100) The sandbox supports time_increment=1 and all_days only")
+        now = self.clock()
+        time_range = _json_param(params, "time_range") if "time_range" in params else None
+        if time_range is not None and not isinstance(time_range, dict):
+            raise GraphError('(#100) time_range must be {"since":"YYYY-MM-DD","until":"YYYY-MM-DD"}')
+        dates = resolve_dates(params.get("date_preset"), time_range, utc_day(now))
+        ads = self.store.ads_in_scope(scope.column, scope.object_id)
+        daily = increment == "1"
+        raw = insight_rows(self.store.seed, ads, dates, level, daily, now, self._faults.spend_multiplier)
+        account_name = (self.store.account(scope.account_id) or {}).get("name", "")
+        rows = [_insight_json(r, fields, account_name) for r in raw]
+        return self._offset_page(req, rows)
+
+    @staticmethod
+    def _offset_page(req: GraphRequest, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        start = _decode_cursor(req.params.get("after"), "offset") or 0
+        limit = _limit(req.params)
+        page = rows[start:start + limit]
+        body: dict[str, Any] = {"data": page}
+        if page:
+            after = _encode_cursor("offset", start + len(page))
+            body["paging"] = {"cursors": {"before": _encode_cursor("offset", start), "after": after}}
+            if start + limit < len(rows):
+                body["paging"]["next"] = req.url_with(after=after)
+        return body
+
+    # ----------------------------------------------------------------- writes
+
+    def _update(self, node: Node, params: Mapping[str, str]) -> dict[str, Any]:
+        editable = {"name", "status"} | ({"daily_budget"} if node.kind != "ad" else set())
+        for key in params:
+            if key not in editable | _AUTH_PARAMS | {"fields"}:
+                raise GraphError(f"(#100) The sandbox does not support editing {key} on {NODE_TYPES[node.kind]}")
+        changes: dict[str, Any] = {}
+        if "status" in params:
+            changes["status"] = _status_param(params, "")
+        if "name" in params:
+            changes["name"] = _required(params, "name")
+        if "daily_budget" in params:
+            changes["daily_budget"] = _budget(params, "daily_budget")
+        self.store.update(node, changes)
+        result: dict[str, Any] = {"success": True}
+        if "fields" in params:  # read-after-write
+            fresh = self.store.find(node.row["id"])
+            assert fresh is not None  # objects are never removed, only marked DELETED
+            result.update(self._render(fresh, _parse_fields(params["fields"], ())))
+        return result
+
+    def _create(self, kind: str, account_id: int, params: Mapping[str, str]) -> dict[str, str]:
+        name = _required(params, "name")
+        status = _status_param(params, "ACTIVE", ("ACTIVE", "PAUSED"))
+        if kind == "campaign":
+            new_id = self.store.create_campaign(account_id, self._campaign_fields(params, name, status))
+        elif kind == "adset":
+            new_id = self.store.create_adset(account_id, {
+                "name": name,
+                "status": status,
+                "campaign_id": self._id_param(params, "campaign_id"),
+                "daily_budget": _budget(params, "daily_budget"),
+                "optimization_goal": params.get("optimization_goal", "OFFSITE_CONVERSIONS"),
+                "billing_event": params.get("billing_event", "IMPRESSIONS"),
+                "targeting": self._object_param(params, "targeting"),
+            })
+        else:
+            new_id = self.store.create_ad(account_id, {
+                "name": name,
+                "status": status,
+                "adset_id": self._id_param(params, "adset_id"),
+                "creative": self._creative(params),
+            })
+        return {"id": str(new_id)}
+
+    @staticmethod
+    def _campaign_fields(params: Mapping[str, str], name: str, status: str) -> dict[str, Any]:
+        objective = _required(params, "objective")
+        if objective not in OBJECTIVES:
+            raise GraphError(f"(#100) Param objective must be one of {{{', '.join(OBJECTIVES)}}}")
+        if "special_ad_categories" not in params:
+            raise GraphError("(#100) The parameter special_ad_categories is required")
+        categories = _json_param(params, "special_ad_categories")
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise GraphError("(#100) Param special_ad_categories must be a JSON array of strings")
+        daily, lifetime = _budget(params, "daily_budget"), _budget(params, "lifetime_budget")
+        if daily and lifetime:
+            raise GraphError("(#100) Set either daily_budget or lifetime_budget, not both")
+        return {
+            "name": name, "objective": objective, "status": status, "daily_budget": daily,
+            "lifetime_budget": lifetime, "special_ad_categories": categories,
+        }
+
+    @staticmethod
+    def _id_param(params: Mapping[str, str], name: str) -> int:
+        value = _required(params, name)
+        if not value.isdigit():
+            raise GraphError(f"(#100) Param {name} must be a numeric id")
+        return int(value)
+
+    @staticmethod
+    def _object_param(params: Mapping[str, str], name: str) -> dict[str, Any]:
+        _required(params, name)
+        value = _json_param(params, name)
+        if not isinstance(value, dict):
+            raise GraphError(f"(#100) Param {name} must be a JSON object")
+        return value
+
+    def _creative(self, params: Mapping[str, str]) -> dict[str, Any]:
+        creative = self._object_param(params, "creative")
+        if "creative_id" in creative:
+            return {"id": str(creative["creative_id"])}
+        allowed = {"name", "title", "body", "call_to_action_type"}
+        if set(creative) - allowed:
+            raise GraphError(f"(#100) Param creative takes creative_id or {', '.join(sorted(allowed))}")
+        return creative
+
+    # ----------------------------------------------------------------- faults and errors
+
+    def _roll(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._fault_lock:
+            return self._fault_rng.random() < rate
+
+    def _injected_error(self) -> GraphError:
+        self.counters.add("errors_injected")
+        with self._fault_lock:
+            flip, self._next_error_is_code_2 = self._next_error_is_code_2, not self._next_error_is_code_2
+        return _transient_error(flip)
+
+    def _trace_id(self) -> str:
+        with self._trace_lock:
+            self._trace_n += 1
+            n = self._trace_n
+        digest = hashlib.blake2b(f"{self._trace_salt}:{n}".encode(), digest_size=12).digest()
+        return base64.urlsafe_b64encode(digest).decode()
+
+    @staticmethod
+    def _error_body(err: GraphError, trace: str) -> dict[str, Any]:
+        error: dict[str, Any] = {"message": err.message, "type": err.error_type, "code": err.code}
+        if err.subcode is not None:
+            error["error_subcode"] = err.subcode
+        if err.is_transient:
+            error["is_transient"] = True
+        error["fbtrace_id"] = trace
+        return {"error": error}
+
+
+# --------------------------------------------------------------------------- HTTP transport
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: requests.Session reuses the connection
+    server: SandboxHTTPServer
+    timeout = 120  # idle keep-alive connections end eventually
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle + delayed ACK add ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    def _handle(self, method: str) -> None:
+        try:
+            url = urlsplit(self.path)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            response = self._dispatch(method, url.path, url.query, body)
+            self._send(response)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (e.g. its timeout fired)
+
+    def _dispatch(self, method: str, path: str, query: str, body: bytes) -> Response:
+        sandbox = self.server.sandbox
+        if self.server.closing:
+            self.close_connection = True
+            return Response(503, {"error": {"message": "sandbox is shutting down"}})
+        params = _single_values(parse_qs(query, keep_blank_values=True))
+        try:
+            if path == "/_sandbox" or path.startswith("/_sandbox/"):
+                return sandbox.handle_control(method, path, params, body)
+            if method == "POST":
+                params.update(_single_values(parse_qs(body.decode("utf-8"), keep_blank_values=True)))
+            host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
+            return sandbox.handle_graph(method, path, params, host)
+        except Exception:  # a sandbox bug: show it, and still answer like Meta's code 1
+            if not self.server.closing:  # (a request that outlived stop() finds the store closed)
+                traceback.print_exc()
+            error = {"message": "An unknown error occurred", "type": "OAuthException", "code": 1}
+            return Response(500, {"error": error})
+
+    def _send(self, response: Response) -> None:
+        payload = _compact(response.body).encode()
+        self.send_response(response.status)
+        self.send_header("Content-Type", _JSON)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+
+class SandboxHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # sleeping (latency/timeout) handlers never block shutdown
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], sandbox: Sandbox, verbose: bool = False) -> None:
+        super().__init__(address, _Handler)
+        self.sandbox = sandbox
+        self.verbose = verbose
+        self.closing = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if self.verbose:  # dropped client connections are routine (client timeouts)
+            super().handle_error(request, client_address)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def close(self) -> None:
+        """Stop answering and close the store; call after shutdown() from another thread."""
+        self.closing = True
+        self.server_close()
+        self.sandbox.store.close()
+
+
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    store_path: str | Path = "var/meta_sandbox.sqlite3",
+    *,
+    seed: SeedConfig | None = None,
+    reset: bool = False,
+    token: str | None = None,
+    verbose: bool = False,
+) -> SandboxHTTPServer:
+    """A bound (not yet serving) sandbox; reseeds when asked to or when the store is empty."""
+    sandbox = Sandbox(Store(store_path), token=token)
+    if reset or not sandbox.store.is_seeded():
+        sandbox.reset(seed or SeedConfig())
+    return SandboxHTTPServer((host, port), sandbox, verbose=verbose)
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    store_path: str | Path = "var/meta_sandbox.sqlite3",
+    *,
+    seed: SeedConfig | None = None,
+    reset: bool = False,
+    token: str | None = None,
+    verbose: bool = False,
+) -> None:
+    """Run the sandbox in the foreground until interrupted (the CLI and the manage.py command)."""
+    server = make_server(host, port, store_path, seed=seed, reset=reset, token=token, verbose=verbose)
+    print(f"Meta sandbox listening on {server.url} (store {Path(store_path).resolve()})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("Meta sandbox stopped", file=sys.stderr)
+    finally:
+        server.close()
