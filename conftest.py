@@ -11,12 +11,17 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
 from tests.support import child_env
+
+if TYPE_CHECKING:
+    from meta_modules.sandbox.testing import RunningSandbox
+    from tests.support import HttpReceiver
 
 ROOT = Path(__file__).resolve().parent
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -75,3 +80,34 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: pytest.Fixtu
     except subprocess.TimeoutExpired:
         proc.kill()
     log.close()
+
+
+@pytest.fixture(scope="session")
+def _sandbox_server() -> Iterator["RunningSandbox"]:
+    from meta_modules.sandbox.testing import start_sandbox
+
+    with start_sandbox(accounts=2, campaigns_per_account=10, seed=7) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def meta_sandbox(_sandbox_server, settings) -> "RunningSandbox":
+    """The Meta sandbox over HTTP, freshly seeded (2 accounts × 10 campaigns), faults cleared,
+    with the Graph client pointed at it. Reseed with `meta_sandbox.reset(...)` for other sizes."""
+    from meta_modules import graph
+
+    _sandbox_server.reset(accounts=2, campaigns_per_account=10, seed=7)
+    settings.META_GRAPH_URL = _sandbox_server.url
+    settings.META_AD_ACCOUNT_IDS = []
+    graph.reset_clients()  # also forgets rate budgets learnt against another test's data
+    yield _sandbox_server
+    graph.reset_clients()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator["HttpReceiver"]:
+    from tests.support import HttpReceiver
+
+    receiver = HttpReceiver()
+    yield receiver
+    receiver.close()

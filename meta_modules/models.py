@@ -169,3 +169,271 @@ class DailyInsight(models.Model):
         ordering = ["-date"]
         constraints = [models.UniqueConstraint(fields=["ad", "date"], name="uq_insight_ad_date")]
         indexes = [models.Index(fields=["date"], name="ix_insights_date")]
+
+
+# --- What the module jobs produce ---
+
+
+class CampaignDraft(models.Model):
+    """A campaign to create on Meta (10.3, PAUSED) and to activate at its publish time (10.8)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        CREATED = "created", "Created on Meta (paused)"
+        PUBLISHED = "published", "Published (active)"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(AdAccount, on_delete=models.CASCADE, related_name="drafts")
+    name = models.CharField(max_length=400)
+    objective = models.CharField(max_length=64, default="OUTCOME_SALES")
+    daily_budget_cents = models.PositiveBigIntegerField(help_text="Minor units of the account's currency")
+    publish_at = models.DateTimeField(null=True, blank=True, help_text="When 10.8 activates it; empty = never automatically")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    meta_campaign_id = models.CharField(max_length=40, blank=True)
+    error = models.TextField(blank=True, help_text="Last Meta error for this draft")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "meta_campaign_drafts"
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["status", "publish_at"], name="ix_drafts_status_publish")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
+
+
+class CampaignRoas(models.Model):
+    """A campaign's return on ad spend over a window: sum of purchase value / sum of spend."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="roas_history")
+    window_start = models.DateField()
+    window_end = models.DateField()
+    spend = models.DecimalField(max_digits=14, decimal_places=2)
+    purchase_value = models.DecimalField(max_digits=14, decimal_places=2)
+    roas = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True, help_text="Null when spend is 0")
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "meta_campaign_roas"
+        ordering = ["-computed_at"]
+        indexes = [models.Index(fields=["campaign", "computed_at"], name="ix_roas_campaign_computed")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} ROAS {self.roas} ({self.window_start}..{self.window_end})"
+
+
+class BudgetProposal(models.Model):
+    """A daily-budget change proposed by 10.6 from ROAS, decided by policy or a human, applied by 10.7."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed (waiting for a human)"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        APPLIED = "applied", "Applied on Meta"
+        FAILED = "failed", "Failed"
+
+    OPEN = (Status.PROPOSED, Status.APPROVED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="budget_proposals")
+    current_budget_cents = models.PositiveBigIntegerField()
+    proposed_budget_cents = models.PositiveBigIntegerField()
+    applied_budget_cents = models.PositiveBigIntegerField(null=True, blank=True, help_text="What was sent to Meta, after guardrails")
+    roas = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
+    reason = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED)
+    created_at = models.DateTimeField(default=timezone.now)
+    decided_by = models.CharField(max_length=150, blank=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "meta_budget_proposals"
+        ordering = ["-created_at"]
+        # Never two open proposals for one campaign, even if two runs overlap.
+        constraints = [models.UniqueConstraint(fields=["campaign"], condition=models.Q(status__in=["proposed", "approved"]),
+                                               name="uq_open_proposal_per_campaign")]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="ix_proposals_status_created"),
+            models.Index(fields=["campaign", "applied_at"], name="ix_proposals_campaign_applied"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}: {self.current_budget_cents} → {self.proposed_budget_cents} ({self.status})"
+
+
+class SpendSnapshot(models.Model):
+    """Today's spend of one campaign as Meta reported it at one moment (10.14)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend_snapshots")
+    taken_at = models.DateTimeField(default=timezone.now)
+    spend_today = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        db_table = "meta_spend_snapshots"
+        ordering = ["-taken_at"]
+        indexes = [
+            models.Index(fields=["campaign", "taken_at"], name="ix_snapshots_campaign_taken"),
+            models.Index(fields=["taken_at"], name="ix_snapshots_taken"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} {self.spend_today} @ {self.taken_at:%Y-%m-%d %H:%M}"
+
+
+class SpendSpike(models.Model):
+    """A campaign spending much faster today than its baseline (10.9); one row per campaign per day."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend_spikes")
+    day = models.DateField(help_text="UTC day of the spike")
+    detected_at = models.DateTimeField(default=timezone.now, help_text="Last time the spike was measured")
+    spend_today = models.DecimalField(max_digits=14, decimal_places=2)
+    hourly_rate = models.DecimalField(max_digits=14, decimal_places=4)
+    baseline_hourly_rate = models.DecimalField(max_digits=14, decimal_places=4)
+    ratio = models.FloatField()
+    acknowledged = models.BooleanField(default=False)
+    acknowledged_by = models.CharField(max_length=150, blank=True)
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    requested_emergency_stop = models.BooleanField(default=False, help_text="Set when SPIKE_REQUESTS_EMERGENCY_STOP is on")
+
+    class Meta:
+        db_table = "meta_spend_spikes"
+        ordering = ["-detected_at"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "day"], name="uq_spike_campaign_day")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} ×{self.ratio:.1f} on {self.day}"
+
+
+class CopyVariant(models.Model):
+    """New ad copy for a top ad, from one fixed template (10.10)."""
+
+    class Status(models.TextChoices):
+        NEW = "new", "New"
+        BRIEFED = "briefed", "Briefed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source_ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="copy_variants")
+    template_key = models.CharField(max_length=32)
+    headline = models.CharField(max_length=255)
+    body = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        db_table = "meta_copy_variants"
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["source_ad", "template_key"], name="uq_variant_ad_template")]
+
+    def __str__(self) -> str:
+        return f"{self.source_ad_id}/{self.template_key}: {self.headline}"
+
+
+class AudienceScore(models.Model):
+    """An ad set's cost per purchase over 14 days against its account's (10.12)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    adset = models.ForeignKey(AdSet, on_delete=models.CASCADE, related_name="audience_scores")
+    computed_at = models.DateTimeField(default=timezone.now)
+    spend = models.DecimalField(max_digits=14, decimal_places=2)
+    purchases = models.PositiveIntegerField()
+    cost_per_purchase = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True,
+                                            help_text="Null when there were no purchases")
+    account_cost_per_purchase = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    flagged_weak = models.BooleanField(default=False)
+
+    class Meta:
+        db_table = "meta_audience_scores"
+        ordering = ["-computed_at"]
+        indexes = [models.Index(fields=["adset", "computed_at"], name="ix_audience_adset_computed")]
+
+    def __str__(self) -> str:
+        return f"{self.adset_id} CPP {self.cost_per_purchase}{' (weak)' if self.flagged_weak else ''}"
+
+
+class CreativeRank(models.Model):
+    """An ad's place within its ad set by 14-day CTR, ties broken by conversion rate (10.13)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="ranks")
+    computed_at = models.DateTimeField(default=timezone.now)
+    impressions = models.PositiveBigIntegerField()
+    clicks = models.PositiveBigIntegerField()
+    purchases = models.PositiveIntegerField()
+    ctr = models.FloatField()
+    cvr = models.FloatField()
+    rank_in_adset = models.PositiveSmallIntegerField(help_text="1 = best")
+
+    class Meta:
+        db_table = "meta_creative_ranks"
+        ordering = ["-computed_at", "rank_in_adset"]
+        indexes = [models.Index(fields=["ad", "computed_at"], name="ix_ranks_ad_computed")]
+
+    def __str__(self) -> str:
+        return f"{self.ad_id} #{self.rank_in_adset}"
+
+
+class CreativeFatigue(models.Model):
+    """An ad whose CTR of the last 7 days fell well below the 7 days before (10.15); one row per ad per day."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="fatigue")
+    day = models.DateField(help_text="UTC day of detection")
+    detected_at = models.DateTimeField(default=timezone.now)
+    ctr_previous_7d = models.FloatField()
+    ctr_last_7d = models.FloatField()
+    drop_pct = models.FloatField(help_text="Relative CTR drop in percent")
+
+    class Meta:
+        db_table = "meta_creative_fatigue"
+        ordering = ["-detected_at"]
+        constraints = [models.UniqueConstraint(fields=["ad", "day"], name="uq_fatigue_ad_day")]
+
+    def __str__(self) -> str:
+        return f"{self.ad_id} CTR −{self.drop_pct:.0f}% on {self.day}"
+
+
+class CreativeWinner(models.Model):
+    """The ad that converts significantly better than the runner-up in its ad set (10.16)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    adset = models.ForeignKey(AdSet, on_delete=models.CASCADE, related_name="winners")
+    ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="wins")
+    runner_up = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="runner_up_in")
+    computed_at = models.DateTimeField(default=timezone.now)
+    conversions = models.PositiveIntegerField(help_text="The winner's purchases")
+    clicks = models.PositiveBigIntegerField(help_text="The winner's clicks")
+    cvr = models.FloatField()
+    z_score = models.FloatField()
+    p_value = models.FloatField()
+
+    class Meta:
+        db_table = "meta_creative_winners"
+        ordering = ["-computed_at"]
+        indexes = [models.Index(fields=["adset", "computed_at"], name="ix_winners_adset_computed")]
+
+    def __str__(self) -> str:
+        return f"{self.adset_id}: {self.ad_id} (p={self.p_value:.3g})"
+
+
+class CreativeBrief(models.Model):
+    """A production brief made from one copy variant (10.17)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    variant = models.OneToOneField(CopyVariant, on_delete=models.CASCADE, related_name="brief")
+    created_at = models.DateTimeField(default=timezone.now)
+    brief = models.JSONField(help_text="headline, body, source_ad, call_to_action, format")
+
+    class Meta:
+        db_table = "meta_creative_briefs"
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Brief for {self.variant_id}"
