@@ -83,7 +83,12 @@ def up() -> int:
         "worker": [str(bin_dir / "celery"), "-A", "config", "worker", "--loglevel", "info",
                    "--concurrency", env.get("WORKER_CONCURRENCY", "2")],
         "beat": [str(bin_dir / "celery"), "-A", "config", "beat", "--loglevel", "info"],
+        "watchdog": [str(PYTHON), str(ROOT / "manage.py"), "watchdog"],
     }
+    if env.get("META_MODE", "stub") == "stub":
+        processes["sandbox"] = [str(PYTHON), str(ROOT / "manage.py"), "meta_sandbox",
+                                "--port", env.get("META_SANDBOX_PORT", "8765"),
+                                "--store", str(VAR / "meta_sandbox.sqlite3")]
     return supervise(processes, env, f"http://{host}:{port}/admin/")
 
 

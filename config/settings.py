@@ -140,19 +140,40 @@ if env_bool("USE_X_FORWARDED_PROTO", False):
 
 # --- Django REST framework / OpenAPI --------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    # Tokens (`Authorization: Bearer <key>` or `Token <key>`, manage.py issue_token) first, so a
+    # 401 says WWW-Authenticate: Bearer; sessions serve the browsable API (CSRF enforced). No Basic.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controltower.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Staff only by default; write endpoints add IsTowerOperator.
+    "DEFAULT_PERMISSION_CLASSES": ["controltower.api.permissions.IsTowerViewer"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "EXCEPTION_HANDLER": "controltower.api.views.api_exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Control Tower API",
     "DESCRIPTION": "Supervision and control of the Meta Ads automation stack (modules 10.1–10.17).",
     "VERSION": "1.0.0",
-    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SERVE_PERMISSIONS": ["controltower.api.permissions.IsTowerViewer"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One stable name per choice set, whatever the field is called in each serializer.
+    "ENUM_NAME_OVERRIDES": {
+        "SystemStatusEnum": "controltower.models.SystemStatus",
+        "ModuleStatusEnum": "controltower.models.ModuleStatus",
+        "ModeEnum": "controltower.models.Mode",
+        "AlertSeverityEnum": "controltower.models.Alert.Severity",
+        "RecommendationSeverityEnum": "controltower.api.serializers.RECOMMENDATION_SEVERITIES",
+        "DesiredStateEnum": "meta_modules.models.MetaModule.DesiredState",
+        "RunOutcomeEnum": "meta_modules.models.ModuleRun.Outcome",
+    },
 }
 
 # --- Celery ---------------------------------------------------------------------------
@@ -227,6 +248,30 @@ MODULE_MAX_ERRORS_24H = env_int("MODULE_MAX_ERRORS_24H", 50, minimum=0)
 SCHEDULER_GRACE_SECONDS = env_int("SCHEDULER_GRACE_SECONDS", 600, minimum=0)
 DB_HEALTHY_LATENCY_MS = env_float("DB_HEALTHY_LATENCY_MS", 250.0, minimum=1.0)
 API_MAX_ERROR_RATIO = env_float("API_MAX_ERROR_RATIO", 0.2, minimum=0.0, maximum=1.0)
+# Beat schedules a heartbeat that a worker executes; older than the stale limit = dead.
+HEARTBEAT_INTERVAL_SECONDS = env_int("HEARTBEAT_INTERVAL_SECONDS", 60, minimum=5)
+HEARTBEAT_STALE_SECONDS = env_int("HEARTBEAT_STALE_SECONDS", 300, minimum=10)
+WATCHDOG_INTERVAL_SECONDS = env_int("WATCHDOG_INTERVAL_SECONDS", 60, minimum=5)
+PROBE_TIMEOUT_SECONDS = env_float("PROBE_TIMEOUT_SECONDS", 3.0, minimum=0.1)
+# How long the cycle waits for workers to answer a broadcast ping (Celery's default: 1 s).
+WORKER_PING_TIMEOUT_SECONDS = env_float("WORKER_PING_TIMEOUT_SECONDS", 1.0, minimum=0.05)
+HEALTH_CYCLE_LOCK_SECONDS = env_int("HEALTH_CYCLE_LOCK_SECONDS", 600, minimum=30)
+RETENTION_DAYS = env_int("RETENTION_DAYS", 90, minimum=1)
+MODULE_RUN_RETENTION_DAYS = env_int("MODULE_RUN_RETENTION_DAYS", 30, minimum=1)
+
+# start_all and resume space the modules' first runs this far apart instead of firing all at once.
+START_STAGGER_SECONDS = env_int("START_STAGGER_SECONDS", 15, minimum=0)
+# Kill switch. The stop works inside the web request for at most this long; what is not
+# confirmed paused by then stays pending and is swept again in the background.
+EMERGENCY_STOP_DEADLINE_SECONDS = env_float("EMERGENCY_STOP_DEADLINE_SECONDS", 20.0, minimum=1.0)
+KILL_SWITCH_PARALLELISM = env_int("KILL_SWITCH_PARALLELISM", 8, minimum=1)
+KILL_SWITCH_RETRY_ATTEMPTS = env_int("KILL_SWITCH_RETRY_ATTEMPTS", 10, minimum=1)
+KILL_SWITCH_RETRY_BASE_SECONDS = env_int("KILL_SWITCH_RETRY_BASE_SECONDS", 15, minimum=1)
+# How long a stop may work on its claimed campaigns before another sweep may take them over.
+HOLD_CLAIM_SECONDS = env_int("HOLD_CLAIM_SECONDS", 120, minimum=10)
+# Two-person rule for resume: a second, different operator must approve within the TTL.
+RESUME_REQUIRES_SECOND_APPROVER = env_bool("RESUME_REQUIRES_SECOND_APPROVER", False)
+RESUME_APPROVAL_TTL_SECONDS = env_int("RESUME_APPROVAL_TTL_SECONDS", 1800, minimum=60)
 
 # --- Alerts ---------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if env_str("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend")
@@ -242,6 +287,9 @@ ALERT_EMAILS = env_list("ALERT_EMAILS")
 # Slack incoming-webhook URL and a generic JSON webhook URL; empty = channel off.
 SLACK_WEBHOOK_URL = env_str("SLACK_WEBHOOK_URL")
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL")
+# An alert still open is sent again after this long (Alertmanager's repeat_interval).
+ALERT_REPEAT_SECONDS = env_int("ALERT_REPEAT_SECONDS", 4 * 3600, minimum=60)
+ALERT_HTTP_TIMEOUT_SECONDS = env_float("ALERT_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.5)
 
 LOGGING = {
     "version": 1,
@@ -251,3 +299,37 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Module jobs ---
+# 10.1: an ad account whose last sync is older than this is reported stale.
+MIRROR_STALE_HOURS = env_float("MIRROR_STALE_HOURS", 2.0, minimum=0.1)
+# 10.4: days of daily insights collected per run, today included (older days are final on Meta).
+INSIGHTS_LOOKBACK_DAYS = env_int("INSIGHTS_LOOKBACK_DAYS", 7, minimum=1)
+# 10.6: budgets follow ROAS against this target; within ±ROAS_BAND (a fraction of it) nothing changes.
+TARGET_ROAS = env_float("TARGET_ROAS", 2.0, minimum=0.0)
+ROAS_BAND = env_float("ROAS_BAND", 0.10, minimum=0.0, maximum=1.0)
+BUDGET_STEP = env_float("BUDGET_STEP", 0.20, minimum=0.0, maximum=1.0)
+# Proposals changing the budget by at most this fraction are approved by policy; bigger ones wait for a human.
+BUDGET_AUTO_APPROVE_LIMIT = env_float("BUDGET_AUTO_APPROVE_LIMIT", 0.20, minimum=0.0)
+# 10.7 guardrails: daily budget bounds (minor units), largest change per application, and at most
+# one change per campaign per interval (Meta allows about 4 budget changes an hour).
+BUDGET_FLOOR_CENTS = env_int("BUDGET_FLOOR_CENTS", 1_000, minimum=1)
+BUDGET_CEILING_CENTS = env_int("BUDGET_CEILING_CENTS", 1_000_000, minimum=1)
+BUDGET_MAX_CHANGE = env_float("BUDGET_MAX_CHANGE", 0.50, minimum=0.0)
+BUDGET_MIN_INTERVAL_MINUTES = env_int("BUDGET_MIN_INTERVAL_MINUTES", 60, minimum=0)
+# 10.9: a spike is today's hourly spend rate at least SPIKE_RATIO × the baseline, with at least
+# SPIKE_MIN_SPEND (account currency) spent today. The opt-in flag asks the tower for an emergency stop.
+SPIKE_RATIO = env_float("SPIKE_RATIO", 3.0, minimum=1.0)
+SPIKE_MIN_SPEND = env_float("SPIKE_MIN_SPEND", 50.0, minimum=0.0)
+SPIKE_REQUESTS_EMERGENCY_STOP = env_bool("SPIKE_REQUESTS_EMERGENCY_STOP", False)
+# 10.10: copy variants for the top ads by 14-day CTR among those with enough impressions.
+COPY_VARIANTS_TOP_N = env_int("COPY_VARIANTS_TOP_N", 5, minimum=1)
+COPY_VARIANTS_MIN_IMPRESSIONS = env_int("COPY_VARIANTS_MIN_IMPRESSIONS", 1_000, minimum=0)
+# 10.12: an ad set is weak above this multiple of its account's cost per purchase.
+AUDIENCE_WEAK_FACTOR = env_float("AUDIENCE_WEAK_FACTOR", 1.5, minimum=1.0)
+# 10.15: fatigue = CTR of the last 7 days more than this fraction below the 7 days before,
+# with at least FATIGUE_MIN_IMPRESSIONS in each window.
+FATIGUE_CTR_DROP = env_float("FATIGUE_CTR_DROP", 0.20, minimum=0.0, maximum=1.0)
+FATIGUE_MIN_IMPRESSIONS = env_int("FATIGUE_MIN_IMPRESSIONS", 1_000, minimum=0)
+# 10.16: significance level of the winner's two-proportion z-test.
+WINNER_P_VALUE = env_float("WINNER_P_VALUE", 0.05, minimum=0.0, maximum=1.0)

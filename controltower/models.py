@@ -45,11 +45,21 @@ class RunType(models.TextChoices):
     RESUME = "resume", "Resume"
 
 
+class RunState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    SKIPPED = "skipped", "Skipped"
+
+
 class ControlTowerRun(models.Model):
     """One health check or command execution (spec table `meta_control_tower_runs`)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     run_type = models.CharField(max_length=32, choices=RunType.choices)
+    # Progress of the run itself (a queued command shows here until a worker finishes it).
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.COMPLETED)
     command_type = models.CharField(max_length=32, null=True, blank=True)
     system_status = models.CharField(max_length=32, choices=SystemStatus.choices, default=SystemStatus.UNKNOWN)
     total_modules_checked = models.PositiveIntegerField(default=0)
@@ -76,6 +86,9 @@ class ControlTowerRun(models.Model):
     mode = models.CharField(max_length=8, choices=Mode.choices)
     # Why the run was made (commands, stops and resumes carry the operator's reason).
     reason = models.TextField(blank=True)
+    parameters = models.JSONField(default=dict, blank=True, help_text="The command's request, as given")
+    modules_affected = models.JSONField(default=list, blank=True)
+    message = models.TextField(blank=True, help_text="One-line outcome for people")
 
     class Meta:
         db_table = "meta_control_tower_runs"
@@ -84,6 +97,8 @@ class ControlTowerRun(models.Model):
             NamedIndex(fields=["system_status", "executed_at"], name="ix_control_runs_status_executed"),
             NamedIndex(fields=["run_type", "system_status"], name="ix_control_runs_type_status"),
             NamedIndex(fields=["command_type", "executed_at"], name="ix_control_runs_command_executed"),
+            # GET /status: the latest completed health check.
+            models.Index(fields=["run_type", "state", "executed_at"], name="ix_control_runs_latest"),
         ]
 
     def __str__(self) -> str:
@@ -143,12 +158,25 @@ class TowerState(models.Model):
     halted_at = models.DateTimeField(null=True, blank=True)
     halt_reason = models.TextField(blank=True)
     halt_run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Every stop (first or re-sweep) stamps this; a resume that sees it change keeps the halt.
+    last_stop_at = models.DateTimeField(null=True, blank=True)
+    # Periodic tasks that were enabled when the halt began: resume re-enables exactly these.
+    held_task_ids = models.JSONField(default=list, blank=True)
+    # Two-person rule: the first operator's resume request, waiting for a different approver.
+    resume_requested_by = models.CharField(max_length=150, blank=True)
+    resume_requested_at = models.DateTimeField(null=True, blank=True)
+    resume_request = models.JSONField(default=dict, blank=True)
     last_health_check = models.DateTimeField(null=True, blank=True)
+    # Written by the heartbeat task that Beat schedules and a worker executes.
+    worker_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Latest results of the per-cycle probes (broker, Meta API, worker ping).
+    probes = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         db_table = "meta_control_tower_state"
         constraints = [models.CheckConstraint(condition=models.Q(id=1), name="tower_state_singleton")]
+        permissions = [("operate_tower", "Can run commands, emergency stop and resume")]
 
     def __str__(self) -> str:
         return f"Tower {self.get_system_status_display()}"
@@ -157,3 +185,131 @@ class TowerState(models.Model):
     def get(cls) -> TowerState:
         # The migration creates the row; re-create it if a test flush (or a person) removed it.
         return cls.objects.get_or_create(pk=1)[0]
+
+
+class Alert(models.Model):
+    """One alert condition over its life: opened, repeated while it lasts, resolved.
+
+    Identified by a dedup key (e.g. `module:10.5:offline`), so the same condition seen at
+    every check is one alert, not one per check.
+    """
+
+    class Severity(models.TextChoices):
+        WARNING = "warning", "Warning"
+        CRITICAL = "critical", "Critical"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    key = models.CharField(max_length=200)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    title = models.CharField(max_length=300)
+    detail = models.TextField(blank=True)
+    module_code = models.CharField(max_length=16, blank=True)
+    opened_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    last_notified_at = models.DateTimeField(null=True, blank=True)
+    notifications_sent = models.PositiveIntegerField(default=0)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    opened_by_run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        db_table = "meta_control_tower_alerts"
+        ordering = ["-opened_at"]
+        constraints = [
+            # At most one open alert per condition.
+            models.UniqueConstraint(fields=["key"], condition=models.Q(resolved_at__isnull=True), name="uq_alert_open_key"),
+        ]
+        indexes = [models.Index(fields=["resolved_at", "opened_at"], name="ix_alerts_resolved_opened")]
+
+    def __str__(self) -> str:
+        return f"[{self.severity}] {self.title}"
+
+
+class Notification(models.Model):
+    """One message sent (or attempted) on one channel, with its error if it failed."""
+
+    class Kind(models.TextChoices):
+        ALERT = "alert", "Alert"  # new, repeated and resolved alerts of one check, grouped
+        EMERGENCY = "emergency", "Emergency stop / resume"
+        ESCALATION = "escalation", "Escalation"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    channel = models.CharField(max_length=16, help_text="email, slack or webhook")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.ALERT)
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    alert_keys = models.JSONField(default=list, blank=True)
+    run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications")
+    sent_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_notifications"
+        ordering = ["-sent_at"]
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {self.subject}"
+
+
+class TowerLock(models.Model):
+    """A named lease that works on every backend: claimed by insert or by a conditional update
+    of an expired lease, released by its holder. One health cycle at a time uses it."""
+
+    name = models.CharField(primary_key=True, max_length=64)
+    holder = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "meta_control_tower_locks"
+
+    def __str__(self) -> str:
+        return f"{self.name} held by {self.holder} until {self.expires_at:%H:%M:%S}"
+
+
+class CampaignHold(models.Model):
+    """The emergency-stop ledger: one row per campaign the kill switch paused (or must pause).
+
+    Written BEFORE the campaign is paused, so nothing paused is ever forgotten; resume
+    re-activates only held campaigns still PAUSED with the updated_time our pause left.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending (not yet confirmed paused)"
+        PAUSED = "paused", "Paused by the kill switch"
+        FAILED = "failed", "Could not be paused"
+        RESUMED = "resumed", "Re-activated by resume"
+        SKIPPED = "skipped", "Not re-activated (changed since the stop)"
+        RELEASED = "released", "Left paused by resume (resume_campaigns=false)"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    halt_run = models.ForeignKey(ControlTowerRun, on_delete=models.PROTECT, related_name="holds",
+                                 help_text="The emergency stop that began the halt")
+    stop_run = models.ForeignKey(ControlTowerRun, on_delete=models.PROTECT, related_name="+",
+                                 help_text="The stop (or re-sweep) that found the campaign ACTIVE")
+    campaign_id = models.CharField(max_length=40)
+    account_id = models.CharField(max_length=40)
+    campaign_name = models.CharField(max_length=400, blank=True)
+    prior_status = models.CharField(max_length=32)
+    prior_effective_status = models.CharField(max_length=32, blank=True)
+    prior_updated_time = models.CharField(max_length=40, blank=True, help_text="As Meta reported it")
+    paused_updated_time = models.CharField(max_length=40, blank=True, help_text="Meta's updated_time after our pause")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # A worker (request or retry task) claims pending rows for a while, so two never pause the same one.
+    claimed_by = models.CharField(max_length=64, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    resume_run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    resumed_at = models.DateTimeField(null=True, blank=True)
+    resume_note = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_campaign_holds"
+        ordering = ["account_id", "campaign_id"]
+        constraints = [models.UniqueConstraint(fields=["halt_run", "campaign_id"], name="uq_hold_halt_campaign")]
+        indexes = [models.Index(fields=["state", "claimed_until"], name="ix_holds_state_claim")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id} ({self.account_id}) {self.state}"

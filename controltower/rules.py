@@ -2,8 +2,9 @@
 
 Module status (first rule that matches wins):
   STOPPED   the operator stopped the module on purpose (desired state `stopped`);
-  OFFLINE   its scheduler is not running (task disabled, Beat dead, or overdue past the
-            grace period), or its 24 h success rate is below MODULE_OFFLINE_SUCCESS_RATE;
+  OFFLINE   its scheduler is not running (task disabled, Beat or every worker dead, or
+            overdue past the grace period), or its 24 h success rate is below
+            MODULE_OFFLINE_SUCCESS_RATE;
   UNKNOWN   it has never finished a run;
   DEGRADED  success rate below MODULE_ONLINE_SUCCESS_RATE, more than MODULE_MAX_ERRORS_24H
             errors, the database unhealthy, or (for modules that call Meta) the API unhealthy;
@@ -57,6 +58,18 @@ def is_overdue(reference: datetime | None, interval: timedelta, grace: timedelta
     return reference is not None and now > reference + interval + grace
 
 
+def api_healthy(calls_meta: bool, api_calls: int, api_errors: int, probe_ok: bool, max_error_ratio: float) -> bool:
+    """A module's Meta API health: this cycle's probe answered and its recent calls mostly succeeded.
+
+    Modules that never call Meta are not affected by Meta's health.
+    """
+    if not calls_meta:
+        return True
+    if not probe_ok:
+        return False
+    return api_calls == 0 or api_errors / api_calls <= max_error_ratio
+
+
 def module_status(s: ModuleSignals, t: Thresholds) -> ModuleStatus:
     if s.stopped_on_purpose:
         return ModuleStatus.STOPPED
@@ -88,3 +101,41 @@ def system_status(statuses: Iterable[ModuleStatus], halted: bool) -> SystemStatu
     if degraded:
         return SystemStatus.DEGRADED
     return SystemStatus.HEALTHY
+
+
+def watchdog_should_run(now: datetime, last_check: datetime | None, interval: timedelta, grace: timedelta,
+                        infra_down_now: set[str], infra_down_recorded: set[str]) -> bool:
+    """Whether the watchdog must run the health cycle itself.
+
+    When Beat or the workers stop, no scheduled cycle comes: the watchdog runs one when the
+    last check is overdue, or when what is down now differs from what the last check
+    recorded (so a dead worker is alerted, and its return resolved, without waiting an hour).
+    """
+    if last_check is None or now - last_check > interval + grace:
+        return True
+    return infra_down_now != infra_down_recorded
+
+
+NEVER_REACTIVATE = ("ARCHIVED", "DELETED")
+
+
+def resume_verdict(paused_updated_time: str, current: dict[str, str] | None) -> str:
+    """Why a held campaign must NOT be re-activated ('' = re-activate it).
+
+    Only a campaign still PAUSED exactly as our pause left it (same updated_time) comes
+    back: anything else means someone changed it since the stop, and their word stands.
+    """
+    if current is None:
+        return "no longer on Meta (deleted?)"
+    status = current.get("status", "")
+    if status in NEVER_REACTIVATE:
+        return f"{status} since the stop"
+    if status == "ACTIVE":
+        return "already ACTIVE again (changed by someone else since the stop)"
+    if status != "PAUSED":
+        return f"status is {status}"
+    if not paused_updated_time:
+        return "pause was never confirmed by Meta"
+    if current.get("updated_time") != paused_updated_time:
+        return f"edited on Meta since the stop (updated_time {current.get('updated_time')} ≠ {paused_updated_time})"
+    return ""

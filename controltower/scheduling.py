@@ -1,12 +1,18 @@
 """The tower's own periodic tasks, created by `sync_modules` beside the modules' tasks."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTasks
 
 from meta_modules.scheduling import ensure_periodic_task
 
 HEALTH_CYCLE_TASK = "control tower · health cycle"
+HEARTBEAT_TASK = "control tower · heartbeat"
+RETENTION_TASK = "control tower · prune history"
+DAY = 24 * 3600
 
 
 def sync_tower_tasks() -> list[str]:
@@ -14,5 +20,23 @@ def sync_tower_tasks() -> list[str]:
         HEALTH_CYCLE_TASK, "controltower.tasks.run_health_cycle", settings.HEALTH_CYCLE_INTERVAL_SECONDS,
         "Health check of every module, recovery, persistence and alerts (the spec's 1 h cycle).",
     )
+    ensure_periodic_task(
+        HEARTBEAT_TASK, "controltower.tasks.heartbeat", settings.HEARTBEAT_INTERVAL_SECONDS,
+        "Sent by Beat, executed by a worker: proves both alive.",
+    )
+    ensure_periodic_task(
+        RETENTION_TASK, "controltower.tasks.prune_history", DAY,
+        "Deletes health history and module runs older than the retention settings.",
+    )
     PeriodicTasks.update_changed()
-    return [HEALTH_CYCLE_TASK]
+    return [HEALTH_CYCLE_TASK, HEARTBEAT_TASK, RETENTION_TASK]
+
+
+def staggered_last_run(index: int, interval: int) -> datetime:
+    """A `last_run_at` that makes module #index due START_STAGGER_SECONDS·(index+1) from now.
+
+    Re-enabling a task clears its last run, and Beat would fire every module at once.
+    """
+    now = timezone.now()
+    offset = min(settings.START_STAGGER_SECONDS * (index + 1), interval)
+    return now - timedelta(seconds=interval - offset)

@@ -1,0 +1,1 @@
+"""The Control Tower's REST API (`/meta/control-tower/`)."""

@@ -1,0 +1,316 @@
+"""Response shapes of the read endpoints, described field by field for the OpenAPI schema.
+
+The views build plain dicts; these serializers render them and are the schema that
+clients (and the schemathesis run) check responses against. Unknown values are null.
+"""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from controltower.commander import ALIASES, COMMANDS, canonical
+from controltower.models import Alert, Mode, ModuleStatus, RunState, SystemStatus
+from meta_modules.models import MetaModule, ModuleRun
+
+RECOMMENDATION_SEVERITIES = [("critical", "Critical"), ("warning", "Warning"), ("info", "Info")]
+
+
+def _count(help_text: str) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=0, help_text=help_text)
+
+
+def _nullable_datetime(help_text: str) -> serializers.DateTimeField:
+    return serializers.DateTimeField(allow_null=True, help_text=help_text)
+
+
+class ErrorSerializer(serializers.Serializer):
+    """Body of a 401/403/404 (field errors of a 400 are an object of field name → messages)."""
+
+    detail = serializers.CharField()
+
+
+class StatusSerializer(serializers.Serializer):
+    """GET status: the spec's fields, plus unknown/stopped counts and, while halted, who/when/why."""
+
+    is_operational = serializers.BooleanField(
+        help_text="True when no emergency stop is active and system_status is healthy or degraded.")
+    emergency_stop_active = serializers.BooleanField()
+    last_health_check = _nullable_datetime("When the latest completed health check ran; null before the first.")
+    system_status = serializers.ChoiceField(choices=SystemStatus.choices)
+    total_modules_monitored = _count("Modules covered by the latest check (all registered modules before the first).")
+    online_modules = _count("ONLINE at the latest check.")
+    degraded_modules = _count("DEGRADED at the latest check.")
+    offline_modules = _count("OFFLINE at the latest check.")
+    unknown_modules = _count("UNKNOWN (never finished a run) at the latest check.")
+    stopped_modules = _count("Stopped on purpose by an operator at the latest check.")
+    mode = serializers.ChoiceField(choices=Mode.choices)
+    halted_by = serializers.CharField(required=False, help_text="Only while an emergency stop is active.")
+    # Not nullable: DRF would render an absent nullable field as null instead of leaving it out.
+    halted_at = serializers.DateTimeField(required=False, help_text="Only while an emergency stop is active.")
+    halt_reason = serializers.CharField(required=False, allow_blank=True, help_text="Only while an emergency stop is active.")
+
+
+class ModuleHealthSerializer(serializers.Serializer):
+    """One module: every column of the spec's meta_system_health_logs, then the facts behind them."""
+
+    module_name = serializers.CharField(help_text="Module code, e.g. 10.7.")
+    module_full_name = serializers.CharField()
+    health_status = serializers.ChoiceField(choices=ModuleStatus.choices)
+    success_rate = serializers.FloatField(allow_null=True, min_value=0.0, max_value=1.0,
+                                          help_text="Share of finished runs that succeeded in 24 h; null without runs.")
+    avg_execution_time_ms = serializers.IntegerField(allow_null=True, min_value=0)
+    error_count_24h = _count("Failed or timed-out runs in 24 h.")
+    api_calls_24h = _count("Meta Graph API requests made by its runs in 24 h.")
+    is_scheduler_running = serializers.BooleanField(
+        help_text="Its periodic task is enabled, Beat and a worker are alive, and it is not overdue.")
+    is_db_healthy = serializers.BooleanField()
+    is_api_healthy = serializers.BooleanField()
+    last_run = _nullable_datetime("Start of its latest finished run.")
+    next_run = _nullable_datetime("When its schedule fires next; null while its task is disabled.")
+    last_error = serializers.CharField(allow_blank=True)
+    last_error_time = _nullable_datetime("Start of its latest failed run.")
+    recovery_attempts = _count("Auto-recovery attempts.")
+    last_recovery_action = serializers.CharField(allow_blank=True)
+    recovery_successful = serializers.BooleanField(allow_null=True)
+    db_connections = serializers.IntegerField(allow_null=True, min_value=0,
+                                              help_text="Active database connections (PostgreSQL only).")
+    memory_usage_mb = serializers.FloatField(allow_null=True, help_text="Peak worker RSS measured by its runs.")
+    cpu_usage_pct = serializers.FloatField(allow_null=True, help_text="CPU time over wall time of its runs.")
+    function = serializers.CharField()
+    calls_meta = serializers.BooleanField()
+    desired_state = serializers.ChoiceField(choices=MetaModule.DesiredState.choices)
+    desired_state_by = serializers.CharField(allow_blank=True)
+    desired_state_reason = serializers.CharField(allow_blank=True)
+    desired_state_at = _nullable_datetime("When an operator last set desired_state.")
+    runs_24h = _count("Finished runs in 24 h.")
+    successes_24h = _count("Successful runs in 24 h.")
+    failures_24h = _count("Failed or timed-out runs in 24 h.")
+    skipped_24h = _count("Runs skipped in 24 h (e.g. while halted).")
+    api_errors_24h = _count("Meta Graph API requests that failed in 24 h.")
+    scheduler_enabled = serializers.BooleanField(help_text="Its django-celery-beat periodic task is enabled.")
+    overdue = serializers.BooleanField()
+    interval_seconds = serializers.IntegerField(allow_null=True, min_value=0)
+    last_outcome = serializers.ChoiceField(choices=ModuleRun.Outcome.choices, allow_blank=True)
+
+
+class DatabaseSerializer(serializers.Serializer):
+    healthy = serializers.BooleanField()
+    probe_ms = serializers.FloatField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+
+
+class _ProbeSerializer(serializers.Serializer):
+    """Result of a per-cycle probe, as the latest cycle stored it."""
+
+    error = serializers.CharField(allow_blank=True, required=False)
+    at = serializers.DateTimeField(required=False, help_text="When the probe ran.")
+
+
+class BrokerProbeSerializer(_ProbeSerializer):
+    ok = serializers.BooleanField()
+    ms = serializers.FloatField(allow_null=True, required=False)
+
+
+class MetaApiProbeSerializer(_ProbeSerializer):
+    ok = serializers.BooleanField()
+    ms = serializers.FloatField(allow_null=True, required=False)
+    kind = serializers.CharField(allow_blank=True, required=False, help_text="Kind of Meta error, empty on success.")
+
+
+class WorkersProbeSerializer(_ProbeSerializer):
+    ok = serializers.BooleanField(allow_null=True, help_text="Null where the broker cannot broadcast a ping.")
+    names = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class SystemMetricsSerializer(serializers.Serializer):
+    total_modules = _count("Modules evaluated.")
+    online_modules = _count("ONLINE modules.")
+    degraded_modules = _count("DEGRADED modules.")
+    offline_modules = _count("OFFLINE modules.")
+    unknown_modules = _count("UNKNOWN modules.")
+    stopped_modules = _count("Modules stopped on purpose.")
+    total_api_calls_24h = _count("Meta Graph API requests of all modules in 24 h.")
+    total_errors_24h = _count("Failed runs of all modules in 24 h.")
+    total_campaigns_active = serializers.IntegerField(allow_null=True, min_value=0,
+                                                      help_text="ACTIVE campaigns in the mirror; null before any sync.")
+    total_daily_budget_usd = serializers.FloatField(allow_null=True, help_text="Their daily budgets (USD accounts).")
+    db_connection_pool_size = serializers.IntegerField(allow_null=True, min_value=0, help_text="PostgreSQL only.")
+    db_active_connections = serializers.IntegerField(allow_null=True, min_value=0, help_text="PostgreSQL only.")
+    db_query_avg_ms = serializers.FloatField(allow_null=True, help_text="PostgreSQL only.")
+    database = DatabaseSerializer()
+    beat_alive = serializers.BooleanField()
+    workers_alive = serializers.BooleanField()
+    beat_last_seen = _nullable_datetime("When Beat last sent the heartbeat task.")
+    worker_last_seen = _nullable_datetime("When a worker last executed the heartbeat task.")
+    broker = BrokerProbeSerializer(allow_null=True, help_text="Null until a health cycle has probed.")
+    meta_api = MetaApiProbeSerializer(allow_null=True, help_text="Null until a health cycle has probed.")
+    workers_ping = WorkersProbeSerializer(allow_null=True, help_text="Null until a health cycle has probed.")
+
+
+class RecommendationSerializer(serializers.Serializer):
+    severity = serializers.ChoiceField(choices=RECOMMENDATION_SEVERITIES)
+    module = serializers.CharField(allow_blank=True, help_text="Module code, empty for system-wide ones.")
+    message = serializers.CharField()
+
+
+class AlertConditionSerializer(serializers.Serializer):
+    key = serializers.CharField(help_text="Dedup key, e.g. module:10.5:offline.")
+    severity = serializers.ChoiceField(choices=Alert.Severity.choices)
+    title = serializers.CharField()
+    detail = serializers.CharField(allow_blank=True)
+
+
+class HealthSerializer(serializers.Serializer):
+    """GET health: a live evaluation of every module and the infrastructure."""
+
+    timestamp = serializers.DateTimeField()
+    mode = serializers.ChoiceField(choices=Mode.choices)
+    system_status = serializers.ChoiceField(choices=SystemStatus.choices)
+    emergency_stop_active = serializers.BooleanField()
+    modules = ModuleHealthSerializer(many=True)
+    system_metrics = SystemMetricsSerializer()
+    recommendations = RecommendationSerializer(many=True)
+    alerts = AlertConditionSerializer(many=True)
+
+
+# --- Commands, emergency stop, resume -------------------------------------------------
+
+REASON_MAX = 2000
+COMMAND_CHOICES = (*COMMANDS, *ALIASES)
+AD_ACCOUNT_ID = r"^(act_)?\d{1,20}$"
+
+
+def _flag(default: bool, help_text: str) -> serializers.BooleanField:
+    return serializers.BooleanField(default=default, help_text=help_text)
+
+
+class StopParametersSerializer(serializers.Serializer):
+    stop_schedulers = _flag(True, "Disable every module's periodic task.")
+    pause_campaigns = _flag(True, "Pause every ACTIVE campaign on Meta.")
+    send_alerts = _flag(True, "Alert admins by email / Slack / webhook.")
+    ad_account_ids = serializers.ListField(
+        child=serializers.RegexField(AD_ACCOUNT_ID, max_length=24), required=False, allow_empty=False, max_length=500,
+        help_text="Only these ad accounts (act_123 or 123); default: every account the token sees.")
+
+
+class EmergencyStopRequestSerializer(StopParametersSerializer):
+    reason = serializers.CharField(max_length=REASON_MAX, allow_blank=False, trim_whitespace=True,
+                                   help_text="Why money must stop now (required, recorded with who and when).")
+    dry_run = _flag(False, "List exactly what would be stopped and paused; change nothing.")
+
+
+class ResumeParametersSerializer(serializers.Serializer):
+    resume_schedulers = _flag(True, "Re-enable exactly the periodic tasks enabled before the stop.")
+    resume_campaigns = _flag(True, "Re-activate the held campaigns still paused and unchanged since the stop.")
+    run_health_check = _flag(True, "Run and persist a health check, and set the status from it.")
+
+
+class ResumeRequestSerializer(ResumeParametersSerializer):
+    reason = serializers.CharField(max_length=REASON_MAX, required=False, allow_blank=True, default="")
+
+
+class CampaignIssueSerializer(serializers.Serializer):
+    campaign_id = serializers.CharField()
+    account_id = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class AccountCountsSerializer(serializers.Serializer):
+    paused = serializers.IntegerField(required=False, min_value=0)
+    pending = serializers.IntegerField(required=False, min_value=0)
+    failed = serializers.IntegerField(required=False, min_value=0)
+    active = serializers.IntegerField(required=False, min_value=0, help_text="Dry run: ACTIVE campaigns found.")
+
+
+class StopPreviewSerializer(serializers.Serializer):
+    schedulers = serializers.ListField(child=serializers.CharField(), help_text="Module codes whose task is enabled.")
+    campaigns = serializers.DictField(child=serializers.ListField(child=serializers.DictField()),
+                                      help_text="Ad account → ACTIVE campaigns ({id, name}).")
+
+
+class EmergencyStopResponseSerializer(serializers.Serializer):
+    success = serializers.BooleanField(help_text="Everything requested is done (nothing pending, failed or in error).")
+    run_id = serializers.UUIDField(allow_null=True, help_text="The run recording this stop; null for a dry run.")
+    dry_run = serializers.BooleanField()
+    already_halted = serializers.BooleanField(help_text="The tower was already halted: this stop re-swept.")
+    schedulers_stopped = serializers.IntegerField(min_value=0)
+    campaigns_paused = serializers.IntegerField(min_value=0)
+    campaigns_pending = serializers.IntegerField(min_value=0, help_text="Not yet confirmed paused; retried in the background.")
+    campaigns_failed = CampaignIssueSerializer(many=True)
+    alerts_sent = serializers.IntegerField(min_value=0)
+    errors = serializers.ListField(child=serializers.CharField())
+    stopped_at = serializers.DateTimeField()
+    message = serializers.CharField()
+    campaigns_by_account = serializers.DictField(child=AccountCountsSerializer())
+    preview = StopPreviewSerializer(allow_null=True)
+
+
+class ResumeResponseSerializer(serializers.Serializer):
+    success = serializers.BooleanField()
+    run_id = serializers.UUIDField(allow_null=True)
+    awaiting_approval = serializers.BooleanField(help_text="Two-person rule: recorded, waiting for a different operator.")
+    schedulers_resumed = serializers.IntegerField(min_value=0)
+    campaigns_resumed = serializers.IntegerField(min_value=0)
+    campaigns_skipped = CampaignIssueSerializer(many=True)
+    errors = serializers.ListField(child=serializers.CharField())
+    system_status = serializers.ChoiceField(choices=SystemStatus.choices)
+    health_check_run_id = serializers.UUIDField(allow_null=True)
+    resumed_at = serializers.DateTimeField()
+    message = serializers.CharField()
+
+
+class CommandRequestSerializer(serializers.Serializer):
+    command_type = serializers.ChoiceField(choices=[*COMMAND_CHOICES])
+    target_modules = serializers.ListField(
+        child=serializers.CharField(max_length=16), required=False, default=list, max_length=100,
+        help_text="Module codes (e.g. 10.7). start_all/stop_all: only these; restart_module: required.")
+    reason = serializers.CharField(max_length=REASON_MAX, required=False, allow_blank=True, default="",
+                                   help_text="Optional for commands; required for emergency_stop.")
+    execute_immediately = _flag(True, "false: queue on Celery and answer 202 with the run id.")
+    parameters = serializers.DictField(required=False, default=dict,
+                                       help_text="emergency_stop: stop_schedulers, pause_campaigns, send_alerts, "
+                                                 "ad_account_ids; resume: resume_schedulers, resume_campaigns, "
+                                                 "run_health_check.")
+
+    def validate_target_modules(self, codes: list[str]) -> list[str]:
+        known = set(MetaModule.objects.filter(code__in=codes).values_list("code", flat=True))
+        unknown = [code for code in codes if code not in known]
+        if unknown:
+            raise serializers.ValidationError(f"Unknown module(s): {', '.join(unknown)}.")
+        return list(dict.fromkeys(codes))
+
+    def validate(self, data: dict) -> dict:
+        command = canonical(data["command_type"])
+        data["command_type"] = command
+        if command == "restart_module" and not data["target_modules"]:
+            raise serializers.ValidationError({"target_modules": "restart_module needs at least one module code."})
+        if command == "emergency_stop" and not data["reason"].strip():
+            raise serializers.ValidationError({"reason": "An emergency stop needs a reason."})
+        schema = {"emergency_stop": StopParametersSerializer, "resume": ResumeParametersSerializer}.get(command)
+        if schema is None:
+            if data["parameters"]:
+                raise serializers.ValidationError({"parameters": f"{command} takes no parameters."})
+            return data
+        unknown = set(data["parameters"]) - set(schema().fields)
+        nested = schema(data=data["parameters"])
+        if unknown or not nested.is_valid():
+            errors = dict(nested.errors) if nested.errors else {}
+            errors.update({key: ["Unknown parameter."] for key in unknown})
+            raise serializers.ValidationError({"parameters": errors})
+        data["parameters"] = dict(nested.validated_data)
+        return data
+
+
+class OrchestrationResultSerializer(serializers.Serializer):
+    """The spec's OrchestrationResult, plus the run's progress."""
+
+    command_id = serializers.UUIDField(help_text="The ControlTowerRun recording the command.")
+    command_type = serializers.CharField()
+    success = serializers.BooleanField()
+    state = serializers.ChoiceField(choices=RunState.choices)
+    modules_affected = serializers.ListField(child=serializers.CharField())
+    actions_executed = serializers.ListField(child=serializers.JSONField())
+    errors = serializers.ListField(child=serializers.CharField())
+    execution_time_ms = serializers.IntegerField(allow_null=True, min_value=0)
+    executed_at = serializers.DateTimeField()
+    executed_by = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)

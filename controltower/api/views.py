@@ -1,0 +1,174 @@
+"""Read endpoints: GET status (cheap, from persisted state) and GET health (live evaluation)."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import APIView, exception_handler
+
+from controltower import findings, health
+from controltower.api.permissions import IsTowerViewer
+from controltower.api.serializers import ErrorSerializer, HealthSerializer, StatusSerializer
+from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
+from meta_modules.models import MetaModule
+
+OPERATIONAL = (SystemStatus.HEALTHY, SystemStatus.DEGRADED)
+TAGS = ["control-tower"]
+AUTH_ERRORS = {
+    401: OpenApiResponse(ErrorSerializer, "No or invalid credentials (WWW-Authenticate: Bearer)."),
+    403: OpenApiResponse(ErrorSerializer, "Authenticated, but not allowed (staff required)."),
+}
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's handler, plus: a Django ValidationError is bad input (400), and every error body is an object."""
+    if isinstance(exc, DjangoValidationError):
+        exc = ValidationError(as_serializer_error(exc))
+    response = exception_handler(exc, context)
+    if response is not None and isinstance(response.data, list):
+        response.data = {"detail": response.data}
+    return response
+
+
+def _module_counts(statuses: Counter[str]) -> dict[str, int]:
+    return {f"{status.value}_modules": statuses[status.value] for status in ModuleStatus}
+
+
+def status_payload() -> dict[str, Any]:
+    """Two queries: the tower's state and the latest completed health check (no live evaluation)."""
+    state = TowerState.get()
+    latest = (
+        ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
+        .order_by("-executed_at")
+        .values("executed_at", "total_modules_checked", "module_health_details")
+        .first()
+    )
+    if latest is None:
+        checked_at, total, statuses = None, MetaModule.objects.count(), Counter()
+    else:
+        checked_at, total = latest["executed_at"], latest["total_modules_checked"]
+        statuses = Counter(latest["module_health_details"].values())
+    payload = {
+        "is_operational": not state.emergency_stop_active and state.system_status in OPERATIONAL,
+        "emergency_stop_active": state.emergency_stop_active,
+        "last_health_check": checked_at,
+        "system_status": state.system_status,
+        "total_modules_monitored": total,
+        **_module_counts(statuses),
+        "mode": settings.META_MODE,
+    }
+    if state.emergency_stop_active:
+        payload.update(halted_by=state.halted_by, halt_reason=state.halt_reason)
+        if state.halted_at:
+            payload["halted_at"] = state.halted_at
+    return payload
+
+
+def _module_entry(module: health.ModuleHealth, db_connections: int | None) -> dict[str, Any]:
+    return {
+        "module_name": module.code,
+        "module_full_name": module.name,
+        "health_status": module.status,
+        "success_rate": module.success_rate,
+        "avg_execution_time_ms": module.avg_execution_time_ms,
+        "error_count_24h": module.error_count_24h,
+        "api_calls_24h": module.api_calls_24h,
+        "is_scheduler_running": module.is_scheduler_running,
+        "is_db_healthy": module.is_db_healthy,
+        "is_api_healthy": module.is_api_healthy,
+        "last_run": module.last_run,
+        "next_run": module.next_run,
+        "last_error": module.last_error,
+        "last_error_time": module.last_error_time,
+        # The report carries no recovery history yet: the recovery engine will supply these.
+        "recovery_attempts": 0,
+        "last_recovery_action": "",
+        "recovery_successful": None,
+        "db_connections": db_connections,
+        "memory_usage_mb": module.memory_usage_mb,
+        "cpu_usage_pct": module.cpu_usage_pct,
+        "function": module.function,
+        "calls_meta": module.calls_meta,
+        "desired_state": module.desired_state,
+        "desired_state_by": module.desired_state_by,
+        "desired_state_reason": module.desired_state_reason,
+        "desired_state_at": module.desired_state_at,
+        "runs_24h": module.runs_24h,
+        "successes_24h": module.successes_24h,
+        "failures_24h": module.failures_24h,
+        "skipped_24h": module.skipped_24h,
+        "api_errors_24h": module.api_errors_24h,
+        "scheduler_enabled": module.scheduler_enabled,
+        "overdue": module.overdue,
+        "interval_seconds": module.interval_seconds,
+        "last_outcome": module.last_outcome,
+    }
+
+
+def _system_metrics(report: health.HealthReport) -> dict[str, Any]:
+    infra, db = report.infrastructure, report.infrastructure.database
+    return {
+        "total_modules": len(report.modules),
+        **_module_counts(Counter(report.counts)),
+        "total_api_calls_24h": report.total_api_calls_24h,
+        "total_errors_24h": report.total_errors_24h,
+        "total_campaigns_active": report.total_campaigns_active,
+        "total_daily_budget_usd": report.total_daily_budget_usd,
+        "db_connection_pool_size": db.pool_size,
+        "db_active_connections": db.active_connections,
+        "db_query_avg_ms": db.query_avg_ms,
+        "database": {"healthy": db.healthy, "probe_ms": db.probe_ms, "error": db.error},
+        "beat_alive": infra.beat_alive,
+        "workers_alive": infra.workers_alive,
+        "beat_last_seen": infra.beat_last_seen,
+        "worker_last_seen": infra.worker_last_seen,
+        "broker": infra.broker,
+        "meta_api": infra.meta_api,
+        "workers_ping": infra.workers_ping,
+    }
+
+
+def health_payload(report: health.HealthReport) -> dict[str, Any]:
+    db_connections = report.infrastructure.database.active_connections
+    return {
+        "timestamp": report.checked_at,
+        "mode": report.mode,
+        "system_status": report.system_status,
+        "emergency_stop_active": report.halted,
+        "modules": [_module_entry(module, db_connections) for module in report.modules],
+        "system_metrics": _system_metrics(report),
+        "recommendations": findings.recommendations(report),
+        "alerts": [condition.as_dict() for condition in findings.alert_conditions(report)],
+    }
+
+
+# Rendering is stateless, so one instance serves every request: building a serializer copies
+# all its fields, which is a large share of this endpoint's cost (it is polled and load-tested).
+_STATUS_SERIALIZER = StatusSerializer()
+
+
+class StatusView(APIView):
+    permission_classes = [IsTowerViewer]
+
+    @extend_schema(operation_id="control_tower_status", responses={200: StatusSerializer, **AUTH_ERRORS},
+                   tags=TAGS, summary="Control Tower status",
+                   description="Cheap: the tower's state and the counts of the latest completed health check.")
+    def get(self, request: Request) -> Response:
+        return Response(_STATUS_SERIALIZER.to_representation(status_payload()))
+
+
+class HealthView(APIView):
+    permission_classes = [IsTowerViewer]
+
+    @extend_schema(operation_id="control_tower_health", responses={200: HealthSerializer, **AUTH_ERRORS},
+                   tags=TAGS, summary="System health (live)",
+                   description="Evaluates all modules and the infrastructure now, from recorded facts. Writes nothing.")
+    def get(self, request: Request) -> Response:
+        return Response(HealthSerializer(health_payload(health.evaluate())).data)

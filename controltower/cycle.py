@@ -1,0 +1,112 @@
+"""The scheduler cycle (spec): probe → evaluate → recover → persist 1 run + N logs → alerts.
+
+Only one cycle runs at a time (a database lease that holds on PostgreSQL and SQLite); a
+second one exits at once and is recorded as a skipped run.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from controltower import alerts, findings, health, killswitch, probes
+from controltower.locks import lease
+from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemHealthLog, TowerState
+
+logger = logging.getLogger(__name__)
+CYCLE_LOCK = "health_cycle"
+
+
+def refresh_probes() -> None:
+    """Run the network probes once and keep their results for evaluations until the next cycle."""
+    results = {"broker": probes.broker(), "meta_api": probes.meta_api(), "workers": probes.workers()}
+    TowerState.get()
+    TowerState.objects.filter(pk=1).update(probes=results)
+
+
+@transaction.atomic
+def persist(report: health.HealthReport, executed_by: str, execution_time_ms: int,
+            conditions: list[findings.AlertCondition], run_type: str = RunType.HEALTH_CHECK,
+            command_type: str | None = None, reason: str = "") -> ControlTowerRun:
+    """Write 1 run + one log per module in one transaction and update the tower's state."""
+    db = report.infrastructure.database
+    run = ControlTowerRun.objects.create(
+        run_type=run_type,
+        command_type=command_type,
+        reason=reason,
+        system_status=report.system_status,
+        total_modules_checked=len(report.modules),
+        online_modules=report.counts[ModuleStatus.ONLINE],
+        degraded_modules=report.counts[ModuleStatus.DEGRADED],
+        offline_modules=report.counts[ModuleStatus.OFFLINE],
+        module_health_details={m.code: m.status for m in report.modules},
+        errors_encountered=[c.as_dict() for c in findings.infrastructure_conditions(report)],
+        total_api_calls_24h=report.total_api_calls_24h,
+        total_errors_24h=report.total_errors_24h,
+        total_campaigns_active=report.total_campaigns_active,
+        total_daily_budget_usd=report.total_daily_budget_usd,
+        db_connection_pool_size=db.pool_size,
+        db_active_connections=db.active_connections,
+        db_query_avg_ms=db.query_avg_ms,
+        execution_time_ms=execution_time_ms,
+        executed_by=executed_by,
+        executed_at=report.checked_at,
+        recommendations=findings.recommendations(report),
+        alerts=[c.as_dict() for c in conditions],
+        mode=report.mode,
+    )
+    SystemHealthLog.objects.bulk_create(
+        SystemHealthLog(
+            run=run, module_name=m.code, module_full_name=m.name, health_status=m.status,
+            success_rate=m.success_rate, avg_execution_time_ms=m.avg_execution_time_ms,
+            error_count_24h=m.error_count_24h, api_calls_24h=m.api_calls_24h,
+            is_scheduler_running=m.is_scheduler_running, is_db_healthy=m.is_db_healthy,
+            is_api_healthy=m.is_api_healthy, last_run=m.last_run, next_run=m.next_run,
+            last_error=m.last_error, last_error_time=m.last_error_time,
+            db_connections=db.active_connections, memory_usage_mb=m.memory_usage_mb, cpu_usage_pct=m.cpu_usage_pct,
+            checked_at=report.checked_at, mode=report.mode,
+        )
+        for m in report.modules
+    )
+    TowerState.get()
+    updates = {"last_health_check": report.checked_at}
+    if not report.halted:  # while halted the status stays EMERGENCY_STOP: only resume clears it
+        updates["system_status"] = report.system_status
+    TowerState.objects.filter(pk=1).update(**updates)
+    return run
+
+
+def _skipped(executed_by: str) -> ControlTowerRun:
+    state = TowerState.get()
+    return ControlTowerRun.objects.create(
+        run_type=RunType.HEALTH_CHECK, state=RunState.SKIPPED, system_status=state.system_status,
+        executed_by=executed_by, execution_time_ms=0, mode=settings.META_MODE,
+        actions_executed=[{"action": "skipped", "detail": "Another health cycle is running."}],
+    )
+
+
+def run_cycle(executed_by: str) -> ControlTowerRun:
+    with lease(CYCLE_LOCK, timedelta(seconds=settings.HEALTH_CYCLE_LOCK_SECONDS)) as acquired:
+        if not acquired:
+            logger.info("Health cycle skipped: another one holds the lock")
+            return _skipped(executed_by)
+        started = time.perf_counter()
+        if killswitch.sweep_needed():  # a stop's pending campaigns that nobody is working on
+            killswitch.resweep(str(TowerState.get().halt_run_id), attempt=0)
+        refresh_probes()
+        report = health.evaluate()
+        conditions = findings.alert_conditions(report)
+        run = persist(report, executed_by, round((time.perf_counter() - started) * 1000), conditions)
+        news = alerts.update(conditions, run, report.halted, now=report.checked_at)
+        alerts.notify(news, report.system_status, run)
+        return run
+
+
+def heartbeat() -> None:
+    """Executed by a worker on Beat's schedule: proves both alive."""
+    TowerState.get()
+    TowerState.objects.filter(pk=1).update(worker_heartbeat_at=timezone.now())

@@ -1,0 +1,580 @@
+"""Emergency stop and resume: stop spend in seconds, restore exactly what ran.
+
+The stop runs in the web request and never waits on the task queue (the queue may be what
+is broken):
+ 1. the halt is recorded and committed first — from then on module jobs and Meta writes
+    outside this module refuse to act;
+ 2. the modules' periodic tasks are disabled, remembering which were enabled;
+ 3. ACTIVE campaigns are listed from Meta (the source of truth), one CampaignHold is written
+    per campaign BEFORE it is paused, then they are paused in batches, accounts in parallel,
+    within the client's rate-limit budget;
+ 4. admins are alerted.
+What is not confirmed paused within the deadline stays `pending` in the ledger; a Celery task
+(and, if the queue is down, the health cycle) keeps sweeping until it is done.
+
+Threads only talk to Meta; every database write happens in the calling thread.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask, PeriodicTasks
+
+from controltower import channels, rules
+from controltower.locks import lease
+from controltower.scheduling import staggered_last_run
+from controltower.models import (
+    CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
+)
+from meta_modules import graph
+from meta_modules.models import MetaModule
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+ACTIVE_STATUSES = ("ACTIVE", "IN_PROCESS", "WITH_ISSUES")  # configured ACTIVE, not archived
+ALL_LISTED_STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES")
+CAMPAIGN_FIELDS = ("id", "name", "status", "effective_status", "updated_time")
+KILL_SWITCH_LOCK = "kill_switch"
+RETRYABLE = (graph.ErrorKind.TRANSIENT, graph.ErrorKind.RATE_LIMITED)
+
+
+class KillSwitchError(Exception):
+    """A stop or resume that cannot proceed now (answered 409)."""
+
+
+@dataclass
+class StopRequest:
+    reason: str
+    actor: str
+    stop_schedulers: bool = True
+    pause_campaigns: bool = True
+    send_alerts: bool = True
+    dry_run: bool = False
+    ad_account_ids: list[str] | None = None
+
+
+@dataclass
+class SweepResult:
+    paused: int = 0
+    pending: int = 0
+    failed: list[dict[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    by_account: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+
+
+@dataclass
+class StopResult:
+    success: bool
+    run_id: str | None
+    dry_run: bool
+    already_halted: bool
+    schedulers_stopped: int
+    campaigns_paused: int
+    campaigns_pending: int
+    campaigns_failed: list[dict[str, str]]
+    alerts_sent: int
+    errors: list[str]
+    stopped_at: datetime
+    message: str
+    campaigns_by_account: dict[str, dict[str, int]]
+    preview: dict[str, Any] | None = None
+
+
+@dataclass
+class ResumeRequest:
+    actor: str
+    reason: str = ""
+    resume_schedulers: bool = True
+    resume_campaigns: bool = True
+    run_health_check: bool = True
+
+
+@dataclass
+class ResumeResult:
+    success: bool
+    run_id: str | None
+    awaiting_approval: bool
+    schedulers_resumed: int
+    campaigns_resumed: int
+    campaigns_skipped: list[dict[str, str]]
+    errors: list[str]
+    system_status: str
+    health_check_run_id: str | None
+    resumed_at: datetime
+    message: str
+
+
+# --- helpers --------------------------------------------------------------------------
+
+
+def _parallel(fn: Callable[[str], T], accounts: Iterable[str]) -> dict[str, T | graph.MetaError]:
+    """Run `fn(account)` for every account at once; each thread has its own Graph client."""
+    accounts = list(accounts)
+    if not accounts:
+        return {}
+
+    def guarded(account: str) -> T | graph.MetaError:
+        try:
+            return fn(account)
+        except graph.MetaError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=min(len(accounts), settings.KILL_SWITCH_PARALLELISM)) as pool:
+        return dict(zip(accounts, pool.map(guarded, accounts)))
+
+
+def _client(deadline: float) -> graph.GraphClient:
+    """This thread's client, never waiting on a rate-limit block past the deadline."""
+    client = graph.client()
+    client.max_wait = max(0.0, deadline - time.monotonic())
+    return client
+
+
+def _accounts(requested: list[str] | None) -> list[str]:
+    if requested:
+        return [a if a.startswith("act_") else f"act_{a}" for a in requested]
+    return graph.client().ad_accounts()
+
+
+def _kill_switch_lease(wait_until: float | None = None) -> Any:
+    """Stops, sweeps and resumes take turns; a stop waits (until its deadline), a resume does not."""
+    wait = max(0.0, wait_until - time.monotonic()) if wait_until is not None else 0.0
+    return lease(KILL_SWITCH_LOCK, timedelta(seconds=settings.HOLD_CLAIM_SECONDS), wait=wait)
+
+
+def _module_tasks() -> Any:
+    return PeriodicTask.objects.filter(meta_module__isnull=False)
+
+
+# --- emergency stop -------------------------------------------------------------------
+
+
+def preview(request: StopRequest) -> StopResult:
+    """Dry run: what a stop would disable and pause, read from the scheduler and Meta. Changes nothing."""
+    deadline = time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS
+    schedulers = list(_module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
+    listed = _parallel(lambda a: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES),
+                       _accounts(request.ad_account_ids)) if request.pause_campaigns else {}
+    errors = [f"{account}: {result}" for account, result in listed.items() if isinstance(result, graph.MetaError)]
+    campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in r] for a, r in listed.items()
+                 if not isinstance(r, graph.MetaError)}
+    total = sum(len(c) for c in campaigns.values())
+    return StopResult(
+        success=not errors, run_id=None, dry_run=True, already_halted=TowerState.get().emergency_stop_active,
+        schedulers_stopped=len(schedulers) if request.stop_schedulers else 0, campaigns_paused=0,
+        campaigns_pending=0, campaigns_failed=[], alerts_sent=0, errors=errors, stopped_at=timezone.now(),
+        message=f"Dry run: would stop {len(schedulers) if request.stop_schedulers else 0} schedulers "
+                f"and pause {total} campaigns in {len(campaigns)} ad accounts. Nothing was changed.",
+        campaigns_by_account={a: {"active": len(c)} for a, c in campaigns.items()},
+        preview={"schedulers": schedulers if request.stop_schedulers else [], "campaigns": campaigns},
+    )
+
+
+def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool]:
+    """Step 1: record the halt and commit, before anything else happens."""
+    with transaction.atomic():
+        TowerState.get()
+        state = TowerState.objects.select_for_update().get(pk=1)
+        already = state.emergency_stop_active
+        now = timezone.now()
+        run = ControlTowerRun.objects.create(
+            run_type=RunType.EMERGENCY_STOP, command_type="emergency_stop", state=RunState.RUNNING,
+            system_status=SystemStatus.EMERGENCY_STOP, executed_by=request.actor, executed_at=now,
+            reason=request.reason, mode=settings.META_MODE,
+        )
+        if not already:
+            state.emergency_stop_active = True
+            state.halted_by, state.halted_at, state.halt_reason = request.actor, now, request.reason
+            state.halt_run = run
+            state.held_task_ids = []
+        state.system_status = SystemStatus.EMERGENCY_STOP
+        state.last_stop_at = now
+        state.resume_requested_by, state.resume_requested_at, state.resume_request = "", None, {}
+        state.save()
+    return run, already
+
+
+def _disable_schedulers() -> list[str]:
+    """Step 2: disable every enabled module task and remember it for resume."""
+    with transaction.atomic():
+        state = TowerState.objects.select_for_update().get(pk=1)
+        enabled = list(_module_tasks().filter(enabled=True).values_list("pk", "meta_module__code"))
+        _module_tasks().filter(pk__in=[pk for pk, _ in enabled]).update(enabled=False)
+        state.held_task_ids = sorted(set(state.held_task_ids) | {pk for pk, _ in enabled})
+        state.save(update_fields=["held_task_ids", "updated_at"])
+    PeriodicTasks.update_changed()
+    return [code for _, code in enabled]
+
+
+def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[str], deadline: float) -> SweepResult:
+    """Step 3: list ACTIVE campaigns from Meta, write holds, pause them; idempotent."""
+    result = SweepResult()
+    listed = _parallel(lambda a: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES), accounts)
+    found: list[dict[str, Any]] = []
+    for account, campaigns in listed.items():
+        if isinstance(campaigns, graph.MetaError):
+            result.errors.append(f"Could not list campaigns of {account}: {campaigns}")
+            continue
+        found.extend({**c, "account": account} for c in campaigns)
+    owner = uuid.uuid4().hex
+    claimed = _hold_and_claim(halt_run, stop_run, found, accounts, owner)
+    if claimed is None:
+        result.errors.append("The halt was lifted during the stop: nothing more was paused.")
+        return result
+    _pause(claimed, deadline, result)
+    return result
+
+
+def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]],
+                    accounts: list[str], owner: str) -> list[CampaignHold] | None:
+    """Write one hold per ACTIVE campaign (before pausing it) and claim the pending ones."""
+    now = timezone.now()
+    with transaction.atomic():
+        state = TowerState.objects.select_for_update().get(pk=1)
+        if not state.emergency_stop_active or state.halt_run_id != halt_run.pk:
+            return None
+        CampaignHold.objects.bulk_create(
+            [CampaignHold(halt_run=halt_run, stop_run=stop_run, campaign_id=c["id"], account_id=c["account"],
+                          campaign_name=c.get("name", "")[:400], prior_status=c.get("status", ""),
+                          prior_effective_status=c.get("effective_status", ""),
+                          prior_updated_time=c.get("updated_time", "")) for c in found],
+            ignore_conflicts=True,
+        )
+        # Held before and ACTIVE again (someone re-activated it during the halt): pause it again.
+        CampaignHold.objects.filter(halt_run=halt_run, campaign_id__in=[c["id"] for c in found]).exclude(
+            state=CampaignHold.State.PENDING).update(state=CampaignHold.State.PENDING, stop_run=stop_run)
+        claimable = CampaignHold.objects.filter(
+            Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+            halt_run=halt_run, state=CampaignHold.State.PENDING, account_id__in=accounts,
+        )
+        claimable.update(claimed_by=owner, claimed_until=now + timedelta(seconds=settings.HOLD_CLAIM_SECONDS))
+        return list(CampaignHold.objects.filter(halt_run=halt_run, claimed_by=owner, state=CampaignHold.State.PENDING))
+
+
+def _pause(holds: list[CampaignHold], deadline: float, result: SweepResult) -> None:
+    by_account: dict[str, list[CampaignHold]] = defaultdict(list)
+    for hold in holds:
+        by_account[hold.account_id].append(hold)
+
+    def pause_account(account: str) -> graph.BatchResult:
+        calls = [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/",
+                                 {"status": "PAUSED", "fields": "status,updated_time"}) for h in by_account[account]]
+        return _client(deadline).batch(account, calls, allow_while_halted=True)
+
+    outcomes = _parallel(pause_account, by_account)
+    now = timezone.now()
+    for account, outcome in outcomes.items():
+        for hold in by_account[account]:
+            hold.attempts += 1
+            hold.claimed_by, hold.claimed_until = "", None
+            body: dict[str, Any] | None = None
+            if isinstance(outcome, graph.MetaError):
+                error: graph.MetaError | None = outcome
+            else:
+                error = outcome.failed.get(hold.campaign_id)
+                body = outcome.succeeded.get(hold.campaign_id)
+            if error is None and body is not None:
+                hold.state, hold.paused_at, hold.last_error = CampaignHold.State.PAUSED, now, ""
+                hold.paused_updated_time = body.get("updated_time", "")
+                result.paused += 1
+                result.by_account[account]["paused"] += 1
+            elif error is not None and error.kind not in RETRYABLE:
+                hold.state, hold.last_error = CampaignHold.State.FAILED, str(error)
+                result.failed.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": str(error)})
+                result.by_account[account]["failed"] += 1
+            else:
+                hold.last_error = str(error) if error else "No answer before the deadline."
+                result.pending += 1
+                result.by_account[account]["pending"] += 1
+    CampaignHold.objects.bulk_update(holds, ["state", "attempts", "claimed_by", "claimed_until", "paused_at",
+                                             "paused_updated_time", "last_error"])
+
+
+def _stop_message(result: StopResult) -> str:
+    parts = [f"{result.schedulers_stopped} schedulers stopped", f"{result.campaigns_paused} campaigns paused"]
+    if result.campaigns_pending:
+        parts.append(f"{result.campaigns_pending} still pending (retrying in the background)")
+    if result.campaigns_failed:
+        parts.append(f"{len(result.campaigns_failed)} could not be paused")
+    prefix = "Emergency stop re-swept (already halted)" if result.already_halted else "Emergency stop active"
+    return f"{prefix}: " + ", ".join(parts) + "."
+
+
+def emergency_stop(request: StopRequest) -> StopResult:
+    if request.dry_run:
+        return preview(request)
+    started = time.monotonic()
+    deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
+    run, already = _begin_halt(request)
+    halt_run = TowerState.get().halt_run
+    schedulers = _disable_schedulers() if request.stop_schedulers else []
+    sweep_result = SweepResult()
+    if request.pause_campaigns:
+        # Serialised with resume and other sweeps; a stop waits (bounded) rather than refuses.
+        with _kill_switch_lease(deadline) as held:
+            if not held:
+                sweep_result.errors.append("Another stop or resume held the kill switch past the deadline; "
+                                           "the background sweep will pause the campaigns.")
+            else:
+                try:
+                    sweep_result = sweep(halt_run, run, _accounts(request.ad_account_ids), deadline)
+                except graph.MetaError as exc:  # listing the ad accounts themselves failed
+                    sweep_result.errors.append(f"Could not list ad accounts: {exc}")
+    result = StopResult(
+        success=not (sweep_result.pending or sweep_result.failed or sweep_result.errors),
+        run_id=str(run.pk), dry_run=False, already_halted=already, schedulers_stopped=len(schedulers),
+        campaigns_paused=sweep_result.paused, campaigns_pending=sweep_result.pending,
+        campaigns_failed=sweep_result.failed, alerts_sent=0, errors=sweep_result.errors,
+        stopped_at=run.executed_at, message="",
+        campaigns_by_account={a: dict(c) for a, c in sweep_result.by_account.items()},
+    )
+    result.message = _stop_message(result)
+    if request.send_alerts:
+        result.alerts_sent = sum(n.ok for n in channels.deliver(channels.Message(
+            kind=Notification.Kind.EMERGENCY, subject=f"EMERGENCY STOP by {request.actor}",
+            body=f"Reason: {request.reason}\n{result.message}",
+            payload={"event": "emergency_stop", "actor": request.actor, "reason": request.reason,
+                     "campaigns_paused": result.campaigns_paused, "campaigns_pending": result.campaigns_pending,
+                     "campaigns_failed": len(result.campaigns_failed), "run_id": result.run_id}), run))
+    if sweep_result.pending or sweep_result.errors:
+        schedule_resweep(halt_run)
+    _finish(run, started, actions=[{"action": "disable_schedulers", "modules": schedulers},
+                                   {"action": "pause_campaigns", "paused": result.campaigns_paused,
+                                    "pending": result.campaigns_pending, "failed": len(result.campaigns_failed),
+                                    "by_account": result.campaigns_by_account},
+                                   {"action": "alerts", "sent": result.alerts_sent}],
+            errors=result.errors + [f"{f['campaign_id']}: {f['reason']}" for f in result.campaigns_failed],
+            message=result.message)
+    return result
+
+
+def _finish(run: ControlTowerRun, started: float, actions: list[dict[str, Any]], errors: list[str], message: str,
+            failed: bool = False) -> None:
+    ControlTowerRun.objects.filter(pk=run.pk).update(
+        state=RunState.FAILED if failed else RunState.COMPLETED, actions_executed=actions, errors_encountered=errors,
+        execution_time_ms=round((time.monotonic() - started) * 1000),
+        recommendations=[{"severity": "info", "module": "", "message": message}],
+    )
+
+
+def schedule_resweep(halt_run: ControlTowerRun | None, attempt: int = 0) -> bool:
+    """Queue the background sweep; if the queue is down, the health cycle sweeps instead."""
+    from controltower.tasks import resweep_halt
+
+    if halt_run is None:
+        return False
+    try:
+        resweep_halt.apply_async(args=[str(halt_run.pk), attempt],
+                                 countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
+        return True
+    except Exception as exc:  # broker down: the cycle's sweep covers it
+        logger.warning("Could not queue the kill-switch sweep (%s); the health cycle will sweep", exc)
+        return False
+
+
+def resweep(halt_run_id: str, attempt: int) -> dict[str, Any]:
+    """Background sweep of a halt until every ACTIVE campaign is confirmed paused."""
+    state = TowerState.get()
+    if not state.emergency_stop_active or str(state.halt_run_id) != halt_run_id:
+        return {"done": True, "reason": "halt lifted"}
+    started = time.monotonic()
+    deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
+    with _kill_switch_lease(deadline) as held:
+        if not held:
+            result = SweepResult(errors=["kill switch busy"])
+        else:
+            try:
+                result = sweep(state.halt_run, state.halt_run, graph.client().ad_accounts(), deadline)
+            except graph.MetaError as exc:
+                result = SweepResult(errors=[f"Could not list ad accounts: {exc}"])
+    remaining = result.pending or result.errors
+    if remaining and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:
+        schedule_resweep(state.halt_run, attempt + 1)
+    elif remaining:
+        channels.deliver(channels.Message(
+            kind=Notification.Kind.EMERGENCY, subject="EMERGENCY STOP incomplete: campaigns still not paused",
+            body=f"After {attempt + 1} sweeps, {result.pending} campaigns are still pending. Errors: {result.errors}",
+        ), state.halt_run)
+    return {"paused": result.paused, "pending": result.pending, "failed": len(result.failed), "errors": result.errors}
+
+
+def sweep_needed() -> bool:
+    """Pending holds that nobody is working on (e.g. the web process died mid-stop)."""
+    state = TowerState.get()
+    if not state.emergency_stop_active:
+        return False
+    now = timezone.now()
+    return CampaignHold.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
+                                       halt_run_id=state.halt_run_id, state=CampaignHold.State.PENDING).exists()
+
+
+# --- resume ---------------------------------------------------------------------------
+
+
+def _approval_gate(state: TowerState, request: ResumeRequest) -> bool:
+    """Two-person rule. True when this request may proceed; False when it was recorded for approval."""
+    if not settings.RESUME_REQUIRES_SECOND_APPROVER:
+        return True
+    now = timezone.now()
+    ttl = timedelta(seconds=settings.RESUME_APPROVAL_TTL_SECONDS)
+    pending = state.resume_requested_by and state.resume_requested_at and now - state.resume_requested_at <= ttl
+    if not pending:
+        state.resume_requested_by, state.resume_requested_at = request.actor, now
+        state.resume_request = {"reason": request.reason, "resume_schedulers": request.resume_schedulers,
+                                "resume_campaigns": request.resume_campaigns,
+                                "run_health_check": request.run_health_check}
+        state.save(update_fields=["resume_requested_by", "resume_requested_at", "resume_request", "updated_at"])
+        return False
+    if state.resume_requested_by == request.actor:
+        raise KillSwitchError(f"Resume was requested by {request.actor}; a different operator must approve it.")
+    return True
+
+
+def resume(request: ResumeRequest) -> ResumeResult:
+    started = time.monotonic()
+    deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
+    with _kill_switch_lease() as held:
+        if not held:
+            raise KillSwitchError("An emergency stop is still pausing campaigns; resume when it has finished.")
+        with transaction.atomic():
+            TowerState.get()
+            state = TowerState.objects.select_for_update().get(pk=1)
+            if not state.emergency_stop_active:
+                raise KillSwitchError("The tower is not halted: there is nothing to resume.")
+            if CampaignHold.objects.filter(halt_run_id=state.halt_run_id, claimed_until__gt=timezone.now()).exists():
+                raise KillSwitchError("An emergency stop is still pausing campaigns; resume when it has finished.")
+            if not _approval_gate(state, request):
+                return ResumeResult(
+                    success=False, run_id=None, awaiting_approval=True, schedulers_resumed=0, campaigns_resumed=0,
+                    campaigns_skipped=[], errors=[], system_status=state.system_status, health_check_run_id=None,
+                    resumed_at=timezone.now(),
+                    message=f"Resume requested by {request.actor}; it takes effect when a different operator approves.")
+            approved_from = state.resume_requested_by
+            if approved_from:  # the approver confirms what the first operator asked for
+                request = ResumeRequest(actor=request.actor, reason=state.resume_request.get("reason", request.reason),
+                                        resume_schedulers=state.resume_request.get("resume_schedulers", True),
+                                        resume_campaigns=state.resume_request.get("resume_campaigns", True),
+                                        run_health_check=state.resume_request.get("run_health_check", True))
+            run = ControlTowerRun.objects.create(
+                run_type=RunType.RESUME, command_type="resume", state=RunState.RUNNING,
+                system_status=SystemStatus.EMERGENCY_STOP, mode=settings.META_MODE, reason=request.reason,
+                executed_by=f"{approved_from} (approved by {request.actor})" if approved_from else request.actor,
+            )
+            halt_run, stop_stamp, held_tasks = state.halt_run, state.last_stop_at, list(state.held_task_ids)
+        errors: list[str] = []
+        resumed, skipped = (_reactivate(halt_run, run, deadline, errors) if request.resume_campaigns
+                            else (0, _release(halt_run, run)))
+        schedulers = _restore_schedulers(held_tasks, request)
+        with transaction.atomic():
+            state = TowerState.objects.select_for_update().get(pk=1)
+            if state.last_stop_at != stop_stamp:
+                errors.append("A new emergency stop arrived during resume: the halt stays in force.")
+                _finish(run, started, [], errors, "Resume overtaken by a new stop.", failed=True)
+                return ResumeResult(
+                    success=False, run_id=str(run.pk), awaiting_approval=False, schedulers_resumed=0,
+                    campaigns_resumed=resumed, campaigns_skipped=skipped, errors=errors,
+                    system_status=SystemStatus.EMERGENCY_STOP, health_check_run_id=None,
+                    resumed_at=timezone.now(), message=errors[-1])
+            state.emergency_stop_active = False
+            state.held_task_ids = []
+            state.resume_requested_by, state.resume_requested_at, state.resume_request = "", None, {}
+            state.system_status = SystemStatus.UNKNOWN
+            state.save()
+    from controltower import cycle, health
+
+    check = cycle.run_cycle(executed_by=request.actor) if request.run_health_check else None
+    status = check.system_status if check else health.evaluate().system_status
+    TowerState.objects.filter(pk=1).update(system_status=status)
+    message = (f"Resumed: {len(schedulers)} schedulers re-enabled, {resumed} campaigns re-activated, "
+               f"{len(skipped)} left as they are. System status {status.upper()}.")
+    _finish(run, started, [{"action": "resume_schedulers", "modules": schedulers},
+                           {"action": "resume_campaigns", "resumed": resumed, "skipped": skipped}], errors, message)
+    ControlTowerRun.objects.filter(pk=run.pk).update(system_status=status)
+    channels.deliver(channels.Message(kind=Notification.Kind.EMERGENCY, subject=f"RESUMED by {run.executed_by}",
+                                      body=message, payload={"event": "resume", "run_id": str(run.pk)}), run)
+    return ResumeResult(success=not errors, run_id=str(run.pk), awaiting_approval=False,
+                        schedulers_resumed=len(schedulers), campaigns_resumed=resumed, campaigns_skipped=skipped,
+                        errors=errors, system_status=status, health_check_run_id=str(check.pk) if check else None,
+                        resumed_at=timezone.now(), message=message)
+
+
+def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float,
+                errors: list[str]) -> tuple[int, list[dict[str, str]]]:
+    """Re-activate exactly the held campaigns still PAUSED as our pause left them."""
+    holds = list(CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED))
+    by_account: dict[str, list[CampaignHold]] = defaultdict(list)
+    for hold in holds:
+        by_account[hold.account_id].append(hold)
+    current = _parallel(lambda a: {c["id"]: c for c in _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)},
+                        by_account)
+    to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
+    skipped: list[dict[str, str]] = []
+    now = timezone.now()
+    for account, account_holds in by_account.items():
+        seen = current[account]
+        if isinstance(seen, graph.MetaError):
+            errors.append(f"Could not read campaigns of {account}: {seen}")
+        for hold in account_holds:
+            verdict = (f"could not read its current state: {seen}" if isinstance(seen, graph.MetaError)
+                       else rules.resume_verdict(hold.paused_updated_time, seen.get(hold.campaign_id)))
+            if verdict:
+                hold.state, hold.resume_note = CampaignHold.State.SKIPPED, verdict
+                skipped.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": verdict})
+            else:
+                to_activate[account].append(hold)
+    outcomes = _parallel(lambda a: _client(deadline).batch(
+        a, [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"}) for h in to_activate[a]],
+        allow_while_halted=True), to_activate)
+    resumed = 0
+    for account, outcome in outcomes.items():
+        for hold in to_activate[account]:
+            error = outcome if isinstance(outcome, graph.MetaError) else outcome.failed.get(hold.campaign_id)
+            if error is None:
+                hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, now, ""
+                resumed += 1
+            else:
+                hold.state, hold.resume_note = CampaignHold.State.SKIPPED, f"re-activation failed: {error}"
+                skipped.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": hold.resume_note})
+                errors.append(f"{hold.campaign_id}: re-activation failed: {error}")
+    for hold in holds:
+        hold.resume_run = run
+    CampaignHold.objects.bulk_update(holds, ["state", "resumed_at", "resume_note", "resume_run"])
+    return resumed, skipped
+
+
+def _release(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[dict[str, str]]:
+    holds = CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED)
+    released = [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": "resume_campaigns=false"}
+                for h in holds]
+    holds.update(state=CampaignHold.State.RELEASED, resume_run=run, resume_note="Left paused: resume_campaigns=false")
+    return released
+
+
+def _restore_schedulers(held_task_ids: list[int], request: ResumeRequest) -> list[str]:
+    """Re-enable exactly the tasks enabled before the stop, of modules operators still want running."""
+    held = _module_tasks().filter(pk__in=held_task_ids)
+    if not request.resume_schedulers:
+        MetaModule.objects.filter(periodic_task__in=held).update(
+            desired_state=MetaModule.DesiredState.STOPPED, desired_state_by=request.actor,
+            desired_state_at=timezone.now(), desired_state_reason="Resumed without schedulers")
+        return []
+    wanted = list(held.filter(meta_module__desired_state=MetaModule.DesiredState.RUNNING)
+                  .select_related("interval", "meta_module").order_by("meta_module__position"))
+    for index, task in enumerate(wanted):  # staggered, so the modules do not all fire at once
+        PeriodicTask.objects.filter(pk=task.pk).update(
+            enabled=True, last_run_at=staggered_last_run(index, task.interval.every if task.interval else 3600))
+    PeriodicTasks.update_changed()
+    return [task.meta_module.code for task in wanted]

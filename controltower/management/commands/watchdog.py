@@ -1,0 +1,48 @@
+import logging
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from controltower import cycle, findings, health, rules
+from controltower.models import ControlTowerRun, RunState, RunType
+
+logger = logging.getLogger(__name__)
+WATCHED = {"infra:beat", "infra:workers", "infra:broker", "infra:database"}
+
+
+def check_once() -> ControlTowerRun | None:
+    """Run the cycle here if Beat/workers are not doing it; return the run if one was made."""
+    report = health.evaluate()
+    down_now = {c.key for c in findings.infrastructure_conditions(report)} & WATCHED
+    last = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
+            .only("executed_at", "errors_encountered").first())
+    down_recorded = {e.get("key") for e in last.errors_encountered} & WATCHED if last else set()
+    due = rules.watchdog_should_run(
+        timezone.now(), last.executed_at if last else None,
+        timedelta(seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS), timedelta(seconds=settings.SCHEDULER_GRACE_SECONDS),
+        down_now, down_recorded,
+    )
+    return cycle.run_cycle(executed_by="watchdog") if due else None
+
+
+class Command(BaseCommand):
+    help = ("Watch the watchers: run the health cycle here when Beat or the workers are not running it "
+            "(overdue, or a change in what is down). --once checks a single time.")
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--once", action="store_true")
+
+    def handle(self, *args, **options) -> None:
+        while True:
+            try:
+                run = check_once()
+                if run is not None:
+                    self.stdout.write(f"watchdog ran a health cycle: {run.system_status} ({run.pk})")
+            except Exception:  # keep watching through a database outage
+                logger.exception("Watchdog check failed")
+            if options["once"]:
+                return
+            time.sleep(settings.WATCHDOG_INTERVAL_SECONDS)

@@ -1,0 +1,245 @@
+"""Emergency stop and resume against the Meta sandbox over HTTP."""
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+import urllib.request
+
+import pytest
+from django.core import mail
+from django.db import connections
+from django_celery_beat.models import PeriodicTask
+
+from controltower import killswitch
+from controltower.killswitch import ResumeRequest, StopRequest
+from controltower.models import CampaignHold, ControlTowerRun, SystemStatus, TowerState
+from meta_modules import graph, jobs
+from meta_modules.models import MetaModule, ModuleRun
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
+
+MIX = {"ACTIVE": 12, "PAUSED": 4, "ARCHIVED": 2}
+
+
+def _statuses(sandbox) -> dict[str, str]:
+    return {c["id"]: c["status"] for c in sandbox.campaigns()}
+
+
+def _graph_post(sandbox, object_id: str, **fields: str) -> dict:
+    data = urllib.parse.urlencode({**fields, "access_token": "human"}).encode()
+    with urllib.request.urlopen(f"{sandbox.url}/v26.0/{object_id}", data=data) as response:
+        return json.loads(response.read())
+
+
+def _stop(**kwargs) -> killswitch.StopResult:
+    return killswitch.emergency_stop(StopRequest(reason="Budget spike: $10k in 1h", actor="alice", **kwargs))
+
+
+@pytest.fixture
+def mixed(meta_sandbox):
+    meta_sandbox.reset(accounts=2, statuses=MIX, adsets_per_campaign=1, ads_per_adset=1)
+    return meta_sandbox
+
+
+def test_stop_pauses_every_active_campaign_and_resume_restores_exactly_them(mixed, settings) -> None:
+    settings.ALERT_EMAILS = ["ops@example.com"]
+    before = _statuses(mixed)
+    active_before = {cid for cid, status in before.items() if status == "ACTIVE"}
+
+    result = _stop()
+
+    assert result.success and result.campaigns_paused == 24 and result.campaigns_pending == 0
+    assert result.schedulers_stopped == 17 and result.alerts_sent == 1
+    assert "EMERGENCY STOP by alice" in mail.outbox[0].subject and "Budget spike" in mail.outbox[0].body
+    after_stop = _statuses(mixed)
+    assert "ACTIVE" not in after_stop.values()
+    assert {cid for cid, s in after_stop.items() if s == "ARCHIVED"} == {c for c, s in before.items() if s == "ARCHIVED"}
+    assert not PeriodicTask.objects.filter(meta_module__isnull=False, enabled=True).exists()
+    state = TowerState.get()
+    assert state.emergency_stop_active and state.halted_by == "alice" and state.system_status == "emergency_stop"
+    assert CampaignHold.objects.filter(state="paused").count() == 24
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob", reason="spike explained"))
+
+    after_resume = _statuses(mixed)
+    assert {cid for cid, s in after_resume.items() if s == "ACTIVE"} == active_before
+    assert after_resume == before
+    assert resumed.campaigns_resumed == 24 and resumed.schedulers_resumed == 17 and not resumed.campaigns_skipped
+    assert PeriodicTask.objects.filter(meta_module__isnull=False, enabled=True).count() == 17
+    state = TowerState.get()
+    assert not state.emergency_stop_active and state.system_status == resumed.system_status != "emergency_stop"
+    assert resumed.health_check_run_id is not None
+
+
+def test_a_campaign_paused_by_a_human_before_the_stop_stays_paused(mixed) -> None:
+    human_paused = next(cid for cid, s in _statuses(mixed).items() if s == "ACTIVE")
+    _graph_post(mixed, human_paused, status="PAUSED")
+
+    _stop()
+    killswitch.resume(ResumeRequest(actor="bob"))
+
+    assert _statuses(mixed)[human_paused] == "PAUSED"
+    assert not CampaignHold.objects.filter(campaign_id=human_paused).exists()
+
+
+def test_a_campaign_edited_between_stop_and_resume_is_skipped_and_reported(mixed) -> None:
+    _stop()
+    held = list(CampaignHold.objects.values_list("campaign_id", flat=True)[:3])
+    _graph_post(mixed, held[0], daily_budget="12345")  # edited: budget changed
+    _graph_post(mixed, held[1], status="ACTIVE")  # someone re-activated it
+    _graph_post(mixed, held[1], status="PAUSED")  # ...and paused it again
+    _graph_post(mixed, held[2], status="ARCHIVED")
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+
+    skipped = {s["campaign_id"]: s["reason"] for s in resumed.campaigns_skipped}
+    assert set(skipped) == set(held)
+    assert "edited on Meta since the stop" in skipped[held[0]] and "edited on Meta" in skipped[held[1]]
+    assert skipped[held[2]] == "ARCHIVED since the stop"
+    statuses = _statuses(mixed)
+    assert [statuses[c] for c in held] == ["PAUSED", "PAUSED", "ARCHIVED"]
+    assert resumed.campaigns_resumed == 21
+    assert CampaignHold.objects.filter(state="skipped").count() == 3
+
+
+def test_faults_and_a_rate_limit_during_the_stop_still_end_with_everything_paused(meta_sandbox) -> None:
+    meta_sandbox.reset(accounts=3, statuses={"ACTIVE": 40, "PAUSED": 5})
+    first = meta_sandbox.state()["accounts"][0]["id"]
+    meta_sandbox.faults(error_rate=0.2, timeout_rate=0.05, fault_seed=3, tier={first: "development"},
+                        tier_params={"development": {"decay_s": 1, "block_s": 1}})
+
+    result = _stop()
+
+    assert result.success and result.campaigns_paused == 120, result
+    assert "ACTIVE" not in _statuses(meta_sandbox).values()
+    assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
+
+
+def test_a_dry_run_changes_nothing(mixed) -> None:
+    before = _statuses(mixed)
+
+    result = _stop(dry_run=True)
+
+    assert result.dry_run and result.run_id is None
+    assert result.schedulers_stopped == 17
+    assert sum(len(c) for c in result.preview["campaigns"].values()) == 24
+    assert _statuses(mixed) == before
+    assert not TowerState.get().emergency_stop_active
+    assert not ControlTowerRun.objects.exists() and not CampaignHold.objects.exists()
+    assert PeriodicTask.objects.filter(meta_module__isnull=False, enabled=True).count() == 17
+
+
+def test_a_second_stop_is_idempotent_and_re_sweeps(mixed) -> None:
+    first = _stop()
+    straggler = CampaignHold.objects.first().campaign_id
+    _graph_post(mixed, straggler, status="ACTIVE")  # something turned one back on during the halt
+
+    second = _stop()
+
+    assert second.already_halted and second.campaigns_paused == 1
+    assert "re-swept" in second.message
+    assert _statuses(mixed)[straggler] == "PAUSED"
+    assert TowerState.get().halt_run_id == ControlTowerRun.objects.get(pk=first.run_id).pk
+    assert CampaignHold.objects.count() == 24  # no duplicate ledger rows
+
+
+def test_a_module_job_queued_before_the_stop_does_nothing(mixed) -> None:
+    _stop()
+
+    jobs.sync_campaigns.apply()  # the message was already in the queue: it runs after the halt
+
+    run = ModuleRun.objects.get(module__code="10.2")
+    assert run.outcome == "skipped" and run.api_calls == 0
+
+
+def test_resume_without_a_stop_is_refused(mixed) -> None:
+    with pytest.raises(killswitch.KillSwitchError, match="not halted"):
+        killswitch.resume(ResumeRequest(actor="bob"))
+
+
+def test_resume_keeps_modules_an_operator_stopped_during_the_halt(mixed) -> None:
+    _stop()
+    MetaModule.objects.filter(code="10.7").update(desired_state=MetaModule.DesiredState.STOPPED)
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+
+    assert resumed.schedulers_resumed == 16
+    assert not PeriodicTask.objects.get(meta_module__code="10.7").enabled
+
+
+def test_resume_with_two_person_rule_needs_a_different_operator(mixed, settings) -> None:
+    settings.RESUME_REQUIRES_SECOND_APPROVER = True
+    _stop()
+
+    first = killswitch.resume(ResumeRequest(actor="alice", reason="all clear"))
+    assert first.awaiting_approval and TowerState.get().emergency_stop_active
+    with pytest.raises(killswitch.KillSwitchError, match="different operator"):
+        killswitch.resume(ResumeRequest(actor="alice"))
+
+    approved = killswitch.resume(ResumeRequest(actor="bob"))
+
+    assert approved.success and not TowerState.get().emergency_stop_active
+    run = ControlTowerRun.objects.get(pk=approved.run_id)
+    assert run.executed_by == "alice (approved by bob)" and run.reason == "all clear"
+
+
+def test_resume_without_campaigns_leaves_them_paused_and_released(mixed) -> None:
+    _stop()
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob", resume_campaigns=False))
+
+    assert resumed.campaigns_resumed == 0 and "ACTIVE" not in _statuses(mixed).values()
+    assert CampaignHold.objects.filter(state="released").count() == 24
+
+
+def test_pending_campaigns_stay_in_the_ledger_and_a_sweep_finishes_them(meta_sandbox, settings) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 30})
+    account = meta_sandbox.state()["accounts"][0]["id"]
+    # 30 pauses cost 90 points; the development tier allows 60 per 30 s window: half must wait.
+    meta_sandbox.faults(tier={account: "development"}, tier_params={"development": {"decay_s": 30}})
+    settings.EMERGENCY_STOP_DEADLINE_SECONDS = 2
+
+    result = _stop()
+
+    assert result.campaigns_paused == 19 and result.campaigns_pending == 11 and not result.success
+    assert "11 still pending" in result.message
+    assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
+    meta_sandbox.faults()
+    graph.reset_clients()  # the background sweep runs in a worker process of its own
+    assert killswitch.sweep_needed()
+    outcome = killswitch.resweep(str(TowerState.get().halt_run_id), attempt=0)
+    assert outcome["pending"] == 0 and outcome["paused"] == 11
+    assert "ACTIVE" not in _statuses(meta_sandbox).values()
+    assert CampaignHold.objects.filter(state="paused").count() == 30
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_simultaneous_stops_and_a_resume_give_one_consistent_outcome(postgres_db, synced, mixed) -> None:
+    barrier = threading.Barrier(3)
+    outcomes: list[object] = []
+
+    def act(fn) -> None:
+        try:
+            barrier.wait()
+            outcomes.append(fn())
+        except killswitch.KillSwitchError as exc:
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=act, args=(fn,)) for fn in
+               (_stop, _stop, lambda: killswitch.resume(ResumeRequest(actor="carol")))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    statuses = _statuses(mixed)
+    state = TowerState.get()
+    if state.emergency_stop_active:  # the resume came first (nothing to resume) or was refused/overtaken
+        assert "ACTIVE" not in statuses.values()
+        assert CampaignHold.objects.filter(halt_run=state.halt_run, state="paused").count() == 24
+    else:  # the resume came last and restored exactly the held campaigns
+        assert sum(s == "ACTIVE" for s in statuses.values()) == 24
+    assert state.system_status == (SystemStatus.EMERGENCY_STOP if state.emergency_stop_active else state.system_status)
