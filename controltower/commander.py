@@ -21,7 +21,7 @@ from config.celery import app
 from controltower import killswitch
 from controltower.scheduling import staggered_last_run
 from controltower.models import ControlTowerRun, RunState, RunType, TowerState
-from meta_modules import registry
+from meta_modules import jobs, registry  # noqa: F401 (importing jobs registers the module tasks)
 from meta_modules.models import MetaModule, ModuleRun
 
 COMMANDS = ("start_all", "stop_all", "restart_module", "emergency_stop", "resume", "sync_data", "optimize",

@@ -290,11 +290,11 @@ class CommandRequestSerializer(serializers.Serializer):
             if data["parameters"]:
                 raise serializers.ValidationError({"parameters": f"{command} takes no parameters."})
             return data
-        unknown = set(data["parameters"]) - set(schema().fields)
         nested = schema(data=data["parameters"])
-        if unknown or not nested.is_valid():
-            errors = dict(nested.errors) if nested.errors else {}
-            errors.update({key: ["Unknown parameter."] for key in unknown})
+        valid = nested.is_valid()
+        unknown = set(data["parameters"]) - set(nested.fields)
+        if unknown or not valid:
+            errors = {**nested.errors, **{key: ["Unknown parameter."] for key in unknown}}
             raise serializers.ValidationError({"parameters": errors})
         data["parameters"] = dict(nested.validated_data)
         return data

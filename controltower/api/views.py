@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import asdict
 from typing import Any
 
 from django.conf import settings
@@ -13,9 +14,13 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView, exception_handler
 
-from controltower import findings, health
-from controltower.api.permissions import IsTowerViewer
-from controltower.api.serializers import ErrorSerializer, HealthSerializer, StatusSerializer
+from controltower import commander, findings, health, killswitch
+from controltower.api.permissions import IsTowerOperator, IsTowerViewer
+from controltower.api.serializers import (
+    CommandRequestSerializer, EmergencyStopRequestSerializer, EmergencyStopResponseSerializer, ErrorSerializer,
+    HealthSerializer, OrchestrationResultSerializer, ResumeRequestSerializer, ResumeResponseSerializer,
+    StatusSerializer,
+)
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
 from meta_modules.models import MetaModule
 
@@ -172,3 +177,108 @@ class HealthView(APIView):
                    description="Evaluates all modules and the infrastructure now, from recorded facts. Writes nothing.")
     def get(self, request: Request) -> Response:
         return Response(HealthSerializer(health_payload(health.evaluate())).data)
+
+
+# --- Commands, emergency stop, resume -------------------------------------------------
+
+CONFLICT = OpenApiResponse(ErrorSerializer, "Not possible in the tower's current state (e.g. not halted, halted, busy).")
+OPERATOR_ERRORS = {
+    400: OpenApiResponse(description="Invalid input: an object of field name → list of messages."),
+    401: AUTH_ERRORS[401],
+    403: OpenApiResponse(ErrorSerializer, "Authenticated, but without the operate_tower permission."),
+}
+
+
+def _actor(request: Request) -> str:
+    return request.user.get_username()
+
+
+def _errors_as_text(errors: list[Any]) -> list[str]:
+    return [e if isinstance(e, str) else f"{e.get('title', '')}: {e.get('detail', '')}".strip(": ") for e in errors]
+
+
+def orchestration_result(run: ControlTowerRun) -> dict[str, Any]:
+    errors = _errors_as_text(run.errors_encountered)
+    # A health check's errors are what it observed (e.g. a dead worker), not failures of the command.
+    failed = run.state != RunState.COMPLETED or (bool(errors) and run.run_type != RunType.HEALTH_CHECK)
+    return {
+        "command_id": run.pk, "command_type": run.command_type or run.run_type, "success": not failed,
+        "state": run.state, "modules_affected": run.modules_affected, "actions_executed": run.actions_executed,
+        "errors": errors, "execution_time_ms": run.execution_time_ms, "executed_at": run.executed_at,
+        "executed_by": run.executed_by, "message": run.message,
+    }
+
+
+class CommandView(APIView):
+    permission_classes = [IsTowerOperator]
+
+    @extend_schema(
+        operation_id="control_tower_command", request=CommandRequestSerializer, tags=TAGS,
+        summary="Execute a master orchestration command",
+        description="start_all, stop_all, restart_module, emergency_stop, resume, sync_data, optimize, health_check "
+                    "(aliases optimize_all, sync_all_data, run_health_check, resume_operations). Every command is "
+                    "recorded as a run. execute_immediately=false queues it on Celery (202).",
+        responses={200: OrchestrationResultSerializer,
+                   202: OpenApiResponse(OrchestrationResultSerializer, "Queued: the run id shows its progress."),
+                   409: CONFLICT,
+                   503: OpenApiResponse(ErrorSerializer, "The task queue is unavailable; nothing was queued."),
+                   **OPERATOR_ERRORS})
+    def post(self, request: Request) -> Response:
+        data = _validated(CommandRequestSerializer, request)
+        command = commander.Command(command_type=data["command_type"], actor=_actor(request), reason=data["reason"],
+                                    target_modules=data["target_modules"], parameters=data["parameters"])
+        if not data["execute_immediately"]:
+            try:
+                run = commander.enqueue(command)
+            except commander.QueueUnavailable as exc:
+                return Response({"detail": str(exc)}, status=503)
+            return Response(OrchestrationResultSerializer(orchestration_result(run)).data, status=202)
+        try:
+            run = commander.execute(command)
+        except (commander.CommandRefused, killswitch.KillSwitchError) as exc:
+            return Response({"detail": str(exc)}, status=409)
+        return Response(OrchestrationResultSerializer(orchestration_result(run)).data)
+
+
+class EmergencyStopView(APIView):
+    permission_classes = [IsTowerOperator]
+
+    @extend_schema(
+        operation_id="control_tower_emergency_stop", request=EmergencyStopRequestSerializer, tags=TAGS,
+        summary="Emergency stop: halt every scheduler and pause every ACTIVE campaign now",
+        description="Runs in the request (never waits on the task queue): records the halt first, disables the "
+                    "modules' schedules, pauses ACTIVE campaigns on Meta through the ledger, alerts admins. "
+                    "Campaigns not confirmed within the deadline stay pending and are retried in the background. "
+                    "A second stop re-sweeps. dry_run=true changes nothing.",
+        responses={200: EmergencyStopResponseSerializer, **OPERATOR_ERRORS})
+    def post(self, request: Request) -> Response:
+        data = _validated(EmergencyStopRequestSerializer, request)
+        result = killswitch.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
+        return Response(EmergencyStopResponseSerializer(asdict(result)).data)
+
+
+class ResumeView(APIView):
+    permission_classes = [IsTowerOperator]
+
+    @extend_schema(
+        operation_id="control_tower_resume", request=ResumeRequestSerializer, tags=TAGS,
+        summary="Resume after an emergency stop",
+        description="Re-enables exactly the schedules enabled before the stop and re-activates exactly the held "
+                    "campaigns still PAUSED and unchanged since; reports every one it skipped. With the two-person "
+                    "rule on, the first request is recorded (202) and a different operator's request carries it out.",
+        responses={200: ResumeResponseSerializer,
+                   202: OpenApiResponse(ResumeResponseSerializer, "Recorded; waiting for a second operator."),
+                   409: CONFLICT, **OPERATOR_ERRORS})
+    def post(self, request: Request) -> Response:
+        data = _validated(ResumeRequestSerializer, request)
+        try:
+            result = killswitch.resume(killswitch.ResumeRequest(actor=_actor(request), **data))
+        except killswitch.KillSwitchError as exc:
+            return Response({"detail": str(exc)}, status=409)
+        return Response(ResumeResponseSerializer(asdict(result)).data, status=202 if result.awaiting_approval else 200)
+
+
+def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)
