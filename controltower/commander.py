@@ -19,10 +19,10 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from config.celery import app
 from controltower import killswitch
-from controltower.scheduling import staggered_last_run
 from controltower.models import ControlTowerRun, RunState, RunType, TowerState
 from meta_modules import jobs, registry  # noqa: F401 (importing jobs registers the module tasks)
 from meta_modules.models import MetaModule, ModuleRun
+from meta_modules.scheduling import staggered_last_run
 
 COMMANDS = ("start_all", "stop_all", "restart_module", "emergency_stop", "resume", "sync_data", "optimize",
             "health_check")

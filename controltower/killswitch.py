@@ -34,12 +34,12 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from controltower import channels, rules
 from controltower.locks import lease
-from controltower.scheduling import staggered_last_run
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
 )
 from meta_modules import graph
 from meta_modules.models import MetaModule
+from meta_modules.scheduling import staggered_last_run
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")

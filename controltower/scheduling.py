@@ -1,12 +1,10 @@
 """The tower's own periodic tasks, created by `sync_modules` beside the modules' tasks."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-
 from django.conf import settings
-from django.utils import timezone
 from django_celery_beat.models import PeriodicTasks
 
+from meta_modules.registry import MODULES
 from meta_modules.scheduling import ensure_periodic_task
 
 HEALTH_CYCLE_TASK = "control tower · health cycle"
@@ -19,6 +17,8 @@ def sync_tower_tasks() -> list[str]:
     ensure_periodic_task(
         HEALTH_CYCLE_TASK, "controltower.tasks.run_health_cycle", settings.HEALTH_CYCLE_INTERVAL_SECONDS,
         "Health check of every module, recovery, persistence and alerts (the spec's 1 h cycle).",
+        # The first check comes once every module has had its first (staggered) run.
+        first_run_in=settings.START_STAGGER_SECONDS * (len(MODULES) + 2),
     )
     ensure_periodic_task(
         HEARTBEAT_TASK, "controltower.tasks.heartbeat", settings.HEARTBEAT_INTERVAL_SECONDS,
@@ -31,12 +31,3 @@ def sync_tower_tasks() -> list[str]:
     PeriodicTasks.update_changed()
     return [HEALTH_CYCLE_TASK, HEARTBEAT_TASK, RETENTION_TASK]
 
-
-def staggered_last_run(index: int, interval: int) -> datetime:
-    """A `last_run_at` that makes module #index due START_STAGGER_SECONDS·(index+1) from now.
-
-    Re-enabling a task clears its last run, and Beat would fire every module at once.
-    """
-    now = timezone.now()
-    offset = min(settings.START_STAGGER_SECONDS * (index + 1), interval)
-    return now - timedelta(seconds=interval - offset)

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from meta_modules.models import MetaModule
@@ -21,11 +23,27 @@ def module_task_name(spec: ModuleSpec) -> str:
     return f"module {spec.code} · {spec.name}"
 
 
+def first_run_at(delay_seconds: int, interval: int) -> datetime:
+    """The `last_run_at` that makes an interval task due `delay_seconds` from now (at most one interval).
+
+    Beat computes the next run from the last one; a task created or re-enabled without one
+    waits a whole interval (a daily module: a day), and many re-enabled at once fire together.
+    """
+    return timezone.now() - timedelta(seconds=interval - min(delay_seconds, interval))
+
+
+def staggered_last_run(index: int, interval: int) -> datetime:
+    """Module #index due START_STAGGER_SECONDS·(index+1) from now: first runs spread out, not all at once."""
+    return first_run_at(settings.START_STAGGER_SECONDS * (index + 1), interval)
+
+
 def ensure_periodic_task(name: str, task: str, every_seconds: int, description: str,
-                         enabled_if_new: bool = True, current: PeriodicTask | None = None) -> tuple[PeriodicTask, bool]:
+                         enabled_if_new: bool = True, current: PeriodicTask | None = None,
+                         first_run_in: int | None = None) -> tuple[PeriodicTask, bool]:
     """Create or update one interval task; never changes `enabled` of an existing task.
 
     Operators disable tasks on purpose (stop commands, the admin): syncing must not undo that.
+    A new task first runs `first_run_in` seconds from now (default: after one interval).
     Returns (task, created).
     """
     interval, _ = IntervalSchedule.objects.get_or_create(every=every_seconds, period=IntervalSchedule.SECONDS)
@@ -36,6 +54,7 @@ def ensure_periodic_task(name: str, task: str, every_seconds: int, description: 
         return PeriodicTask.objects.create(
             name=name, task=task, interval=interval, expire_seconds=expire_seconds,
             description=description, enabled=enabled_if_new,
+            last_run_at=first_run_at(first_run_in, every_seconds) if first_run_in is not None else None,
         ), True
     wanted = {"name": name, "task": task, "interval_id": interval.pk, "crontab_id": None,
               "expire_seconds": expire_seconds, "description": description}
@@ -61,6 +80,7 @@ def sync_modules(specs: tuple[ModuleSpec, ...] = MODULES) -> SyncReport:
             module_task_name(spec), spec.task, spec.every_seconds, spec.job,
             enabled_if_new=module.desired_state == MetaModule.DesiredState.RUNNING,
             current=module.periodic_task,
+            first_run_in=settings.START_STAGGER_SECONDS * (position + 1),
         )
         if module.periodic_task_id != periodic.pk:
             module.periodic_task = periodic

@@ -13,7 +13,7 @@ from controltower import cycle, health, retention
 from controltower.locks import lease
 from controltower.management.commands.watchdog import check_once
 from controltower.models import ControlTowerRun, RunState, SystemHealthLog, TowerState
-from controltower.scheduling import HEARTBEAT_TASK
+from controltower.scheduling import HEALTH_CYCLE_TASK, HEARTBEAT_TASK
 from meta_modules.models import MetaModule, ModuleRun
 from meta_modules.registry import MODULES
 
@@ -127,8 +127,8 @@ def test_two_concurrent_cycles_on_postgres_give_one_run(postgres_db: None, synce
 
 def test_the_watchdog_runs_a_cycle_when_workers_die_and_again_when_they_return(settings) -> None:
     _healthy_stack()
-    first = check_once()
-    assert first is not None  # no check yet: run one
+    assert check_once() is None  # Beat's first check is scheduled and not late: leave it to Beat
+    cycle.run_cycle("scheduler")
     assert check_once() is None  # nothing changed: Beat's hourly cycle will do
 
     _age_heartbeats(timedelta(seconds=settings.HEARTBEAT_STALE_SECONDS + 5))
@@ -140,6 +140,15 @@ def test_the_watchdog_runs_a_cycle_when_workers_die_and_again_when_they_return(s
     cycle.heartbeat()
     back = check_once()
     assert back is not None and back.system_status == "healthy"
+
+
+def test_the_watchdog_runs_a_first_check_that_beat_never_ran(settings) -> None:
+    late = timezone.now() - timedelta(seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS * 2 + settings.SCHEDULER_GRACE_SECONDS)
+    PeriodicTask.objects.filter(name=HEALTH_CYCLE_TASK).update(last_run_at=late)
+
+    run = check_once()
+
+    assert run is not None and run.executed_by == "watchdog"
 
 
 def test_retention_prunes_old_history_but_keeps_stops() -> None:

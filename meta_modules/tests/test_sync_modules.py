@@ -61,3 +61,17 @@ def test_every_registered_task_exists_in_celery() -> None:
     for spec in MODULES:
         assert spec.task in app.tasks, spec.task
     assert "controltower.tasks.run_health_cycle" in app.tasks
+
+
+def test_new_modules_first_run_soon_and_one_after_another(settings) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    call_command("sync_modules")
+
+    tasks = [MetaModule.objects.select_related("periodic_task__interval").get(code=s.code).periodic_task for s in MODULES]
+    due = [t.last_run_at + timedelta(seconds=t.interval.every) for t in tasks]
+    now = timezone.now()
+    assert all(now < d <= now + timedelta(seconds=settings.START_STAGGER_SECONDS * 17 + 1) for d in due)
+    assert due == sorted(due) and len(set(due)) == 17

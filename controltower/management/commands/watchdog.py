@@ -5,9 +5,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from controltower import cycle, findings, health, rules
 from controltower.models import ControlTowerRun, RunState, RunType
+from controltower.scheduling import HEALTH_CYCLE_TASK
 
 logger = logging.getLogger(__name__)
 WATCHED = {"infra:beat", "infra:workers", "infra:broker", "infra:database"}
@@ -20,8 +22,10 @@ def check_once() -> ControlTowerRun | None:
     last = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
             .only("executed_at", "errors_encountered").first())
     down_recorded = {e.get("key") for e in last.errors_encountered} & WATCHED if last else set()
+    # Before the first check, the scheduled first one is the reference.
+    scheduled = PeriodicTask.objects.filter(name=HEALTH_CYCLE_TASK).values_list("last_run_at", flat=True).first()
     due = rules.watchdog_should_run(
-        timezone.now(), last.executed_at if last else None,
+        timezone.now(), last.executed_at if last else scheduled,
         timedelta(seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS), timedelta(seconds=settings.SCHEDULER_GRACE_SECONDS),
         down_now, down_recorded,
     )
