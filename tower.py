@@ -93,7 +93,8 @@ def up() -> int:
 
 
 def supervise(processes: dict[str, list[str]], env: dict[str, str], url: str) -> int:
-    """Run the processes until Ctrl-C or until one of them exits; then stop them all."""
+    """Run the processes until Ctrl-C. One that exits is reported and the others keep running,
+    so the console can show (and alert on) the outage, as it would in production."""
     running = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in processes.items()}
     say(f"running {', '.join(running)} — console at {url} (Ctrl-C stops everything)")
     stopping = False
@@ -104,13 +105,12 @@ def supervise(processes: dict[str, list[str]], env: dict[str, str], url: str) ->
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    exit_code = 0
-    while not stopping:
+    reported: set[str] = set()
+    while not stopping and len(reported) < len(running):
         for name, proc in running.items():
-            if proc.poll() is not None:
-                say(f"{name} exited with code {proc.returncode}; stopping the others")
-                exit_code, stopping = proc.returncode or 1, True
-                break
+            if proc.poll() is not None and name not in reported:
+                reported.add(name)
+                say(f"{name} exited with code {proc.returncode}; the others keep running (Ctrl-C stops everything)")
         time.sleep(0.5)
     for proc in running.values():
         if proc.poll() is None:
@@ -120,7 +120,7 @@ def supervise(processes: dict[str, list[str]], env: dict[str, str], url: str) ->
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-    return exit_code
+    return 0 if stopping else 1
 
 
 def test(args: list[str]) -> int:
