@@ -377,7 +377,7 @@ def schedule_resweep(halt_run: ControlTowerRun | None, attempt: int = 0) -> bool
     if halt_run is None:
         return False
     try:
-        resweep_halt.apply_async(args=[str(halt_run.pk), attempt],
+        resweep_halt.apply_async(args=[str(halt_run.pk), attempt], retry=False,
                                  countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
         return True
     except Exception as exc:  # broker down: the cycle's sweep covers it

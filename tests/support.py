@@ -76,3 +76,22 @@ class HttpReceiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class broken_broker:  # noqa: N801 (a context manager used like a function)
+    """Point the Celery app at a broker nobody listens on (a real refused connection), then restore."""
+
+    def __enter__(self) -> None:
+        from config.celery import app
+
+        self._saved = app.conf.broker_url
+        app.conf.broker_url = "redis://127.0.0.1:9/0"  # port 9 (discard): connection refused
+        app.pool.force_close_all()
+        app._pool = None
+
+    def __exit__(self, *exc: object) -> None:
+        from config.celery import app
+
+        app.conf.broker_url = self._saved
+        app.pool.force_close_all()
+        app._pool = None

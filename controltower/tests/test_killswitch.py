@@ -16,6 +16,7 @@ from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, SystemStatus, TowerState
 from meta_modules import graph, jobs
 from meta_modules.models import MetaModule, ModuleRun
+from tests.support import broken_broker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 
@@ -114,6 +115,21 @@ def test_faults_and_a_rate_limit_during_the_stop_still_end_with_everything_pause
     assert result.success and result.campaigns_paused == 120, result
     assert "ACTIVE" not in _statuses(meta_sandbox).values()
     assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
+
+
+def test_the_stop_needs_no_task_queue(meta_sandbox, settings) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 30})
+    account = meta_sandbox.state()["accounts"][0]["id"]
+    meta_sandbox.faults(tier={account: "development"}, tier_params={"development": {"decay_s": 30}})
+    settings.EMERGENCY_STOP_DEADLINE_SECONDS = 2
+
+    with broken_broker():  # no broker at all: the stop itself must not care
+        result = _stop()
+
+    assert TowerState.get().emergency_stop_active
+    assert result.campaigns_paused == 19 and result.campaigns_pending == 11
+    assert len(meta_sandbox.campaigns(status="ACTIVE")) == 11  # left for the cycle's sweep, not lost
+    assert killswitch.sweep_needed()
 
 
 def test_a_dry_run_changes_nothing(mixed) -> None:
