@@ -210,6 +210,9 @@ CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 10.0
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Beat writes each task's last_run_at to the database as soon as it sends it (default: every
+# 3 min), so "Beat alive, workers dead" can be told apart from "Beat dead" within a minute.
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 DJANGO_CELERY_BEAT_TZ_AWARE = True
 
