@@ -2,7 +2,7 @@
 
 One check's news (opened, repeated, resolved) goes out as one grouped message per channel.
 Repeats wait ALERT_REPEAT_SECONDS since the alert's last notification. While the tower is
-halted, module and system alerts neither fire nor resolve (the emergency stop is the alert).
+halted, module, system and spend-spike alerts neither fire nor resolve (the stop is the alert).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ class AlertNews:
 
 
 def _suppressed_while_halted(key: str) -> bool:
-    return key.startswith(("module:", "system:"))
+    return key.startswith(("module:", "system:", "spend_spike:"))
 
 
 def update(conditions: list[AlertCondition], run: ControlTowerRun | None, halted: bool,

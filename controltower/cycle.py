@@ -95,6 +95,7 @@ def run_cycle(executed_by: str) -> ControlTowerRun:
             logger.info("Health cycle skipped: another one holds the lock")
             return _skipped(executed_by)
         started = time.perf_counter()
+        killswitch.stop_for_requested_spikes()
         if killswitch.sweep_needed():  # a stop's pending campaigns that nobody is working on
             killswitch.resweep(str(TowerState.get().halt_run_id), attempt=0)
         refresh_probes()

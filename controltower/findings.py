@@ -1,7 +1,7 @@
 """What a health report means for people: recommendations and alert conditions (pure).
 
 Alert conditions carry a dedup key: the same condition seen at every check is one alert.
-Inhibition, as Alertmanager does it: while an infrastructure condition (database, broker,
+Spend spikes found by 10.9 raise their own critical alert. Inhibition, as Alertmanager does it: while an infrastructure condition (database, broker,
 Beat, workers) holds, the per-module conditions it causes are not raised separately; while
 the tower is halted, module and system conditions are not raised at all (the emergency stop
 is the alert).
@@ -66,6 +66,10 @@ def alert_conditions(report: HealthReport) -> list[AlertCondition]:
         offline = [m.code for m in report.modules if m.status == ModuleStatus.OFFLINE]
         found.append(AlertCondition("system:critical", CRITICAL, "Control Tower status CRITICAL",
                                     f"Offline modules: {', '.join(offline) or 'none'}; degraded: {report.counts.get('degraded', 0)}."))
+    for spike in report.spend_spikes:
+        found.append(AlertCondition(
+            f"spend_spike:{spike['campaign_id']}", CRITICAL, f"Spend spike on campaign {spike['campaign__name']}",
+            f"Spending {spike['ratio']:.1f}× its baseline rate; {spike['spend_today']} spent today (10.9)."))
     if any(c.severity == CRITICAL for c in found if c.key.startswith("infra:")):
         return found  # module failures are consequences of the infrastructure one
     for module in report.modules:
@@ -118,6 +122,9 @@ def recommendations(report: HealthReport) -> list[dict[str, str]]:
     if report.halted:
         add(INFO, "Emergency stop active: resume when the cause is handled.")
         return found
+    for spike in report.spend_spikes:
+        add(CRITICAL, f"Campaign {spike['campaign__name']} spends {spike['ratio']:.1f}× its baseline today: review it, "
+                      "acknowledge the spike in the admin, or press the emergency stop.")
     for module in report.modules:
         name = f"{module.code} {module.name}"
         if module.status == ModuleStatus.STOPPED:

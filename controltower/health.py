@@ -21,7 +21,7 @@ from django_celery_beat.models import PeriodicTask
 from controltower import probes, rules
 from controltower.models import ModuleStatus, TowerState
 from controltower.scheduling import HEARTBEAT_TASK
-from meta_modules.models import Campaign, MetaModule, ModuleRun
+from meta_modules.models import Campaign, MetaModule, ModuleRun, SpendSpike
 
 FAILED = (ModuleRun.Outcome.FAILURE, ModuleRun.Outcome.TIMEOUT)
 FINISHED = (ModuleRun.Outcome.SUCCESS, *FAILED)
@@ -92,6 +92,8 @@ class HealthReport:
     total_campaigns_active: int | None
     total_daily_budget_usd: float | None
     counts: dict[str, int] = field(default_factory=dict)
+    # Today's unacknowledged spend spikes found by 10.9 (campaign_id, campaign name, ratio, spend).
+    spend_spikes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total_api_calls_24h(self) -> int:
@@ -182,11 +184,13 @@ def evaluate(now: datetime | None = None) -> HealthReport:
                for module in _modules()]
     statuses = [ModuleStatus(m.status) for m in modules]
     campaigns_active, budget_usd = _campaign_totals()
+    spikes = list(SpendSpike.objects.filter(acknowledged=False, day=now.date()).values(
+        "campaign_id", "campaign__name", "ratio", "spend_today", "requested_emergency_stop"))
     return HealthReport(
         checked_at=now, system_status=rules.system_status(statuses, state.emergency_stop_active).value,
         halted=state.emergency_stop_active, modules=modules, infrastructure=infra, mode=settings.META_MODE,
         total_campaigns_active=campaigns_active, total_daily_budget_usd=budget_usd,
-        counts={status.value: statuses.count(status) for status in ModuleStatus},
+        counts={status.value: statuses.count(status) for status in ModuleStatus}, spend_spikes=spikes,
     )
 
 

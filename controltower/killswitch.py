@@ -38,7 +38,7 @@ from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
 )
 from meta_modules import graph
-from meta_modules.models import MetaModule
+from meta_modules.models import MetaModule, SpendSpike
 from meta_modules.scheduling import staggered_last_run
 
 logger = logging.getLogger(__name__)
@@ -419,6 +419,20 @@ def sweep_needed() -> bool:
     now = timezone.now()
     return CampaignHold.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
                                        halt_run_id=state.halt_run_id, state=CampaignHold.State.PENDING).exists()
+
+
+def stop_for_requested_spikes() -> StopResult | None:
+    """10.9 asks for an emergency stop (opt-in SPIKE_REQUESTS_EMERGENCY_STOP): carry it out once."""
+    spikes = list(SpendSpike.objects.filter(requested_emergency_stop=True, acknowledged=False)
+                  .select_related("campaign"))
+    if not spikes:
+        return None
+    reason = "Budget spike (10.9): " + "; ".join(
+        f"{s.campaign.name} at {s.ratio:.1f}× its baseline, {s.spend_today} spent today" for s in spikes)
+    result = emergency_stop(StopRequest(reason=reason[:2000], actor="10.9 Budget Spike Manager"))
+    SpendSpike.objects.filter(pk__in=[s.pk for s in spikes]).update(
+        acknowledged=True, acknowledged_at=timezone.now(), acknowledged_by=f"emergency stop {result.run_id}")
+    return result
 
 
 # --- resume ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from controltower import cycle, findings, health, rules
+from controltower import cycle, findings, health, killswitch, rules
 from controltower.models import ControlTowerRun, RunState, RunType
 from controltower.scheduling import HEALTH_CYCLE_TASK
 
@@ -16,7 +16,11 @@ WATCHED = {"infra:beat", "infra:workers", "infra:broker", "infra:database"}
 
 
 def check_once() -> ControlTowerRun | None:
-    """Run the cycle here if Beat/workers are not doing it; return the run if one was made."""
+    """Act on spend-spike stop requests, then run the cycle here if Beat/workers are not doing it.
+
+    Returns the health-check run if one was made.
+    """
+    killswitch.stop_for_requested_spikes()
     report = health.evaluate()
     down_now = {c.key for c in findings.infrastructure_conditions(report)} & WATCHED
     last = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
@@ -33,8 +37,9 @@ def check_once() -> ControlTowerRun | None:
 
 
 class Command(BaseCommand):
-    help = ("Watch the watchers: run the health cycle here when Beat or the workers are not running it "
-            "(overdue, or a change in what is down). --once checks a single time.")
+    help = ("Watch the watchers: carry out spend-spike emergency stops (10.9, opt-in) within a minute, and run "
+            "the health cycle here when Beat or the workers are not running it (overdue, or a change in what is "
+            "down). --once checks a single time.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true")
