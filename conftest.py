@@ -111,3 +111,12 @@ def http_receiver() -> Iterator["HttpReceiver"]:
     receiver = HttpReceiver()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture(autouse=True)
+def _empty_shared_cache() -> Iterator[None]:
+    """The shared cache outlives a test (files or Redis): start every test without entries."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -126,6 +126,14 @@ STORAGES = {
 }
 LOGIN_URL = "admin:login"
 
+# The shared cache (module cache namespaces, throttling): Redis when CACHE_URL is set, else
+# files under var/ — shared by every process on one machine, like the embedded broker.
+CACHE_URL = env_str("CACHE_URL")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+}
+
 # --- Security -------------------------------------------------------------------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -233,6 +241,8 @@ META_AD_ACCOUNT_IDS = env_list("META_AD_ACCOUNT_IDS")
 META_TIMEOUT_SECONDS = env_float("META_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 META_MAX_RETRIES = env_int("META_MAX_RETRIES", 4, minimum=0)
 # Longest a call waits for an ad account's rate-limit block to lift before giving up.
+# How long a module keeps the discovered list of ad accounts in its cache namespace.
+META_ACCOUNTS_CACHE_SECONDS = env_int("META_ACCOUNTS_CACHE_SECONDS", 300, minimum=0)
 META_MAX_RATE_LIMIT_WAIT_SECONDS = env_float("META_MAX_RATE_LIMIT_WAIT_SECONDS", 120.0, minimum=0.0)
 if META_MODE == "live" and not META_ACCESS_TOKEN:
     raise ImproperlyConfigured("META_MODE=live needs META_ACCESS_TOKEN (a system-user token with ads_management).")

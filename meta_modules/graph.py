@@ -30,6 +30,7 @@ from facebook_business.api import FacebookAdsApi, FacebookResponse
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
+from meta_modules.cache import ModuleCache
 from meta_modules.gate import operations_halted
 from meta_modules.runs import current_run
 
@@ -355,10 +356,21 @@ class GraphClient:
             query = {**query, "after": paging["cursors"]["after"]}
 
     def ad_accounts(self) -> list[str]:
-        """The ad accounts to work on: META_AD_ACCOUNT_IDS, or every account the token sees."""
+        """The ad accounts to work on: META_AD_ACCOUNT_IDS, or every account the token sees.
+
+        Inside a module job the discovered list is kept in the module's cache namespace for
+        META_ACCOUNTS_CACHE_SECONDS (the tower's CLEAR_CACHE recovery empties it).
+        """
         if settings.META_AD_ACCOUNT_IDS:
             return [a if a.startswith("act_") else f"act_{a}" for a in settings.META_AD_ACCOUNT_IDS]
-        return [account["id"] for account in self.paginate("me/adaccounts", {"fields": "id"})]
+
+        def discover() -> list[str]:
+            return [account["id"] for account in self.paginate("me/adaccounts", {"fields": "id"})]
+
+        run = current_run()
+        if run is None:
+            return discover()
+        return ModuleCache(run.module_code).get_or_set("ad_accounts", discover, settings.META_ACCOUNTS_CACHE_SECONDS)
 
     def campaigns(self, account: str, fields: Iterable[str], effective_status: Iterable[str] | None = None) -> list[dict]:
         params: dict[str, Any] = {"fields": ",".join(fields)}

@@ -81,17 +81,20 @@ class HttpReceiver:
 class broken_broker:  # noqa: N801 (a context manager used like a function)
     """Point the Celery app at a broker nobody listens on (a real refused connection), then restore."""
 
+    @staticmethod
+    def _use(url: str) -> None:
+        from config.celery import app
+
+        app.conf.broker_url = url
+        # Forget the cached connection and producer pools so the next publish uses `url`.
+        app._pool = None
+        app.amqp._producer_pool = None
+
     def __enter__(self) -> None:
         from config.celery import app
 
         self._saved = app.conf.broker_url
-        app.conf.broker_url = "redis://127.0.0.1:9/0"  # port 9 (discard): connection refused
-        app.pool.force_close_all()
-        app._pool = None
+        self._use("redis://127.0.0.1:9/0")  # port 9 (discard): connection refused
 
     def __exit__(self, *exc: object) -> None:
-        from config.celery import app
-
-        app.conf.broker_url = self._saved
-        app.pool.force_close_all()
-        app._pool = None
+        self._use(self._saved)
