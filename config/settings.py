@@ -286,6 +286,18 @@ HOLD_CLAIM_SECONDS = env_int("HOLD_CLAIM_SECONDS", 120, minimum=10)
 RESUME_REQUIRES_SECOND_APPROVER = env_bool("RESUME_REQUIRES_SECOND_APPROVER", False)
 RESUME_APPROVAL_TTL_SECONDS = env_int("RESUME_APPROVAL_TTL_SECONDS", 1800, minimum=60)
 
+# Auto-recovery (controltower/recovery_policy.py): procedures at or above the threshold run by
+# themselves; restarts back off exponentially, at most RECOVERY_MAX_ATTEMPTS per window, then
+# the module needs a human; more than RECOVERY_BREAKER_SHARE of modules failing = no restarts.
+RECOVERY_AUTO_EXECUTE_THRESHOLD = env_float("RECOVERY_AUTO_EXECUTE_THRESHOLD", 0.85, minimum=0.0, maximum=1.0)
+RECOVERY_ERROR_THRESHOLD = env_int("RECOVERY_ERROR_THRESHOLD", 50, minimum=0)
+RECOVERY_BACKOFF_BASE_SECONDS = env_int("RECOVERY_BACKOFF_BASE_SECONDS", 30, minimum=0)
+RECOVERY_BACKOFF_CAP_SECONDS = env_int("RECOVERY_BACKOFF_CAP_SECONDS", 600, minimum=0)
+RECOVERY_MAX_ATTEMPTS = env_int("RECOVERY_MAX_ATTEMPTS", 3, minimum=1)
+RECOVERY_WINDOW_SECONDS = env_int("RECOVERY_WINDOW_SECONDS", 6 * 3600, minimum=60)
+RECOVERY_RESET_AFTER_HEALTHY_SECONDS = env_int("RECOVERY_RESET_AFTER_HEALTHY_SECONDS", 600, minimum=0)
+RECOVERY_BREAKER_SHARE = env_float("RECOVERY_BREAKER_SHARE", 0.5, minimum=0.0, maximum=1.0)
+
 # --- Alerts ---------------------------------------------------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if env_str("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend")
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")

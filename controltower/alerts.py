@@ -30,7 +30,7 @@ class AlertNews:
 
 
 def _suppressed_while_halted(key: str) -> bool:
-    return key.startswith(("module:", "system:", "spend_spike:"))
+    return key.startswith(("module:", "system:", "spend_spike:", "recovery:"))
 
 
 def update(conditions: list[AlertCondition], run: ControlTowerRun | None, halted: bool,

@@ -19,7 +19,7 @@ from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from config.celery import app
 from controltower import killswitch
-from controltower.models import ControlTowerRun, RunState, RunType, TowerState
+from controltower.models import ControlTowerRun, RecoveryState, RunState, RunType, TowerState
 from meta_modules import jobs, registry  # noqa: F401 (importing jobs registers the module tasks)
 from meta_modules.models import MetaModule, ModuleRun
 from meta_modules.scheduling import staggered_last_run
@@ -72,6 +72,12 @@ def _refuse_while_halted(what: str) -> None:
         raise CommandRefused(f"Emergency stop active: {what} would restart spending. Resume first.")
 
 
+def mark_operator_acted(codes: list[str]) -> None:
+    """An operator acted on these modules: auto-recovery's counter starts again, no human is awaited."""
+    RecoveryState.objects.filter(module_code__in=codes).update(
+        needs_human=False, needs_human_since=None, counter_reset_at=timezone.now())
+
+
 def set_running(modules: list[MetaModule], command: Command, enable_tasks: bool = True) -> list[str]:
     now = timezone.now()
     for index, module in enumerate(modules):
@@ -84,6 +90,7 @@ def set_running(modules: list[MetaModule], command: Command, enable_tasks: bool 
     MetaModule.objects.bulk_update(modules, ["desired_state", "desired_state_by", "desired_state_at",
                                              "desired_state_reason"])
     PeriodicTasks.update_changed()
+    mark_operator_acted([m.code for m in modules])
     return [m.code for m in modules]
 
 

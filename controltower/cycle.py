@@ -1,5 +1,7 @@
 """The scheduler cycle (spec): probe → evaluate → recover → persist 1 run + N logs → alerts.
 
+Recovery acts on this check's facts; its effect shows (and is verified) at the next check.
+
 Only one cycle runs at a time (a database lease that holds on PostgreSQL and SQLite); a
 second one exits at once and is recorded as a skipped run.
 """
@@ -13,9 +15,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from controltower import alerts, findings, health, killswitch, probes
+from controltower import alerts, findings, health, killswitch, probes, recovery
 from controltower.locks import lease
-from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemHealthLog, TowerState
+from controltower.models import (
+    ControlTowerRun, ModuleStatus, RecoveryAttempt, RunState, RunType, SystemHealthLog, TowerState,
+)
 
 logger = logging.getLogger(__name__)
 CYCLE_LOCK = "health_cycle"
@@ -30,14 +34,11 @@ def refresh_probes() -> None:
 
 @transaction.atomic
 def persist(report: health.HealthReport, executed_by: str, execution_time_ms: int,
-            conditions: list[findings.AlertCondition], run_type: str = RunType.HEALTH_CHECK,
-            command_type: str | None = None, reason: str = "") -> ControlTowerRun:
-    """Write 1 run + one log per module in one transaction and update the tower's state."""
+            conditions: list[findings.AlertCondition], recovered: recovery.RecoveryReport) -> ControlTowerRun:
+    """Write 1 run + one log per module in one transaction, link the recoveries, update the state."""
     db = report.infrastructure.database
     run = ControlTowerRun.objects.create(
-        run_type=run_type,
-        command_type=command_type,
-        reason=reason,
+        run_type=RunType.HEALTH_CHECK,
         system_status=report.system_status,
         total_modules_checked=len(report.modules),
         online_modules=report.counts[ModuleStatus.ONLINE],
@@ -55,7 +56,10 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
         execution_time_ms=execution_time_ms,
         executed_by=executed_by,
         executed_at=report.checked_at,
-        recommendations=findings.recommendations(report),
+        recommendations=findings.recommendations(report) + recovered.recommendations,
+        recoveries_performed=[{"module": a.module_code, "action": a.action, "confidence": a.confidence,
+                               "reason": a.reason, "outcome": a.outcome, "detail": a.detail}
+                              for a in recovered.attempts],
         alerts=[c.as_dict() for c in conditions],
         mode=report.mode,
     )
@@ -69,9 +73,13 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
             last_error=m.last_error, last_error_time=m.last_error_time,
             db_connections=db.active_connections, memory_usage_mb=m.memory_usage_mb, cpu_usage_pct=m.cpu_usage_pct,
             checked_at=report.checked_at, mode=report.mode,
+            recovery_attempts=recovered.per_module.get(m.code, (0, "", None))[0],
+            last_recovery_action=recovered.per_module.get(m.code, (0, "", None))[1],
+            recovery_successful=recovered.per_module.get(m.code, (0, "", None))[2],
         )
         for m in report.modules
     )
+    RecoveryAttempt.objects.filter(pk__in=[a.pk for a in recovered.attempts]).update(run=run)
     TowerState.get()
     updates = {"last_health_check": report.checked_at}
     if not report.halted:  # while halted the status stays EMERGENCY_STOP: only resume clears it
@@ -100,8 +108,9 @@ def run_cycle(executed_by: str) -> ControlTowerRun:
             killswitch.resweep(str(TowerState.get().halt_run_id), attempt=0)
         refresh_probes()
         report = health.evaluate()
-        conditions = findings.alert_conditions(report)
-        run = persist(report, executed_by, round((time.perf_counter() - started) * 1000), conditions)
+        recovered = recovery.recover(report)
+        conditions = findings.alert_conditions(report) + recovered.conditions
+        run = persist(report, executed_by, round((time.perf_counter() - started) * 1000), conditions, recovered)
         news = alerts.update(conditions, run, report.halted, now=report.checked_at)
         alerts.notify(news, report.system_status, run)
         return run

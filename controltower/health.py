@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Avg, Count, Max, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models import Avg, Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
@@ -117,13 +117,15 @@ def _modules() -> QuerySet[MetaModule]:
 
 def _runs_24h(since: datetime) -> dict[Any, dict[str, Any]]:
     finished = Q(outcome__in=FINISHED)
+    # A RESET_MODULE recovery restarts the module's error window.
+    in_error_window = Q(module__error_window_start__isnull=True) | Q(started_at__gte=F("module__error_window_start"))
     rows = (
         ModuleRun.objects.filter(started_at__gte=since)
         .values("module_id")
         .annotate(
-            runs=Count("id", filter=finished),
-            successes=Count("id", filter=Q(outcome=ModuleRun.Outcome.SUCCESS)),
-            failures=Count("id", filter=Q(outcome__in=FAILED)),
+            runs=Count("id", filter=finished & in_error_window),
+            successes=Count("id", filter=Q(outcome=ModuleRun.Outcome.SUCCESS) & in_error_window),
+            failures=Count("id", filter=Q(outcome__in=FAILED) & in_error_window),
             skipped=Count("id", filter=Q(outcome=ModuleRun.Outcome.SKIPPED)),
             avg_ms=Avg("duration_ms", filter=finished),
             api_calls=Sum("api_calls"),

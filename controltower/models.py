@@ -313,3 +313,56 @@ class CampaignHold(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id} ({self.account_id}) {self.state}"
+
+
+class RecoveryAttempt(models.Model):
+    """One recovery action on one module: what ran, why, what it did, and whether it healed."""
+
+    class Trigger(models.TextChoices):
+        AUTO = "auto", "Automatic (health cycle)"
+        OPERATOR = "operator", "Operator"
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    module_code = models.CharField(max_length=16)
+    action = models.CharField(max_length=32)
+    confidence = models.FloatField()
+    reason = models.TextField()
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.AUTO)
+    executed_by = models.CharField(max_length=150)
+    run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="recoveries")
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    detail = models.JSONField(default=dict, blank=True, help_text="What the action did and its immediate check")
+    # Set at the next check: did the module come back ONLINE?
+    verified_at = models.DateTimeField(null=True, blank=True)
+    healed = models.BooleanField(null=True, blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_recoveries"
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["module_code", "started_at"], name="ix_recoveries_module_started")]
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.module_code} ({self.outcome})"
+
+
+class RecoveryState(models.Model):
+    """Per module: the restart policy's memory beyond individual attempts."""
+
+    module_code = models.CharField(primary_key=True, max_length=16)
+    # Attempts before this instant no longer count (an operator acted, or it stayed healthy).
+    counter_reset_at = models.DateTimeField(null=True, blank=True)
+    needs_human = models.BooleanField(default=False)
+    needs_human_since = models.DateTimeField(null=True, blank=True)
+    healthy_since = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_recovery_state"
+
+    def __str__(self) -> str:
+        return f"{self.module_code}{' (needs a human)' if self.needs_human else ''}"

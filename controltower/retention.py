@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
-from controltower.models import Alert, ControlTowerRun, Notification, SystemHealthLog
+from controltower.models import Alert, ControlTowerRun, Notification, RecoveryAttempt, SystemHealthLog
 from meta_modules.models import ModuleRun
 
 BATCH = 5000
@@ -30,6 +30,7 @@ def prune(now=None) -> dict[str, int]:
         "health_logs": _delete_in_batches(SystemHealthLog.objects.filter(checked_at__lt=tower_cutoff)),
         "notifications": _delete_in_batches(Notification.objects.filter(sent_at__lt=tower_cutoff)),
         "alerts": _delete_in_batches(Alert.objects.filter(resolved_at__lt=tower_cutoff)),
+        "recoveries": _delete_in_batches(RecoveryAttempt.objects.filter(started_at__lt=tower_cutoff)),
         # Emergency stops and resumes are the audit trail of the kill switch: kept.
         "runs": _delete_in_batches(ControlTowerRun.objects.filter(
             executed_at__lt=tower_cutoff, run_type__in=["health_check", "command"])),

@@ -2,8 +2,27 @@
 from __future__ import annotations
 
 from celery import shared_task
+from celery.signals import task_prerun
+from django.core.cache import cache
+from django.db import connections
 
 from controltower import commander, cycle, killswitch, retention
+
+
+_db_generation: dict[str, object] = {"seen": None}
+
+
+@task_prerun.connect
+def _reconnect_if_asked(**kwargs: object) -> None:
+    """RECONNECT_DB reaches every worker process: before its next task, each one compares the
+    generation the recovery published and drops its database connections if it moved."""
+    from controltower.recovery import DB_GENERATION_KEY
+
+    generation = cache.get(DB_GENERATION_KEY)
+    if generation is not None and generation != _db_generation["seen"]:
+        if _db_generation["seen"] is not None:
+            connections.close_all()
+        _db_generation["seen"] = generation
 
 
 @shared_task(name="controltower.tasks.run_health_cycle")

@@ -30,6 +30,8 @@ class MetaModule(models.Model):
     periodic_task = models.OneToOneField(
         PeriodicTask, null=True, blank=True, on_delete=models.SET_NULL, related_name="meta_module"
     )
+    # Set by a RESET_MODULE recovery: errors before it no longer count against the module.
+    error_window_start = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView, exception_handler
 
-from controltower import commander, findings, health, killswitch
+from controltower import commander, findings, health, killswitch, recovery
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.serializers import (
     CommandRequestSerializer, EmergencyStopRequestSerializer, EmergencyStopResponseSerializer, ErrorSerializer,
@@ -76,7 +76,8 @@ def status_payload() -> dict[str, Any]:
     return payload
 
 
-def _module_entry(module: health.ModuleHealth, db_connections: int | None) -> dict[str, Any]:
+def _module_entry(module: health.ModuleHealth, db_connections: int | None,
+                  recovered: tuple[int, str, bool | None]) -> dict[str, Any]:
     return {
         "module_name": module.code,
         "module_full_name": module.name,
@@ -92,10 +93,9 @@ def _module_entry(module: health.ModuleHealth, db_connections: int | None) -> di
         "next_run": module.next_run,
         "last_error": module.last_error,
         "last_error_time": module.last_error_time,
-        # The report carries no recovery history yet: the recovery engine will supply these.
-        "recovery_attempts": 0,
-        "last_recovery_action": "",
-        "recovery_successful": None,
+        "recovery_attempts": recovered[0],
+        "last_recovery_action": recovered[1],
+        "recovery_successful": recovered[2],
         "db_connections": db_connections,
         "memory_usage_mb": module.memory_usage_mb,
         "cpu_usage_pct": module.cpu_usage_pct,
@@ -142,12 +142,13 @@ def _system_metrics(report: health.HealthReport) -> dict[str, Any]:
 
 def health_payload(report: health.HealthReport) -> dict[str, Any]:
     db_connections = report.infrastructure.database.active_connections
+    recovered = recovery.module_summaries([m.code for m in report.modules], report.checked_at)
     return {
         "timestamp": report.checked_at,
         "mode": report.mode,
         "system_status": report.system_status,
         "emergency_stop_active": report.halted,
-        "modules": [_module_entry(module, db_connections) for module in report.modules],
+        "modules": [_module_entry(module, db_connections, recovered[module.code]) for module in report.modules],
         "system_metrics": _system_metrics(report),
         "recommendations": findings.recommendations(report),
         "alerts": [condition.as_dict() for condition in findings.alert_conditions(report)],
