@@ -167,11 +167,14 @@ def _next_run(task: PeriodicTask | None, last_run: datetime | None) -> datetime 
 
 
 def _campaign_totals() -> tuple[int | None, float | None]:
-    """ACTIVE campaigns in the mirror and their daily budgets in USD (USD accounts only)."""
-    totals = Campaign.objects.filter(status="ACTIVE").aggregate(
-        count=Count("id"), budget=Sum("daily_budget_cents", filter=Q(account__currency="USD")))
-    if not totals["count"]:
-        return (0, 0.0) if Campaign.objects.exists() else (None, None)
+    """ACTIVE campaigns in the mirror and their daily budgets in USD (USD accounts only); null
+    while the mirror is empty (never synced: unknown, not zero)."""
+    active = Q(status="ACTIVE")
+    totals = Campaign.objects.aggregate(
+        mirrored=Count("id"), count=Count("id", filter=active),
+        budget=Sum("daily_budget_cents", filter=active & Q(account__currency="USD")))
+    if not totals["mirrored"]:
+        return None, None
     return totals["count"], round((totals["budget"] or 0) / 100, 2)
 
 
