@@ -1,9 +1,17 @@
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import ngettext
 
-from controltower.models import Alert, CampaignHold, ControlTowerRun, Notification, SystemHealthLog, TowerState
-from meta_modules.admin import ReadOnlyAdmin
+from controltower import commander, killswitch, recovery
+from controltower.api.permissions import OPERATE_PERMISSION
+from controltower.models import (
+    Alert, CampaignHold, ControlTowerRun, Notification, RecoveryAttempt, RecoveryState, SystemHealthLog, TowerState,
+)
+from meta_modules.admin import MetaModuleAdmin, ReadOnlyAdmin
+from meta_modules.models import MetaModule
 
 
 @admin.register(ControlTowerRun)
@@ -57,3 +65,72 @@ class NotificationAdmin(ReadOnlyAdmin):
     search_fields = ("subject", "body", "error")
     date_hierarchy = "sent_at"
     raw_id_fields = ("run",)
+
+
+@admin.register(RecoveryAttempt)
+class RecoveryAttemptAdmin(ReadOnlyAdmin):
+    list_display = ("started_at", "module_code", "action", "confidence", "trigger", "outcome", "healed",
+                    "executed_by", "reason")
+    list_filter = ("action", "outcome", "trigger", "healed", "module_code")
+    search_fields = ("module_code", "reason", "executed_by")
+    date_hierarchy = "started_at"
+    raw_id_fields = ("run",)
+
+
+@admin.register(RecoveryState)
+class RecoveryStateAdmin(ReadOnlyAdmin):
+    list_display = ("module_code", "needs_human", "needs_human_since", "healthy_since", "counter_reset_at")
+    list_filter = ("needs_human",)
+
+
+# Module actions go through the same commander and recovery engine as the API; the module
+# admin itself lives in meta_modules, which must not depend on the tower.
+admin.site.unregister(MetaModule)
+
+
+@admin.register(MetaModule)
+class TowerModuleAdmin(MetaModuleAdmin):
+    actions = ["start_modules", "stop_modules", "restart_modules", "clear_module_cache", "reset_modules"]
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(OPERATE_PERMISSION)
+
+    def _command(self, request: HttpRequest, queryset: QuerySet[MetaModule], command_type: str) -> None:
+        codes = list(queryset.values_list("code", flat=True))
+        try:
+            run = commander.execute(commander.Command(command_type, actor=request.user.get_username(),
+                                                      reason="admin action", target_modules=codes))
+        except (commander.CommandRefused, killswitch.KillSwitchError) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        level = messages.ERROR if run.errors_encountered else messages.SUCCESS
+        self.message_user(request, run.message or f"{command_type}: {', '.join(codes)}", level)
+
+    @admin.action(permissions=["operate"], description="Start selected modules")
+    def start_modules(self, request: HttpRequest, queryset: QuerySet[MetaModule]) -> None:
+        self._command(request, queryset, "start_all")
+
+    @admin.action(permissions=["operate"], description="Stop selected modules")
+    def stop_modules(self, request: HttpRequest, queryset: QuerySet[MetaModule]) -> None:
+        self._command(request, queryset, "stop_all")
+
+    @admin.action(permissions=["operate"], description="Restart selected modules (re-enable, run now)")
+    def restart_modules(self, request: HttpRequest, queryset: QuerySet[MetaModule]) -> None:
+        self._command(request, queryset, "restart_module")
+
+    def _recover(self, request: HttpRequest, queryset: QuerySet[MetaModule], action: str) -> None:
+        attempts = [recovery.operator_action(m.code, action, request.user.get_username(), "admin action")
+                    for m in queryset]
+        failed = [a.module_code for a in attempts if a.outcome != RecoveryAttempt.Outcome.SUCCEEDED]
+        self.message_user(request, ngettext("%(action)s ran on %(n)d module.", "%(action)s ran on %(n)d modules.",
+                                            len(attempts)) % {"action": action, "n": len(attempts)}
+                          + (f" Failed: {', '.join(failed)}." if failed else ""),
+                          messages.ERROR if failed else messages.SUCCESS)
+
+    @admin.action(permissions=["operate"], description="Recovery: clear the modules' cache")
+    def clear_module_cache(self, request: HttpRequest, queryset: QuerySet[MetaModule]) -> None:
+        self._recover(request, queryset, "clear_cache")
+
+    @admin.action(permissions=["operate"], description="Recovery: reset selected modules (state, errors, restart)")
+    def reset_modules(self, request: HttpRequest, queryset: QuerySet[MetaModule]) -> None:
+        self._recover(request, queryset, "reset_module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from controltower.commander import ALIASES, COMMANDS, canonical
+from controltower.recovery_policy import Action
 from controltower.models import Alert, Mode, ModuleStatus, RunState, SystemStatus
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -176,6 +177,8 @@ class HealthSerializer(serializers.Serializer):
 
 REASON_MAX = 2000
 COMMAND_CHOICES = (*COMMANDS, *ALIASES)
+# ALERT_ADMIN is the engine's escalation, not something to run by hand.
+OPERATOR_ACTIONS = [a for a in Action if a != Action.ALERT_ADMIN]
 AD_ACCOUNT_ID = r"^(act_)?\d{1,20}$"
 
 
@@ -314,3 +317,29 @@ class OrchestrationResultSerializer(serializers.Serializer):
     executed_at = serializers.DateTimeField()
     executed_by = serializers.CharField()
     message = serializers.CharField(allow_blank=True)
+
+
+class RecoveryRequestSerializer(serializers.Serializer):
+    module_code = serializers.CharField(max_length=16, help_text="Module code, e.g. 10.7.")
+    action = serializers.ChoiceField(choices=[a.value for a in OPERATOR_ACTIONS])
+    reason = serializers.CharField(max_length=REASON_MAX, required=False, allow_blank=True, default="")
+
+    def validate_module_code(self, code: str) -> str:
+        if not MetaModule.objects.filter(code=code).exists():
+            raise serializers.ValidationError(f"Unknown module: {code}.")
+        return code
+
+
+class RecoveryAttemptSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    module_code = serializers.CharField(help_text="'database' for RECONNECT_DB, which acts on the whole tower.")
+    action = serializers.CharField()
+    confidence = serializers.FloatField()
+    reason = serializers.CharField(allow_blank=True)
+    trigger = serializers.CharField()
+    executed_by = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    outcome = serializers.CharField()
+    detail = serializers.JSONField()
+    healed = serializers.BooleanField(allow_null=True, help_text="Set at the next check: ONLINE again or not.")

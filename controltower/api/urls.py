@@ -11,4 +11,5 @@ urlpatterns = [
     re_path(r"^command(?:/)?$", views.CommandView.as_view(), name="command"),
     re_path(r"^emergency-stop(?:/)?$", views.EmergencyStopView.as_view(), name="emergency-stop"),
     re_path(r"^resume(?:/)?$", views.ResumeView.as_view(), name="resume"),
+    re_path(r"^recovery(?:/)?$", views.RecoveryView.as_view(), name="recovery"),
 ]

@@ -18,8 +18,8 @@ from controltower import commander, findings, health, killswitch, recovery
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.serializers import (
     CommandRequestSerializer, EmergencyStopRequestSerializer, EmergencyStopResponseSerializer, ErrorSerializer,
-    HealthSerializer, OrchestrationResultSerializer, ResumeRequestSerializer, ResumeResponseSerializer,
-    StatusSerializer,
+    HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
+    ResumeRequestSerializer, ResumeResponseSerializer, StatusSerializer,
 )
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
 from meta_modules.models import MetaModule
@@ -283,3 +283,21 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+class RecoveryView(APIView):
+    permission_classes = [IsTowerOperator]
+
+    @extend_schema(
+        operation_id="control_tower_recovery", request=RecoveryRequestSerializer, tags=TAGS,
+        summary="Run a recovery procedure by hand",
+        description="restart_scheduler, clear_cache, reconnect_db or reset_module on one module — e.g. a "
+                    "recommendation below the auto-execute threshold. Recorded as an operator attempt; it also "
+                    "restarts the module's recovery counter. Refused while the tower is halted.",
+        responses={200: RecoveryAttemptSerializer, 409: CONFLICT, **OPERATOR_ERRORS})
+    def post(self, request: Request) -> Response:
+        data = _validated(RecoveryRequestSerializer, request)
+        if TowerState.get().emergency_stop_active:
+            return Response({"detail": "Emergency stop active: resume before recovering modules."}, status=409)
+        attempt = recovery.operator_action(data["module_code"], data["action"], _actor(request), data["reason"])
+        return Response(RecoveryAttemptSerializer(attempt).data)

@@ -188,3 +188,41 @@ def test_an_unhealthy_database_gets_one_reconnect_under_backoff(synced, meta_san
 
     attempts = RecoveryAttempt.objects.filter(action="reconnect_db")
     assert attempts.count() == 1 and attempts.get().module_code == "database"
+
+
+def test_an_operator_runs_a_recovery_through_the_api(healthy) -> None:
+    from django.contrib.auth.models import Group, User
+    from rest_framework.test import APIClient
+
+    user = User.objects.create_user("olivia", is_staff=True)
+    user.groups.add(Group.objects.get(name="Tower operators"))
+    client = APIClient()
+    client.force_authenticate(user)
+    RecoveryState.objects.create(module_code="10.6", needs_human=True)
+
+    response = client.post("/meta/control-tower/recovery", {"module_code": "10.6", "action": "clear_cache",
+                                                            "reason": "stale ids"}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["action"], body["trigger"], body["executed_by"], body["outcome"]) == (
+        "clear_cache", "operator", "olivia", "succeeded")
+    assert not RecoveryState.objects.get(module_code="10.6").needs_human
+    bad = client.post("/meta/control-tower/recovery", {"module_code": "10.99", "action": "alert_admin"}, format="json")
+    assert bad.status_code == 400 and {"module_code", "action"} <= set(bad.json())
+
+
+def test_the_admin_restarts_a_module_through_the_commander(healthy, client) -> None:
+    from django.contrib.auth.models import User
+
+    client.force_login(User.objects.create_superuser("root"))
+    PeriodicTask.objects.filter(meta_module__code="10.9").update(enabled=False)
+    module = MetaModule.objects.get(code="10.9")
+
+    response = client.post("/admin/meta_modules/metamodule/", {"action": "restart_modules", "_selected_action": [module.pk]},
+                           follow=True)
+
+    assert response.status_code == 200
+    assert PeriodicTask.objects.get(meta_module__code="10.9").enabled
+    assert ModuleRun.objects.filter(module=module, trigger="command").exists()
+    assert "Restarted 10.9" in response.content.decode()
