@@ -21,6 +21,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, connections
+from django.db.models import Count, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
@@ -253,6 +254,18 @@ def _recover_modules(report: HealthReport, histories: dict[str, History], policy
             f"Module {state.module_code} needs a human: auto-recovery gave up",
             f"{policy.max_attempts} attempts within {policy.window} did not heal it; left alone until an operator "
             "acts (restart_module / start_all) or it stays healthy.", state.module_code))
+
+
+def success_rate(since: datetime) -> dict[str, Any]:
+    """Automatic recovery since `since`, in one aggregate query: attempts, verified, healed, rate."""
+    totals = RecoveryAttempt.objects.filter(trigger=RecoveryAttempt.Trigger.AUTO, started_at__gte=since).aggregate(
+        attempts=Count("id", filter=~Q(action=Action.ALERT_ADMIN)),
+        verified=Count("id", filter=~Q(action=Action.ALERT_ADMIN) & Q(healed__isnull=False)),
+        healed=Count("id", filter=Q(healed=True)),
+        escalations=Count("id", filter=Q(action=Action.ALERT_ADMIN)),
+    )
+    totals["success_rate"] = totals["healed"] / totals["verified"] if totals["verified"] else None
+    return totals
 
 
 def recover(report: HealthReport, policy: Policy | None = None) -> RecoveryReport:

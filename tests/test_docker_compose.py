@@ -19,11 +19,12 @@ def _command(service: dict) -> list[str]:
 
 def test_it_defines_every_process_of_the_stack() -> None:
     services = _compose()["services"]
-    assert {"postgres", "redis", "web", "worker", "beat", "sandbox"} <= set(services)
+    assert {"postgres", "redis", "web", "worker", "beat", "watchdog", "sandbox"} <= set(services)
     assert _command(services["web"])[:2] == ["gunicorn", "config.wsgi"]
     assert _command(services["worker"])[:4] == ["celery", "-A", "config", "worker"]
     assert _command(services["beat"])[:4] == ["celery", "-A", "config", "beat"]
     assert _command(services["sandbox"])[:3] == ["python", "manage.py", "meta_sandbox"]
+    assert _command(services["watchdog"]) == ["python", "manage.py", "watchdog"]
 
 
 def test_it_runs_exactly_one_beat() -> None:
@@ -32,7 +33,7 @@ def test_it_runs_exactly_one_beat() -> None:
 
 def test_app_services_use_postgres_and_redis_and_wait_for_them() -> None:
     services = _compose()["services"]
-    for name in ("web", "worker", "beat"):
+    for name in ("web", "worker", "beat", "watchdog"):
         env = services[name]["environment"]
         assert env["DATABASE_URL"].startswith("postgres://")
         assert env["CELERY_BROKER_URL"].startswith("redis://")
@@ -44,6 +45,6 @@ def test_the_commands_it_runs_exist_in_the_project() -> None:
     from django.core.management import get_commands
 
     commands = get_commands()
-    for needed in ("migrate", "sync_modules", "meta_sandbox"):
+    for needed in ("migrate", "sync_modules", "meta_sandbox", "watchdog"):
         assert needed in commands, needed
     assert (ROOT / "config" / "wsgi.py").exists() and (ROOT / "Dockerfile").exists()

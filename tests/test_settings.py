@@ -46,3 +46,20 @@ def test_it_refuses_an_unknown_meta_mode() -> None:
     result = _load_settings(SECRET_KEY="k" * 50, META_MODE="sandboxed")
     assert result.returncode != 0
     assert "META_MODE='sandboxed' must be one of: stub, live" in result.stderr
+
+
+def test_live_mode_without_a_token_refuses_to_start() -> None:
+    result = _load_settings(SECRET_KEY="k" * 50, META_MODE="live")
+    assert result.returncode != 0
+    assert "META_MODE=live needs META_ACCESS_TOKEN" in result.stderr
+
+
+def test_live_mode_points_the_same_client_at_graph_facebook_com(tmp_path) -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL", "META_GRAPH_URL")}
+    clean.update(DJANGO_SETTINGS_MODULE="config.settings", SECRET_KEY="k" * 50, META_MODE="live",
+                 META_ACCESS_TOKEN="EAAB-live", TOWER_VAR_DIR=str(tmp_path))
+    code = ("import django; django.setup(); from meta_modules.graph import GraphClient; "
+            "c = GraphClient(); print(c.api._session.GRAPH, c.api._session.access_token)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["https://graph.facebook.com", "EAAB-live"]

@@ -122,6 +122,17 @@ class WorkersProbeSerializer(_ProbeSerializer):
     names = serializers.ListField(child=serializers.CharField(), required=False)
 
 
+class RecoveryRateSerializer(serializers.Serializer):
+    """Automatic recovery over the last 24 h, verified at the check after each attempt."""
+
+    attempts = serializers.IntegerField(min_value=0, help_text="Automatic actions run (escalations excluded).")
+    verified = serializers.IntegerField(min_value=0, help_text="Attempts a later check has judged.")
+    healed = serializers.IntegerField(min_value=0, help_text="Verified attempts after which the module was ONLINE.")
+    success_rate = serializers.FloatField(allow_null=True, min_value=0.0, max_value=1.0,
+                                          help_text="healed / verified; null before any verification.")
+    escalations = serializers.IntegerField(min_value=0, help_text="Modules handed to a human (ALERT_ADMIN).")
+
+
 class SystemMetricsSerializer(serializers.Serializer):
     total_modules = _count("Modules evaluated.")
     online_modules = _count("ONLINE modules.")
@@ -145,6 +156,7 @@ class SystemMetricsSerializer(serializers.Serializer):
     broker = BrokerProbeSerializer(allow_null=True, help_text="Null until a health cycle has probed.")
     meta_api = MetaApiProbeSerializer(allow_null=True, help_text="Null until a health cycle has probed.")
     workers_ping = WorkersProbeSerializer(allow_null=True, help_text="Null until a health cycle has probed.")
+    recovery_24h = RecoveryRateSerializer()
 
 
 class RecommendationSerializer(serializers.Serializer):

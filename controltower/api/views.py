@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -137,6 +138,7 @@ def _system_metrics(report: health.HealthReport) -> dict[str, Any]:
         "broker": infra.broker,
         "meta_api": infra.meta_api,
         "workers_ping": infra.workers_ping,
+        "recovery_24h": recovery.success_rate(report.checked_at - timedelta(hours=24)),
     }
 
 

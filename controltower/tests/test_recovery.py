@@ -63,6 +63,8 @@ def test_a_task_disabled_behind_the_operators_back_is_re_enabled_and_verified(he
     assert attempt.healed is True and attempt.verified_at == second.executed_at
     log = _log(second, "10.5")
     assert log.health_status == "online" and log.recovery_successful is True
+    rate = recovery.success_rate(timezone.now() - timedelta(hours=24))
+    assert rate == {"attempts": 1, "verified": 1, "healed": 1, "escalations": 0, "success_rate": 1.0}
 
 
 def test_a_module_that_keeps_failing_gets_n_attempts_with_growing_gaps_then_escalation_and_silence(
