@@ -146,6 +146,15 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 if env_bool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# The console's staff sessions end after this many idle seconds (every request renews it).
+SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 1800, minimum=60)
+SESSION_SAVE_EVERY_REQUEST = True
+
+# Prometheus /metrics: a bearer token (METRICS_TOKEN) and/or client addresses allowed without
+# one (METRICS_ALLOWED_IPS, comma-separated); with neither set, /metrics answers 403 to everyone.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+
 # --- Django REST framework / OpenAPI --------------------------------------------------
 REST_FRAMEWORK = {
     # Tokens (`Authorization: Bearer <key>` or `Token <key>`, manage.py issue_token) first, so a
