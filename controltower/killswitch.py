@@ -489,8 +489,10 @@ def resume(request: ResumeRequest) -> ResumeResult:
             )
             halt_run, stop_stamp, held_tasks = state.halt_run, state.last_stop_at, list(state.held_task_ids)
         errors: list[str] = []
+        unconfirmed = _close_unconfirmed(halt_run, run)
         resumed, skipped = (_reactivate(halt_run, run, deadline, errors) if request.resume_campaigns
                             else (0, _release(halt_run, run)))
+        skipped = unconfirmed + skipped
         schedulers = _restore_schedulers(held_tasks, request)
         with transaction.atomic():
             state = TowerState.objects.select_for_update().get(pk=1)
@@ -567,6 +569,17 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
         hold.resume_run = run
     CampaignHold.objects.bulk_update(holds, ["state", "resumed_at", "resume_note", "resume_run"])
     return resumed, skipped
+
+
+def _close_unconfirmed(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[dict[str, str]]:
+    """Holds never confirmed paused (pending, failed): without our pause's updated_time there is
+    no proof the campaign is as we left it, so resume leaves them as they are and says so."""
+    holds = CampaignHold.objects.filter(halt_run=halt_run, state__in=[CampaignHold.State.PENDING,
+                                                                       CampaignHold.State.FAILED])
+    note = "pause never confirmed by Meta; left as it is"
+    closed = [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": note} for h in holds]
+    holds.update(state=CampaignHold.State.SKIPPED, resume_run=run, resume_note=note)
+    return closed
 
 
 def _release(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[dict[str, str]]:

@@ -259,3 +259,20 @@ def test_two_simultaneous_stops_and_a_resume_give_one_consistent_outcome(postgre
     else:  # the resume came last and restored exactly the held campaigns
         assert sum(s == "ACTIVE" for s in statuses.values()) == 24
     assert state.system_status == (SystemStatus.EMERGENCY_STOP if state.emergency_stop_active else state.system_status)
+
+
+def test_resume_leaves_unconfirmed_pauses_as_they_are(meta_sandbox, settings) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 30})
+    account = meta_sandbox.state()["accounts"][0]["id"]
+    meta_sandbox.faults(tier={account: "development"}, tier_params={"development": {"decay_s": 30}})
+    settings.EMERGENCY_STOP_DEADLINE_SECONDS = 2
+    _stop()  # 19 paused, 11 pending
+    meta_sandbox.faults()
+    graph.reset_clients()
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+
+    assert resumed.campaigns_resumed == 19
+    unconfirmed = [s for s in resumed.campaigns_skipped if "never confirmed" in s["reason"]]
+    assert len(unconfirmed) == 11
+    assert not CampaignHold.objects.filter(state__in=["pending", "failed"]).exists()
