@@ -120,3 +120,14 @@ def _empty_shared_cache() -> Iterator[None]:
 
     cache.clear()
     yield
+
+
+@pytest.fixture
+def synced(db) -> None:
+    """The 17 modules and the tower's tasks exist, and a worker has just sent its heartbeat."""
+    from django.core.management import call_command
+
+    from controltower import cycle
+
+    call_command("sync_modules", stdout=open(os.devnull, "w"))
+    cycle.heartbeat()

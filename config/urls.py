@@ -10,4 +10,5 @@ urlpatterns = [
     # Both are staff-only (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]).
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include("controltower.console.urls")),
 ]

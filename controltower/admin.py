@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.translation import ngettext
 
 from controltower import commander, killswitch, recovery
@@ -14,6 +15,11 @@ from meta_modules.admin import MetaModuleAdmin, ReadOnlyAdmin
 from meta_modules.models import MetaModule
 
 
+# The admin's "View site" link leads to the operator console.
+admin.site.site_header = "Control Tower"
+admin.site.site_url = "/"
+
+
 @admin.register(ControlTowerRun)
 class ControlTowerRunAdmin(ReadOnlyAdmin):
     list_display = ("executed_at", "run_type", "command_type", "system_status", "online_modules",
@@ -21,6 +27,9 @@ class ControlTowerRunAdmin(ReadOnlyAdmin):
     list_filter = ("run_type", "system_status", "command_type", "mode")
     search_fields = ("executed_by", "reason", "command_type")
     date_hierarchy = "executed_at"
+
+    def view_on_site(self, run: ControlTowerRun) -> str:
+        return reverse("console:run", args=[run.pk])
 
 
 @admin.register(SystemHealthLog)
@@ -91,6 +100,9 @@ admin.site.unregister(MetaModule)
 @admin.register(MetaModule)
 class TowerModuleAdmin(MetaModuleAdmin):
     actions = ["start_modules", "stop_modules", "restart_modules", "clear_module_cache", "reset_modules"]
+
+    def view_on_site(self, module: MetaModule) -> str:
+        return reverse("console:module", args=[module.code])
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(OPERATE_PERMISSION)

@@ -1,0 +1,1 @@
+"""The operator web console: dashboard, kill switch, module pages and history (server-rendered)."""

@@ -1,0 +1,64 @@
+"""Who may see the console and who may act, as view decorators.
+
+Same rules as the API (controltower.api.permissions): every page needs an active staff
+account; every action also needs `controltower.operate_tower`. Anonymous visitors are sent
+to the admin login; signed-in users without the right get a 403 page.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+
+from controltower.api.permissions import OPERATE_PERMISSION
+
+View = Callable[..., HttpResponse]
+
+
+def can_operate(request: HttpRequest) -> bool:
+    return request.user.has_perm(OPERATE_PERMISSION)
+
+
+def _forbidden(request: HttpRequest, why: str) -> HttpResponse:
+    return TemplateResponse(request, "console/forbidden.html", {"why": why}, status=403)
+
+
+def staff_required(view: View) -> View:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not (user.is_active and user.is_staff):
+            return _forbidden(request, "The Control Tower console needs a staff account.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def operator_required(view: View) -> View:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not can_operate(request):
+            return _forbidden(request, "This action needs the operate_tower permission (group “Tower operators”).")
+        return view(request, *args, **kwargs)
+
+    return staff_required(wrapper)
+
+
+def passive(view: View) -> View:
+    """For polled endpoints: a background refresh is not activity, so it must not renew the
+    idle session (SESSION_SAVE_EVERY_REQUEST would otherwise keep a forgotten tab signed in)."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        if not request.session.modified:
+            request.session.save = lambda must_create=False: None  # the session middleware's save is skipped
+        return response
+
+    return wrapper

@@ -1,0 +1,95 @@
+"""Forms of the console: the kill switch, resume, commands, and the history filters."""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from controltower.commander import COMMANDS
+from controltower.models import ControlTowerRun, Notification, RunType, SystemStatus
+
+REASON_MAX = 2000
+
+
+def _option(label: str, help_text: str = "") -> forms.BooleanField:
+    # Ticked by default; an unticked box is simply absent from the POST, as HTML sends it.
+    return forms.BooleanField(label=label, required=False, initial=True, help_text=help_text)
+
+
+class StopForm(forms.Form):
+    reason = forms.CharField(
+        max_length=REASON_MAX, strip=True, label="Reason (required, recorded and sent with the alert)",
+        widget=forms.Textarea(attrs={"id": "stop-reason", "rows": 3, "required": True,
+                                     "placeholder": "e.g. Budget spike: $10k in 1h"}),
+        error_messages={"required": "Say why you are stopping everything: the reason is recorded and alerted."},
+    )
+    pause_campaigns = _option("Pause every ACTIVE campaign on Meta")
+    stop_schedulers = _option("Stop every module scheduler")
+    send_alerts = _option("Alert admins (email, Slack, webhook)")
+
+
+class ResumeForm(forms.Form):
+    reason = forms.CharField(max_length=REASON_MAX, strip=True, required=False, label="Reason (optional)",
+                             widget=forms.Textarea(attrs={"id": "resume-reason", "rows": 2}))
+    resume_schedulers = _option("Resume the schedulers that ran before the stop")
+    resume_campaigns = _option("Re-activate the campaigns the stop paused (if unchanged since)")
+    run_health_check = _option("Run a health check afterwards")
+
+
+class ReasonForm(forms.Form):
+    """Commands and module actions: an optional reason, recorded on the run."""
+
+    reason = forms.CharField(max_length=REASON_MAX, strip=True, required=False, label="Reason (optional)",
+                             widget=forms.TextInput(attrs={"size": 50}))
+
+
+def _blank(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [("", "any"), *choices]
+
+
+class RunFilterForm(forms.Form):
+    """GET filters of /runs/; every field optional, invalid values are reported, not ignored."""
+
+    run_type = forms.ChoiceField(required=False, choices=_blank(RunType.choices), label="Type")
+    status = forms.ChoiceField(required=False, choices=_blank(SystemStatus.choices), label="System status")
+    command_type = forms.ChoiceField(required=False, choices=_blank([(c, c) for c in COMMANDS]), label="Command")
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+
+    def filter(self, runs: QuerySet[ControlTowerRun]) -> QuerySet[ControlTowerRun]:
+        data: dict[str, Any] = self.cleaned_data if self.is_valid() else {}
+        if data.get("run_type"):
+            runs = runs.filter(run_type=data["run_type"])
+        if data.get("status"):
+            runs = runs.filter(system_status=data["status"])
+        if data.get("command_type"):
+            runs = runs.filter(command_type=data["command_type"])
+        if data.get("date_from"):
+            runs = runs.filter(executed_at__gte=_day_start(data["date_from"]))
+        if data.get("date_to"):  # inclusive: the whole "to" day
+            runs = runs.filter(executed_at__lt=_day_start(data["date_to"]) + timedelta(days=1))
+        return runs
+
+
+class NotificationFilterForm(forms.Form):
+    ok = forms.ChoiceField(required=False, label="Delivered",
+                           choices=[("", "any"), ("yes", "delivered"), ("no", "failed")])
+    kind = forms.ChoiceField(required=False, choices=_blank(Notification.Kind.choices))
+    channel = forms.CharField(required=False, max_length=16)
+
+    def filter(self, rows: QuerySet[Notification]) -> QuerySet[Notification]:
+        data: dict[str, Any] = self.cleaned_data if self.is_valid() else {}
+        if data.get("ok"):
+            rows = rows.filter(ok=data["ok"] == "yes")
+        if data.get("kind"):
+            rows = rows.filter(kind=data["kind"])
+        if data.get("channel"):
+            rows = rows.filter(channel=data["channel"])
+        return rows
+
+
+def _day_start(day: Any) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))

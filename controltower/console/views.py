@@ -1,0 +1,345 @@
+"""The operator console: server-rendered pages over the tower's own functions.
+
+The console decides nothing itself: health comes from `health.evaluate()`, actions go
+through the commander, the kill switch and the recovery engine, exactly as the API's do.
+Pages that refresh have a fragments endpoint answering JSON with their partials
+pre-rendered; console.js swaps them in, and without JavaScript the pages work as they are.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils.html import format_html
+from django.views.decorators.http import require_GET, require_http_methods
+
+from controltower import commander, findings, health, killswitch, recovery
+from controltower.api.views import orchestration_result
+from controltower.console import charts, queries
+from controltower.console.access import can_operate, operator_required, passive, staff_required
+from controltower.console.forms import (
+    NotificationFilterForm, ReasonForm, ResumeForm, RunFilterForm, StopForm,
+)
+from controltower.models import ControlTowerRun, Notification, RecoveryAttempt, RunType, TowerState
+from meta_modules.models import MetaModule
+
+PAGE_SIZE = 50
+RECOVERY_ATTEMPTS_SHOWN = 20
+
+
+@dataclass(frozen=True)
+class Action:
+    label: str
+    command: str  # a commander command, or a recovery action for module recovery
+    confirm: str = ""  # non-empty: destructive, goes through a confirmation page saying this
+    recovery: bool = False
+
+
+COMMANDS = {
+    "start_all": Action("Start all", "start_all"),
+    "stop_all": Action("Stop all", "stop_all", confirm="Every module's scheduler is disabled and its desired state "
+                       "set to stopped; nothing runs until someone starts them again. Campaigns keep running."),
+    "sync_data": Action("Sync data", "sync_data"),
+    "optimize": Action("Optimize", "optimize"),
+    "health_check": Action("Run health check", "health_check"),
+}
+MODULE_ACTIONS = {
+    "start": Action("Start", "start_all"),
+    "restart": Action("Restart (run now)", "restart_module"),
+    "stop": Action("Stop", "stop_all", confirm="The module's scheduler is disabled until someone starts it again."),
+    "clear_cache": Action("Clear cache", "clear_cache", recovery=True,
+                          confirm="The module's cache namespace is emptied; its next run rebuilds it."),
+    "reset_module": Action("Reset module", "reset_module", recovery=True,
+                           confirm="Its running runs are closed, its cache emptied, its 24 h error window restarted, "
+                                   "and it runs once now."),
+}
+DASHBOARD_FRAGMENTS = {"system-status": "console/_status.html", "halt": "console/_halt.html",
+                       "modules": "console/_modules.html", "findings": "console/_findings.html"}
+MODULE_FRAGMENTS = {"module-facts": "console/_module_facts.html", "module-runs": "console/_module_runs.html"}
+STOP_FRAGMENTS = {"stop-result": "console/_stop_result.html"}
+
+
+def _actor(request: HttpRequest) -> str:
+    return request.user.get_username()
+
+
+def _page(request: HttpRequest, template: str, context: dict[str, Any], status: int = 200) -> HttpResponse:
+    return render(request, template, {"can_operate": can_operate(request), **context}, status=status)
+
+
+def _fragments(request: HttpRequest, templates: dict[str, str], context: dict[str, Any],
+               done: bool = False) -> JsonResponse:
+    context = {"can_operate": can_operate(request), **context}
+    return JsonResponse({"fragments": {key: render_to_string(name, context, request=request)
+                                       for key, name in templates.items()}, "done": done})
+
+
+def _run_link(message: str, run_id: Any) -> str:
+    return format_html('{} <a href="{}">Run details</a>', message, reverse("console:run", args=[run_id]))
+
+
+# --- dashboard ------------------------------------------------------------------------
+
+
+def _halt_context(request: HttpRequest, state: TowerState) -> dict[str, Any]:
+    pending = queries.resume_request_pending(state, settings.RESUME_APPROVAL_TTL_SECONDS)
+    return {"state": state, "resume_pending": pending,
+            "own_resume_request": pending and state.resume_requested_by == _actor(request),
+            "two_person_rule": settings.RESUME_REQUIRES_SECOND_APPROVER}
+
+
+def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
+    report = health.evaluate()
+    state = TowerState.get()
+    strips = queries.health_strips()
+    return {
+        **_halt_context(request, state),
+        "report": report,
+        "modules": [{"health": m, "strip": strips.get(m.code, [])} for m in report.modules],
+        "recommendations": findings.recommendations(report),
+        "alerts": findings.alert_conditions(report),
+        "commands": COMMANDS,
+        "strip_size": queries.STRIP_CHECKS,
+    }
+
+
+@require_GET
+@staff_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return _page(request, "console/dashboard.html", _dashboard_context(request))
+
+
+@require_GET
+@staff_required
+@passive
+def dashboard_fragments(request: HttpRequest) -> JsonResponse:
+    return _fragments(request, DASHBOARD_FRAGMENTS, _dashboard_context(request))
+
+
+# --- emergency stop and resume --------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@operator_required
+def emergency_stop(request: HttpRequest) -> HttpResponse:
+    form = StopForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        result = killswitch.emergency_stop(killswitch.StopRequest(actor=_actor(request), **form.cleaned_data))
+        messages.add_message(request, messages.SUCCESS if result.success else messages.WARNING, result.message)
+        for error in result.errors:
+            messages.error(request, error)
+        return redirect("console:stop-result", run_id=result.run_id)
+    # The confirmation shows exactly what would stop, read from the scheduler and from Meta now.
+    preview = killswitch.emergency_stop(killswitch.StopRequest(reason="console preview", actor=_actor(request),
+                                                               dry_run=True))
+    return _page(request, "console/emergency_stop.html", {"form": form, "preview": preview,
+                                                          "state": TowerState.get()},
+                 status=400 if form.is_bound else 200)
+
+
+def _stop_context(run_id: UUID) -> dict[str, Any]:
+    run = get_object_or_404(ControlTowerRun, pk=run_id, run_type=RunType.EMERGENCY_STOP)
+    return {
+        "run": run, "summary": queries.hold_summary(run),
+        "schedulers": queries.action(run, "disable_schedulers").get("modules", []),
+        "alerts_sent": queries.action(run, "alerts").get("sent"),
+        "notifications": list(run.notifications.order_by("sent_at")),
+        "state": TowerState.get(),
+    }
+
+
+@require_GET
+@staff_required
+def stop_result(request: HttpRequest, run_id: UUID) -> HttpResponse:
+    return _page(request, "console/stop_result.html", _stop_context(run_id))
+
+
+@require_GET
+@staff_required
+@passive
+def stop_result_fragments(request: HttpRequest, run_id: UUID) -> JsonResponse:
+    context = _stop_context(run_id)
+    return _fragments(request, STOP_FRAGMENTS, context, done=context["summary"].done)
+
+
+@require_http_methods(["GET", "POST"])
+@operator_required
+def resume(request: HttpRequest) -> HttpResponse:
+    form = ResumeForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            result = killswitch.resume(killswitch.ResumeRequest(actor=_actor(request), **form.cleaned_data))
+        except killswitch.KillSwitchError as exc:
+            messages.error(request, str(exc))
+            return redirect("console:dashboard")
+        if result.awaiting_approval:
+            messages.info(request, result.message)
+            return redirect("console:dashboard")
+        messages.add_message(request, messages.SUCCESS if result.success else messages.WARNING,
+                             _run_link(result.message, result.run_id))
+        for error in result.errors:
+            messages.error(request, error)
+        return redirect("console:dashboard")  # where the status is seen coming back
+    return _page(request, "console/resume.html", {"form": form, **_halt_context(request, TowerState.get())},
+                 status=400 if form.is_bound else 200)
+
+
+# --- commands and module actions ------------------------------------------------------
+
+
+def _execute(request: HttpRequest, command: commander.Command) -> None:
+    """Run a command now and report its outcome (or the tower's refusal) as messages."""
+    try:
+        run = commander.execute(command)
+    except (commander.CommandRefused, killswitch.KillSwitchError) as exc:
+        messages.error(request, str(exc))
+        return
+    failed = run.errors_encountered and run.run_type != RunType.HEALTH_CHECK
+    messages.add_message(request, messages.ERROR if failed else messages.SUCCESS,
+                         _run_link(run.message or f"{command.command_type} done.", run.pk))
+    for error in run.errors_encountered if failed else []:
+        messages.error(request, str(error))
+
+
+@require_http_methods(["GET", "POST"])
+@operator_required
+def command(request: HttpRequest, name: str) -> HttpResponse:
+    spec = COMMANDS.get(name)
+    if spec is None:
+        raise Http404("Unknown command")
+    form = ReasonForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        _execute(request, commander.Command(spec.command, actor=_actor(request), reason=form.cleaned_data["reason"]))
+        return redirect("console:dashboard")
+    return _page(request, "console/confirm.html", {
+        "form": form, "action": spec, "title": f"{spec.label}: confirm",
+        "post_url": reverse("console:command", args=[name]), "cancel_url": reverse("console:dashboard"),
+    })
+
+
+def _module_action(request: HttpRequest, module: MetaModule, spec: Action, reason: str) -> None:
+    if not spec.recovery:
+        _execute(request, commander.Command(spec.command, actor=_actor(request), reason=reason,
+                                            target_modules=[module.code]))
+        return
+    if TowerState.get().emergency_stop_active:
+        messages.error(request, "Emergency stop active: resume before recovering modules.")
+        return
+    attempt = recovery.operator_action(module.code, spec.command, _actor(request), reason)
+    ok = attempt.outcome == RecoveryAttempt.Outcome.SUCCEEDED
+    messages.add_message(request, messages.SUCCESS if ok else messages.ERROR,
+                         f"{spec.label} on {module.code}: {attempt.get_outcome_display().lower()}.")
+
+
+@require_http_methods(["GET", "POST"])
+@operator_required
+def module_action(request: HttpRequest, code: str, name: str) -> HttpResponse:
+    module = get_object_or_404(MetaModule, code=code)
+    spec = MODULE_ACTIONS.get(name)
+    if spec is None:
+        raise Http404("Unknown module action")
+    form = ReasonForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        _module_action(request, module, spec, form.cleaned_data["reason"])
+        return redirect("console:module", code=code)
+    return _page(request, "console/confirm.html", {
+        "form": form, "action": spec, "module": module, "title": f"{spec.label} {module}: confirm",
+        "post_url": reverse("console:module-action", args=[code, name]),
+        "cancel_url": reverse("console:module", args=[code]),
+    })
+
+
+# --- module page ----------------------------------------------------------------------
+
+
+def _module_context(code: str) -> dict[str, Any]:
+    module = get_object_or_404(MetaModule, code=code)
+    report = health.evaluate()
+    facts = next(m for m in report.modules if m.code == code)
+    attempts, last_action, healed = recovery.module_summaries([code], report.checked_at)[code]
+    return {
+        "module": module, "facts": facts, "report": report,
+        "runs": queries.recent_runs(module),
+        "attempts": list(RecoveryAttempt.objects.filter(module_code=code)[:RECOVERY_ATTEMPTS_SHOWN]),
+        "recovery_summary": {"attempts": attempts, "last_action": last_action, "healed": healed},
+        "strip": queries.health_strips([code]).get(code, []),
+        "chart": charts.run_durations(
+            queries.chart_points(module, report.checked_at),
+            title=f"{module.code} {module.name}: run durations, last {queries.CHART_DAYS} days"),
+        "actions": MODULE_ACTIONS, "chart_days": queries.CHART_DAYS, "strip_size": queries.STRIP_CHECKS,
+    }
+
+
+@require_GET
+@staff_required
+def module_detail(request: HttpRequest, code: str) -> HttpResponse:
+    return _page(request, "console/module.html", _module_context(code))
+
+
+@require_GET
+@staff_required
+@passive
+def module_fragments(request: HttpRequest, code: str) -> JsonResponse:
+    return _fragments(request, MODULE_FRAGMENTS, _module_context(code))
+
+
+# --- history --------------------------------------------------------------------------
+
+
+def _pretty(item: Any) -> str:
+    return json.dumps(item, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _code_key(code: str) -> list[tuple[int, str]]:
+    """10.2 before 10.10 (numeric parts compare as numbers)."""
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in code.split(".")]
+
+
+def _paginated(request: HttpRequest, rows: Any) -> Any:
+    return Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@require_GET
+@staff_required
+def run_list(request: HttpRequest) -> HttpResponse:
+    form = RunFilterForm(request.GET)
+    runs = form.filter(ControlTowerRun.objects.defer(
+        "module_health_details", "actions_executed", "recoveries_performed", "recommendations", "alerts", "parameters",
+    ).order_by("-executed_at"))
+    return _page(request, "console/runs.html", {"form": form, "page": _paginated(request, runs)})
+
+
+@require_GET
+@staff_required
+def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
+    run = get_object_or_404(ControlTowerRun, pk=run_id)
+    holds = queries.holds_of(run).order_by("account_id", "campaign_id")
+    return _page(request, "console/run.html", {
+        "run": run, "result": orchestration_result(run),
+        "actions": [_pretty(item) for item in run.actions_executed],
+        "recoveries": [_pretty(item) for item in run.recoveries_performed],
+        "module_details": sorted(run.module_health_details.items(), key=lambda item: _code_key(item[0])),
+        "health_logs": sorted(run.health_logs.all(), key=lambda log: _code_key(log.module_name)),
+        "holds": list(holds[:queries.LEDGER_ROWS]), "holds_total": holds.count(),
+        "ledger_limit": queries.LEDGER_ROWS,
+        "recovery_attempts": list(run.recoveries.all()),
+        "notifications": list(run.notifications.order_by("sent_at")),
+        "is_stop": run.run_type == RunType.EMERGENCY_STOP,
+    })
+
+
+@require_GET
+@staff_required
+def notification_list(request: HttpRequest) -> HttpResponse:
+    form = NotificationFilterForm(request.GET)
+    rows = form.filter(Notification.objects.select_related("run").order_by("-sent_at"))
+    return _page(request, "console/notifications.html", {"form": form, "page": _paginated(request, rows)})
