@@ -4,6 +4,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import ngettext
 
 from controltower import commander, killswitch, recovery
@@ -20,11 +21,45 @@ admin.site.site_header = "Control Tower"
 admin.site.site_url = "/"
 
 
+# Status colours (with the status as text, never colour alone).
+STATUS_COLOURS = {
+    "healthy": "#1b7f3b", "online": "#1b7f3b", "degraded": "#b26a00", "critical": "#c62828", "offline": "#c62828",
+    "emergency_stop": "#8e0000", "unknown": "#6b7280", "stopped": "#455a64",
+}
+
+
+def status_badge(value: str) -> str:
+    return format_html('<span style="background:{};color:#fff;padding:1px 7px;border-radius:3px;font-weight:600">'
+                       "{}</span>", STATUS_COLOURS.get(value, "#6b7280"), value.upper())
+
+
+class ProblemsFilter(admin.SimpleListFilter):
+    """Only the checks worth a look: a module not ONLINE (stopped on purpose excluded)."""
+
+    title = "problems"
+    parameter_name = "problems"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("yes", "Not ONLINE"), ("no", "ONLINE or stopped")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
+        trouble = ("offline", "degraded", "unknown")
+        if self.value() == "yes":
+            return queryset.filter(health_status__in=trouble)
+        if self.value() == "no":
+            return queryset.exclude(health_status__in=trouble)
+        return None
+
+
 @admin.register(ControlTowerRun)
 class ControlTowerRunAdmin(ReadOnlyAdmin):
-    list_display = ("executed_at", "run_type", "command_type", "system_status", "online_modules",
+    list_display = ("executed_at", "run_type", "command_type", "status", "state", "online_modules",
                     "degraded_modules", "offline_modules", "executed_by", "execution_time_ms", "mode")
-    list_filter = ("run_type", "system_status", "command_type", "mode")
+    list_filter = ("run_type", "system_status", "state", "command_type", "mode")
+
+    @admin.display(description="System status", ordering="system_status")
+    def status(self, run: ControlTowerRun) -> str:
+        return status_badge(run.system_status)
     search_fields = ("executed_by", "reason", "command_type")
     date_hierarchy = "executed_at"
 
@@ -34,16 +69,26 @@ class ControlTowerRunAdmin(ReadOnlyAdmin):
 
 @admin.register(SystemHealthLog)
 class SystemHealthLogAdmin(ReadOnlyAdmin):
-    list_display = ("checked_at", "module_name", "module_full_name", "health_status", "success_rate",
-                    "error_count_24h", "api_calls_24h", "is_scheduler_running", "is_db_healthy", "is_api_healthy")
-    list_filter = ("health_status", "module_name", "is_scheduler_running", "is_db_healthy", "is_api_healthy", "mode")
+    list_display = ("checked_at", "module_name", "module_full_name", "status", "success_rate",
+                    "error_count_24h", "api_calls_24h", "is_scheduler_running", "is_db_healthy", "is_api_healthy",
+                    "recovery_attempts", "last_recovery_action")
+    list_filter = (ProblemsFilter, "health_status", "module_name", "is_scheduler_running", "is_db_healthy",
+                   "is_api_healthy", "mode")
     search_fields = ("module_name", "module_full_name", "last_error")
     date_hierarchy = "checked_at"
+
+    @admin.display(description="Health", ordering="health_status")
+    def status(self, log: SystemHealthLog) -> str:
+        return status_badge(log.health_status)
 
 
 @admin.register(TowerState)
 class TowerStateAdmin(ReadOnlyAdmin):
-    list_display = ("system_status", "emergency_stop_active", "halted_by", "halted_at", "last_health_check")
+    list_display = ("status", "emergency_stop_active", "halted_by", "halted_at", "halt_reason", "last_health_check")
+
+    @admin.display(description="System status")
+    def status(self, state: TowerState) -> str:
+        return status_badge(state.system_status)
 
 
 @admin.register(CampaignHold)

@@ -524,3 +524,19 @@ def test_the_admin_links_to_the_console(stop_run) -> None:
     assert "Control Tower" in index and 'href="/"' in index
     assert f'href="/runs/{stop_run.pk}/"' in run_page
     assert f'href="/modules/{MODULE}/"' in module_page
+
+
+def test_admin_lists_show_status_colours_with_text_and_the_problems_filter(synced, meta_sandbox, client) -> None:
+    from django.contrib.auth.models import User
+
+    from controltower import cycle
+
+    client.force_login(User.objects.create_superuser("root"))
+    cycle.run_cycle("test")
+
+    runs = client.get("/admin/controltower/controltowerrun/").content.decode()
+    logs = client.get("/admin/controltower/systemhealthlog/?problems=yes").content.decode()
+
+    assert "CRITICAL</span>" in runs and "background:#c62828" in runs
+    assert "UNKNOWN</span>" in logs and "ONLINE</span>" not in logs
+    assert client.get("/admin/controltower/towerstate/").status_code == 200
