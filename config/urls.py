@@ -10,5 +10,6 @@ urlpatterns = [
     # Both are staff-only (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]).
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("metrics", include("controltower.metrics")),  # Prometheus; its own access rule (METRICS_TOKEN / IPs)
     path("", include("controltower.console.urls")),
 ]

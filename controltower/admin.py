@@ -10,7 +10,8 @@ from django.utils.translation import ngettext
 from controltower import commander, killswitch, recovery
 from controltower.api.permissions import OPERATE_PERMISSION
 from controltower.models import (
-    Alert, CampaignHold, ControlTowerRun, Notification, RecoveryAttempt, RecoveryState, SystemHealthLog, TowerState,
+    Alert, CampaignHold, ControlTowerRun, ExternalModule, Notification, RecoveryAttempt, RecoveryState, SystemHealthLog,
+    TowerState,
 )
 from meta_modules.admin import MetaModuleAdmin, ReadOnlyAdmin
 from meta_modules.models import MetaModule
@@ -191,3 +192,12 @@ class TowerModuleAdmin(MetaModuleAdmin):
     @admin.action(permissions=["operate"], description="Recovery: reset selected modules (state, errors, restart)")
     def reset_modules(self, request: HttpRequest, queryset: QuerySet[MetaModule]) -> None:
         self._recover(request, queryset, "reset_module")
+
+
+@admin.register(ExternalModule)
+class ExternalModuleAdmin(ReadOnlyAdmin):
+    """Modules that report their runs through the API (`manage.py register_external_module`)."""
+
+    list_display = ("module", "expected_interval_seconds", "registered_at", "token_issued_at", "token_last_used_at")
+    exclude = ("token_hash",)  # never shown, even hashed
+    list_select_related = ("module",)

@@ -125,6 +125,11 @@ def cancel_in_flight(module: MetaModule, why: str) -> int:
         outcome=ModuleRun.Outcome.TIMEOUT, finished_at=timezone.now(), error_message=why)
 
 
+def is_builtin(code: str) -> bool:
+    """A registry module, whose job runs here (external modules only report their runs)."""
+    return code in registry.BY_CODE
+
+
 def run_module_now(code: str, trigger: str = ModuleRun.Trigger.COMMAND) -> dict[str, Any]:
     """Run one module's job here, through @module_job, and report its recorded outcome."""
     since = timezone.now()
@@ -139,6 +144,9 @@ def _restart(command: Command) -> Outcome:
         _lock_state()
         _refuse_while_halted("restarting modules")
         modules = _modules(command.target_modules)
+        external = [m.code for m in modules if not is_builtin(m.code)]
+        if external:
+            raise CommandRefused(f"{', '.join(external)} run outside this codebase: the tower cannot restart them.")
         set_running(modules, command)
         cancelled = {m.code: cancel_in_flight(m, f"Cancelled by restart ({command.actor})") for m in modules}
     runs = [run_module_now(m.code) for m in modules]

@@ -40,6 +40,7 @@ class ModuleHealth:
     desired_state_reason: str
     desired_state_at: datetime | None
     calls_meta: bool
+    external: bool  # runs outside this codebase and reports its runs; the tower cannot restart it
     runs_24h: int
     successes_24h: int
     failures_24h: int
@@ -108,6 +109,9 @@ def _modules() -> QuerySet[MetaModule]:
     latest = ModuleRun.objects.filter(module=OuterRef("pk")).exclude(outcome=ModuleRun.Outcome.SKIPPED).order_by("-started_at")
     latest_error = ModuleRun.objects.filter(module=OuterRef("pk"), outcome__in=FAILED).order_by("-started_at")
     return MetaModule.objects.select_related("periodic_task__interval").annotate(
+        # Set only for modules running outside this codebase (ExternalModule): their schedule.
+        external_interval=F("external__expected_interval_seconds"),
+        external_since=F("external__registered_at"),
         last_run=Subquery(latest.values("started_at")[:1]),
         last_outcome=Subquery(latest.values("outcome")[:1]),
         last_error=Subquery(latest_error.values("error_message")[:1]),
@@ -204,14 +208,21 @@ def _module_health(module: MetaModule, agg: dict[str, Any], infra: Infrastructur
     runs, successes, failures = agg.get("runs", 0), agg.get("successes", 0), agg.get("failures", 0)
     api_calls, api_errors = agg.get("api_calls") or 0, agg.get("api_errors") or 0
     task = module.periodic_task
-    enabled = bool(task and task.enabled)
-    interval = task.interval.every if task and task.interval else None
-    reference = module.last_run or (task.date_changed if task else None)
+    external = module.external_interval is not None
+    if external:
+        # Runs elsewhere on its own schedule, not through Beat and our workers: only its reports
+        # show it alive (watched from its registration until the first one).
+        enabled, interval, watched_since = True, module.external_interval, module.external_since
+    else:
+        enabled = bool(task and task.enabled)
+        interval = task.interval.every if task and task.interval else None
+        watched_since = task.date_changed if task else None
+    reference = module.last_run or watched_since
     overdue = interval is not None and rules.is_overdue(reference, timedelta(seconds=interval), thresholds.overdue_grace, now)
     signals = rules.ModuleSignals(
         # An emergency stop halts every module on purpose: stopped, not failed.
         stopped_on_purpose=halted or module.desired_state == MetaModule.DesiredState.STOPPED,
-        is_scheduler_running=enabled and infra.beat_alive and infra.workers_alive and not overdue,
+        is_scheduler_running=enabled and not overdue and (external or (infra.beat_alive and infra.workers_alive)),
         has_finished_run=module.last_run is not None,
         success_rate=successes / runs if runs else None,
         error_count_24h=failures,
@@ -225,14 +236,15 @@ def _module_health(module: MetaModule, agg: dict[str, Any], infra: Infrastructur
         status=rules.module_status(signals, thresholds).value,
         desired_state=module.desired_state, desired_state_by=module.desired_state_by,
         desired_state_reason=module.desired_state_reason, desired_state_at=module.desired_state_at,
-        calls_meta=module.calls_meta,
+        calls_meta=module.calls_meta, external=external,
         runs_24h=runs, successes_24h=successes, failures_24h=failures, skipped_24h=agg.get("skipped", 0),
         success_rate=signals.success_rate,
         avg_execution_time_ms=round(agg["avg_ms"]) if agg.get("avg_ms") is not None else None,
         error_count_24h=failures, api_calls_24h=api_calls, api_errors_24h=api_errors,
         is_scheduler_running=signals.is_scheduler_running, is_db_healthy=signals.is_db_healthy,
         is_api_healthy=signals.is_api_healthy, scheduler_enabled=enabled, overdue=overdue, interval_seconds=interval,
-        last_run=module.last_run, last_outcome=module.last_outcome or "", next_run=_next_run(task, module.last_run),
+        last_run=module.last_run, last_outcome=module.last_outcome or "",
+        next_run=reference + timedelta(seconds=interval) if external else _next_run(task, module.last_run),
         last_error=module.last_error or "", last_error_time=module.last_error_time,
         cpu_usage_pct=round(100 * agg["cpu_ms"] / wall_ms, 1) if agg.get("cpu_ms") is not None and wall_ms else None,
         memory_usage_mb=agg.get("peak_rss"),

@@ -1,6 +1,9 @@
 """The tower's records: runs (checks and commands), per-module health logs, and its state."""
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import uuid
 
 from django.db import models
@@ -366,3 +369,41 @@ class RecoveryState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.module_code}{' (needs a human)' if self.needs_human else ''}"
+
+
+class ExternalModule(models.Model):
+    """A module that runs outside this codebase and reports its runs through the API.
+
+    It has no periodic task here, so the tower cannot know its schedule: it declares the
+    interval it reports at, and it is overdue (OFFLINE) when no run has been reported for
+    longer than that plus SCHEDULER_GRACE_SECONDS. Its report token is stored hashed.
+    """
+
+    module = models.OneToOneField("meta_modules.MetaModule", primary_key=True, on_delete=models.CASCADE,
+                                  related_name="external")
+    expected_interval_seconds = models.PositiveIntegerField(help_text="How often it reports a run")
+    registered_at = models.DateTimeField(default=timezone.now)
+    token_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of its report token; empty = none")
+    token_issued_at = models.DateTimeField(null=True, blank=True)
+    token_last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_external_modules"
+
+    def __str__(self) -> str:
+        return f"{self.module_id} (external, every {self.expected_interval_seconds} s)"
+
+    @staticmethod
+    def hash_token(key: str) -> str:
+        # A random 256-bit key needs no slow hash: sha256 makes a stolen table useless.
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def issue_token(self) -> str:
+        """A new report token (the previous one stops working at once); only its hash is kept."""
+        key = secrets.token_urlsafe(32)
+        self.token_hash, self.token_issued_at, self.token_last_used_at = self.hash_token(key), timezone.now(), None
+        self.save(update_fields=["token_hash", "token_issued_at", "token_last_used_at"])
+        return key
+
+    def token_matches(self, key: str) -> bool:
+        return bool(self.token_hash) and hmac.compare_digest(self.token_hash, self.hash_token(key))

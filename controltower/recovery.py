@@ -131,8 +131,9 @@ def run_action(module: MetaModule | None, procedure: RecoveryProcedure, trigger:
 
 
 def _facts(m: ModuleHealth) -> Facts:
+    # An external module runs elsewhere: nothing here can restart it; its OFFLINE alert is the escalation.
     return Facts(status=m.status, stopped_on_purpose=m.status == ModuleStatus.STOPPED,
-                 desired_running=m.desired_state == MetaModule.DesiredState.RUNNING,
+                 desired_running=m.desired_state == MetaModule.DesiredState.RUNNING and not m.external,
                  is_scheduler_running=m.is_scheduler_running, is_db_healthy=m.is_db_healthy,
                  error_count_24h=m.error_count_24h, last_error=m.last_error)
 
@@ -288,6 +289,8 @@ def operator_action(code: str, action: str, actor: str, reason: str = "") -> Rec
     """An operator runs a procedure by hand (e.g. a recommended RESET_MODULE): it also counts as
     an operator acting, so the module's restart counter starts again."""
     module = None if action == Action.RECONNECT_DB else MetaModule.objects.select_related("periodic_task").get(code=code)
+    if module is not None and action != Action.CLEAR_CACHE and not commander.is_builtin(code):
+        raise commander.CommandRefused(f"Module {code} runs outside this codebase: the tower cannot run or restart it.")
     attempt = run_action(module, RecoveryProcedure(Action(action), 1.0, reason or "run by an operator"),
                          RecoveryAttempt.Trigger.OPERATOR, actor)
     commander.mark_operator_acted([code])

@@ -1,9 +1,14 @@
 """Routes under /meta/control-tower/. The spec's curl examples have no trailing slash; both forms work."""
 from django.urls import re_path
 
-from controltower.api import views
+from controltower.api import external, report_views, views, viewsets
 
 app_name = "controltower_api"
+
+router = viewsets.OptionalSlashRouter()
+router.register("runs", viewsets.RunViewSet, basename="run")
+router.register("health-logs", viewsets.HealthLogViewSet, basename="health-log")
+router.register("modules", viewsets.ModuleViewSet, basename="module")
 
 urlpatterns = [
     re_path(r"^status(?:/)?$", views.StatusView.as_view(), name="status"),
@@ -12,4 +17,7 @@ urlpatterns = [
     re_path(r"^emergency-stop(?:/)?$", views.EmergencyStopView.as_view(), name="emergency-stop"),
     re_path(r"^resume(?:/)?$", views.ResumeView.as_view(), name="resume"),
     re_path(r"^recovery(?:/)?$", views.RecoveryView.as_view(), name="recovery"),
+    re_path(r"^report(?:/)?$", report_views.ReportView.as_view(), name="report"),
+    re_path(r"^modules/(?P<code>[^/]+)/runs(?:/)?$", external.ExternalRunView.as_view(), name="module-runs"),
+    *router.urls,
 ]

@@ -301,5 +301,8 @@ class RecoveryView(APIView):
         data = _validated(RecoveryRequestSerializer, request)
         if TowerState.get().emergency_stop_active:
             return Response({"detail": "Emergency stop active: resume before recovering modules."}, status=409)
-        attempt = recovery.operator_action(data["module_code"], data["action"], _actor(request), data["reason"])
+        try:
+            attempt = recovery.operator_action(data["module_code"], data["action"], _actor(request), data["reason"])
+        except commander.CommandRefused as exc:
+            return Response({"detail": str(exc)}, status=409)
         return Response(RecoveryAttemptSerializer(attempt).data)
