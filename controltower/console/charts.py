@@ -137,3 +137,66 @@ def run_durations(points: Sequence[RunPoint], title: str = "Run durations", fram
     parts += _legend(frame, {p.outcome for p in ordered})
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+# Status → colour for the report's charts (the page's CSS uses the same palette).
+STATUS_COLOURS = {
+    "healthy": "#2e7d32", "online": "#2e7d32", "degraded": "#b26a00", "critical": "#c62828", "offline": "#c62828",
+    "emergency_stop": "#7f0000", "unknown": "#6b6b6b", "stopped": "#455a64",
+}
+# Worst first: a time slice holding several checks shows the worst of them.
+SEVERITY = ("emergency_stop", "critical", "offline", "degraded", "unknown", "stopped", "healthy", "online")
+
+
+def status_timeline(points: Sequence[tuple[datetime, str]], start: datetime, end: datetime, slices: int = 120,
+                    title: str = "System status over time", frame: Frame = Frame(height=90, bottom=30)) -> SafeString:
+    """The period cut into equal slices, each coloured by the worst status checked in it; a
+    slice with no check keeps the status before it (a status holds until the next check)."""
+    span = (end - start).total_seconds()
+    if not points or span <= 0:
+        return _empty(frame, title, "No checks in this period.")
+    worst: list[str | None] = [None] * slices
+    last: list[str | None] = [None] * slices  # what holds after the slice
+    for at, status in sorted(points):
+        index = min(slices - 1, max(0, int((at - start).total_seconds() / span * slices)))
+        current = worst[index]
+        if current is None or SEVERITY.index(status) < SEVERITY.index(current):
+            worst[index] = status
+        last[index] = status
+    parts = _open(frame, title)
+    width = frame.plot_width / slices
+    held: str | None = None
+    for index in range(slices):
+        shown = worst[index] or held
+        held = last[index] or held
+        if shown is None:
+            continue  # before the first check: unknown, left blank
+        x = frame.left + index * width
+        parts.append(f'<rect class="slice st-{_text(shown)}" x="{x:.2f}" y="{frame.top}" width="{width + 0.2:.2f}" '
+                     f'height="{frame.plot_height}" fill="{STATUS_COLOURS.get(shown, OTHER_COLOUR)}">'
+                     f"<title>{_text(shown.upper())}</title></rect>")
+    label_y = frame.top + frame.plot_height + 16
+    parts.append(f'<text x="{frame.left}" y="{label_y}" font-size="11">{_text(f"{start:%Y-%m-%d %H:%M}")}</text>')
+    parts.append(f'<text x="{frame.left + frame.plot_width}" y="{label_y}" text-anchor="end" font-size="11">'
+                 f'{_text(f"{end:%Y-%m-%d %H:%M}")}</text></svg>')
+    return mark_safe("".join(parts))
+
+
+def availability_bars(rows: Sequence[tuple[str, float | None]], title: str = "Availability per module") -> SafeString:
+    """One horizontal bar per module: % of its counted time ONLINE (null = no data, drawn empty)."""
+    frame = Frame(height=22 * max(len(rows), 1) + 20, left=170, right=60, top=10, bottom=10)
+    if not rows:
+        return _empty(frame, title, "No module checks in this period.")
+    parts = _open(frame, title)
+    for index, (label, value) in enumerate(rows):
+        y = frame.top + index * 22
+        parts.append(f'<text x="{frame.left - 8}" y="{y + 14}" text-anchor="end" font-size="12">{_text(label)}</text>')
+        parts.append(f'<rect x="{frame.left}" y="{y + 3}" width="{frame.plot_width}" height="14" fill="#eee"/>')
+        if value is not None:
+            colour = STATUS_COLOURS["online"] if value >= 99 else STATUS_COLOURS["degraded"] if value >= 90 else STATUS_COLOURS["offline"]
+            parts.append(f'<rect class="bar" x="{frame.left}" y="{y + 3}" width="{frame.plot_width * value / 100:.1f}" '
+                         f'height="14" fill="{colour}"><title>{_text(f"{label}: {value:.1f}% ONLINE")}</title></rect>')
+        text = "no data" if value is None else f"{value:.1f}%"
+        parts.append(f'<text x="{frame.left + frame.plot_width + 6}" y="{y + 14}" font-size="12">{_text(text)}</text>')
+    parts.append("</svg>")
+    return mark_safe("".join(parts))

@@ -93,3 +93,11 @@ class NotificationFilterForm(forms.Form):
 
 def _day_start(day: Any) -> datetime:
     return timezone.make_aware(datetime.combine(day, time.min))
+
+
+class ReportForm(forms.Form):
+    days = forms.IntegerField(min_value=1, max_value=366, initial=7, required=False,
+                              help_text="Period: this many days up to now.")
+
+    def period_days(self) -> int:
+        return (self.cleaned_data.get("days") if self.is_valid() else None) or 7

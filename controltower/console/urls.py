@@ -19,4 +19,5 @@ urlpatterns = [
     path("runs/", views.run_list, name="runs"),
     path("runs/<uuid:run_id>/", views.run_detail, name="run"),
     path("notifications/", views.notification_list, name="notifications"),
+    path("report/", views.report, name="report"),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -20,16 +21,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from controltower import commander, findings, health, killswitch, recovery
+from controltower import commander, findings, health, killswitch, recovery, reports
 from controltower.api.views import orchestration_result
 from controltower.console import charts, queries
 from controltower.console.access import can_operate, operator_required, passive, staff_required
 from controltower.console.forms import (
-    NotificationFilterForm, ReasonForm, ResumeForm, RunFilterForm, StopForm,
+    NotificationFilterForm, ReasonForm, ReportForm, ResumeForm, RunFilterForm, StopForm,
 )
-from controltower.models import ControlTowerRun, Notification, RecoveryAttempt, RunType, TowerState
+from controltower.models import ControlTowerRun, Notification, RecoveryAttempt, RunState, RunType, TowerState
 from meta_modules.models import MetaModule
 
 PAGE_SIZE = 50
@@ -343,3 +345,23 @@ def notification_list(request: HttpRequest) -> HttpResponse:
     form = NotificationFilterForm(request.GET)
     rows = form.filter(Notification.objects.select_related("run").order_by("-sent_at"))
     return _page(request, "console/notifications.html", {"form": form, "page": _paginated(request, rows)})
+
+
+@require_GET
+@staff_required
+def report(request: HttpRequest) -> HttpResponse:
+    """The report of GET /meta/control-tower/report, with its charts."""
+    form = ReportForm(request.GET or None)
+    if form.is_bound and not form.is_valid():
+        return _page(request, "console/report.html", {"form": form, "report": None}, status=400)
+    until = timezone.now()
+    period = reports.Period(since=until - timedelta(days=form.period_days()), until=until)
+    data = reports.build(period, now=until)
+    # The chart's points: one small row per check (hourly: 8,760 a year), bucketed by charts.py.
+    checks = ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED,
+                                            executed_at__range=(period.since, period.until))
+    timeline = charts.status_timeline(list(checks.values_list("executed_at", "system_status")), period.since, period.until)
+    availability = charts.availability_bars([(f"{m['module']} {m['name']}", m["availability_pct"])
+                                             for m in data["module_availability"]["modules"]])
+    return _page(request, "console/report.html", {"form": form, "report": data, "timeline": timeline,
+                                                  "availability": availability})
