@@ -96,7 +96,7 @@ def set_running(modules: list[MetaModule], command: Command, enable_tasks: bool 
 
 def _start(command: Command) -> Outcome:
     with transaction.atomic():
-        _lock_state()
+        TowerState.locked()
         _refuse_while_halted("starting modules")
         codes = set_running(_modules(command.target_modules), command)
     return Outcome(codes, [{"action": "start", "modules": codes}],
@@ -105,7 +105,7 @@ def _start(command: Command) -> Outcome:
 
 def _stop(command: Command) -> Outcome:
     with transaction.atomic():
-        _lock_state()
+        TowerState.locked()
         modules = _modules(command.target_modules)
         now = timezone.now()
         MetaModule.objects.filter(pk__in=[m.pk for m in modules]).update(
@@ -141,7 +141,7 @@ def run_module_now(code: str, trigger: str = ModuleRun.Trigger.COMMAND) -> dict[
 
 def _restart(command: Command) -> Outcome:
     with transaction.atomic():
-        _lock_state()
+        TowerState.locked()
         _refuse_while_halted("restarting modules")
         modules = _modules(command.target_modules)
         external = [m.code for m in modules if not is_builtin(m.code)]
@@ -171,11 +171,6 @@ def _run_modules(codes: tuple[str, ...], chain: bool) -> Outcome:
         message += f"; chain stopped at {runs[-1]['module']}"
     return Outcome([r["module"] for r in runs], [{"action": "run", **r} for r in runs],
                    [f"{r['module']}: {r['outcome']} {r['error']}".strip() for r in failed], message + ".")
-
-
-def _lock_state() -> TowerState:
-    TowerState.get()
-    return TowerState.objects.select_for_update().get(pk=1)
 
 
 HANDLERS = {

@@ -28,8 +28,7 @@ CYCLE_LOCK = "health_cycle"
 def refresh_probes() -> None:
     """Run the network probes once and keep their results for evaluations until the next cycle."""
     results = {"broker": probes.broker(), "meta_api": probes.meta_api(), "workers": probes.workers()}
-    TowerState.get()
-    TowerState.objects.filter(pk=1).update(probes=results)
+    TowerState.set(probes=results)
 
 
 @transaction.atomic
@@ -80,11 +79,10 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
         for m in report.modules
     )
     RecoveryAttempt.objects.filter(pk__in=[a.pk for a in recovered.attempts]).update(run=run)
-    TowerState.get()
     updates = {"last_health_check": report.checked_at}
     if not report.halted:  # while halted the status stays EMERGENCY_STOP: only resume clears it
         updates["system_status"] = report.system_status
-    TowerState.objects.filter(pk=1).update(**updates)
+    TowerState.set(**updates)
     return run
 
 
@@ -118,5 +116,4 @@ def run_cycle(executed_by: str) -> ControlTowerRun:
 
 def heartbeat() -> None:
     """Executed by a worker on Beat's schedule: proves both alive."""
-    TowerState.get()
-    TowerState.objects.filter(pk=1).update(worker_heartbeat_at=timezone.now())
+    TowerState.set(worker_heartbeat_at=timezone.now())

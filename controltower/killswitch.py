@@ -186,8 +186,7 @@ def preview(request: StopRequest) -> StopResult:
 def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool]:
     """Step 1: record the halt and commit, before anything else happens."""
     with transaction.atomic():
-        TowerState.get()
-        state = TowerState.objects.select_for_update().get(pk=1)
+        state = TowerState.locked()
         already = state.emergency_stop_active
         now = timezone.now()
         run = ControlTowerRun.objects.create(
@@ -210,7 +209,7 @@ def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool]:
 def _disable_schedulers() -> list[str]:
     """Step 2: disable every enabled module task and remember it for resume."""
     with transaction.atomic():
-        state = TowerState.objects.select_for_update().get(pk=1)
+        state = TowerState.locked()
         enabled = list(_module_tasks().filter(enabled=True).values_list("pk", "meta_module__code"))
         _module_tasks().filter(pk__in=[pk for pk, _ in enabled]).update(enabled=False)
         state.held_task_ids = sorted(set(state.held_task_ids) | {pk for pk, _ in enabled})
@@ -243,7 +242,7 @@ def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found:
     """Write one hold per ACTIVE campaign (before pausing it) and claim the pending ones."""
     now = timezone.now()
     with transaction.atomic():
-        state = TowerState.objects.select_for_update().get(pk=1)
+        state = TowerState.locked()
         if not state.emergency_stop_active or state.halt_run_id != halt_run.pk:
             return None
         CampaignHold.objects.bulk_create(
@@ -464,8 +463,7 @@ def resume(request: ResumeRequest) -> ResumeResult:
         if not held:
             raise KillSwitchError("An emergency stop is still pausing campaigns; resume when it has finished.")
         with transaction.atomic():
-            TowerState.get()
-            state = TowerState.objects.select_for_update().get(pk=1)
+            state = TowerState.locked()
             if not state.emergency_stop_active:
                 raise KillSwitchError("The tower is not halted: there is nothing to resume.")
             if CampaignHold.objects.filter(halt_run_id=state.halt_run_id, claimed_until__gt=timezone.now()).exists():
@@ -495,7 +493,7 @@ def resume(request: ResumeRequest) -> ResumeResult:
         skipped = unconfirmed + skipped
         schedulers = _restore_schedulers(held_tasks, request)
         with transaction.atomic():
-            state = TowerState.objects.select_for_update().get(pk=1)
+            state = TowerState.locked()
             if state.last_stop_at != stop_stamp:
                 errors.append("A new emergency stop arrived during resume: the halt stays in force.")
                 _finish(run, started, [], errors, "Resume overtaken by a new stop.", failed=True)
@@ -513,7 +511,7 @@ def resume(request: ResumeRequest) -> ResumeResult:
 
     check = cycle.run_cycle(executed_by=request.actor) if request.run_health_check else None
     status = check.system_status if check else health.evaluate().system_status
-    TowerState.objects.filter(pk=1).update(system_status=status)
+    TowerState.set(system_status=status)
     message = (f"Resumed: {len(schedulers)} schedulers re-enabled, {resumed} campaigns re-activated, "
                f"{len(skipped)} left as they are. System status {status.upper()}.")
     _finish(run, started, [{"action": "resume_schedulers", "modules": schedulers},

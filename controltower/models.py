@@ -189,6 +189,18 @@ class TowerState(models.Model):
         # The migration creates the row; re-create it if a test flush (or a person) removed it.
         return cls.objects.get_or_create(pk=1)[0]
 
+    @classmethod
+    def locked(cls) -> TowerState:
+        """The row, locked until the end of the transaction (serialises stops, resumes and commands)."""
+        cls.get()
+        return cls.objects.select_for_update().get(pk=1)
+
+    @classmethod
+    def set(cls, **fields: object) -> None:
+        """Update some fields in one statement, without reading the row first."""
+        if not cls.objects.filter(pk=1).update(**fields):
+            cls.objects.get_or_create(pk=1, defaults=fields)
+
 
 class Alert(models.Model):
     """One alert condition over its life: opened, repeated while it lasts, resolved.

@@ -13,6 +13,7 @@ The immediate outcome is recorded at once; whether it healed is verified at the 
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -79,10 +80,8 @@ def backend_id() -> Any:
 
 def _reconnect_db() -> tuple[bool, dict[str, Any]]:
     before = None
-    try:
+    with contextlib.suppress(Exception):  # the connection may be the broken thing: that is why we reconnect
         before = backend_id()
-    except Exception:  # the connection may be the broken thing: that is why we reconnect
-        pass
     connections.close_all()
     # Worker processes compare this before each task and reconnect when it moved (see tasks.py).
     cache.set(DB_GENERATION_KEY, time.time_ns(), timeout=None)
