@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.db import connections
 
 from controltower.models import TowerState
 from tests.support import ROOT
@@ -44,13 +45,17 @@ def browser_page(monkeypatch: pytest.MonkeyPatch):
         page.set_default_timeout(30_000)
         yield page
         browser.close()
+        # ORM calls made while Playwright's loop ran opened connections in that context: close them
+        # here, or the test database cannot be dropped at the end of the run.
+        connections.close_all()
 
 
 def _active(sandbox) -> int:
     return len(sandbox.campaigns(status="ACTIVE"))
 
 
-def test_an_operator_stops_and_resumes_from_the_dashboard(live_server, synced, meta_sandbox, browser_page) -> None:
+def test_an_operator_stops_and_resumes_from_the_dashboard(synced, meta_sandbox, live_server, browser_page) -> None:
+    # `synced` first: the test database is then set up before (and torn down after) the live server.
     operator = User.objects.create_user("olivia", password=PASSWORD, is_staff=True)
     operator.groups.add(Group.objects.get(name="Tower operators"))
     active_before = _active(meta_sandbox)
