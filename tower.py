@@ -89,7 +89,7 @@ def up() -> int:
         processes["sandbox"] = [str(PYTHON), str(ROOT / "manage.py"), "meta_sandbox",
                                 "--port", env.get("META_SANDBOX_PORT", "8765"),
                                 "--store", str(VAR / "meta_sandbox.sqlite3")]
-    return supervise(processes, env, f"http://{host}:{port}/admin/")
+    return supervise(processes, env, f"http://{host}:{port}/")
 
 
 def supervise(processes: dict[str, list[str]], env: dict[str, str], url: str) -> int:
