@@ -63,27 +63,29 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
         mode=report.mode,
     )
     SystemHealthLog.objects.bulk_create(
-        SystemHealthLog(
-            run=run, module_name=m.code, module_full_name=m.name, health_status=m.status,
-            success_rate=m.success_rate, avg_execution_time_ms=m.avg_execution_time_ms,
-            error_count_24h=m.error_count_24h, api_calls_24h=m.api_calls_24h,
-            is_scheduler_running=m.is_scheduler_running, is_db_healthy=m.is_db_healthy,
-            is_api_healthy=m.is_api_healthy, last_run=m.last_run, next_run=m.next_run,
-            last_error=m.last_error, last_error_time=m.last_error_time,
-            db_connections=db.active_connections, memory_usage_mb=m.memory_usage_mb, cpu_usage_pct=m.cpu_usage_pct,
-            checked_at=report.checked_at, mode=report.mode,
-            recovery_attempts=recovered.per_module.get(m.code, (0, "", None))[0],
-            last_recovery_action=recovered.per_module.get(m.code, (0, "", None))[1],
-            recovery_successful=recovered.per_module.get(m.code, (0, "", None))[2],
-        )
-        for m in report.modules
-    )
+        _health_log(run, report, m, *recovered.per_module[m.code]) for m in report.modules)
     RecoveryAttempt.objects.filter(pk__in=[a.pk for a in recovered.attempts]).update(run=run)
     updates = {"last_health_check": report.checked_at}
     if not report.halted:  # while halted the status stays EMERGENCY_STOP: only resume clears it
         updates["system_status"] = report.system_status
     TowerState.set(**updates)
     return run
+
+
+def _health_log(run: ControlTowerRun, report: health.HealthReport, m: health.ModuleHealth, recovery_attempts: int,
+                last_recovery_action: str, recovery_successful: bool | None) -> SystemHealthLog:
+    db = report.infrastructure.database
+    return SystemHealthLog(
+        run=run, module_name=m.code, module_full_name=m.name, health_status=m.status,
+        success_rate=m.success_rate, avg_execution_time_ms=m.avg_execution_time_ms,
+        error_count_24h=m.error_count_24h, api_calls_24h=m.api_calls_24h,
+        is_scheduler_running=m.is_scheduler_running, is_db_healthy=m.is_db_healthy,
+        is_api_healthy=m.is_api_healthy, last_run=m.last_run, next_run=m.next_run,
+        last_error=m.last_error, last_error_time=m.last_error_time,
+        db_connections=db.active_connections, memory_usage_mb=m.memory_usage_mb, cpu_usage_pct=m.cpu_usage_pct,
+        checked_at=report.checked_at, mode=report.mode, recovery_attempts=recovery_attempts,
+        last_recovery_action=last_recovery_action, recovery_successful=recovery_successful,
+    )
 
 
 def _skipped(executed_by: str) -> ControlTowerRun:
