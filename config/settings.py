@@ -6,6 +6,8 @@ and META_MODE=live switch to the production parts.
 """
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -42,6 +44,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "meta_modules",
     "controltower",
 ]
@@ -55,6 +58,14 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: turns a lockout into its 429 response.
+    "axes.middleware.AxesMiddleware",
+]
+
+# django-axes first: it refuses a locked-out username+IP before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -138,13 +149,26 @@ CACHES = {
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 if env_bool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Login brute-force protection (django-axes, admin/console login form): after AXES_FAILURE_LIMIT
+# failed logins for one username from one IP address, that pair gets 429 for AXES_COOLOFF_MINUTES.
+# API tokens are not covered (a wrong token is a 401 that costs nothing to try, but keys are 40 hex).
+# Client IP = REMOTE_ADDR: behind a reverse proxy that is the proxy's address.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
 
 # The console's staff sessions end after this many idle seconds (every request renews it).
 SESSION_COOKIE_AGE = env_int("SESSION_IDLE_SECONDS", 1800, minimum=60)
@@ -156,6 +180,18 @@ METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
 
 # --- Django REST framework / OpenAPI --------------------------------------------------
+def _throttle_rate(name: str, default: str) -> str | None:
+    """DRF's "<number>/<s|min|hour|day>"; an empty value switches the throttle off."""
+    value = env_str(name, default).strip()
+    if value and not re.fullmatch(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)", value):
+        raise ImproperlyConfigured(f"{name}={value!r} is not a rate like '30/min' (per s, min, hour or day).")
+    return value or None
+
+
+# Per user and endpoint: emergency-stop and resume share the first rate, command and recovery the second.
+KILL_SWITCH_THROTTLE_RATE = _throttle_rate("KILL_SWITCH_THROTTLE_RATE", "30/min")
+COMMAND_THROTTLE_RATE = _throttle_rate("COMMAND_THROTTLE_RATE", "60/min")
+
 REST_FRAMEWORK = {
     # Tokens (`Authorization: Bearer <key>` or `Token <key>`, manage.py issue_token) first, so a
     # 401 says WWW-Authenticate: Bearer; sessions serve the browsable API (CSRF enforced). No Basic.
@@ -170,6 +206,13 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
     "EXCEPTION_HANDLER": "controltower.api.views.api_exception_handler",
+    # Writes only (emergency stop, resume, commands, recovery): per user and endpoint, counted in
+    # the shared cache; a throttled request gets 429 with Retry-After. Reads are not throttled.
+    # controltower.api.throttling reads the rates from these settings at request time.
+    "DEFAULT_THROTTLE_RATES": {
+        "emergency_stop": KILL_SWITCH_THROTTLE_RATE, "resume": KILL_SWITCH_THROTTLE_RATE,
+        "command": COMMAND_THROTTLE_RATE, "recovery": COMMAND_THROTTLE_RATE,
+    },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 SPECTACULAR_SETTINGS = {
@@ -329,7 +372,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Masks Meta access tokens, appsecret_proof and Authorization header values in every record.
+    "filters": {"mask_secrets": {"()": "config.logging_filters.SecretMaskingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["mask_secrets"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }

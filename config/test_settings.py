@@ -15,3 +15,6 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 # Nothing answers broadcast pings in most tests: do not wait Celery's full second each cycle.
 WORKER_PING_TIMEOUT_SECONDS = 0.1
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405 (whitenoise warns about a missing folder)
+# django-axes stays on (tests/test_security.py proves the lockout). Its attempts live in the
+# database, which every test rolls back, so one test's failed logins never lock out another's.
+AXES_ENABLED = True

@@ -30,6 +30,7 @@ from facebook_business.api import FacebookAdsApi, FacebookResponse
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
+from config.logging_filters import mask_secrets
 from meta_modules.cache import ModuleCache
 from meta_modules.gate import operations_halted
 from meta_modules.runs import current_run
@@ -157,6 +158,12 @@ class MetaError(Exception):
     @classmethod
     def from_sdk(cls, exc: FacebookRequestError) -> MetaError:
         return cls.from_body(exc.body(), exc.http_status(), exc.http_headers())
+
+
+def transport_error(exc: requests.RequestException) -> MetaError:
+    """A connection failure or timeout, as a transient error. requests puts the request URL, with
+    its access_token, into the exception text: masked here, since errors are recorded and shown."""
+    return MetaError(ErrorKind.TRANSIENT, mask_secrets(f"{type(exc).__name__}: {exc}"))
 
 
 class WriteRefused(Exception):
@@ -314,7 +321,7 @@ class GraphClient:
                 error = MetaError.from_sdk(exc)
             except requests.RequestException as exc:
                 _count(failed=True)
-                error = MetaError(ErrorKind.TRANSIENT, f"{type(exc).__name__}: {exc}")
+                error = transport_error(exc)
             else:
                 _count(failed=False)
                 self.throttle.observe(account, parse_usage(response.headers()))
@@ -464,7 +471,7 @@ class GraphClient:
             return retry, rate_limited
         except requests.RequestException as exc:
             _count(failed=True, calls=len(chunk))
-            error = MetaError(ErrorKind.TRANSIENT, f"{type(exc).__name__}: {exc}")
+            error = transport_error(exc)
             for call in chunk:
                 give_up_or_retry(call, error)
             return retry, rate_limited

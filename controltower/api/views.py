@@ -22,6 +22,7 @@ from controltower.api.serializers import (
     HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
     ResumeRequestSerializer, ResumeResponseSerializer, StatusSerializer,
 )
+from controltower.api.throttling import TowerWriteThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
 from meta_modules.models import MetaModule
 
@@ -190,6 +191,10 @@ OPERATOR_ERRORS = {
     401: AUTH_ERRORS[401],
     403: OpenApiResponse(ErrorSerializer, "Authenticated, but without the operate_tower permission."),
 }
+THROTTLED = {
+    429: OpenApiResponse(ErrorSerializer, "Too many requests from this user (KILL_SWITCH_THROTTLE_RATE / "
+                                          "COMMAND_THROTTLE_RATE); Retry-After gives the seconds to wait."),
+}
 
 
 def _actor(request: Request) -> str:
@@ -214,6 +219,8 @@ def orchestration_result(run: ControlTowerRun) -> dict[str, Any]:
 
 class CommandView(APIView):
     permission_classes = [IsTowerOperator]
+    throttle_classes = [TowerWriteThrottle]
+    throttle_scope = "command"
 
     @extend_schema(
         operation_id="control_tower_command", request=CommandRequestSerializer, tags=TAGS,
@@ -225,7 +232,7 @@ class CommandView(APIView):
                    202: OpenApiResponse(OrchestrationResultSerializer, "Queued: the run id shows its progress."),
                    409: CONFLICT,
                    503: OpenApiResponse(ErrorSerializer, "The task queue is unavailable; nothing was queued."),
-                   **OPERATOR_ERRORS})
+                   **OPERATOR_ERRORS, **THROTTLED})
     def post(self, request: Request) -> Response:
         data = _validated(CommandRequestSerializer, request)
         command = commander.Command(command_type=data["command_type"], actor=_actor(request), reason=data["reason"],
@@ -245,6 +252,8 @@ class CommandView(APIView):
 
 class EmergencyStopView(APIView):
     permission_classes = [IsTowerOperator]
+    throttle_classes = [TowerWriteThrottle]
+    throttle_scope = "emergency_stop"
 
     @extend_schema(
         operation_id="control_tower_emergency_stop", request=EmergencyStopRequestSerializer, tags=TAGS,
@@ -253,7 +262,7 @@ class EmergencyStopView(APIView):
                     "modules' schedules, pauses ACTIVE campaigns on Meta through the ledger, alerts admins. "
                     "Campaigns not confirmed within the deadline stay pending and are retried in the background. "
                     "A second stop re-sweeps. dry_run=true changes nothing.",
-        responses={200: EmergencyStopResponseSerializer, **OPERATOR_ERRORS})
+        responses={200: EmergencyStopResponseSerializer, **OPERATOR_ERRORS, **THROTTLED})
     def post(self, request: Request) -> Response:
         data = _validated(EmergencyStopRequestSerializer, request)
         result = killswitch.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
@@ -262,6 +271,8 @@ class EmergencyStopView(APIView):
 
 class ResumeView(APIView):
     permission_classes = [IsTowerOperator]
+    throttle_classes = [TowerWriteThrottle]
+    throttle_scope = "resume"
 
     @extend_schema(
         operation_id="control_tower_resume", request=ResumeRequestSerializer, tags=TAGS,
@@ -271,7 +282,7 @@ class ResumeView(APIView):
                     "rule on, the first request is recorded (202) and a different operator's request carries it out.",
         responses={200: ResumeResponseSerializer,
                    202: OpenApiResponse(ResumeResponseSerializer, "Recorded; waiting for a second operator."),
-                   409: CONFLICT, **OPERATOR_ERRORS})
+                   409: CONFLICT, **OPERATOR_ERRORS, **THROTTLED})
     def post(self, request: Request) -> Response:
         data = _validated(ResumeRequestSerializer, request)
         try:
@@ -289,6 +300,8 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
 
 class RecoveryView(APIView):
     permission_classes = [IsTowerOperator]
+    throttle_classes = [TowerWriteThrottle]
+    throttle_scope = "recovery"
 
     @extend_schema(
         operation_id="control_tower_recovery", request=RecoveryRequestSerializer, tags=TAGS,
@@ -296,7 +309,7 @@ class RecoveryView(APIView):
         description="restart_scheduler, clear_cache, reconnect_db or reset_module on one module — e.g. a "
                     "recommendation below the auto-execute threshold. Recorded as an operator attempt; it also "
                     "restarts the module's recovery counter. Refused while the tower is halted.",
-        responses={200: RecoveryAttemptSerializer, 409: CONFLICT, **OPERATOR_ERRORS})
+        responses={200: RecoveryAttemptSerializer, 409: CONFLICT, **OPERATOR_ERRORS, **THROTTLED})
     def post(self, request: Request) -> Response:
         data = _validated(RecoveryRequestSerializer, request)
         if TowerState.get().emergency_stop_active:

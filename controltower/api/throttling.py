@@ -1,0 +1,28 @@
+"""Rate limits on the write endpoints (emergency stop, resume, commands, recovery).
+
+DRF's ScopedRateThrottle, counted per user and scope in the shared cache (CACHES["default"]),
+with the rate read from the Django settings at request time rather than frozen into the class
+when DRF is imported: KILL_SWITCH_THROTTLE_RATE for emergency-stop and resume,
+COMMAND_THROTTLE_RATE for command and recovery. An empty rate switches the scope's throttle off.
+A refused request gets 429 with Retry-After. Throttling is a brake on runaway scripts and
+double-clicks, not a security boundary (DRF: non-atomic counters).
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework.throttling import ScopedRateThrottle
+
+RATE_SETTINGS = {
+    "emergency_stop": "KILL_SWITCH_THROTTLE_RATE",
+    "resume": "KILL_SWITCH_THROTTLE_RATE",
+    "command": "COMMAND_THROTTLE_RATE",
+    "recovery": "COMMAND_THROTTLE_RATE",
+}
+
+
+class TowerWriteThrottle(ScopedRateThrottle):
+    def get_rate(self) -> str | None:
+        name = RATE_SETTINGS.get(self.scope)
+        if name is None:
+            return super().get_rate()
+        return getattr(settings, name, None) or None
