@@ -81,6 +81,10 @@ class ModuleRun(models.Model):
             # "This module, last 24 h" and "latest run of each module".
             models.Index(fields=["module", "started_at"], name="ix_module_runs_module_started"),
             models.Index(fields=["started_at"], name="ix_module_runs_started"),
+            # "Latest failure of this module": without it, a module that rarely fails has its whole
+            # history scanned at every health check (bench/health_scale.py).
+            models.Index(fields=["module", "started_at"], name="ix_module_runs_failures",
+                         condition=models.Q(outcome__in=["failure", "timeout"])),
         ]
 
     def __str__(self) -> str:

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Benchmark: GET /meta/control-tower/status (and /health) under 50 concurrent clients via gunicorn.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/status_load.py \
+        [--clients 50] [--seconds 20] [--workers 2]
+
+With a postgres:// DATABASE_URL the script creates its own database (bench_status_<pid>) on that
+server and drops it at the end; without one it uses a SQLite file in a temporary TOWER_VAR_DIR.
+It prepares the database (migrate, sync_modules, a staff user with a DRF token, one completed
+health-check ControlTowerRun as a cycle would have written it), starts
+`.venv/bin/gunicorn config.wsgi --workers 2` on a free loopback port (DEBUG=0), then drives
+--clients concurrent keep-alive clients for --seconds against each endpoint with wrk when it is
+installed (a Lua script reports p50/p95/p99 and non-2xx), else with Python threads + http.client.
+Reports requests/s, latency percentiles, errors, and the peak RSS (VmHWM) of each gunicorn worker.
+The load generator and the server share the machine's cores. Writes bench/results/status_load.json.
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+ENDPOINTS = ("/meta/control-tower/status", "/meta/control-tower/health")
+WRK_LUA = """
+done = function(summary, latency, requests)
+  io.write(string.format('{"requests": %d, "duration_us": %d, "connect_errors": %d, "read_errors": %d, '
+    .. '"write_errors": %d, "status_errors": %d, "timeouts": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, '
+    .. '"max_us": %d}\\n', summary.requests, summary.duration, summary.errors.connect, summary.errors.read,
+    summary.errors.write, summary.errors.status, summary.errors.timeout, latency:percentile(50),
+    latency:percentile(95), latency:percentile(99), latency.max))
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
+
+
+def prepare(env: dict[str, str]) -> str:
+    """Migrate, sync modules, one staff user with a token, one completed health check. → token."""
+    os.environ.update(env)
+    import django
+    from django.conf import settings
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    call_command("sync_modules", stdout=open(os.devnull, "w"))
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from controltower.models import ControlTowerRun
+    from meta_modules.models import MetaModule
+
+    user = get_user_model().objects.create_user("bench", password=None, is_staff=True)
+    token = Token.objects.create(user=user).key
+    codes = list(MetaModule.objects.values_list("code", flat=True))
+    ControlTowerRun.objects.create(
+        run_type="health_check", state="completed", system_status="healthy", total_modules_checked=len(codes),
+        online_modules=len(codes), module_health_details={code: "online" for code in codes},
+        executed_by="bench", mode=settings.META_MODE)
+    from django.db import connection
+
+    connection.close()
+    return token
+
+
+def wait_ready(port: int, token: str) -> None:
+    for _ in range(300):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", ENDPOINTS[0], headers={"Authorization": f"Bearer {token}"})
+            response = conn.getresponse()
+            body = response.read()
+            if response.status == 200:
+                return
+            raise SystemExit(f"status answered {response.status}: {body[:300]!r}")
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("gunicorn did not answer")
+
+
+def load_wrk(port: int, path: str, token: str, clients: int, seconds: int, tmp: Path) -> dict[str, Any]:
+    script = tmp / "report.lua"
+    script.write_text(WRK_LUA)
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds}s", "--timeout", "10s",
+                          "-H", f"Authorization: Bearer {token}", "-s", str(script),
+                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    raw = json.loads(out.strip().splitlines()[-1])
+    errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+    return {"tool": "wrk -t2", "requests": raw["requests"],
+            "requests_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+            "p50_ms": raw["p50_us"] / 1000, "p95_ms": raw["p95_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
+            "max_ms": raw["max_us"] / 1000, "errors": errors, "error_detail": {k: v for k, v in raw.items() if
+                                                                             k.endswith(("errors", "timeouts"))}}
+
+
+def load_threads(port: int, path: str, token: str, clients: int, seconds: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        mine: list[float] = []
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            try:
+                conn.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+                response = conn.getresponse()
+                response.read()
+                ok = response.status == 200
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                ok = False
+            mine.append(time.perf_counter() - started)
+            if not ok:
+                with lock:
+                    errors[0] += 1
+        with lock:
+            latencies.extend(mine)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - started
+    q = statistics.quantiles(latencies, n=100)
+    return {"tool": "python threads + http.client", "requests": len(latencies),
+            "requests_per_s": round(len(latencies) / elapsed, 1), "p50_ms": round(q[49] * 1000, 2),
+            "p95_ms": round(q[94] * 1000, 2), "p99_ms": round(q[98] * 1000, 2),
+            "max_ms": round(max(latencies) * 1000, 2), "errors": errors[0]}
+
+
+def worker_pids(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def vm_hwm_mb(pid: int) -> float | None:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads-client", action="store_true", help="use Python threads even if wrk exists")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-status-"))
+    (tmp / "staticfiles").mkdir()
+    server_url = os.environ.get("DATABASE_URL", "")
+    admin = None
+    if server_url.startswith(("postgres://", "postgresql://")):
+        import psycopg2
+
+        name = f"bench_status_{os.getpid()}"
+        admin = psycopg2.connect(server_url)
+        admin.autocommit = True
+        admin.cursor().execute(f'CREATE DATABASE "{name}"')
+        database_url = with_database(server_url, name)
+    else:
+        name, database_url = None, f"sqlite:///{tmp / 'db.sqlite3'}"
+    env = {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "bench-" + "x" * 50, "DEBUG": "0",
+           "ALLOWED_HOSTS": "127.0.0.1", "TOWER_VAR_DIR": str(tmp), "DATABASE_URL": database_url,
+           "LOG_LEVEL": "WARNING"}
+    gunicorn = None
+    results: dict[str, Any] = {}
+    try:
+        token = prepare(env)
+        port = free_port()
+        gunicorn = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--workers",
+                                     str(args.workers), "--bind", f"127.0.0.1:{port}"], cwd=ROOT,
+                                    env={**os.environ, **env}, stdout=subprocess.DEVNULL,
+                                    stderr=open(tmp / "gunicorn.log", "w"))
+        wait_ready(port, token)
+        use_wrk = shutil.which("wrk") and not args.threads_client
+        runs = {}
+        for path in ENDPOINTS:
+            runs[path] = (load_wrk(port, path, token, args.clients, args.seconds, tmp) if use_wrk
+                          else load_threads(port, path, token, args.clients, args.seconds))
+            print(path, json.dumps(runs[path]), flush=True)
+        rss = {pid: vm_hwm_mb(pid) for pid in worker_pids(gunicorn.pid)}
+        results = {
+            "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
+                       f"{platform.python_version()} · {platform.platform()}",
+            "database": "postgresql" if name else "sqlite", "gunicorn_workers": args.workers,
+            "clients": args.clients, "seconds_per_endpoint": args.seconds,
+            "note": "load generator and server share the same cores (loopback)",
+            "endpoints": runs, "worker_peak_rss_mb": list(rss.values()),
+        }
+    finally:
+        if gunicorn is not None:
+            gunicorn.send_signal(signal.SIGTERM)
+            gunicorn.wait(timeout=30)
+        if admin is not None:
+            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
+
+    print(json.dumps(results, indent=2))
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "status_load.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
