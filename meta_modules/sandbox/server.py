@@ -7,6 +7,7 @@ faults, control API); ``SandboxHTTPServer`` puts it behind http.server. See docs
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import json
 import random
@@ -478,6 +479,9 @@ class Sandbox:
         self.clock = clock
         self.limiter = RateLimiter(clock)
         self.counters = Counters()
+        # Status edits per object id, no-ops included: drills check nothing was paused twice.
+        self.status_writes: collections.Counter[str] = collections.Counter()
+        self._writes_lock = threading.Lock()
         self._faults = Faults()
         self._fault_lock = threading.Lock()
         self._fault_rng = random.Random(self._faults.fault_seed)
@@ -502,6 +506,8 @@ class Sandbox:
         self.set_faults({})
         self.limiter.clear()
         self.counters.clear()
+        with self._writes_lock:
+            self.status_writes.clear()
 
     def state(self) -> dict[str, Any]:
         accounts = []
@@ -539,6 +545,9 @@ class Sandbox:
             if route == ("GET", "/_sandbox/campaigns"):
                 account = _account_key(query["account"])[4:] if "account" in query else None
                 data = self.store.compact_campaigns(int(account) if account else None, query.get("status"))
+                with self._writes_lock:
+                    for row in data:
+                        row["status_writes"] = self.status_writes[row["id"]]
                 return Response(200, {"data": data})
         except ValueError as exc:
             return Response(400, {"error": {"message": str(exc)}})
@@ -844,6 +853,9 @@ class Sandbox:
         if "daily_budget" in params:
             changes["daily_budget"] = _budget(params, "daily_budget")
         self.store.update(node, changes)
+        if "status" in changes:
+            with self._writes_lock:
+                self.status_writes[str(node.row["id"])] += 1
         result: dict[str, Any] = {"success": True}
         if "fields" in params:  # read-after-write
             fresh = self.store.find(node.row["id"])

@@ -482,8 +482,24 @@ def test_state_persists_across_a_restart(tmp_path: Path) -> None:
         Graph(first.url).post(campaign_id, status="PAUSED")
         before = first.campaigns()
     with start_sandbox(store) as second:
-        assert second.campaigns() == before
+        after = second.campaigns()
+        # Everything Meta stores survives; the write counter lives in memory only.
+        assert [{**c, "status_writes": 0} for c in before] == after
         assert truth(second, campaign_id)["status"] == "PAUSED"
+
+
+def test_status_writes_count_every_accepted_status_edit_including_no_ops(sandbox: RunningSandbox) -> None:
+    paused, other = campaign_ids(sandbox, "ACTIVE")[:2]
+    graph = Graph(sandbox.url)
+    graph.post(paused, status="PAUSED")
+    graph.post(paused, status="PAUSED")  # a no-op on Meta, but still a second pause request
+    graph.post(other, name="renamed")
+
+    writes = {c["id"]: c["status_writes"] for c in sandbox.campaigns()}
+
+    assert writes[paused] == 2 and writes[other] == 0
+    sandbox.reset(accounts=1, campaigns_per_account=3)
+    assert {c["status_writes"] for c in sandbox.campaigns()} == {0}
 
 
 def test_reseed_with_the_same_seed_is_identical(sandbox: RunningSandbox) -> None:
