@@ -104,8 +104,7 @@ def run_cycle(executed_by: str) -> ControlTowerRun:
             return _skipped(executed_by)
         started = time.perf_counter()
         killswitch.stop_for_requested_spikes()
-        if killswitch.sweep_needed():  # a stop's pending campaigns that nobody is working on
-            killswitch.resweep(str(TowerState.get().halt_run_id), attempt=0)
+        killswitch.finish_abandoned()  # a halt whose stop or sweep died before it was complete
         refresh_probes()
         report = health.evaluate()
         recovered = recovery.recover(report)

@@ -10,7 +10,10 @@ is broken):
     within the client's rate-limit budget;
  4. admins are alerted.
 What is not confirmed paused within the deadline stays `pending` in the ledger; a Celery task
-(and, if the queue is down, the health cycle) keeps sweeping until it is done.
+keeps sweeping until it is done. If the process doing any of this dies (a web worker killed
+mid-request, a Celery worker killed mid-sweep, the queue down), the watchdog and the health
+cycle finish the halt: every sweep covers the halt's whole scope and is idempotent, and a
+campaign Meta no longer lists as ACTIVE is read, not paused again.
 
 Threads only talk to Meta; every database write happens in the calling thread.
 """
@@ -28,12 +31,12 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from controltower import channels, rules
-from controltower.locks import lease
+from controltower.locks import is_held, lease
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
 )
@@ -143,10 +146,12 @@ def _client(deadline: float) -> graph.GraphClient:
     return client
 
 
-def _accounts(requested: list[str] | None) -> list[str]:
-    if requested:
-        return [a if a.startswith("act_") else f"act_{a}" for a in requested]
-    return graph.client().ad_accounts()
+def _act_ids(accounts: Iterable[str]) -> list[str]:
+    return [a if a.startswith("act_") else f"act_{a}" for a in accounts]
+
+
+def _accounts(requested: Iterable[str] | None) -> list[str]:
+    return _act_ids(requested) if requested is not None else graph.client().ad_accounts()
 
 
 def _kill_switch_lease(wait_until: float | None = None) -> Any:
@@ -167,7 +172,7 @@ def preview(request: StopRequest) -> StopResult:
     deadline = time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS
     schedulers = list(_module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
     listed = _parallel(lambda a: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES),
-                       _accounts(request.ad_account_ids)) if request.pause_campaigns else {}
+                       _accounts(request.ad_account_ids or None)) if request.pause_campaigns else {}
     errors = [f"{account}: {result}" for account, result in listed.items() if isinstance(result, graph.MetaError)]
     campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in r] for a, r in listed.items()
                  if not isinstance(r, graph.MetaError)}
@@ -189,10 +194,14 @@ def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool]:
         state = TowerState.locked()
         already = state.emergency_stop_active
         now = timezone.now()
+        # What was asked is kept with the run: whoever finishes the halt sweeps exactly its scope.
         run = ControlTowerRun.objects.create(
             run_type=RunType.EMERGENCY_STOP, command_type="emergency_stop", state=RunState.RUNNING,
             system_status=SystemStatus.EMERGENCY_STOP, executed_by=request.actor, executed_at=now,
             reason=request.reason, mode=settings.META_MODE,
+            parameters={"stop_schedulers": request.stop_schedulers, "pause_campaigns": request.pause_campaigns,
+                        "send_alerts": request.send_alerts,
+                        "ad_account_ids": _act_ids(request.ad_account_ids) if request.ad_account_ids else None},
         )
         if not already:
             state.emergency_stop_active = True
@@ -211,11 +220,45 @@ def _disable_schedulers() -> list[str]:
     with transaction.atomic():
         state = TowerState.locked()
         enabled = list(_module_tasks().filter(enabled=True).values_list("pk", "meta_module__code"))
+        if not enabled:  # already done (a re-sweep): nothing for Beat to reload
+            return []
         _module_tasks().filter(pk__in=[pk for pk, _ in enabled]).update(enabled=False)
         state.held_task_ids = sorted(set(state.held_task_ids) | {pk for pk, _ in enabled})
         state.save(update_fields=["held_task_ids", "updated_at"])
     PeriodicTasks.update_changed()
     return [code for _, code in enabled]
+
+
+def _halt_scope(state: TowerState) -> rules.HaltScope:
+    if state.halted_at is None:  # a halt no stop recorded (set by hand): nothing to sweep
+        return rules.halt_scope([])
+    stops = ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, executed_at__gte=state.halted_at)
+    return rules.halt_scope(stops.values_list("parameters", flat=True))
+
+
+def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: float) -> tuple[list[str], SweepResult]:
+    """Steps 2 and 3 over the halt's whole scope; the halt is complete when nothing is left pending.
+
+    Idempotent: the stop itself, its background sweeps and the watchdog all come through here.
+    """
+    began = timezone.now()
+    scope = _halt_scope(TowerState.get())
+    schedulers = _disable_schedulers() if scope.stop_schedulers else []
+    result = SweepResult()
+    if scope.pause_campaigns:
+        # Serialised with resume and other sweeps; a sweep waits (bounded) rather than refuses.
+        with _kill_switch_lease(deadline) as held:
+            if not held:
+                result.errors.append("Another stop or resume held the kill switch past the deadline; "
+                                     "the background sweep will pause the campaigns.")
+            else:
+                try:
+                    result = sweep(halt_run, stop_run, _accounts(scope.accounts), deadline)
+                except graph.MetaError as exc:  # listing the ad accounts themselves failed
+                    result.errors.append(f"Could not list ad accounts: {exc}")
+    if not result.pending and not result.errors:
+        TowerState.objects.filter(pk=1, emergency_stop_active=True, halt_run=halt_run).update(halt_swept_at=began)
+    return schedulers, result
 
 
 def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[str], deadline: float) -> SweepResult:
@@ -229,17 +272,40 @@ def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[s
             continue
         found.extend({**c, "account": account} for c in campaigns)
     owner = uuid.uuid4().hex
-    claimed = _hold_and_claim(halt_run, stop_run, found, accounts, owner)
-    if claimed is None:
+    claims = _hold_and_claim(halt_run, stop_run, found, accounts, owner)
+    if claims is None:
         result.errors.append("The halt was lifted during the stop: nothing more was paused.")
         return result
-    _pause(claimed, deadline, result)
+    claimed, claimed_elsewhere = claims
+    # Claimed by another sweeper, alive or dead: not done until a sweep confirms them.
+    for account, n in claimed_elsewhere.items():
+        result.pending += n
+        result.by_account[account]["pending"] += n
+    active = {c["id"] for c in found}
+    to_pause = [h for h in claimed if h.campaign_id in active]
+    # Pending but no longer listed as ACTIVE: most likely paused by a sweep whose process died
+    # before it recorded the answer. Read them rather than pause them a second time.
+    unlisted = [h for h in claimed if h.campaign_id not in active]
+    answers = _send(to_pause, _pause_call, deadline)
+    read = _send(unlisted, _read_call, deadline)
+    active_again = [h for h in unlisted if (read[h.campaign_id][1] or {}).get("status") in ACTIVE_STATUSES]
+    answers.update(_send(active_again, _pause_call, deadline))
+    now = timezone.now()
+    for hold in claimed:
+        paused = hold.campaign_id in answers
+        error, body = answers[hold.campaign_id] if paused else read[hold.campaign_id]
+        _settle(hold, error, body, paused, now, result)
+    CampaignHold.objects.bulk_update(claimed, ["state", "attempts", "claimed_by", "claimed_until", "paused_at",
+                                               "paused_updated_time", "last_error"])
     return result
 
 
 def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]],
-                    accounts: list[str], owner: str) -> list[CampaignHold] | None:
-    """Write one hold per ACTIVE campaign (before pausing it) and claim the pending ones."""
+                    accounts: list[str], owner: str) -> tuple[list[CampaignHold], dict[str, int]] | None:
+    """Write one hold per ACTIVE campaign (before pausing it) and claim the pending ones.
+
+    Returns the holds claimed, and per account how many pending ones someone else still claims.
+    """
     now = timezone.now()
     with transaction.atomic():
         state = TowerState.locked()
@@ -260,46 +326,61 @@ def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found:
             halt_run=halt_run, state=CampaignHold.State.PENDING, account_id__in=accounts,
         )
         claimable.update(claimed_by=owner, claimed_until=now + timedelta(seconds=settings.HOLD_CLAIM_SECONDS))
-        return list(CampaignHold.objects.filter(halt_run=halt_run, claimed_by=owner, state=CampaignHold.State.PENDING))
+        pending = CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PENDING,
+                                              account_id__in=accounts)
+        elsewhere = pending.exclude(claimed_by=owner).values_list("account_id").annotate(n=Count("pk"))
+        return list(pending.filter(claimed_by=owner)), dict(elsewhere)
 
 
-def _pause(holds: list[CampaignHold], deadline: float, result: SweepResult) -> None:
+def _pause_call(hold: CampaignHold) -> graph.BatchCall:
+    return graph.BatchCall(hold.campaign_id, "POST", f"{hold.campaign_id}/",
+                           {"status": "PAUSED", "fields": "status,updated_time"})
+
+
+def _read_call(hold: CampaignHold) -> graph.BatchCall:
+    return graph.BatchCall(hold.campaign_id, "GET", hold.campaign_id, {"fields": "status,updated_time"})
+
+
+Answer = tuple[graph.MetaError | None, dict[str, Any] | None]
+
+
+def _send(holds: list[CampaignHold], call: Callable[[CampaignHold], graph.BatchCall],
+          deadline: float) -> dict[str, Answer]:
+    """One batch item per hold, accounts in parallel → campaign id → (final error, answer)."""
     by_account: dict[str, list[CampaignHold]] = defaultdict(list)
     for hold in holds:
         by_account[hold.account_id].append(hold)
-
-    def pause_account(account: str) -> graph.BatchResult:
-        calls = [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/",
-                                 {"status": "PAUSED", "fields": "status,updated_time"}) for h in by_account[account]]
-        return _client(deadline).batch(account, calls, allow_while_halted=True)
-
-    outcomes = _parallel(pause_account, by_account)
-    now = timezone.now()
+    outcomes = _parallel(
+        lambda a: _client(deadline).batch(a, [call(h) for h in by_account[a]], allow_while_halted=True), by_account)
+    answers: dict[str, Answer] = {}
     for account, outcome in outcomes.items():
         for hold in by_account[account]:
-            hold.attempts += 1
-            hold.claimed_by, hold.claimed_until = "", None
-            body: dict[str, Any] | None = None
             if isinstance(outcome, graph.MetaError):
-                error: graph.MetaError | None = outcome
+                answers[hold.campaign_id] = (outcome, None)
             else:
-                error = outcome.failed.get(hold.campaign_id)
-                body = outcome.succeeded.get(hold.campaign_id)
-            if error is None and body is not None:
-                hold.state, hold.paused_at, hold.last_error = CampaignHold.State.PAUSED, now, ""
-                hold.paused_updated_time = body.get("updated_time", "")
-                result.paused += 1
-                result.by_account[account]["paused"] += 1
-            elif error is not None and error.kind not in RETRYABLE:
-                hold.state, hold.last_error = CampaignHold.State.FAILED, str(error)
-                result.failed.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": str(error)})
-                result.by_account[account]["failed"] += 1
-            else:
-                hold.last_error = str(error) if error else "No answer before the deadline."
-                result.pending += 1
-                result.by_account[account]["pending"] += 1
-    CampaignHold.objects.bulk_update(holds, ["state", "attempts", "claimed_by", "claimed_until", "paused_at",
-                                             "paused_updated_time", "last_error"])
+                answers[hold.campaign_id] = (outcome.failed.get(hold.campaign_id), outcome.succeeded.get(hold.campaign_id))
+    return answers
+
+
+def _settle(hold: CampaignHold, error: graph.MetaError | None, body: dict[str, Any] | None, paused: bool,
+            now: datetime, result: SweepResult) -> None:
+    """Record one hold's outcome: confirmed not running (with Meta's updated_time), failed, or still pending."""
+    account = hold.account_id
+    hold.attempts += paused
+    hold.claimed_by, hold.claimed_until = "", None
+    if error is None and body is not None:
+        hold.state, hold.paused_at, hold.last_error = CampaignHold.State.PAUSED, now, ""
+        hold.paused_updated_time = body.get("updated_time", "")
+        result.paused += 1
+        result.by_account[account]["paused"] += 1
+    elif error is not None and error.kind not in RETRYABLE:
+        hold.state, hold.last_error = CampaignHold.State.FAILED, str(error)
+        result.failed.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": str(error)})
+        result.by_account[account]["failed"] += 1
+    else:
+        hold.last_error = str(error) if error else "No answer before the deadline."
+        result.pending += 1
+        result.by_account[account]["pending"] += 1
 
 
 def _stop_message(result: StopResult) -> str:
@@ -319,19 +400,8 @@ def emergency_stop(request: StopRequest) -> StopResult:
     deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
     run, already = _begin_halt(request)
     halt_run = TowerState.get().halt_run
-    schedulers = _disable_schedulers() if request.stop_schedulers else []
-    sweep_result = SweepResult()
-    if request.pause_campaigns:
-        # Serialised with resume and other sweeps; a stop waits (bounded) rather than refuses.
-        with _kill_switch_lease(deadline) as held:
-            if not held:
-                sweep_result.errors.append("Another stop or resume held the kill switch past the deadline; "
-                                           "the background sweep will pause the campaigns.")
-            else:
-                try:
-                    sweep_result = sweep(halt_run, run, _accounts(request.ad_account_ids), deadline)
-                except graph.MetaError as exc:  # listing the ad accounts themselves failed
-                    sweep_result.errors.append(f"Could not list ad accounts: {exc}")
+    # A stop while halted re-sweeps the whole halt, which now includes what this one asked for.
+    schedulers, sweep_result = _secure(halt_run, run, deadline)
     result = StopResult(
         success=not (sweep_result.pending or sweep_result.failed or sweep_result.errors),
         run_id=str(run.pk), dry_run=False, already_halted=already, schedulers_stopped=len(schedulers),
@@ -384,25 +454,20 @@ def schedule_resweep(halt_run: ControlTowerRun | None, attempt: int = 0) -> bool
         return False
 
 
-def resweep(halt_run_id: str, attempt: int) -> dict[str, Any]:
-    """Background sweep of a halt until every ACTIVE campaign is confirmed paused."""
+def resweep(halt_run_id: str, attempt: int, follow_up: bool = True) -> dict[str, Any]:
+    """Background sweep of a halt until every ACTIVE campaign in its scope is confirmed paused.
+
+    `follow_up`: the task's chain schedules the next attempt and, after the last, alerts; the
+    watchdog's and the cycle's sweeps do not (they come again by themselves).
+    """
     state = TowerState.get()
     if not state.emergency_stop_active or str(state.halt_run_id) != halt_run_id:
         return {"done": True, "reason": "halt lifted"}
-    started = time.monotonic()
-    deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
-    with _kill_switch_lease(deadline) as held:
-        if not held:
-            result = SweepResult(errors=["kill switch busy"])
-        else:
-            try:
-                result = sweep(state.halt_run, state.halt_run, graph.client().ad_accounts(), deadline)
-            except graph.MetaError as exc:
-                result = SweepResult(errors=[f"Could not list ad accounts: {exc}"])
+    _, result = _secure(state.halt_run, state.halt_run, time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS)
     remaining = result.pending or result.errors
-    if remaining and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:
+    if remaining and follow_up and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:
         schedule_resweep(state.halt_run, attempt + 1)
-    elif remaining:
+    elif remaining and follow_up:
         channels.deliver(channels.Message(
             kind=Notification.Kind.EMERGENCY, subject="EMERGENCY STOP incomplete: campaigns still not paused",
             body=f"After {attempt + 1} sweeps, {result.pending} campaigns are still pending. Errors: {result.errors}",
@@ -411,13 +476,43 @@ def resweep(halt_run_id: str, attempt: int) -> dict[str, Any]:
 
 
 def sweep_needed() -> bool:
-    """Pending holds that nobody is working on (e.g. the web process died mid-stop)."""
+    """A halt left incomplete that nobody is finishing (its process died, or the queue is down)."""
     state = TowerState.get()
-    if not state.emergency_stop_active:
-        return False
-    now = timezone.now()
-    return CampaignHold.objects.filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
-                                       halt_run_id=state.halt_run_id, state=CampaignHold.State.PENDING).exists()
+    starting = ControlTowerRun.objects.filter(
+        run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
+        executed_at__gt=timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS)).exists()
+    return rules.halt_needs_sweep(state.emergency_stop_active, state.last_stop_at, state.halt_swept_at, starting,
+                                  is_held(KILL_SWITCH_LOCK))
+
+
+def finish_abandoned() -> None:
+    """The watchdog's and the cycle's part: finish a halt nobody is finishing, close stop runs
+    whose process died before they ended, and say so."""
+    if sweep_needed():
+        resweep(str(TowerState.get().halt_run_id), attempt=0, follow_up=False)
+    _close_interrupted_stops()
+
+
+def _close_interrupted_stops() -> None:
+    """A stop still `running` long after any live one could be: the process running it died."""
+    cutoff = timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS + settings.HOLD_CLAIM_SECONDS)
+    for run in ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
+                                              executed_at__lt=cutoff):
+        ledger = dict(CampaignHold.objects.filter(Q(halt_run=run) | Q(stop_run=run))
+                      .values_list("state").annotate(n=Count("pk")))
+        halt = ("The halt is still in force; the watchdog and the background sweeps finish it."
+                if TowerState.get().emergency_stop_active else "The halt has since been lifted.")
+        message = (f"Interrupted: the process running this stop ended before it finished. {halt} Ledger now: "
+                   f"{ledger.get(CampaignHold.State.PAUSED, 0)} paused, {ledger.get(CampaignHold.State.PENDING, 0)} "
+                   f"pending, {ledger.get(CampaignHold.State.FAILED, 0)} failed.")
+        if not ControlTowerRun.objects.filter(pk=run.pk, state=RunState.RUNNING).update(
+                state=RunState.FAILED, errors_encountered=[message], message=message,
+                recommendations=[{"severity": "critical", "module": "", "message": message}]):
+            continue  # another watchdog closed it first
+        channels.deliver(channels.Message(
+            kind=Notification.Kind.EMERGENCY, subject=f"EMERGENCY STOP by {run.executed_by} was interrupted",
+            body=f"Reason: {run.reason}\n{message}", payload={"event": "emergency_stop_interrupted",
+                                                              "run_id": str(run.pk), "actor": run.executed_by}), run)
 
 
 def stop_for_requested_spikes() -> StopResult | None:

@@ -41,3 +41,8 @@ def lease(name: str, ttl: timedelta, wait: float = 0.0) -> Iterator[bool]:
     finally:
         if acquired:
             TowerLock.objects.filter(name=name, holder=holder).delete()
+
+
+def is_held(name: str) -> bool:
+    """Whether someone holds the lease `name` now (an expired lease's holder is presumed dead)."""
+    return TowerLock.objects.filter(name=name, expires_at__gte=timezone.now()).exists()

@@ -163,6 +163,9 @@ class TowerState(models.Model):
     halt_run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Every stop (first or re-sweep) stamps this; a resume that sees it change keeps the halt.
     last_stop_at = models.DateTimeField(null=True, blank=True)
+    # When the latest sweep that covered the whole halt (schedulers and every ACTIVE campaign in
+    # scope) began and left nothing pending. Older than last_stop_at = the halt is not complete yet.
+    halt_swept_at = models.DateTimeField(null=True, blank=True)
     # Periodic tasks that were enabled when the halt began: resume re-enables exactly these.
     held_task_ids = models.JSONField(default=list, blank=True)
     # Two-person rule: the first operator's resume request, waiting for a different approver.

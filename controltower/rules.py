@@ -14,9 +14,10 @@ more than 2 are DEGRADED; DEGRADED for 1–2 (UNKNOWN counts as DEGRADED); else 
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 
@@ -139,3 +140,41 @@ def resume_verdict(paused_updated_time: str, current: dict[str, str] | None) -> 
     if current.get("updated_time") != paused_updated_time:
         return f"edited on Meta since the stop (updated_time {current.get('updated_time')} ≠ {paused_updated_time})"
     return ""
+
+
+@dataclass(frozen=True)
+class HaltScope:
+    """What a halt covers: the union of what its stops asked for."""
+
+    stop_schedulers: bool
+    pause_campaigns: bool
+    accounts: tuple[str, ...] | None  # None = every ad account the token sees
+
+
+def halt_scope(stops: Iterable[Mapping[str, Any]]) -> HaltScope:
+    """The scope of a halt from its stops' parameters (a stop while halted can only widen it).
+
+    A stop recorded without parameters asked for everything (the defaults of a stop).
+    """
+    stops = list(stops)
+    pausing = [s for s in stops if s.get("pause_campaigns", True)]
+    everywhere = any(not s.get("ad_account_ids") for s in pausing)
+    return HaltScope(
+        stop_schedulers=any(s.get("stop_schedulers", True) for s in stops),
+        pause_campaigns=bool(pausing),
+        accounts=None if everywhere else tuple(sorted({a for s in pausing for a in s["ad_account_ids"]})),
+    )
+
+
+def halt_needs_sweep(halted: bool, last_stop_at: datetime | None, swept_at: datetime | None,
+                     stop_starting: bool, kill_switch_busy: bool) -> bool:
+    """Whether a halt was left incomplete with nobody working on it.
+
+    Complete = a whole-scope sweep began after the latest stop and left nothing pending. A stop
+    within its in-request deadline (`stop_starting`) or a sweeper holding the kill switch's lease
+    is working on it. Otherwise the process that should have finished it died, or the queue
+    that carries its retries is down: the watchdog and the health cycle take over.
+    """
+    if not halted or stop_starting or kill_switch_busy:
+        return False
+    return swept_at is None or (last_stop_at is not None and swept_at < last_stop_at)

@@ -276,3 +276,63 @@ def test_resume_leaves_unconfirmed_pauses_as_they_are(meta_sandbox, settings) ->
     unconfirmed = [s for s in resumed.campaigns_skipped if "never confirmed" in s["reason"]]
     assert len(unconfirmed) == 11
     assert not CampaignHold.objects.filter(state__in=["pending", "failed"]).exists()
+
+
+def _leave_pending(sandbox, settings, **reset) -> str:
+    """A stop that leaves 11 of an account's 30 campaigns pending (its rate budget runs out)."""
+    sandbox.reset(**reset)
+    account = sandbox.state()["accounts"][0]["id"]
+    sandbox.faults(tier={account: "development"}, tier_params={"development": {"decay_s": 30}})
+    settings.EMERGENCY_STOP_DEADLINE_SECONDS = 2
+    return account
+
+
+def test_the_background_sweep_of_a_stop_limited_to_some_accounts_stays_within_them(meta_sandbox, settings) -> None:
+    account = _leave_pending(meta_sandbox, settings, accounts=2, statuses={"ACTIVE": 30})
+    other = meta_sandbox.state()["accounts"][1]["id"]
+
+    result = _stop(ad_account_ids=[account])
+    meta_sandbox.faults()
+    graph.reset_clients()
+    killswitch.resweep(str(TowerState.get().halt_run_id), attempt=0)
+
+    assert result.campaigns_pending == 11
+    assert not meta_sandbox.campaigns(account=account, status="ACTIVE")
+    assert len(meta_sandbox.campaigns(account=other, status="ACTIVE")) == 30
+    assert not CampaignHold.objects.filter(account_id=other).exists()
+
+
+def test_a_sweep_reads_a_pending_campaign_that_meta_already_paused_instead_of_pausing_it_again(meta_sandbox,
+                                                                                               settings) -> None:
+    _leave_pending(meta_sandbox, settings, accounts=1, statuses={"ACTIVE": 30})
+    _stop()
+    meta_sandbox.faults()
+    graph.reset_clients()
+    # A sweeper's batch reached Meta, then its process died before recording the answers.
+    applied = list(CampaignHold.objects.filter(state="pending").values_list("campaign_id", flat=True)[:3])
+    for campaign_id in applied:
+        _graph_post(meta_sandbox, campaign_id, status="PAUSED")
+
+    outcome = killswitch.resweep(str(TowerState.get().halt_run_id), attempt=0)
+
+    truth = {c["id"]: c for c in meta_sandbox.campaigns()}
+    assert outcome == {"paused": 11, "pending": 0, "failed": 0, "errors": []}
+    assert {truth[c]["status_writes"] for c in applied} == {1}
+    assert {c["status_writes"] for c in truth.values()} == {1}
+    holds = {h.campaign_id: h for h in CampaignHold.objects.all()}
+    assert all(holds[c].state == "paused" and holds[c].paused_updated_time == truth[c]["updated_time"] for c in applied)
+
+
+def test_a_stop_that_could_not_reach_meta_is_finished_by_the_watchdog_without_a_queue(mixed) -> None:
+    mixed.faults(expire_token=True)
+    with broken_broker():
+        result = _stop()
+        assert result.errors and not CampaignHold.objects.exists()
+        mixed.faults()
+        assert killswitch.sweep_needed()
+
+        killswitch.finish_abandoned()
+
+    assert "ACTIVE" not in _statuses(mixed).values()
+    assert CampaignHold.objects.filter(state="paused").count() == 24
+    assert not killswitch.sweep_needed()

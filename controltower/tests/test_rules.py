@@ -8,7 +8,9 @@ import pytest
 
 from controltower.models import ModuleStatus as M
 from controltower.models import SystemStatus as S
-from controltower.rules import ModuleSignals, Thresholds, is_overdue, module_status, system_status
+from controltower.rules import (
+    HaltScope, ModuleSignals, Thresholds, halt_needs_sweep, halt_scope, is_overdue, module_status, system_status,
+)
 
 T = Thresholds(online_success_rate=0.95, offline_success_rate=0.70, max_errors_24h=50, overdue_grace=timedelta(minutes=10))
 HEALTHY = ModuleSignals(stopped_on_purpose=False, is_scheduler_running=True, has_finished_run=True,
@@ -57,3 +59,32 @@ def test_overdue_only_past_interval_plus_grace() -> None:
     assert not is_overdue(last, hour, grace, last + hour + grace)
     assert is_overdue(last, hour, grace, last + hour + grace + timedelta(seconds=1))
     assert not is_overdue(None, hour, grace, last + timedelta(days=9))
+
+
+@pytest.mark.parametrize("stops, expected", [
+    ([{}], HaltScope(stop_schedulers=True, pause_campaigns=True, accounts=None)),  # recorded before parameters
+    ([{"ad_account_ids": ["act_2", "act_1"]}], HaltScope(True, True, ("act_1", "act_2"))),
+    ([{"ad_account_ids": ["act_1"]}, {"ad_account_ids": ["act_3"]}], HaltScope(True, True, ("act_1", "act_3"))),
+    ([{"ad_account_ids": ["act_1"]}, {"ad_account_ids": None}], HaltScope(True, True, None)),  # a later stop widens it
+    ([{"pause_campaigns": False, "ad_account_ids": None}, {"ad_account_ids": ["act_1"]}], HaltScope(True, True, ("act_1",))),
+    ([{"pause_campaigns": False, "stop_schedulers": False}], HaltScope(False, False, ())),
+    ([{"stop_schedulers": False}, {"stop_schedulers": True}], HaltScope(True, True, None)),
+])
+def test_a_halt_covers_the_union_of_what_its_stops_asked_for(stops: list[dict], expected: HaltScope) -> None:
+    assert halt_scope(stops) == expected
+
+
+STOP = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("halted, swept_at, starting, busy, expected", [
+    (True, None, False, False, True),  # never completed, nobody on it: its process died
+    (True, STOP - timedelta(seconds=1), False, False, True),  # completed before a later stop only
+    (True, STOP, False, False, False),  # a whole sweep began with (or after) the latest stop and finished
+    (True, None, True, False, False),  # the stop is still within its own deadline
+    (True, None, False, True, False),  # a sweeper holds the kill switch
+    (False, None, False, False, False),  # resumed: nothing to finish
+])
+def test_a_halt_needs_a_sweep_only_when_incomplete_and_abandoned(halted: bool, swept_at: datetime | None,
+                                                                 starting: bool, busy: bool, expected: bool) -> None:
+    assert halt_needs_sweep(halted, STOP, swept_at, starting, busy) is expected

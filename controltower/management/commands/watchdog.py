@@ -16,11 +16,13 @@ WATCHED = {"infra:beat", "infra:workers", "infra:broker", "infra:database"}
 
 
 def check_once() -> ControlTowerRun | None:
-    """Act on spend-spike stop requests, then run the cycle here if Beat/workers are not doing it.
+    """Act on spend-spike stop requests, finish a halt nobody is finishing, then run the cycle
+    here if Beat/workers are not doing it.
 
     Returns the health-check run if one was made.
     """
     killswitch.stop_for_requested_spikes()
+    killswitch.finish_abandoned()  # a stop whose process died must not wait for the hourly cycle
     report = health.evaluate()
     down_now = {c.key for c in findings.infrastructure_conditions(report)} & WATCHED
     last = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
@@ -37,9 +39,9 @@ def check_once() -> ControlTowerRun | None:
 
 
 class Command(BaseCommand):
-    help = ("Watch the watchers: carry out spend-spike emergency stops (10.9, opt-in) within a minute, and run "
-            "the health cycle here when Beat or the workers are not running it (overdue, or a change in what is "
-            "down). --once checks a single time.")
+    help = ("Watch the watchers: carry out spend-spike emergency stops (10.9, opt-in) within a minute, finish "
+            "an emergency stop whose process died, and run the health cycle here when Beat or the workers are not "
+            "running it (overdue, or a change in what is down). --once checks a single time.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true")
