@@ -8,8 +8,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.support import child_env
+from tests.support import child_env, start_worker, stop_process
 
 if TYPE_CHECKING:
     from meta_modules.sandbox.testing import RunningSandbox
@@ -62,25 +60,10 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: pytest.Fixtu
     Tests that use it need `@pytest.mark.django_db(transaction=True)`: the worker sees only
     committed rows.
     """
-    log = open(Path(settings.VAR_DIR) / "test-worker.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--loglevel", "info",
-         "--without-gossip", "--without-mingle", "--include", "tests.worker_jobs", "--hostname", "tests@%h"],
-        cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while "ready." not in Path(log.name).read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"Celery worker did not start:\n{Path(log.name).read_text()[-3000:]}")
-        time.sleep(0.2)
+    proc = start_worker(child_env(), Path(settings.VAR_DIR) / "test-worker.log", "--pool", "solo",
+                        "--include", "tests.worker_jobs", "--hostname", "tests@%h")
     yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    stop_process(proc)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +32,14 @@ def child_env(**extra: str) -> dict[str, str]:
                TOWER_VAR_DIR=str(settings.VAR_DIR), PYTHONPATH=str(ROOT))
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> Any:
@@ -78,23 +88,87 @@ class HttpReceiver:
         self._server.server_close()
 
 
+def use_broker(url: str, transport_options: dict[str, Any]) -> None:
+    """Point this process's Celery app at another broker from its next publish on."""
+    from config.celery import app
+
+    app.conf.broker_url = url
+    if "CELERY_BROKER_URL" in os.environ:  # Celery prefers the environment variable to its setting
+        os.environ["CELERY_BROKER_URL"] = url
+    app.conf.broker_transport_options = transport_options
+    # Forget the cached connection and producer pools so the next publish uses `url`.
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 class broken_broker:  # noqa: N801 (a context manager used like a function)
     """Point the Celery app at a broker nobody listens on (a real refused connection), then restore."""
-
-    @staticmethod
-    def _use(url: str) -> None:
-        from config.celery import app
-
-        app.conf.broker_url = url
-        # Forget the cached connection and producer pools so the next publish uses `url`.
-        app._pool = None
-        app.amqp._producer_pool = None
 
     def __enter__(self) -> None:
         from config.celery import app
 
-        self._saved = app.conf.broker_url
-        self._use("redis://127.0.0.1:9/0")  # port 9 (discard): connection refused
+        self._saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
+        use_broker("redis://127.0.0.1:9/0", {})  # port 9 (discard): connection refused
 
     def __exit__(self, *exc: object) -> None:
-        self._use(self._saved)
+        use_broker(*self._saved)
+
+
+class private_broker:  # noqa: N801
+    """A broker no other test's worker listens on — the next Redis database but eight, or a folder
+    of its own — for this process's Celery app; entering gives the environment child processes
+    need to share it. A drill's worker then gets exactly the drill's tasks."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def __enter__(self) -> dict[str, str]:
+        from urllib.parse import urlparse, urlunparse
+
+        from config.celery import app
+
+        self._saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
+        url = self._saved[0]
+        if url.startswith("redis"):
+            import redis
+
+            parsed = urlparse(url)
+            own = urlunparse(parsed._replace(path=f"/{(int(parsed.path.strip('/') or 0) + 8) % 16}"))
+            redis.Redis.from_url(own).flushdb()
+            use_broker(own, self._saved[1])
+            return {"CELERY_BROKER_URL": own}
+        queue, control = self.folder / "broker" / "queue", self.folder / "broker" / "control"
+        for folder in (queue, control):
+            folder.mkdir(parents=True, exist_ok=True)
+        use_broker(url, {**self._saved[1], "data_folder_in": str(queue), "data_folder_out": str(queue),
+                         "control_folder": str(control)})
+        return {"TOWER_VAR_DIR": str(self.folder)}  # the settings derive the same folders from it
+
+    def __exit__(self, *exc: object) -> None:
+        use_broker(*self._saved)
+
+
+def start_worker(env: dict[str, str], log_path: Path, *args: str) -> subprocess.Popen:
+    """A real `celery worker` process; returns once it is ready to take tasks."""
+    log = open(log_path, "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "info", "--without-gossip",
+         "--without-mingle", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    log.close()
+    deadline = time.monotonic() + 60
+    while "ready." not in log_path.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"Celery worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -63,3 +63,12 @@ def test_live_mode_points_the_same_client_at_graph_facebook_com(tmp_path) -> Non
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["https://graph.facebook.com", "EAAB-live"]
+
+
+def test_gunicorn_outlasts_an_emergency_stop_and_its_alerts() -> None:
+    # gunicorn kills a worker past its timeout (30 s by default): a stop with a slow Slack would be cut short.
+    env = {**os.environ, "EMERGENCY_STOP_DEADLINE_SECONDS": "45", "EMAIL_TIMEOUT": "15", "ALERT_HTTP_TIMEOUT_SECONDS": "20"}
+    printed = subprocess.run([sys.executable, "-m", "gunicorn", "--print-config", "config.wsgi"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    timeout = int(next(line for line in printed.splitlines() if line.startswith("timeout ")).split("=")[1])
+    assert timeout > 45 + 15 + 2 * 3 * 20
