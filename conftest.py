@@ -16,20 +16,13 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.support import child_env, start_worker, stop_process
+from tests.support import child_env, service_missing, start_worker, stop_process
 
 if TYPE_CHECKING:
     from meta_modules.sandbox.testing import RunningSandbox
     from tests.support import HttpReceiver
 
 ROOT = Path(__file__).resolve().parent
-REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
-
-
-def service_missing(what: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{what} is required (REQUIRE_SERVICES=1) but not available")
-    pytest.skip(f"{what} not available")
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from config.celery import app
-from controltower import killswitch
+from controltower import killswitch, queue
 from controltower.models import ControlTowerRun, RecoveryState, RunState, RunType, TowerState
 from meta_modules import jobs, registry  # noqa: F401 (importing jobs registers the module tasks)
 from meta_modules.models import MetaModule, ModuleRun
@@ -257,7 +257,7 @@ def enqueue(command: Command) -> ControlTowerRun:
     command.command_type = canonical(command.command_type)
     run = new_run(command, RunState.QUEUED)
     try:
-        execute_command.apply_async(args=[str(run.pk)], retry=False)
+        queue.send(execute_command, [str(run.pk)])
     except Exception as exc:
         ControlTowerRun.objects.filter(pk=run.pk).update(
             state=RunState.FAILED, errors_encountered=[f"Task queue unavailable: {exc}"],

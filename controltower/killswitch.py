@@ -35,7 +35,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from controltower import channels, rules
+from controltower import channels, queue, rules
 from controltower.locks import is_held, lease
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
@@ -446,8 +446,8 @@ def schedule_resweep(halt_run: ControlTowerRun | None, attempt: int = 0) -> bool
     if halt_run is None:
         return False
     try:
-        resweep_halt.apply_async(args=[str(halt_run.pk), attempt], retry=False,
-                                 countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
+        queue.send(resweep_halt, [str(halt_run.pk), attempt],
+                   countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
         return True
     except Exception as exc:  # broker down: the cycle's sweep covers it
         logger.warning("Could not queue the kill-switch sweep (%s); the health cycle will sweep", exc)

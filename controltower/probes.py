@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from controltower import queue
 from meta_modules import graph
 
 
@@ -55,12 +56,10 @@ def database() -> DatabaseHealth:
 
 def broker() -> dict[str, Any]:
     """Can a connection to the Celery broker be opened right now?"""
-    from config.celery import app
-
     started = time.perf_counter()
     try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=settings.PROBE_TIMEOUT_SECONDS)
+        with queue.connection():
+            pass
         return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2), "error": "", "at": timezone.now().isoformat()}
     except Exception as exc:
         return {"ok": False, "ms": None, "error": f"{type(exc).__name__}: {exc}", "at": timezone.now().isoformat()}
@@ -71,7 +70,8 @@ def workers() -> dict[str, Any]:
     from config.celery import app
 
     try:
-        replies = app.control.inspect(timeout=settings.WORKER_PING_TIMEOUT_SECONDS).ping() or {}
+        with queue.connection() as conn:
+            replies = app.control.inspect(timeout=settings.WORKER_PING_TIMEOUT_SECONDS, connection=conn).ping() or {}
         return {"ok": bool(replies), "names": sorted(replies), "error": "", "at": timezone.now().isoformat()}
     except Exception as exc:
         return {"ok": None, "names": [], "error": f"{type(exc).__name__}: {exc}", "at": timezone.now().isoformat()}

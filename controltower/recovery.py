@@ -83,14 +83,17 @@ def _reconnect_db() -> tuple[bool, dict[str, Any]]:
     with contextlib.suppress(Exception):  # the connection may be the broken thing: that is why we reconnect
         before = backend_id()
     connections.close_all()
-    # Worker processes compare this before each task and reconnect when it moved (see tasks.py).
-    cache.set(DB_GENERATION_KEY, time.time_ns(), timeout=None)
+    detail: dict[str, Any] = {"before": before, "workers_told": True}
+    try:  # worker processes compare this before each task and reconnect when it moved (see tasks.py)
+        cache.set(DB_GENERATION_KEY, time.time_ns(), timeout=None)
+    except Exception as exc:  # the shared cache is down too: this process reconnects all the same
+        detail.update(workers_told=False, cache_error=f"{type(exc).__name__}: {exc}")
     started = time.perf_counter()
     try:
-        after = backend_id()
+        detail["after"] = backend_id()
     except Exception as exc:
-        return False, {"before": before, "error": f"{type(exc).__name__}: {exc}"}
-    return True, {"before": before, "after": after, "probe_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return False, {**detail, "error": f"{type(exc).__name__}: {exc}"}
+    return True, {**detail, "probe_ms": round((time.perf_counter() - started) * 1000, 2)}
 
 
 def _clear_cache(module: MetaModule) -> tuple[bool, dict[str, Any]]:
@@ -109,16 +112,19 @@ def _reset_module(module: MetaModule) -> tuple[bool, dict[str, Any]]:
 def run_action(module: MetaModule | None, procedure: RecoveryProcedure, trigger: str, actor: str) -> RecoveryAttempt:
     """Run one procedure (on `module`, or on the tower's database connections when None) and record it."""
     started = timezone.now()
-    if procedure.action == Action.RESTART_SCHEDULER:
-        ok, detail = _restart_scheduler(module)
-    elif procedure.action == Action.RECONNECT_DB:
-        ok, detail = _reconnect_db()
-    elif procedure.action == Action.CLEAR_CACHE:
-        ok, detail = _clear_cache(module)
-    elif procedure.action == Action.RESET_MODULE:
-        ok, detail = _reset_module(module)
-    else:  # ALERT_ADMIN: the escalation is sent through the alert lifecycle of the cycle
-        ok, detail = True, {"escalated": True}
+    try:
+        if procedure.action == Action.RESTART_SCHEDULER:
+            ok, detail = _restart_scheduler(module)
+        elif procedure.action == Action.RECONNECT_DB:
+            ok, detail = _reconnect_db()
+        elif procedure.action == Action.CLEAR_CACHE:
+            ok, detail = _clear_cache(module)
+        elif procedure.action == Action.RESET_MODULE:
+            ok, detail = _reset_module(module)
+        else:  # ALERT_ADMIN: the escalation is sent through the alert lifecycle of the cycle
+            ok, detail = True, {"escalated": True}
+    except Exception as exc:  # what it depends on is down (cache, broker): recorded as failed, the cycle goes on
+        ok, detail = False, {"error": f"{type(exc).__name__}: {exc}"}
     return RecoveryAttempt.objects.create(
         module_code=module.code if module else DATABASE, action=procedure.action, confidence=procedure.confidence, reason=procedure.reason,
         trigger=trigger, executed_by=actor, started_at=started, finished_at=timezone.now(),

@@ -5,12 +5,18 @@ with the rate read from the Django settings at request time rather than frozen i
 when DRF is imported: KILL_SWITCH_THROTTLE_RATE for emergency-stop and resume,
 COMMAND_THROTTLE_RATE for command and recovery. An empty rate switches the scope's throttle off.
 A refused request gets 429 with Retry-After. Throttling is a brake on runaway scripts and
-double-clicks, not a security boundary (DRF: non-atomic counters).
+double-clicks, not a security boundary (DRF: non-atomic counters): when the cache cannot be
+reached (Redis down) the request is let through, so an emergency stop never depends on it.
 """
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from django.conf import settings
 from rest_framework.throttling import ScopedRateThrottle
+
+logger = logging.getLogger(__name__)
 
 RATE_SETTINGS = {
     "emergency_stop": "KILL_SWITCH_THROTTLE_RATE",
@@ -26,3 +32,11 @@ class TowerWriteThrottle(ScopedRateThrottle):
         if name is None:
             return super().get_rate()
         return getattr(settings, name, None) or None
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except Exception as exc:  # the cache backend's own errors (redis, file system) have no common base
+            logger.warning("Throttle for %s not applied: the cache is unavailable (%s: %s)",
+                           self.scope, type(exc).__name__, exc)
+            return True
