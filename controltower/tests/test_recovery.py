@@ -228,3 +228,13 @@ def test_the_admin_restarts_a_module_through_the_commander(healthy, client) -> N
     assert PeriodicTask.objects.get(meta_module__code="10.9").enabled
     assert ModuleRun.objects.filter(module=module, trigger="command").exists()
     assert "Restarted 10.9" in response.content.decode()
+
+
+def test_an_action_whose_dependency_is_down_is_recorded_as_failed_not_raised(healthy, settings) -> None:
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:9/0"}}  # nothing listens: the cache is down
+
+    attempt = recovery.operator_action("10.13", "clear_cache", actor="olga")
+
+    assert attempt.outcome == RecoveryAttempt.Outcome.FAILED
+    assert "ConnectionError" in attempt.detail["error"]
