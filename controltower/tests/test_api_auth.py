@@ -211,6 +211,18 @@ def test_issue_token_never_shows_an_existing_token_again(staff: User) -> None:
     assert Token.objects.get(user=staff).key == key
 
 
+def test_issue_token_revoke_ends_the_token_at_once_even_for_a_former_staff_user(staff: User) -> None:
+    key = _issue("staff")
+    staff.is_staff = False
+    staff.save()
+
+    assert _issue("staff", "--revoke") == ""
+
+    assert _status_code(key) == 401 and not Token.objects.exists()
+    with pytest.raises(CommandError, match="has no API token"):
+        _issue("staff", "--revoke")
+
+
 @pytest.mark.parametrize("username, message", [("member", "not an active staff user"), ("ghost", "No user named")])
 def test_issue_token_refuses_non_staff_and_unknown_users(member: User, username: str, message: str) -> None:
     with pytest.raises(CommandError, match=message):
