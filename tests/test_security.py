@@ -227,6 +227,25 @@ def test_reads_are_not_throttled(synced, settings) -> None:
         assert olivia.get(f"{API}/modules/").status_code == 200
 
 
+def test_the_console_forms_count_against_the_same_budget_as_the_api(synced, settings) -> None:
+    settings.KILL_SWITCH_THROTTLE_RATE = "2/min"
+    user = User.objects.create_user("olivia", is_staff=True)
+    user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
+    console = Client()
+    console.force_login(user)
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
+
+    assert console.post("/resume/", {}).status_code == 302  # refused (not halted): nothing changes
+    assert api.post(f"{API}/resume", INVALID[f"{API}/resume"], format="json").status_code == 400
+    throttled = console.post("/resume/", {})
+
+    assert throttled.status_code == 429 and int(throttled["Retry-After"]) > 0
+    assert b"too many requests" in throttled.content
+    assert api.post(f"{API}/resume", INVALID[f"{API}/resume"], format="json").status_code == 429
+    assert console.get("/resume/").status_code == 200  # reading the confirmation page is not throttled
+
+
 def test_the_schema_documents_the_429() -> None:
     from drf_spectacular.generators import SchemaGenerator
 

@@ -11,6 +11,7 @@ reached (Redis down) the request is let through, so an emergency stop never depe
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
@@ -40,3 +41,12 @@ class TowerWriteThrottle(ScopedRateThrottle):
             logger.warning("Throttle for %s not applied: the cache is unavailable (%s: %s)",
                            self.scope, type(exc).__name__, exc)
             return True
+
+
+def console_wait(request: Any, scope: str) -> float | None:
+    """For the console's forms: the same per-user counter as the API endpoint of `scope`.
+    None = go ahead; otherwise the seconds to wait."""
+    throttle = TowerWriteThrottle()
+    if throttle.allow_request(request, SimpleNamespace(throttle_scope=scope)):
+        return None
+    return throttle.wait() or 1.0

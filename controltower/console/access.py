@@ -6,6 +6,7 @@ to the admin login; signed-in users without the right get a 403 page.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -15,6 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from controltower.api.permissions import OPERATE_PERMISSION
+from controltower.api.throttling import console_wait
 
 View = Callable[..., HttpResponse]
 
@@ -23,8 +25,8 @@ def can_operate(request: HttpRequest) -> bool:
     return request.user.has_perm(OPERATE_PERMISSION)
 
 
-def _forbidden(request: HttpRequest, why: str) -> HttpResponse:
-    return TemplateResponse(request, "console/forbidden.html", {"why": why}, status=403)
+def _forbidden(request: HttpRequest, why: str, status: int = 403) -> HttpResponse:
+    return TemplateResponse(request, "console/forbidden.html", {"why": why, "status": status}, status=status)
 
 
 def staff_required(view: View) -> View:
@@ -62,3 +64,23 @@ def passive(view: View) -> View:
         return response
 
     return wrapper
+
+
+def throttled(scope: str) -> Callable[[View], View]:
+    """A form post counts against the same per-user limit as the API endpoint of `scope`
+    (KILL_SWITCH_THROTTLE_RATE, COMMAND_THROTTLE_RATE): past it, 429 with Retry-After."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            wait = console_wait(request, scope) if request.method == "POST" else None
+            if wait is None:
+                return view(request, *args, **kwargs)
+            response = _forbidden(request, f"Too many requests of this kind from your account: try again in "
+                                           f"{math.ceil(wait)} s.", status=429)
+            response["Retry-After"] = str(math.ceil(wait))
+            return response
+
+        return wrapper
+
+    return decorate

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from controltower import commander, findings, health, killswitch, recovery, reports
 from controltower.api.views import orchestration_result
 from controltower.console import charts, queries
-from controltower.console.access import can_operate, operator_required, passive, staff_required
+from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
     NotificationFilterForm, ReasonForm, ReportForm, ResumeForm, RunFilterForm, StopForm,
 )
@@ -132,6 +132,7 @@ def dashboard_fragments(request: HttpRequest) -> JsonResponse:
 
 @require_http_methods(["GET", "POST"])
 @operator_required
+@throttled("emergency_stop")
 def emergency_stop(request: HttpRequest) -> HttpResponse:
     form = StopForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
@@ -175,6 +176,7 @@ def stop_result_fragments(request: HttpRequest, run_id: UUID) -> JsonResponse:
 
 @require_http_methods(["GET", "POST"])
 @operator_required
+@throttled("resume")
 def resume(request: HttpRequest) -> HttpResponse:
     form = ResumeForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
@@ -214,6 +216,7 @@ def _execute(request: HttpRequest, command: commander.Command) -> None:
 
 @require_http_methods(["GET", "POST"])
 @operator_required
+@throttled("command")
 def command(request: HttpRequest, name: str) -> HttpResponse:
     spec = COMMANDS.get(name)
     if spec is None:
@@ -244,6 +247,7 @@ def _module_action(request: HttpRequest, module: MetaModule, spec: Action, reaso
 
 @require_http_methods(["GET", "POST"])
 @operator_required
+@throttled("command")
 def module_action(request: HttpRequest, code: str, name: str) -> HttpResponse:
     module = get_object_or_404(MetaModule, code=code)
     spec = MODULE_ACTIONS.get(name)
