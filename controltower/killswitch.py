@@ -143,6 +143,21 @@ def _client(deadline: float) -> graph.GraphClient:
     return client
 
 
+def _within_deadline(call: Callable[[], T], deadline: float) -> T:
+    """`call()`, tried again while it fails transiently or on a rate limit (after the client's own
+    retries) and the deadline leaves time for another try."""
+    rounds = 0
+    while True:
+        rounds += 1
+        try:
+            return call()
+        except graph.MetaError as exc:
+            delay = rules.retry_delay(rounds, deadline - time.monotonic()) if exc.kind in RETRYABLE else None
+            if delay is None:
+                raise
+        time.sleep(delay)
+
+
 def _accounts(requested: list[str] | None) -> list[str]:
     if requested:
         return [a if a.startswith("act_") else f"act_{a}" for a in requested]
@@ -221,7 +236,7 @@ def _disable_schedulers() -> list[str]:
 def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[str], deadline: float) -> SweepResult:
     """Step 3: list ACTIVE campaigns from Meta, write holds, pause them; idempotent."""
     result = SweepResult()
-    listed = _parallel(lambda a: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES), accounts)
+    listed = _list_active(accounts, deadline)
     found: list[dict[str, Any]] = []
     for account, campaigns in listed.items():
         if isinstance(campaigns, graph.MetaError):
@@ -235,6 +250,11 @@ def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[s
         return result
     _pause(claimed, deadline, result)
     return result
+
+
+def _list_active(accounts: list[str], deadline: float) -> dict[str, list[dict[str, Any]] | graph.MetaError]:
+    return _parallel(lambda a: _within_deadline(
+        lambda: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES), deadline), accounts)
 
 
 def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]],
@@ -264,40 +284,56 @@ def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found:
 
 
 def _pause(holds: list[CampaignHold], deadline: float, result: SweepResult) -> None:
-    by_account: dict[str, list[CampaignHold]] = defaultdict(list)
+    """Pause the claimed holds' campaigns; pauses that fail transiently or on a rate limit (after
+    the client's own retries) are tried again while the deadline allows, the rest stay pending."""
+    answers: dict[str, tuple[dict[str, Any] | None, graph.MetaError | None]] = {}
+    todo: dict[str, list[CampaignHold]] = defaultdict(list)
     for hold in holds:
-        by_account[hold.account_id].append(hold)
+        todo[hold.account_id].append(hold)
 
     def pause_account(account: str) -> graph.BatchResult:
         calls = [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/",
-                                 {"status": "PAUSED", "fields": "status,updated_time"}) for h in by_account[account]]
+                                 {"status": "PAUSED", "fields": "status,updated_time"}) for h in todo[account]]
         return _client(deadline).batch(account, calls, allow_while_halted=True)
 
-    outcomes = _parallel(pause_account, by_account)
+    rounds = 0
+    while todo:
+        rounds += 1
+        retry: dict[str, list[CampaignHold]] = defaultdict(list)
+        for account, outcome in _parallel(pause_account, todo).items():
+            for hold in todo[account]:
+                hold.attempts += 1
+                if isinstance(outcome, graph.MetaError):
+                    answers[hold.campaign_id] = (None, outcome)
+                else:
+                    answers[hold.campaign_id] = (outcome.succeeded.get(hold.campaign_id),
+                                                 outcome.failed.get(hold.campaign_id))
+                body, error = answers[hold.campaign_id]
+                if body is None and (error is None or error.kind in RETRYABLE):
+                    retry[account].append(hold)
+        delay = rules.retry_delay(rounds, deadline - time.monotonic()) if retry else None
+        if delay is None:
+            break
+        time.sleep(delay)
+        todo = retry
     now = timezone.now()
-    for account, outcome in outcomes.items():
-        for hold in by_account[account]:
-            hold.attempts += 1
-            hold.claimed_by, hold.claimed_until = "", None
-            body: dict[str, Any] | None = None
-            if isinstance(outcome, graph.MetaError):
-                error: graph.MetaError | None = outcome
-            else:
-                error = outcome.failed.get(hold.campaign_id)
-                body = outcome.succeeded.get(hold.campaign_id)
-            if error is None and body is not None:
-                hold.state, hold.paused_at, hold.last_error = CampaignHold.State.PAUSED, now, ""
-                hold.paused_updated_time = body.get("updated_time", "")
-                result.paused += 1
-                result.by_account[account]["paused"] += 1
-            elif error is not None and error.kind not in RETRYABLE:
-                hold.state, hold.last_error = CampaignHold.State.FAILED, str(error)
-                result.failed.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": str(error)})
-                result.by_account[account]["failed"] += 1
-            else:
-                hold.last_error = str(error) if error else "No answer before the deadline."
-                result.pending += 1
-                result.by_account[account]["pending"] += 1
+    for hold in holds:
+        account = hold.account_id
+        hold.claimed_by, hold.claimed_until = "", None
+        body, error = answers.get(hold.campaign_id, (None, None))
+        if error is None and body is not None:
+            hold.state, hold.paused_at, hold.last_error = CampaignHold.State.PAUSED, now, ""
+            hold.paused_updated_time = body.get("updated_time", "")
+            result.paused += 1
+            result.by_account[account]["paused"] += 1
+        elif error is not None and error.kind not in RETRYABLE:
+            hold.state, hold.last_error = CampaignHold.State.FAILED, str(error)
+            result.failed.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": str(error)})
+            result.by_account[account]["failed"] += 1
+        else:
+            hold.last_error = str(error) if error else "No answer before the deadline."
+            result.pending += 1
+            result.by_account[account]["pending"] += 1
     CampaignHold.objects.bulk_update(holds, ["state", "attempts", "claimed_by", "claimed_until", "paused_at",
                                              "paused_updated_time", "last_error"])
 
@@ -329,7 +365,8 @@ def emergency_stop(request: StopRequest) -> StopResult:
                                            "the background sweep will pause the campaigns.")
             else:
                 try:
-                    sweep_result = sweep(halt_run, run, _accounts(request.ad_account_ids), deadline)
+                    accounts = _within_deadline(lambda: _accounts(request.ad_account_ids), deadline)
+                    sweep_result = sweep(halt_run, run, accounts, deadline)
                 except graph.MetaError as exc:  # listing the ad accounts themselves failed
                     sweep_result.errors.append(f"Could not list ad accounts: {exc}")
     result = StopResult(
@@ -396,7 +433,8 @@ def resweep(halt_run_id: str, attempt: int) -> dict[str, Any]:
             result = SweepResult(errors=["kill switch busy"])
         else:
             try:
-                result = sweep(state.halt_run, state.halt_run, graph.client().ad_accounts(), deadline)
+                result = sweep(state.halt_run, state.halt_run,
+                               _within_deadline(graph.client().ad_accounts, deadline), deadline)
             except graph.MetaError as exc:
                 result = SweepResult(errors=[f"Could not list ad accounts: {exc}"])
     remaining = result.pending or result.errors
@@ -527,42 +565,80 @@ def resume(request: ResumeRequest) -> ResumeResult:
 
 def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float,
                 errors: list[str]) -> tuple[int, list[dict[str, str]]]:
-    """Re-activate exactly the held campaigns still PAUSED as our pause left them."""
+    """Re-activate exactly the held campaigns still PAUSED as our pause left them.
+
+    In rounds until the deadline: read the current state of the holds still undecided from
+    Meta, decide each (rules.resume_verdict), re-activate the unchanged ones. A read or a
+    re-activation that failed transiently or on a rate limit (after the client's own retries)
+    is tried again next round, re-reading the campaign first so an edit made meanwhile is
+    honoured. What is still undecided at the deadline stays PAUSED and is reported with its
+    last error.
+    """
     holds = list(CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED))
-    by_account: dict[str, list[CampaignHold]] = defaultdict(list)
-    for hold in holds:
-        by_account[hold.account_id].append(hold)
-    current = _parallel(lambda a: {c["id"]: c for c in _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)},
-                        by_account)
-    to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
+    undecided = {hold.campaign_id: hold for hold in holds}
+    last_failure: dict[str, str] = {}  # campaign → why the latest round did not settle it
+    sent: set[str] = set()  # re-activations sent whose answer was a (transient) failure
     skipped: list[dict[str, str]] = []
-    now = timezone.now()
-    for account, account_holds in by_account.items():
-        seen = current[account]
-        if isinstance(seen, graph.MetaError):
-            errors.append(f"Could not read campaigns of {account}: {seen}")
-        for hold in account_holds:
-            verdict = (f"could not read its current state: {seen}" if isinstance(seen, graph.MetaError)
-                       else rules.resume_verdict(hold.paused_updated_time, seen.get(hold.campaign_id)))
-            if verdict:
-                hold.state, hold.resume_note = CampaignHold.State.SKIPPED, verdict
-                skipped.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": verdict})
-            else:
-                to_activate[account].append(hold)
-    outcomes = _parallel(lambda a: _client(deadline).batch(
-        a, [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"}) for h in to_activate[a]],
-        allow_while_halted=True), to_activate)
-    resumed = 0
-    for account, outcome in outcomes.items():
-        for hold in to_activate[account]:
-            error = outcome if isinstance(outcome, graph.MetaError) else outcome.failed.get(hold.campaign_id)
-            if error is None:
-                hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, now, ""
-                resumed += 1
-            else:
-                hold.state, hold.resume_note = CampaignHold.State.SKIPPED, f"re-activation failed: {error}"
-                skipped.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": hold.resume_note})
-                errors.append(f"{hold.campaign_id}: re-activation failed: {error}")
+    resumed = rounds = 0
+
+    def skip(hold: CampaignHold, reason: str, error: bool = False) -> None:
+        hold.state, hold.resume_note = CampaignHold.State.SKIPPED, reason
+        skipped.append({"campaign_id": hold.campaign_id, "account_id": hold.account_id, "reason": reason})
+        if error:
+            errors.append(f"{hold.campaign_id}: {reason}")
+        del undecided[hold.campaign_id]
+
+    def done(hold: CampaignHold, note: str = "") -> None:
+        nonlocal resumed
+        hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, timezone.now(), note
+        resumed += 1
+        del undecided[hold.campaign_id]
+
+    while undecided:
+        rounds += 1
+        by_account: dict[str, list[CampaignHold]] = defaultdict(list)
+        for hold in undecided.values():
+            by_account[hold.account_id].append(hold)
+        current = _parallel(lambda a: {c["id"]: c for c in _client(deadline).campaigns(
+            a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)}, by_account)
+        to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
+        for account, account_holds in by_account.items():
+            seen = current[account]
+            for hold in account_holds:
+                if isinstance(seen, graph.MetaError):
+                    last_failure[hold.campaign_id] = f"could not read its current state: {seen}"
+                    if seen.kind not in RETRYABLE:
+                        skip(hold, last_failure[hold.campaign_id], error=True)
+                    continue
+                now_on_meta = seen.get(hold.campaign_id)
+                if hold.campaign_id in sent and rules.reactivated_unanswered(now_on_meta):
+                    done(hold, "ACTIVE again after a re-activation whose answer was lost")
+                    continue
+                verdict = rules.resume_verdict(hold.paused_updated_time, now_on_meta)
+                if verdict:
+                    skip(hold, verdict)
+                else:
+                    to_activate[account].append(hold)
+        outcomes = _parallel(lambda a: _client(deadline).batch(
+            a, [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"})
+                for h in to_activate[a]], allow_while_halted=True), to_activate)
+        for account, outcome in outcomes.items():
+            for hold in to_activate[account]:
+                error = outcome if isinstance(outcome, graph.MetaError) else outcome.failed.get(hold.campaign_id)
+                if error is None:
+                    done(hold)
+                    continue
+                last_failure[hold.campaign_id] = f"re-activation failed: {error}"
+                if error.kind in RETRYABLE:
+                    sent.add(hold.campaign_id)
+                else:
+                    skip(hold, last_failure[hold.campaign_id], error=True)
+        delay = rules.retry_delay(rounds, deadline - time.monotonic()) if undecided else None
+        if delay is None:
+            break
+        time.sleep(delay)
+    for hold in list(undecided.values()):
+        skip(hold, f"{last_failure[hold.campaign_id]} (still failing after {rounds} rounds; left PAUSED)", error=True)
     for hold in holds:
         hold.resume_run = run
     CampaignHold.objects.bulk_update(holds, ["state", "resumed_at", "resume_note", "resume_run"])
