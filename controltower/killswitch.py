@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -146,6 +146,21 @@ def _client(deadline: float) -> graph.GraphClient:
     return client
 
 
+def _within_deadline(call: Callable[[], T], deadline: float) -> T:
+    """`call()`, tried again while it fails transiently or on a rate limit (after the client's own
+    retries) and the deadline leaves time for another try."""
+    rounds = 0
+    while True:
+        rounds += 1
+        try:
+            return call()
+        except graph.MetaError as exc:
+            delay = rules.retry_delay(rounds, deadline - time.monotonic()) if exc.kind in RETRYABLE else None
+            if delay is None:
+                raise
+        time.sleep(delay)
+
+
 def _act_ids(accounts: Iterable[str]) -> list[str]:
     return [a if a.startswith("act_") else f"act_{a}" for a in accounts]
 
@@ -253,7 +268,8 @@ def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: floa
                                      "the background sweep will pause the campaigns.")
             else:
                 try:
-                    result = sweep(halt_run, stop_run, _accounts(scope.accounts), deadline)
+                    accounts = _within_deadline(lambda: _accounts(scope.accounts), deadline)
+                    result = sweep(halt_run, stop_run, accounts, deadline)
                 except graph.MetaError as exc:  # listing the ad accounts themselves failed
                     result.errors.append(f"Could not list ad accounts: {exc}")
     if not result.pending and not result.errors:
@@ -264,7 +280,7 @@ def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: floa
 def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[str], deadline: float) -> SweepResult:
     """Step 3: list ACTIVE campaigns from Meta, write holds, pause them; idempotent."""
     result = SweepResult()
-    listed = _parallel(lambda a: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES), accounts)
+    listed = _list_active(accounts, deadline)
     found: list[dict[str, Any]] = []
     for account, campaigns in listed.items():
         if isinstance(campaigns, graph.MetaError):
@@ -286,18 +302,24 @@ def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[s
     # Pending but no longer listed as ACTIVE: most likely paused by a sweep whose process died
     # before it recorded the answer. Read them rather than pause them a second time.
     unlisted = [h for h in claimed if h.campaign_id not in active]
-    answers = _send(to_pause, _pause_call, deadline)
-    read = _send(unlisted, _read_call, deadline)
+    answers, sent = _send(to_pause, _pause_call, deadline)
+    read, _ = _send(unlisted, _read_call, deadline)
     active_again = [h for h in unlisted if (read[h.campaign_id][1] or {}).get("status") in ACTIVE_STATUSES]
-    answers.update(_send(active_again, _pause_call, deadline))
+    paused_again, sent_again = _send(active_again, _pause_call, deadline)
+    answers.update(paused_again)
+    sent.update(sent_again)
     now = timezone.now()
     for hold in claimed:
-        paused = hold.campaign_id in answers
-        error, body = answers[hold.campaign_id] if paused else read[hold.campaign_id]
-        _settle(hold, error, body, paused, now, result)
+        error, body = answers[hold.campaign_id] if hold.campaign_id in answers else read[hold.campaign_id]
+        _settle(hold, error, body, sent[hold.campaign_id], now, result)
     CampaignHold.objects.bulk_update(claimed, ["state", "attempts", "claimed_by", "claimed_until", "paused_at",
                                                "paused_updated_time", "last_error"])
     return result
+
+
+def _list_active(accounts: list[str], deadline: float) -> dict[str, list[dict[str, Any]] | graph.MetaError]:
+    return _parallel(lambda a: _within_deadline(
+        lambda: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES), deadline), accounts)
 
 
 def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]],
@@ -345,28 +367,45 @@ Answer = tuple[graph.MetaError | None, dict[str, Any] | None]
 
 
 def _send(holds: list[CampaignHold], call: Callable[[CampaignHold], graph.BatchCall],
-          deadline: float) -> dict[str, Answer]:
-    """One batch item per hold, accounts in parallel → campaign id → (final error, answer)."""
-    by_account: dict[str, list[CampaignHold]] = defaultdict(list)
-    for hold in holds:
-        by_account[hold.account_id].append(hold)
-    outcomes = _parallel(
-        lambda a: _client(deadline).batch(a, [call(h) for h in by_account[a]], allow_while_halted=True), by_account)
+          deadline: float) -> tuple[dict[str, Answer], Counter[str]]:
+    """One batch item per hold, accounts in parallel. Items that fail transiently or on a rate
+    limit (after the client's own retries) go again while the deadline allows.
+
+    Returns campaign id → (final error, answer), and how many requests went out per campaign.
+    """
     answers: dict[str, Answer] = {}
-    for account, outcome in outcomes.items():
-        for hold in by_account[account]:
-            if isinstance(outcome, graph.MetaError):
-                answers[hold.campaign_id] = (outcome, None)
-            else:
-                answers[hold.campaign_id] = (outcome.failed.get(hold.campaign_id), outcome.succeeded.get(hold.campaign_id))
-    return answers
+    sent: Counter[str] = Counter()
+    todo, rounds = holds, 0
+    while todo:
+        rounds += 1
+        by_account: dict[str, list[CampaignHold]] = defaultdict(list)
+        for hold in todo:
+            by_account[hold.account_id].append(hold)
+        outcomes = _parallel(
+            lambda a: _client(deadline).batch(a, [call(h) for h in by_account[a]], allow_while_halted=True), by_account)
+        todo = []
+        for account, outcome in outcomes.items():
+            for hold in by_account[account]:
+                sent[hold.campaign_id] += 1
+                if isinstance(outcome, graph.MetaError):
+                    error, body = outcome, None
+                else:
+                    error, body = outcome.failed.get(hold.campaign_id), outcome.succeeded.get(hold.campaign_id)
+                answers[hold.campaign_id] = (error, body)
+                if body is None and (error is None or error.kind in RETRYABLE):
+                    todo.append(hold)
+        delay = rules.retry_delay(rounds, deadline - time.monotonic()) if todo else None
+        if delay is None:
+            break
+        time.sleep(delay)
+    return answers, sent
 
 
-def _settle(hold: CampaignHold, error: graph.MetaError | None, body: dict[str, Any] | None, paused: bool,
+def _settle(hold: CampaignHold, error: graph.MetaError | None, body: dict[str, Any] | None, pauses_sent: int,
             now: datetime, result: SweepResult) -> None:
     """Record one hold's outcome: confirmed not running (with Meta's updated_time), failed, or still pending."""
     account = hold.account_id
-    hold.attempts += paused
+    hold.attempts += pauses_sent
     hold.claimed_by, hold.claimed_until = "", None
     if error is None and body is not None:
         hold.state, hold.paused_at, hold.last_error = CampaignHold.State.PAUSED, now, ""
@@ -622,42 +661,80 @@ def resume(request: ResumeRequest) -> ResumeResult:
 
 def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float,
                 errors: list[str]) -> tuple[int, list[dict[str, str]]]:
-    """Re-activate exactly the held campaigns still PAUSED as our pause left them."""
+    """Re-activate exactly the held campaigns still PAUSED as our pause left them.
+
+    In rounds until the deadline: read the current state of the holds still undecided from
+    Meta, decide each (rules.resume_verdict), re-activate the unchanged ones. A read or a
+    re-activation that failed transiently or on a rate limit (after the client's own retries)
+    is tried again next round, re-reading the campaign first so an edit made meanwhile is
+    honoured. What is still undecided at the deadline stays PAUSED and is reported with its
+    last error.
+    """
     holds = list(CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED))
-    by_account: dict[str, list[CampaignHold]] = defaultdict(list)
-    for hold in holds:
-        by_account[hold.account_id].append(hold)
-    current = _parallel(lambda a: {c["id"]: c for c in _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)},
-                        by_account)
-    to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
+    undecided = {hold.campaign_id: hold for hold in holds}
+    last_failure: dict[str, str] = {}  # campaign → why the latest round did not settle it
+    sent: set[str] = set()  # re-activations sent whose answer was a (transient) failure
     skipped: list[dict[str, str]] = []
-    now = timezone.now()
-    for account, account_holds in by_account.items():
-        seen = current[account]
-        if isinstance(seen, graph.MetaError):
-            errors.append(f"Could not read campaigns of {account}: {seen}")
-        for hold in account_holds:
-            verdict = (f"could not read its current state: {seen}" if isinstance(seen, graph.MetaError)
-                       else rules.resume_verdict(hold.paused_updated_time, seen.get(hold.campaign_id)))
-            if verdict:
-                hold.state, hold.resume_note = CampaignHold.State.SKIPPED, verdict
-                skipped.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": verdict})
-            else:
-                to_activate[account].append(hold)
-    outcomes = _parallel(lambda a: _client(deadline).batch(
-        a, [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"}) for h in to_activate[a]],
-        allow_while_halted=True), to_activate)
-    resumed = 0
-    for account, outcome in outcomes.items():
-        for hold in to_activate[account]:
-            error = outcome if isinstance(outcome, graph.MetaError) else outcome.failed.get(hold.campaign_id)
-            if error is None:
-                hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, now, ""
-                resumed += 1
-            else:
-                hold.state, hold.resume_note = CampaignHold.State.SKIPPED, f"re-activation failed: {error}"
-                skipped.append({"campaign_id": hold.campaign_id, "account_id": account, "reason": hold.resume_note})
-                errors.append(f"{hold.campaign_id}: re-activation failed: {error}")
+    resumed = rounds = 0
+
+    def skip(hold: CampaignHold, reason: str, error: bool = False) -> None:
+        hold.state, hold.resume_note = CampaignHold.State.SKIPPED, reason
+        skipped.append({"campaign_id": hold.campaign_id, "account_id": hold.account_id, "reason": reason})
+        if error:
+            errors.append(f"{hold.campaign_id}: {reason}")
+        del undecided[hold.campaign_id]
+
+    def done(hold: CampaignHold, note: str = "") -> None:
+        nonlocal resumed
+        hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, timezone.now(), note
+        resumed += 1
+        del undecided[hold.campaign_id]
+
+    while undecided:
+        rounds += 1
+        by_account: dict[str, list[CampaignHold]] = defaultdict(list)
+        for hold in undecided.values():
+            by_account[hold.account_id].append(hold)
+        current = _parallel(lambda a: {c["id"]: c for c in _client(deadline).campaigns(
+            a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)}, by_account)
+        to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
+        for account, account_holds in by_account.items():
+            seen = current[account]
+            for hold in account_holds:
+                if isinstance(seen, graph.MetaError):
+                    last_failure[hold.campaign_id] = f"could not read its current state: {seen}"
+                    if seen.kind not in RETRYABLE:
+                        skip(hold, last_failure[hold.campaign_id], error=True)
+                    continue
+                now_on_meta = seen.get(hold.campaign_id)
+                if hold.campaign_id in sent and rules.reactivated_unanswered(now_on_meta):
+                    done(hold, "ACTIVE again after a re-activation whose answer was lost")
+                    continue
+                verdict = rules.resume_verdict(hold.paused_updated_time, now_on_meta)
+                if verdict:
+                    skip(hold, verdict)
+                else:
+                    to_activate[account].append(hold)
+        outcomes = _parallel(lambda a: _client(deadline).batch(
+            a, [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"})
+                for h in to_activate[a]], allow_while_halted=True), to_activate)
+        for account, outcome in outcomes.items():
+            for hold in to_activate[account]:
+                error = outcome if isinstance(outcome, graph.MetaError) else outcome.failed.get(hold.campaign_id)
+                if error is None:
+                    done(hold)
+                    continue
+                last_failure[hold.campaign_id] = f"re-activation failed: {error}"
+                if error.kind in RETRYABLE:
+                    sent.add(hold.campaign_id)
+                else:
+                    skip(hold, last_failure[hold.campaign_id], error=True)
+        delay = rules.retry_delay(rounds, deadline - time.monotonic()) if undecided else None
+        if delay is None:
+            break
+        time.sleep(delay)
+    for hold in list(undecided.values()):
+        skip(hold, f"{last_failure[hold.campaign_id]} (still failing after {rounds} rounds; left PAUSED)", error=True)
     for hold in holds:
         hold.resume_run = run
     CampaignHold.objects.bulk_update(holds, ["state", "resumed_at", "resume_note", "resume_run"])

@@ -178,3 +178,17 @@ def halt_needs_sweep(halted: bool, last_stop_at: datetime | None, swept_at: date
     if not halted or stop_starting or kill_switch_busy:
         return False
     return swept_at is None or (last_stop_at is not None and swept_at < last_stop_at)
+
+
+def reactivated_unanswered(current: dict[str, str] | None) -> bool:
+    """A held campaign we sent a re-activation for, whose answer was a transient failure
+    (lost in a timeout, or an error Meta may still have applied), reads ACTIVE now: that
+    re-activation (or someone's, to the same end) took effect. Nothing more to send."""
+    return current is not None and current.get("status") == "ACTIVE"
+
+
+def retry_delay(attempt: int, seconds_left: float, base: float = 0.5, cap: float = 4.0) -> float | None:
+    """How long to wait before round `attempt` (1, 2, ...) of a retry loop that must end by a
+    deadline: doubling from `base`, capped; None when the wait would not leave time to try."""
+    delay = min(cap, base * 2 ** (attempt - 1))
+    return delay if delay < seconds_left else None

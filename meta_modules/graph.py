@@ -76,6 +76,11 @@ def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], floa
     return rand() * min(cap, base * 2**attempt)
 
 
+def batch_limit_after_timeout(timed_out_size: int) -> int:
+    """A batch request of this many calls got no answer in time: the size to try next (half, at least 1)."""
+    return max(1, timed_out_size // 2)
+
+
 @dataclass(frozen=True)
 class Usage:
     """An ad account's rate-limit figures from one response's headers."""
@@ -401,33 +406,37 @@ class GraphClient:
         attempts: dict[str, int] = {}
         pending = list(calls)
         rounds = 0
+        limit = BATCH_LIMIT  # halved each time a whole batch request times out
         while pending:
             if any(call.method != "GET" for call in pending):
                 self._guard(allow_while_halted)
             points = WRITE_POINTS if pending[0].method != "GET" else READ_POINTS
             try:
                 room = self.throttle.capacity(account, points, max_wait)
-                size = min(BATCH_LIMIT, len(pending), BATCH_LIMIT if room is None else room)
+                size = min(limit, len(pending), limit if room is None else room)
                 self.throttle.reserve(account, points * size, max_wait)
             except MetaError as error:
                 result.failed.update({call.key: error for call in pending})
                 return result
             chunk, pending = pending[:size], pending[size:]
-            retry, rate_limited = self._run_chunk(account, chunk, result, attempts)
+            retry, rate_limited, split = self._run_chunk(account, chunk, result, attempts)
             if rate_limited is not None:
                 rounds += 1
                 self.throttle.block(account, block_seconds(rate_limited.usage))
                 if rounds > MAX_RATE_LIMIT_ROUNDS:
                     result.failed.update({call.key: rate_limited for call in retry + pending})
                     return result
+            elif split:
+                limit = batch_limit_after_timeout(len(chunk))
             elif retry:
-                self._sleep(backoff_delay(max(attempts[c.key] for c in retry) - 1, 0.5, 8.0))
+                self._sleep(backoff_delay(max(attempts.get(c.key, 1) for c in retry) - 1, 0.5, 8.0))
             pending = retry + pending
         return result
 
     def _run_chunk(self, account: str | None, chunk: list[BatchCall], result: BatchResult,
-                   attempts: dict[str, int]) -> tuple[list[BatchCall], MetaError | None]:
-        """One HTTP batch request. Returns (calls to retry, a rate-limit error if one was seen)."""
+                   attempts: dict[str, int]) -> tuple[list[BatchCall], MetaError | None, bool]:
+        """One HTTP batch request. Returns (calls to retry, a rate-limit error if one was seen,
+        whether the whole request timed out and its calls go again in smaller batches)."""
         retry: list[BatchCall] = []
         rate_limited: MetaError | None = None
         answered: set[str] = set()
@@ -468,18 +477,23 @@ class GraphClient:
             self.throttle.observe(account, error.usage)
             for call in chunk:
                 give_up_or_retry(call, error)
-            return retry, rate_limited
+            return retry, rate_limited, False
         except requests.RequestException as exc:
             _count(failed=True, calls=len(chunk))
+            if isinstance(exc, requests.Timeout) and len(chunk) > 1:
+                # No answer in time, though Meta may still apply every item: send them again in
+                # smaller batches (without spending their retries) so the answers come back.
+                logger.info("A batch of %d calls timed out; retrying them in smaller batches", len(chunk))
+                return list(chunk), None, True
             error = transport_error(exc)
             for call in chunk:
                 give_up_or_retry(call, error)
-            return retry, rate_limited
+            return retry, rate_limited, False
         for call in chunk:  # items Meta answered with null were not done: retry them
             if call.key not in answered:
                 _count(failed=True)
                 give_up_or_retry(call, MetaError(ErrorKind.TRANSIENT, "Batch item timed out (null response)."))
-        return retry, rate_limited
+        return retry, rate_limited, False
 
     def create(self, account: str, edge: str, params: Mapping[str, Any]) -> str:
         return self.post(f"{account}/{edge}", {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}, account)["id"]

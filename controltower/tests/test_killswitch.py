@@ -104,16 +104,24 @@ def test_a_campaign_edited_between_stop_and_resume_is_skipped_and_reported(mixed
     assert CampaignHold.objects.filter(state="skipped").count() == 3
 
 
-def test_faults_and_a_rate_limit_during_the_stop_still_end_with_everything_paused(meta_sandbox) -> None:
+def test_faults_and_a_rate_limit_during_stop_and_resume_still_restore_exactly_what_ran(meta_sandbox, settings) -> None:
     meta_sandbox.reset(accounts=3, statuses={"ACTIVE": 40, "PAUSED": 5})
+    before = _statuses(meta_sandbox)
     first = meta_sandbox.state()["accounts"][0]["id"]
-    meta_sandbox.faults(error_rate=0.2, timeout_rate=0.05, fault_seed=3, tier={first: "development"},
+    settings.META_TIMEOUT_SECONDS = 1  # a timed-out request answers (and applies) after 1.5 s
+    meta_sandbox.faults(error_rate=0.2, timeout_rate=0.05, timeout_ms=1500, fault_seed=3, tier={first: "development"},
                         tier_params={"development": {"decay_s": 1, "block_s": 1}})
 
     result = _stop()
 
     assert result.success and result.campaigns_paused == 120, result
     assert "ACTIVE" not in _statuses(meta_sandbox).values()
+    assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))  # the faults are still on
+
+    assert resumed.campaigns_resumed == 120 and not resumed.campaigns_skipped, resumed.campaigns_skipped
+    assert _statuses(meta_sandbox) == before  # the 120 held ones ACTIVE again, the 15 paused before still paused
     assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
 
 
@@ -336,3 +344,83 @@ def test_a_stop_that_could_not_reach_meta_is_finished_by_the_watchdog_without_a_
     assert "ACTIVE" not in _statuses(mixed).values()
     assert CampaignHold.objects.filter(state="paused").count() == 24
     assert not killswitch.sweep_needed()
+
+
+# --- found by the fault drill (test_kill_switch_drill.py) ------------------------------------
+
+
+def _truth_updated_times(sandbox) -> dict[str, str]:
+    return {c["id"]: c["updated_time"] for c in sandbox.campaigns()}
+
+
+def test_resume_keeps_retrying_re_activations_that_fail_transiently_within_its_deadline(meta_sandbox, settings) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 30})
+    _stop()
+    settings.META_MAX_RETRIES = 1  # the client gives up after one retry: resume must not
+    meta_sandbox.faults(error_rate=0.3, fault_seed=4)
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+
+    assert resumed.campaigns_resumed == 30 and not resumed.campaigns_skipped, resumed.campaigns_skipped
+    assert len(meta_sandbox.campaigns(status="ACTIVE")) == 30
+    assert CampaignHold.objects.filter(state="resumed").count() == 30
+
+
+def test_resume_reports_re_activations_still_failing_at_its_deadline_and_leaves_them_paused(meta_sandbox, settings) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 5})
+    _stop()
+    settings.EMERGENCY_STOP_DEADLINE_SECONDS = 2
+    settings.META_MAX_RETRIES = 0
+    meta_sandbox.faults(error_rate=1.0)  # Meta fails every call
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+
+    assert resumed.campaigns_resumed == 0 and not resumed.success
+    assert len(resumed.campaigns_skipped) == 5
+    for skipped in resumed.campaigns_skipped:
+        assert skipped["reason"].startswith("could not read its current state: Meta transient error")
+        assert skipped["reason"].endswith("rounds; left PAUSED)")
+    assert len(resumed.errors) == 5
+    assert len(meta_sandbox.campaigns(status="PAUSED")) == 5
+
+
+def test_a_slow_batch_whose_answer_was_lost_is_still_confirmed_paused(meta_sandbox, settings) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 30})
+    settings.META_TIMEOUT_SECONDS = 0.5
+    meta_sandbox.faults(per_item_ms=30)  # a batch of 17 or more outlasts the client's timeout; Meta applies it anyway
+
+    result = _stop()
+
+    assert result.success and result.campaigns_paused == 30 and result.campaigns_pending == 0, result
+    assert meta_sandbox.campaigns(status="ACTIVE") == []
+    truth = _truth_updated_times(meta_sandbox)
+    assert {h.campaign_id: h.paused_updated_time for h in CampaignHold.objects.all()} == truth
+    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    assert resumed.campaigns_resumed == 30 and not resumed.campaigns_skipped
+
+
+def test_a_re_activation_whose_answer_was_lost_but_applied_counts_as_resumed(meta_sandbox, settings) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 3})
+    _stop()
+    settings.META_TIMEOUT_SECONDS = 0.3
+    settings.META_MAX_RETRIES = 0
+    meta_sandbox.faults(per_item_ms=500)  # even a batch of one outlasts the client's timeout; Meta applies it after
+
+    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+
+    assert resumed.campaigns_resumed == 3 and not resumed.campaigns_skipped, resumed.campaigns_skipped
+    assert len(meta_sandbox.campaigns(status="ACTIVE")) == 3
+    assert set(CampaignHold.objects.values_list("resume_note", flat=True)) == {
+        "ACTIVE again after a re-activation whose answer was lost"}
+
+
+def test_the_stop_keeps_retrying_pauses_that_fail_transiently_within_its_deadline(meta_sandbox, settings) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 30})
+    settings.META_MAX_RETRIES = 0  # the client gives up at the first failure: the stop must not
+    meta_sandbox.faults(error_rate=0.3, fault_seed=8)
+
+    result = _stop()
+
+    assert result.success and result.campaigns_paused == 30 and result.campaigns_pending == 0, result
+    assert meta_sandbox.campaigns(status="ACTIVE") == []
+    assert max(CampaignHold.objects.values_list("attempts", flat=True)) > 1  # some took more than one round

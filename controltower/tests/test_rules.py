@@ -9,7 +9,8 @@ import pytest
 from controltower.models import ModuleStatus as M
 from controltower.models import SystemStatus as S
 from controltower.rules import (
-    HaltScope, ModuleSignals, Thresholds, halt_needs_sweep, halt_scope, is_overdue, module_status, system_status,
+    HaltScope, ModuleSignals, Thresholds, halt_needs_sweep, halt_scope, is_overdue, module_status,
+    reactivated_unanswered, resume_verdict, retry_delay, system_status,
 )
 
 T = Thresholds(online_success_rate=0.95, offline_success_rate=0.70, max_errors_24h=50, overdue_grace=timedelta(minutes=10))
@@ -88,3 +89,38 @@ STOP = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
 def test_a_halt_needs_a_sweep_only_when_incomplete_and_abandoned(halted: bool, swept_at: datetime | None,
                                                                  starting: bool, busy: bool, expected: bool) -> None:
     assert halt_needs_sweep(halted, STOP, swept_at, starting, busy) is expected
+
+
+PAUSED_AT = "2026-11-25T10:00:00+0000"
+
+
+@pytest.mark.parametrize("current, reason", [
+    ({"status": "PAUSED", "updated_time": PAUSED_AT}, ""),
+    ({"status": "PAUSED", "updated_time": "2026-11-25T10:00:01+0000"}, "edited on Meta since the stop"),
+    ({"status": "ACTIVE", "updated_time": "2026-11-25T10:00:01+0000"}, "already ACTIVE again"),
+    ({"status": "ARCHIVED", "updated_time": "2026-11-25T10:00:01+0000"}, "ARCHIVED since the stop"),
+    ({"status": "DELETED", "updated_time": "2026-11-25T10:00:01+0000"}, "DELETED since the stop"),
+    (None, "no longer on Meta"),
+])
+def test_resume_verdict_re_activates_only_a_campaign_paused_as_our_pause_left_it(current, reason: str) -> None:
+    verdict = resume_verdict(PAUSED_AT, current)
+    assert verdict.startswith(reason) and bool(verdict) == bool(reason)
+
+
+def test_resume_verdict_without_a_confirmed_pause_never_re_activates() -> None:
+    assert resume_verdict("", {"status": "PAUSED", "updated_time": ""}) == "pause was never confirmed by Meta"
+
+
+@pytest.mark.parametrize("current, done", [
+    ({"status": "ACTIVE"}, True), ({"status": "PAUSED"}, False), ({"status": "ARCHIVED"}, False), (None, False),
+])
+def test_a_re_activation_whose_answer_was_lost_took_effect_only_if_the_campaign_reads_active(current, done) -> None:
+    assert reactivated_unanswered(current) is done
+
+
+@pytest.mark.parametrize("attempt, seconds_left, delay", [
+    (1, 10.0, 0.5), (2, 10.0, 1.0), (3, 10.0, 2.0), (4, 10.0, 4.0), (9, 10.0, 4.0),  # doubling, capped
+    (1, 0.5, None), (1, 0.51, 0.5), (3, 2.0, None), (1, -1.0, None),  # no time left to try again
+])
+def test_retry_delay_doubles_to_its_cap_and_gives_up_at_the_deadline(attempt, seconds_left, delay) -> None:
+    assert retry_delay(attempt, seconds_left) == delay

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from controltower.models import TowerState
-from meta_modules.graph import BatchCall, ErrorKind, GraphClient, MetaError, WriteRefused, client
+from meta_modules.graph import BatchCall, ErrorKind, GraphClient, MetaError, WriteRefused, batch_limit_after_timeout, client
 from meta_modules.models import ModuleRun
 from meta_modules.runs import execute
 from meta_modules.scheduling import sync_modules
@@ -169,3 +169,20 @@ def test_it_speaks_the_version_and_token_it_is_configured_with(meta_sandbox, set
     response = api.api.call("GET", ("me",))
     assert response.headers()["facebook-api-version"] == "v25.0"
     assert json.loads(response.body())["id"]
+
+
+def test_a_batch_that_times_out_goes_again_in_smaller_batches_until_answered(meta_sandbox) -> None:
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 40})
+    account = client().ad_accounts()[0]
+    campaigns = client().campaigns(account, FIELDS, ["ACTIVE"])
+    meta_sandbox.faults(per_item_ms=30)  # 40 calls take 1.2 s: longer than the client waits
+
+    result = GraphClient(timeout=0.5, max_retries=0).batch(account, _pause_calls(campaigns))
+
+    assert not result.failed and len(result.succeeded) == 40  # answered, though no retry was allowed
+    assert result.requests > 2
+
+
+@pytest.mark.parametrize("timed_out, next_size", [(50, 25), (3, 1), (2, 1)])
+def test_after_a_timed_out_batch_the_next_one_is_half_as_big(timed_out: int, next_size: int) -> None:
+    assert batch_limit_after_timeout(timed_out) == next_size
