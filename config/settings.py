@@ -336,6 +336,9 @@ KILL_SWITCH_RETRY_ATTEMPTS = env_int("KILL_SWITCH_RETRY_ATTEMPTS", 10, minimum=1
 KILL_SWITCH_RETRY_BASE_SECONDS = env_int("KILL_SWITCH_RETRY_BASE_SECONDS", 15, minimum=1)
 # How long a stop may work on its claimed campaigns before another sweep may take them over.
 HOLD_CLAIM_SECONDS = env_int("HOLD_CLAIM_SECONDS", 120, minimum=10)
+if HOLD_CLAIM_SECONDS <= EMERGENCY_STOP_DEADLINE_SECONDS:  # a live stop's claims would lapse mid-stop
+    raise ImproperlyConfigured(f"HOLD_CLAIM_SECONDS={HOLD_CLAIM_SECONDS} must exceed "
+                               f"EMERGENCY_STOP_DEADLINE_SECONDS={EMERGENCY_STOP_DEADLINE_SECONDS:g}.")
 # Two-person rule for resume: a second, different operator must approve within the TTL.
 RESUME_REQUIRES_SECOND_APPROVER = env_bool("RESUME_REQUIRES_SECOND_APPROVER", False)
 RESUME_APPROVAL_TTL_SECONDS = env_int("RESUME_APPROVAL_TTL_SECONDS", 1800, minimum=60)

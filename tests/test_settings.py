@@ -72,3 +72,9 @@ def test_gunicorn_outlasts_an_emergency_stop_and_its_alerts() -> None:
                              capture_output=True, text=True, timeout=60, check=True).stdout
     timeout = int(next(line for line in printed.splitlines() if line.startswith("timeout ")).split("=")[1])
     assert timeout > 45 + 15 + 2 * 3 * 20
+
+
+def test_it_refuses_claims_that_would_lapse_before_a_stop_ends() -> None:
+    result = _load_settings(SECRET_KEY="k" * 50, EMERGENCY_STOP_DEADLINE_SECONDS="30", HOLD_CLAIM_SECONDS="30")
+    assert result.returncode != 0
+    assert "HOLD_CLAIM_SECONDS=30 must exceed EMERGENCY_STOP_DEADLINE_SECONDS=30" in result.stderr
