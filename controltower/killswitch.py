@@ -186,8 +186,7 @@ def preview(request: StopRequest) -> StopResult:
     """Dry run: what a stop would disable and pause, read from the scheduler and Meta. Changes nothing."""
     deadline = time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS
     schedulers = list(_module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
-    listed = _parallel(lambda a: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES),
-                       _accounts(request.ad_account_ids or None)) if request.pause_campaigns else {}
+    listed = _list_active(_accounts(request.ad_account_ids or None), deadline) if request.pause_campaigns else {}
     errors = [f"{account}: {result}" for account, result in listed.items() if isinstance(result, graph.MetaError)]
     campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in r] for a, r in listed.items()
                  if not isinstance(r, graph.MetaError)}
