@@ -14,6 +14,9 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from controltower.api.serializers import RecommendationSerializer
+from controltower.api.strict import (
+    JsonCharField, JsonIntegerField, JsonObjectSerializer, JsonUUIDField, storable_json,
+)
 from controltower.commander import COMMANDS
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemHealthLog, SystemStatus
 from meta_modules.models import MetaModule, ModuleRun
@@ -363,33 +366,35 @@ class ModuleDetailSerializer(ModuleSerializer):
     recent_runs = ModuleRunSerializer(many=True, help_text="Its last 20 runs, newest first.")
 
 
-class ModuleActionSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="",
-                                   help_text="Recorded with the command.")
+class ModuleActionSerializer(JsonObjectSerializer):
+    reason = JsonCharField(max_length=2000, required=False, allow_blank=True, default="",
+                           help_text="Recorded with the command.")
 
 
 # --- external run reports --------------------------------------------------------------------
 
 
-class ExternalRunSerializer(serializers.Serializer):
+class ExternalRunSerializer(JsonObjectSerializer):
     """A run reported by a module that runs outside this codebase (like a heartbeat)."""
 
-    run_id = serializers.UUIDField(required=False,
-                                   help_text="Report the same run again (e.g. `running`, then its end) or retry "
-                                             "safely: created once, then updated while running.")
+    run_id = JsonUUIDField(required=False,
+                           help_text="Report the same run again (e.g. `running`, then its end) or retry "
+                                     "safely: created once, then updated while running.")
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(required=False, allow_null=True,
                                             help_text="Default for a finished run: started_at + duration_ms, else now.")
     outcome = serializers.ChoiceField(choices=ModuleRun.Outcome.choices)
-    duration_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=PG_INTEGER_MAX)
-    api_calls = serializers.IntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
-    api_errors = serializers.IntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
-    error_message = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    duration_ms = JsonIntegerField(required=False, allow_null=True, min_value=0, max_value=PG_INTEGER_MAX)
+    api_calls = JsonIntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
+    api_errors = JsonIntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
+    error_message = JsonCharField(required=False, allow_blank=True, default="", max_length=5000)
     summary = serializers.DictField(required=False, default=dict, help_text="What the run did (a JSON object).")
 
     def validate_summary(self, summary: dict[str, Any]) -> dict[str, Any]:
         if len(json.dumps(summary)) > SUMMARY_MAX_BYTES:
             raise serializers.ValidationError(f"At most {SUMMARY_MAX_BYTES} bytes of JSON.")
+        if not storable_json(summary):
+            raise serializers.ValidationError("Null characters and lone surrogates are not allowed.")
         return summary
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
