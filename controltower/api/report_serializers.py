@@ -287,13 +287,9 @@ class ModuleQuerySerializer(ListQuerySerializer):
     desired_state = serializers.ChoiceField(choices=MetaModule.DesiredState.choices, required=False)
     health_status = serializers.ChoiceField(choices=ModuleStatus.choices, required=False,
                                             help_text="Status at the latest health check.")
-    external = serializers.BooleanField(required=False, allow_null=True, default=None,
-                                        help_text="true: only modules reporting from outside; false: only ours.")
-
-    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        if data.get("external") is None:  # absent: both kinds
-            data.pop("external", None)
-        return super().validate(data)
+    external = serializers.BooleanField(required=False,
+                                        help_text="true: only modules reporting from outside; false: only ours "
+                                                  "(default: both).")
 
 
 # --- history rows ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from rest_framework.routers import SimpleRouter
 
 from controltower import commander, killswitch
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
+from controltower.api.query import validated_query
 from controltower.api.report_serializers import (
     MAX_PAGE_SIZE, HealthLogQuerySerializer, HealthLogSerializer, ListQuerySerializer, ModuleActionSerializer,
     ModuleDetailSerializer, ModuleQuerySerializer, ModuleSerializer, RunQuerySerializer, RunSerializer,
@@ -61,9 +62,7 @@ class FilteredListMixin:
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         if self.action != "list":
             return queryset
-        query = self.query_serializer_class(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return query.apply(queryset)
+        return validated_query(self.query_serializer_class, self.request).apply(queryset)
 
 
 class ReadOnlyViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):

@@ -394,6 +394,11 @@ def test_a_future_until_is_taken_as_now(staff: APIClient) -> None:
     ({"since": "yesterday"}, "since"),
     ({"until": "2025-13-45T99:00:00Z"}, "until"),
     ({"since": "2999-01-01T00:00:00Z", "until": "2999-01-02T00:00:00Z"}, "since"),
+    # Found by schemathesis: an empty, repeated or misspelt parameter was dropped (a 7-day report).
+    ({"days": ""}, "days"),
+    ({"until": ""}, "until"),
+    ({"days": ["3", "30"]}, "days"),
+    ({"day": 30}, "day"),
 ])
 def test_bad_periods_are_400_with_field_errors(staff: APIClient, params: dict, field: str) -> None:
     response = staff.get(REPORT, params)
