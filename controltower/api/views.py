@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -319,3 +319,15 @@ class RecoveryView(APIView):
         except commander.CommandRefused as exc:
             return Response({"detail": str(exc)}, status=409)
         return Response(RecoveryAttemptSerializer(attempt).data)
+
+
+class UnknownEndpointView(APIView):
+    """Any other URL under /meta/control-tower/ (e.g. runs/not-a-uuid): a JSON 404 like the API's
+    other errors, after authentication, instead of Django's HTML page."""
+
+    schema = None  # not an operation of the API
+
+    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise NotFound("No such endpoint.")
+
+    options = http_method_not_allowed

@@ -135,6 +135,16 @@ def test_runs_query_parameters_are_declared_given_once_and_not_empty(viewer: API
     assert response.status_code == 400 and field in response.json(), response.content
 
 
+def test_an_unknown_api_path_is_a_json_404_after_authentication(viewer: APIClient) -> None:
+    # Found by schemathesis: runs/0.5 (not a UUID) got Django's HTML page, and on PostgreSQL a NUL
+    # in a module code reached the database (a 500).
+    for path in ("runs/0.5", "health-logs/0.5", "modules/10.7%00", "modules/%00/runs", "no-such-thing"):
+        response = viewer.get(f"{BASE}/{path}")
+        assert response.status_code == 404 and response["Content-Type"] == "application/json", path
+        assert response.json() == {"detail": "No such endpoint."}, path
+    assert APIClient().get(f"{BASE}/runs/0.5").status_code == 401
+
+
 def test_one_run_by_id(viewer: APIClient, runs: dict) -> None:
     body = viewer.get(f"{BASE}/runs/{runs['stop'].pk}").json()
 
