@@ -6,7 +6,7 @@ and turn it into ORM lookups; response serializers describe every field for the 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -32,6 +32,14 @@ SUMMARY_MAX_BYTES = 20_000
 # --- GET report ------------------------------------------------------------------------------
 
 
+def days_before(instant: datetime, days: int) -> datetime:
+    """`days` before `instant`, or the first instant of the calendar when that would be before it."""
+    try:
+        return instant - timedelta(days=days)
+    except OverflowError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
 class ReportQuerySerializer(serializers.Serializer):
     """The period: `days` back from `until` (default now), or `since`…`until`."""
 
@@ -51,7 +59,7 @@ class ReportQuerySerializer(serializers.Serializer):
         if "since" in data and data["since"] >= requested_until:
             raise serializers.ValidationError({"since": ["since must be before until."]})
         until = min(requested_until, now)  # the future has no history yet
-        since = data.get("since", until - timedelta(days=data.get("days", DEFAULT_REPORT_DAYS)))
+        since = data.get("since") or days_before(until, data.get("days", DEFAULT_REPORT_DAYS))
         if since >= until:
             raise serializers.ValidationError({"since": ["since is in the future."]})
         if until - since > timedelta(days=MAX_REPORT_DAYS):

@@ -407,6 +407,14 @@ def test_bad_periods_are_400_with_field_errors(staff: APIClient, params: dict, f
     assert field in response.json()
 
 
+def test_a_period_reaching_before_year_1_starts_at_year_1(staff: APIClient) -> None:
+    # Found by schemathesis: `until` minus `days` before 0001-01-01 overflowed (a 500).
+    response = staff.get(REPORT, {"days": 100, "until": "0001-01-05T18:00:00Z"})
+
+    assert response.status_code == 200, response.content
+    assert response.json()["period"]["since"] == "0001-01-01T00:00:00Z"
+
+
 def test_the_report_is_for_staff_only() -> None:
     assert APIClient().get(REPORT).status_code == 401
     member = APIClient()
