@@ -189,6 +189,17 @@ def test_bad_reports_are_400_with_field_errors(key: str, body: dict, field: str)
     assert not ModuleRun.objects.filter(module__code=CODE).exists()
 
 
+def test_an_empty_module_token_header_is_a_wrong_token_even_beside_an_operator_token(key: str) -> None:
+    # Found by schemathesis (ignored_auth): a present but empty X-Module-Token was skipped.
+    operator = _staff("olivia", OPERATORS_GROUP)
+    operator.credentials(HTTP_X_MODULE_TOKEN="")
+
+    response = operator.post(RUNS, _success(), format="json")
+
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Module"
+    assert not ModuleRun.objects.filter(module__code=CODE).exists()
+
+
 def test_running_then_finished_with_the_same_run_id(key: str) -> None:
     client = _module_client(key)
     started = timezone.now() - timedelta(seconds=30)
