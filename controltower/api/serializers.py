@@ -5,7 +5,9 @@ clients (and the schemathesis run) check responses against. Unknown values are n
 """
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
 from controltower.api.strict import (
@@ -25,6 +27,15 @@ def _count(help_text: str) -> serializers.IntegerField:
 
 def _nullable_datetime(help_text: str) -> serializers.DateTimeField:
     return serializers.DateTimeField(allow_null=True, help_text=help_text)
+
+
+class SchemaQuerySerializer(serializers.Serializer):
+    """The parameters of GET /api/schema/."""
+
+    format = serializers.ChoiceField(choices=sorted({r.format for r in SpectacularAPIView.renderer_classes}),
+                                     required=False, help_text="Default: by the Accept header (YAML without one).")
+    lang = serializers.ChoiceField(choices=[code for code, _ in settings.LANGUAGES], required=False,
+                                   help_text="Language of the descriptions.")
 
 
 class ErrorSerializer(serializers.Serializer):
