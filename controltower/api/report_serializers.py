@@ -27,6 +27,7 @@ MAX_PAGE_SIZE = 200
 PG_INTEGER_MAX = 2_147_483_647  # PositiveIntegerField's upper bound on every backend
 CLOCK_SKEW = timedelta(minutes=5)  # a reporting module's clock may run a little ahead of ours
 SUMMARY_MAX_BYTES = 20_000
+EARLIEST = datetime.min.replace(tzinfo=UTC)  # a report period starts no earlier
 
 
 # --- GET report ------------------------------------------------------------------------------
@@ -37,7 +38,7 @@ def days_before(instant: datetime, days: int) -> datetime:
     try:
         return instant - timedelta(days=days)
     except OverflowError:
-        return datetime.min.replace(tzinfo=UTC)
+        return EARLIEST
 
 
 class ReportQuerySerializer(serializers.Serializer):
@@ -60,8 +61,9 @@ class ReportQuerySerializer(serializers.Serializer):
             raise serializers.ValidationError({"since": ["since must be before until."]})
         until = min(requested_until, now)  # the future has no history yet
         since = data.get("since") or days_before(until, data.get("days", DEFAULT_REPORT_DAYS))
-        if since >= until:
-            raise serializers.ValidationError({"since": ["since is in the future."]})
+        if since >= until:  # without since, only an until at the calendar's first instant leaves nothing
+            raise serializers.ValidationError({"since": ["since is in the future."]} if "since" in data else
+                                              {"until": [f"until must be after {EARLIEST.isoformat()}."]})
         if until - since > timedelta(days=MAX_REPORT_DAYS):
             raise serializers.ValidationError({"since": [f"The period is at most {MAX_REPORT_DAYS} days."]})
         return {"since": since, "until": until}

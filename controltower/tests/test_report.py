@@ -399,6 +399,7 @@ def test_a_future_until_is_taken_as_now(staff: APIClient) -> None:
     ({"until": ""}, "until"),
     ({"days": ["3", "30"]}, "days"),
     ({"day": 30}, "day"),
+    ({"until": "0001-01-01T00:00:00Z"}, "until"),  # nothing before it: an empty period
 ])
 def test_bad_periods_are_400_with_field_errors(staff: APIClient, params: dict, field: str) -> None:
     response = staff.get(REPORT, params)
