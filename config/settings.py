@@ -207,6 +207,9 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # JSON bodies only: a form cannot carry the nested fields and lists, and it turns every value
+    # into a string that DRF then coerces ("0" for false). Another content type is a 415.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "controltower.api.views.api_exception_handler",
     # Writes only (emergency stop, resume, commands, recovery): per user and endpoint, counted in
     # the shared cache; a throttled request gets 429 with Retry-After. Reads are not throttled.

@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
+
+from controltower.api.views import SchemaView
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -8,7 +10,7 @@ urlpatterns = [
     # Login/logout pages for the browsable API (session authentication, CSRF-protected).
     path("api/auth/", include("rest_framework.urls")),
     # Both are staff-only (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]).
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("metrics", include("controltower.metrics")),  # Prometheus; its own access rule (METRICS_TOKEN / IPs)
     path("", include("controltower.console.urls")),

@@ -55,7 +55,7 @@ class ModuleClient:
 def presented_key(request: Request) -> str | None:
     """The module token of the request, or None when it carries none (other schemes may apply)."""
     header = request.META.get(HEADER)
-    if header:
+    if header is not None:  # present, even empty: a credential that must be valid, not one to skip
         return header.strip()
     parts = get_authorization_header(request).split()
     if not parts or parts[0].lower() != KEYWORD.lower().encode():

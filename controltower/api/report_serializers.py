@@ -6,7 +6,7 @@ and turn it into ORM lookups; response serializers describe every field for the 
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -14,6 +14,9 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from controltower.api.serializers import RecommendationSerializer
+from controltower.api.strict import (
+    JsonCharField, JsonIntegerField, JsonObjectSerializer, JsonUUIDField, storable_json,
+)
 from controltower.commander import COMMANDS
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemHealthLog, SystemStatus
 from meta_modules.models import MetaModule, ModuleRun
@@ -24,9 +27,18 @@ MAX_PAGE_SIZE = 200
 PG_INTEGER_MAX = 2_147_483_647  # PositiveIntegerField's upper bound on every backend
 CLOCK_SKEW = timedelta(minutes=5)  # a reporting module's clock may run a little ahead of ours
 SUMMARY_MAX_BYTES = 20_000
+EARLIEST = datetime.min.replace(tzinfo=UTC)  # a report period starts no earlier
 
 
 # --- GET report ------------------------------------------------------------------------------
+
+
+def days_before(instant: datetime, days: int) -> datetime:
+    """`days` before `instant`, or the first instant of the calendar when that would be before it."""
+    try:
+        return instant - timedelta(days=days)
+    except OverflowError:
+        return EARLIEST
 
 
 class ReportQuerySerializer(serializers.Serializer):
@@ -48,9 +60,10 @@ class ReportQuerySerializer(serializers.Serializer):
         if "since" in data and data["since"] >= requested_until:
             raise serializers.ValidationError({"since": ["since must be before until."]})
         until = min(requested_until, now)  # the future has no history yet
-        since = data.get("since", until - timedelta(days=data.get("days", DEFAULT_REPORT_DAYS)))
-        if since >= until:
-            raise serializers.ValidationError({"since": ["since is in the future."]})
+        since = data.get("since") or days_before(until, data.get("days", DEFAULT_REPORT_DAYS))
+        if since >= until:  # without since, only an until at the calendar's first instant leaves nothing
+            raise serializers.ValidationError({"since": ["since is in the future."]} if "since" in data else
+                                              {"until": [f"until must be after {EARLIEST.isoformat()}."]})
         if until - since > timedelta(days=MAX_REPORT_DAYS):
             raise serializers.ValidationError({"since": [f"The period is at most {MAX_REPORT_DAYS} days."]})
         return {"since": since, "until": until}
@@ -284,13 +297,9 @@ class ModuleQuerySerializer(ListQuerySerializer):
     desired_state = serializers.ChoiceField(choices=MetaModule.DesiredState.choices, required=False)
     health_status = serializers.ChoiceField(choices=ModuleStatus.choices, required=False,
                                             help_text="Status at the latest health check.")
-    external = serializers.BooleanField(required=False, allow_null=True, default=None,
-                                        help_text="true: only modules reporting from outside; false: only ours.")
-
-    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
-        if data.get("external") is None:  # absent: both kinds
-            data.pop("external", None)
-        return super().validate(data)
+    external = serializers.BooleanField(required=False,
+                                        help_text="true: only modules reporting from outside; false: only ours "
+                                                  "(default: both).")
 
 
 # --- history rows ----------------------------------------------------------------------------
@@ -363,33 +372,35 @@ class ModuleDetailSerializer(ModuleSerializer):
     recent_runs = ModuleRunSerializer(many=True, help_text="Its last 20 runs, newest first.")
 
 
-class ModuleActionSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="",
-                                   help_text="Recorded with the command.")
+class ModuleActionSerializer(JsonObjectSerializer):
+    reason = JsonCharField(max_length=2000, required=False, allow_blank=True, default="",
+                           help_text="Recorded with the command.")
 
 
 # --- external run reports --------------------------------------------------------------------
 
 
-class ExternalRunSerializer(serializers.Serializer):
+class ExternalRunSerializer(JsonObjectSerializer):
     """A run reported by a module that runs outside this codebase (like a heartbeat)."""
 
-    run_id = serializers.UUIDField(required=False,
-                                   help_text="Report the same run again (e.g. `running`, then its end) or retry "
-                                             "safely: created once, then updated while running.")
+    run_id = JsonUUIDField(required=False,
+                           help_text="Report the same run again (e.g. `running`, then its end) or retry "
+                                     "safely: created once, then updated while running.")
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(required=False, allow_null=True,
                                             help_text="Default for a finished run: started_at + duration_ms, else now.")
     outcome = serializers.ChoiceField(choices=ModuleRun.Outcome.choices)
-    duration_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=PG_INTEGER_MAX)
-    api_calls = serializers.IntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
-    api_errors = serializers.IntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
-    error_message = serializers.CharField(required=False, allow_blank=True, default="", max_length=5000)
+    duration_ms = JsonIntegerField(required=False, allow_null=True, min_value=0, max_value=PG_INTEGER_MAX)
+    api_calls = JsonIntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
+    api_errors = JsonIntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
+    error_message = JsonCharField(required=False, allow_blank=True, default="", max_length=5000)
     summary = serializers.DictField(required=False, default=dict, help_text="What the run did (a JSON object).")
 
     def validate_summary(self, summary: dict[str, Any]) -> dict[str, Any]:
         if len(json.dumps(summary)) > SUMMARY_MAX_BYTES:
             raise serializers.ValidationError(f"At most {SUMMARY_MAX_BYTES} bytes of JSON.")
+        if not storable_json(summary):
+            raise serializers.ValidationError("Null characters and lone surrogates are not allowed.")
         return summary
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from rest_framework.views import APIView
 
 from controltower import reports
 from controltower.api.permissions import IsTowerViewer
+from controltower.api.query import validated_query
 from controltower.api.report_serializers import ReportQuerySerializer, ReportSerializer
 from controltower.api.views import AUTH_ERRORS, TAGS
 
@@ -27,7 +28,6 @@ class ReportView(APIView):
                    **AUTH_ERRORS},
     )
     def get(self, request: Request) -> Response:
-        query = ReportQuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
+        query = validated_query(ReportQuerySerializer, request)
         period = reports.Period(since=query.validated_data["since"], until=query.validated_data["until"])
         return Response(ReportSerializer(reports.build(period)).data)

@@ -5,8 +5,14 @@ clients (and the schemathesis run) check responses against. Unknown values are n
 """
 from __future__ import annotations
 
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
+from controltower.api.strict import (
+    JsonBooleanField, JsonCharField, JsonObjectSerializer, JsonRegexField, ModuleCodeField,
+)
 from controltower.commander import ALIASES, COMMANDS, canonical
 from controltower.recovery_policy import Action
 from controltower.models import Alert, Mode, ModuleStatus, RunState, SystemStatus
@@ -21,6 +27,15 @@ def _count(help_text: str) -> serializers.IntegerField:
 
 def _nullable_datetime(help_text: str) -> serializers.DateTimeField:
     return serializers.DateTimeField(allow_null=True, help_text=help_text)
+
+
+class SchemaQuerySerializer(serializers.Serializer):
+    """The parameters of GET /api/schema/."""
+
+    format = serializers.ChoiceField(choices=sorted({r.format for r in SpectacularAPIView.renderer_classes}),
+                                     required=False, help_text="Default: by the Accept header (YAML without one).")
+    lang = serializers.ChoiceField(choices=[code for code, _ in settings.LANGUAGES], required=False,
+                                   help_text="Language of the descriptions.")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -194,33 +209,34 @@ OPERATOR_ACTIONS = [a for a in Action if a != Action.ALERT_ADMIN]
 AD_ACCOUNT_ID = r"^(act_)?\d{1,20}$"
 
 
-def _flag(default: bool, help_text: str) -> serializers.BooleanField:
-    return serializers.BooleanField(default=default, help_text=help_text)
+def _flag(default: bool, help_text: str) -> JsonBooleanField:
+    return JsonBooleanField(default=default, help_text=help_text)
 
 
-class StopParametersSerializer(serializers.Serializer):
+class StopParametersSerializer(JsonObjectSerializer):
     stop_schedulers = _flag(True, "Disable every module's periodic task.")
     pause_campaigns = _flag(True, "Pause every ACTIVE campaign on Meta.")
     send_alerts = _flag(True, "Alert admins by email / Slack / webhook.")
     ad_account_ids = serializers.ListField(
-        child=serializers.RegexField(AD_ACCOUNT_ID, max_length=24), required=False, allow_empty=False, max_length=500,
+        child=JsonRegexField(AD_ACCOUNT_ID, max_length=24), required=False, max_length=500,
+        allow_empty=False, min_length=1,  # allow_empty for its message, min_length for the schema's minItems
         help_text="Only these ad accounts (act_123 or 123); default: every account the token sees.")
 
 
 class EmergencyStopRequestSerializer(StopParametersSerializer):
-    reason = serializers.CharField(max_length=REASON_MAX, allow_blank=False, trim_whitespace=True,
-                                   help_text="Why money must stop now (required, recorded with who and when).")
+    reason = JsonCharField(max_length=REASON_MAX, allow_blank=False, trim_whitespace=True,
+                           help_text="Why money must stop now (required, recorded with who and when).")
     dry_run = _flag(False, "List exactly what would be stopped and paused; change nothing.")
 
 
-class ResumeParametersSerializer(serializers.Serializer):
+class ResumeParametersSerializer(JsonObjectSerializer):
     resume_schedulers = _flag(True, "Re-enable exactly the periodic tasks enabled before the stop.")
     resume_campaigns = _flag(True, "Re-activate the held campaigns still paused and unchanged since the stop.")
     run_health_check = _flag(True, "Run and persist a health check, and set the status from it.")
 
 
 class ResumeRequestSerializer(ResumeParametersSerializer):
-    reason = serializers.CharField(max_length=REASON_MAX, required=False, allow_blank=True, default="")
+    reason = JsonCharField(max_length=REASON_MAX, required=False, allow_blank=True, default="")
 
 
 class CampaignIssueSerializer(serializers.Serializer):
@@ -273,24 +289,29 @@ class ResumeResponseSerializer(serializers.Serializer):
     message = serializers.CharField()
 
 
-class CommandRequestSerializer(serializers.Serializer):
+class CommandParametersSerializer(StopParametersSerializer, ResumeParametersSerializer):
+    """The shape of a command's `parameters` in the schema: emergency_stop takes the stop's, resume the resume's."""
+
+
+@extend_schema_field(CommandParametersSerializer)
+class CommandParametersField(serializers.DictField):
+    """The parameters as given; CommandRequestSerializer checks them against the command's own."""
+
+
+class CommandRequestSerializer(JsonObjectSerializer):
     command_type = serializers.ChoiceField(choices=[*COMMAND_CHOICES])
     target_modules = serializers.ListField(
-        child=serializers.CharField(max_length=16), required=False, default=list, max_length=100,
+        child=ModuleCodeField(), required=False, default=list, max_length=100,
         help_text="Module codes (e.g. 10.7). start_all/stop_all: only these; restart_module: required.")
-    reason = serializers.CharField(max_length=REASON_MAX, required=False, allow_blank=True, default="",
-                                   help_text="Optional for commands; required for emergency_stop.")
+    reason = JsonCharField(max_length=REASON_MAX, required=False, allow_blank=True, default="",
+                           help_text="Optional for commands; required for emergency_stop.")
     execute_immediately = _flag(True, "false: queue on Celery and answer 202 with the run id.")
-    parameters = serializers.DictField(required=False, default=dict,
-                                       help_text="emergency_stop: stop_schedulers, pause_campaigns, send_alerts, "
-                                                 "ad_account_ids; resume: resume_schedulers, resume_campaigns, "
-                                                 "run_health_check.")
+    parameters = CommandParametersField(required=False, default=dict,
+                                        help_text="emergency_stop: stop_schedulers, pause_campaigns, send_alerts, "
+                                                  "ad_account_ids; resume: resume_schedulers, resume_campaigns, "
+                                                  "run_health_check; other commands take none.")
 
     def validate_target_modules(self, codes: list[str]) -> list[str]:
-        known = set(MetaModule.objects.filter(code__in=codes).values_list("code", flat=True))
-        unknown = [code for code in codes if code not in known]
-        if unknown:
-            raise serializers.ValidationError(f"Unknown module(s): {', '.join(unknown)}.")
         return list(dict.fromkeys(codes))
 
     def validate(self, data: dict) -> dict:
@@ -306,11 +327,8 @@ class CommandRequestSerializer(serializers.Serializer):
                 raise serializers.ValidationError({"parameters": f"{command} takes no parameters."})
             return data
         nested = schema(data=data["parameters"])
-        valid = nested.is_valid()
-        unknown = set(data["parameters"]) - set(nested.fields)
-        if unknown or not valid:
-            errors = {**nested.errors, **{key: ["Unknown parameter."] for key in unknown}}
-            raise serializers.ValidationError({"parameters": errors})
+        if not nested.is_valid():
+            raise serializers.ValidationError({"parameters": nested.errors})
         data["parameters"] = dict(nested.validated_data)
         return data
 
@@ -331,15 +349,10 @@ class OrchestrationResultSerializer(serializers.Serializer):
     message = serializers.CharField(allow_blank=True)
 
 
-class RecoveryRequestSerializer(serializers.Serializer):
-    module_code = serializers.CharField(max_length=16, help_text="Module code, e.g. 10.7.")
+class RecoveryRequestSerializer(JsonObjectSerializer):
+    module_code = ModuleCodeField(help_text="Module code, e.g. 10.7.")
     action = serializers.ChoiceField(choices=[a.value for a in OPERATOR_ACTIONS])
-    reason = serializers.CharField(max_length=REASON_MAX, required=False, allow_blank=True, default="")
-
-    def validate_module_code(self, code: str) -> str:
-        if not MetaModule.objects.filter(code=code).exists():
-            raise serializers.ValidationError(f"Unknown module: {code}.")
-        return code
+    reason = JsonCharField(max_length=REASON_MAX, required=False, allow_blank=True, default="")
 
 
 class RecoveryAttemptSerializer(serializers.Serializer):

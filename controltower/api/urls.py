@@ -18,6 +18,7 @@ urlpatterns = [
     re_path(r"^resume(?:/)?$", views.ResumeView.as_view(), name="resume"),
     re_path(r"^recovery(?:/)?$", views.RecoveryView.as_view(), name="recovery"),
     re_path(r"^report(?:/)?$", report_views.ReportView.as_view(), name="report"),
-    re_path(r"^modules/(?P<code>[^/]+)/runs(?:/)?$", external.ExternalRunView.as_view(), name="module-runs"),
+    re_path(r"^modules/(?P<code>[^/\x00]+)/runs(?:/)?$", external.ExternalRunView.as_view(), name="module-runs"),
     *router.urls,
+    re_path(r"", views.UnknownEndpointView.as_view(), name="unknown"),  # last: matches every other path
 ]

@@ -8,8 +8,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.exceptions import ValidationError
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -17,10 +20,11 @@ from rest_framework.views import APIView, exception_handler
 
 from controltower import commander, findings, health, killswitch, recovery
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
+from controltower.api.query import validated_query
 from controltower.api.serializers import (
     CommandRequestSerializer, EmergencyStopRequestSerializer, EmergencyStopResponseSerializer, ErrorSerializer,
     HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
-    ResumeRequestSerializer, ResumeResponseSerializer, StatusSerializer,
+    ResumeRequestSerializer, ResumeResponseSerializer, SchemaQuerySerializer, StatusSerializer,
 )
 from controltower.api.throttling import TowerWriteThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
@@ -319,3 +323,39 @@ class RecoveryView(APIView):
         except commander.CommandRefused as exc:
             return Response({"detail": str(exc)}, status=409)
         return Response(RecoveryAttemptSerializer(attempt).data)
+
+
+class UnknownEndpointView(APIView):
+    """Any other URL under /meta/control-tower/ (e.g. runs/not-a-uuid): a JSON 404 like the API's
+    other errors, after authentication, instead of Django's HTML page."""
+
+    schema = None  # not an operation of the API
+
+    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise NotFound("No such endpoint.")
+
+    options = http_method_not_allowed
+
+
+class SchemaView(SpectacularAPIView):
+    """GET /api/schema/ with its parameters validated: drf-spectacular's view falls back to English for
+    an unknown `lang`, and DRF's content negotiation answers an unknown `format` with a 404."""
+
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> tuple[Any, str]:
+        # An unknown format gets the default renderer, so that authentication runs and get() says 400.
+        return super().perform_content_negotiation(request, force=True)
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        if response.exception:  # errors in JSON, like the API's (the YAML renderer cannot write them)
+            request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return super().finalize_response(request, response, *args, **kwargs)
+
+    @extend_schema(parameters=[SchemaQuerySerializer],
+                   description="The OpenAPI 3 document of this API: YAML (application/vnd.oai.openapi) or JSON "
+                               "(application/vnd.oai.openapi+json), by `format` or the Accept header.",
+                   responses={200: OpenApiTypes.OBJECT,
+                              400: OpenApiResponse(description="Invalid parameter: field name → list of messages."),
+                              **AUTH_ERRORS})
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        validated_query(SchemaQuerySerializer, request)
+        return super().get(request, *args, **kwargs)

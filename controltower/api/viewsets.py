@@ -22,6 +22,7 @@ from rest_framework.routers import SimpleRouter
 
 from controltower import commander, killswitch
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
+from controltower.api.query import validated_query
 from controltower.api.report_serializers import (
     MAX_PAGE_SIZE, HealthLogQuerySerializer, HealthLogSerializer, ListQuerySerializer, ModuleActionSerializer,
     ModuleDetailSerializer, ModuleQuerySerializer, ModuleSerializer, RunQuerySerializer, RunSerializer,
@@ -34,7 +35,8 @@ from meta_modules.models import MetaModule, ModuleRun
 RECENT_RUNS = 20
 BAD_FILTER = OpenApiResponse(description="Invalid filter or page parameter: field name → list of messages.")
 NOT_FOUND = OpenApiResponse(ErrorSerializer, "No such item.")
-READ_ERRORS = {400: BAD_FILTER, **AUTH_ERRORS}
+LIST_ERRORS = {400: BAD_FILTER, 404: OpenApiResponse(ErrorSerializer, "No such page: `page` is past the last one."),
+               **AUTH_ERRORS}
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -61,9 +63,7 @@ class FilteredListMixin:
     def filter_queryset(self, queryset: QuerySet) -> QuerySet:
         if self.action != "list":
             return queryset
-        query = self.query_serializer_class(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        return query.apply(queryset)
+        return validated_query(self.query_serializer_class, self.request).apply(queryset)
 
 
 class ReadOnlyViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -77,7 +77,7 @@ def _list_and_retrieve(name: str, query: type[ListQuerySerializer], item: type, 
         list=extend_schema(operation_id=f"control_tower_{name}_list", tags=TAGS, parameters=[query],
                            summary=f"List {label} (filtered, paginated)",
                            description=f"{what}, newest first by default.",
-                           responses={200: item(many=True), **READ_ERRORS}),
+                           responses={200: item(many=True), **LIST_ERRORS}),
         retrieve=extend_schema(operation_id=f"control_tower_{name}_retrieve", tags=TAGS, summary=f"One of the {label}",
                                description=f"{what}: one, by id.",
                                responses={200: item, 404: NOT_FOUND, **AUTH_ERRORS}),
@@ -122,7 +122,7 @@ MODULE_ACTION = {
     list=extend_schema(operation_id="control_tower_modules_list", tags=TAGS, parameters=[ModuleQuerySerializer],
                        summary="List the supervised modules",
                        description="Code, name, function, desired state, schedule and the status at the latest check.",
-                       responses={200: ModuleSerializer(many=True), **READ_ERRORS}),
+                       responses={200: ModuleSerializer(many=True), **LIST_ERRORS}),
     retrieve=extend_schema(operation_id="control_tower_modules_retrieve", tags=TAGS, summary="One module, by code",
                            description="The module, its newest health log, its health logs of the last 24 h and "
                                        f"its last {RECENT_RUNS} runs.",
@@ -132,7 +132,7 @@ class ModuleViewSet(ReadOnlyViewSet):
     serializer_class = ModuleSerializer
     query_serializer_class = ModuleQuerySerializer
     lookup_field = "code"
-    lookup_value_regex = r"[^/]+"  # codes have dots (10.7)
+    lookup_value_regex = r"[^/\x00]+"  # codes have dots (10.7); NUL cannot be in one (nor in PostgreSQL text)
 
     def get_queryset(self) -> QuerySet[MetaModule]:
         return modules_with_health()

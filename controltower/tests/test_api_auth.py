@@ -259,6 +259,22 @@ def test_the_schema_is_valid_and_lists_the_endpoints_and_the_token_schemes(staff
     assert {"bearerAuth": []} in security and {"tokenAuth": []} in security
 
 
+def test_the_schema_generates_without_warnings(tmp_path) -> None:
+    # schemathesis checks every answer against it: a warning is a part drf-spectacular had to guess.
+    call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+
+
+@pytest.mark.parametrize("params, field", [({"lang": "xx"}, "lang"), ({"format": "xml"}, "format"),
+                                           ({"lang": ""}, "lang"), ({"lang": "de", "version": "2"}, "version")])
+def test_the_schema_parameters_are_validated(staff: User, params: dict, field: str) -> None:
+    # Found by schemathesis: an unknown lang silently gave English, an unknown format a 404 in YAML.
+    response = _token_client(staff).get("/api/schema/", params)
+
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert field in response.json()
+    assert _token_client(staff).get("/api/schema/", {"format": "yaml", "lang": "de"}).status_code == 200
+
+
 def test_swagger_ui_renders_for_staff_without_external_assets(staff: User) -> None:
     client = APIClient()
     client.force_login(staff)

@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
@@ -67,6 +68,14 @@ def test_a_viewer_cannot_act(viewer: APIClient, path: str, body: dict) -> None:
     ({"command_type": "stop_all", "reason": "nul\x00byte"}, "reason"),
     ({"command_type": "stop_all", "execute_immediately": "sometimes"}, "execute_immediately"),
     ({"command_type": "sync_data", "parameters": {"x": 1}}, "parameters"),
+    # Found by schemathesis: JSON types were coerced (0 was false, 7 the reason "7", " 10.7" was
+    # 10.7) and an undeclared field was ignored. A code with NUL must not reach PostgreSQL.
+    ({"command_type": "stop_all", "execute_immediately": 0}, "execute_immediately"),
+    ({"command_type": "stop_all", "reason": 7}, "reason"),
+    ({"command_type": "stop_all", "target_modules": ["10.7\x00"]}, "target_modules"),
+    ({"command_type": "stop_all", "target_modules": [" 10.7"]}, "target_modules"),
+    ({"command_type": "stop_all", "force": True}, "force"),
+    ({"command_type": "resume", "parameters": {"pause_campaigns": True}}, "parameters"),
 ])
 def test_bad_commands_get_400_with_field_errors(operator: APIClient, body: dict, field: str) -> None:
     response = operator.post(f"{BASE}/command", body, format="json")
@@ -82,6 +91,29 @@ def test_an_emergency_stop_without_a_usable_reason_is_refused(operator: APIClien
     response = operator.post(f"{BASE}/emergency-stop", body, format="json")
     assert response.status_code == 400 and field in response.json()
     assert not TowerState.get().emergency_stop_active
+
+
+# Found by schemathesis: each of these was coerced or ignored, and most of them ran a real stop.
+@pytest.mark.parametrize("body, field", [
+    ({"reason": "x", "dry_run": "true"}, "dry_run"),
+    ({"reason": "x", "dry-run": True}, "dry-run"),
+    ({"reason": "x", "ad_account_ids": [1000000001]}, "ad_account_ids"),
+    ({"reason": 42}, "reason"),
+])
+def test_an_emergency_stop_body_of_wrong_types_or_unknown_fields_stops_nothing(operator: APIClient, body: dict,
+                                                                              field: str) -> None:
+    response = operator.post(f"{BASE}/emergency-stop", body, format="json")
+
+    assert response.status_code == 400 and field in response.json(), response.content
+    assert not TowerState.get().emergency_stop_active and not ControlTowerRun.objects.exists()
+
+
+def test_a_form_encoded_body_is_refused_with_415_not_coerced(operator: APIClient) -> None:
+    # Found by schemathesis: a form turned every value into a string for DRF to coerce ("0" → false).
+    response = operator.post(f"{BASE}/emergency-stop", {"reason": "x", "dry_run": "0"})  # multipart
+
+    assert response.status_code == 415
+    assert not TowerState.get().emergency_stop_active and not ControlTowerRun.objects.exists()
 
 
 def test_stop_all_then_start_all_as_in_the_spec(operator: APIClient) -> None:
@@ -241,3 +273,18 @@ def test_a_queued_command_is_answered_202_and_a_worker_completes_it(synced, meta
                    message="the worker to complete the queued command")
     assert run.modules_affected == ["10.9"] and run.executed_by == "quentin"
     assert not PeriodicTask.objects.get(meta_module__code="10.9").enabled
+
+
+def test_the_schema_says_what_a_write_body_may_carry() -> None:
+    # Found by schemathesis: the schema allowed what the API refuses (an empty account list, any
+    # `parameters`, NUL in text, undeclared fields).
+    components = SchemaGenerator().get_schema(request=None, public=True)["components"]["schemas"]
+    stop, command = components["EmergencyStopRequestRequest"], components["CommandRequestRequest"]
+
+    assert stop["additionalProperties"] is False and command["additionalProperties"] is False
+    assert stop["properties"]["ad_account_ids"]["minItems"] == 1
+    assert stop["properties"]["reason"]["pattern"] == "^[^\\u0000]+$"
+    parameters = components["CommandParametersRequest"]
+    assert parameters["additionalProperties"] is False
+    assert set(parameters["properties"]) == {"stop_schedulers", "pause_campaigns", "send_alerts", "ad_account_ids",
+                                             "resume_schedulers", "resume_campaigns", "run_health_check"}

@@ -172,11 +172,32 @@ def test_built_in_and_unknown_modules(key: str) -> None:
     ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "duration_ms": -1}, "duration_ms"),
     ({"started_at": "2025-01-01T00:00:00Z", "outcome": "failure", "error_message": "x" * 5001}, "error_message"),
     ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": ["not", "an", "object"]}, "summary"),
+    # Found by schemathesis: JSON types were coerced (5 became a UUID, "3" a count), and jsonb on
+    # PostgreSQL refuses \u0000 (a 500 there). An undeclared field is refused, not ignored.
+    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "run_id": 5}, "run_id"),
+    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "api_calls": "3"}, "api_calls"),
+    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "duration_ms": 1200.0}, "duration_ms"),
+    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "failure", "error_message": 502}, "error_message"),
+    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": {"rows\x00": 1}}, "summary"),
+    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": {"note": ["a\x00b"]}}, "summary"),
+    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "apicalls": 3}, "apicalls"),
 ])
 def test_bad_reports_are_400_with_field_errors(key: str, body: dict, field: str) -> None:
     response = _module_client(key).post(RUNS, body, format="json")
 
     assert response.status_code == 400 and field in response.json(), response.content
+    assert not ModuleRun.objects.filter(module__code=CODE).exists()
+
+
+def test_an_empty_module_token_header_is_a_wrong_token_even_beside_an_operator_token(key: str) -> None:
+    # Found by schemathesis (ignored_auth): a present but empty X-Module-Token was skipped.
+    operator = _staff("olivia", OPERATORS_GROUP)
+    operator.credentials(HTTP_X_MODULE_TOKEN="")
+
+    response = operator.post(RUNS, _success(), format="json")
+
+    assert response.status_code == 401 and response["WWW-Authenticate"] == "Module"
+    assert not ModuleRun.objects.filter(module__code=CODE).exists()
 
 
 def test_running_then_finished_with_the_same_run_id(key: str) -> None:

@@ -212,6 +212,11 @@ def test_an_operator_runs_a_recovery_through_the_api(healthy) -> None:
     assert not RecoveryState.objects.get(module_code="10.6").needs_human
     bad = client.post("/meta/control-tower/recovery", {"module_code": "10.99", "action": "alert_admin"}, format="json")
     assert bad.status_code == 400 and {"module_code", "action"} <= set(bad.json())
+    # Found by schemathesis: a number was taken as its string. A code with NUL must not reach
+    # PostgreSQL (a 500 there).
+    for code in ("10.6\x00", 10.6):
+        bad = client.post("/meta/control-tower/recovery", {"module_code": code, "action": "clear_cache"}, format="json")
+        assert bad.status_code == 400 and "module_code" in bad.json(), code
 
 
 def test_the_admin_restarts_a_module_through_the_commander(healthy, client) -> None:

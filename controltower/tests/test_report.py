@@ -394,12 +394,26 @@ def test_a_future_until_is_taken_as_now(staff: APIClient) -> None:
     ({"since": "yesterday"}, "since"),
     ({"until": "2025-13-45T99:00:00Z"}, "until"),
     ({"since": "2999-01-01T00:00:00Z", "until": "2999-01-02T00:00:00Z"}, "since"),
+    # Found by schemathesis: an empty, repeated or misspelt parameter was dropped (a 7-day report).
+    ({"days": ""}, "days"),
+    ({"until": ""}, "until"),
+    ({"days": ["3", "30"]}, "days"),
+    ({"day": 30}, "day"),
+    ({"until": "0001-01-01T00:00:00Z"}, "until"),  # nothing before it: an empty period
 ])
 def test_bad_periods_are_400_with_field_errors(staff: APIClient, params: dict, field: str) -> None:
     response = staff.get(REPORT, params)
 
     assert response.status_code == 400
     assert field in response.json()
+
+
+def test_a_period_reaching_before_year_1_starts_at_year_1(staff: APIClient) -> None:
+    # Found by schemathesis: `until` minus `days` before 0001-01-01 overflowed (a 500).
+    response = staff.get(REPORT, {"days": 100, "until": "0001-01-05T18:00:00Z"})
+
+    assert response.status_code == 200, response.content
+    assert response.json()["period"]["since"] == "0001-01-01T00:00:00Z"
 
 
 def test_the_report_is_for_staff_only() -> None:
@@ -429,7 +443,8 @@ def test_the_schema_lists_every_new_endpoint_with_its_errors_and_validates() -> 
         responses = schema["paths"][path][method]["responses"]
         assert {"401", "403"} <= set(responses), (path, method)
         assert ("400" in responses) == (method == "post" or path.endswith(("report", "runs", "logs", "modules")))
-        assert ("404" in responses) == ("{" in path), (path, method)
+        # Lists: a page past the last one.
+        assert ("404" in responses) == ("{" in path or method == "get" and not path.endswith("report")), (path, method)
     for action in ("start", "stop", "restart", "runs"):
         assert "409" in schema["paths"][f"/meta/control-tower/modules/{{code}}/{action}"]["post"]["responses"]
     assert not any("metrics" in path for path in schema["paths"])

@@ -119,6 +119,32 @@ def test_runs_bad_filter_values_are_400(viewer: APIClient, params: dict, field: 
     assert response.status_code == 400 and field in response.json()
 
 
+# Found by schemathesis: DRF reads a QueryDict like a form, so an empty value, a misspelt name
+# or the first of two values was dropped silently, answering an unfiltered page.
+@pytest.mark.parametrize("query, field", [
+    ("until=", "until"),
+    ("system_status=", "system_status"),
+    ("since=2025-01-01T00:00:00Z&since=2025-02-01T00:00:00Z", "since"),
+    ("sytem_status=healthy", "sytem_status"),
+    ("command_type=stop_all%00", "command_type"),
+])
+def test_runs_query_parameters_are_declared_given_once_and_not_empty(viewer: APIClient, runs: dict, query: str,
+                                                                    field: str) -> None:
+    response = viewer.get(f"{BASE}/runs?{query}")
+
+    assert response.status_code == 400 and field in response.json(), response.content
+
+
+def test_an_unknown_api_path_is_a_json_404_after_authentication(viewer: APIClient) -> None:
+    # Found by schemathesis: runs/0.5 (not a UUID) got Django's HTML page, and on PostgreSQL a NUL
+    # in a module code reached the database (a 500).
+    for path in ("runs/0.5", "health-logs/0.5", "modules/10.7%00", "modules/%00/runs", "no-such-thing"):
+        response = viewer.get(f"{BASE}/{path}")
+        assert response.status_code == 404 and response["Content-Type"] == "application/json", path
+        assert response.json() == {"detail": "No such endpoint."}, path
+    assert APIClient().get(f"{BASE}/runs/0.5").status_code == 401
+
+
 def test_one_run_by_id(viewer: APIClient, runs: dict) -> None:
     body = viewer.get(f"{BASE}/runs/{runs['stop'].pk}").json()
 
@@ -204,6 +230,7 @@ def test_modules_filters(viewer: APIClient) -> None:
     assert codes({"external": "true"}) == ["20.1"]
     assert len(codes({"external": "false"})) == 17
     assert viewer.get(f"{BASE}/modules", {"external": "maybe"}).status_code == 400
+    assert viewer.get(f"{BASE}/modules?external=").status_code == 400  # was "both kinds"
     assert viewer.get(f"{BASE}/modules", {"desired_state": "asleep"}).status_code == 400
     item = viewer.get(f"{BASE}/modules/20.1").json()
     assert item["external"] is True and item["interval_seconds"] == 900 and item["scheduler_enabled"] is None

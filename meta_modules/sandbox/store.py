@@ -48,6 +48,7 @@ VIEWS = {"campaign": "v_campaigns", "adset": "v_adsets", "ad": "v_ads"}
 NODE_TYPES = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 DAY = 86_400
 SCHEMA_VERSION = 1
+SQLITE_MAX_INTEGER = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -127,6 +128,11 @@ def object_not_found(object_id: str, method: str = "GET") -> GraphError:
         subcode=33,
         error_type="GraphMethodException",
     )
+
+
+def _storable_id(object_id: int) -> bool:
+    """Ids are SQLite INTEGERs: a longer one (act_99999999999999999999) names nothing, as on Meta."""
+    return 0 < object_id <= SQLITE_MAX_INTEGER
 
 
 def fb_time(ts: int | None) -> str | None:
@@ -399,12 +405,16 @@ class Store:
             return [dict(r) for r in self._conn.execute("SELECT * FROM accounts ORDER BY id")]
 
     def account(self, account_id: int) -> dict[str, Any] | None:
+        if not _storable_id(account_id):
+            return None
         with self._lock:
             row = self._conn.execute("SELECT * FROM accounts WHERE id = ?", (account_id,)).fetchone()
         return dict(row) if row else None
 
     def find(self, object_id: int) -> Node | None:
         """The campaign, ad set or ad with this id (DELETED ones too, as Meta does by id)."""
+        if not _storable_id(object_id):
+            return None
         with self._lock:
             for kind, view in VIEWS.items():
                 row = self._conn.execute(f"SELECT * FROM {view} WHERE id = ?", (object_id,)).fetchone()

@@ -271,6 +271,10 @@ def test_bad_requests_get_meta_errors(sandbox: RunningSandbox) -> None:
     unknown = error_of(graph.get("1202199999999999"))
     assert (unknown["code"], unknown["error_subcode"]) == (100, 33) and "does not exist" in unknown["message"]
     assert unknown["fbtrace_id"]
+    # Found while fuzzing the emergency stop: ids past SQLite's INTEGER were a sandbox crash (code 1).
+    for too_long in ("9" * 20, "act_" + "9" * 20):
+        error = error_of(graph.get(too_long))
+        assert (error["code"], error["error_subcode"]) == (100, 33), too_long
     assert error_of(graph.get(campaign_id, fields="id,colour"))["code"] == 100
     assert error_of(graph.post(campaign_id, status="RUNNING"))["code"] == 100
     assert error_of(graph.post(campaign_id, daily_budget="-5"))["code"] == 100
