@@ -298,8 +298,22 @@ def _pause(holds: list[CampaignHold], deadline: float, result: SweepResult) -> N
                 hold.last_error = str(error) if error else "No answer before the deadline."
                 result.pending += 1
                 result.by_account[account]["pending"] += 1
-    CampaignHold.objects.bulk_update(holds, ["state", "attempts", "claimed_by", "claimed_until", "paused_at",
-                                             "paused_updated_time", "last_error"])
+    _save_holds(holds, ["state", "attempts", "claimed_by", "claimed_until", "paused_at", "paused_updated_time",
+                        "last_error"])
+
+
+def _save_holds(holds: list[CampaignHold], fields: list[str]) -> None:
+    """bulk_update(holds, fields) as one UPDATE per distinct set of values. The holds of a sweep or
+    a resume share a handful of values (state, Meta's updated_time to the second, the error), while
+    bulk_update builds a CASE/WHEN per row and field (on PostgreSQL one 5,000-branch CASE per field):
+    with it a 5,000-campaign stop took 31 s instead of 4.7 s there, 9.7 s instead of 5.5 s on SQLite
+    (docs/BENCHMARKS.md)."""
+    groups: dict[tuple[Any, ...], list[uuid.UUID]] = defaultdict(list)
+    for hold in holds:
+        groups[tuple(getattr(hold, name) for name in fields)].append(hold.pk)
+    with transaction.atomic():
+        for values, pks in groups.items():
+            CampaignHold.objects.filter(pk__in=pks).update(**dict(zip(fields, values)))
 
 
 def _stop_message(result: StopResult) -> str:
@@ -565,7 +579,7 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
                 errors.append(f"{hold.campaign_id}: re-activation failed: {error}")
     for hold in holds:
         hold.resume_run = run
-    CampaignHold.objects.bulk_update(holds, ["state", "resumed_at", "resume_note", "resume_run"])
+    _save_holds(holds, ["state", "resumed_at", "resume_note", "resume_run"])
     return resumed, skipped
 
 
