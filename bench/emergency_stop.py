@@ -20,7 +20,9 @@ plus 10 % PAUSED and 5 % ARCHIVED per account), reseeded before every measuremen
      RSS of the worker's pool process after each;
   4. unless --skip-naive: the naive baseline, the SDK with one update call per campaign, sequential.
 After each stop: every account's rate-limit score in the sandbox (points of the 9,000-point window
-used) and the rate-limited / rejected-while-blocked counters. Finally the development tier (60
+used) and the rate-limited / rejected-while-blocked counters. Then the largest size in ONE standard
+account (above 3,000 campaigns the pauses need more than its 9,000-point window: the stop must stop
+at the budget and leave the rest pending, without being blocked), and the development tier (60
 points per window) with 30 campaigns: the stop must wait for the window instead of calling.
 With a postgres:// DATABASE_URL the script creates its own database (bench_stop_<pid>) on that
 server and drops it at the end; without one it uses SQLite in a temporary TOWER_VAR_DIR.
@@ -358,6 +360,17 @@ def main() -> None:
                 size["speedup"] = round(naive / size["tower"]["median_seconds"], 1)
                 print(total, "naive", json.dumps(size["naive"]), flush=True)
             results["sizes"][total] = size
+
+        # One standard-tier account with the largest size: pausing it all needs 3 points a campaign,
+        # more than the 9,000-point window when above 3,000. The stop must stop at the budget (not get
+        # blocked) and leave the rest pending for the background sweep.
+        single = max(args.campaigns)
+        reseed(url, 1, single, args.latency_ms)
+        seconds, result = tower_stop()
+        results["one_account"] = {"campaigns": single, "seconds": round(seconds, 3), "paused": result.campaigns_paused,
+                                  "pending": result.campaigns_pending, "failed": len(result.campaigns_failed),
+                                  **rate_budget(url)}
+        assert result.campaigns_paused + result.campaigns_pending == single, result
 
         # Development tier: 30 ACTIVE campaigns need 90 points; the window allows 60.
         control(url, "/_sandbox/reset", {"accounts": 1, "seed": 7, "statuses": {"ACTIVE": 30}})
