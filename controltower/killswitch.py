@@ -306,7 +306,7 @@ def _save_holds(holds: list[CampaignHold], fields: list[str]) -> None:
     """bulk_update(holds, fields) as one UPDATE per distinct set of values. The holds of a sweep or
     a resume share a handful of values (state, Meta's updated_time to the second, the error), while
     bulk_update builds a CASE/WHEN per row and field (on PostgreSQL one 5,000-branch CASE per field):
-    with it a 5,000-campaign stop took 31 s instead of 4.7 s there, 9.7 s instead of 5.5 s on SQLite
+    with it a 5,000-campaign stop took 31 s instead of 4.4 s there, 9.7 s instead of 5.5 s on SQLite
     (docs/BENCHMARKS.md)."""
     groups: dict[tuple[Any, ...], list[uuid.UUID]] = defaultdict(list)
     for hold in holds:
