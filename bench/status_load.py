@@ -2,7 +2,7 @@
 """Benchmark: GET /meta/control-tower/status (and /health) under 50 concurrent clients via gunicorn.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres .venv/bin/python bench/status_load.py \
-        [--clients 50] [--seconds 20] [--workers 2]
+        [--clients 50] [--seconds 20] [--workers 2] [--in-process 2000] [--gunicorn OPTION ...]
 
 With a postgres:// DATABASE_URL the script creates its own database (bench_status_<pid>) on that
 server and drops it at the end; without one it uses a SQLite file in a temporary TOWER_VAR_DIR.
@@ -12,7 +12,12 @@ health-check ControlTowerRun as a cycle would have written it), starts
 --clients concurrent keep-alive clients for --seconds against each endpoint with wrk when it is
 installed (a Lua script reports p50/p95/p99 and non-2xx), else with Python threads + http.client.
 Reports requests/s, latency percentiles, errors, and the peak RSS (VmHWM) of each gunicorn worker.
-The load generator and the server share the machine's cores. Writes bench/results/status_load.json.
+The load generator and the server share the machine's cores, so each load run also says where the
+machine's CPU went per request: the gunicorn workers, the PostgreSQL backends of our database, wrk,
+and the whole machine (the rest is other load), from /proc. Before gunicorn starts, --in-process N
+requests per endpoint go through config.wsgi.application in this process (no network, no load
+generator): CPU and wall time per request (the least disturbed of 10 rounds) and the SQL queries,
+the service time that bounds what 2 workers can serve. Writes bench/results/status_load.json.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -158,6 +164,84 @@ def load_threads(port: int, path: str, token: str, clients: int, seconds: int) -
             "max_ms": round(max(latencies) * 1000, 2), "errors": errors[0]}
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes so far (/proc/<pid>/stat), in seconds."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine, all cores (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / os.sysconf("SC_CLK_TCK"), sum(values) / os.sysconf("SC_CLK_TCK")
+
+
+def database_backends(name: str | None) -> list[int]:
+    """The PostgreSQL server processes serving our database (its cmdline names it)."""
+    if name is None:
+        return []
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if name.encode() in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def in_process(path: str, token: str, count: int) -> dict[str, Any]:
+    """The request through config.wsgi.application in this process, as gunicorn calls it: no
+    network, no load generator, so per-request CPU and queries are comparable across runs."""
+    import io
+
+    from django.db import connection
+
+    from config.wsgi import application
+
+    def call() -> None:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
+                   "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1", "HTTP_AUTHORIZATION": f"Bearer {token}",
+                   "REMOTE_ADDR": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+                   "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
+                   "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+        statuses: list[str] = []
+        response = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
+        b"".join(response)
+        response.close()
+        assert statuses[0].startswith("200"), statuses
+
+    for _ in range(count // 10):
+        call()
+    queries: list[str] = []  # not CaptureQueriesContext: every request starts by resetting its log
+
+    def record(execute: Any, sql: str, *args: Any) -> Any:
+        queries.append(sql)
+        return execute(sql, *args)
+
+    with connection.execute_wrapper(record):
+        call()
+    rounds, per_round = [], max(1, count // 10)
+    for _ in range(10):  # the minimum of 10 rounds: the least disturbed by other load on the machine
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(per_round):
+            call()
+        rounds.append(((time.process_time() - cpu) / per_round, (time.perf_counter() - wall) / per_round))
+    connection.close()
+    return {"requests": per_round * 10, "queries": len(queries),
+            "cpu_ms_min_round": round(min(r[0] for r in rounds) * 1000, 3),
+            "cpu_ms_median_round": round(statistics.median(r[0] for r in rounds) * 1000, 3),
+            "wall_ms_min_round": round(min(r[1] for r in rounds) * 1000, 3)}
+
+
 def worker_pids(master: int) -> list[int]:
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     return [int(pid) for pid in children]
@@ -176,8 +260,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads-client", action="store_true", help="use Python threads even if wrk exists")
+    parser.add_argument("--gunicorn", nargs=argparse.REMAINDER, default=[],
+                        help="further gunicorn options, e.g. --gunicorn --threads 4 (must come last)")
+    parser.add_argument("--in-process", type=int, default=2000, metavar="N",
+                        help="first N requests per endpoint through the WSGI app in this process (0: skip)")
     args = parser.parse_args()
 
+    loadavg_at_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench-status-"))
     (tmp / "staticfiles").mkdir()
     server_url = os.environ.get("DATABASE_URL", "")
@@ -199,25 +288,48 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         token = prepare(env)
+        service = {path: in_process(path, token, args.in_process) for path in ENDPOINTS} if args.in_process else {}
+        for path, figures in service.items():
+            print(path, "in-process", json.dumps(figures), flush=True)
         port = free_port()
         gunicorn = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--workers",
-                                     str(args.workers), "--bind", f"127.0.0.1:{port}"], cwd=ROOT,
+                                     str(args.workers), "--bind", f"127.0.0.1:{port}", *args.gunicorn], cwd=ROOT,
                                     env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                                     stderr=open(tmp / "gunicorn.log", "w"))
         wait_ready(port, token)
         use_wrk = shutil.which("wrk") and not args.threads_client
         runs = {}
+        workers = worker_pids(gunicorn.pid)
         for path in ENDPOINTS:
+            backends = database_backends(name)
+            before = cpu_seconds(workers), cpu_seconds(backends), resource.getrusage(resource.RUSAGE_CHILDREN), \
+                machine_busy()
             runs[path] = (load_wrk(port, path, token, args.clients, args.seconds, tmp) if use_wrk
                           else load_threads(port, path, token, args.clients, args.seconds))
+            after = cpu_seconds(workers), cpu_seconds(database_backends(name)), \
+                resource.getrusage(resource.RUSAGE_CHILDREN), machine_busy()
+            done = runs[path]["requests"]
+            loader = (after[2].ru_utime + after[2].ru_stime - before[2].ru_utime - before[2].ru_stime) if use_wrk else None
+            busy, total = after[3][0] - before[3][0], after[3][1] - before[3][1]
+            # Where the machine's CPU went, per request: ours (workers, database, wrk) and everything else.
+            runs[path]["cpu_ms_per_request"] = {
+                "gunicorn_workers": round((after[0] - before[0]) / done * 1000, 3),
+                "database_backends": round((after[1] - before[1]) / done * 1000, 3) if name else None,
+                "wrk": round(loader / done * 1000, 3) if loader is not None else None,
+                "whole_machine": round(busy / done * 1000, 3),
+            }
+            runs[path]["machine_busy_pct"] = round(busy / total * 100, 1)
+            runs[path]["loadavg_after"] = os.getloadavg()
             print(path, json.dumps(runs[path]), flush=True)
         rss = {pid: vm_hwm_mb(pid) for pid in worker_pids(gunicorn.pid)}
         results = {
             "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
                        f"{platform.python_version()} · {platform.platform()}",
             "database": "postgresql" if name else "sqlite", "gunicorn_workers": args.workers,
+            "gunicorn_options": args.gunicorn,
             "clients": args.clients, "seconds_per_endpoint": args.seconds,
             "note": "load generator and server share the same cores (loopback)",
+            "loadavg_at_start": loadavg_at_start, "in_process": service,
             "endpoints": runs, "worker_peak_rss_mb": list(rss.values()),
         }
     finally:

@@ -229,6 +229,14 @@ def test_pending_campaigns_stay_in_the_ledger_and_a_sweep_finishes_them(meta_san
     assert result.campaigns_paused == 19 and result.campaigns_pending == 11 and not result.success
     assert "11 still pending" in result.message
     assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
+    # The ledger is saved grouped by values (killswitch._save_holds): each row keeps its own outcome.
+    updated = {c["id"]: c["updated_time"] for c in meta_sandbox.campaigns()}
+    holds = list(CampaignHold.objects.all())
+    assert all(h.attempts >= 1 and not h.claimed_by and h.claimed_until is None for h in holds)
+    paused = [h for h in holds if h.state == "paused"]
+    assert len(paused) == 19 and all(h.paused_updated_time == updated[h.campaign_id] and h.paused_at for h in paused)
+    pending = [h for h in holds if h.state == "pending"]
+    assert len(pending) == 11 and all(h.last_error and h.paused_at is None for h in pending)
     meta_sandbox.faults()
     graph.reset_clients()  # the background sweep runs in a worker process of its own
     assert killswitch.sweep_needed()
