@@ -209,6 +209,7 @@ REST_FRAMEWORK = {
     ],
     # JSON bodies only: a form cannot carry the nested fields and lists, and it turns every value
     # into a string that DRF then coerces ("0" for false). Another content type is a 415.
+    # Bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB): a larger body is a 413.
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "controltower.api.views.api_exception_handler",
     # Writes only (emergency stop, resume, commands, recovery): per user and endpoint, counted in

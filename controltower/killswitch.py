@@ -697,9 +697,9 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
             errors.append(f"{hold.campaign_id}: {reason}")
         del undecided[hold.campaign_id]
 
-    def done(hold: CampaignHold, note: str = "") -> None:
+    def done(hold: CampaignHold, at: datetime, note: str = "") -> None:
         nonlocal resumed
-        hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, timezone.now(), note
+        hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, at, note
         resumed += 1
         del undecided[hold.campaign_id]
 
@@ -710,6 +710,7 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
             by_account[hold.account_id].append(hold)
         current = _parallel(lambda a: {c["id"]: c for c in _client(deadline).campaigns(
             a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)}, by_account)
+        read_at = timezone.now()  # one time per round: the ledger is then saved in a few UPDATEs
         to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
         for account, account_holds in by_account.items():
             seen = current[account]
@@ -721,7 +722,7 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
                     continue
                 now_on_meta = seen.get(hold.campaign_id)
                 if hold.campaign_id in sent and rules.reactivated_unanswered(now_on_meta):
-                    done(hold, "ACTIVE again after a re-activation whose answer was lost")
+                    done(hold, read_at, "ACTIVE again after a re-activation whose answer was lost")
                     continue
                 verdict = rules.resume_verdict(hold.paused_updated_time, now_on_meta)
                 if verdict:
@@ -731,11 +732,12 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
         outcomes = _parallel(lambda a: _client(deadline).batch(
             a, [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"})
                 for h in to_activate[a]], allow_while_halted=True), to_activate)
+        answered_at = timezone.now()
         for account, outcome in outcomes.items():
             for hold in to_activate[account]:
                 error = outcome if isinstance(outcome, graph.MetaError) else outcome.failed.get(hold.campaign_id)
                 if error is None:
-                    done(hold)
+                    done(hold, answered_at)
                     continue
                 last_failure[hold.campaign_id] = f"re-activation failed: {error}"
                 if error.kind in RETRYABLE:

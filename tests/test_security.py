@@ -255,6 +255,19 @@ def test_the_schema_documents_the_429() -> None:
     assert "429" not in paths["/meta/control-tower/status"]["get"]["responses"]
 
 
+# --- hostile bodies ------------------------------------------------------------------------
+
+
+def test_a_json_body_over_the_upload_limit_is_a_413_and_changes_nothing(synced, settings) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    from controltower.models import TowerState
+
+    response = _operator().post(f"{API}/emergency-stop", {"reason": "x" * 2000}, format="json")
+
+    assert response.status_code == 413 and "larger than 1000 bytes" in response.json()["detail"]
+    assert not TowerState.get().emergency_stop_active
+
+
 # --- secrets in logs -----------------------------------------------------------------------
 
 TOKEN = "EAABsecretAccessToken0123456789abcdef"

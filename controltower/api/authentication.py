@@ -30,6 +30,8 @@ class BearerTokenAuthentication(TokenAuthentication):
             key = parts[1].decode("ascii")
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Invalid token header: the key has invalid characters.") from None
+        if not key.isalnum():  # keys are hex; anything else (a NUL included) never reaches the database
+            raise exceptions.AuthenticationFailed("Invalid token header: the key has invalid characters.")
         return self.authenticate_credentials(key)
 
     def authenticate_header(self, request: Request) -> str:

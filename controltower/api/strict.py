@@ -12,7 +12,7 @@ from typing import Any
 
 from django.core.validators import RegexValidator
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 
 from meta_modules.models import MetaModule
 
@@ -21,6 +21,14 @@ NUL = "\x00"
 # fields, so this pattern must not match `""` itself.
 NO_NUL_PATTERN = r"^[^\u0000]+$"
 MODULE_CODE_MAX = 16
+
+
+class RequestTooLarge(exceptions.APIException):
+    """A body over DATA_UPLOAD_MAX_MEMORY_SIZE (Django refuses it with an HTML 400 of its own)."""
+
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "request_too_large"
 
 
 # A request body that may carry only the declared fields (a comment: drf-spectacular would take a

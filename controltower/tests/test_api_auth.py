@@ -100,7 +100,8 @@ def test_a_revoked_token_gets_401(staff: User) -> None:
     assert response.status_code == 401 and response["WWW-Authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Bearer nope", "Token \xe9t\xe9"])
+@pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Bearer nope", "Token \xe9t\xe9", "Bearer ab\x00cd",
+                                    "Bearer ab%cd"])
 def test_a_malformed_or_unknown_token_gets_401(header: str) -> None:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
