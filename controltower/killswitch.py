@@ -155,10 +155,16 @@ def _within_deadline(call: Callable[[], T], deadline: float) -> T:
         try:
             return call()
         except graph.MetaError as exc:
-            delay = rules.retry_delay(rounds, deadline - time.monotonic()) if exc.kind in RETRYABLE else None
+            delay = (rules.retry_delay(rounds, deadline - time.monotonic(), exc.retry_after or 0.0)
+                     if exc.kind in RETRYABLE else None)
             if delay is None:
                 raise
         time.sleep(delay)
+
+
+def _not_before(errors: Iterable[graph.MetaError | None]) -> float:
+    """The soonest any of these failures can be retried (0 unless each names an account's block)."""
+    return min((e.retry_after or 0.0 if e is not None else 0.0 for e in errors), default=0.0)
 
 
 def _act_ids(accounts: Iterable[str]) -> list[str]:
@@ -393,7 +399,8 @@ def _send(holds: list[CampaignHold], call: Callable[[CampaignHold], graph.BatchC
                 answers[hold.campaign_id] = (error, body)
                 if body is None and (error is None or error.kind in RETRYABLE):
                     todo.append(hold)
-        delay = rules.retry_delay(rounds, deadline - time.monotonic()) if todo else None
+        delay = rules.retry_delay(rounds, deadline - time.monotonic(),
+                                  _not_before(answers[h.campaign_id][0] for h in todo)) if todo else None
         if delay is None:
             break
         time.sleep(delay)
@@ -705,6 +712,7 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
 
     while undecided:
         rounds += 1
+        failures: list[graph.MetaError] = []  # this round's, for when to try again
         by_account: dict[str, list[CampaignHold]] = defaultdict(list)
         for hold in undecided.values():
             by_account[hold.account_id].append(hold)
@@ -717,6 +725,7 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
             for hold in account_holds:
                 if isinstance(seen, graph.MetaError):
                     last_failure[hold.campaign_id] = f"could not read its current state: {seen}"
+                    failures.append(seen)
                     if seen.kind not in RETRYABLE:
                         skip(hold, last_failure[hold.campaign_id], error=True)
                     continue
@@ -740,11 +749,12 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
                     done(hold, answered_at)
                     continue
                 last_failure[hold.campaign_id] = f"re-activation failed: {error}"
+                failures.append(error)
                 if error.kind in RETRYABLE:
                     sent.add(hold.campaign_id)
                 else:
                     skip(hold, last_failure[hold.campaign_id], error=True)
-        delay = rules.retry_delay(rounds, deadline - time.monotonic()) if undecided else None
+        delay = rules.retry_delay(rounds, deadline - time.monotonic(), _not_before(failures)) if undecided else None
         if delay is None:
             break
         time.sleep(delay)

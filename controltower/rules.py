@@ -187,8 +187,10 @@ def reactivated_unanswered(current: dict[str, str] | None) -> bool:
     return current is not None and current.get("status") == "ACTIVE"
 
 
-def retry_delay(attempt: int, seconds_left: float, base: float = 0.5, cap: float = 4.0) -> float | None:
+def retry_delay(attempt: int, seconds_left: float, not_before: float = 0.0, base: float = 0.5,
+                cap: float = 4.0) -> float | None:
     """How long to wait before round `attempt` (1, 2, ...) of a retry loop that must end by a
-    deadline: doubling from `base`, capped; None when the wait would not leave time to try."""
-    delay = min(cap, base * 2 ** (attempt - 1))
+    deadline: doubling from `base`, capped, and no sooner than `not_before` (the rate-limit block
+    of what is retried); None when the wait would not leave time to try."""
+    delay = max(not_before, min(cap, base * 2 ** (attempt - 1)))
     return delay if delay < seconds_left else None

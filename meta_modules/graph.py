@@ -135,10 +135,12 @@ def block_seconds(usage: Usage, default: float = 60.0) -> float:
 
 class MetaError(Exception):
     def __init__(self, kind: ErrorKind, message: str, code: int | None = None, subcode: int | None = None,
-                 http_status: int | None = None, fbtrace_id: str = "", usage: Usage | None = None) -> None:
+                 http_status: int | None = None, fbtrace_id: str = "", usage: Usage | None = None,
+                 retry_after: float | None = None) -> None:
         super().__init__(message)
         self.kind, self.message, self.code, self.subcode = kind, message, code, subcode
         self.http_status, self.fbtrace_id, self.usage = http_status, fbtrace_id, usage or Usage()
+        self.retry_after = retry_after  # seconds until the call can go, when known (an account's block)
 
     def __str__(self) -> str:
         code = f"{self.code}/{self.subcode}" if self.subcode else str(self.code)
@@ -225,7 +227,8 @@ class AccountThrottle:
     def _wait(self, account: str, wait: float, max_wait: float) -> None:
         if wait > max_wait:
             raise MetaError(ErrorKind.RATE_LIMITED,
-                            f"Ad account {account} is rate-limited for another {wait:.0f}s (longer than {max_wait:.0f}s).")
+                            f"Ad account {account} is rate-limited for another {wait:.0f}s (longer than {max_wait:.0f}s).",
+                            retry_after=wait)
         logger.info("Ad account %s has no rate budget left; waiting %.1fs before calling", account, wait)
         self._sleep(wait)
 

@@ -124,3 +124,12 @@ def test_a_re_activation_whose_answer_was_lost_took_effect_only_if_the_campaign_
 ])
 def test_retry_delay_doubles_to_its_cap_and_gives_up_at_the_deadline(attempt, seconds_left, delay) -> None:
     assert retry_delay(attempt, seconds_left) == delay
+
+
+@pytest.mark.parametrize("not_before, seconds_left, delay", [
+    (0.0, 10.0, 0.5), (3.0, 10.0, 3.0),  # an account blocked for 3 s: not before it lifts
+    (280.0, 15.0, None),  # blocked past the deadline: no point waiting in the request
+])
+def test_retry_delay_waits_for_a_known_block_or_gives_up_if_it_outlasts_the_deadline(not_before, seconds_left,
+                                                                                     delay) -> None:
+    assert retry_delay(1, seconds_left, not_before) == delay
