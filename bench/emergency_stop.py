@@ -32,13 +32,13 @@ file-system broker. Prints JSON and writes bench/results/emergency_stop.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
 import platform
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -48,18 +48,15 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import free_port, own_database, postgres_server  # noqa: E402 (bench/ is this script's folder)
 BIN = ROOT / ".venv" / "bin"
 STANDARD_MAX_POINTS = 9000
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def control(url: str, path: str, body: dict | None = None) -> dict:
@@ -99,10 +96,6 @@ def vm_hwm_mb(pid: int) -> float:
 
 def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
 
 
 def setup_django(env: dict[str, str]) -> str:
@@ -291,18 +284,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-stop-"))
     (tmp / "staticfiles").mkdir()
-    server_url = os.environ.get("DATABASE_URL", "")
-    admin = name = None
-    if server_url.startswith(("postgres://", "postgresql://")):
-        import psycopg2
-
-        name = f"bench_stop_{os.getpid()}"
-        admin = psycopg2.connect(server_url)
-        admin.autocommit = True
-        admin.cursor().execute(f'CREATE DATABASE "{name}"')
-        database_url = with_database(server_url, name)
-    else:
-        database_url = f"sqlite:///{tmp / 'db.sqlite3'}"
+    databases = contextlib.ExitStack()
+    database_url = (databases.enter_context(own_database("bench_stop")) if postgres_server()
+                    else f"sqlite:///{tmp / 'db.sqlite3'}")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "bench-" + "x" * 50, "DEBUG": "0",
@@ -316,7 +300,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
                    f"{platform.python_version()} · {platform.platform()}",
-        "database": "postgresql" if name else "sqlite", "broker": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
+        "database": "postgresql" if postgres_server() else "sqlite", "broker": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
         "accounts": args.accounts, "latency_ms_per_request": args.latency_ms, "loadavg_at_start": os.getloadavg(),
         "sizes": {},
     }
@@ -388,12 +372,7 @@ def main() -> None:
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=10)
-        if admin is not None:
-            from django.db import connections
-
-            connections.close_all()
-            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
+        databases.close()
 
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

@@ -33,10 +33,11 @@ import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import own_database  # noqa: E402 (bench/ is this script's folder)
 
 SIZES = (100_000, 1_000_000)
 DAYS = 30
@@ -47,16 +48,6 @@ COLUMNS = ("id", "module_id", "started_at", "finished_at", "outcome", "trigger",
            "api_calls", "api_errors", "cpu_ms", "peak_rss_mb", "celery_task_id", "summary")
 
 
-def admin_connection(url: str) -> Any:
-    import psycopg2
-
-    connection = psycopg2.connect(url)
-    connection.autocommit = True
-    return connection
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
 
 
 def setup_django(url: str, tmp: Path) -> None:
@@ -194,16 +185,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure (median)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit("DATABASE_URL=postgres://… is required (the server to create the benchmark database on).")
-
-    name = f"bench_health_{os.getpid()}"
-    admin = admin_connection(url)
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
     rows = []
-    try:
-        setup_django(with_database(url, name), Path(tempfile.mkdtemp(prefix="bench-health-")))
+    with own_database("bench_health", keep=args.keep) as database_url:
+        setup_django(database_url, Path(tempfile.mkdtemp(prefix="bench-health-")))
         from django.db import connection
         from django.utils import timezone
 
@@ -227,10 +211,6 @@ def main() -> None:
             print(f"{size:,} runs: inserted in {generated_s} s, evaluate {row['evaluate_ms']} ms, "
                   f"{row['queries']} queries, naive {row['naive_ms']} ms", flush=True)
         connection.close()
-    finally:
-        if not args.keep:
-            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
     results = {
         "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "

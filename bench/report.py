@@ -32,10 +32,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import own_database  # noqa: E402 (bench/ is this script's folder)
 
 PERIODS = (7, 30, 365)
 HISTORY_DAYS = 365
@@ -48,17 +49,6 @@ ERRORS = ("GraphError 17: User request limit reached", "GraphError 100/33: Unsup
 # --- database of our own ---------------------------------------------------------------------------
 
 
-def admin_connection(url: str) -> Any:
-    import psycopg2
-
-    connection = psycopg2.connect(url)
-    connection.autocommit = True
-    return connection
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlparse(url)
-    return urlunparse(parts._replace(path=f"/{name}"))
 
 
 def setup_django(url: str, tmp: Path) -> None:
@@ -276,15 +266,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per figure (median)")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        sys.exit("DATABASE_URL=postgres://… is required (the server to create the benchmark database on).")
-
-    name = f"bench_report_{os.getpid()}"
-    admin = admin_connection(url)
-    admin.cursor().execute(f'CREATE DATABASE "{name}"')
-    try:
-        setup_django(with_database(url, name), Path(tempfile.mkdtemp(prefix="bench-report-")))
+    with own_database("bench_report", keep=args.keep) as database_url:
+        setup_django(database_url, Path(tempfile.mkdtemp(prefix="bench-report-")))
         from django.db import connection
         from django.utils import timezone
 
@@ -298,10 +281,6 @@ def main() -> None:
         generated_s = round(time.perf_counter() - started, 1)
         rows = measure(end, args.repeat)
         connection.close()
-    finally:
-        if not args.keep:
-            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
     results = {
         "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "

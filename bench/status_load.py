@@ -22,6 +22,7 @@ the service time that bounds what 2 workers can serve. Writes bench/results/stat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -29,7 +30,6 @@ import platform
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -38,10 +38,11 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from common import database_name, free_port, own_database, postgres_server  # noqa: E402 (bench/ is this script's folder)
 
 ENDPOINTS = ("/meta/control-tower/status", "/meta/control-tower/health")
 WRK_LUA = """
@@ -53,16 +54,6 @@ done = function(summary, latency, requests)
     latency:percentile(95), latency:percentile(99), latency.max))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path=f"/{name}"))
 
 
 def prepare(env: dict[str, str]) -> str:
@@ -269,16 +260,10 @@ def main() -> None:
     loadavg_at_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench-status-"))
     (tmp / "staticfiles").mkdir()
-    server_url = os.environ.get("DATABASE_URL", "")
-    admin = None
-    if server_url.startswith(("postgres://", "postgresql://")):
-        import psycopg2
-
-        name = f"bench_status_{os.getpid()}"
-        admin = psycopg2.connect(server_url)
-        admin.autocommit = True
-        admin.cursor().execute(f'CREATE DATABASE "{name}"')
-        database_url = with_database(server_url, name)
+    databases = contextlib.ExitStack()
+    if postgres_server():
+        database_url = databases.enter_context(own_database("bench_status"))
+        name: str | None = database_name(database_url)
     else:
         name, database_url = None, f"sqlite:///{tmp / 'db.sqlite3'}"
     env = {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "bench-" + "x" * 50, "DEBUG": "0",
@@ -336,9 +321,7 @@ def main() -> None:
         if gunicorn is not None:
             gunicorn.send_signal(signal.SIGTERM)
             gunicorn.wait(timeout=30)
-        if admin is not None:
-            admin.cursor().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.close()
+        databases.close()
 
     print(json.dumps(results, indent=2))
     out = ROOT / "bench" / "results"
