@@ -555,12 +555,15 @@ def finish_abandoned() -> None:
 def _close_interrupted_stops() -> None:
     """A stop still `running` long after any live one could be: the process running it died."""
     cutoff = timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS + settings.HOLD_CLAIM_SECONDS)
-    for run in ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
-                                              executed_at__lt=cutoff):
+    interrupted = list(ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
+                                                      executed_at__lt=cutoff))
+    if not interrupted:
+        return
+    halt = ("The halt is still in force; the watchdog and the background sweeps finish it."
+            if TowerState.get().emergency_stop_active else "The halt has since been lifted.")
+    for run in interrupted:
         ledger = dict(CampaignHold.objects.filter(Q(halt_run=run) | Q(stop_run=run))
                       .values_list("state").annotate(n=Count("pk")))
-        halt = ("The halt is still in force; the watchdog and the background sweeps finish it."
-                if TowerState.get().emergency_stop_active else "The halt has since been lifted.")
         message = (f"Interrupted: the process running this stop ended before it finished. {halt} Ledger now: "
                    f"{ledger.get(CampaignHold.State.PAUSED, 0)} paused, {ledger.get(CampaignHold.State.PENDING, 0)} "
                    f"pending, {ledger.get(CampaignHold.State.FAILED, 0)} failed.")

@@ -197,7 +197,7 @@ def run_drill(sandbox, drill: Drill) -> None:
 
     result = killswitch.emergency_stop(StopRequest(reason="fault drill", actor="drill", send_alerts=False))
     halt_run_id = str(TowerState.get().halt_run_id)
-    left, sweeps = result.campaigns_pending or result.errors, 0
+    left, sweeps, outcome = result.campaigns_pending or result.errors, 0, {}
     while left:  # the background sweeps the stop left, run here until they are done
         assert sweeps < 10, f"still not done after {sweeps} sweeps: {outcome}"
         outcome = killswitch.resweep(halt_run_id, attempt=sweeps)
