@@ -290,7 +290,11 @@ META_SANDBOX_PORT = env_int("META_SANDBOX_PORT", 8765, minimum=1)
 META_GRAPH_URL = env_str("META_GRAPH_URL").rstrip("/") or (
     f"http://127.0.0.1:{META_SANDBOX_PORT}" if META_MODE == "stub" else "https://graph.facebook.com"
 )
-META_API_VERSION = env_str("META_API_VERSION")  # empty = the facebook-business SDK's default
+# Sent with every call. The pinned SDK line (facebook-business 26.x) speaks v26.0; Meta answers a
+# version past its expiry with error 2635, which the tower alerts on.
+META_API_VERSION = env_str("META_API_VERSION") or "v26.0"
+if not re.fullmatch(r"v\d+\.\d+", META_API_VERSION):
+    raise ImproperlyConfigured(f"META_API_VERSION={META_API_VERSION!r} must look like v26.0.")
 META_ACCESS_TOKEN = env_str("META_ACCESS_TOKEN") or ("sandbox-token" if META_MODE == "stub" else "")
 META_APP_ID = env_str("META_APP_ID")
 META_APP_SECRET = env_str("META_APP_SECRET")  # when set, every call carries appsecret_proof
@@ -298,10 +302,16 @@ META_APP_SECRET = env_str("META_APP_SECRET")  # when set, every call carries app
 META_AD_ACCOUNT_IDS = env_list("META_AD_ACCOUNT_IDS")
 META_TIMEOUT_SECONDS = env_float("META_TIMEOUT_SECONDS", 10.0, minimum=0.1)
 META_MAX_RETRIES = env_int("META_MAX_RETRIES", 4, minimum=0)
-# Longest a call waits for an ad account's rate-limit block to lift before giving up.
 # How long a module keeps the discovered list of ad accounts in its cache namespace.
 META_ACCOUNTS_CACHE_SECONDS = env_int("META_ACCOUNTS_CACHE_SECONDS", 300, minimum=0)
+# Longest a call waits for an ad account's rate-limit block to lift before giving up.
 META_MAX_RATE_LIMIT_WAIT_SECONDS = env_float("META_MAX_RATE_LIMIT_WAIT_SECONDS", 120.0, minimum=0.0)
+# Longest an async insights report run is waited for before the read gives up.
+META_INSIGHTS_ASYNC_TIMEOUT_SECONDS = env_float("META_INSIGHTS_ASYNC_TIMEOUT_SECONDS", 600.0, minimum=1.0)
+# A CA bundle for a proxy that inspects TLS (the SDK otherwise trusts only its own bundle).
+META_CA_BUNDLE = env_str("META_CA_BUNDLE")
+if META_CA_BUNDLE and not Path(META_CA_BUNDLE).is_file():
+    raise ImproperlyConfigured(f"META_CA_BUNDLE={META_CA_BUNDLE!r} is not a file.")
 if META_MODE == "live" and not META_ACCESS_TOKEN:
     raise ImproperlyConfigured("META_MODE=live needs META_ACCESS_TOKEN (a system-user token with ads_management).")
 

@@ -1,13 +1,21 @@
 """The Meta Graph API client: a thin layer over the official facebook-business SDK.
 
-What it adds to the SDK (reference: shared/reference/meta-graph-api.md):
-- never the SDK's crash reporter, always a timeout, one API object per thread;
-- error classification: transient → retried with jittered exponential backoff;
-  rate-limited → no call to that ad account until its block lifts (usage headers);
-  auth (190) → fails at once; permission / invalid → fails, no retry;
-- a per-ad-account point budget (read 1, write 3) learnt from the usage headers, so
-  batches are sized to what the account may still take and nothing is sent while blocked;
+What it adds to the SDK (references: shared/reference/meta-graph-api.md, meta-live-behaviour.md):
+- never the SDK's crash reporter, always a timeout, one API object per thread, the API version
+  sent explicitly, an optional CA bundle for proxies that inspect TLS;
+- every answer checked: a body that is not a JSON object (an HTML 5xx page from Meta's edge, which
+  the SDK passes on as a success) or an HTTP status of 500 or more is a transient error, in plain
+  calls, pages and every batch item;
+- errors classified as Meta marks them (meta_modules.errors): transient → retried with jittered
+  backoff; a rate limit → no call in its scope (an account, its insights, the app, its writes)
+  until it lifts; a per-object limit → that item fails with when to retry; too much data → a
+  smaller request; auth, permission, a deprecated version and invalid calls fail at once;
+- per-ad-account budgets learnt from the usage headers Meta sends (meta_modules.throttle), with
+  blocks shared by every process, so batches are sized to what an account may still take and
+  nothing is sent while it is blocked;
 - batches (≤ 50) with a verdict for every item: none is dropped silently;
+- large insights reads as async report runs;
+- a deadline, when a caller has one, that bounds the client's own waits and retries;
 - every call counted into the current module run;
 - the write guard: while the tower is halted, writes are refused unless made by the
   emergency-stop / resume procedures (`allow_while_halted=True`).
@@ -20,55 +28,36 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from enum import StrEnum
+from datetime import date, timedelta
 from typing import Any
+from urllib.parse import quote
 
 import requests
 from django.conf import settings
-from facebook_business.api import FacebookAdsApi, FacebookResponse
+from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from config.logging_filters import mask_secrets
 from meta_modules.cache import ModuleCache
+from meta_modules.errors import ErrorKind, MetaError, Scope, answer_error, decode, original_response
 from meta_modules.gate import operations_halted
 from meta_modules.runs import current_run
+from meta_modules.throttle import READ_POINTS, WRITE_POINTS, AccountThrottle, Usage, block_seconds, parse_usage
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["BatchCall", "BatchResult", "ErrorKind", "GraphClient", "MetaError", "Scope", "WriteRefused", "client",
+           "reset_clients"]
+
 BATCH_LIMIT = 50
-READ_POINTS, WRITE_POINTS = 1, 3
-# Maximum score per ad account by access tier (Marketing API rate limiting).
-TIER_MAX_POINTS = {"development_access": 60, "standard_access": 9000}
-UNKNOWN_TIER_MAX_POINTS = 60  # assume the strictest tier until the headers say otherwise
 MAX_RATE_LIMIT_ROUNDS = 20
-
-
-class ErrorKind(StrEnum):
-    TRANSIENT = "transient"
-    RATE_LIMITED = "rate_limited"
-    AUTH = "auth"
-    PERMISSION = "permission"
-    INVALID = "invalid"
-
-
-RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80000, 80001, 80002, 80003, 80004, 80005, 80006, 80008, 80009, 80014})
-TRANSIENT_CODES = frozenset({1, 2, 341, 368})
-AUTH_CODES = frozenset({102, 104, 190})
-
-
-def classify(code: int | None, subcode: int | None, http_status: int | None, is_transient: bool = False) -> ErrorKind:
-    """What to do about a Graph API error, from its code (Meta's error-handling guide)."""
-    if code in AUTH_CODES:
-        return ErrorKind.AUTH
-    if code in RATE_LIMIT_CODES or subcode == 2446079:
-        return ErrorKind.RATE_LIMITED
-    if code in TRANSIENT_CODES or is_transient or (http_status is not None and http_status >= 500):
-        return ErrorKind.TRANSIENT
-    if code == 10 or (code is not None and 200 <= code <= 299):
-        return ErrorKind.PERMISSION
-    return ErrorKind.INVALID
+INSIGHTS_PAGE_SIZE = 500
+MIN_INSIGHTS_PAGE_SIZE = 25
+ASYNC_RUN_ATTEMPTS = 2  # a failed or skipped report run is started once more, then given up
+SYNC_DATE_PRESETS = ("today", "yesterday")
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
@@ -81,90 +70,39 @@ def batch_limit_after_timeout(timed_out_size: int) -> int:
     return max(1, timed_out_size // 2)
 
 
-@dataclass(frozen=True)
-class Usage:
-    """An ad account's rate-limit figures from one response's headers."""
-
-    util_pct: float | None = None
-    reset_seconds: float | None = None  # until the score decays (or the block lifts)
-    regain_seconds: float | None = None  # estimated_time_to_regain_access, converted
-    tier: str | None = None
-
-
-def _header_map(headers: Any) -> dict[str, str]:
-    """Headers as a lower-cased dict: the SDK gives a mapping, batch items a [{name, value}] list."""
-    if not headers:
-        return {}
-    if isinstance(headers, Mapping):
-        return {str(k).lower(): v for k, v in headers.items()}
-    return {str(h.get("name", "")).lower(): h.get("value") for h in headers if isinstance(h, Mapping)}
+def wants_async(params: Mapping[str, Any]) -> bool:
+    """Whether an insights read is large enough for an async report run (Meta's advice for large
+    reads): ad level over more than one day. Account- and campaign-level days and today's figures
+    stay synchronous."""
+    if params.get("level") != "ad":
+        return False
+    time_range = decode(params.get("time_range"))
+    if isinstance(time_range, Mapping):
+        return time_range.get("since") != time_range.get("until")
+    return params.get("date_preset", "last_30d") not in SYNC_DATE_PRESETS
 
 
-def parse_usage(headers: Any) -> Usage:
-    found = _header_map(headers)
-    util = reset = regain = None
-    tier = None
+def smaller_requests(params: Mapping[str, Any], limit: int) -> list[tuple[dict[str, Any], int]] | None:
+    """Meta asked for less data: the next requests to try, or None to give up.
+
+    First halve the page size (what Meta's own advice and the connectors do), then split a
+    multi-day range in two halves, each starting again at the usual page size.
+    """
+    if limit > MIN_INSIGHTS_PAGE_SIZE:
+        return [(dict(params), max(MIN_INSIGHTS_PAGE_SIZE, limit // 2))]
+    time_range = decode(params.get("time_range"))
+    if not isinstance(time_range, Mapping):
+        return None
     try:
-        account = json.loads(found.get("x-ad-account-usage") or "{}")
-        util = account.get("acc_id_util_pct")
-        reset = account.get("reset_time_duration")
-        tier = account.get("ads_api_access_tier")
-        for entries in json.loads(found.get("x-business-use-case-usage") or "{}").values():
-            for entry in entries:
-                minutes = entry.get("estimated_time_to_regain_access") or 0
-                regain = max(regain or 0.0, minutes * 60.0)
-                tier = tier or entry.get("ads_api_access_tier")
-    except (ValueError, AttributeError, TypeError):
-        logger.warning("Unreadable Meta usage headers: %r", found)
-    return Usage(
-        util_pct=float(util) if util is not None else None,
-        reset_seconds=float(reset) if reset is not None else None,
-        regain_seconds=regain,
-        tier=tier,
-    )
-
-
-def block_seconds(usage: Usage, default: float = 60.0) -> float:
-    """How long to leave a rate-limited account alone: the precise reset when given, else the estimate."""
-    if usage.reset_seconds:
-        return usage.reset_seconds
-    if usage.regain_seconds:
-        return usage.regain_seconds
-    return default
-
-
-class MetaError(Exception):
-    def __init__(self, kind: ErrorKind, message: str, code: int | None = None, subcode: int | None = None,
-                 http_status: int | None = None, fbtrace_id: str = "", usage: Usage | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.kind, self.message, self.code, self.subcode = kind, message, code, subcode
-        self.http_status, self.fbtrace_id, self.usage = http_status, fbtrace_id, usage or Usage()
-        self.retry_after = retry_after  # seconds until the call can go, when known (an account's block)
-
-    def __str__(self) -> str:
-        code = f"{self.code}/{self.subcode}" if self.subcode else str(self.code)
-        trace = f" [fbtrace_id {self.fbtrace_id}]" if self.fbtrace_id else ""
-        return f"Meta {self.kind} error {code}: {self.message}{trace}"
-
-    @classmethod
-    def from_body(cls, body: Any, http_status: int | None, headers: Any = None) -> MetaError:
-        if isinstance(body, str):
-            try:
-                body = json.loads(body)
-            except ValueError:
-                body = {}
-        error = body.get("error", {}) if isinstance(body, Mapping) else {}
-        code, subcode = error.get("code"), error.get("error_subcode")
-        return cls(
-            classify(code, subcode, http_status, bool(error.get("is_transient"))),
-            error.get("message") or f"HTTP {http_status}",
-            code, subcode, http_status, error.get("fbtrace_id", ""), parse_usage(headers),
-        )
-
-    @classmethod
-    def from_sdk(cls, exc: FacebookRequestError) -> MetaError:
-        return cls.from_body(exc.body(), exc.http_status(), exc.http_headers())
+        since, until = date.fromisoformat(time_range["since"]), date.fromisoformat(time_range["until"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if since >= until:
+        return None
+    middle = since + timedelta(days=(until - since).days // 2)
+    halves = ((since, middle), (middle + timedelta(days=1), until))
+    return [({**params, "time_range": json.dumps({"since": a.isoformat(), "until": b.isoformat()})},
+             INSIGHTS_PAGE_SIZE) for a, b in halves]
 
 
 def transport_error(exc: requests.RequestException) -> MetaError:
@@ -175,94 +113,6 @@ def transport_error(exc: requests.RequestException) -> MetaError:
 
 class WriteRefused(Exception):
     """A Meta write attempted while the tower is halted."""
-
-
-@dataclass
-class _Budget:
-    max_points: int = UNKNOWN_TIER_MAX_POINTS
-    used: float = 0.0
-    reset_at: float = 0.0  # monotonic time when `used` decays to 0
-    blocked_until: float = 0.0
-
-
-class AccountThrottle:
-    """Per-ad-account point budget shared by every client in the process.
-
-    Learnt from the usage headers of each response; spent optimistically before each call
-    so concurrent threads do not overshoot; waits (bounded) instead of calling while blocked.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._clock, self._sleep = clock, sleep
-        self._lock = threading.Lock()
-        self._budgets: dict[str, _Budget] = {}
-
-    def _budget(self, account: str) -> _Budget:
-        return self._budgets.setdefault(account, _Budget())
-
-    def _wait_for(self, budget: _Budget, points: float, now: float) -> float:
-        if budget.blocked_until > now:
-            return budget.blocked_until - now
-        if budget.reset_at <= now:
-            budget.used = 0.0
-        if budget.used + points <= budget.max_points:
-            return 0.0
-        return budget.reset_at - now
-
-    def capacity(self, account: str | None, points_each: float, max_wait: float) -> int | None:
-        """How many calls of this cost the account takes now, after waiting for room if there is none.
-
-        None for calls not tied to an ad account (not scored). Raises if the wait is too long.
-        """
-        if account is None:
-            return None
-        while True:
-            with self._lock:
-                budget, now = self._budget(account), self._clock()
-                wait = self._wait_for(budget, points_each, now)
-                if wait <= 0:
-                    return int((budget.max_points - budget.used) // points_each)
-            self._wait(account, wait, max_wait)
-
-    def _wait(self, account: str, wait: float, max_wait: float) -> None:
-        if wait > max_wait:
-            raise MetaError(ErrorKind.RATE_LIMITED,
-                            f"Ad account {account} is rate-limited for another {wait:.0f}s (longer than {max_wait:.0f}s).",
-                            retry_after=wait)
-        logger.info("Ad account %s has no rate budget left; waiting %.1fs before calling", account, wait)
-        self._sleep(wait)
-
-    def reserve(self, account: str | None, points: float, max_wait: float) -> None:
-        """Wait until the account can take `points`, then spend them. Raises if the wait is too long."""
-        if account is None:
-            return
-        while True:
-            with self._lock:
-                budget, now = self._budget(account), self._clock()
-                wait = self._wait_for(budget, points, now)
-                if wait <= 0:
-                    budget.used += points
-                    return
-            self._wait(account, wait, max_wait)
-
-    def observe(self, account: str | None, usage: Usage) -> None:
-        if account is None or usage.util_pct is None:
-            return
-        with self._lock:
-            budget, now = self._budget(account), self._clock()
-            budget.max_points = TIER_MAX_POINTS.get(usage.tier or "", budget.max_points)
-            budget.used = max(budget.used, budget.max_points * usage.util_pct / 100.0)
-            if usage.reset_seconds is not None:
-                budget.reset_at = now + usage.reset_seconds
-
-    def block(self, account: str | None, seconds: float) -> None:
-        if account is None:
-            return
-        with self._lock:
-            budget, now = self._budget(account), self._clock()
-            budget.blocked_until = max(budget.blocked_until, now + seconds)
-            budget.reset_at = max(budget.reset_at, budget.blocked_until)
-            budget.used = 0.0  # the decay window restarts when the block lifts
 
 
 _THROTTLE = AccountThrottle()
@@ -283,6 +133,13 @@ class BatchResult:
     requests: int = 0  # HTTP requests made
 
 
+@dataclass(frozen=True)
+class _Answer:
+    status: int | None
+    body: Any
+    headers: Any
+
+
 def _count(failed: bool, calls: int = 1) -> None:
     run = current_run()
     if run is not None:
@@ -294,6 +151,27 @@ def _path(path: str) -> tuple[str, ...]:
     return tuple(path.strip("/").split("/")) + (("",) if path.endswith("/") else ())
 
 
+def _encoded(params: Mapping[str, Any]) -> str:
+    """Batch item parameters as the SDK encodes them: JSON for anything but a string."""
+    return "&".join(f"{key}={quote(value if isinstance(value, str) else json.dumps(value), safe='')}"
+                    for key, value in params.items())
+
+
+def _batch_item(call: BatchCall) -> dict[str, str]:
+    item = {"method": call.method, "relative_url": call.path}
+    if call.params:
+        if call.method == "GET":
+            item["relative_url"] += "?" + _encoded(call.params)
+        else:
+            item["body"] = _encoded(call.params)
+    return item
+
+
+def _value(body: Mapping[str, Any]) -> Any:
+    """What an answer without an error means: itself, or a read-after-write's own write answer."""
+    return (original_response(body) or body) if "error" in body else body
+
+
 class GraphClient:
     """One client per thread (the SDK is not thread-safe): use `client()` to get this thread's."""
 
@@ -301,57 +179,115 @@ class GraphClient:
                  api_version: str | None = None, app_secret: str | None = None, timeout: float | None = None,
                  max_retries: int | None = None, max_wait: float | None = None,
                  throttle: AccountThrottle | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        session = FacebookSession(
+        self.session = FacebookSession(
             app_id=settings.META_APP_ID or None,
             app_secret=(app_secret if app_secret is not None else settings.META_APP_SECRET) or None,
             access_token=access_token or settings.META_ACCESS_TOKEN,
             timeout=timeout or settings.META_TIMEOUT_SECONDS,
         )
-        session.GRAPH = (graph_url or settings.META_GRAPH_URL).rstrip("/")
+        self.session.GRAPH = (graph_url or settings.META_GRAPH_URL).rstrip("/")
+        if settings.META_CA_BUNDLE:  # the SDK pins its own bundle, which a TLS-inspecting proxy fails
+            self.session.requests.verify = settings.META_CA_BUNDLE
         # Constructed directly, not through FacebookAdsApi.init: no crash reporter, no global default API.
-        self.api = FacebookAdsApi(session, api_version=api_version or settings.META_API_VERSION or None)
+        self.api = FacebookAdsApi(self.session, api_version=api_version or settings.META_API_VERSION)
+        self.timeout = self.session.timeout
         self.max_retries = settings.META_MAX_RETRIES if max_retries is None else max_retries
         self.max_wait = settings.META_MAX_RATE_LIMIT_WAIT_SECONDS if max_wait is None else max_wait
         self.throttle = throttle or _THROTTLE
+        self.deadline: float | None = None  # time.monotonic() by which every call must have ended
         self._sleep = sleep
+
+    @contextmanager
+    def bounded(self, deadline: float) -> Iterator[GraphClient]:
+        """Within the block, no wait, retry or request outlasts `deadline` (a monotonic time)."""
+        previous, self.deadline = self.deadline, deadline
+        try:
+            yield self
+        finally:
+            self.deadline = previous
+
+    def _time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+    def _wait_limit(self, max_wait: float | None = None) -> float:
+        limit = self.max_wait if max_wait is None else max_wait
+        left = self._time_left()
+        return limit if left is None else max(0.0, min(limit, left))
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep before a retry, unless that would pass the deadline (then False: give up now)."""
+        left = self._time_left()
+        if left is not None and seconds >= left:
+            return False
+        self._sleep(seconds)
+        return True
+
+    # --- one HTTP request -------------------------------------------------------------------
+    def _send(self, method: str, path: tuple[str, ...] | str, params: Mapping[str, Any]) -> _Answer:
+        """One request through the SDK. Whatever came back is returned as it came, decoded when
+        it is JSON; only transport failures raise (requests' exceptions)."""
+        left = self._time_left()
+        if left is not None and left <= 0.05:
+            raise MetaError(ErrorKind.TRANSIENT, "Not sent: the deadline for this work has passed.")
+        self.session.timeout = self.timeout if left is None else min(self.timeout, left)
+        path = _path(path) if isinstance(path, str) else path
+        try:
+            response = self.api.call(method, path, params=dict(params))
+            return _Answer(response.status(), response.json(), response.headers())
+        except FacebookRequestError as exc:
+            return _Answer(exc.http_status(), decode(exc.body()), exc.http_headers())
+        except requests.RequestException:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # The SDK chokes on some non-JSON error pages (it indexes the text as if it were JSON).
+            logger.warning("The SDK could not read Meta's answer: %s", exc)
+            return _Answer(None, f"(unreadable answer: {type(exc).__name__})", {})
 
     # --- single calls -------------------------------------------------------------------
     def _call(self, method: str, path: str, params: Mapping[str, Any] | None, account: str | None,
-              points: int, max_wait: float | None = None) -> Any:
-        max_wait = self.max_wait if max_wait is None else max_wait
+              scope: Scope = Scope.ACCOUNT, write: bool = False, max_wait: float | None = None) -> dict[str, Any]:
+        points = WRITE_POINTS if write else READ_POINTS
         attempt = rounds = 0
         while True:
-            self.throttle.reserve(account, points, max_wait)
+            self.throttle.reserve(account, scope, points, write, self._wait_limit(max_wait))
+            usage: Usage | None = None
             try:
-                response: FacebookResponse = self.api.call(method, _path(path), params=dict(params or {}))
-            except FacebookRequestError as exc:
-                _count(failed=True)
-                error = MetaError.from_sdk(exc)
+                answer = self._send(method, path, params or {})
             except requests.RequestException as exc:
                 _count(failed=True)
                 error = transport_error(exc)
             else:
-                _count(failed=False)
-                self.throttle.observe(account, parse_usage(response.headers()))
-                return response.json()
-            self.throttle.observe(account, error.usage)
+                usage = parse_usage(answer.headers, account, scope)
+                error = answer_error(answer.body, answer.status, usage)
+                _count(failed=error is not None)
+                if error is None:
+                    return _value(answer.body)
+            finally:
+                self.throttle.settle(account, scope, points, [usage])
             if error.kind == ErrorKind.RATE_LIMITED and rounds < MAX_RATE_LIMIT_ROUNDS:
                 rounds += 1
-                self.throttle.block(account, block_seconds(error.usage))
+                self._block(account, error)
                 continue
             if error.kind == ErrorKind.TRANSIENT and attempt < self.max_retries:
-                self._sleep(backoff_delay(attempt, 0.5, 8.0))
-                attempt += 1
-                continue
+                if self._pause(backoff_delay(attempt, 0.5, 8.0)):
+                    attempt += 1
+                    continue
             raise error
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None, account: str | None = None) -> Any:
-        return self._call("GET", path, params, account, READ_POINTS)
+    def _block(self, account: str | None, error: MetaError) -> None:
+        scope = error.scope or Scope.ACCOUNT
+        seconds = error.retry_after if scope == Scope.MUTATIONS and error.retry_after else block_seconds(error.usage)
+        logger.info("Meta rate limit (%s) on %s: no call in that scope for %.0fs", scope.value, account or "the app", seconds)
+        self.throttle.block(account, scope, seconds)
+
+    def get(self, path: str, params: Mapping[str, Any] | None = None, account: str | None = None,
+            scope: Scope = Scope.ACCOUNT) -> dict[str, Any]:
+        return self._call("GET", path, params, account, scope)
 
     def post(self, path: str, params: Mapping[str, Any], account: str | None = None,
-             allow_while_halted: bool = False) -> Any:
+             allow_while_halted: bool = False) -> dict[str, Any]:
         self._guard(allow_while_halted)
-        return self._call("POST", path, params, account, WRITE_POINTS)
+        return self._call("POST", path, params, account, write=True)
 
     def _guard(self, allow_while_halted: bool) -> None:
         if not allow_while_halted and operations_halted():
@@ -359,16 +295,21 @@ class GraphClient:
 
     # --- edges --------------------------------------------------------------------------
     def paginate(self, path: str, params: Mapping[str, Any] | None = None, account: str | None = None,
-                 page_size: int = 100) -> Iterator[dict[str, Any]]:
+                 page_size: int = 100, scope: Scope = Scope.ACCOUNT) -> Iterator[dict[str, Any]]:
         """Every object of an edge, following `paging.cursors.after` while `next` is present."""
         query = {"limit": page_size, **(params or {})}
         while True:
-            page = self.get(path, query, account)
-            yield from page.get("data", [])
-            paging = page.get("paging", {})
+            page = self.get(path, query, account, scope)
+            data, paging = page.get("data"), page.get("paging") or {}
+            if not isinstance(data, list) or not isinstance(paging, Mapping):
+                raise MetaError.not_json(page, 200)
+            yield from data
             if not paging.get("next"):
                 return
-            query = {**query, "after": paging["cursors"]["after"]}
+            after = (paging.get("cursors") or {}).get("after")
+            if not after:
+                raise MetaError(ErrorKind.TRANSIENT, f"A page of {path} has a next link but no cursor to follow.")
+            query = {**query, "after": after}
 
     def ad_accounts(self) -> list[str]:
         """The ad accounts to work on: META_AD_ACCOUNT_IDS, or every account the token sees.
@@ -397,6 +338,10 @@ class GraphClient:
     def update(self, object_id: str, account: str | None, allow_while_halted: bool = False, **fields: Any) -> None:
         self.post(f"{object_id}/", {k: str(v) for k, v in fields.items()}, account, allow_while_halted)
 
+    def create(self, account: str, edge: str, params: Mapping[str, Any]) -> str:
+        return self.post(f"{account}/{edge}", {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}, account)["id"]
+
+    # --- batches ------------------------------------------------------------------------
     def batch(self, account: str | None, calls: list[BatchCall], allow_while_halted: bool = False,
               max_wait: float | None = None) -> BatchResult:
         """Run calls in batches of ≤ 50 sized to the account's budget; every item gets a verdict.
@@ -404,50 +349,55 @@ class GraphClient:
         Transient failures and timed-out (null) items are retried up to max_retries times;
         rate-limited items wait for the block to lift. Whatever cannot be done lands in `failed`.
         """
-        max_wait = self.max_wait if max_wait is None else max_wait
         result = BatchResult()
         attempts: dict[str, int] = {}
         pending = list(calls)
         rounds = 0
         limit = BATCH_LIMIT  # halved each time a whole batch request times out
         while pending:
-            if any(call.method != "GET" for call in pending):
+            write = any(call.method != "GET" for call in pending)
+            if write:
                 self._guard(allow_while_halted)
-            points = WRITE_POINTS if pending[0].method != "GET" else READ_POINTS
+            points = WRITE_POINTS if write else READ_POINTS
             try:
-                room = self.throttle.capacity(account, points, max_wait)
+                room = self.throttle.capacity(account, Scope.ACCOUNT, points, write, self._wait_limit(max_wait))
                 size = min(limit, len(pending), limit if room is None else room)
-                self.throttle.reserve(account, points * size, max_wait)
+                self.throttle.reserve(account, Scope.ACCOUNT, points * size, write, self._wait_limit(max_wait), size)
             except MetaError as error:
                 result.failed.update({call.key: error for call in pending})
                 return result
             chunk, pending = pending[:size], pending[size:]
-            retry, rate_limited, split = self._run_chunk(account, chunk, result, attempts)
+            try:
+                retry, rate_limited, split = self._run_chunk(account, chunk, points, result, attempts)
+            except MetaError as error:  # not sent: the deadline passed
+                result.failed.update({call.key: error for call in chunk + pending})
+                return result
             if rate_limited is not None:
                 rounds += 1
-                self.throttle.block(account, block_seconds(rate_limited.usage))
+                self._block(account, rate_limited)
                 if rounds > MAX_RATE_LIMIT_ROUNDS:
                     result.failed.update({call.key: rate_limited for call in retry + pending})
                     return result
             elif split:
                 limit = batch_limit_after_timeout(len(chunk))
-            elif retry:
-                self._sleep(backoff_delay(max(attempts.get(c.key, 1) for c in retry) - 1, 0.5, 8.0))
+            elif retry and not self._pause(backoff_delay(max(attempts.get(c.key, 1) for c in retry) - 1, 0.5, 8.0)):
+                last = MetaError(ErrorKind.TRANSIENT, "Not retried: the deadline for this work has passed.")
+                result.failed.update({call.key: last for call in retry + pending})
+                return result
             pending = retry + pending
         return result
 
-    def _run_chunk(self, account: str | None, chunk: list[BatchCall], result: BatchResult,
+    def _run_chunk(self, account: str | None, chunk: list[BatchCall], points: int, result: BatchResult,
                    attempts: dict[str, int]) -> tuple[list[BatchCall], MetaError | None, bool]:
         """One HTTP batch request. Returns (calls to retry, a rate-limit error if one was seen,
         whether the whole request timed out and its calls go again in smaller batches)."""
         retry: list[BatchCall] = []
         rate_limited: MetaError | None = None
-        answered: set[str] = set()
 
         def give_up_or_retry(call: BatchCall, error: MetaError) -> None:
             nonlocal rate_limited
             if error.kind == ErrorKind.RATE_LIMITED:
-                rate_limited = error
+                rate_limited = error if rate_limited is None or error.scope == Scope.APP else rate_limited
                 retry.append(call)
             elif error.kind == ErrorKind.TRANSIENT and attempts.get(call.key, 0) < self.max_retries:
                 attempts[call.key] = attempts.get(call.key, 0) + 1
@@ -455,33 +405,12 @@ class GraphClient:
             else:
                 result.failed[call.key] = error
 
-        batch = self.api.new_batch()
-        for call in chunk:
-            def on_success(response: FacebookResponse, call: BatchCall = call) -> None:
-                answered.add(call.key)
-                _count(failed=False)
-                self.throttle.observe(account, parse_usage(response.headers()))
-                result.succeeded[call.key] = response.json()
-
-            def on_failure(response: FacebookResponse, call: BatchCall = call) -> None:
-                answered.add(call.key)
-                _count(failed=True)
-                error = MetaError.from_body(response.body(), response.status(), response.headers())
-                self.throttle.observe(account, error.usage)
-                give_up_or_retry(call, error)
-
-            batch.add(call.method, _path(call.path), params=call.params, success=on_success, failure=on_failure)
+        usages: list[Usage | None] = []
         result.requests += 1
         try:
-            batch.execute()
-        except FacebookRequestError as exc:  # the whole batch request failed
-            _count(failed=True, calls=len(chunk))
-            error = MetaError.from_sdk(exc)
-            self.throttle.observe(account, error.usage)
-            for call in chunk:
-                give_up_or_retry(call, error)
-            return retry, rate_limited, False
+            answer = self._send("POST", (), {"batch": [_batch_item(call) for call in chunk]})
         except requests.RequestException as exc:
+            self.throttle.settle(account, Scope.ACCOUNT, points * len(chunk), [])
             _count(failed=True, calls=len(chunk))
             if isinstance(exc, requests.Timeout) and len(chunk) > 1:
                 # No answer in time, though Meta may still apply every item: send them again in
@@ -492,17 +421,89 @@ class GraphClient:
             for call in chunk:
                 give_up_or_retry(call, error)
             return retry, rate_limited, False
-        for call in chunk:  # items Meta answered with null were not done: retry them
-            if call.key not in answered:
+        except MetaError:
+            self.throttle.settle(account, Scope.ACCOUNT, points * len(chunk), [])
+            raise
+        items = answer.body
+        if not isinstance(items, list) or len(items) != len(chunk) or (answer.status or 0) >= 500:
+            # The whole request failed: a Graph error for it, or no Graph answer at all.
+            usage = parse_usage(answer.headers, account)
+            error = answer_error(items, answer.status, usage) or MetaError.not_json(items, answer.status, usage)
+            self.throttle.settle(account, Scope.ACCOUNT, points * len(chunk), [usage])
+            _count(failed=True, calls=len(chunk))
+            for call in chunk:
+                give_up_or_retry(call, error)
+            return retry, rate_limited, False
+        for call, item in zip(chunk, items):
+            if not item:  # Meta answered null: the item was not done in time (and not applied)
                 _count(failed=True)
                 give_up_or_retry(call, MetaError(ErrorKind.TRANSIENT, "Batch item timed out (null response)."))
+                continue
+            if not isinstance(item, Mapping):
+                _count(failed=True)
+                give_up_or_retry(call, MetaError.not_json(item, None))
+                continue
+            status, body = item.get("code"), decode(item.get("body"))
+            usage = parse_usage(item.get("headers"), account)
+            usages.append(usage)
+            error = answer_error(body, status if isinstance(status, int) else None, usage)
+            _count(failed=error is not None)
+            if error is None:
+                result.succeeded[call.key] = _value(body)
+            else:
+                give_up_or_retry(call, error)
+        self.throttle.settle(account, Scope.ACCOUNT, points * len(chunk), usages)
         return retry, rate_limited, False
 
-    def create(self, account: str, edge: str, params: Mapping[str, Any]) -> str:
-        return self.post(f"{account}/{edge}", {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}, account)["id"]
-
+    # --- insights -------------------------------------------------------------------------
     def insights(self, object_id: str, params: Mapping[str, Any], account: str | None = None) -> list[dict]:
-        return list(self.paginate(f"{object_id}/insights", params, account, page_size=500))
+        """Insights rows: an async report run for large reads, else pages; asked again in smaller
+        pieces when Meta says the answer would be too large."""
+        if wants_async(params):
+            return self._report_run(object_id, params, account)
+        return self._insights_pages(object_id, dict(params), account, INSIGHTS_PAGE_SIZE)
+
+    def _insights_pages(self, object_id: str, params: dict[str, Any], account: str | None, limit: int) -> list[dict]:
+        try:
+            return list(self.paginate(f"{object_id}/insights", params, account, limit, Scope.INSIGHTS))
+        except MetaError as error:
+            if error.kind != ErrorKind.TOO_MUCH_DATA:
+                raise
+            smaller = smaller_requests(params, limit)
+            if smaller is None:
+                raise
+            logger.info("Meta asked for less insights data of %s; trying %d smaller requests", object_id, len(smaller))
+            return [row for part, size in smaller for row in self._insights_pages(object_id, part, account, size)]
+
+    def _report_run(self, object_id: str, params: Mapping[str, Any], account: str | None) -> list[dict]:
+        """POST …/insights → report_run_id; poll its async_status; read its rows (Meta's async insights)."""
+        for attempt in range(1, ASYNC_RUN_ATTEMPTS + 1):
+            started = self._call("POST", f"{object_id}/insights", params, account, Scope.INSIGHTS)
+            run_id = str(started.get("report_run_id") or "")
+            if not run_id:
+                raise MetaError.not_json(started, 200)
+            status = self._await_report(run_id, account)
+            if status.get("async_status") == "Job Completed":
+                return list(self.paginate(f"{run_id}/insights", {}, account, INSIGHTS_PAGE_SIZE, Scope.INSIGHTS))
+            why = status.get("error_message") or status.get("async_status")
+            logger.warning("Insights report run %s of %s ended %s (attempt %d)", run_id, object_id, why, attempt)
+        raise MetaError(ErrorKind.TRANSIENT, f"Insights report runs of {object_id} did not complete "
+                                             f"({ASYNC_RUN_ATTEMPTS} attempts; last: {why}).")
+
+    def _await_report(self, run_id: str, account: str | None) -> dict[str, Any]:
+        give_up = time.monotonic() + settings.META_INSIGHTS_ASYNC_TIMEOUT_SECONDS
+        polls = 0
+        while True:
+            status = self.get(run_id, {"fields": "id,async_status,async_percent_completion,error_code,error_message"},
+                              account, Scope.INSIGHTS)
+            if status.get("async_status") in ("Job Completed", "Job Failed", "Job Skipped"):
+                return status
+            delay = min(5.0, 0.25 * 2**polls)
+            polls += 1
+            if time.monotonic() + delay > give_up or not self._pause(delay):
+                raise MetaError(ErrorKind.TRANSIENT, f"Insights report run {run_id} still "
+                                                     f"{status.get('async_status')} "
+                                                     f"({status.get('async_percent_completion', 0)}%) when given up.")
 
 
 _local = threading.local()
