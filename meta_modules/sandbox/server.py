@@ -26,8 +26,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from .ratelimit import DEFAULT_TIERS, READ_POINTS, WRITE_POINTS, RateLimiter, Usage, parse_tier_params
 from .store import (
-    EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
-    fb_time, insight_rows, object_not_found, resolve_dates, utc_day,
+    DELIVERY_STATES, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
+    fb_time, insight_rows, object_not_found, parse_issues_info, resolve_dates, utc_day,
 )
 
 MAX_BATCH = 50
@@ -348,6 +348,8 @@ def _campaign_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "updated_time": fb_time(row["updated_ts"]),
         "start_time": fb_time(row["created_ts"]),
         "stop_time": None,
+        # Meta shows issues with the delivery state they explain (blog post 2018-11-27).
+        "issues_info": json.loads(row["issues_info"] or "[]") if row["effective_status"] in DELIVERY_STATES else [],
     }
 
 
@@ -549,9 +551,23 @@ class Sandbox:
                     for row in data:
                         row["status_writes"] = self.status_writes[row["id"]]
                 return Response(200, {"data": data})
+            if method == "POST" and route[1].startswith("/_sandbox/campaigns/"):
+                return self._set_delivery(route[1].rsplit("/", 1)[1], self._json_body(body))
         except ValueError as exc:
             return Response(400, {"error": {"message": str(exc)}})
         return Response(404, {"error": {"message": f"unknown control endpoint {method} {path}"}})
+
+    def _set_delivery(self, raw_id: str, body: Mapping[str, Any]) -> Response:
+        """POST /_sandbox/campaigns/{id}: {"effective_status": "WITH_ISSUES"|"IN_PROCESS"|null, "issues_info"?}."""
+        if set(body) - {"effective_status", "issues_info"} or "effective_status" not in body:
+            raise ValueError('the body is {"effective_status": "WITH_ISSUES"|"IN_PROCESS"|null, "issues_info": [...]}')
+        state = body["effective_status"]
+        if state is not None and state not in DELIVERY_STATES:
+            raise ValueError(f"effective_status must be one of {list(DELIVERY_STATES)} or null")
+        issues = parse_issues_info(body["issues_info"]) if body.get("issues_info") is not None else None
+        if not raw_id.isdigit() or not self.store.set_delivery(int(raw_id), state, issues):
+            return Response(404, {"error": {"message": f"no campaign {raw_id}"}})
+        return Response(200, next(c for c in self.store.compact_campaigns(None, None, int(raw_id))))
 
     @staticmethod
     def _json_body(body: bytes) -> dict[str, Any]:

@@ -23,6 +23,19 @@ from pathlib import Path
 from typing import Any
 
 STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "DELETED")
+# What Meta's delivery system may show over a configured ACTIVE or PAUSED campaign.
+DELIVERY_STATES = ("IN_PROCESS", "WITH_ISSUES")
+# The issue of Meta's own WITH_ISSUES example (developer blog, 2018-11-27), at campaign level.
+DEFAULT_ISSUE = {
+    "level": "CAMPAIGN",
+    "error_code": 1815869,
+    "error_summary": "Ad post is not available",
+    "error_message": (
+        "The Facebook post associated with your ad is not available. It may have been removed, "
+        "or you may not have permission to view it."
+    ),
+}
+ISSUE_KEYS = {"level": str, "error_code": int, "error_summary": str, "error_message": str, "mid": str}
 # Effective statuses an edge filter may name, per object kind.
 EFFECTIVE_STATUSES = {
     "campaign": {"ACTIVE", "PAUSED", "ARCHIVED", "DELETED", "IN_PROCESS", "WITH_ISSUES"},
@@ -47,7 +60,7 @@ TABLES = {"campaign": "campaigns", "adset": "adsets", "ad": "ads"}
 VIEWS = {"campaign": "v_campaigns", "adset": "v_adsets", "ad": "v_ads"}
 NODE_TYPES = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 DAY = 86_400
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_MAX_INTEGER = 2**63 - 1
 
 _SCHEMA = """
@@ -57,7 +70,9 @@ CREATE TABLE campaigns (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
     objective TEXT NOT NULL, status TEXT NOT NULL, daily_budget INTEGER,
     lifetime_budget INTEGER, special_ad_categories TEXT NOT NULL,
-    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL);
+    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL,
+    -- Meta's delivery system, not the advertiser: IN_PROCESS / WITH_ISSUES, or NULL.
+    delivery TEXT, issues_info TEXT);
 CREATE INDEX campaigns_account ON campaigns (account_id, id);
 CREATE TABLE adsets (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, campaign_id INTEGER NOT NULL,
@@ -75,7 +90,12 @@ CREATE INDEX ads_campaign ON ads (campaign_id, id);
 CREATE INDEX ads_adset ON ads (adset_id, id);
 -- effective_status is derived, so a campaign's status change reaches its children without
 -- touching their configured status (or their updated_time).
-CREATE VIEW v_campaigns AS SELECT *, status AS effective_status FROM campaigns;
+-- A delivery state shows only over ACTIVE or PAUSED (ARCHIVED and DELETED win); children keep
+-- deriving from the campaign's configured status.
+CREATE VIEW v_campaigns AS SELECT *, CASE
+    WHEN delivery IS NOT NULL AND status IN ('ACTIVE', 'PAUSED') THEN delivery
+    ELSE status END AS effective_status
+FROM campaigns;
 CREATE VIEW v_adsets AS
 SELECT s.*, c.name AS campaign_name, CASE
     WHEN s.status IN ('DELETED', 'ARCHIVED') THEN s.status
@@ -154,6 +174,66 @@ def day_start(day: date) -> int:
 
 
 @dataclass(frozen=True)
+class DeliveryIssue:
+    """Seed rule: the ``nth`` campaign of ``status`` in ``account`` (every account if None) reads ``state``."""
+
+    status: str  # "ACTIVE" | "PAUSED"
+    nth: int
+    state: str
+    account: int | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> DeliveryIssue:
+        form = ('{"account": 1, "nth_paused": 1, "effective_status": "WITH_ISSUES"} '
+                '("account" optional: every account; or "nth_active")')
+        if not isinstance(raw, Mapping) or set(raw) - {"account", "nth_paused", "nth_active", "effective_status"}:
+            raise ValueError(f"each delivery_issues entry looks like {form}")
+        picks = [k for k in ("nth_paused", "nth_active") if k in raw]
+        if len(picks) != 1 or raw.get("effective_status") not in DELIVERY_STATES:
+            raise ValueError(f"each delivery_issues entry looks like {form}")
+        account = _bounded_int("delivery_issues.account", raw["account"], 1, 100) if "account" in raw else None
+        nth = _bounded_int(f"delivery_issues.{picks[0]}", raw[picks[0]], 1, 50_000)
+        status = "PAUSED" if picks[0] == "nth_paused" else "ACTIVE"
+        return cls(status, nth, raw["effective_status"], account)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {} if self.account is None else {"account": self.account}
+        body[f"nth_{self.status.lower()}"] = self.nth
+        body["effective_status"] = self.state
+        return body
+
+
+# Harsh by default: in every account, delivery states over both configured statuses.
+DEFAULT_DELIVERY_ISSUES = (
+    DeliveryIssue("PAUSED", 1, "WITH_ISSUES"),
+    DeliveryIssue("PAUSED", 2, "IN_PROCESS"),
+    DeliveryIssue("ACTIVE", 1, "WITH_ISSUES"),
+)
+
+
+def parse_issues_info(raw: Any) -> list[dict[str, Any]]:
+    """Validate an issues_info list (Meta's keys: level, error_code, error_summary, error_message)."""
+    if not isinstance(raw, list):
+        raise ValueError("issues_info must be a list of objects")
+    for issue in raw:
+        if not isinstance(issue, Mapping) or set(issue) - set(ISSUE_KEYS):
+            raise ValueError(f"each issues_info entry is an object with some of {sorted(ISSUE_KEYS)}")
+        for key, kind in ISSUE_KEYS.items():
+            if key in issue and (not isinstance(issue[key], kind) or isinstance(issue[key], bool)):
+                raise ValueError(f"issues_info.{key} must be a {kind.__name__}")
+    return [dict(issue) for issue in raw]
+
+
+def issues_for(state: str | None, issues: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Meta gives issues_info with WITH_ISSUES; the sandbox's default is the blog's example issue."""
+    if state is None:
+        return []
+    if issues is None:
+        return [dict(DEFAULT_ISSUE)] if state == "WITH_ISSUES" else []
+    return issues
+
+
+@dataclass(frozen=True)
 class SeedConfig:
     accounts: int = 3
     campaigns_per_account: int = 20
@@ -162,6 +242,7 @@ class SeedConfig:
     adsets_per_campaign: int = 2
     ads_per_adset: int = 2
     history_days: int = 30
+    delivery_issues: tuple[DeliveryIssue, ...] = DEFAULT_DELIVERY_ISSUES
 
     _LIMITS = {
         "accounts": (1, 100),
@@ -175,7 +256,7 @@ class SeedConfig:
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> SeedConfig:
         """Validate a /_sandbox/reset body; raises ValueError with a readable message."""
-        unknown = set(body) - set(cls._LIMITS) - {"statuses"}
+        unknown = set(body) - set(cls._LIMITS) - {"statuses", "delivery_issues"}
         if unknown:
             raise ValueError(f"unknown reset fields: {sorted(unknown)}")
         values: dict[str, Any] = {}
@@ -187,6 +268,10 @@ class SeedConfig:
             if not isinstance(statuses, Mapping) or set(statuses) - set(STATUSES):
                 raise ValueError(f"statuses must map some of {list(STATUSES)} to counts")
             values["statuses"] = {k: _bounded_int(f"statuses.{k}", v, 0, 50_000) for k, v in statuses.items()}
+        if "delivery_issues" in body:
+            if not isinstance(body["delivery_issues"], list):
+                raise ValueError("delivery_issues must be a list (empty for none)")
+            values["delivery_issues"] = tuple(DeliveryIssue.from_json(d) for d in body["delivery_issues"])
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -198,6 +283,7 @@ class SeedConfig:
             "adsets_per_campaign": self.adsets_per_campaign,
             "ads_per_adset": self.ads_per_adset,
             "history_days": self.history_days,
+            "delivery_issues": [d.to_json() for d in self.delivery_issues],
         }
 
 
@@ -225,7 +311,7 @@ _OBJECTIVE_MIX = ("OUTCOME_SALES",) * 6 + ("OUTCOME_TRAFFIC", "OUTCOME_LEADS", "
 @dataclass
 class _SeedRows:
     accounts: list[tuple]
-    campaigns: list[tuple]
+    campaigns: list[list]
     adsets: list[tuple]
     ads: list[tuple]
 
@@ -265,12 +351,25 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
             budget = rng.randrange(10, 201) * 500  # 50.00 .. 1,000.00 USD in cents
             campaign_id = next_id("campaign")
             name = f"A{a} {rng.choice(_THEMES)} - {rng.choice(_AUDIENCES)} #{k:04d}"
-            rows.campaigns.append((
+            rows.campaigns.append([
                 campaign_id, account_id, name, rng.choice(_OBJECTIVE_MIX), status, budget, None,
-                "[]", created, updated,
-            ))
+                "[]", created, updated, None, None,
+            ])
             _generate_children(cfg, rng, rows, next_id, account_id, campaign_id, name, budget, created, updated)
+        _assign_delivery(cfg, a, [c for c in rows.campaigns if c[1] == account_id])
     return rows
+
+
+def _assign_delivery(cfg: SeedConfig, account_index: int, campaigns: list[list]) -> None:
+    """Apply the delivery_issues rules to one account's campaigns (no RNG draws: the seed is unchanged)."""
+    by_status: dict[str, list[list]] = {"ACTIVE": [], "PAUSED": []}
+    for row in campaigns:  # in id order
+        by_status.get(row[4], []).append(row)
+    for rule in cfg.delivery_issues:
+        candidates = by_status[rule.status]
+        if rule.account in (None, account_index) and rule.nth <= len(candidates):
+            row = candidates[rule.nth - 1]
+            row[10], row[11] = rule.state, json.dumps(issues_for(rule.state, None))
 
 
 def _generate_children(
@@ -389,7 +488,7 @@ class Store:
             for table in ("ads", "adsets", "campaigns", "accounts", "meta"):
                 conn.execute(f"DELETE FROM {table}")
             conn.executemany("INSERT INTO accounts VALUES (?, ?, ?)", rows.accounts)
-            conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
+            conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
             conn.executemany("INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.adsets)
             conn.executemany("INSERT INTO ads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.ads)
             conn.executemany(
@@ -460,8 +559,13 @@ class Store:
                 counts[status] = n
         return counts
 
-    def compact_campaigns(self, account_id: int | None, status: str | None) -> list[dict[str, Any]]:
+    def compact_campaigns(
+        self, account_id: int | None, status: str | None, campaign_id: int | None = None,
+    ) -> list[dict[str, Any]]:
         where, params = ["1 = 1"], []
+        if campaign_id is not None:
+            where.append("id = ?")
+            params.append(campaign_id)
         if account_id is not None:
             where.append("account_id = ?")
             params.append(account_id)
@@ -470,7 +574,7 @@ class Store:
             params.append(status)
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, account_id, status, effective_status, updated_ts, daily_budget "
+                "SELECT id, account_id, status, effective_status, updated_ts, daily_budget, issues_info "
                 f"FROM v_campaigns WHERE {' AND '.join(where)} ORDER BY id",
                 params,
             ).fetchall()
@@ -482,9 +586,23 @@ class Store:
                 "effective_status": r["effective_status"],
                 "updated_time": fb_time(r["updated_ts"]),
                 "daily_budget": None if r["daily_budget"] is None else str(r["daily_budget"]),
+                "issues_info": (
+                    json.loads(r["issues_info"] or "[]") if r["effective_status"] in DELIVERY_STATES else []
+                ),
             }
             for r in rows
         ]
+
+    def set_delivery(self, campaign_id: int, state: str | None, issues: list[dict[str, Any]] | None) -> bool:
+        """Meta's delivery system marks a campaign: not an edit, so updated_time is unchanged."""
+        if not _storable_id(campaign_id):
+            return False
+        with self._tx() as conn:
+            changed = conn.execute(
+                "UPDATE campaigns SET delivery = ?, issues_info = ? WHERE id = ?",
+                (state, json.dumps(issues_for(state, issues)) if state else None, campaign_id),
+            ).rowcount
+        return changed == 1
 
     # ----------------------------------------------------------------- writes
 
@@ -510,7 +628,7 @@ class Store:
         with self._tx() as conn:
             new_id = self._next_id(conn, "campaign")
             conn.execute(
-                "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
                 (new_id, account_id, fields["name"], fields["objective"], fields["status"],
                  fields.get("daily_budget"), fields.get("lifetime_budget"),
                  json.dumps(fields.get("special_ad_categories", [])), now, now),
