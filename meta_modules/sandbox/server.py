@@ -38,6 +38,31 @@ _VERSIONED = re.compile(r"^/(v\d+\.\d+)(?:/(.*))?$")
 _NESTED_FIELDS = re.compile(r"\{[^{}]*\}")
 _AUTH_PARAMS = {"access_token", "appsecret_proof"}
 _JSON = "application/json; charset=UTF-8"
+_HTML = 'text/html; charset="utf-8"'
+
+
+def _html_page(title: str, heading: str, text: str) -> str:
+    """An error page of Meta's edge, shaped like the one quoted in SDK issue #421."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en" id="facebook">\n  <head>\n'
+        f"    <title>{title}</title>\n"
+        '    <meta charset="utf-8">\n    <meta http-equiv="cache-control" content="no-cache">\n'
+        '    <meta http-equiv="cache-control" content="no-store">\n'
+        '    <meta http-equiv="expires" content="-1">\n    <meta http-equiv="pragma" content="no-cache">\n'
+        f"  </head>\n  <body>\n    <h1>{heading}</h1>\n    <p>{text}</p>\n  </body>\n</html>\n"
+    )
+
+
+_SORRY = "We're working on it and we'll get it fixed as soon as we can."
+# 503 is the one variant the SDK catches: its is_success() looks for "Service Unavailable".
+HTML_PAGES = {
+    500: _html_page("Facebook | Error", "Sorry, something went wrong.", _SORRY),
+    502: _html_page("Facebook | Error", "Sorry, something went wrong.", _SORRY),
+    503: _html_page("Service Unavailable", "Service Unavailable", "The server is temporarily busy, try again later."),
+    504: _html_page("Facebook | Error", "Sorry, something went wrong.", _SORRY),
+}
+# The gateway lost Meta's answer: the call was applied before the page was served.
+HTML_APPLIED = {502, 504}
 
 # --------------------------------------------------------------------------- faults
 
@@ -70,6 +95,9 @@ class Faults:
     expire_token: bool = False
     spend_multiplier: Mapping[str, float] = field(default_factory=dict)
     fault_seed: int = 1
+    html_error_rate: float = 0.0
+    html_item_rate: float = 0.0
+    html_statuses: tuple[int, ...] = (500, 502, 503)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Faults:
@@ -80,9 +108,14 @@ class Faults:
         for name in ("latency_ms", "per_item_ms", "timeout_ms"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 600_000)
-        for name in ("error_rate", "timeout_rate"):
+        for name in ("error_rate", "timeout_rate", "html_error_rate", "html_item_rate"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 1)
+        if "html_statuses" in body:
+            statuses = body["html_statuses"]
+            if not isinstance(statuses, list) or not statuses or not set(statuses) <= set(HTML_PAGES):
+                raise ValueError(f"html_statuses must be a non-empty list of some of {sorted(HTML_PAGES)}")
+            values["html_statuses"] = tuple(statuses)
         if "tier" in body:
             values["tier"] = cls._tiers(body["tier"])
         if "tier_params" in body:
@@ -124,11 +157,16 @@ class Faults:
         return {str(k): _number(f"spend_multiplier.{k}", v, 0, 1_000_000) for k, v in raw.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        body = asdict(self)
+        body["html_statuses"] = list(self.html_statuses)
+        return body
 
 
 class Counters:
-    NAMES = ("requests", "batch_items", "writes", "rate_limited", "errors_injected", "timeouts_injected")
+    NAMES = (
+        "requests", "batch_items", "writes", "rate_limited", "errors_injected", "timeouts_injected",
+        "html_errors_injected",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -169,7 +207,7 @@ class GraphRequest:
 @dataclass
 class Response:
     status: int
-    body: Any
+    body: Any  # JSON-able, or a str sent as it is (an HTML page)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -587,6 +625,9 @@ class Sandbox:
         version = match.group(1) if match else "v25.0"
         trace = self._trace_id()
         faults = self._faults
+        html_status = self._html_status(faults.html_error_rate, faults)
+        if html_status is not None and html_status not in HTML_APPLIED:
+            return self._html_response(html_status, trace)  # the edge answered; Meta never saw it
         try:
             if match is None:
                 raise GraphError("(#100) Graph paths need a version prefix such as /v25.0/")
@@ -599,8 +640,22 @@ class Sandbox:
                 response = self._single(GraphRequest(method, version, segments, params, host), faults, trace)
         except GraphError as err:
             response = Response(err.http_status, self._error_body(err, trace))
+        if html_status is not None:
+            return self._html_response(html_status, trace)  # applied, but its answer was lost
         response.headers.update({"facebook-api-version": version, "x-fb-trace-id": trace})
         return response
+
+    def _html_status(self, rate: float, faults: Faults) -> int | None:
+        """Whether the edge answers this call with an HTML page, and with which 5xx."""
+        if not self._roll(rate):
+            return None
+        self.counters.add("html_errors_injected")
+        with self._fault_lock:
+            return self._fault_rng.choice(faults.html_statuses)
+
+    @staticmethod
+    def _html_response(status: int, trace: str) -> Response:
+        return Response(status, HTML_PAGES[status], {"Content-Type": _HTML, "x-fb-trace-id": trace})
 
     def _authenticate(self, params: Mapping[str, str], faults: Faults) -> None:
         token = params.get("access_token")
@@ -671,6 +726,9 @@ class Sandbox:
             self.counters.add("timeouts_injected")
             return None  # Meta's "did not complete in time": not applied, the client retries it
         trace = self._trace_id()
+        html_status = self._html_status(faults.html_item_rate, faults)
+        if html_status is not None and html_status not in HTML_APPLIED:
+            return self._batch_result(self._html_response(html_status, trace), version, include_headers)
         try:
             req = self._batch_request(item, version, host, token)
             if self._roll(faults.error_rate):
@@ -678,15 +736,24 @@ class Sandbox:
             response = self._call(req, faults, trace)
         except GraphError as err:
             response = Response(err.http_status, self._error_body(err, trace))
+        if html_status is not None:
+            return self._batch_result(self._html_response(html_status, trace), version, include_headers)
         usage.update(json.loads(response.headers.get("X-Business-Use-Case-Usage", "{}")))
+        return self._batch_result(response, version, include_headers)
+
+    @staticmethod
+    def _batch_result(response: Response, version: str, include_headers: bool) -> dict[str, Any]:
         result: dict[str, Any] = {"code": response.status}
+        html = isinstance(response.body, str)
         if include_headers:
+            headers = dict(response.headers)
+            content_type = headers.pop("Content-Type", "text/javascript; charset=UTF-8")
             result["headers"] = [
-                {"name": "Content-Type", "value": "text/javascript; charset=UTF-8"},
-                {"name": "facebook-api-version", "value": version},
-                *({"name": k, "value": v} for k, v in response.headers.items()),
+                {"name": "Content-Type", "value": content_type},
+                *([] if html else [{"name": "facebook-api-version", "value": version}]),
+                *({"name": k, "value": v} for k, v in headers.items()),
             ]
-        result["body"] = _compact(response.body)
+        result["body"] = response.body if html else _compact(response.body)
         return result
 
     @staticmethod
@@ -1028,11 +1095,13 @@ class _Handler(BaseHTTPRequestHandler):
             return Response(500, {"error": error})
 
     def _send(self, response: Response) -> None:
-        payload = _compact(response.body).encode()
+        html = isinstance(response.body, str)
+        payload = response.body.encode() if html else _compact(response.body).encode()
+        headers = dict(response.headers)
         self.send_response(response.status)
-        self.send_header("Content-Type", _JSON)
+        self.send_header("Content-Type", headers.pop("Content-Type", _JSON))
         self.send_header("Content-Length", str(len(payload)))
-        for name, value in response.headers.items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
