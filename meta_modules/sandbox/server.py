@@ -20,14 +20,17 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 from .ratelimit import DEFAULT_TIERS, READ_POINTS, WRITE_POINTS, RateLimiter, Usage, parse_tier_params
 from .store import (
     DELIVERY_STATES, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
-    fb_time, insight_rows, object_not_found, parse_issues_info, resolve_dates, utc_day,
+    LocalDays, fb_time, insight_rows, local_day, major, money, object_not_found, offset_hours, parse_issues_info,
+    resolve_dates,
 )
 
 MAX_BATCH = 50
@@ -183,6 +186,24 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._values)
+
+
+def _parse_now(body: Mapping[str, Any]) -> float | None:
+    """A /_sandbox/clock body: {"now": "<ISO 8601 with offset>"}, {"now": <epoch seconds>} or {} (real time)."""
+    if set(body) - {"now"}:
+        raise ValueError('the body is {"now": "2026-12-03T02:00:00+00:00"}, {"now": <epoch seconds>} or {}')
+    if "now" not in body or body["now"] is None:
+        return None
+    raw = body["now"]
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise ValueError("now must be ISO 8601 with an offset, e.g. 2026-12-03T02:00:00+00:00")
+        return parsed.timestamp()
+    return _number("now", raw, 0, 32_503_680_000)  # up to year 3000
 
 
 # --------------------------------------------------------------------------- requests / responses
@@ -365,11 +386,7 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _money(cents: float) -> str:
-    return f"{cents / 100:.2f}"
-
-
-def _campaign_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _campaign_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "account_id": str(row["account_id"]),
@@ -382,16 +399,16 @@ def _campaign_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "lifetime_budget": str(row["lifetime_budget"] or 0),
         "buying_type": "AUCTION",
         "special_ad_categories": json.loads(row["special_ad_categories"]),
-        "created_time": fb_time(row["created_ts"]),
-        "updated_time": fb_time(row["updated_ts"]),
-        "start_time": fb_time(row["created_ts"]),
+        "created_time": fb_time(row["created_ts"], tz),
+        "updated_time": fb_time(row["updated_ts"], tz),
+        "start_time": fb_time(row["created_ts"], tz),
         "stop_time": None,
         # Meta shows issues with the delivery state they explain (blog post 2018-11-27).
         "issues_info": json.loads(row["issues_info"] or "[]") if row["effective_status"] in DELIVERY_STATES else [],
     }
 
 
-def _adset_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _adset_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "account_id": str(row["account_id"]),
@@ -404,12 +421,12 @@ def _adset_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "optimization_goal": row["optimization_goal"],
         "billing_event": row["billing_event"],
         "targeting": json.loads(row["targeting"]),
-        "created_time": fb_time(row["created_ts"]),
-        "updated_time": fb_time(row["updated_ts"]),
+        "created_time": fb_time(row["created_ts"], tz),
+        "updated_time": fb_time(row["updated_ts"], tz),
     }
 
 
-def _ad_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _ad_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "account_id": str(row["account_id"]),
@@ -420,24 +437,28 @@ def _ad_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "configured_status": row["status"],
         "effective_status": row["effective_status"],
         "creative": json.loads(row["creative"]),
-        "created_time": fb_time(row["created_ts"]),
-        "updated_time": fb_time(row["updated_ts"]),
+        "created_time": fb_time(row["created_ts"], tz),
+        "updated_time": fb_time(row["updated_ts"], tz),
     }
 
 
-def _account_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _account_json(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+    tz = ZoneInfo(row["timezone_name"])
+    hours = offset_hours(now, tz)
     return {
         "id": f"act_{row['id']}",
         "account_id": str(row["id"]),
         "name": row["name"],
-        "currency": "USD",
+        "currency": row["currency"],
         "account_status": 1,
-        "timezone_name": "UTC",
-        "created_time": fb_time(row["created_ts"]),
+        "timezone_name": row["timezone_name"],
+        # The offset now, so -8 or -7 for America/Los_Angeles depending on DST, 5.5 for Asia/Kolkata.
+        "timezone_offset_hours_utc": int(hours) if hours.is_integer() else hours,
+        "created_time": fb_time(row["created_ts"], tz),
     }
 
 
-RENDER: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+RENDER: dict[str, Callable[[Mapping[str, Any], ZoneInfo], dict[str, Any]]] = {
     "campaign": _campaign_json, "adset": _adset_json, "ad": _ad_json,
 }
 EDGE_KINDS = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
@@ -450,7 +471,7 @@ INSIGHT_FIELDS = {
 }
 
 
-def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: str) -> dict[str, Any]:
+def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: str, currency: str) -> dict[str, Any]:
     """Meta's insights row: every metric a string, ratios from the row's own sums."""
     spend, impressions, clicks = raw["spend"], raw["impressions"], raw["clicks"]
     purchases, value = raw["purchases"], raw["purchase_value"]
@@ -459,21 +480,21 @@ def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: s
         account_name=account_name,
         date_start=raw["date_start"],
         date_stop=raw["date_stop"],
-        spend=_money(spend),
+        spend=money(spend, currency),
         impressions=str(impressions),
         clicks=str(clicks),
         reach=str(raw["reach"]),
         frequency=f"{impressions / raw['reach']:.6f}" if raw["reach"] else "0",
         ctr=f"{clicks / impressions * 100:.6f}" if impressions else "0",
-        cpm=f"{spend / 100 / impressions * 1000:.6f}" if impressions else "0",
+        cpm=f"{major(spend, currency) / impressions * 1000:.6f}" if impressions else "0",
         actions=[{"action_type": "link_click", "value": str(clicks)}] if clicks else [],
         action_values=[],
     )
     if clicks:
-        full["cpc"] = f"{spend / 100 / clicks:.6f}"
+        full["cpc"] = f"{major(spend, currency) / clicks:.6f}"
     if purchases:
         full["actions"] += [{"action_type": t, "value": str(purchases)} for t in ("purchase", "omni_purchase")]
-        full["action_values"] = [{"action_type": t, "value": _money(value)} for t in ("purchase", "omni_purchase")]
+        full["action_values"] = [{"action_type": t, "value": money(value, currency)} for t in ("purchase", "omni_purchase")]
     if value and spend:
         full["purchase_roas"] = [{"action_type": "omni_purchase", "value": f"{value / spend:.6f}"}]
     row = {name: full[name] for name in fields if name in full and full[name] != []}
@@ -516,6 +537,8 @@ class Sandbox:
     def __init__(self, store: Store, token: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.token = token
+        # Real time: rate-limit windows and blocks must really elapse. Business time (timestamps,
+        # insights' today) is store.clock, which tests may move.
         self.clock = clock
         self.limiter = RateLimiter(clock)
         self.counters = Counters()
@@ -582,6 +605,11 @@ class Sandbox:
             if route == ("POST", "/_sandbox/reset"):
                 self.reset(SeedConfig.from_json(self._json_body(body)))
                 return Response(200, self.state())
+            if route == ("GET", "/_sandbox/clock"):
+                return Response(200, self._clock_json())
+            if route == ("POST", "/_sandbox/clock"):
+                self.store.clock.set(_parse_now(self._json_body(body)))
+                return Response(200, self._clock_json())
             if route == ("GET", "/_sandbox/campaigns"):
                 account = _account_key(query["account"])[4:] if "account" in query else None
                 data = self.store.compact_campaigns(int(account) if account else None, query.get("status"))
@@ -594,6 +622,14 @@ class Sandbox:
         except ValueError as exc:
             return Response(400, {"error": {"message": str(exc)}})
         return Response(404, {"error": {"message": f"unknown control endpoint {method} {path}"}})
+
+    def _clock_json(self) -> dict[str, Any]:
+        now = self.store.clock()
+        return {
+            "now": datetime.fromtimestamp(now, ZoneInfo("UTC")).isoformat(),
+            "epoch": round(now, 3),
+            "offset_s": round(self.store.clock.offset, 3),
+        }
 
     def _set_delivery(self, raw_id: str, body: Mapping[str, Any]) -> Response:
         """POST /_sandbox/campaigns/{id}: {"effective_status": "WITH_ISSUES"|"IN_PROCESS"|null, "issues_info"?}."""
@@ -805,7 +841,8 @@ class Sandbox:
         account_id = account["id"]
         if edge is None and req.method == "GET":
             fields = _parse_fields(req.params.get("fields"), ("id", "account_id"))
-            return _Route(account_id, False, lambda: _select("AdAccount", _account_json(account), fields))
+            return _Route(account_id, False, lambda: _select(
+                "AdAccount", _account_json(account, self.store.clock()), fields))
         if edge in EDGE_KINDS and req.method == "GET":
             kind = EDGE_KINDS[edge]
             return _Route(account_id, False, lambda: self._list_edge(req, kind, "account_id", account_id))
@@ -844,9 +881,8 @@ class Sandbox:
 
     # ----------------------------------------------------------------- reads
 
-    @staticmethod
-    def _render(node: Node, fields: Sequence[str]) -> dict[str, Any]:
-        return _select(NODE_TYPES[node.kind], RENDER[node.kind](node.row), fields)
+    def _render(self, node: Node, fields: Sequence[str]) -> dict[str, Any]:
+        return _select(NODE_TYPES[node.kind], RENDER[node.kind](node.row, self.store.zone(node.account_id)), fields)
 
     def _list_accounts(self, req: GraphRequest) -> dict[str, Any]:
         fields = _parse_fields(req.params.get("fields"), ("account_id", "id"))
@@ -854,7 +890,8 @@ class Sandbox:
         limit = _limit(req.params)
         accounts = [a for a in self.store.accounts() if after is None or a["id"] > after]
         page = accounts[:limit]
-        data = [_select("AdAccount", _account_json(a), fields) for a in page]
+        now = self.store.clock()
+        data = [_select("AdAccount", _account_json(a, now), fields) for a in page]
         total = len(accounts) if _truthy(req.params.get("summary")) else None
         return self._list_body(req, data, [a["id"] for a in page], len(accounts) > limit, total)
 
@@ -864,7 +901,8 @@ class Sandbox:
             kind, column, scope_id, _filter_statuses(kind, req.params),
             _decode_cursor(req.params.get("after"), "id"), _limit(req.params), _truthy(req.params.get("summary")),
         )
-        data = [_select(NODE_TYPES[kind], RENDER[kind](row), fields) for row in page.rows]
+        data = [_select(NODE_TYPES[kind], RENDER[kind](row, self.store.zone(row["account_id"])), fields)
+                for row in page.rows]
         return self._list_body(req, data, [row["id"] for row in page.rows], page.has_more, page.total)
 
     @staticmethod
@@ -882,7 +920,10 @@ class Sandbox:
         return body
 
     def _insights(self, req: GraphRequest, scope: _Scope) -> dict[str, Any]:
-        params = req.params
+        return self._offset_page(req, self._insight_rows(req.params, scope))
+
+    def _insight_rows(self, params: Mapping[str, str], scope: _Scope) -> list[dict[str, Any]]:
+        """Every row an insights request asks for, with days in the ad account's time zone."""
         level = params.get("level", scope.level)
         if level not in LEVELS or LEVELS.index(level) < LEVELS.index(scope.level):
             raise GraphError(f"(#100) level must be one of {', '.join(LEVELS[LEVELS.index(scope.level):])}")
@@ -896,17 +937,19 @@ class Sandbox:
         increment = params.get("time_increment", "all_days")
         if increment not in ("1", "all_days"):
             raise GraphError("(#100) The sandbox supports time_increment=1 and all_days only")
-        now = self.clock()
+        now = self.store.clock()
         time_range = _json_param(params, "time_range") if "time_range" in params else None
         if time_range is not None and not isinstance(time_range, dict):
             raise GraphError('(#100) time_range must be {"since":"YYYY-MM-DD","until":"YYYY-MM-DD"}')
-        dates = resolve_dates(params.get("date_preset"), time_range, utc_day(now))
+        tz = self.store.zone(scope.account_id)
+        dates = resolve_dates(params.get("date_preset"), time_range, local_day(now, tz))
         ads = self.store.ads_in_scope(scope.column, scope.object_id)
         daily = increment == "1"
-        raw = insight_rows(self.store.seed, ads, dates, level, daily, now, self._faults.spend_multiplier)
-        account_name = (self.store.account(scope.account_id) or {}).get("name", "")
-        rows = [_insight_json(r, fields, account_name) for r in raw]
-        return self._offset_page(req, rows)
+        raw = insight_rows(
+            self.store.seed, ads, dates, level, daily, now, self._faults.spend_multiplier, LocalDays(tz),
+        )
+        account = self.store.account(scope.account_id) or {"name": "", "currency": "USD"}
+        return [_insight_json(r, fields, account["name"], account["currency"]) for r in raw]
 
     @staticmethod
     def _offset_page(req: GraphRequest, rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -18,9 +18,10 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "DELETED")
 # What Meta's delivery system may show over a configured ACTIVE or PAUSED campaign.
@@ -60,12 +61,14 @@ TABLES = {"campaign": "campaigns", "adset": "adsets", "ad": "ads"}
 VIEWS = {"campaign": "v_campaigns", "adset": "v_adsets", "ad": "v_ads"}
 NODE_TYPES = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 DAY = 86_400
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SQLITE_MAX_INTEGER = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_ts INTEGER NOT NULL);
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_ts INTEGER NOT NULL,
+    timezone_name TEXT NOT NULL, currency TEXT NOT NULL);
 CREATE TABLE campaigns (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
     objective TEXT NOT NULL, status TEXT NOT NULL, daily_budget INTEGER,
@@ -155,19 +158,62 @@ def _storable_id(object_id: int) -> bool:
     return 0 < object_id <= SQLITE_MAX_INTEGER
 
 
-def fb_time(ts: int | None) -> str | None:
-    """Meta's timestamp format: 2026-11-25T10:00:00+0000."""
+def fb_time(ts: int | None, zone: ZoneInfo) -> str | None:
+    """Meta's timestamp format, in the ad account's time zone: 2024-03-12T15:02:47-0700."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def utc_day(ts: float) -> date:
-    return datetime.fromtimestamp(ts, timezone.utc).date()
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)  # ZoneInfo caches its instances
 
 
-def day_start(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+def local_day(ts: float, tz: ZoneInfo) -> date:
+    return datetime.fromtimestamp(ts, tz).date()
+
+
+def local_day_start(day: date, tz: ZoneInfo) -> int:
+    """The epoch second at which ``day`` begins in ``tz`` (a DST day is 23 or 25 hours long)."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+
+
+def offset_hours(ts: float, tz: ZoneInfo) -> float:
+    """UTC offset at ``ts`` in hours (-8, -7 in DST, 5.5 for Asia/Kolkata)."""
+    offset = datetime.fromtimestamp(ts, tz).utcoffset()
+    return offset.total_seconds() / 3600 if offset else 0.0
+
+
+# ISO 4217 currencies without minor units; every other one has cents (the sandbox's choice: Meta's
+# own list of "offset 1" currencies is longer).
+ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW", "CLP", "VND", "ISK", "PYG"}
+
+
+def major(minor: float, currency: str) -> float:
+    """An amount in minor units (cents) in the currency's major units (dollars)."""
+    return minor if currency in ZERO_DECIMAL_CURRENCIES else minor / 100
+
+
+def money(minor: float, currency: str) -> str:
+    """An amount in minor units as Meta's insights decimal string in the account currency."""
+    if currency in ZERO_DECIMAL_CURRENCIES:
+        return str(round(minor))
+    return f"{minor / 100:.2f}"
+
+
+class BusinessClock:
+    """The sandbox's notion of now: real time shifted by a fixed offset, so time keeps flowing."""
+
+    def __init__(self, real: Callable[[], float] = time.time) -> None:
+        self._real = real
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self._real() + self.offset
+
+    def set(self, now: float | None) -> None:
+        """Shift so that it is ``now`` at this instant; None returns to real time."""
+        self.offset = 0.0 if now is None else now - self._real()
 
 
 # --------------------------------------------------------------------------- seeding
@@ -243,6 +289,9 @@ class SeedConfig:
     ads_per_adset: int = 2
     history_days: int = 30
     delivery_issues: tuple[DeliveryIssue, ...] = DEFAULT_DELIVERY_ISSUES
+    # Cycled over the accounts; account 1 is not on UTC by default (the harsh side).
+    timezones: tuple[str, ...] = ("America/Los_Angeles", "UTC", "Europe/Berlin")
+    currencies: tuple[str, ...] = ("USD", "EUR", "GBP")
 
     _LIMITS = {
         "accounts": (1, 100),
@@ -256,7 +305,7 @@ class SeedConfig:
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> SeedConfig:
         """Validate a /_sandbox/reset body; raises ValueError with a readable message."""
-        unknown = set(body) - set(cls._LIMITS) - {"statuses", "delivery_issues"}
+        unknown = set(body) - set(cls._LIMITS) - {"statuses", "delivery_issues", "timezones", "currencies"}
         if unknown:
             raise ValueError(f"unknown reset fields: {sorted(unknown)}")
         values: dict[str, Any] = {}
@@ -272,6 +321,10 @@ class SeedConfig:
             if not isinstance(body["delivery_issues"], list):
                 raise ValueError("delivery_issues must be a list (empty for none)")
             values["delivery_issues"] = tuple(DeliveryIssue.from_json(d) for d in body["delivery_issues"])
+        if "timezones" in body:
+            values["timezones"] = _names("timezones", body["timezones"], _is_zone, "IANA time zones like Asia/Kolkata")
+        if "currencies" in body:
+            values["currencies"] = _names("currencies", body["currencies"], _is_currency, "currency codes like USD")
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -284,7 +337,36 @@ class SeedConfig:
             "ads_per_adset": self.ads_per_adset,
             "history_days": self.history_days,
             "delivery_issues": [d.to_json() for d in self.delivery_issues],
+            "timezones": list(self.timezones),
+            "currencies": list(self.currencies),
         }
+
+    def account_zone(self, index: int) -> str:
+        """The time zone of account ``index`` (1-based)."""
+        return self.timezones[(index - 1) % len(self.timezones)]
+
+    def account_currency(self, index: int) -> str:
+        return self.currencies[(index - 1) % len(self.currencies)]
+
+
+def _names(name: str, raw: Any, valid: Callable[[Any], bool], what: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or not all(valid(v) for v in raw):
+        raise ValueError(f"{name} must be a non-empty list of {what}")
+    return tuple(raw)
+
+
+def _is_zone(value: Any) -> bool:
+    if not isinstance(value, str) or not value or value.startswith(("/", ".")):
+        return False
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _is_currency(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 3 and value.isascii() and value.isupper()
 
 
 def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
@@ -331,7 +413,6 @@ def _campaign_statuses(cfg: SeedConfig, rng: random.Random) -> list[str]:
 def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
     """All seed rows; ids, names, budgets and statuses depend only on cfg (times also on now)."""
     rng = random.Random(cfg.seed)
-    history_start = day_start(utc_day(now)) - cfg.history_days * DAY
     rows = _SeedRows([], [], [], [])
     seq = {"campaign": 0, "adset": 0, "ad": 0}
 
@@ -341,7 +422,12 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
 
     for a in range(1, cfg.accounts + 1):
         account_id = ACCOUNT_ID_BASE + a
-        rows.accounts.append((account_id, f"Sandbox Account {a}", history_start))
+        tz = zone(cfg.account_zone(a))
+        # History starts at a local midnight: insights days are the account's days.
+        history_start = local_day_start(local_day(now, tz) - timedelta(days=cfg.history_days), tz)
+        rows.accounts.append((
+            account_id, f"Sandbox Account {a}", history_start, cfg.account_zone(a), cfg.account_currency(a),
+        ))
         for k, status in enumerate(_campaign_statuses(cfg, rng), start=1):
             # Most campaigns exist for the whole history; some start later (new launches).
             offset = rng.randrange(3 * 3600) if rng.random() < 0.8 else rng.randrange(cfg.history_days * DAY)
@@ -438,7 +524,9 @@ class Store:
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
+        # Business time (timestamps, seeding, insights' today); rate limits stay on real time.
+        self.clock = BusinessClock(clock)
+        self._zones: dict[int, ZoneInfo] = {}
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -483,11 +571,11 @@ class Store:
 
     def reset(self, cfg: SeedConfig) -> None:
         """Replace all objects with a deterministic seed of ``cfg``."""
-        rows = _generate(cfg, int(self._clock()))
+        rows = _generate(cfg, int(self.clock()))
         with self._tx() as conn:
             for table in ("ads", "adsets", "campaigns", "accounts", "meta"):
                 conn.execute(f"DELETE FROM {table}")
-            conn.executemany("INSERT INTO accounts VALUES (?, ?, ?)", rows.accounts)
+            conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)", rows.accounts)
             conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
             conn.executemany("INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.adsets)
             conn.executemany("INSERT INTO ads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.ads)
@@ -496,6 +584,15 @@ class Store:
                 [("seed", str(cfg.seed)), ("seed_config", json.dumps(cfg.to_json()))],
             )
             self.seed = cfg.seed
+            self._zones = {}
+
+    def zone(self, account_id: int) -> ZoneInfo:
+        """The ad account's time zone (UTC for an account that does not exist)."""
+        tz = self._zones.get(account_id)
+        if tz is None:
+            account = self.account(account_id)
+            tz = self._zones[account_id] = zone(account["timezone_name"] if account else "UTC")
+        return tz
 
     # ----------------------------------------------------------------- reads
 
@@ -584,7 +681,7 @@ class Store:
                 "account_id": str(r["account_id"]),
                 "status": r["status"],
                 "effective_status": r["effective_status"],
-                "updated_time": fb_time(r["updated_ts"]),
+                "updated_time": fb_time(r["updated_ts"], self.zone(r["account_id"])),
                 "daily_budget": None if r["daily_budget"] is None else str(r["daily_budget"]),
                 "issues_info": (
                     json.loads(r["issues_info"] or "[]") if r["effective_status"] in DELIVERY_STATES else []
@@ -618,13 +715,13 @@ class Store:
             if not diff:
                 return False
             # updated_time must strictly increase: the tower compares it to spot human edits.
-            diff["updated_ts"] = max(int(self._clock()), row["updated_ts"] + 1)
+            diff["updated_ts"] = max(int(self.clock()), row["updated_ts"] + 1)
             sets = ", ".join(f"{k} = ?" for k in diff)
             conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*diff.values(), row["id"]])
             return True
 
     def create_campaign(self, account_id: int, fields: Mapping[str, Any]) -> int:
-        now = int(self._clock())
+        now = int(self.clock())
         with self._tx() as conn:
             new_id = self._next_id(conn, "campaign")
             conn.execute(
@@ -636,7 +733,7 @@ class Store:
         return new_id
 
     def create_adset(self, account_id: int, fields: Mapping[str, Any]) -> int:
-        now = int(self._clock())
+        now = int(self.clock())
         with self._tx() as conn:
             _live_parent(conn, "campaigns", fields["campaign_id"], account_id, "campaign_id")
             new_id = self._next_id(conn, "adset")
@@ -649,7 +746,7 @@ class Store:
         return new_id
 
     def create_ad(self, account_id: int, fields: Mapping[str, Any]) -> int:
-        now = int(self._clock())
+        now = int(self.clock())
         with self._tx() as conn:
             adset = _live_parent(conn, "adsets", fields["adset_id"], account_id, "adset_id")
             campaign = conn.execute(
@@ -764,7 +861,6 @@ def _uniforms(count: int, *parts: object) -> list[float]:
 
 
 _INV_2_64 = 2.0**-64
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -781,15 +877,15 @@ def _profile(seed: int, ad_id: int) -> _Profile:
     )
 
 
-def ad_day_metrics(seed: int, ad: Mapping[str, Any], day: int, share: float) -> tuple[int, ...]:
-    """One ad's delivery on day ordinal ``day`` (``share`` = fraction of the day it ran).
+def ad_day_metrics(seed: int, ad: Mapping[str, Any], day: int, age: int, share: float) -> tuple[int, ...]:
+    """One ad's delivery on local day ordinal ``day``, ``age`` days after its creation day
+    (``share`` = fraction of the day it ran).
 
-    Deterministic from (seed, ad id, date); in METRICS order, money in cents."""
+    Deterministic from (seed, ad id, local date); in METRICS order, money in minor units."""
     p = _profile(seed, ad["id"])
     u = _uniforms(4, seed, ad["id"], day)
     spend = round(ad["spend_base"] * (0.6 + 0.4 * u[0]) * share)
     impressions = round(spend * 1000 / p.cpm)
-    age = day - _ordinal(ad["created_ts"])
     ctr = p.ctr * max(0.25, (1 - p.decay) ** age) * (0.9 + 0.2 * u[1])
     clicks = round(impressions * ctr)
     purchases = round(clicks * p.cvr * (0.8 + 0.4 * u[2]))
@@ -797,31 +893,43 @@ def ad_day_metrics(seed: int, ad: Mapping[str, Any], day: int, share: float) -> 
     return spend, impressions, clicks, round(impressions / p.frequency), purchases, value
 
 
-def _ordinal(ts: float) -> int:
-    """The proleptic-Gregorian ordinal of the UTC day containing ``ts``."""
-    return int(ts // DAY) + _EPOCH_ORDINAL
+class LocalDays:
+    """The days of one ad account's time zone, as ordinals with their epoch bounds."""
 
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._starts: dict[int, int] = {}
 
-def _day_share(ad: Mapping[str, Any], day: int, now: float) -> float:
-    """Fraction of day ordinal ``day`` during which the ad existed and the day had happened."""
-    start_ts = (day - _EPOCH_ORDINAL) * DAY
-    return max(0.0, (min(start_ts + DAY, now) - max(start_ts, ad["created_ts"])) / DAY)
+    def ordinal(self, ts: float) -> int:
+        return local_day(ts, self.tz).toordinal()
+
+    def start(self, day: int) -> int:
+        start = self._starts.get(day)
+        if start is None:
+            start = self._starts[day] = local_day_start(date.fromordinal(day), self.tz)
+        return start
+
+    def share(self, day: int, since_ts: float, now: float) -> float:
+        """Fraction of local ``day`` after ``since_ts`` that had happened by ``now``."""
+        start, end = self.start(day), self.start(day + 1)
+        return max(0.0, (min(end, now) - max(start, since_ts)) / (end - start))
 
 
 def insight_rows(
     seed: int, ads: Sequence[Mapping[str, Any]], dates: DateRange, level: str, daily: bool,
-    now: float, spend_multiplier: Mapping[str, float],
+    now: float, spend_multiplier: Mapping[str, float], days: LocalDays,
 ) -> list[dict[str, Any]]:
-    """Rows of summed integer metrics per object of ``level`` (and per day if ``daily``).
+    """Rows of summed integer metrics per object of ``level`` (and per local day if ``daily``).
 
-    Past days are fixed; today is the partial day so far and only accrues for ads that are
-    effectively ACTIVE right now; ``spend_multiplier`` scales today's spend per campaign."""
-    today = _ordinal(now)
+    Past days are fixed; today is the partial local day so far and only accrues for ads that
+    are effectively ACTIVE right now; ``spend_multiplier`` scales today's spend per campaign."""
+    today = days.ordinal(now)
     groups: dict[tuple[int, int], dict[str, Any]] = {}
     for ad in ads:
-        for day in range(max(dates.since.toordinal(), _ordinal(ad["created_ts"])),
-                         min(dates.until.toordinal(), today) + 1):
-            metrics = _ad_metrics_on(seed, ad, day, today, now, spend_multiplier)
+        created = days.ordinal(ad["created_ts"])
+        for day in range(max(dates.since.toordinal(), created), min(dates.until.toordinal(), today) + 1):
+            metrics = _ad_metrics_on(seed, ad, day, day - created, today, days.share(day, ad["created_ts"], now),
+                                     spend_multiplier)
             if metrics[1] == 0:
                 continue  # Meta returns no row for a day without delivery
             key = (ad[LEVEL_KEYS[level]], day if daily else 0)
@@ -835,13 +943,13 @@ def insight_rows(
 
 
 def _ad_metrics_on(
-    seed: int, ad: Mapping[str, Any], day: int, today: int, now: float, multiplier: Mapping[str, float],
+    seed: int, ad: Mapping[str, Any], day: int, age: int, today: int, share: float, multiplier: Mapping[str, float],
 ) -> tuple[int, ...]:
     if day < today:
-        return ad_day_metrics(seed, ad, day, _day_share(ad, day, now))
+        return ad_day_metrics(seed, ad, day, age, share)
     if ad["effective_status"] != "ACTIVE":
         return (0,) * len(METRICS)
-    spend, *rest = ad_day_metrics(seed, ad, day, _day_share(ad, day, now))
+    spend, *rest = ad_day_metrics(seed, ad, day, age, share)
     return (round(spend * multiplier.get(str(ad["campaign_id"]), 1.0)), *rest)
 
 

@@ -63,6 +63,13 @@ class RunningSandbox:
         body = {"effective_status": effective_status, "issues_info": issues_info}
         return self._control("POST", f"/_sandbox/campaigns/{campaign_id}", body)
 
+    def set_clock(self, now: str | float | None = None) -> dict[str, Any]:
+        """Move the sandbox's business clock to ``now`` (ISO 8601 with offset, or epoch); None: real time."""
+        return self._control("POST", "/_sandbox/clock", {} if now is None else {"now": now})
+
+    def clock(self) -> dict[str, Any]:
+        return self._control("GET", "/_sandbox/clock")
+
     def stop(self) -> None:
         if not self._thread.is_alive():
             return

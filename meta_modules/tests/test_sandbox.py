@@ -353,7 +353,7 @@ def test_unscored_calls_and_standard_headers(sandbox: RunningSandbox) -> None:
     assert "X-Ad-Account-Usage" not in me.headers
     accounts = graph.get("me/adaccounts", fields="id,account_id,currency,account_status,timezone_name").json()
     assert accounts["data"][0] == {"id": ACT, "account_id": "1000000001", "currency": "USD",
-                                   "account_status": 1, "timezone_name": "UTC"}
+                                   "account_status": 1, "timezone_name": "America/Los_Angeles"}
     read = graph.get(f"{ACT}/campaigns")
     assert json.loads(read.headers["X-Ad-Account-Usage"])["ads_api_access_tier"] == "standard_access"
     assert set(json.loads(read.headers["X-App-Usage"])) == {"call_count", "total_time", "total_cputime"}
