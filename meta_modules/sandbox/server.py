@@ -397,6 +397,7 @@ def _campaign_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         "effective_status": row["effective_status"],
         "daily_budget": str(row["daily_budget"] or 0),
         "lifetime_budget": str(row["lifetime_budget"] or 0),
+        "spend_cap": str(row["spend_cap"] or 0),  # unset reads "0", like the budgets (sandbox's choice)
         "buying_type": "AUCTION",
         "special_ad_categories": json.loads(row["special_ad_categories"]),
         "created_time": fb_time(row["created_ts"], tz),
@@ -418,6 +419,7 @@ def _adset_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
         "configured_status": row["status"],
         "effective_status": row["effective_status"],
         "daily_budget": str(row["daily_budget"] or 0),
+        "lifetime_budget": str(row["lifetime_budget"] or 0),
         "optimization_goal": row["optimization_goal"],
         "billing_event": row["billing_event"],
         "targeting": json.loads(row["targeting"]),
@@ -462,6 +464,10 @@ RENDER: dict[str, Callable[[Mapping[str, Any], ZoneInfo], dict[str, Any]]] = {
     "campaign": _campaign_json, "adset": _adset_json, "ad": _ad_json,
 }
 EDGE_KINDS = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
+# Money fields an edit may change; changing only these leaves updated_time alone, as on Meta.
+EDITABLE_BUDGETS = {
+    "campaign": ("daily_budget", "lifetime_budget", "spend_cap"), "adset": ("daily_budget", "lifetime_budget"), "ad": (),
+}
 CHILD_EDGES = {"campaign": ("adsets", "ads"), "adset": ("ads",), "ad": ()}
 LEVELS = ("account", "campaign", "adset", "ad")
 INSIGHT_FIELDS = {
@@ -967,7 +973,7 @@ class Sandbox:
     # ----------------------------------------------------------------- writes
 
     def _update(self, node: Node, params: Mapping[str, str]) -> dict[str, Any]:
-        editable = {"name", "status"} | ({"daily_budget"} if node.kind != "ad" else set())
+        editable = {"name", "status", *EDITABLE_BUDGETS[node.kind]}
         for key in params:
             if key not in editable | _AUTH_PARAMS | {"fields"}:
                 raise GraphError(f"(#100) The sandbox does not support editing {key} on {NODE_TYPES[node.kind]}")
@@ -976,8 +982,9 @@ class Sandbox:
             changes["status"] = _status_param(params, "")
         if "name" in params:
             changes["name"] = _required(params, "name")
-        if "daily_budget" in params:
-            changes["daily_budget"] = _budget(params, "daily_budget")
+        for name in EDITABLE_BUDGETS[node.kind]:
+            if name in params:
+                changes[name] = _budget(params, name)
         self.store.update(node, changes)
         if "status" in changes:
             with self._writes_lock:
@@ -1000,6 +1007,7 @@ class Sandbox:
                 "status": status,
                 "campaign_id": self._id_param(params, "campaign_id"),
                 "daily_budget": _budget(params, "daily_budget"),
+                "lifetime_budget": _budget(params, "lifetime_budget"),
                 "optimization_goal": params.get("optimization_goal", "OFFSITE_CONVERSIONS"),
                 "billing_event": params.get("billing_event", "IMPRESSIONS"),
                 "targeting": self._object_param(params, "targeting"),
@@ -1029,6 +1037,7 @@ class Sandbox:
         return {
             "name": name, "objective": objective, "status": status, "daily_budget": daily,
             "lifetime_budget": lifetime, "special_ad_categories": categories,
+            "spend_cap": _budget(params, "spend_cap"),
         }
 
     @staticmethod

@@ -61,7 +61,7 @@ TABLES = {"campaign": "campaigns", "adset": "adsets", "ad": "ads"}
 VIEWS = {"campaign": "v_campaigns", "adset": "v_adsets", "ad": "v_ads"}
 NODE_TYPES = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 DAY = 86_400
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SQLITE_MAX_INTEGER = 2**63 - 1
 
 _SCHEMA = """
@@ -75,13 +75,13 @@ CREATE TABLE campaigns (
     lifetime_budget INTEGER, special_ad_categories TEXT NOT NULL,
     created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL,
     -- Meta's delivery system, not the advertiser: IN_PROCESS / WITH_ISSUES, or NULL.
-    delivery TEXT, issues_info TEXT);
+    delivery TEXT, issues_info TEXT, spend_cap INTEGER);
 CREATE INDEX campaigns_account ON campaigns (account_id, id);
 CREATE TABLE adsets (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, campaign_id INTEGER NOT NULL,
     name TEXT NOT NULL, status TEXT NOT NULL, daily_budget INTEGER,
     optimization_goal TEXT NOT NULL, billing_event TEXT NOT NULL, targeting TEXT NOT NULL,
-    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL);
+    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL, lifetime_budget INTEGER);
 CREATE INDEX adsets_account ON adsets (account_id, id);
 CREATE INDEX adsets_campaign ON adsets (campaign_id, id);
 CREATE TABLE ads (
@@ -439,7 +439,7 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
             name = f"A{a} {rng.choice(_THEMES)} - {rng.choice(_AUDIENCES)} #{k:04d}"
             rows.campaigns.append([
                 campaign_id, account_id, name, rng.choice(_OBJECTIVE_MIX), status, budget, None,
-                "[]", created, updated, None, None,
+                "[]", created, updated, None, None, None,
             ])
             _generate_children(cfg, rng, rows, next_id, account_id, campaign_id, name, budget, created, updated)
         _assign_delivery(cfg, a, [c for c in rows.campaigns if c[1] == account_id])
@@ -474,7 +474,7 @@ def _generate_children(
         rows.adsets.append((
             adset_id, account_id, campaign_id, f"{campaign_name} / Ad set {j}",
             "ACTIVE" if rng.random() < 0.9 else "PAUSED", budget // cfg.adsets_per_campaign,
-            "OFFSITE_CONVERSIONS", "IMPRESSIONS", json.dumps(targeting), created + 60, updated,
+            "OFFSITE_CONVERSIONS", "IMPRESSIONS", json.dumps(targeting), created + 60, updated, None,
         ))
         for k in range(1, cfg.ads_per_adset + 1):
             ad_id = next_id("ad")
@@ -576,8 +576,8 @@ class Store:
             for table in ("ads", "adsets", "campaigns", "accounts", "meta"):
                 conn.execute(f"DELETE FROM {table}")
             conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)", rows.accounts)
-            conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
-            conn.executemany("INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.adsets)
+            conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
+            conn.executemany("INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.adsets)
             conn.executemany("INSERT INTO ads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.ads)
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
@@ -671,7 +671,8 @@ class Store:
             params.append(status)
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, account_id, status, effective_status, updated_ts, daily_budget, issues_info "
+                "SELECT id, account_id, name, status, effective_status, updated_ts, daily_budget, lifetime_budget, "
+                "spend_cap, issues_info "
                 f"FROM v_campaigns WHERE {' AND '.join(where)} ORDER BY id",
                 params,
             ).fetchall()
@@ -682,7 +683,10 @@ class Store:
                 "status": r["status"],
                 "effective_status": r["effective_status"],
                 "updated_time": fb_time(r["updated_ts"], self.zone(r["account_id"])),
-                "daily_budget": None if r["daily_budget"] is None else str(r["daily_budget"]),
+                "name": r["name"],
+                "daily_budget": _minor(r["daily_budget"]),
+                "lifetime_budget": _minor(r["lifetime_budget"]),
+                "spend_cap": _minor(r["spend_cap"]),
                 "issues_info": (
                     json.loads(r["issues_info"] or "[]") if r["effective_status"] in DELIVERY_STATES else []
                 ),
@@ -714,8 +718,10 @@ class Store:
             diff = {k: v for k, v in changes.items() if row[k] != v}
             if not diff:
                 return False
-            # updated_time must strictly increase: the tower compares it to spot human edits.
-            diff["updated_ts"] = max(int(self.clock()), row["updated_ts"] + 1)
+            # updated_time must strictly increase: the tower compares it to spot human edits. Meta
+            # does not bump it for budget-only edits (daily_budget, lifetime_budget, spend_cap).
+            if diff.keys() & {"name", "status"}:
+                diff["updated_ts"] = max(int(self.clock()), row["updated_ts"] + 1)
             sets = ", ".join(f"{k} = ?" for k in diff)
             conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*diff.values(), row["id"]])
             return True
@@ -725,10 +731,10 @@ class Store:
         with self._tx() as conn:
             new_id = self._next_id(conn, "campaign")
             conn.execute(
-                "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
                 (new_id, account_id, fields["name"], fields["objective"], fields["status"],
                  fields.get("daily_budget"), fields.get("lifetime_budget"),
-                 json.dumps(fields.get("special_ad_categories", [])), now, now),
+                 json.dumps(fields.get("special_ad_categories", [])), now, now, fields.get("spend_cap")),
             )
         return new_id
 
@@ -738,10 +744,10 @@ class Store:
             _live_parent(conn, "campaigns", fields["campaign_id"], account_id, "campaign_id")
             new_id = self._next_id(conn, "adset")
             conn.execute(
-                "INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (new_id, account_id, fields["campaign_id"], fields["name"], fields["status"],
                  fields.get("daily_budget"), fields["optimization_goal"], fields["billing_event"],
-                 json.dumps(fields["targeting"]), now, now),
+                 json.dumps(fields["targeting"]), now, now, fields.get("lifetime_budget")),
             )
         return new_id
 
@@ -769,6 +775,10 @@ class Store:
     def _next_id(conn: sqlite3.Connection, kind: str) -> int:
         current = conn.execute(f"SELECT MAX(id) FROM {TABLES[kind]}").fetchone()[0]
         return (current or ID_BASES[kind]) + 1
+
+
+def _minor(amount: int | None) -> str | None:
+    return None if amount is None else str(amount)
 
 
 def _check_edit(node_type: str, status: str, changes: Mapping[str, Any]) -> None:
