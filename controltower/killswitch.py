@@ -15,6 +15,17 @@ mid-request, a Celery worker killed mid-sweep, the queue down), the watchdog and
 cycle finish the halt: every sweep covers the halt's whole scope and is idempotent, and a
 campaign Meta no longer lists as ACTIVE is read, not paused again.
 
+Only campaigns a person left running are held: Meta's listing filter is by effective status,
+and a campaign configured PAUSED can read IN_PROCESS or WITH_ISSUES, so the listing is then
+filtered on the configured status (rules.is_running). Resume re-activates a hold only if it was
+configured ACTIVE before the stop and is still exactly as our pause left it (updated_time, and
+the name and budgets that Meta does not stamp in updated_time). What resume cannot re-activate
+within its deadline stays `resuming` and is worked on in the background, like the stop's pending
+ones, until done or given up with an alert.
+
+No exception escapes a stop or a resume: an unexpected failure on one account becomes that
+account's error, the stop still alerts and hands the rest to the background sweep.
+
 Threads only talk to Meta; every database write happens in the calling thread.
 """
 from __future__ import annotations
@@ -41,17 +52,20 @@ from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
 )
 from meta_modules import graph
+from meta_modules.errors import RETRYABLE
 from meta_modules.models import MetaModule, SpendSpike
 from meta_modules.scheduling import staggered_last_run
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-ACTIVE_STATUSES = ("ACTIVE", "IN_PROCESS", "WITH_ISSUES")  # configured ACTIVE, not archived
+# Effective statuses a campaign configured ACTIVE can show; the listing is filtered on the configured status after.
+RUNNING_EFFECTIVE_STATUSES = ("ACTIVE", "IN_PROCESS", "WITH_ISSUES")
 ALL_LISTED_STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES")
-CAMPAIGN_FIELDS = ("id", "name", "status", "effective_status", "updated_time")
+CAMPAIGN_FIELDS = ("id", "status", "effective_status", "updated_time", *rules.SNAPSHOT_FIELDS)
+# Read after our pause (and when confirming one): what resume compares.
+PAUSED_FIELDS = ",".join(("status", "updated_time", *rules.SNAPSHOT_FIELDS))
 KILL_SWITCH_LOCK = "kill_switch"
-RETRYABLE = (graph.ErrorKind.TRANSIENT, graph.ErrorKind.RATE_LIMITED)
 
 
 class KillSwitchError(Exception):
@@ -70,12 +84,40 @@ class StopRequest:
 
 
 @dataclass
+class Pending:
+    """Campaigns left for the background, per account, with why: an operator is told, not left to guess."""
+
+    why: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+
+    def add(self, account: str, why: str, n: int = 1) -> None:
+        self.why[account][why] += n
+
+    @property
+    def count(self) -> int:
+        return sum(sum(reasons.values()) for reasons in self.why.values())
+
+    def reasons(self, doing: str) -> list[str]:
+        """Per account, how many are left and the commonest reason."""
+        return [f"{account}: {sum(reasons.values())} campaigns still pending — {reasons.most_common(1)[0][0]}; "
+                f"the background keeps {doing} them." for account, reasons in sorted(self.why.items())]
+
+
+@dataclass
 class SweepResult:
     paused: int = 0
     pending: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     by_account: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    left: Pending = field(default_factory=Pending)
+
+    def leave_pending(self, account: str, why: str, n: int = 1) -> None:
+        self.pending += n
+        self.by_account[account]["pending"] += n
+        self.left.add(account, why, n)
+
+    def pending_reasons(self) -> list[str]:
+        return self.left.reasons("pausing")
 
 
 @dataclass
@@ -113,6 +155,7 @@ class ResumeResult:
     schedulers_resumed: int
     campaigns_resumed: int
     campaigns_skipped: list[dict[str, str]]
+    campaigns_pending: int
     errors: list[str]
     system_status: str
     health_check_run_id: str | None
@@ -123,38 +166,41 @@ class ResumeResult:
 # --- helpers --------------------------------------------------------------------------
 
 
-def _parallel(fn: Callable[[str], T], accounts: Iterable[str]) -> dict[str, T | graph.MetaError]:
-    """Run `fn(account)` for every account at once; each thread has its own Graph client."""
+def _parallel(fn: Callable[[graph.GraphClient, str], T], accounts: Iterable[str],
+              deadline: float) -> dict[str, T | graph.MetaError]:
+    """Run `fn(client, account)` for every account at once, each thread with its own Graph client
+    bound by the deadline. Whatever one account raises becomes that account's error."""
     accounts = list(accounts)
     if not accounts:
         return {}
 
     def guarded(account: str) -> T | graph.MetaError:
         try:
-            return fn(account)
+            with graph.client().bounded(deadline) as meta:
+                return fn(meta, account)
         except graph.MetaError as exc:
             return exc
+        except Exception as exc:  # noqa: BLE001 - a stop or resume must finish whatever one account does
+            logger.exception("Unexpected failure on %s during a stop or resume", account)
+            return graph.MetaError(graph.ErrorKind.TRANSIENT, f"unexpected {type(exc).__name__}: {exc}")
 
     with ThreadPoolExecutor(max_workers=min(len(accounts), settings.KILL_SWITCH_PARALLELISM)) as pool:
         return dict(zip(accounts, pool.map(guarded, accounts)))
-
-
-def _client(deadline: float) -> graph.GraphClient:
-    """This thread's client, never waiting on a rate-limit block past the deadline."""
-    client = graph.client()
-    client.max_wait = max(0.0, deadline - time.monotonic())
-    return client
 
 
 def _within_deadline(call: Callable[[], T], deadline: float) -> T:
     """`call()`, tried again while it fails transiently or on a rate limit (after the client's own
     retries) and the deadline leaves time for another try."""
     rounds = 0
+    last: graph.MetaError | None = None
     while True:
         rounds += 1
         try:
             return call()
         except graph.MetaError as exc:
+            if not exc.sent and last is not None:
+                raise last from exc  # the deadline came: what Meta last said is the reason
+            last = exc
             delay = (rules.retry_delay(rounds, deadline - time.monotonic(), exc.retry_after or 0.0)
                      if exc.kind in RETRYABLE else None)
             if delay is None:
@@ -171,8 +217,11 @@ def _act_ids(accounts: Iterable[str]) -> list[str]:
     return [a if a.startswith("act_") else f"act_{a}" for a in accounts]
 
 
-def _accounts(requested: Iterable[str] | None) -> list[str]:
-    return _act_ids(requested) if requested is not None else graph.client().ad_accounts()
+def _accounts(requested: Iterable[str] | None, deadline: float) -> list[str]:
+    if requested is not None:
+        return _act_ids(requested)
+    with graph.client().bounded(deadline) as meta:
+        return meta.ad_accounts()
 
 
 def _kill_switch_lease(wait_until: float | None = None) -> Any:
@@ -192,7 +241,7 @@ def preview(request: StopRequest) -> StopResult:
     """Dry run: what a stop would disable and pause, read from the scheduler and Meta. Changes nothing."""
     deadline = time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS
     schedulers = list(_module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
-    listed = _list_active(_accounts(request.ad_account_ids or None), deadline) if request.pause_campaigns else {}
+    listed = _list_running(_accounts(request.ad_account_ids or None, deadline), deadline) if request.pause_campaigns else {}
     errors = [f"{account}: {result}" for account, result in listed.items() if isinstance(result, graph.MetaError)]
     campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in r] for a, r in listed.items()
                  if not isinstance(r, graph.MetaError)}
@@ -273,19 +322,23 @@ def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: floa
                                      "the background sweep will pause the campaigns.")
             else:
                 try:
-                    accounts = _within_deadline(lambda: _accounts(scope.accounts), deadline)
+                    accounts = _within_deadline(lambda: _accounts(scope.accounts, deadline), deadline)
                     result = sweep(halt_run, stop_run, accounts, deadline)
                 except graph.MetaError as exc:  # listing the ad accounts themselves failed
                     result.errors.append(f"Could not list ad accounts: {exc}")
+                except Exception as exc:  # noqa: BLE001 - the halt stands; the background sweep carries on
+                    logger.exception("The campaign sweep of halt %s failed", halt_run.pk)
+                    result.errors.append(f"The sweep failed unexpectedly ({type(exc).__name__}: {exc}); "
+                                         "the background sweep keeps pausing campaigns.")
     if not result.pending and not result.errors:
         TowerState.objects.filter(pk=1, emergency_stop_active=True, halt_run=halt_run).update(halt_swept_at=began)
     return schedulers, result
 
 
 def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[str], deadline: float) -> SweepResult:
-    """Step 3: list ACTIVE campaigns from Meta, write holds, pause them; idempotent."""
+    """Step 3: list running campaigns from Meta, write holds, pause them; idempotent."""
     result = SweepResult()
-    listed = _list_active(accounts, deadline)
+    listed = _list_running(accounts, deadline)
     found: list[dict[str, Any]] = []
     for account, campaigns in listed.items():
         if isinstance(campaigns, graph.MetaError):
@@ -300,31 +353,46 @@ def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[s
     claimed, claimed_elsewhere = claims
     # Claimed by another sweeper, alive or dead: not done until a sweep confirms them.
     for account, n in claimed_elsewhere.items():
-        result.pending += n
-        result.by_account[account]["pending"] += n
-    active = {c["id"] for c in found}
-    to_pause = [h for h in claimed if h.campaign_id in active]
-    # Pending but no longer listed as ACTIVE: most likely paused by a sweep whose process died
-    # before it recorded the answer. Read them rather than pause them a second time.
-    unlisted = [h for h in claimed if h.campaign_id not in active]
-    answers, sent = _send(to_pause, _pause_call, deadline)
-    read, _ = _send(unlisted, _read_call, deadline)
-    active_again = [h for h in unlisted if (read[h.campaign_id][1] or {}).get("status") in ACTIVE_STATUSES]
-    paused_again, sent_again = _send(active_again, _pause_call, deadline)
+        result.leave_pending(account, "claimed by another sweep (if that one died, its claim lapses)", n)
+    running = {c["id"] for c in found}
+    answers, sent = _send([h for h in claimed if h.campaign_id in running], _pause_call, deadline)
+    # Read rather than pause: pending ones no longer listed as running (most likely paused by a
+    # sweep whose process died before it recorded the answer), and pauses Meta applied whose
+    # answer lacks what resume compares (a read-after-write whose read failed).
+    to_read = [h for h in claimed if h.campaign_id not in running or _unconfirmed(answers.get(h.campaign_id))]
+    read, _ = _send(to_read, _read_call, deadline)
+    running_again = [h for h in to_read if rules.is_running(read[h.campaign_id][1] or {})]
+    paused_again, sent_again = _send(running_again, _pause_call, deadline)
+    answers.update({h.campaign_id: read[h.campaign_id] for h in to_read})
     answers.update(paused_again)
     sent.update(sent_again)
     now = timezone.now()
+    listed_as = {hold.pk: hold.snapshot for hold in claimed}
     for hold in claimed:
-        error, body = answers[hold.campaign_id] if hold.campaign_id in answers else read[hold.campaign_id]
+        error, body = answers[hold.campaign_id]
         _settle(hold, error, body, sent[hold.campaign_id], now, result)
     _save_holds(claimed, ["state", "attempts", "claimed_by", "claimed_until", "paused_at", "paused_updated_time",
                           "last_error"])
+    # A snapshot is per campaign: written with the hold, and again only where the pause answer differs.
+    for hold in claimed:
+        if hold.snapshot != listed_as[hold.pk]:
+            CampaignHold.objects.filter(pk=hold.pk).update(snapshot=hold.snapshot)
     return result
 
 
-def _list_active(accounts: list[str], deadline: float) -> dict[str, list[dict[str, Any]] | graph.MetaError]:
-    return _parallel(lambda a: _within_deadline(
-        lambda: _client(deadline).campaigns(a, CAMPAIGN_FIELDS, ACTIVE_STATUSES), deadline), accounts)
+def _unconfirmed(answer: Answer | None) -> bool:
+    """A pause Meta applied whose answer lacks the updated_time resume compares."""
+    return answer is not None and answer[0] is None and answer[1] is not None and "updated_time" not in answer[1]
+
+
+def _list_running(accounts: list[str], deadline: float) -> dict[str, list[dict[str, Any]] | graph.MetaError]:
+    """Per account, the campaigns a person left running (configured ACTIVE), listed by effective status."""
+    def listing(meta: graph.GraphClient, account: str) -> list[dict[str, Any]]:
+        campaigns = _within_deadline(lambda: meta.campaigns(account, CAMPAIGN_FIELDS, RUNNING_EFFECTIVE_STATUSES),
+                                     deadline)
+        return [c for c in campaigns if rules.is_running(c)]
+
+    return _parallel(listing, accounts, deadline)
 
 
 def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]],
@@ -342,7 +410,7 @@ def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found:
             [CampaignHold(halt_run=halt_run, stop_run=stop_run, campaign_id=c["id"], account_id=c["account"],
                           campaign_name=c.get("name", "")[:400], prior_status=c.get("status", ""),
                           prior_effective_status=c.get("effective_status", ""),
-                          prior_updated_time=c.get("updated_time", "")) for c in found],
+                          prior_updated_time=c.get("updated_time", ""), snapshot=rules.snapshot(c)) for c in found],
             ignore_conflicts=True,
         )
         # Held before and ACTIVE again (someone re-activated it during the halt): pause it again.
@@ -360,12 +428,11 @@ def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found:
 
 
 def _pause_call(hold: CampaignHold) -> graph.BatchCall:
-    return graph.BatchCall(hold.campaign_id, "POST", f"{hold.campaign_id}/",
-                           {"status": "PAUSED", "fields": "status,updated_time"})
+    return graph.BatchCall(hold.campaign_id, "POST", f"{hold.campaign_id}/", {"status": "PAUSED", "fields": PAUSED_FIELDS})
 
 
 def _read_call(hold: CampaignHold) -> graph.BatchCall:
-    return graph.BatchCall(hold.campaign_id, "GET", hold.campaign_id, {"fields": "status,updated_time"})
+    return graph.BatchCall(hold.campaign_id, "GET", hold.campaign_id, {"fields": PAUSED_FIELDS})
 
 
 Answer = tuple[graph.MetaError | None, dict[str, Any] | None]
@@ -387,15 +454,17 @@ def _send(holds: list[CampaignHold], call: Callable[[CampaignHold], graph.BatchC
         for hold in todo:
             by_account[hold.account_id].append(hold)
         outcomes = _parallel(
-            lambda a: _client(deadline).batch(a, [call(h) for h in by_account[a]], allow_while_halted=True), by_account)
+            lambda meta, a: meta.batch(a, [call(h) for h in by_account[a]], allow_while_halted=True), by_account, deadline)
         todo = []
         for account, outcome in outcomes.items():
             for hold in by_account[account]:
-                sent[hold.campaign_id] += 1
                 if isinstance(outcome, graph.MetaError):
                     error, body = outcome, None
                 else:
                     error, body = outcome.failed.get(hold.campaign_id), outcome.succeeded.get(hold.campaign_id)
+                if error is not None and not error.sent and hold.campaign_id in answers:
+                    continue  # not sent (the deadline): the previous answer says more
+                sent[hold.campaign_id] += error is None or error.sent
                 answers[hold.campaign_id] = (error, body)
                 if body is None and (error is None or error.kind in RETRYABLE):
                     todo.append(hold)
@@ -416,6 +485,7 @@ def _settle(hold: CampaignHold, error: graph.MetaError | None, body: dict[str, A
     if error is None and body is not None:
         hold.state, hold.paused_at, hold.last_error = CampaignHold.State.PAUSED, now, ""
         hold.paused_updated_time = body.get("updated_time", "")
+        hold.snapshot = {**hold.snapshot, **rules.snapshot(body)}
         result.paused += 1
         result.by_account[account]["paused"] += 1
     elif error is not None and error.kind not in RETRYABLE:
@@ -424,8 +494,7 @@ def _settle(hold: CampaignHold, error: graph.MetaError | None, body: dict[str, A
         result.by_account[account]["failed"] += 1
     else:
         hold.last_error = str(error) if error else "No answer before the deadline."
-        result.pending += 1
-        result.by_account[account]["pending"] += 1
+        result.leave_pending(account, hold.last_error)
 
 
 def _save_holds(holds: list[CampaignHold], fields: list[str]) -> None:
@@ -465,7 +534,7 @@ def emergency_stop(request: StopRequest) -> StopResult:
         success=not (sweep_result.pending or sweep_result.failed or sweep_result.errors),
         run_id=str(run.pk), dry_run=False, already_halted=already, schedulers_stopped=len(schedulers),
         campaigns_paused=sweep_result.paused, campaigns_pending=sweep_result.pending,
-        campaigns_failed=sweep_result.failed, alerts_sent=0, errors=sweep_result.errors,
+        campaigns_failed=sweep_result.failed, alerts_sent=0, errors=sweep_result.errors + sweep_result.pending_reasons(),
         stopped_at=run.executed_at, message="",
         campaigns_by_account={a: dict(c) for a, c in sweep_result.by_account.items()},
     )
@@ -529,9 +598,11 @@ def resweep(halt_run_id: str, attempt: int, follow_up: bool = True) -> dict[str,
     elif remaining and follow_up:
         channels.deliver(channels.Message(
             kind=Notification.Kind.EMERGENCY, subject="EMERGENCY STOP incomplete: campaigns still not paused",
-            body=f"After {attempt + 1} sweeps, {result.pending} campaigns are still pending. Errors: {result.errors}",
+            body=f"After {attempt + 1} sweeps, {result.pending} campaigns are still pending.\n"
+                 + "\n".join(result.errors + result.pending_reasons()),
         ), state.halt_run)
-    return {"paused": result.paused, "pending": result.pending, "failed": len(result.failed), "errors": result.errors}
+    return {"paused": result.paused, "pending": result.pending, "failed": len(result.failed),
+            "errors": result.errors + result.pending_reasons()}
 
 
 def sweep_needed() -> bool:
@@ -546,10 +617,13 @@ def sweep_needed() -> bool:
 
 def finish_abandoned() -> None:
     """The watchdog's and the cycle's part: finish a halt nobody is finishing, close stop runs
-    whose process died before they ended, and say so."""
+    whose process died before they ended, and say so; carry on re-activations a resume left."""
     if sweep_needed():
         resweep(str(TowerState.get().halt_run_id), attempt=0, follow_up=False)
     _close_interrupted_stops()
+    if not is_held(KILL_SWITCH_LOCK):
+        for run_id in _resumes_left_pending():
+            finish_resume(str(run_id), attempt=0, follow_up=False)
 
 
 def _close_interrupted_stops() -> None:
@@ -628,8 +702,8 @@ def resume(request: ResumeRequest) -> ResumeResult:
             if not _approval_gate(state, request):
                 return ResumeResult(
                     success=False, run_id=None, awaiting_approval=True, schedulers_resumed=0, campaigns_resumed=0,
-                    campaigns_skipped=[], errors=[], system_status=state.system_status, health_check_run_id=None,
-                    resumed_at=timezone.now(),
+                    campaigns_skipped=[], campaigns_pending=0, errors=[], system_status=state.system_status,
+                    health_check_run_id=None, resumed_at=timezone.now(),
                     message=f"Resume requested by {request.actor}; it takes effect when a different operator approves.")
             approved_from = state.resume_requested_by
             if approved_from:  # the approver confirms what the first operator asked for
@@ -643,11 +717,14 @@ def resume(request: ResumeRequest) -> ResumeResult:
                 executed_by=f"{approved_from} (approved by {request.actor})" if approved_from else request.actor,
             )
             halt_run, stop_stamp, held_tasks = state.halt_run, state.last_stop_at, list(state.held_task_ids)
-        errors: list[str] = []
         unconfirmed = _close_unconfirmed(halt_run, run)
-        resumed, skipped = (_reactivate(halt_run, run, deadline, errors) if request.resume_campaigns
-                            else (0, _release(halt_run, run)))
-        skipped = unconfirmed + skipped
+        if request.resume_campaigns:
+            holds = list(CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED))
+            outcome = _reactivate(holds, run, deadline, allow_while_halted=True)
+        else:
+            outcome = Reactivation(skipped=_release(halt_run, run))
+        skipped = unconfirmed + outcome.skipped
+        errors = outcome.errors + outcome.left.reasons("re-activating")
         schedulers = _restore_schedulers(held_tasks, request)
         with transaction.atomic():
             state = TowerState.locked()
@@ -656,62 +733,79 @@ def resume(request: ResumeRequest) -> ResumeResult:
                 _finish(run, started, [], errors, "Resume overtaken by a new stop.", failed=True)
                 return ResumeResult(
                     success=False, run_id=str(run.pk), awaiting_approval=False, schedulers_resumed=0,
-                    campaigns_resumed=resumed, campaigns_skipped=skipped, errors=errors,
-                    system_status=SystemStatus.EMERGENCY_STOP, health_check_run_id=None,
-                    resumed_at=timezone.now(), message=errors[-1])
+                    campaigns_resumed=outcome.resumed, campaigns_skipped=skipped,
+                    campaigns_pending=outcome.left.count, errors=errors, system_status=SystemStatus.EMERGENCY_STOP,
+                    health_check_run_id=None, resumed_at=timezone.now(), message=errors[-1])
             state.emergency_stop_active = False
             state.held_task_ids = []
             state.resume_requested_by, state.resume_requested_at, state.resume_request = "", None, {}
             state.system_status = SystemStatus.UNKNOWN
             state.save()
+    if outcome.left.count:
+        schedule_resume_retry(run)
     from controltower import cycle, health
 
     check = cycle.run_cycle(executed_by=request.actor) if request.run_health_check else None
     status = check.system_status if check else health.evaluate().system_status
     TowerState.set(system_status=status)
-    message = (f"Resumed: {len(schedulers)} schedulers re-enabled, {resumed} campaigns re-activated, "
-               f"{len(skipped)} left as they are. System status {status.upper()}.")
+    message = (f"Resumed: {len(schedulers)} schedulers re-enabled, {outcome.resumed} campaigns re-activated, "
+               f"{len(skipped)} left as they are"
+               + (f", {outcome.left.count} still being re-activated in the background" if outcome.left.count else "")
+               + f". System status {status.upper()}.")
     _finish(run, started, [{"action": "resume_schedulers", "modules": schedulers},
-                           {"action": "resume_campaigns", "resumed": resumed, "skipped": skipped}], errors, message)
+                           {"action": "resume_campaigns", "resumed": outcome.resumed, "skipped": skipped,
+                            "pending": outcome.left.count}], errors, message)
     ControlTowerRun.objects.filter(pk=run.pk).update(system_status=status)
     channels.deliver(channels.Message(kind=Notification.Kind.EMERGENCY, subject=f"RESUMED by {run.executed_by}",
-                                      body=message, payload={"event": "resume", "run_id": str(run.pk)}), run)
+                                      body="\n".join([message, *errors]),
+                                      payload={"event": "resume", "run_id": str(run.pk)}), run)
     return ResumeResult(success=not errors, run_id=str(run.pk), awaiting_approval=False,
-                        schedulers_resumed=len(schedulers), campaigns_resumed=resumed, campaigns_skipped=skipped,
-                        errors=errors, system_status=status, health_check_run_id=str(check.pk) if check else None,
+                        schedulers_resumed=len(schedulers), campaigns_resumed=outcome.resumed,
+                        campaigns_skipped=skipped, campaigns_pending=outcome.left.count, errors=errors,
+                        system_status=status, health_check_run_id=str(check.pk) if check else None,
                         resumed_at=timezone.now(), message=message)
 
 
-def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float,
-                errors: list[str]) -> tuple[int, list[dict[str, str]]]:
+@dataclass
+class Reactivation:
+    resumed: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    left: Pending = field(default_factory=Pending)
+
+
+def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float,
+                allow_while_halted: bool) -> Reactivation:
     """Re-activate exactly the held campaigns still PAUSED as our pause left them.
 
     In rounds until the deadline: read the current state of the holds still undecided from
     Meta, decide each (rules.resume_verdict), re-activate the unchanged ones. A read or a
     re-activation that failed transiently or on a rate limit (after the client's own retries)
     is tried again next round, re-reading the campaign first so an edit made meanwhile is
-    honoured. What is still undecided at the deadline stays PAUSED and is reported with its
-    last error.
+    honoured. What is still undecided at the deadline is left `resuming` (PAUSED on Meta) for
+    the background, with its last error.
     """
-    holds = list(CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED))
+    outcome = Reactivation()
     undecided = {hold.campaign_id: hold for hold in holds}
     last_failure: dict[str, str] = {}  # campaign → why the latest round did not settle it
     sent: set[str] = set()  # re-activations sent whose answer was a (transient) failure
-    skipped: list[dict[str, str]] = []
-    resumed = rounds = 0
+    rounds = 0
 
     def skip(hold: CampaignHold, reason: str, error: bool = False) -> None:
         hold.state, hold.resume_note = CampaignHold.State.SKIPPED, reason
-        skipped.append({"campaign_id": hold.campaign_id, "account_id": hold.account_id, "reason": reason})
+        outcome.skipped.append({"campaign_id": hold.campaign_id, "account_id": hold.account_id, "reason": reason})
         if error:
-            errors.append(f"{hold.campaign_id}: {reason}")
+            outcome.errors.append(f"{hold.campaign_id}: {reason}")
         del undecided[hold.campaign_id]
 
     def done(hold: CampaignHold, at: datetime, note: str = "") -> None:
-        nonlocal resumed
         hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, at, note
-        resumed += 1
+        outcome.resumed += 1
         del undecided[hold.campaign_id]
+
+    def reactivation(meta: graph.GraphClient, account: str, holds: list[CampaignHold]) -> graph.BatchResult:
+        calls = [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"}) for h in holds]
+        return meta.batch(account, calls, allow_while_halted=allow_while_halted)
 
     while undecided:
         rounds += 1
@@ -719,54 +813,143 @@ def _reactivate(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float
         by_account: dict[str, list[CampaignHold]] = defaultdict(list)
         for hold in undecided.values():
             by_account[hold.account_id].append(hold)
-        current = _parallel(lambda a: {c["id"]: c for c in _client(deadline).campaigns(
-            a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)}, by_account)
-        read_at = timezone.now()  # one time per round: the ledger is then saved in a few UPDATEs
-        to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
-        for account, account_holds in by_account.items():
-            seen = current[account]
-            for hold in account_holds:
-                if isinstance(seen, graph.MetaError):
-                    last_failure[hold.campaign_id] = f"could not read its current state: {seen}"
-                    failures.append(seen)
-                    if seen.kind not in RETRYABLE:
+        try:
+            current = _parallel(lambda meta, a: {c["id"]: c for c in meta.campaigns(a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)},
+                                by_account, deadline)
+            read_at = timezone.now()  # one time per round: the ledger is then saved in a few UPDATEs
+            to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
+            for account, account_holds in by_account.items():
+                seen = current[account]
+                for hold in account_holds:
+                    if isinstance(seen, graph.MetaError):
+                        if not seen.sent and hold.campaign_id in last_failure:
+                            continue  # the deadline came: the previous failure says more
+                        last_failure[hold.campaign_id] = f"could not read its current state: {seen}"
+                        failures.append(seen)
+                        if seen.kind not in RETRYABLE:
+                            skip(hold, last_failure[hold.campaign_id], error=True)
+                        continue
+                    now_on_meta = seen.get(hold.campaign_id)
+                    if hold.campaign_id in sent and rules.reactivated_unanswered(now_on_meta):
+                        done(hold, read_at, "ACTIVE again after a re-activation whose answer was lost")
+                        continue
+                    verdict = rules.resume_verdict(hold.prior_status, hold.paused_updated_time, hold.snapshot,
+                                                   now_on_meta)
+                    if verdict:
+                        skip(hold, verdict)
+                    else:
+                        to_activate[account].append(hold)
+            outcomes = _parallel(lambda meta, a: reactivation(meta, a, to_activate[a]), to_activate, deadline)
+            answered_at = timezone.now()
+            for account, result in outcomes.items():
+                for hold in to_activate[account]:
+                    error = result if isinstance(result, graph.MetaError) else result.failed.get(hold.campaign_id)
+                    if error is None:
+                        done(hold, answered_at)
+                        continue
+                    if error.sent or hold.campaign_id not in last_failure:
+                        last_failure[hold.campaign_id] = f"re-activation failed: {error}"
+                    failures.append(error)
+                    if error.kind in RETRYABLE:
+                        sent.add(hold.campaign_id)
+                    else:
                         skip(hold, last_failure[hold.campaign_id], error=True)
-                    continue
-                now_on_meta = seen.get(hold.campaign_id)
-                if hold.campaign_id in sent and rules.reactivated_unanswered(now_on_meta):
-                    done(hold, read_at, "ACTIVE again after a re-activation whose answer was lost")
-                    continue
-                verdict = rules.resume_verdict(hold.paused_updated_time, now_on_meta)
-                if verdict:
-                    skip(hold, verdict)
-                else:
-                    to_activate[account].append(hold)
-        outcomes = _parallel(lambda a: _client(deadline).batch(
-            a, [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"})
-                for h in to_activate[a]], allow_while_halted=True), to_activate)
-        answered_at = timezone.now()
-        for account, outcome in outcomes.items():
-            for hold in to_activate[account]:
-                error = outcome if isinstance(outcome, graph.MetaError) else outcome.failed.get(hold.campaign_id)
-                if error is None:
-                    done(hold, answered_at)
-                    continue
-                last_failure[hold.campaign_id] = f"re-activation failed: {error}"
-                failures.append(error)
-                if error.kind in RETRYABLE:
-                    sent.add(hold.campaign_id)
-                else:
-                    skip(hold, last_failure[hold.campaign_id], error=True)
+        except Exception as exc:  # noqa: BLE001 - what is undecided is carried on in the background
+            logger.exception("Re-activation round %d of resume %s failed", rounds, run.pk)
+            for campaign_id in undecided:
+                last_failure[campaign_id] = f"unexpected {type(exc).__name__}: {exc}"
+            break
         delay = rules.retry_delay(rounds, deadline - time.monotonic(), _not_before(failures)) if undecided else None
         if delay is None:
             break
         time.sleep(delay)
-    for hold in list(undecided.values()):
-        skip(hold, f"{last_failure[hold.campaign_id]} (still failing after {rounds} rounds; left PAUSED)", error=True)
+    for hold in undecided.values():
+        why = last_failure.get(hold.campaign_id, "no answer before the deadline")
+        hold.state, hold.resume_note = CampaignHold.State.RESUMING, f"re-activation pending: {why}"
+        outcome.left.add(hold.account_id, why)
     for hold in holds:
         hold.resume_run = run
     _save_holds(holds, ["state", "resumed_at", "resume_note", "resume_run"])
-    return resumed, skipped
+    return outcome
+
+
+def schedule_resume_retry(run: ControlTowerRun, attempt: int = 0) -> bool:
+    """Queue the background re-activation of what a resume left; if the queue is down, the
+    watchdog and the health cycle carry it on instead."""
+    from controltower.tasks import finish_resume as finish_resume_task
+
+    try:
+        queue.send(finish_resume_task, [str(run.pk), attempt],
+                   countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
+        return True
+    except Exception as exc:  # broker down: the watchdog's pass covers it
+        logger.warning("Could not queue the background re-activation (%s); the watchdog will carry it on", exc)
+        return False
+
+
+def finish_resume(resume_run_id: str, attempt: int, follow_up: bool = True) -> dict[str, Any]:
+    """Re-activate what a resume left `resuming`, until done or given up (then alert).
+
+    A new emergency stop wins: its holds are left PAUSED and reported. `follow_up` as in resweep.
+    """
+    deadline = time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS
+    run = ControlTowerRun.objects.filter(pk=resume_run_id, run_type=RunType.RESUME).first()
+    if run is None:
+        return {"done": True, "reason": "no such resume"}
+    with _kill_switch_lease() as held:
+        if not held:  # a stop or a sweep is working: come back later
+            if follow_up:
+                schedule_resume_retry(run, attempt)
+            return {"done": False, "reason": "kill switch busy"}
+        holds = list(CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING))
+        if not holds:
+            return {"done": True}
+        if TowerState.get().emergency_stop_active:
+            note = "left PAUSED: a new emergency stop began before it could be re-activated"
+            CampaignHold.objects.filter(pk__in=[h.pk for h in holds]).update(
+                state=CampaignHold.State.SKIPPED, resume_note=note)
+            _record_background(run, {"action": "resume_campaigns_background", "attempt": attempt + 1,
+                                     "skipped": len(holds), "reason": note})
+            return {"done": True, "skipped": len(holds), "reason": note}
+        outcome = _reactivate(holds, run, deadline, allow_while_halted=False)
+    record: dict[str, Any] = {"action": "resume_campaigns_background", "attempt": attempt + 1,
+                              "resumed": outcome.resumed, "skipped": outcome.skipped, "pending": outcome.left.count}
+    if outcome.left.count and follow_up and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:
+        schedule_resume_retry(run, attempt + 1)
+    elif outcome.left.count and follow_up:
+        _give_up_resume(run, attempt + 1, outcome)
+        record["gave_up"] = outcome.left.count
+    _record_background(run, record)
+    return {"resumed": outcome.resumed, "skipped": len(outcome.skipped), "pending": outcome.left.count,
+            "errors": outcome.errors + outcome.left.reasons("re-activating")}
+
+
+def _give_up_resume(run: ControlTowerRun, attempts: int, outcome: Reactivation) -> None:
+    """The last background attempt failed: leave them PAUSED, say which and why, to everyone."""
+    reasons = outcome.left.reasons("re-activating")
+    holds = CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING)
+    ids = list(holds.values_list("campaign_id", flat=True))
+    holds.update(state=CampaignHold.State.SKIPPED,
+                 resume_note=f"gave up after {attempts} background attempts; left PAUSED (re-activate it by hand)")
+    channels.deliver(channels.Message(
+        kind=Notification.Kind.EMERGENCY, subject=f"RESUME incomplete: {len(ids)} campaigns left PAUSED",
+        body=(f"After {attempts} background attempts, {len(ids)} campaigns that were running before the stop "
+              "could not be re-activated and stay PAUSED:\n" + "\n".join(reasons)
+              + "\nCampaigns: " + ", ".join(ids[:200]) + (" …" if len(ids) > 200 else "")),
+        payload={"event": "resume_incomplete", "run_id": str(run.pk), "campaign_ids": ids}), run)
+
+
+def _record_background(run: ControlTowerRun, action: dict[str, Any]) -> None:
+    """Append what a background pass did to the resume's run record (a row lock: passes may overlap)."""
+    with transaction.atomic():
+        locked = ControlTowerRun.objects.select_for_update().get(pk=run.pk)
+        locked.actions_executed = [*locked.actions_executed, action]
+        locked.save(update_fields=["actions_executed"])
+
+
+def _resumes_left_pending() -> list[Any]:
+    return list(CampaignHold.objects.filter(state=CampaignHold.State.RESUMING)
+                .values_list("resume_run_id", flat=True).distinct().order_by())
 
 
 def _close_unconfirmed(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[dict[str, str]]:

@@ -296,7 +296,8 @@ class CampaignHold(models.Model):
         PAUSED = "paused", "Paused by the kill switch"
         FAILED = "failed", "Could not be paused"
         RESUMED = "resumed", "Re-activated by resume"
-        SKIPPED = "skipped", "Not re-activated (changed since the stop)"
+        RESUMING = "resuming", "Re-activation pending (retried in the background)"
+        SKIPPED = "skipped", "Not re-activated (its note says why)"
         RELEASED = "released", "Left paused by resume (resume_campaigns=false)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -311,6 +312,9 @@ class CampaignHold(models.Model):
     prior_effective_status = models.CharField(max_length=32, blank=True)
     prior_updated_time = models.CharField(max_length=40, blank=True, help_text="As Meta reported it")
     paused_updated_time = models.CharField(max_length=40, blank=True, help_text="Meta's updated_time after our pause")
+    snapshot = models.JSONField(default=dict, blank=True,
+                                help_text="Name and budgets as Meta answered our pause: edits Meta does not "
+                                          "stamp in updated_time, compared at resume")
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)

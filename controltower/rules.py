@@ -118,14 +118,40 @@ def watchdog_should_run(now: datetime, last_check: datetime | None, interval: ti
 
 
 NEVER_REACTIVATE = ("ARCHIVED", "DELETED")
+# What Meta does not stamp in updated_time (budgets, spend cap) and what a person reads (the name):
+# kept with each hold when it is paused and compared at resume.
+SNAPSHOT_FIELDS = ("name", "daily_budget", "lifetime_budget", "spend_cap")
 
 
-def resume_verdict(paused_updated_time: str, current: dict[str, str] | None) -> str:
+def is_running(campaign: Mapping[str, Any]) -> bool:
+    """Whether a listed campaign is one a person left running: its configured status is ACTIVE.
+
+    Its effective status says nothing about that: IN_PROCESS and WITH_ISSUES are shown for
+    campaigns configured ACTIVE and PAUSED alike (meta-live-behaviour.md, "configured vs effective").
+    """
+    return campaign.get("status") == "ACTIVE"
+
+
+def snapshot(campaign: Mapping[str, Any]) -> dict[str, str]:
+    """The fields of a campaign that an edit can change without moving its updated_time."""
+    return {name: _plain(campaign.get(name)) for name in SNAPSHOT_FIELDS if name in campaign}
+
+
+def _plain(value: Any) -> str:
+    """Meta's money fields are strings in minor units; "0" and absent both mean "not set"."""
+    return "" if value in (None, "", "0", 0) else str(value)
+
+
+def resume_verdict(prior_status: str, paused_updated_time: str, paused_snapshot: Mapping[str, str],
+                   current: Mapping[str, Any] | None) -> str:
     """Why a held campaign must NOT be re-activated ('' = re-activate it).
 
-    Only a campaign still PAUSED exactly as our pause left it (same updated_time) comes
-    back: anything else means someone changed it since the stop, and their word stands.
+    Only a campaign configured ACTIVE before the stop, still PAUSED exactly as our pause left it
+    (same updated_time, same name and budgets), comes back: anything else means someone changed
+    it since the stop, and their word stands.
     """
+    if prior_status != "ACTIVE":
+        return f"configured {prior_status or 'status unknown'} before the stop, not ACTIVE: left as it is"
     if current is None:
         return "no longer on Meta (deleted?)"
     status = current.get("status", "")
@@ -139,6 +165,9 @@ def resume_verdict(paused_updated_time: str, current: dict[str, str] | None) -> 
         return "pause was never confirmed by Meta"
     if current.get("updated_time") != paused_updated_time:
         return f"edited on Meta since the stop (updated_time {current.get('updated_time')} ≠ {paused_updated_time})"
+    changed = [name for name, value in paused_snapshot.items() if name in current and _plain(current[name]) != value]
+    if changed:
+        return f"edited on Meta since the stop ({', '.join(changed)} changed)"
     return ""
 
 

@@ -52,3 +52,9 @@ def resweep_halt(halt_run_id: str, attempt: int = 0) -> dict:
 def execute_command(run_id: str) -> None:
     """A command queued with execute_immediately=false; its run row shows progress and result."""
     commander.execute_queued(run_id)
+
+
+@shared_task(name="controltower.tasks.finish_resume", acks_late=True, reject_on_worker_lost=True)
+def finish_resume(resume_run_id: str, attempt: int = 0) -> dict:
+    """Keep re-activating what a resume left pending (idempotent: the ledger says what is left)."""
+    return killswitch.finish_resume(resume_run_id, attempt)

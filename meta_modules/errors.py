@@ -99,13 +99,18 @@ class MetaError(Exception):
     def __init__(self, kind: ErrorKind, message: str, code: int | None = None, subcode: int | None = None,
                  http_status: int | None = None, fbtrace_id: str = "", usage: Any = None,
                  retry_after: float | None = None, scope: Scope | None = None, user_title: str = "",
-                 user_msg: str = "") -> None:
+                 user_msg: str = "", sent: bool = True) -> None:
         super().__init__(message)
+        self.sent = sent  # False: refused before it went out (a deadline): the error before it says more
         self.kind, self.message, self.code, self.subcode = kind, message, code, subcode
         self.http_status, self.fbtrace_id, self.usage = http_status, fbtrace_id, usage
         self.retry_after = retry_after  # seconds until the call can go, when known
         self.scope = scope
         self.user_title, self.user_msg = user_title, user_msg
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, so a Celery task's failure keeps its detail
+        return (self.__class__, (self.kind, self.message, self.code, self.subcode, self.http_status, self.fbtrace_id,
+                                 None, self.retry_after, self.scope, self.user_title, self.user_msg, self.sent))
 
     def __str__(self) -> str:
         code = f"{self.code}/{self.subcode}" if self.subcode else str(self.code)

@@ -228,7 +228,7 @@ class GraphClient:
         it is JSON; only transport failures raise (requests' exceptions)."""
         left = self._time_left()
         if left is not None and left <= 0.05:
-            raise MetaError(ErrorKind.TRANSIENT, "Not sent: the deadline for this work has passed.")
+            raise MetaError(ErrorKind.TRANSIENT, "Not sent: the deadline for this work has passed.", sent=False)
         self.session.timeout = self.timeout if left is None else min(self.timeout, left)
         path = _path(path) if isinstance(path, str) else path
         try:
@@ -351,6 +351,7 @@ class GraphClient:
         """
         result = BatchResult()
         attempts: dict[str, int] = {}
+        last: dict[str, MetaError] = {}  # each call's latest failure, said instead of "not sent" at the deadline
         pending = list(calls)
         rounds = 0
         limit = BATCH_LIMIT  # halved each time a whole batch request times out
@@ -364,13 +365,13 @@ class GraphClient:
                 size = min(limit, len(pending), limit if room is None else room)
                 self.throttle.reserve(account, Scope.ACCOUNT, points * size, write, self._wait_limit(max_wait), size)
             except MetaError as error:
-                result.failed.update({call.key: error for call in pending})
+                result.failed.update({call.key: last.get(call.key, error) for call in pending})
                 return result
             chunk, pending = pending[:size], pending[size:]
             try:
-                retry, rate_limited, split = self._run_chunk(account, chunk, points, result, attempts)
+                retry, rate_limited, split = self._run_chunk(account, chunk, points, result, attempts, last)
             except MetaError as error:  # not sent: the deadline passed
-                result.failed.update({call.key: error for call in chunk + pending})
+                result.failed.update({call.key: last.get(call.key, error) for call in chunk + pending})
                 return result
             if rate_limited is not None:
                 rounds += 1
@@ -381,14 +382,16 @@ class GraphClient:
             elif split:
                 limit = batch_limit_after_timeout(len(chunk))
             elif retry and not self._pause(backoff_delay(max(attempts.get(c.key, 1) for c in retry) - 1, 0.5, 8.0)):
-                last = MetaError(ErrorKind.TRANSIENT, "Not retried: the deadline for this work has passed.")
-                result.failed.update({call.key: last for call in retry + pending})
+                result.failed.update({call.key: last[call.key] for call in retry})  # no time for another try
+                result.failed.update({call.key: last.get(call.key, MetaError(
+                    ErrorKind.TRANSIENT, "Not sent: the deadline for this work has passed.", sent=False))
+                    for call in pending})
                 return result
             pending = retry + pending
         return result
 
     def _run_chunk(self, account: str | None, chunk: list[BatchCall], points: int, result: BatchResult,
-                   attempts: dict[str, int]) -> tuple[list[BatchCall], MetaError | None, bool]:
+                   attempts: dict[str, int], last: dict[str, MetaError]) -> tuple[list[BatchCall], MetaError | None, bool]:
         """One HTTP batch request. Returns (calls to retry, a rate-limit error if one was seen,
         whether the whole request timed out and its calls go again in smaller batches)."""
         retry: list[BatchCall] = []
@@ -396,6 +399,7 @@ class GraphClient:
 
         def give_up_or_retry(call: BatchCall, error: MetaError) -> None:
             nonlocal rate_limited
+            last[call.key] = error
             if error.kind == ErrorKind.RATE_LIMITED:
                 rate_limited = error if rate_limited is None or error.scope == Scope.APP else rate_limited
                 retry.append(call)

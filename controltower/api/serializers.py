@@ -282,6 +282,9 @@ class ResumeResponseSerializer(serializers.Serializer):
     schedulers_resumed = serializers.IntegerField(min_value=0)
     campaigns_resumed = serializers.IntegerField(min_value=0)
     campaigns_skipped = CampaignIssueSerializer(many=True)
+    campaigns_pending = serializers.IntegerField(
+        min_value=0, help_text="Eligible for re-activation but not yet re-activated: still PAUSED, retried in the "
+                               "background until done (or given up with an alert). `errors` says why per account.")
     errors = serializers.ListField(child=serializers.CharField())
     system_status = serializers.ChoiceField(choices=SystemStatus.choices)
     health_check_run_id = serializers.UUIDField(allow_null=True)

@@ -10,7 +10,7 @@ from controltower.models import ModuleStatus as M
 from controltower.models import SystemStatus as S
 from controltower.rules import (
     HaltScope, ModuleSignals, Thresholds, halt_needs_sweep, halt_scope, is_overdue, module_status,
-    reactivated_unanswered, resume_verdict, retry_delay, system_status,
+    is_running, reactivated_unanswered, resume_verdict, retry_delay, snapshot, system_status,
 )
 
 T = Thresholds(online_success_rate=0.95, offline_success_rate=0.70, max_errors_24h=50, overdue_grace=timedelta(minutes=10))
@@ -92,23 +92,53 @@ def test_a_halt_needs_a_sweep_only_when_incomplete_and_abandoned(halted: bool, s
 
 
 PAUSED_AT = "2026-11-25T10:00:00+0000"
+SNAPSHOT = {"name": "Summer Sale", "daily_budget": "5000", "lifetime_budget": "", "spend_cap": ""}
+AS_PAUSED = {"status": "PAUSED", "updated_time": PAUSED_AT, "name": "Summer Sale", "daily_budget": "5000",
+             "lifetime_budget": "0"}
 
 
 @pytest.mark.parametrize("current, reason", [
-    ({"status": "PAUSED", "updated_time": PAUSED_AT}, ""),
-    ({"status": "PAUSED", "updated_time": "2026-11-25T10:00:01+0000"}, "edited on Meta since the stop"),
-    ({"status": "ACTIVE", "updated_time": "2026-11-25T10:00:01+0000"}, "already ACTIVE again"),
-    ({"status": "ARCHIVED", "updated_time": "2026-11-25T10:00:01+0000"}, "ARCHIVED since the stop"),
-    ({"status": "DELETED", "updated_time": "2026-11-25T10:00:01+0000"}, "DELETED since the stop"),
+    (AS_PAUSED, ""),
+    ({**AS_PAUSED, "updated_time": "2026-11-25T10:00:01+0000"}, "edited on Meta since the stop"),
+    ({**AS_PAUSED, "daily_budget": "9000"}, "edited on Meta since the stop (daily_budget changed)"),
+    ({**AS_PAUSED, "spend_cap": "100000"}, "edited on Meta since the stop (spend_cap changed)"),
+    ({**AS_PAUSED, "lifetime_budget": "30000", "daily_budget": "0"},
+     "edited on Meta since the stop (daily_budget, lifetime_budget changed)"),
+    ({**AS_PAUSED, "status": "ACTIVE", "updated_time": "2026-11-25T10:00:01+0000"}, "already ACTIVE again"),
+    ({**AS_PAUSED, "status": "ARCHIVED", "updated_time": "2026-11-25T10:00:01+0000"}, "ARCHIVED since the stop"),
+    ({**AS_PAUSED, "status": "DELETED", "updated_time": "2026-11-25T10:00:01+0000"}, "DELETED since the stop"),
     (None, "no longer on Meta"),
 ])
 def test_resume_verdict_re_activates_only_a_campaign_paused_as_our_pause_left_it(current, reason: str) -> None:
-    verdict = resume_verdict(PAUSED_AT, current)
+    verdict = resume_verdict("ACTIVE", PAUSED_AT, SNAPSHOT, current)
     assert verdict.startswith(reason) and bool(verdict) == bool(reason)
 
 
 def test_resume_verdict_without_a_confirmed_pause_never_re_activates() -> None:
-    assert resume_verdict("", {"status": "PAUSED", "updated_time": ""}) == "pause was never confirmed by Meta"
+    assert resume_verdict("ACTIVE", "", {}, {"status": "PAUSED", "updated_time": ""}) == "pause was never confirmed by Meta"
+
+
+@pytest.mark.parametrize("prior_status", ["PAUSED", "ARCHIVED", ""])
+def test_resume_verdict_never_re_activates_a_campaign_not_configured_active_before_the_stop(prior_status: str) -> None:
+    verdict = resume_verdict(prior_status, PAUSED_AT, SNAPSHOT, AS_PAUSED)
+    assert verdict.startswith("configured") and "not ACTIVE" in verdict
+
+
+@pytest.mark.parametrize("campaign, running", [
+    ({"status": "ACTIVE", "effective_status": "ACTIVE"}, True),
+    ({"status": "ACTIVE", "effective_status": "WITH_ISSUES"}, True),
+    ({"status": "ACTIVE", "effective_status": "IN_PROCESS"}, True),
+    ({"status": "PAUSED", "effective_status": "WITH_ISSUES"}, False),
+    ({"status": "PAUSED", "effective_status": "IN_PROCESS"}, False),
+    ({"effective_status": "ACTIVE"}, False),
+])
+def test_only_a_campaign_configured_active_counts_as_running(campaign, running: bool) -> None:
+    assert is_running(campaign) is running
+
+
+def test_a_snapshot_keeps_what_updated_time_does_not_see_with_unset_budgets_blank() -> None:
+    assert snapshot({"id": "1", "name": "A", "daily_budget": "0", "lifetime_budget": "30000", "status": "PAUSED"}) == {
+        "name": "A", "daily_budget": "", "lifetime_budget": "30000"}
 
 
 @pytest.mark.parametrize("current, done", [

@@ -16,6 +16,8 @@ from meta_modules.scheduling import sync_modules
 pytestmark = pytest.mark.django_db
 
 FIELDS = ["id", "name", "status", "effective_status", "updated_time"]
+# The default seed has campaigns configured ACTIVE that read WITH_ISSUES (the sandbox errs to the harsh side).
+RUNNING = ["ACTIVE", "IN_PROCESS", "WITH_ISSUES"]
 
 
 def _pause_calls(campaigns: list[dict]) -> list[BatchCall]:
@@ -31,7 +33,7 @@ def test_it_pages_through_500_campaigns_exactly_once(meta_sandbox) -> None:
     account = client().ad_accounts()[0]
     before = meta_sandbox.state()["counters"]["requests"]
 
-    campaigns = client().campaigns(account, FIELDS, effective_status=["ACTIVE"])
+    campaigns = client().campaigns(account, FIELDS, effective_status=RUNNING)
 
     assert len(campaigns) == 500
     assert len({c["id"] for c in campaigns}) == 500
@@ -41,7 +43,7 @@ def test_it_pages_through_500_campaigns_exactly_once(meta_sandbox) -> None:
 def test_a_batch_reports_every_failure_by_campaign_id(meta_sandbox) -> None:
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 120})
     account = client().ad_accounts()[0]
-    campaigns = client().campaigns(account, FIELDS, ["ACTIVE"])
+    campaigns = client().campaigns(account, FIELDS, RUNNING)
     meta_sandbox.faults(error_rate=0.1, fault_seed=11)
 
     result = GraphClient(max_retries=0).batch(account, _pause_calls(campaigns))
@@ -56,7 +58,7 @@ def test_a_batch_reports_every_failure_by_campaign_id(meta_sandbox) -> None:
 def test_a_batch_retries_transient_failures_and_timeouts_until_done(meta_sandbox) -> None:
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 120})
     account = client().ad_accounts()[0]
-    campaigns = client().campaigns(account, FIELDS, ["ACTIVE"])
+    campaigns = client().campaigns(account, FIELDS, RUNNING)
     meta_sandbox.faults(error_rate=0.2, timeout_rate=0.05, fault_seed=5)
 
     result = GraphClient(sleep=lambda s: None).batch(account, _pause_calls(campaigns))
@@ -69,7 +71,7 @@ def test_on_the_development_tier_it_waits_and_sends_nothing_while_blocked(meta_s
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 30})
     account = client().ad_accounts()[0]
     meta_sandbox.faults(tier={account: "development"}, tier_params={"development": {"decay_s": 1.5, "block_s": 2}})
-    campaigns = client().campaigns(account, FIELDS, ["ACTIVE"])  # 1 point: the client learns the tier
+    campaigns = client().campaigns(account, FIELDS, RUNNING)  # 1 point: the client learns the tier
 
     result = client().batch(account, _pause_calls(campaigns))  # 90 points > 60: needs two windows
 
@@ -92,7 +94,7 @@ def test_a_blocked_account_is_left_alone_for_the_longer_of_metas_two_figures(met
     rejected_before = meta_sandbox.state()["accounts"][0]["rejected_while_blocked"]
 
     with pytest.raises(MetaError) as refused:
-        GraphClient(max_wait=5).campaigns(account, FIELDS, ["ACTIVE"])
+        GraphClient(max_wait=5).campaigns(account, FIELDS, RUNNING)
 
     # reset_time_duration says 2 s, estimated_time_to_regain_access 1 minute: the longer stands.
     assert refused.value.kind == ErrorKind.RATE_LIMITED and 55 < refused.value.retry_after <= 60
@@ -114,7 +116,7 @@ def test_an_expired_token_fails_at_once_without_retries(meta_sandbox) -> None:
 @pytest.mark.parametrize("status", ["ARCHIVED", "DELETED"])
 def test_archived_and_deleted_campaigns_cannot_be_activated(meta_sandbox, status: str) -> None:
     account = client().ad_accounts()[0]
-    campaign = client().campaigns(account, FIELDS, ["ACTIVE"])[0]
+    campaign = client().campaigns(account, FIELDS, RUNNING)[0]
     if status == "DELETED":
         client().update(campaign["id"], account, status="ARCHIVED")
     client().update(campaign["id"], account, status=status)
@@ -129,7 +131,7 @@ def test_archived_and_deleted_campaigns_cannot_be_activated(meta_sandbox, status
 def test_the_write_guard_blocks_a_module_write_while_halted(meta_sandbox) -> None:
     sync_modules()
     account = client().ad_accounts()[0]
-    campaign = client().campaigns(account, FIELDS, ["ACTIVE"])[0]
+    campaign = client().campaigns(account, FIELDS, RUNNING)[0]
     state = TowerState.get()
     state.emergency_stop_active = True
     state.save()
@@ -176,7 +178,7 @@ def test_it_speaks_the_version_and_token_it_is_configured_with(meta_sandbox, set
 def test_a_batch_that_times_out_goes_again_in_smaller_batches_until_answered(meta_sandbox) -> None:
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 40})
     account = client().ad_accounts()[0]
-    campaigns = client().campaigns(account, FIELDS, ["ACTIVE"])
+    campaigns = client().campaigns(account, FIELDS, RUNNING)
     meta_sandbox.faults(per_item_ms=30)  # 40 calls take 1.2 s: longer than the client waits
 
     result = GraphClient(timeout=0.5, max_retries=0).batch(account, _pause_calls(campaigns))
