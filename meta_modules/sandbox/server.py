@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from .ratelimit import DEFAULT_TIERS, READ_POINTS, WRITE_POINTS, RateLimiter, Usage, parse_tier_params
+from .ratelimit import DEFAULT_TIERS, READ_POINTS, SCOPES, WRITE_POINTS, RateLimiter, Usage, parse_tier_params
 from .store import (
     DELIVERY_STATES, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
     LocalDays, fb_time, insight_rows, local_day, major, money, object_not_found, offset_hours, parse_issues_info,
@@ -42,6 +42,7 @@ _NESTED_FIELDS = re.compile(r"\{[^{}]*\}")
 _AUTH_PARAMS = {"access_token", "appsecret_proof"}
 _JSON = "application/json; charset=UTF-8"
 _HTML = 'text/html; charset="utf-8"'
+USAGE_HEADER_MODES = ("all", "buc_only", "none")
 
 
 def _html_page(title: str, heading: str, text: str) -> str:
@@ -101,6 +102,7 @@ class Faults:
     html_error_rate: float = 0.0
     html_item_rate: float = 0.0
     html_statuses: tuple[int, ...] = (500, 502, 503)
+    usage_headers: str = "all"
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Faults:
@@ -114,6 +116,10 @@ class Faults:
         for name in ("error_rate", "timeout_rate", "html_error_rate", "html_item_rate"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 1)
+        if "usage_headers" in body:
+            if body["usage_headers"] not in USAGE_HEADER_MODES:
+                raise ValueError(f"usage_headers must be one of {list(USAGE_HEADER_MODES)}")
+            values["usage_headers"] = body["usage_headers"]
         if "html_statuses" in body:
             statuses = body["html_statuses"]
             if not isinstance(statuses, list) or not statuses or not set(statuses) <= set(HTML_PAGES):
@@ -237,6 +243,7 @@ class _Route:
     account: int | None  # the ad account scored for the call; None for /me
     write: bool
     action: Callable[[], Any]
+    scope: str = "ads_management"  # the business use case the call counts against
 
 
 @dataclass(frozen=True)
@@ -509,7 +516,13 @@ def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: s
     return row
 
 
-def _usage_headers(account: int, usage: Usage) -> dict[str, str]:
+def _usage_headers(account: int, usage: Usage, scope: str, mode: str) -> dict[str, str]:
+    """The usage headers of one account-scoped call, as the ``usage_headers`` fault chooses."""
+    if mode == "none":
+        return {}
+    buc = {"X-Business-Use-Case-Usage": _compact({str(account): [_buc_entry(usage, scope)]})}
+    if mode == "buc_only":
+        return buc
     pct = round(usage.util_pct)
     return {
         "X-Ad-Account-Usage": _compact({
@@ -517,18 +530,20 @@ def _usage_headers(account: int, usage: Usage) -> dict[str, str]:
             "reset_time_duration": usage.reset_time_duration,
             "ads_api_access_tier": usage.access_tier,
         }),
-        "X-Business-Use-Case-Usage": _compact({str(account): [_buc_entry(usage)]}),
+        **buc,
         "X-App-Usage": _compact({"call_count": pct, "total_time": pct, "total_cputime": pct}),
     }
 
 
-def _buc_entry(usage: Usage) -> dict[str, Any]:
-    pct = round(usage.util_pct)
+def _buc_entry(usage: Usage, scope: str) -> dict[str, Any]:
+    """Meta computes total_cputime and total_time from real CPU and time; the sandbox reports the
+    point score there, so the highest of the three is the binding limit."""
+    score = round(usage.util_pct)
     return {
-        "type": "ads_management",
-        "call_count": pct,
-        "total_cputime": pct,
-        "total_time": pct,
+        "type": scope,
+        "call_count": round(usage.call_count_pct),
+        "total_cputime": score,
+        "total_time": score,
         "estimated_time_to_regain_access": usage.regain_minutes,
         "ads_api_access_tier": usage.access_tier,
     }
@@ -581,15 +596,24 @@ class Sandbox:
     def state(self) -> dict[str, Any]:
         accounts = []
         for account in self.store.accounts():
-            limits = self.limiter.snapshot(f"act_{account['id']}")
+            key, active_ads = f"act_{account['id']}", self.store.active_ads(account["id"])
+            scopes = {scope: self.limiter.snapshot(key, scope, active_ads) for scope in SCOPES}
+            for snapshot in scopes.values():
+                del snapshot["tier"]
+            limits = scopes["ads_management"]
             accounts.append({
-                "id": f"act_{account['id']}",
+                "id": key,
                 "name": account["name"],
-                "tier": limits["tier"],
+                "tier": self.limiter.tier_of(key),
+                "timezone_name": account["timezone_name"],
+                "currency": account["currency"],
                 "campaigns": self.store.campaign_counts(account["id"]),
+                "active_ads": active_ads,
+                # ads_management, at the top level as before; each scope in full below.
                 "score": limits["score"],
                 "blocked_until": limits["blocked_until"],
                 "rejected_while_blocked": limits["rejected_while_blocked"],
+                "scopes": scopes,
             })
         return {
             "accounts": accounts,
@@ -729,8 +753,10 @@ class Sandbox:
             route = self._route(req)
             if route.account is not None:
                 points = WRITE_POINTS if route.write else READ_POINTS
-                decision = self.limiter.charge(f"act_{route.account}", points)
-                headers = _usage_headers(route.account, decision.usage)
+                decision = self.limiter.charge(
+                    f"act_{route.account}", points, route.scope, self.store.active_ads(route.account),
+                )
+                headers = _usage_headers(route.account, decision.usage, route.scope, faults.usage_headers)
                 if not decision.allowed:
                     self.counters.add("rate_limited")
                     raise _rate_limit_error(faults.rate_limit_code)
@@ -780,7 +806,9 @@ class Sandbox:
             response = Response(err.http_status, self._error_body(err, trace))
         if html_status is not None:
             return self._batch_result(self._html_response(html_status, trace), version, include_headers)
-        usage.update(json.loads(response.headers.get("X-Business-Use-Case-Usage", "{}")))
+        for account, entries in json.loads(response.headers.get("X-Business-Use-Case-Usage", "{}")).items():
+            kept = [e for e in usage.get(account, []) if e["type"] not in {n["type"] for n in entries}]
+            usage[account] = kept + entries  # the latest entry per use case
         return self._batch_result(response, version, include_headers)
 
     @staticmethod

@@ -527,6 +527,7 @@ class Store:
         # Business time (timestamps, seeding, insights' today); rate limits stay on real time.
         self.clock = BusinessClock(clock)
         self._zones: dict[int, ZoneInfo] = {}
+        self._active_ads: dict[int, tuple[float, int]] = {}
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -585,6 +586,21 @@ class Store:
             )
             self.seed = cfg.seed
             self._zones = {}
+            self._active_ads = {}
+
+    def active_ads(self, account_id: int) -> int:
+        """Effectively ACTIVE ads of an account (the BUC quota grows with them); recounted at
+        most once a second, so a stream of writes does not pay for a count each."""
+        now = time.monotonic()
+        cached = self._active_ads.get(account_id)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        with self._lock:
+            count = self._conn.execute(
+                "SELECT COUNT(*) FROM v_ads WHERE account_id = ? AND effective_status = 'ACTIVE'", (account_id,)
+            ).fetchone()[0]
+        self._active_ads[account_id] = (now, count)
+        return count
 
     def zone(self, account_id: int) -> ZoneInfo:
         """The ad account's time zone (UTC for an account that does not exist)."""
