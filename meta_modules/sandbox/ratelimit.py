@@ -239,3 +239,172 @@ class RateLimiter:
         decays_in = state.events[-1][0] + params.decay_s - now if state.events else 0.0
         util = round(state.score / params.max_points * 100, 2)
         return Usage(tier, util, max(0, math.ceil(decays_in)), 0.0, calls_pct)
+
+
+@dataclass(frozen=True)
+class AppLimit:
+    """App-wide limit (code 4): beyond ``calls`` Graph calls in ``window_s``, every account's
+    calls are rejected for ``block_s``."""
+
+    calls: int
+    window_s: float
+    block_s: float
+
+
+class AppLimiter:
+    """Thread-safe app-wide call counter; without a configured limit every call passes."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.limit: AppLimit | None = None
+        self._window = Window(1.0)
+        self._blocked_until = 0.0
+        self._rejected = 0
+
+    def configure(self, limit: AppLimit | None) -> None:
+        """A new limit starts a new count (an app-wide block lasts as configured before)."""
+        with self._lock:
+            self.limit = limit
+            self._window = Window(limit.window_s if limit else 1.0)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._window = Window(self.limit.window_s if self.limit else 1.0)
+            self._blocked_until = 0.0
+            self._rejected = 0
+
+    def charge(self) -> bool:
+        """Count one call; False if the app is blocked or this call starts a block."""
+        with self._lock:
+            if self.limit is None:
+                return True
+            now = self._clock()
+            if now < self._blocked_until:
+                self._rejected += 1
+                return False
+            if self._window.prune(now) >= self.limit.calls:
+                self._blocked_until = now + self.limit.block_s
+                self._window = Window(self.limit.window_s)  # the block wipes the count, as with the score
+                return False
+            self._window.add(now)
+            return True
+
+    def util_pct(self) -> float:
+        """Share of the app limit used (100 while blocked, 0 without a limit)."""
+        with self._lock:
+            if self.limit is None:
+                return 0.0
+            now = self._clock()
+            if now < self._blocked_until:
+                return 100.0
+            return round(min(100.0, self._window.prune(now) / self.limit.calls * 100), 2)
+
+    def snapshot(self) -> dict[str, object]:
+        with self._lock:
+            now = self._clock()
+            return {
+                "limit": None if self.limit is None else {
+                    "calls": self.limit.calls, "window_s": self.limit.window_s, "block_s": self.limit.block_s,
+                },
+                "calls_in_window": self._window.prune(now),
+                "blocked_until": self._blocked_until if now < self._blocked_until else None,
+                "rejected_while_blocked": self._rejected,
+            }
+
+
+@dataclass(frozen=True)
+class ObjectLimitParams:
+    """Meta's per-object limits (Marketing API rate-limiting page)."""
+
+    adset_budget_changes: int = 4  # an ad set's budget may change 4 times per hour ...
+    adset_budget_window_s: float = 3600
+    adset_budget_block_s: float = 3600  # ... then changes are blocked for an hour
+    spend_cap_changes: int = 10  # an ad account's spend_cap: 10 changes per day
+    spend_cap_window_s: float = 86_400
+
+
+def parse_object_limits(raw: Mapping[str, float]) -> ObjectLimitParams:
+    known = ObjectLimitParams.__dataclass_fields__
+    changes: dict[str, float] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ValueError(f"unknown object_limits key {key!r}; expected one of {sorted(known)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"object_limits.{key} must be a positive number")
+        changes[key] = int(value) if key.endswith("_changes") else float(value)
+    return replace(ObjectLimitParams(), **changes)
+
+
+class ObjectLimiter:
+    """Per-object change limits: they fail that change only and never block the account."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.params = ObjectLimitParams()
+        self._budgets: dict[int, Window] = {}
+        self._budget_blocked: dict[int, float] = {}
+        self._spend_caps: dict[int, Window] = {}
+
+    def configure(self, params: ObjectLimitParams) -> None:
+        with self._lock:
+            self.params = params
+
+    def clear(self) -> None:
+        with self._lock:
+            self._budgets.clear()
+            self._budget_blocked.clear()
+            self._spend_caps.clear()
+
+    def adset_budget_change(self, adset_id: int) -> bool:
+        """Record a budget change of an ad set; False (not counted) while over its limit."""
+        with self._lock:
+            now, p = self._clock(), self.params
+            if now < self._budget_blocked.get(adset_id, 0.0):
+                return False
+            window = self._budgets.setdefault(adset_id, Window(p.adset_budget_window_s))
+            if window.prune(now) >= p.adset_budget_changes:
+                # As with the score, the block wipes the count: when it ends, changes are allowed again.
+                self._budget_blocked[adset_id] = now + p.adset_budget_block_s
+                del self._budgets[adset_id]
+                return False
+            window.add(now)
+            return True
+
+    def spend_cap_change(self, account_id: int) -> bool:
+        """Record a spend_cap change of an ad account; False while the day's changes are used."""
+        with self._lock:
+            now, p = self._clock(), self.params
+            window = self._spend_caps.setdefault(account_id, Window(p.spend_cap_window_s))
+            if window.prune(now) >= p.spend_cap_changes:
+                return False
+            window.add(now)
+            return True
+
+
+class MutationLimiter:
+    """Writes per app and ad account within the current second (Meta's ~100/s mutation rate);
+    a write beyond it is refused, with no longer block. 0 turns it off."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.per_s = 0
+        self._seconds: dict[int, tuple[int, int]] = {}
+
+    def configure(self, per_s: int) -> None:
+        with self._lock:
+            self.per_s = per_s
+
+    def charge(self, account_id: int) -> bool:
+        with self._lock:
+            if self.per_s <= 0:
+                return True
+            second = int(self._clock())
+            last, count = self._seconds.get(account_id, (second, 0))
+            count = count if last == second else 0
+            if count >= self.per_s:
+                return False
+            self._seconds[account_id] = (second, count + 1)
+            return True

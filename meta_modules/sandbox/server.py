@@ -26,7 +26,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from .ratelimit import DEFAULT_TIERS, READ_POINTS, SCOPES, WRITE_POINTS, RateLimiter, Usage, parse_tier_params
+from .ratelimit import (
+    DEFAULT_TIERS, READ_POINTS, SCOPES, WRITE_POINTS, AppLimit, AppLimiter, MutationLimiter, ObjectLimiter,
+    RateLimiter, Usage, parse_object_limits, parse_tier_params,
+)
 from .store import (
     DELIVERY_STATES, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
     LocalDays, fb_time, insight_rows, local_day, major, money, object_not_found, offset_hours, parse_issues_info,
@@ -103,6 +106,11 @@ class Faults:
     html_item_rate: float = 0.0
     html_statuses: tuple[int, ...] = (500, 502, 503)
     usage_headers: str = "all"
+    insights_tier_params: Mapping[str, Mapping[str, float]] | None = None  # None: as tier_params
+    app_limit: Mapping[str, float] | None = None
+    mutation_rate_per_s: int = 0
+    object_limits: Mapping[str, float] = field(default_factory=dict)
+    ad_creation_limit: Mapping[str, int] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Faults:
@@ -133,9 +141,30 @@ class Faults:
             parse_tier_params(body["tier_params"])
             values["tier_params"] = dict(body["tier_params"])
         if "rate_limit_code" in body:
-            if body["rate_limit_code"] not in (80004, 17):
-                raise ValueError("rate_limit_code must be 80004 or 17")
+            if body["rate_limit_code"] not in (80004, 17, 613):
+                raise ValueError("rate_limit_code must be 80004, 17 or 613")
             values["rate_limit_code"] = body["rate_limit_code"]
+        if body.get("insights_tier_params") is not None:
+            if not isinstance(body["insights_tier_params"], Mapping):
+                raise ValueError("insights_tier_params must be an object")
+            parse_tier_params(body["insights_tier_params"])
+            values["insights_tier_params"] = dict(body["insights_tier_params"])
+        if body.get("app_limit") is not None:
+            values["app_limit"] = asdict(cls._app_limit(body["app_limit"]))
+        if "mutation_rate_per_s" in body:
+            values["mutation_rate_per_s"] = int(_number("mutation_rate_per_s", body["mutation_rate_per_s"], 0, 100_000))
+        if "object_limits" in body:
+            if not isinstance(body["object_limits"], Mapping):
+                raise ValueError("object_limits must be an object")
+            parse_object_limits(body["object_limits"])
+            values["object_limits"] = dict(body["object_limits"])
+        if "ad_creation_limit" in body:
+            raw = body["ad_creation_limit"]
+            if not isinstance(raw, Mapping):
+                raise ValueError('ad_creation_limit must map ad accounts to counts, e.g. {"act_1000000001": 2}')
+            values["ad_creation_limit"] = {
+                _account_key(str(k)): int(_number(f"ad_creation_limit.{k}", v, 0, 1_000_000)) for k, v in raw.items()
+            }
         if "expire_token" in body:
             if not isinstance(body["expire_token"], bool):
                 raise ValueError("expire_token must be true or false")
@@ -147,6 +176,17 @@ class Faults:
                 raise ValueError("fault_seed must be an integer")
             values["fault_seed"] = body["fault_seed"]
         return cls(**values)
+
+    @staticmethod
+    def _app_limit(raw: Any) -> AppLimit:
+        form = 'app_limit is {"calls": N, "window_s": W, "block_s": B}'
+        if not isinstance(raw, Mapping) or set(raw) != {"calls", "window_s", "block_s"}:
+            raise ValueError(form)
+        return AppLimit(
+            int(_number("app_limit.calls", raw["calls"], 1, 10_000_000)),
+            _number("app_limit.window_s", raw["window_s"], 0.001, 86_400),
+            _number("app_limit.block_s", raw["block_s"], 0.001, 86_400),
+        )
 
     @staticmethod
     def _tiers(raw: Any) -> dict[str, str]:
@@ -173,8 +213,8 @@ class Faults:
 
 class Counters:
     NAMES = (
-        "requests", "batch_items", "writes", "rate_limited", "errors_injected", "timeouts_injected",
-        "html_errors_injected",
+        "requests", "batch_items", "writes", "rate_limited", "mutation_limited", "object_limited",
+        "errors_injected", "timeouts_injected", "html_errors_injected",
     )
 
     def __init__(self) -> None:
@@ -270,14 +310,45 @@ def _transient_error(flip: bool) -> GraphError:
     return GraphError("An unknown error occurred", code=1, http_status=500, is_transient=True)
 
 
-def _rate_limit_error(code: int) -> GraphError:
+def _rate_limit_error(code: int, scope: str) -> GraphError:
+    """A blocked scope of one ad account, as Meta marks it (Marketing API rate-limiting page)."""
+    if scope == "ads_insights":
+        return GraphError(
+            "There have been too many calls to this ad-account. Wait a bit and try again.", code=80000, subcode=2446079,
+        )
     if code == 17:
         return GraphError("User request limit reached", code=17, subcode=2446079)
+    if code == 613:
+        return GraphError(
+            "There have been too many calls from this ad-account. Please wait a bit and try again.",
+            code=613, subcode=1487742,
+        )
     return GraphError(
         "There have been too many calls to this ad-account. Wait a bit and try again.",
         code=80004,
         subcode=2446079,
     )
+
+
+def _app_limit_error(scope: str) -> GraphError:
+    if scope == "ads_insights":
+        return GraphError("There have been too many calls from this app. Wait a bit and try again.", code=4,
+                          subcode=1504022)
+    return GraphError("(#4) Application request limit reached", code=4)
+
+
+def _object_limit_error(kind: str) -> GraphError:
+    """Per-object limits fail that change only; the account is not blocked."""
+    if kind == "adset_budget":
+        return GraphError(
+            "(#613) There have been too many changes to this ad set's budget. Please wait an hour and try again.",
+            code=613, subcode=1487632,
+        )
+    if kind == "spend_cap":
+        return GraphError("User request limit reached", code=17, subcode=1885172)
+    if kind == "ad_creation":
+        return GraphError("(#613) Calls to this api have exceeded the rate limit.", code=613, subcode=1487225)
+    return GraphError("(#613) Calls to this api have exceeded the rate limit.", code=613, subcode=5044001)
 
 
 # --------------------------------------------------------------------------- wire helpers
@@ -463,6 +534,7 @@ def _account_json(row: Mapping[str, Any], now: float) -> dict[str, Any]:
         "timezone_name": row["timezone_name"],
         # The offset now, so -8 or -7 for America/Los_Angeles depending on DST, 5.5 for Asia/Kolkata.
         "timezone_offset_hours_utc": int(hours) if hours.is_integer() else hours,
+        "spend_cap": str(row["spend_cap"] or 0),
         "created_time": fb_time(row["created_ts"], tz),
     }
 
@@ -516,14 +588,14 @@ def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: s
     return row
 
 
-def _usage_headers(account: int, usage: Usage, scope: str, mode: str) -> dict[str, str]:
+def _usage_headers(account: int, usage: Usage, scope: str, mode: str, app_pct: float) -> dict[str, str]:
     """The usage headers of one account-scoped call, as the ``usage_headers`` fault chooses."""
     if mode == "none":
         return {}
     buc = {"X-Business-Use-Case-Usage": _compact({str(account): [_buc_entry(usage, scope)]})}
     if mode == "buc_only":
         return buc
-    pct = round(usage.util_pct)
+    app = round(app_pct)
     return {
         "X-Ad-Account-Usage": _compact({
             "acc_id_util_pct": usage.util_pct,
@@ -531,7 +603,7 @@ def _usage_headers(account: int, usage: Usage, scope: str, mode: str) -> dict[st
             "ads_api_access_tier": usage.access_tier,
         }),
         **buc,
-        "X-App-Usage": _compact({"call_count": pct, "total_time": pct, "total_cputime": pct}),
+        "X-App-Usage": _compact({"call_count": app, "total_time": app, "total_cputime": app}),
     }
 
 
@@ -562,6 +634,10 @@ class Sandbox:
         # insights' today) is store.clock, which tests may move.
         self.clock = clock
         self.limiter = RateLimiter(clock)
+        self.app_limiter = AppLimiter(clock)
+        self.object_limiter = ObjectLimiter(clock)
+        self.mutation_limiter = MutationLimiter(clock)
+        self.ads_created: collections.Counter[int] = collections.Counter()  # per account, for ad_creation_limit
         self.counters = Counters()
         # Status edits per object id, no-ops included: drills check nothing was paused twice.
         self.status_writes: collections.Counter[str] = collections.Counter()
@@ -578,7 +654,13 @@ class Sandbox:
 
     def set_faults(self, body: Mapping[str, Any]) -> Faults:
         faults = Faults.from_json(body)
-        self.limiter.configure(faults.tier, parse_tier_params(faults.tier_params))
+        insights = None if faults.insights_tier_params is None else parse_tier_params(faults.insights_tier_params)
+        self.limiter.configure(faults.tier, parse_tier_params(faults.tier_params), insights)
+        self.app_limiter.configure(AppLimit(**faults.app_limit) if faults.app_limit else None)
+        self.object_limiter.configure(parse_object_limits(faults.object_limits))
+        self.mutation_limiter.configure(faults.mutation_rate_per_s)
+        with self._writes_lock:
+            self.ads_created.clear()
         with self._fault_lock:
             self._faults = faults
             self._fault_rng = random.Random(faults.fault_seed)
@@ -589,6 +671,8 @@ class Sandbox:
         self.store.reset(cfg)
         self.set_faults({})
         self.limiter.clear()
+        self.app_limiter.clear()
+        self.object_limiter.clear()
         self.counters.clear()
         with self._writes_lock:
             self.status_writes.clear()
@@ -617,6 +701,7 @@ class Sandbox:
             })
         return {
             "accounts": accounts,
+            "app": self.app_limiter.snapshot(),
             "faults": self._faults.to_json(),
             "counters": self.counters.snapshot(),
             "seed": self.store.seed_config(),
@@ -723,6 +808,16 @@ class Sandbox:
     def _html_response(status: int, trace: str) -> Response:
         return Response(status, HTML_PAGES[status], {"Content-Type": _HTML, "x-fb-trace-id": trace})
 
+    def _usage_headers(self, account: int, usage: Usage, scope: str, mode: str) -> dict[str, str]:
+        headers = _usage_headers(account, usage, scope, mode, self.app_limiter.util_pct())
+        if scope == "ads_insights" and mode != "none":  # Meta's insights answers also carry this
+            headers["X-FB-Ads-Insights-Throttle"] = _compact({
+                "app_id_util_pct": self.app_limiter.util_pct(),
+                "acc_id_util_pct": usage.util_pct,
+                "ads_api_access_tier": usage.access_tier,
+            })
+        return headers
+
     def _authenticate(self, params: Mapping[str, str], faults: Faults) -> None:
         token = params.get("access_token")
         if not token:
@@ -751,15 +846,21 @@ class Sandbox:
         headers: dict[str, str] = {}
         try:
             route = self._route(req)
+            if not self.app_limiter.charge():  # the whole app: every account's calls
+                self.counters.add("rate_limited")
+                raise _app_limit_error(route.scope)
             if route.account is not None:
                 points = WRITE_POINTS if route.write else READ_POINTS
                 decision = self.limiter.charge(
                     f"act_{route.account}", points, route.scope, self.store.active_ads(route.account),
                 )
-                headers = _usage_headers(route.account, decision.usage, route.scope, faults.usage_headers)
+                headers = self._usage_headers(route.account, decision.usage, route.scope, faults.usage_headers)
                 if not decision.allowed:
                     self.counters.add("rate_limited")
-                    raise _rate_limit_error(faults.rate_limit_code)
+                    raise _rate_limit_error(faults.rate_limit_code, route.scope)
+                if route.write and not self.mutation_limiter.charge(route.account):
+                    self.counters.add("mutation_limited")
+                    raise _object_limit_error("mutation_rate")
             body = route.action()
             if route.write:
                 self.counters.add("writes")
@@ -877,6 +978,8 @@ class Sandbox:
             fields = _parse_fields(req.params.get("fields"), ("id", "account_id"))
             return _Route(account_id, False, lambda: _select(
                 "AdAccount", _account_json(account, self.store.clock()), fields))
+        if edge is None and req.method == "POST":
+            return _Route(account_id, True, lambda: self._update_account(account, req.params))
         if edge in EDGE_KINDS and req.method == "GET":
             kind = EDGE_KINDS[edge]
             return _Route(account_id, False, lambda: self._list_edge(req, kind, "account_id", account_id))
@@ -884,7 +987,7 @@ class Sandbox:
             return _Route(account_id, True, lambda: self._create(EDGE_KINDS[edge], account_id, req.params))
         if edge == "insights" and req.method == "GET":
             scope = _Scope("account", "account_id", account_id, account_id)
-            return _Route(account_id, False, lambda: self._insights(req, scope))
+            return _Route(account_id, False, lambda: self._insights(req, scope), "ads_insights")
         raise self._bad_edge(req, head, edge)
 
     def _object_route(self, req: GraphRequest, object_id: int, edge: str | None) -> _Route:
@@ -904,7 +1007,7 @@ class Sandbox:
             return _Route(account_id, False, lambda: self._list_edge(req, EDGE_KINDS[edge], column, object_id))
         if edge == "insights" and req.method == "GET":
             scope = _Scope(node.kind, "id" if node.kind == "ad" else f"{node.kind}_id", object_id, account_id)
-            return _Route(account_id, False, lambda: self._insights(req, scope))
+            return _Route(account_id, False, lambda: self._insights(req, scope), "ads_insights")
         raise self._bad_edge(req, str(object_id), edge)
 
     @staticmethod
@@ -1013,6 +1116,10 @@ class Sandbox:
         for name in EDITABLE_BUDGETS[node.kind]:
             if name in params:
                 changes[name] = _budget(params, name)
+        budget_change = any(changes.get(k, node.row[k]) != node.row[k] for k in ("daily_budget", "lifetime_budget"))
+        if node.kind == "adset" and budget_change and not self.object_limiter.adset_budget_change(node.row["id"]):
+            self.counters.add("object_limited")
+            raise _object_limit_error("adset_budget")
         self.store.update(node, changes)
         if "status" in changes:
             with self._writes_lock:
@@ -1022,6 +1129,25 @@ class Sandbox:
             fresh = self.store.find(node.row["id"])
             assert fresh is not None  # objects are never removed, only marked DELETED
             result.update(self._render(fresh, _parse_fields(params["fields"], ())))
+        return result
+
+    def _update_account(self, account: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+        """POST /act_X: the sandbox edits only spend_cap (10 changes a day, then 17/1885172)."""
+        for key in params:
+            if key not in {"spend_cap"} | _AUTH_PARAMS | {"fields"}:
+                raise GraphError(f"(#100) The sandbox does not support editing {key} on AdAccount")
+        spend_cap = _budget(params, "spend_cap")
+        if spend_cap is not None and spend_cap != account["spend_cap"]:
+            if not self.object_limiter.spend_cap_change(account["id"]):
+                self.counters.add("object_limited")
+                raise _object_limit_error("spend_cap")
+            self.store.set_spend_cap(account["id"], spend_cap)
+        result: dict[str, Any] = {"success": True}
+        if "fields" in params:
+            fresh = self.store.account(account["id"])
+            assert fresh is not None
+            result.update(_select("AdAccount", _account_json(fresh, self.store.clock()),
+                                  _parse_fields(params["fields"], ())))
         return result
 
     def _create(self, kind: str, account_id: int, params: Mapping[str, str]) -> dict[str, str]:
@@ -1041,12 +1167,18 @@ class Sandbox:
                 "targeting": self._object_param(params, "targeting"),
             })
         else:
+            limit = self._faults.ad_creation_limit.get(f"act_{account_id}")
+            if limit is not None and self.ads_created[account_id] >= limit:
+                self.counters.add("object_limited")
+                raise _object_limit_error("ad_creation")
             new_id = self.store.create_ad(account_id, {
                 "name": name,
                 "status": status,
                 "adset_id": self._id_param(params, "adset_id"),
                 "creative": self._creative(params),
             })
+            with self._writes_lock:
+                self.ads_created[account_id] += 1
         return {"id": str(new_id)}
 
     @staticmethod

@@ -61,14 +61,14 @@ TABLES = {"campaign": "campaigns", "adset": "adsets", "ad": "ads"}
 VIEWS = {"campaign": "v_campaigns", "adset": "v_adsets", "ad": "v_ads"}
 NODE_TYPES = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 DAY = 86_400
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SQLITE_MAX_INTEGER = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_ts INTEGER NOT NULL,
-    timezone_name TEXT NOT NULL, currency TEXT NOT NULL);
+    timezone_name TEXT NOT NULL, currency TEXT NOT NULL, spend_cap INTEGER);
 CREATE TABLE campaigns (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
     objective TEXT NOT NULL, status TEXT NOT NULL, daily_budget INTEGER,
@@ -426,7 +426,7 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
         # History starts at a local midnight: insights days are the account's days.
         history_start = local_day_start(local_day(now, tz) - timedelta(days=cfg.history_days), tz)
         rows.accounts.append((
-            account_id, f"Sandbox Account {a}", history_start, cfg.account_zone(a), cfg.account_currency(a),
+            account_id, f"Sandbox Account {a}", history_start, cfg.account_zone(a), cfg.account_currency(a), None,
         ))
         for k, status in enumerate(_campaign_statuses(cfg, rng), start=1):
             # Most campaigns exist for the whole history; some start later (new launches).
@@ -576,7 +576,7 @@ class Store:
         with self._tx() as conn:
             for table in ("ads", "adsets", "campaigns", "accounts", "meta"):
                 conn.execute(f"DELETE FROM {table}")
-            conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)", rows.accounts)
+            conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?)", rows.accounts)
             conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
             conn.executemany("INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.adsets)
             conn.executemany("INSERT INTO ads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.ads)
@@ -709,6 +709,10 @@ class Store:
             }
             for r in rows
         ]
+
+    def set_spend_cap(self, account_id: int, spend_cap: int) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE accounts SET spend_cap = ? WHERE id = ?", (spend_cap, account_id))
 
     def set_delivery(self, campaign_id: int, state: str | None, issues: list[dict[str, Any]] | None) -> bool:
         """Meta's delivery system marks a campaign: not an edit, so updated_time is unchanged."""
