@@ -26,6 +26,9 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+from .presets import (
+    DEFAULT_MIN_VERSION, CallKind, ErrorPlan, ErrorRule, deprecated_version, preset_error, version_key,
+)
 from .ratelimit import (
     DEFAULT_TIERS, READ_POINTS, SCOPES, WRITE_POINTS, AppLimit, AppLimiter, MutationLimiter, ObjectLimiter,
     RateLimiter, Usage, parse_object_limits, parse_tier_params,
@@ -111,6 +114,8 @@ class Faults:
     mutation_rate_per_s: int = 0
     object_limits: Mapping[str, float] = field(default_factory=dict)
     ad_creation_limit: Mapping[str, int] = field(default_factory=dict)
+    errors: tuple[ErrorRule, ...] = ()
+    min_version: str = DEFAULT_MIN_VERSION
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Faults:
@@ -158,6 +163,13 @@ class Faults:
                 raise ValueError("object_limits must be an object")
             parse_object_limits(body["object_limits"])
             values["object_limits"] = dict(body["object_limits"])
+        if "errors" in body:
+            if not isinstance(body["errors"], list):
+                raise ValueError("errors must be a list of preset rules")
+            values["errors"] = tuple(ErrorRule.from_json(rule) for rule in body["errors"])
+        if "min_version" in body:
+            version_key(str(body["min_version"]))
+            values["min_version"] = body["min_version"]
         if "ad_creation_limit" in body:
             raw = body["ad_creation_limit"]
             if not isinstance(raw, Mapping):
@@ -208,13 +220,14 @@ class Faults:
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)
         body["html_statuses"] = list(self.html_statuses)
+        body["errors"] = [rule.to_json() for rule in self.errors]
         return body
 
 
 class Counters:
     NAMES = (
         "requests", "batch_items", "writes", "rate_limited", "mutation_limited", "object_limited",
-        "errors_injected", "timeouts_injected", "html_errors_injected",
+        "errors_injected", "timeouts_injected", "html_errors_injected", "preset_errors",
     )
 
     def __init__(self) -> None:
@@ -313,8 +326,10 @@ def _transient_error(flip: bool) -> GraphError:
 def _rate_limit_error(code: int, scope: str) -> GraphError:
     """A blocked scope of one ad account, as Meta marks it (Marketing API rate-limiting page)."""
     if scope == "ads_insights":
-        return GraphError(
-            "There have been too many calls to this ad-account. Wait a bit and try again.", code=80000, subcode=2446079,
+        return GraphError(  # as recorded in Airbyte's source-facebook-marketing unit tests
+            "(#80000) There have been too many calls from this ad-account. Wait a bit and try again. For more "
+            "info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
+            code=80000, subcode=2446079,
         )
     if code == 17:
         return GraphError("User request limit reached", code=17, subcode=2446079)
@@ -646,6 +661,7 @@ class Sandbox:
         self._fault_lock = threading.Lock()
         self._fault_rng = random.Random(self._faults.fault_seed)
         self._next_error_is_code_2 = False
+        self._error_plan = ErrorPlan()
         self._trace_lock = threading.Lock()
         self._trace_n = 0
         self._trace_salt = time.time_ns()
@@ -665,6 +681,7 @@ class Sandbox:
             self._faults = faults
             self._fault_rng = random.Random(faults.fault_seed)
             self._next_error_is_code_2 = False
+            self._error_plan = ErrorPlan(faults.errors)
         return faults
 
     def reset(self, cfg: SeedConfig) -> None:
@@ -703,6 +720,7 @@ class Sandbox:
             "accounts": accounts,
             "app": self.app_limiter.snapshot(),
             "faults": self._faults.to_json(),
+            "errors_left": self._error_plan.remaining(),  # per rule of the errors fault
             "counters": self.counters.snapshot(),
             "seed": self.store.seed_config(),
         }
@@ -782,6 +800,8 @@ class Sandbox:
         try:
             if match is None:
                 raise GraphError("(#100) Graph paths need a version prefix such as /v25.0/")
+            if version_key(version) < version_key(faults.min_version):
+                raise deprecated_version()
             time.sleep(faults.latency_ms / 1000)
             self._authenticate(params, faults)
             segments = _split_path(match.group(2) or "")
@@ -841,7 +861,7 @@ class Sandbox:
             raise self._injected_error()
         return self._call(req, faults, trace)
 
-    def _call(self, req: GraphRequest, faults: Faults, trace: str) -> Response:
+    def _call(self, req: GraphRequest, faults: Faults, trace: str, in_batch: bool = False) -> Response:
         """Route, rate-limit and apply one call; errors become error responses."""
         headers: dict[str, str] = {}
         try:
@@ -861,9 +881,21 @@ class Sandbox:
                 if route.write and not self.mutation_limiter.charge(route.account):
                     self.counters.add("mutation_limited")
                     raise _object_limit_error("mutation_rate")
+            rule = self._error_plan.take(CallKind(
+                route.write, route.scope == "ads_insights", in_batch, route.account,
+                route.write and "fields" in req.params,
+            ))
+            if rule is not None and rule.preset != "read_after_write":
+                self.counters.add("preset_errors")
+                raise preset_error(rule.preset, rule.subcode)
             body = route.action()
             if route.write:
                 self.counters.add("writes")
+            if rule is not None:  # applied; then the read after the write fails
+                self.counters.add("preset_errors")
+                # The write's normal answer: {"success": true} for an edit, {"id"} for a creation.
+                original = {"success": body["success"]} if "success" in body else {"id": body["id"]}
+                raise preset_error(rule.preset, original_response=original)
             return Response(200, body, headers)
         except GraphError as err:
             return Response(err.http_status, self._error_body(err, trace), headers)
@@ -902,7 +934,7 @@ class Sandbox:
             req = self._batch_request(item, version, host, token)
             if self._roll(faults.error_rate):
                 raise self._injected_error()
-            response = self._call(req, faults, trace)
+            response = self._call(req, faults, trace, in_batch=True)
         except GraphError as err:
             response = Response(err.http_status, self._error_body(err, trace))
         if html_status is not None:
@@ -1250,8 +1282,13 @@ class Sandbox:
         error: dict[str, Any] = {"message": err.message, "type": err.error_type, "code": err.code}
         if err.subcode is not None:
             error["error_subcode"] = err.subcode
-        if err.is_transient:
-            error["is_transient"] = True
+        if err.is_transient is not None:
+            error["is_transient"] = err.is_transient
+        if err.user_title is not None:
+            error["error_user_title"] = err.user_title
+        if err.user_msg is not None:
+            error["error_user_msg"] = err.user_msg
+        error.update(err.extra)
         error["fbtrace_id"] = trace
         return {"error": error}
 

@@ -130,7 +130,10 @@ class GraphError(Exception):
         subcode: int | None = None,
         http_status: int = 400,
         error_type: str = "OAuthException",
-        is_transient: bool = False,
+        is_transient: bool | None = None,  # None: the body leaves it out
+        user_title: str | None = None,
+        user_msg: str | None = None,
+        extra: Mapping[str, Any] | None = None,  # e.g. read-after-write's original_response
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -139,6 +142,9 @@ class GraphError(Exception):
         self.http_status = http_status
         self.error_type = error_type
         self.is_transient = is_transient
+        self.user_title = user_title
+        self.user_msg = user_msg
+        self.extra = dict(extra or {})
 
 
 def object_not_found(object_id: str, method: str = "GET") -> GraphError:
