@@ -29,12 +29,13 @@ from zoneinfo import ZoneInfo
 from .presets import (
     DEFAULT_MIN_VERSION, CallKind, ErrorPlan, ErrorRule, deprecated_version, preset_error, version_key,
 )
+from .reports import REPORT_FIELDS, ReportRun, ReportRuns, report_json
 from .ratelimit import (
     DEFAULT_TIERS, READ_POINTS, SCOPES, WRITE_POINTS, AppLimit, AppLimiter, MutationLimiter, ObjectLimiter,
     RateLimiter, Usage, parse_object_limits, parse_tier_params,
 )
 from .store import (
-    DELIVERY_STATES, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
+    DELIVERY_STATES, DateRange, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
     LocalDays, fb_time, insight_rows, local_day, major, money, object_not_found, offset_hours, parse_issues_info,
     resolve_dates,
 )
@@ -116,6 +117,10 @@ class Faults:
     ad_creation_limit: Mapping[str, int] = field(default_factory=dict)
     errors: tuple[ErrorRule, ...] = ()
     min_version: str = DEFAULT_MIN_VERSION
+    async_job_seconds: float = 2.0
+    async_fail_rate: float = 0.0
+    async_skip_rate: float = 0.0
+    sync_insights_max_rows: int = 0  # 0: no limit
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Faults:
@@ -126,7 +131,13 @@ class Faults:
         for name in ("latency_ms", "per_item_ms", "timeout_ms"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 600_000)
-        for name in ("error_rate", "timeout_rate", "html_error_rate", "html_item_rate"):
+        if "async_job_seconds" in body:
+            values["async_job_seconds"] = _number("async_job_seconds", body["async_job_seconds"], 0, 3600)
+        if "sync_insights_max_rows" in body:
+            values["sync_insights_max_rows"] = int(
+                _number("sync_insights_max_rows", body["sync_insights_max_rows"], 0, 10_000_000))
+        for name in ("error_rate", "timeout_rate", "html_error_rate", "html_item_rate", "async_fail_rate",
+                     "async_skip_rate"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 1)
         if "usage_headers" in body:
@@ -401,6 +412,14 @@ def _truthy(raw: str | None) -> bool:
 def _parse_fields(raw: str | None, default: Sequence[str]) -> list[str]:
     if not raw:
         return list(default)
+    if raw.startswith("["):  # the SDK JSON-encodes list params of POSTs: fields=["spend"]
+        try:
+            names = json.loads(raw)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise GraphError("(#100) Param fields must be a comma-separated list or a JSON array of names")
+        raw = ",".join(names)
     while _NESTED_FIELDS.search(raw):  # "creative{id,name}" selects the whole creative
         raw = _NESTED_FIELDS.sub("", raw)
     return [f.strip() for f in raw.split(",") if f.strip()]
@@ -653,6 +672,7 @@ class Sandbox:
         self.object_limiter = ObjectLimiter(clock)
         self.mutation_limiter = MutationLimiter(clock)
         self.ads_created: collections.Counter[int] = collections.Counter()  # per account, for ad_creation_limit
+        self.report_runs = ReportRuns()
         self.counters = Counters()
         # Status edits per object id, no-ops included: drills check nothing was paused twice.
         self.status_writes: collections.Counter[str] = collections.Counter()
@@ -690,6 +710,7 @@ class Sandbox:
         self.limiter.clear()
         self.app_limiter.clear()
         self.object_limiter.clear()
+        self.report_runs.clear()
         self.counters.clear()
         with self._writes_lock:
             self.status_writes.clear()
@@ -1017,14 +1038,30 @@ class Sandbox:
             return _Route(account_id, False, lambda: self._list_edge(req, kind, "account_id", account_id))
         if edge in EDGE_KINDS and req.method == "POST":
             return _Route(account_id, True, lambda: self._create(EDGE_KINDS[edge], account_id, req.params))
-        if edge == "insights" and req.method == "GET":
+        if edge == "insights" and req.method in ("GET", "POST"):
             scope = _Scope("account", "account_id", account_id, account_id)
-            return _Route(account_id, False, lambda: self._insights(req, scope), "ads_insights")
+            return self._insights_route(req, scope)
         raise self._bad_edge(req, head, edge)
+
+    def _insights_route(self, req: GraphRequest, scope: _Scope) -> _Route:
+        """GET insights answers now; POST starts an async report run. Both count as ads_insights
+        calls (1 point each: a report run is not a mutation)."""
+        action = self._insights if req.method == "GET" else self._create_report
+        return _Route(scope.account_id, False, lambda: action(req, scope), "ads_insights")
+
+    def _report_route(self, req: GraphRequest, run: ReportRun, edge: str | None) -> _Route:
+        if edge is None and req.method == "GET":
+            return _Route(run.account_id, False, lambda: self._report_status(req, run), "ads_insights")
+        if edge == "insights" and req.method == "GET":
+            return _Route(run.account_id, False, lambda: self._report_rows(req, run), "ads_insights")
+        raise self._bad_edge(req, str(run.id), edge)
 
     def _object_route(self, req: GraphRequest, object_id: int, edge: str | None) -> _Route:
         node = self.store.find(object_id)
         if node is None:
+            run = self.report_runs.get(object_id)
+            if run is not None:
+                return self._report_route(req, run, edge)
             raise object_not_found(str(object_id), req.method)
         account_id = node.account_id
         if edge is None and req.method == "GET":
@@ -1037,9 +1074,9 @@ class Sandbox:
         if edge in CHILD_EDGES[node.kind] and req.method == "GET":
             column = f"{node.kind}_id"
             return _Route(account_id, False, lambda: self._list_edge(req, EDGE_KINDS[edge], column, object_id))
-        if edge == "insights" and req.method == "GET":
+        if edge == "insights" and req.method in ("GET", "POST"):
             scope = _Scope(node.kind, "id" if node.kind == "ad" else f"{node.kind}_id", object_id, account_id)
-            return _Route(account_id, False, lambda: self._insights(req, scope), "ads_insights")
+            return self._insights_route(req, scope)
         raise self._bad_edge(req, str(object_id), edge)
 
     @staticmethod
@@ -1089,9 +1126,40 @@ class Sandbox:
         return body
 
     def _insights(self, req: GraphRequest, scope: _Scope) -> dict[str, Any]:
-        return self._offset_page(req, self._insight_rows(req.params, scope))
+        rows, _ = self._insight_rows(req.params, scope)
+        limit = self._faults.sync_insights_max_rows
+        if limit and len(rows) > limit:  # too large to answer synchronously: ask for less
+            raise preset_error("reduce_data")
+        return self._offset_page(req, rows)
 
-    def _insight_rows(self, params: Mapping[str, str], scope: _Scope) -> list[dict[str, Any]]:
+    def _create_report(self, req: GraphRequest, scope: _Scope) -> dict[str, str]:
+        """POST …/insights: an async report run; its rows are computed now, when it is created."""
+        rows, dates = self._insight_rows(req.params, scope)
+        faults = self._faults
+        outcome = "Job Failed" if self._roll(faults.async_fail_rate) else (
+            "Job Skipped" if self._roll(faults.async_skip_rate) else "Job Completed")
+        run = self.report_runs.create(lambda run_id: ReportRun(
+            run_id, scope.account_id, rows, dates.since.isoformat(), dates.until.isoformat(),
+            int(self.store.clock()), self.clock(), faults.async_job_seconds, outcome,
+        ))
+        return {"report_run_id": str(run.id)}
+
+    def _report_status(self, req: GraphRequest, run: ReportRun) -> dict[str, Any]:
+        # Meta adds error_code / error_message to a failed run since v25.0.
+        full = report_json(run, self.clock() - run.created, version_key(req.version) >= (25, 0))
+        fields = _parse_fields(req.params.get("fields"), REPORT_FIELDS)
+        unknown = sorted(set(fields) - set(REPORT_FIELDS))
+        if unknown:
+            raise GraphError(f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (AdReportRun)")
+        return {name: full[name] for name in ("id", *fields) if name in full}
+
+    def _report_rows(self, req: GraphRequest, run: ReportRun) -> dict[str, Any]:
+        status = report_json(run, self.clock() - run.created, False)["async_status"]
+        if status != "Job Completed":
+            raise GraphError(f"(#100) The report run {run.id} has no results: its async_status is {status}")
+        return self._offset_page(req, run.rows)
+
+    def _insight_rows(self, params: Mapping[str, str], scope: _Scope) -> tuple[list[dict[str, Any]], DateRange]:
         """Every row an insights request asks for, with days in the ad account's time zone."""
         level = params.get("level", scope.level)
         if level not in LEVELS or LEVELS.index(level) < LEVELS.index(scope.level):
@@ -1118,7 +1186,7 @@ class Sandbox:
             self.store.seed, ads, dates, level, daily, now, self._faults.spend_multiplier, LocalDays(tz),
         )
         account = self.store.account(scope.account_id) or {"name": "", "currency": "USD"}
-        return [_insight_json(r, fields, account["name"], account["currency"]) for r in raw]
+        return [_insight_json(r, fields, account["name"], account["currency"]) for r in raw], dates
 
     @staticmethod
     def _offset_page(req: GraphRequest, rows: list[dict[str, Any]]) -> dict[str, Any]:
