@@ -364,17 +364,17 @@ def _app_limit_error(scope: str) -> GraphError:
 
 
 def _object_limit_error(kind: str) -> GraphError:
-    """Per-object limits fail that change only; the account is not blocked."""
-    if kind == "adset_budget":
-        return GraphError(
+    """The mutation rate and the per-object limits: they fail that call only, never block the account."""
+    generic = "(#613) Calls to this api have exceeded the rate limit."
+    return {
+        "mutation_rate": lambda: GraphError(generic, code=613, subcode=5044001),
+        "adset_budget": lambda: GraphError(
             "(#613) There have been too many changes to this ad set's budget. Please wait an hour and try again.",
             code=613, subcode=1487632,
-        )
-    if kind == "spend_cap":
-        return GraphError("User request limit reached", code=17, subcode=1885172)
-    if kind == "ad_creation":
-        return GraphError("(#613) Calls to this api have exceeded the rate limit.", code=613, subcode=1487225)
-    return GraphError("(#613) Calls to this api have exceeded the rate limit.", code=613, subcode=5044001)
+        ),
+        "spend_cap": lambda: GraphError("User request limit reached", code=17, subcode=1885172),
+        "ad_creation": lambda: GraphError(generic, code=613, subcode=1487225),
+    }[kind]()
 
 
 # --------------------------------------------------------------------------- wire helpers
