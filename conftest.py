@@ -69,11 +69,15 @@ def _sandbox_server() -> Iterator["RunningSandbox"]:
 
 @pytest.fixture
 def meta_sandbox(_sandbox_server, settings) -> "RunningSandbox":
-    """The Meta sandbox over HTTP, freshly seeded (2 accounts × 10 campaigns), faults cleared,
-    with the Graph client pointed at it. Reseed with `meta_sandbox.reset(...)` for other sizes."""
+    """The Meta sandbox over HTTP, freshly seeded (2 accounts × 10 campaigns; the default seed's
+    harsh sides included: account 1 in Los Angeles, campaigns reading WITH_ISSUES), faults cleared
+    except that async insights report runs finish at their first poll (a test of the async flow
+    sets `async_job_seconds`; any `faults(...)` call replaces the whole configuration), with the
+    Graph client pointed at it. Reseed with `meta_sandbox.reset(...)` for other sizes."""
     from meta_modules import graph
 
     _sandbox_server.reset(accounts=2, campaigns_per_account=10, seed=7)
+    _sandbox_server.faults(async_job_seconds=0)
     settings.META_GRAPH_URL = _sandbox_server.url
     settings.META_AD_ACCOUNT_IDS = []
     graph.reset_clients()  # also forgets rate budgets learnt against another test's data

@@ -20,6 +20,7 @@ from controltower.locks import lease
 from controltower.models import (
     ControlTowerRun, ModuleStatus, RecoveryAttempt, RunState, RunType, SystemHealthLog, TowerState,
 )
+from meta_modules import throttle
 
 logger = logging.getLogger(__name__)
 CYCLE_LOCK = "health_cycle"
@@ -27,7 +28,8 @@ CYCLE_LOCK = "health_cycle"
 
 def refresh_probes() -> None:
     """Run the network probes once and keep their results for evaluations until the next cycle."""
-    results = {"broker": probes.broker(), "meta_api": probes.meta_api(), "workers": probes.workers()}
+    results = {"broker": probes.broker(), "meta_api": probes.meta_api(), "workers": probes.workers(),
+               "meta_access_tiers": throttle.learnt_tiers()}
     TowerState.set(probes=results)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.conf import settings
+
 from controltower.models import ModuleStatus, SystemStatus
 
 if TYPE_CHECKING:
@@ -52,6 +54,10 @@ def infrastructure_conditions(report: HealthReport) -> list[AlertCondition]:
         if infra.meta_api.get("kind") == "auth":
             found.append(AlertCondition("infra:meta_token", CRITICAL, "Meta rejected the access token",
                                         infra.meta_api.get("error", "")))
+        elif infra.meta_api.get("kind") == "deprecated_version":
+            found.append(AlertCondition("infra:meta_version", CRITICAL,
+                                        f"Meta refuses Graph API version {settings.META_API_VERSION}",
+                                        f"{_upgrade_version()} {infra.meta_api.get('error', '')}"))
         else:
             found.append(AlertCondition("infra:meta_api", WARNING, "Meta Graph API not answering",
                                         infra.meta_api.get("error", "")))
@@ -80,6 +86,11 @@ def alert_conditions(report: HealthReport) -> list[AlertCondition]:
             found.append(AlertCondition(f"module:{module.code}:degraded", WARNING,
                                         f"Module {module.code} {module.name} is DEGRADED", _why(module), module.code))
     return found
+
+
+def _upgrade_version() -> str:
+    return (f"Every Meta call fails while META_API_VERSION={settings.META_API_VERSION}: set it to a version "
+            "Meta still serves (the facebook-business 26.x the tower pins speaks v26.0) and restart.")
 
 
 def _why(module: ModuleHealth) -> str:
@@ -119,6 +130,8 @@ def recommendations(report: HealthReport) -> list[dict[str, str]]:
         add(CRITICAL, f"Check the Celery broker: {infra.broker.get('error')}")
     if infra.meta_api is not None and infra.meta_api.get("kind") == "auth":
         add(CRITICAL, "Renew META_ACCESS_TOKEN: Meta rejects the current token.")
+    if infra.meta_api is not None and infra.meta_api.get("kind") == "deprecated_version":
+        add(CRITICAL, _upgrade_version())
     if report.halted:
         add(INFO, "Emergency stop active: resume when the cause is handled.")
         return found

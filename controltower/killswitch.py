@@ -198,7 +198,7 @@ def _within_deadline(call: Callable[[], T], deadline: float) -> T:
         try:
             return call()
         except graph.MetaError as exc:
-            if not exc.sent and last is not None:
+            if exc.deadline_only and last is not None:
                 raise last from exc  # the deadline came: what Meta last said is the reason
             last = exc
             delay = (rules.retry_delay(rounds, deadline - time.monotonic(), exc.retry_after or 0.0)
@@ -462,9 +462,9 @@ def _send(holds: list[CampaignHold], call: Callable[[CampaignHold], graph.BatchC
                     error, body = outcome, None
                 else:
                     error, body = outcome.failed.get(hold.campaign_id), outcome.succeeded.get(hold.campaign_id)
-                if error is not None and not error.sent and hold.campaign_id in answers:
+                if error is not None and error.deadline_only and hold.campaign_id in answers:
                     continue  # not sent (the deadline): the previous answer says more
-                sent[hold.campaign_id] += error is None or error.sent
+                sent[hold.campaign_id] += error is None or not error.deadline_only
                 answers[hold.campaign_id] = (error, body)
                 if body is None and (error is None or error.kind in RETRYABLE):
                     todo.append(hold)
@@ -822,7 +822,7 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
                 seen = current[account]
                 for hold in account_holds:
                     if isinstance(seen, graph.MetaError):
-                        if not seen.sent and hold.campaign_id in last_failure:
+                        if seen.deadline_only and hold.campaign_id in last_failure:
                             continue  # the deadline came: the previous failure says more
                         last_failure[hold.campaign_id] = f"could not read its current state: {seen}"
                         failures.append(seen)
@@ -847,7 +847,7 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
                     if error is None:
                         done(hold, answered_at)
                         continue
-                    if error.sent or hold.campaign_id not in last_failure:
+                    if not error.deadline_only or hold.campaign_id not in last_failure:
                         last_failure[hold.campaign_id] = f"re-activation failed: {error}"
                     failures.append(error)
                     if error.kind in RETRYABLE:

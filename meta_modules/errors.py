@@ -99,9 +99,10 @@ class MetaError(Exception):
     def __init__(self, kind: ErrorKind, message: str, code: int | None = None, subcode: int | None = None,
                  http_status: int | None = None, fbtrace_id: str = "", usage: Any = None,
                  retry_after: float | None = None, scope: Scope | None = None, user_title: str = "",
-                 user_msg: str = "", sent: bool = True) -> None:
+                 user_msg: str = "", deadline_only: bool = False) -> None:
         super().__init__(message)
-        self.sent = sent  # False: refused before it went out (a deadline): the error before it says more
+        # True: not sent because a deadline came; an earlier error of the same call says more.
+        self.deadline_only = deadline_only
         self.kind, self.message, self.code, self.subcode = kind, message, code, subcode
         self.http_status, self.fbtrace_id, self.usage = http_status, fbtrace_id, usage
         self.retry_after = retry_after  # seconds until the call can go, when known
@@ -110,7 +111,7 @@ class MetaError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable, so a Celery task's failure keeps its detail
         return (self.__class__, (self.kind, self.message, self.code, self.subcode, self.http_status, self.fbtrace_id,
-                                 None, self.retry_after, self.scope, self.user_title, self.user_msg, self.sent))
+                                 None, self.retry_after, self.scope, self.user_title, self.user_msg, self.deadline_only))
 
     def __str__(self) -> str:
         code = f"{self.code}/{self.subcode}" if self.subcode else str(self.code)

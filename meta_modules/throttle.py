@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 
 from meta_modules.errors import ErrorKind, MetaError, Scope
@@ -202,20 +203,20 @@ class SharedBlocks:
     def key(cls, scope: Scope, account: str | None) -> str:
         return f"{cls.PREFIX}:{scope.value}" if scope == Scope.APP else f"{cls.PREFIX}:{scope.value}:{account}"
 
-    def until(self, keys: Iterable[str]) -> float:
-        """The latest end of the blocks named by `keys` (0 when none is in force)."""
+    def until(self, keys: Iterable[str]) -> dict[str, float]:
+        """When each of the blocks named by `keys` ends (0 when it is not in force)."""
         keys = list(keys)
         now = self._clock()
         with self._lock:
-            local = max((self._local.get(k, 0.0) for k in keys), default=0.0)
+            ends = {k: self._local.get(k, 0.0) for k in keys}
             use_cache = now >= self._cache_down_until
-        shared = 0.0
         if use_cache:
             try:
-                shared = max((float(v) for v in cache.get_many(keys).values()), default=0.0)
+                for key, value in cache.get_many(keys).items():
+                    ends[key] = max(ends[key], float(value))
             except Exception as exc:  # noqa: BLE001 - any cache failure: carry on with what this process knows
                 self._cache_failed(exc)
-        return max(local, shared)
+        return ends
 
     def block(self, key: str, seconds: float) -> None:
         now = self._clock()
@@ -270,32 +271,33 @@ class AccountThrottle:
             return INSIGHTS_CEILING
         return WRITE_CEILING if write else 1.0
 
-    def _block_keys(self, account: str | None, scope: Scope, write: bool) -> list[str]:
-        keys = [SharedBlocks.key(Scope.APP, None)]
-        if account is not None:
-            keys.append(SharedBlocks.key(scope, account))
-            if write:
-                keys.append(SharedBlocks.key(Scope.MUTATIONS, account))
-        return keys
+    def _blocking(self, account: str | None, scope: Scope, write: bool) -> tuple[float, Scope]:
+        """The longest block that stops this call: seconds left (0 = none) and its scope."""
+        scopes = [Scope.APP] + ([scope] + ([Scope.MUTATIONS] if write else []) if account is not None else [])
+        ends = self.blocks.until(SharedBlocks.key(s, account) for s in scopes)
+        now = self._clock()
+        left, binding = max((ends[SharedBlocks.key(s, account)] - now, s) for s in scopes)
+        return max(0.0, left), binding
 
     def blocked_for(self, account: str | None, scope: Scope = Scope.ACCOUNT, write: bool = False) -> float:
         """Seconds left of any block that stops this call (0 = none)."""
-        return max(0.0, self.blocks.until(self._block_keys(account, scope, write)) - self._clock())
+        return self._blocking(account, scope, write)[0]
 
     def capacity(self, account: str | None, scope: Scope, points_each: float, write: bool, max_wait: float) -> int | None:
         """How many calls of this cost fit now, after waiting (bounded) for room. None for calls not
         tied to an ad account (not scored). Raises when the wait would be too long."""
         while True:
-            wait = self.blocked_for(account, scope, write)
+            wait, binding = self._blocking(account, scope, write)
             if account is None:
                 if wait <= 0:
                     return None
-            else:
+            elif wait <= 0:
+                binding = scope
                 with self._lock:
                     state, now = self._account(account), self._clock()
                     budget = state.budgets[scope]
                     ceiling = self._ceiling(scope, write)
-                    wait = max(wait, budget.wait_for(points_each, now, ceiling))
+                    wait = budget.wait_for(points_each, now, ceiling)
                     if wait <= 0:
                         fits = int(budget.room(now, ceiling) // points_each)
                         if write:
@@ -303,17 +305,18 @@ class AccountThrottle:
                         if fits > 0:
                             return fits
                         wait = self._next_write_slot(state, now)
-            self._wait(account, scope, wait, max_wait)
+            self._wait(account, binding, wait, max_wait)
 
     def reserve(self, account: str | None, scope: Scope, points: float, write: bool, max_wait: float,
                 calls: int = 1) -> None:
         """Wait until the account can take `points` (for `calls` calls), then count them in flight."""
         while True:
-            wait = self.blocked_for(account, scope, write)
+            wait, binding = self._blocking(account, scope, write)
             if account is None:
                 if wait <= 0:
                     return
             elif wait <= 0:
+                binding = scope
                 with self._lock:
                     state, now = self._account(account), self._clock()
                     budget = state.budgets[scope]
@@ -325,7 +328,7 @@ class AccountThrottle:
                         if write:
                             state.writes.extend([now] * calls)
                         return
-            self._wait(account, scope, wait, max_wait)
+            self._wait(account, binding, wait, max_wait)
 
     def settle(self, account: str | None, scope: Scope, points: float, usages: Iterable[Usage | None]) -> None:
         """The answer to a reservation came (or it failed): release it and learn what Meta reported
@@ -339,11 +342,12 @@ class AccountThrottle:
             tiers = [u.tier for u in reported if u.tier in TIER_MAX_POINTS]
             utils = [u.util_pct for u in reported if u.util_pct is not None]
             resets = [u.reset_seconds for u in reported if u.reset_seconds is not None]
+            learnt = tiers[-1] if tiers and tiers[-1] != budget.tier else None
             if tiers or utils:
                 budget.observe(Usage(max(utils) if utils else None, max(resets) if resets else None,
                                      tier=tiers[-1] if tiers else None), now)
-        if tiers:
-            remember_tier(account, tiers[-1])
+        if learnt:
+            remember_tier(account, learnt)
 
     def block(self, account: str | None, scope: Scope, seconds: float) -> None:
         if scope != Scope.APP and account is None:
@@ -370,7 +374,7 @@ class AccountThrottle:
 
     def _wait(self, account: str | None, scope: Scope, wait: float, max_wait: float) -> None:
         if wait > max_wait:
-            what = f"Ad account {account}" if account else "The app"
+            what = "The app" if scope == Scope.APP or account is None else f"Ad account {account}"
             raise MetaError(ErrorKind.RATE_LIMITED,
                             f"{what} is rate-limited ({scope.value}) for another {wait:.0f}s "
                             f"(longer than the {max_wait:.0f}s this call may wait); not sent.",
@@ -386,18 +390,20 @@ TIER_SECONDS = 7 * 24 * 3600
 def remember_tier(account: str, tier: str) -> None:
     """The access tier learnt for an account, for the console and GET status (every process)."""
     try:
-        key = TIER_KEY.format(account=account)
-        if cache.get(key) != tier:
-            cache.set(key, tier, timeout=TIER_SECONDS)
+        cache.set(TIER_KEY.format(account=account), tier, timeout=TIER_SECONDS)
     except Exception as exc:  # noqa: BLE001 - a display figure is never worth failing a call
         logger.warning("Could not record the access tier of %s: %s", account, exc)
 
 
-def learnt_tiers(accounts: Iterable[str]) -> dict[str, str]:
-    """The access tier last learnt for each of these accounts, by any process ('' when unknown)."""
-    accounts = list(accounts)
+def learnt_tiers() -> dict[str, str]:
+    """The Marketing API access tier learnt (by any process) for each ad account the tower works
+    on: META_AD_ACCOUNT_IDS, else the mirror's accounts; '' while Meta has not said."""
+    from meta_modules.models import AdAccount
+
+    accounts = ([a if a.startswith("act_") else f"act_{a}" for a in settings.META_AD_ACCOUNT_IDS]
+                or list(AdAccount.objects.order_by("pk").values_list("pk", flat=True)))
     try:
         found = cache.get_many([TIER_KEY.format(account=a) for a in accounts])
-    except Exception:  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - a display figure
         found = {}
     return {a: found.get(TIER_KEY.format(account=a), "") for a in accounts}

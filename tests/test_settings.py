@@ -78,3 +78,24 @@ def test_it_refuses_claims_that_would_lapse_before_a_stop_ends() -> None:
     result = _load_settings(SECRET_KEY="k" * 50, EMERGENCY_STOP_DEADLINE_SECONDS="30", HOLD_CLAIM_SECONDS="30")
     assert result.returncode != 0
     assert "HOLD_CLAIM_SECONDS=30 must exceed EMERGENCY_STOP_DEADLINE_SECONDS=30" in result.stderr
+
+
+def test_live_mode_sends_the_pinned_version_and_trusts_a_given_ca_bundle(tmp_path) -> None:
+    bundle = tmp_path / "proxy-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DATABASE_URL", "META_GRAPH_URL",
+                                                               "META_API_VERSION")}
+    clean.update(DJANGO_SETTINGS_MODULE="config.settings", SECRET_KEY="k" * 50, META_MODE="live",
+                 META_ACCESS_TOKEN="EAAB-live", TOWER_VAR_DIR=str(tmp_path), META_CA_BUNDLE=str(bundle))
+    code = ("import django; django.setup(); from meta_modules.graph import GraphClient; "
+            "c = GraphClient(); print(c.api.API_VERSION, c.api._api_version, c.session.requests.verify)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["v26.0", "v26.0", str(bundle)]  # the SDK's own line and what is sent
+
+
+def test_it_refuses_a_missing_ca_bundle_and_a_malformed_version() -> None:
+    missing = _load_settings(SECRET_KEY="k" * 50, META_CA_BUNDLE="/nowhere/ca.pem")
+    assert missing.returncode != 0 and "META_CA_BUNDLE='/nowhere/ca.pem' is not a file" in missing.stderr
+    version = _load_settings(SECRET_KEY="k" * 50, META_API_VERSION="26")
+    assert version.returncode != 0 and "META_API_VERSION='26' must look like v26.0" in version.stderr

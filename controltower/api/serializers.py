@@ -59,6 +59,11 @@ class StatusSerializer(serializers.Serializer):
     unknown_modules = _count("UNKNOWN (never finished a run) at the latest check.")
     stopped_modules = _count("Stopped on purpose by an operator at the latest check.")
     mode = serializers.ChoiceField(choices=Mode.choices)
+    meta_access_tiers = serializers.DictField(
+        child=serializers.CharField(allow_blank=True),
+        help_text="Ad account → the Marketing API access tier Meta reported in its usage headers, as of the "
+                  "latest health check (development_access: about 20 pauses per 5 minutes per account; "
+                  "standard_access: about 3,000), '' until Meta has said.")
     halted_by = serializers.CharField(required=False, help_text="Only while an emergency stop is active.")
     # Not nullable: DRF would render an absent nullable field as null instead of leaving it out.
     halted_at = serializers.DateTimeField(required=False, help_text="Only while an emergency stop is active.")

@@ -79,6 +79,7 @@ def status_payload() -> dict[str, Any]:
         "total_modules_monitored": total,
         **_module_counts(statuses),
         "mode": settings.META_MODE,
+        "meta_access_tiers": state.probes.get("meta_access_tiers", {}),
     }
     if state.emergency_stop_active:
         payload.update(halted_by=state.halted_by, halt_reason=state.halt_reason)

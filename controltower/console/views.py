@@ -32,6 +32,7 @@ from controltower.console.forms import (
     NotificationFilterForm, ReasonForm, ReportForm, ResumeForm, RunFilterForm, StopForm,
 )
 from controltower.models import ControlTowerRun, Notification, RecoveryAttempt, RunState, RunType, TowerState
+from meta_modules import throttle
 from meta_modules.models import MetaModule
 
 PAGE_SIZE = 50
@@ -111,6 +112,7 @@ def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
         "alerts": findings.alert_conditions(report),
         "commands": COMMANDS,
         "strip_size": queries.STRIP_CHECKS,
+        "access_tiers": throttle.learnt_tiers(),
     }
 
 

@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from controltower import cycle
 from controltower.api.views import status_payload
 from controltower.models import ControlTowerRun, SystemHealthLog, SystemStatus, TowerState
+from meta_modules import graph
 from meta_modules.models import MetaModule, ModuleRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
@@ -148,6 +149,20 @@ def test_status_while_halted_says_who_when_and_why(client: APIClient) -> None:
     assert body["system_status"] == "emergency_stop"
     assert (body["halted_by"], body["halt_reason"]) == ("alice", "Budget anomaly")
     assert body["halted_at"] == halted_at.isoformat().replace("+00:00", "Z")
+    _assert_matches_schema(body, STATUS)
+
+
+def test_status_shows_the_access_tier_meta_reported_per_account_as_of_the_latest_check(
+        client: APIClient, meta_sandbox, settings) -> None:
+    first, second = (a["id"] for a in meta_sandbox.state()["accounts"])
+    settings.META_AD_ACCOUNT_IDS = [first, second]
+    meta_sandbox.faults(tier={first: "development"}, usage_headers="buc_only")
+    graph.client().get(first, {"fields": "id"}, first)  # a call learns the tier from Meta's headers
+
+    cycle.run_cycle("test")
+    body = client.get(STATUS).json()
+
+    assert body["meta_access_tiers"] == {first: "development_access", second: ""}  # the second: not called yet
     _assert_matches_schema(body, STATUS)
 
 

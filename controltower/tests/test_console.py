@@ -176,6 +176,21 @@ def test_the_dashboard_shows_status_modules_and_their_facts(operator: Client) ->
     assert "Open alerts" in html and "Recommendations" in html
 
 
+def test_the_dashboard_says_which_access_tier_meta_gave_each_account(operator: Client, meta_sandbox, settings) -> None:
+    from meta_modules import graph
+
+    first, second = (a["id"] for a in meta_sandbox.state()["accounts"])
+    settings.META_AD_ACCOUNT_IDS = [first, second]
+    meta_sandbox.faults(tier={first: "development"})
+    for account in (first, second):
+        graph.client().get(account, {"fields": "id"}, account)
+
+    page = operator.get("/").content.decode()
+
+    tiers = re.search(r'<dd id="access-tiers">(.*?)</dd>', page, re.S).group(1)
+    assert f"{first}: DEVELOPMENT (about 20 pauses per 5 min)" in tiers and f"{second}: standard" in tiers
+
+
 def test_the_strip_shows_the_latest_checks_with_a_title_per_cell(operator: Client) -> None:
     _checks(3)
 

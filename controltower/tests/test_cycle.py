@@ -72,6 +72,18 @@ def test_the_cycle_probes_the_meta_api_and_remembers_it(meta_sandbox) -> None:
     assert {log.module_name for log in logs if not log.is_api_healthy} == meta_modules_on_meta
 
 
+def test_a_graph_api_version_meta_no_longer_serves_raises_its_own_alert(meta_sandbox, settings) -> None:
+    _healthy_stack()
+    settings.META_API_VERSION = "v24.0"  # older than the sandbox's (Meta's) oldest served version
+
+    run = cycle.run_cycle("test")
+
+    alert = next(a for a in run.alerts if a["key"] == "infra:meta_version")
+    assert alert["severity"] == "critical" and alert["title"] == "Meta refuses Graph API version v24.0"
+    assert "2635" in alert["detail"] and "META_API_VERSION" in alert["detail"]
+    assert any("META_API_VERSION=v24.0" in r["message"] for r in run.recommendations)
+
+
 def test_database_figures_come_from_postgres_and_stay_null_where_unknown() -> None:
     run = cycle.run_cycle("test")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import urllib.parse
 import urllib.request
 
@@ -438,3 +439,18 @@ def test_the_stop_keeps_retrying_pauses_that_fail_transiently_within_its_deadlin
     assert result.success and result.campaigns_paused == 30 and result.campaigns_pending == 0, result
     assert meta_sandbox.campaigns(status="ACTIVE") == []
     assert max(CampaignHold.objects.values_list("attempts", flat=True)) > 1  # some took more than one round
+
+
+def test_the_deadline_bounds_the_clients_own_waits(meta_sandbox, settings) -> None:
+    """Meta holds every answer far longer than the stop's deadline: the client's own timeout and
+    retries must not carry the stop past it (it used to answer at 27 s against 20 s)."""
+    settings.EMERGENCY_STOP_DEADLINE_SECONDS = 2
+    settings.META_TIMEOUT_SECONDS = 10
+    settings.META_AD_ACCOUNT_IDS = [a["id"] for a in meta_sandbox.state()["accounts"]]
+    meta_sandbox.faults(timeout_rate=1.0, timeout_ms=8000)
+    started = time.monotonic()
+
+    result = _stop(send_alerts=False)
+
+    assert time.monotonic() - started < 6  # the deadline plus the stop's own bookkeeping, not 10 s per try
+    assert result.errors and TowerState.get().emergency_stop_active

@@ -103,3 +103,19 @@ def test_an_unexpected_failure_on_one_account_becomes_that_accounts_error() -> N
     assert outcome["act_a"] == "ok"
     assert isinstance(outcome["act_b"], graph.MetaError) and outcome["act_b"].kind == graph.ErrorKind.TRANSIENT
     assert "unexpected AttributeError" in str(outcome["act_b"])
+
+
+def test_a_pause_whose_read_after_write_failed_is_confirmed_by_a_read_not_sent_again(meta_sandbox) -> None:
+    """Meta applied the pause but its read failed: the answer carries only the write's own answer.
+    The campaign is paused, not failed; what resume compares is read back."""
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 6}, adsets_per_campaign=1, ads_per_adset=1)
+    meta_sandbox.faults(errors=[{"preset": "read_after_write", "on": "batch_item", "times": 3}])
+
+    result = killswitch.emergency_stop(StopRequest(reason="drill", actor="alice", send_alerts=False))
+
+    assert result.success and result.campaigns_paused == 6
+    truth = {c["id"]: c for c in meta_sandbox.campaigns()}
+    for hold in CampaignHold.objects.all():
+        assert hold.state == CampaignHold.State.PAUSED
+        assert hold.paused_updated_time == truth[hold.campaign_id]["updated_time"]
+        assert truth[hold.campaign_id]["status_writes"] == 1  # paused once, confirmed by a read

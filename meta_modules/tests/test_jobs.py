@@ -127,7 +127,7 @@ def test_sync_mirrors_the_sandbox_and_a_second_sync_changes_nothing(meta_sandbox
 
 def test_a_status_changed_on_meta_shows_up_after_the_next_sync(meta_sandbox) -> None:
     run_of(jobs.sync_campaigns)
-    campaign = Campaign.objects.filter(status="ACTIVE").first()
+    campaign = Campaign.objects.filter(status="ACTIVE", effective_status="ACTIVE").first()  # not one WITH_ISSUES
 
     graph_post(meta_sandbox, campaign.pk, status="PAUSED")  # a human, in Ads Manager
     run = run_of(jobs.sync_campaigns)
@@ -253,7 +253,7 @@ def sandbox_budgets(sandbox: Any) -> dict[str, int]:
 
 
 def test_approved_proposals_are_applied_on_meta_and_big_ones_wait(meta_sandbox, settings) -> None:
-    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 3})
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 3}, delivery_issues=[])  # all three delivering
     run_of(jobs.sync_campaigns)
     up, down, big = Campaign.objects.order_by("pk")
     before = sandbox_budgets(meta_sandbox)
