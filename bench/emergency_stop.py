@@ -2,7 +2,8 @@
 """Benchmark: emergency stop, press → every ACTIVE campaign confirmed PAUSED on Meta.
 
     [DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres] .venv/bin/python bench/emergency_stop.py \
-        [--accounts 5] [--campaigns 1000 5000] [--latency-ms 50] [--repeat 3] [--skip-naive] [--skip-processes]
+        [--accounts 5] [--campaigns 1000 5000] [--latency-ms 50] [--repeat 3] [--skip-naive] [--skip-processes] \
+        [--mutation-rate-per-s 100] [--usage-headers buc_only] [--out emergency_stop.json]
 
 Runs the Meta sandbox as a separate process (real HTTP on loopback) with a fixed latency per
 request. For each size in --campaigns (ACTIVE campaigns in total, spread evenly over --accounts,
@@ -24,10 +25,17 @@ used) and the rate-limited / rejected-while-blocked counters. Then the largest s
 account (above 3,000 campaigns the pauses need more than its 9,000-point window: the stop must stop
 at the budget and leave the rest pending, without being blocked), and the development tier (60
 points per window) with 30 campaigns: the stop must wait for the window instead of calling.
+Meta's limits set a floor under every stop, computed for each size and printed beside it
+(`floor`): per account (accounts run in parallel) the round trips one after the other (listing
+pages of 100, then pause batches of 50) × the latency, the writes at Meta's mutation rate of
+about 100 in any second (the client never sends faster), and whether the pauses fit in 90 % of the
+account's 9,000-point window (the rest must wait for the window). `--mutation-rate-per-s` makes
+the sandbox enforce that rate (613/5044001 beyond it); `--usage-headers buc_only` makes it send
+only X-Business-Use-Case-Usage, as the live Marketing API does.
 With a postgres:// DATABASE_URL the script creates its own database (bench_stop_<pid>) on that
 server and drops it at the end; without one it uses SQLite in a temporary TOWER_VAR_DIR.
 CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/3) is passed on; without it the worker uses the
-file-system broker. Prints JSON and writes bench/results/emergency_stop.json.
+file-system broker. Prints JSON and writes bench/results/<--out>.
 """
 from __future__ import annotations
 
@@ -71,10 +79,27 @@ def active_count(url: str) -> int:
     return sum(a["campaigns"]["ACTIVE"] for a in control(url, "/_sandbox/state")["accounts"])
 
 
+MUTATIONS_PER_SECOND = 100  # Meta's mutation rate per app and ad account (the client paces itself to it)
+WRITE_CEILING = 0.9  # the client's share of an account's window it spends on writes
+LISTING_PAGE, BATCH = 100, 50
+META_FAULTS: dict[str, Any] = {}  # the sandbox behaviours a run asks for (--mutation-rate-per-s, --usage-headers)
+
+
 def reseed(url: str, accounts: int, active: int, latency_ms: int, **faults: Any) -> None:
     control(url, "/_sandbox/reset", {"accounts": accounts, "seed": 7, "adsets_per_campaign": 1, "ads_per_adset": 1,
                                      "statuses": {"ACTIVE": active, "PAUSED": active // 10, "ARCHIVED": active // 20}})
-    control(url, "/_sandbox/faults", {"latency_ms": latency_ms, **faults})
+    control(url, "/_sandbox/faults", {"latency_ms": latency_ms, "async_job_seconds": 0, **META_FAULTS, **faults})
+
+
+def floor(active_per_account: int, latency_ms: float) -> dict[str, Any]:
+    """The least time Meta's limits allow for one account's share of a stop (accounts in parallel)."""
+    pages, batches = -(-active_per_account // LISTING_PAGE), -(-active_per_account // BATCH)
+    round_trips = (pages + batches) * latency_ms / 1000
+    writes = max(0, active_per_account - MUTATIONS_PER_SECOND) / MUTATIONS_PER_SECOND  # any 1 s may hold 100
+    points = pages + 3 * active_per_account
+    return {"round_trips_s": round(round_trips, 3), "writes_at_mutation_rate_s": round(writes, 3),
+            "points_needed": points, "fits_one_window": points <= WRITE_CEILING * STANDARD_MAX_POINTS,
+            "seconds": round(max(round_trips, writes), 3)}
 
 
 def rate_budget(url: str) -> dict[str, Any]:
@@ -83,6 +108,7 @@ def rate_budget(url: str) -> dict[str, Any]:
     scores = [a["score"] for a in state["accounts"]]
     return {"max_account_points": max(scores), "max_account_util_pct": round(max(scores) / STANDARD_MAX_POINTS * 100, 1),
             "rate_limited_responses": state["counters"]["rate_limited"],
+            "mutation_limited_responses": state["counters"]["mutation_limited"],
             "rejected_while_blocked": sum(a["rejected_while_blocked"] for a in state["accounts"]),
             "http_requests": state["counters"]["requests"]}
 
@@ -280,7 +306,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="in-process stops per size")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-processes", action="store_true", help="no gunicorn / celery worker phases")
+    parser.add_argument("--mutation-rate-per-s", type=int, default=0,
+                        help="the sandbox rejects writes to an account beyond this many a second (0 = off)")
+    parser.add_argument("--usage-headers", choices=("all", "buc_only"), default="all")
+    parser.add_argument("--out", default="emergency_stop.json", help="file name under bench/results/")
     args = parser.parse_args()
+    META_FAULTS.update(mutation_rate_per_s=args.mutation_rate_per_s, usage_headers=args.usage_headers)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-stop-"))
     (tmp / "staticfiles").mkdir()
@@ -302,6 +333,7 @@ def main() -> None:
                    f"{platform.python_version()} · {platform.platform()}",
         "database": "postgresql" if postgres_server() else "sqlite", "broker": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
         "accounts": args.accounts, "latency_ms_per_request": args.latency_ms, "loadavg_at_start": os.getloadavg(),
+        "sandbox": dict(META_FAULTS),
         "sizes": {},
     }
     try:
@@ -315,7 +347,7 @@ def main() -> None:
         for total in args.campaigns:
             active = total // args.accounts
             total = active * args.accounts
-            size: dict[str, Any] = {"loadavg": os.getloadavg()}
+            size: dict[str, Any] = {"loadavg": os.getloadavg(), "floor": floor(active, args.latency_ms)}
             runs = []
             for _ in range(args.repeat):
                 reseed(url, args.accounts, active, args.latency_ms)
@@ -328,6 +360,7 @@ def main() -> None:
                 runs[-1]["resume_seconds"] = round(resumed_in, 3)
             size["tower"] = {"median_seconds": statistics.median(r["seconds"] for r in runs),
                              "resume_median_seconds": statistics.median(r["resume_seconds"] for r in runs), "runs": runs}
+            size["tower"]["vs_floor"] = round(size["tower"]["median_seconds"] / size["floor"]["seconds"], 2)
             print(total, "tower", json.dumps(size["tower"]), flush=True)
             if not args.skip_processes:
                 reseed(url, args.accounts, active, args.latency_ms)
@@ -353,6 +386,7 @@ def main() -> None:
         seconds, result = tower_stop()
         results["one_account"] = {"campaigns": single, "seconds": round(seconds, 3), "paused": result.campaigns_paused,
                                   "pending": result.campaigns_pending, "failed": len(result.campaigns_failed),
+                                  "floor": floor(single, args.latency_ms), "why_pending": result.errors,
                                   **rate_budget(url)}
         assert result.campaigns_paused + result.campaigns_pending == single, result
 
@@ -376,7 +410,7 @@ def main() -> None:
 
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "emergency_stop.json").write_text(json.dumps(results, indent=2))
+    (out / args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
 
