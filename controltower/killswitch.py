@@ -53,6 +53,7 @@ from controltower.models import (
 )
 from meta_modules import graph
 from meta_modules.errors import RETRYABLE
+from meta_modules.gate import operations_halted
 from meta_modules.models import MetaModule, SpendSpike
 from meta_modules.scheduling import staggered_last_run
 
@@ -567,19 +568,22 @@ def _finish(run: ControlTowerRun, started: float, actions: list[dict[str, Any]],
     )
 
 
+def _queue_pass(task: Any, run: ControlTowerRun, attempt: int, what: str) -> bool:
+    """Queue a background pass after a doubling countdown; with the queue down, the watchdog and the
+    health cycle carry the work on instead."""
+    try:
+        queue.send(task, [str(run.pk), attempt], countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
+        return True
+    except Exception as exc:  # broker down
+        logger.warning("Could not queue %s (%s); the watchdog and the health cycle carry it on", what, exc)
+        return False
+
+
 def schedule_resweep(halt_run: ControlTowerRun | None, attempt: int = 0) -> bool:
-    """Queue the background sweep; if the queue is down, the health cycle sweeps instead."""
+    """Queue the background sweep of a halt."""
     from controltower.tasks import resweep_halt
 
-    if halt_run is None:
-        return False
-    try:
-        queue.send(resweep_halt, [str(halt_run.pk), attempt],
-                   countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
-        return True
-    except Exception as exc:  # broker down: the cycle's sweep covers it
-        logger.warning("Could not queue the kill-switch sweep (%s); the health cycle will sweep", exc)
-        return False
+    return halt_run is not None and _queue_pass(resweep_halt, halt_run, attempt, "the kill-switch sweep")
 
 
 def resweep(halt_run_id: str, attempt: int, follow_up: bool = True) -> dict[str, Any]:
@@ -720,7 +724,7 @@ def resume(request: ResumeRequest) -> ResumeResult:
         unconfirmed = _close_unconfirmed(halt_run, run)
         if request.resume_campaigns:
             holds = list(CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED))
-            outcome = _reactivate(holds, run, deadline, allow_while_halted=True)
+            outcome = _reactivate(holds, run, deadline)
         else:
             outcome = Reactivation(skipped=_release(halt_run, run))
         skipped = unconfirmed + outcome.skipped
@@ -775,15 +779,15 @@ class Reactivation:
 
 
 def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float,
-                allow_while_halted: bool) -> Reactivation:
+                halted: Callable[[], bool] = lambda: False) -> Reactivation:
     """Re-activate exactly the held campaigns still PAUSED as our pause left them.
 
     In rounds until the deadline: read the current state of the holds still undecided from
     Meta, decide each (rules.resume_verdict), re-activate the unchanged ones. A read or a
     re-activation that failed transiently or on a rate limit (after the client's own retries)
     is tried again next round, re-reading the campaign first so an edit made meanwhile is
-    honoured. What is still undecided at the deadline is left `resuming` (PAUSED on Meta) for
-    the background, with its last error.
+    honoured. What is still undecided at the deadline, or when `halted()` says a new stop began
+    (asked before every round), is left `resuming` (PAUSED on Meta), with its last error.
     """
     outcome = Reactivation()
     undecided = {hold.campaign_id: hold for hold in holds}
@@ -805,9 +809,9 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
 
     def reactivation(meta: graph.GraphClient, account: str, holds: list[CampaignHold]) -> graph.BatchResult:
         calls = [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"}) for h in holds]
-        return meta.batch(account, calls, allow_while_halted=allow_while_halted)
+        return meta.batch(account, calls, allow_while_halted=True)
 
-    while undecided:
+    while undecided and not halted():
         rounds += 1
         failures: list[graph.MetaError] = []  # this round's, for when to try again
         by_account: dict[str, list[CampaignHold]] = defaultdict(list)
@@ -874,17 +878,10 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
 
 
 def schedule_resume_retry(run: ControlTowerRun, attempt: int = 0) -> bool:
-    """Queue the background re-activation of what a resume left; if the queue is down, the
-    watchdog and the health cycle carry it on instead."""
+    """Queue the background re-activation of what a resume left."""
     from controltower.tasks import finish_resume as finish_resume_task
 
-    try:
-        queue.send(finish_resume_task, [str(run.pk), attempt],
-                   countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
-        return True
-    except Exception as exc:  # broker down: the watchdog's pass covers it
-        logger.warning("Could not queue the background re-activation (%s); the watchdog will carry it on", exc)
-        return False
+    return _queue_pass(finish_resume_task, run, attempt, "the background re-activation")
 
 
 def finish_resume(resume_run_id: str, attempt: int, follow_up: bool = True) -> dict[str, Any]:
@@ -904,14 +901,14 @@ def finish_resume(resume_run_id: str, attempt: int, follow_up: bool = True) -> d
         holds = list(CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING))
         if not holds:
             return {"done": True}
-        if TowerState.get().emergency_stop_active:
+        outcome = _reactivate(holds, run, deadline, halted=operations_halted)
+        if operations_halted():  # a new stop began: it wins over what is left
             note = "left PAUSED: a new emergency stop began before it could be re-activated"
-            CampaignHold.objects.filter(pk__in=[h.pk for h in holds]).update(
-                state=CampaignHold.State.SKIPPED, resume_note=note)
-            _record_background(run, {"action": "resume_campaigns_background", "attempt": attempt + 1,
-                                     "skipped": len(holds), "reason": note})
-            return {"done": True, "skipped": len(holds), "reason": note}
-        outcome = _reactivate(holds, run, deadline, allow_while_halted=False)
+            left = CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING)
+            outcome.skipped += [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": note}
+                                for h in left]
+            left.update(state=CampaignHold.State.SKIPPED, resume_note=note)
+            outcome.left = Pending()
     record: dict[str, Any] = {"action": "resume_campaigns_background", "attempt": attempt + 1,
                               "resumed": outcome.resumed, "skipped": outcome.skipped, "pending": outcome.left.count}
     if outcome.left.count and follow_up and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:
