@@ -116,6 +116,9 @@ class MetaError(Exception):
     def __str__(self) -> str:
         code = f"{self.code}/{self.subcode}" if self.subcode else str(self.code)
         explained = f" — {self.user_title}: {self.user_msg}" if self.user_title or self.user_msg else ""
+        if self.kind == ErrorKind.OBJECT_LIMITED:
+            when = f"in {self.retry_after / 3600:g} h" if self.retry_after else "later"
+            explained += f" (this object's own limit: retry {when}; the account is not blocked)"
         trace = f" [fbtrace_id {self.fbtrace_id}]" if self.fbtrace_id else ""
         return f"Meta {self.kind} error {code}: {self.message}{explained}{trace}"
 

@@ -146,6 +146,7 @@ def test_an_ad_sets_own_budget_limit_fails_that_change_only_with_when_to_retry(m
         meta.update(adset["id"], account, daily_budget=int(adset["daily_budget"]) + 5)
 
     assert limited.value.kind == ErrorKind.OBJECT_LIMITED and limited.value.retry_after == 3600
+    assert "retry in 1 h; the account is not blocked" in str(limited.value)
     assert _requests(meta_sandbox) == sent + 1  # no retry loop
     assert meta.throttle.blocked_for(account) == 0
     assert meta.get(account, {"fields": "id"}, account)["id"] == account  # the account is not blocked
@@ -305,3 +306,15 @@ def test_an_expired_version_is_its_own_error_and_is_not_retried(meta_sandbox) ->
 
     assert refused.value.kind == ErrorKind.DEPRECATED_VERSION and refused.value.code == 2635
     assert _requests(meta_sandbox) == 1
+
+
+def test_a_meta_error_keeps_its_detail_through_pickling() -> None:
+    """A Celery task's failure is pickled: the recorded error must still say what Meta said."""
+    import pickle
+
+    error = MetaError(ErrorKind.RATE_LIMITED, "too many calls", 80004, 2446079, 400, "trace", None, 60.0,
+                      Scope.ACCOUNT, "Title", "Message")
+
+    copy = pickle.loads(pickle.dumps(error))
+
+    assert str(copy) == str(error) and (copy.kind, copy.scope, copy.retry_after) == (error.kind, error.scope, 60.0)
