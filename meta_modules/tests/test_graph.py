@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 import pytest
 
@@ -12,6 +10,7 @@ from meta_modules.graph import BatchCall, ErrorKind, GraphClient, MetaError, Wri
 from meta_modules.models import ModuleRun
 from meta_modules.runs import execute
 from meta_modules.scheduling import sync_modules
+from meta_modules.tests.sandbox_http import exhaust_score
 
 pytestmark = pytest.mark.django_db
 
@@ -86,11 +85,7 @@ def test_a_blocked_account_is_left_alone_for_the_longer_of_metas_two_figures(met
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 5})
     account = client().ad_accounts()[0]
     meta_sandbox.faults(tier={account: "development"}, tier_params={"development": {"block_s": 2}})
-    for _ in range(61):  # someone else exhausts the account's score
-        try:
-            urllib.request.urlopen(f"{meta_sandbox.url}/v26.0/{account}?access_token=t&fields=id").close()
-        except urllib.error.HTTPError:
-            break
+    exhaust_score(meta_sandbox, account)
     rejected_before = meta_sandbox.state()["accounts"][0]["rejected_while_blocked"]
 
     with pytest.raises(MetaError) as refused:

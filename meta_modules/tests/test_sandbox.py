@@ -1,6 +1,6 @@
 """The Meta sandbox over real HTTP: the official SDK unchanged, Meta's rules, limits and faults.
 
-No Django: run with ``pytest meta_modules/tests/test_sandbox*.py -p no:django``.
+The sandbox itself needs no Django; these tests only talk to it over HTTP.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from facebook_business.session import FacebookSession
 
 from meta_modules.sandbox.store import SeedConfig, Store
 from meta_modules.sandbox.testing import RunningSandbox, start_sandbox
+from meta_modules.tests.sandbox_http import TOKEN, graph_batch, graph_get, graph_post
 
 ACT = "act_1000000001"
-TOKEN = "sandbox-token"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -42,20 +42,6 @@ def sdk_api(url: str, timeout: float = 10) -> FacebookAdsApi:
     session = FacebookSession(None, None, TOKEN, timeout=timeout)
     session.GRAPH = url
     return FacebookAdsApi(session, api_version="v25.0")
-
-
-class Graph:
-    """A thin raw client, to check the wire format the SDK hides."""
-
-    def __init__(self, url: str, version: str = "v25.0") -> None:
-        self.base = f"{url}/{version}"
-        self.http = requests.Session()
-
-    def get(self, path: str, **params: Any) -> requests.Response:
-        return self.http.get(f"{self.base}/{path}", params={"access_token": TOKEN, **params}, timeout=10)
-
-    def post(self, path: str, **data: Any) -> requests.Response:
-        return self.http.post(f"{self.base}/{path}", params={"access_token": TOKEN}, data=data, timeout=10)
 
 
 def error_of(response: requests.Response) -> dict[str, Any]:
@@ -89,30 +75,29 @@ def test_sdk_lists_every_active_campaign_once_across_pages() -> None:
 
 
 def test_unfiltered_edge_hides_archived_and_deleted(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     archived = campaign_ids(sandbox, "ARCHIVED")[0]
     deleted = campaign_ids(sandbox, "PAUSED")[0]
-    assert graph.post(deleted, status="DELETED").json() == {"success": True}
+    assert graph_post(sandbox, deleted, status="DELETED").json() == {"success": True}
 
-    listed = graph.get(f"{ACT}/campaigns", limit=500, fields="status").json()["data"]
+    listed = graph_get(sandbox, f"{ACT}/campaigns", limit=500, fields="status").json()["data"]
     assert {c["status"] for c in listed} == {"ACTIVE", "PAUSED"}
-    only_archived = graph.get(f"{ACT}/campaigns", effective_status='["ARCHIVED"]', limit=500).json()["data"]
+    only_archived = graph_get(sandbox, f"{ACT}/campaigns", effective_status='["ARCHIVED"]', limit=500).json()["data"]
     assert archived in {c["id"] for c in only_archived}
-    with_deleted = graph.get(f"{ACT}/campaigns", effective_status='["DELETED","PAUSED"]', limit=500).json()["data"]
+    with_deleted = graph_get(
+        sandbox, f"{ACT}/campaigns", effective_status='["DELETED","PAUSED"]', limit=500).json()["data"]
     assert deleted not in {c["id"] for c in with_deleted}
-    assert graph.get(deleted, fields="status").json() == {"status": "DELETED", "id": deleted}
+    assert graph_get(sandbox, deleted, fields="status").json() == {"status": "DELETED", "id": deleted}
     filtering = '[{"field":"effective_status","operator":"IN","value":["ARCHIVED"]}]'
-    assert graph.get(f"{ACT}/campaigns", filtering=filtering, limit=500).json()["data"] == only_archived
+    assert graph_get(sandbox, f"{ACT}/campaigns", filtering=filtering, limit=500).json()["data"] == only_archived
 
 
 def test_paging_wire_format(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
-    first = graph.get(f"{ACT}/campaigns", limit=25, summary="true",
+    first = graph_get(sandbox, f"{ACT}/campaigns", limit=25, summary="true",
                       effective_status='["ACTIVE","PAUSED","IN_PROCESS","WITH_ISSUES"]')
     body = first.json()
     assert len(body["data"]) == 25 and body["data"][0] == {"id": body["data"][0]["id"]}
     assert set(body["paging"]["cursors"]) == {"before", "after"}
-    second = graph.http.get(body["paging"]["next"], timeout=10).json()  # next is a full URL
+    second = requests.get(body["paging"]["next"], timeout=10).json()  # next is a full URL
     rest = len(campaign_ids(sandbox, "ACTIVE")) + len(campaign_ids(sandbox, "PAUSED")) - 25
     assert len(second["data"]) == rest and "next" not in second["paging"]
     assert body["summary"] == {"total_count": rest + 25}
@@ -128,7 +113,7 @@ def test_sdk_api_update_pauses_and_children_show_campaign_paused(sandbox: Runnin
     assert after["status"] == after["effective_status"] == "PAUSED"
     assert after["updated_time"] > before["updated_time"]
 
-    adsets = Graph(sandbox.url).get(f"{campaign_id}/adsets", fields="status,effective_status").json()["data"]
+    adsets = graph_get(sandbox, f"{campaign_id}/adsets", fields="status,effective_status").json()["data"]
     assert adsets and all(a["effective_status"] in ("CAMPAIGN_PAUSED", "PAUSED") for a in adsets)
     assert any(a["status"] == "ACTIVE" and a["effective_status"] == "CAMPAIGN_PAUSED" for a in adsets)
 
@@ -186,11 +171,10 @@ def test_sdk_insights_are_strings_and_roas_is_a_ratio_of_sums(sandbox: RunningSa
 
 
 def test_insights_levels_are_exact_sums_of_ads(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     params = {"fields": "spend,impressions,clicks,campaign_id,ad_id", "date_preset": "last_14d", "limit": 5000}
-    account = graph.get(f"{ACT}/insights", **params).json()["data"]
-    campaigns = graph.get(f"{ACT}/insights", level="campaign", **params).json()["data"]
-    ads = graph.get(f"{ACT}/insights", level="ad", **params).json()["data"]
+    account = graph_get(sandbox, f"{ACT}/insights", **params).json()["data"]
+    campaigns = graph_get(sandbox, f"{ACT}/insights", level="campaign", **params).json()["data"]
+    ads = graph_get(sandbox, f"{ACT}/insights", level="ad", **params).json()["data"]
     assert len(account) == 1 and "campaign_id" not in account[0]
     for metric in ("impressions", "clicks"):
         assert int(account[0][metric]) == sum(int(r[metric]) for r in campaigns) == sum(int(r[metric]) for r in ads)
@@ -199,8 +183,9 @@ def test_insights_levels_are_exact_sums_of_ads(sandbox: RunningSandbox) -> None:
 
 
 def test_ads_differ_and_some_creatives_fatigue(sandbox: RunningSandbox) -> None:
-    rows = Graph(sandbox.url).get(
-        f"{ACT}/insights", level="ad", fields="ad_id,ctr", date_preset="last_14d", time_increment=1, limit=5000,
+    rows = graph_get(
+        sandbox, f"{ACT}/insights", level="ad", fields="ad_id,ctr", date_preset="last_14d", time_increment=1,
+        limit=5000,
     ).json()["data"]
     by_ad: dict[str, list[float]] = {}
     for row in rows:
@@ -212,93 +197,89 @@ def test_ads_differ_and_some_creatives_fatigue(sandbox: RunningSandbox) -> None:
 
 
 def test_spend_multiplier_scales_todays_spend(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     campaign_id = campaign_ids(sandbox, "ACTIVE")[0]
-    before = graph.get(f"{campaign_id}/insights", fields="spend", date_preset="today").json()["data"]
+    before = graph_get(sandbox, f"{campaign_id}/insights", fields="spend", date_preset="today").json()["data"]
     if not before:
         pytest.skip("too early in the UTC day for any spend")
     sandbox.faults(spend_multiplier={campaign_id: 10})
-    after = graph.get(f"{campaign_id}/insights", fields="spend", date_preset="today").json()["data"]
+    after = graph_get(sandbox, f"{campaign_id}/insights", fields="spend", date_preset="today").json()["data"]
     assert float(after[0]["spend"]) == pytest.approx(10 * float(before[0]["spend"]), rel=0.01)
-    history = graph.get(f"{campaign_id}/insights", fields="spend", date_preset="yesterday").json()["data"]
+    history = graph_get(sandbox, f"{campaign_id}/insights", fields="spend", date_preset="yesterday").json()["data"]
     sandbox.faults()
-    assert graph.get(f"{campaign_id}/insights", fields="spend", date_preset="yesterday").json()["data"] == history
+    again = graph_get(sandbox, f"{campaign_id}/insights", fields="spend", date_preset="yesterday").json()["data"]
+    assert again == history
 
 
 # --------------------------------------------------------------------------- Meta's status rules
 
 
 def test_archived_cannot_be_reactivated_but_can_be_deleted(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     archived = campaign_ids(sandbox, "ARCHIVED")[0]
-    refused = graph.post(f"{archived}/", status="ACTIVE")
+    refused = graph_post(sandbox, f"{archived}/", status="ACTIVE")
     assert refused.status_code == 400
     assert error_of(refused)["code"] == 100 and "archived" in error_of(refused)["message"].lower()
     assert truth(sandbox, archived)["status"] == "ARCHIVED"
-    assert graph.post(f"{archived}/", status="DELETED").json() == {"success": True}
+    assert graph_post(sandbox, f"{archived}/", status="DELETED").json() == {"success": True}
     assert truth(sandbox, archived)["status"] == "DELETED"
 
 
 def test_deleted_is_final(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     campaign_id = campaign_ids(sandbox, "PAUSED")[0]
-    assert graph.http.delete(f"{graph.base}/{campaign_id}", params={"access_token": TOKEN}).json() == {"success": True}
+    deleted = requests.delete(f"{sandbox.url}/v25.0/{campaign_id}", params={"access_token": TOKEN}, timeout=10)
+    assert deleted.json() == {"success": True}
     for change in ({"status": "ACTIVE"}, {"status": "PAUSED"}, {"name": "again"}):
-        response = graph.post(campaign_id, **change)
+        response = graph_post(sandbox, campaign_id, **change)
         assert response.status_code == 400 and error_of(response)["code"] == 100
     assert truth(sandbox, campaign_id)["status"] == "DELETED"
 
 
 def test_same_status_is_a_no_op_and_edits_strictly_increase_updated_time(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     campaign_id = campaign_ids(sandbox, "PAUSED")[0]
     original = truth(sandbox, campaign_id)["updated_time"]
-    assert graph.post(f"{campaign_id}/", status="PAUSED").json() == {"success": True}
+    assert graph_post(sandbox, f"{campaign_id}/", status="PAUSED").json() == {"success": True}
     assert truth(sandbox, campaign_id)["updated_time"] == original
 
     times = [original]
     for status in ("ACTIVE", "PAUSED", "ACTIVE"):  # within the same second
-        assert graph.post(campaign_id, status=status).json() == {"success": True}
+        assert graph_post(sandbox, campaign_id, status=status).json() == {"success": True}
         times.append(truth(sandbox, campaign_id)["updated_time"])
     assert times == sorted(set(times))
 
-    assert graph.post(campaign_id, name="renamed").json() == {"success": True}
+    assert graph_post(sandbox, campaign_id, name="renamed").json() == {"success": True}
     assert truth(sandbox, campaign_id)["updated_time"] > times[-1]
 
 
 def test_bad_requests_get_meta_errors(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     campaign_id = campaign_ids(sandbox, "ACTIVE")[0]
-    unknown = error_of(graph.get("1202199999999999"))
+    unknown = error_of(graph_get(sandbox, "1202199999999999"))
     assert (unknown["code"], unknown["error_subcode"]) == (100, 33) and "does not exist" in unknown["message"]
     assert unknown["fbtrace_id"]
     # Found while fuzzing the emergency stop: ids past SQLite's INTEGER were a sandbox crash (code 1).
     for too_long in ("9" * 20, "act_" + "9" * 20):
-        error = error_of(graph.get(too_long))
+        error = error_of(graph_get(sandbox, too_long))
         assert (error["code"], error["error_subcode"]) == (100, 33), too_long
-    assert error_of(graph.get(campaign_id, fields="id,colour"))["code"] == 100
-    assert error_of(graph.post(campaign_id, status="RUNNING"))["code"] == 100
-    assert error_of(graph.post(campaign_id, daily_budget="-5"))["code"] == 100
-    assert error_of(graph.get(f"{ACT}/campaigns", effective_status='["SLEEPING"]'))["code"] == 100
-    missing = graph.http.get(f"{graph.base}/me", timeout=10)
+    assert error_of(graph_get(sandbox, campaign_id, fields="id,colour"))["code"] == 100
+    assert error_of(graph_post(sandbox, campaign_id, status="RUNNING"))["code"] == 100
+    assert error_of(graph_post(sandbox, campaign_id, daily_budget="-5"))["code"] == 100
+    assert error_of(graph_get(sandbox, f"{ACT}/campaigns", effective_status='["SLEEPING"]'))["code"] == 100
+    missing = graph_get(sandbox, "me", token=None)
     assert missing.status_code == 400 and error_of(missing)["code"] == 104
 
 
 def test_create_campaign_adset_and_ad(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
-    campaign = graph.post(f"{ACT}/campaigns", name="Launch", objective="OUTCOME_SALES", status="PAUSED",
+    campaign = graph_post(sandbox, f"{ACT}/campaigns", name="Launch", objective="OUTCOME_SALES", status="PAUSED",
                           daily_budget="5000", special_ad_categories="[]").json()
-    adset = graph.post(f"{ACT}/adsets", name="Launch / US", campaign_id=campaign["id"], daily_budget="5000",
+    adset = graph_post(sandbox, f"{ACT}/adsets", name="Launch / US", campaign_id=campaign["id"], daily_budget="5000",
                        targeting=json.dumps({"geo_locations": {"countries": ["US"]}})).json()
-    ad = graph.post(f"{ACT}/ads", name="Launch ad", adset_id=adset["id"],
+    ad = graph_post(sandbox, f"{ACT}/ads", name="Launch ad", adset_id=adset["id"],
                     creative=json.dumps({"title": "Hi", "body": "Buy", "call_to_action_type": "SHOP_NOW"})).json()
-    fetched = graph.get(ad["id"], fields="campaign_id,adset_id,effective_status,creative").json()
+    fetched = graph_get(sandbox, ad["id"], fields="campaign_id,adset_id,effective_status,creative").json()
     assert fetched["campaign_id"] == campaign["id"] and fetched["adset_id"] == adset["id"]
     assert fetched["effective_status"] == "CAMPAIGN_PAUSED" and fetched["creative"]["title"] == "Hi"
-    assert graph.get(campaign["id"], fields="daily_budget,special_ad_categories").json() == {
+    assert graph_get(sandbox, campaign["id"], fields="daily_budget,special_ad_categories").json() == {
         "daily_budget": "5000", "special_ad_categories": [], "id": campaign["id"],
     }
-    orphan = graph.post(f"{ACT}/ads", name="x", adset_id="1", creative='{"creative_id": "1"}')
+    orphan = graph_post(sandbox, f"{ACT}/ads", name="x", adset_id="1", creative='{"creative_id": "1"}')
     assert error_of(orphan)["code"] == 100
 
 
@@ -307,15 +288,14 @@ def test_create_campaign_adset_and_ad(sandbox: RunningSandbox) -> None:
 
 def test_development_tier_blocks_counts_rejections_and_recovers(sandbox: RunningSandbox) -> None:
     sandbox.faults(tier={ACT: "development"}, tier_params={"development": {"max": 60, "decay_s": 300, "block_s": 1}})
-    graph = Graph(sandbox.url)
     targets = campaign_ids(sandbox, "ACTIVE")
     for campaign_id in targets[:20]:  # 20 writes x 3 points = the whole budget
-        response = graph.post(campaign_id, status="PAUSED")
+        response = graph_post(sandbox, campaign_id, status="PAUSED")
         assert response.status_code == 200
     usage = json.loads(response.headers["X-Ad-Account-Usage"])
     assert usage == {"acc_id_util_pct": 100.0, "reset_time_duration": 300, "ads_api_access_tier": "development_access"}
 
-    blocked = graph.post(targets[20], status="PAUSED")
+    blocked = graph_post(sandbox, targets[20], status="PAUSED")
     error = error_of(blocked)
     assert blocked.status_code == 400
     assert (error["code"], error["error_subcode"], error["type"]) == (80004, 2446079, "OAuthException")
@@ -324,36 +304,34 @@ def test_development_tier_blocks_counts_rejections_and_recovers(sandbox: Running
     assert json.loads(blocked.headers["X-Ad-Account-Usage"])["reset_time_duration"] == 1
 
     for campaign_id in targets[21:24]:  # a badly behaved client keeps calling
-        assert error_of(graph.post(campaign_id, status="PAUSED"))["code"] == 80004
+        assert error_of(graph_post(sandbox, campaign_id, status="PAUSED"))["code"] == 80004
     assert all(truth(sandbox, c)["status"] == "ACTIVE" for c in targets[20:24])  # none applied
     account = next(a for a in sandbox.state()["accounts"] if a["id"] == ACT)
     assert account["rejected_while_blocked"] == 3 and account["blocked_until"] is not None
     assert sandbox.state()["counters"]["rate_limited"] == 4
-    assert graph.get("act_1000000002/campaigns").status_code == 200  # other accounts unaffected
+    assert graph_get(sandbox, "act_1000000002/campaigns").status_code == 200  # other accounts unaffected
 
     time.sleep(1.1)
-    assert graph.post(targets[20], status="PAUSED").json() == {"success": True}
+    assert graph_post(sandbox, targets[20], status="PAUSED").json() == {"success": True}
     assert truth(sandbox, targets[20])["status"] == "PAUSED"
 
 
 def test_rate_limit_code_17_option(sandbox: RunningSandbox) -> None:
     sandbox.faults(tier={ACT: "development"}, tier_params={"development": {"max": 2}}, rate_limit_code=17)
-    graph = Graph(sandbox.url)
-    graph.get(ACT)
-    graph.get(ACT)
-    error = error_of(graph.get(ACT))
+    graph_get(sandbox, ACT)
+    graph_get(sandbox, ACT)
+    error = error_of(graph_get(sandbox, ACT))
     assert (error["code"], error["error_subcode"], error["message"]) == (17, 2446079, "User request limit reached")
 
 
 def test_unscored_calls_and_standard_headers(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
-    me = graph.get("me")
+    me = graph_get(sandbox, "me")
     assert me.json() == {"id": "100000000000001", "name": "Sandbox User"}
     assert "X-Ad-Account-Usage" not in me.headers
-    accounts = graph.get("me/adaccounts", fields="id,account_id,currency,account_status,timezone_name").json()
+    accounts = graph_get(sandbox, "me/adaccounts", fields="id,account_id,currency,account_status,timezone_name").json()
     assert accounts["data"][0] == {"id": ACT, "account_id": "1000000001", "currency": "USD",
                                    "account_status": 1, "timezone_name": "America/Los_Angeles"}
-    read = graph.get(f"{ACT}/campaigns")
+    read = graph_get(sandbox, f"{ACT}/campaigns")
     assert json.loads(read.headers["X-Ad-Account-Usage"])["ads_api_access_tier"] == "standard_access"
     assert set(json.loads(read.headers["X-App-Usage"])) == {"call_count", "total_time", "total_cputime"}
 
@@ -361,16 +339,10 @@ def test_unscored_calls_and_standard_headers(sandbox: RunningSandbox) -> None:
 # --------------------------------------------------------------------------- batch
 
 
-def batch_call(graph: Graph, items: list[dict[str, Any]], **extra: Any) -> requests.Response:
-    return graph.http.post(f"{graph.base}/", params={"access_token": TOKEN},
-                           data={"batch": json.dumps(items), **extra}, timeout=10)
-
-
 def test_batch_wire_format_and_per_item_errors(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     active = campaign_ids(sandbox, "ACTIVE")[0]
     archived = campaign_ids(sandbox, "ARCHIVED")[0]
-    response = batch_call(graph, [
+    response = graph_batch(sandbox, [
         {"method": "POST", "relative_url": f"{active}/", "body": "status=PAUSED"},
         {"method": "POST", "relative_url": f"v25.0/{archived}", "body": "status=ACTIVE"},
         {"method": "GET", "relative_url": "1202199999999999?fields=id"},
@@ -386,17 +358,16 @@ def test_batch_wire_format_and_per_item_errors(sandbox: RunningSandbox) -> None:
     assert json.loads(items[2]["body"])["error"]["error_subcode"] == 33
     assert len(json.loads(items[3]["body"])["data"]) == 2
     assert truth(sandbox, active)["status"] == "PAUSED" and truth(sandbox, archived)["status"] == "ARCHIVED"
-    assert "headers" not in batch_call(graph, items=[{"method": "GET", "relative_url": ACT}],
-                                       include_headers="false").json()[0]
+    assert "headers" not in graph_batch(sandbox, items=[{"method": "GET", "relative_url": ACT}],
+                                        include_headers="false").json()[0]
 
 
 def test_batch_limit_is_50(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     items = [{"method": "GET", "relative_url": ACT}] * 51
-    response = batch_call(graph, items)
+    response = graph_batch(sandbox, items)
     assert response.status_code == 400
     assert error_of(response)["code"] == 100 and "Maximum batch size is 50" in error_of(response)["message"]
-    assert len(batch_call(graph, items[:50]).json()) == 50
+    assert len(graph_batch(sandbox, items[:50]).json()) == 50
 
 
 def test_timed_out_batch_items_are_null_and_not_applied(sandbox: RunningSandbox) -> None:
@@ -417,16 +388,15 @@ def test_timed_out_batch_items_are_null_and_not_applied(sandbox: RunningSandbox)
 
 def test_batch_is_fast_and_paging_is_fast() -> None:
     with start_sandbox(accounts=1, statuses={"ACTIVE": 200}) as sandbox:
-        graph = Graph(sandbox.url)
         targets = campaign_ids(sandbox, "ACTIVE")[:50]
         items = [{"method": "POST", "relative_url": f"{c}/", "body": "status=PAUSED"} for c in targets]
-        graph.get("me")  # warm the connection
+        graph_get(sandbox, "me")  # warm up
         started = time.perf_counter()
-        assert all(item["code"] == 200 for item in batch_call(graph, items).json())
+        assert all(item["code"] == 200 for item in graph_batch(sandbox, items).json())
         batch_s = time.perf_counter() - started
         started = time.perf_counter()
-        first = graph.get(f"{ACT}/campaigns", limit=100, fields="id,status")
-        second = graph.http.get(first.json()["paging"]["next"], timeout=10)
+        first = graph_get(sandbox, f"{ACT}/campaigns", limit=100, fields="id,status")
+        second = requests.get(first.json()["paging"]["next"], timeout=10)
         paging_s = time.perf_counter() - started
         assert len(first.json()["data"]) + len(second.json()["data"]) == 200
         assert batch_s < 0.5 and paging_s < 0.5, (batch_s, paging_s)
@@ -449,20 +419,19 @@ def test_expired_token_fault_gives_190(sandbox: RunningSandbox) -> None:
 
 def test_server_token_rejects_other_tokens() -> None:
     with start_sandbox(token=TOKEN, accounts=1, campaigns_per_account=1) as sandbox:
-        assert Graph(sandbox.url).get("me").status_code == 200
-        wrong = requests.get(f"{sandbox.url}/v25.0/me", params={"access_token": "other"}, timeout=10)
+        assert graph_get(sandbox, "me").status_code == 200
+        wrong = graph_get(sandbox, "me", token="other")
         assert wrong.status_code == 400 and error_of(wrong)["code"] == 190
 
 
 def test_latency_and_slow_requests(sandbox: RunningSandbox) -> None:
-    graph = Graph(sandbox.url)
     sandbox.faults(latency_ms=150)
     started = time.perf_counter()
-    graph.get("me")
+    graph_get(sandbox, "me")
     assert time.perf_counter() - started >= 0.15
     sandbox.faults(timeout_rate=1.0, timeout_ms=2000)
     with pytest.raises(requests.Timeout):
-        graph.http.get(f"{graph.base}/me", params={"access_token": TOKEN}, timeout=0.3)
+        requests.get(f"{sandbox.url}/v25.0/me", params={"access_token": TOKEN}, timeout=0.3)
     assert sandbox.state()["counters"]["timeouts_injected"] == 1
 
 
@@ -484,7 +453,7 @@ def test_state_persists_across_a_restart(tmp_path: Path) -> None:
     store = tmp_path / "meta.sqlite3"
     with start_sandbox(store, accounts=1, campaigns_per_account=10) as first:
         campaign_id = campaign_ids(first, "ACTIVE")[0]
-        Graph(first.url).post(campaign_id, status="PAUSED")
+        graph_post(first, campaign_id, status="PAUSED")
         before = first.campaigns()
     with start_sandbox(store) as second:
         after = second.campaigns()
@@ -495,10 +464,9 @@ def test_state_persists_across_a_restart(tmp_path: Path) -> None:
 
 def test_status_writes_count_every_accepted_status_edit_including_no_ops(sandbox: RunningSandbox) -> None:
     paused, other = campaign_ids(sandbox, "ACTIVE")[:2]
-    graph = Graph(sandbox.url)
-    graph.post(paused, status="PAUSED")
-    graph.post(paused, status="PAUSED")  # a no-op on Meta, but still a second pause request
-    graph.post(other, name="renamed")
+    graph_post(sandbox, paused, status="PAUSED")
+    graph_post(sandbox, paused, status="PAUSED")  # a no-op on Meta, but still a second pause request
+    graph_post(sandbox, other, name="renamed")
 
     writes = {c["id"]: c["status_writes"] for c in sandbox.campaigns()}
 
@@ -509,13 +477,13 @@ def test_status_writes_count_every_accepted_status_edit_including_no_ops(sandbox
 
 def test_reseed_with_the_same_seed_is_identical(sandbox: RunningSandbox) -> None:
     def snapshot() -> list[tuple]:
-        rows = Graph(sandbox.url).get(f"{ACT}/campaigns", fields="name,daily_budget,status,objective",
-                                      effective_status='["ACTIVE","PAUSED","ARCHIVED"]', limit=5000).json()["data"]
+        rows = graph_get(sandbox, f"{ACT}/campaigns", fields="name,daily_budget,status,objective",
+                         effective_status='["ACTIVE","PAUSED","ARCHIVED"]', limit=5000).json()["data"]
         return [tuple(sorted(r.items())) for r in rows]
 
     sandbox.reset(accounts=2, campaigns_per_account=60, seed=11)
     first = snapshot()
-    Graph(sandbox.url).post(campaign_ids(sandbox, "ACTIVE")[0], status="PAUSED")
+    graph_post(sandbox, campaign_ids(sandbox, "ACTIVE")[0], status="PAUSED")
     state = sandbox.reset(accounts=2, campaigns_per_account=60, seed=11)
     assert snapshot() == first
     assert state["counters"]["writes"] == 0 and state["faults"]["error_rate"] == 0

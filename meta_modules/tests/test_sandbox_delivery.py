@@ -7,27 +7,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from meta_modules.sandbox.testing import RunningSandbox, start_sandbox
+from meta_modules.tests.sandbox_http import graph_get, graph_post
 
 ACT = "act_1000000001"
-TOKEN = "sandbox-token"
 
 
 @pytest.fixture
 def sandbox() -> Iterator[RunningSandbox]:
     with start_sandbox(accounts=2, campaigns_per_account=40, seed=7) as running:
         yield running
-
-
-def get(sandbox: RunningSandbox, path: str, **params: Any) -> Any:
-    response = requests.get(f"{sandbox.url}/v25.0/{path}", params={"access_token": TOKEN, **params}, timeout=10)
-    return response.json()
-
-
-def post(sandbox: RunningSandbox, path: str, **data: Any) -> Any:
-    return requests.post(f"{sandbox.url}/v25.0/{path}", params={"access_token": TOKEN}, data=data, timeout=10).json()
 
 
 def by_status(sandbox: RunningSandbox, account: str, status: str) -> list[dict[str, Any]]:
@@ -43,19 +33,19 @@ def test_it_seeds_harsh_delivery_states_in_every_account_by_default(sandbox: Run
         assert issue["level"] == "CAMPAIGN" and issue["error_code"] == 1815869 and issue["error_summary"]
         assert paused[1]["issues_info"] == [] and paused[2]["issues_info"] == []
 
-    node = get(sandbox, by_status(sandbox, ACT, "PAUSED")[0]["id"],
-               fields="status,configured_status,effective_status,issues_info")
+    node = graph_get(sandbox, by_status(sandbox, ACT, "PAUSED")[0]["id"],
+                     fields="status,configured_status,effective_status,issues_info").json()
     assert (node["status"], node["configured_status"], node["effective_status"]) == ("PAUSED", "PAUSED", "WITH_ISSUES")
     assert node["issues_info"][0]["error_message"]
-    plain = get(sandbox, by_status(sandbox, ACT, "ACTIVE")[1]["id"], fields="issues_info")
+    plain = graph_get(sandbox, by_status(sandbox, ACT, "ACTIVE")[1]["id"], fields="issues_info").json()
     assert plain["issues_info"] == []
 
 
 def test_it_does_not_change_ids_names_budgets_or_statuses_of_a_seed(sandbox: RunningSandbox) -> None:
     def snapshot() -> list[tuple]:
-        rows = get(sandbox, f"{ACT}/campaigns", fields="name,daily_budget,status,created_time",
-                   effective_status='["ACTIVE","PAUSED","ARCHIVED","IN_PROCESS","WITH_ISSUES"]', limit=500)["data"]
-        return [tuple(sorted(r.items())) for r in rows]
+        response = graph_get(sandbox, f"{ACT}/campaigns", fields="name,daily_budget,status,created_time",
+                             effective_status='["ACTIVE","PAUSED","ARCHIVED","IN_PROCESS","WITH_ISSUES"]', limit=500)
+        return [tuple(sorted(r.items())) for r in response.json()["data"]]
 
     harsh = snapshot()
     sandbox.reset(accounts=2, campaigns_per_account=40, seed=7, delivery_issues=[])
@@ -82,11 +72,13 @@ def test_it_seeds_chosen_delivery_issues_per_account(sandbox: RunningSandbox) ->
 
 def test_it_filters_edges_on_the_effective_status(sandbox: RunningSandbox) -> None:
     with_issues = {c["id"] for c in sandbox.campaigns(account=ACT) if c["effective_status"] == "WITH_ISSUES"}
-    active = get(sandbox, f"{ACT}/campaigns", effective_status='["ACTIVE"]', limit=500, fields="status")["data"]
+    active = graph_get(
+        sandbox, f"{ACT}/campaigns", effective_status='["ACTIVE"]', limit=500, fields="status").json()["data"]
     assert not with_issues & {c["id"] for c in active}  # a configured-ACTIVE WITH_ISSUES one is not "ACTIVE"
-    listed = get(sandbox, f"{ACT}/campaigns", effective_status='["WITH_ISSUES"]', limit=500, fields="status")["data"]
+    listed = graph_get(
+        sandbox, f"{ACT}/campaigns", effective_status='["WITH_ISSUES"]', limit=500, fields="status").json()["data"]
     assert {c["id"] for c in listed} == with_issues and {c["status"] for c in listed} == {"ACTIVE", "PAUSED"}
-    unfiltered = {c["id"] for c in get(sandbox, f"{ACT}/campaigns", limit=500)["data"]}
+    unfiltered = {c["id"] for c in graph_get(sandbox, f"{ACT}/campaigns", limit=500).json()["data"]}
     assert with_issues <= unfiltered
 
 
@@ -97,11 +89,11 @@ def test_it_marks_delivery_without_touching_updated_time_and_edits_do_not_clear_
     assert row["effective_status"] == "WITH_ISSUES" and row["issues_info"] == [issue]
     assert row["updated_time"] == campaign["updated_time"]  # Meta's delivery system, not an edit
 
-    assert post(sandbox, campaign["id"], status="PAUSED") == {"success": True}
-    paused = get(sandbox, campaign["id"], fields="status,effective_status,updated_time,issues_info")
+    assert graph_post(sandbox, campaign["id"], status="PAUSED").json() == {"success": True}
+    paused = graph_get(sandbox, campaign["id"], fields="status,effective_status,updated_time,issues_info").json()
     assert (paused["status"], paused["effective_status"]) == ("PAUSED", "WITH_ISSUES")
     assert paused["updated_time"] > campaign["updated_time"] and paused["issues_info"] == [issue]
-    adsets = get(sandbox, f"{campaign['id']}/adsets", fields="effective_status")["data"]
+    adsets = graph_get(sandbox, f"{campaign['id']}/adsets", fields="effective_status").json()["data"]
     assert {a["effective_status"] for a in adsets} <= {"CAMPAIGN_PAUSED", "PAUSED"}  # from the configured status
 
     assert sandbox.set_delivery(campaign["id"], "IN_PROCESS")["issues_info"] == []
@@ -111,10 +103,10 @@ def test_it_marks_delivery_without_touching_updated_time_and_edits_do_not_clear_
 
 def test_it_lets_archived_and_deleted_win_over_a_delivery_state(sandbox: RunningSandbox) -> None:
     campaign = by_status(sandbox, ACT, "PAUSED")[0]  # WITH_ISSUES by default
-    assert post(sandbox, campaign["id"], status="ARCHIVED") == {"success": True}
-    node = get(sandbox, campaign["id"], fields="effective_status,issues_info")
+    assert graph_post(sandbox, campaign["id"], status="ARCHIVED").json() == {"success": True}
+    node = graph_get(sandbox, campaign["id"], fields="effective_status,issues_info").json()
     assert (node["effective_status"], node["issues_info"]) == ("ARCHIVED", [])
-    archived = get(sandbox, f"{ACT}/campaigns", effective_status='["ARCHIVED"]', limit=500)["data"]
+    archived = graph_get(sandbox, f"{ACT}/campaigns", effective_status='["ARCHIVED"]', limit=500).json()["data"]
     assert campaign["id"] in {c["id"] for c in archived}
 
 

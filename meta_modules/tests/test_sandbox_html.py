@@ -3,20 +3,18 @@ judges success by the body alone (only "Service Unavailable" counts as a failure
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
-import requests
 from facebook_business.adobjects.campaign import Campaign
 from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from meta_modules.sandbox.testing import RunningSandbox, start_sandbox
+from meta_modules.tests.sandbox_http import TOKEN, graph_batch, graph_post
 
 ACT = "act_1000000001"
-TOKEN = "sandbox-token"
 
 
 @pytest.fixture
@@ -45,8 +43,7 @@ def test_it_answers_an_html_page_and_applies_the_call_only_behind_a_lost_gateway
 ) -> None:
     campaign_id = active(sandbox)[0]
     sandbox.faults(html_error_rate=1.0, html_statuses=[status])
-    response = requests.post(f"{sandbox.url}/v25.0/{campaign_id}", params={"access_token": TOKEN},
-                             data={"status": "PAUSED"}, timeout=10)
+    response = graph_post(sandbox, campaign_id, status="PAUSED")
     assert response.status_code == status
     assert response.headers["Content-Type"] == 'text/html; charset="utf-8"'
     assert response.text.startswith("<!DOCTYPE html>") and "<title>Facebook | Error</title>" in response.text
@@ -74,8 +71,7 @@ def test_it_answers_html_for_a_whole_batch_after_applying_it_on_a_502(sandbox: R
     targets = active(sandbox)[:5]
     sandbox.faults(html_error_rate=1.0, html_statuses=[502])
     items = [{"method": "POST", "relative_url": f"{c}/", "body": "status=PAUSED"} for c in targets]
-    response = requests.post(f"{sandbox.url}/v25.0/", params={"access_token": TOKEN},
-                             data={"batch": json.dumps(items)}, timeout=10)
+    response = graph_batch(sandbox, items)
     assert response.status_code == 502 and response.text.startswith("<!DOCTYPE html>")
     assert {status_of(sandbox, c) for c in targets} == {"PAUSED"}
 
@@ -102,8 +98,7 @@ def test_it_answers_html_in_batch_items_that_the_sdk_reports_as_successes(sandbo
     assert not_applied, "a 500 page reads as success to the SDK yet nothing was applied"
     assert all(status_of(sandbox, cid) == "ACTIVE" for cid in failed)
 
-    raw = requests.post(f"{sandbox.url}/v25.0/", params={"access_token": TOKEN}, timeout=10, data={
-        "batch": json.dumps([{"method": "GET", "relative_url": ACT}] * 10)}).json()
+    raw = graph_batch(sandbox, [{"method": "GET", "relative_url": ACT}] * 10).json()
     pages = [item for item in raw if item["code"] >= 500]
     assert pages and all(item["body"].startswith("<!DOCTYPE html>") for item in pages)
     assert {"name": "Content-Type", "value": 'text/html; charset="utf-8"'} in pages[0]["headers"]

@@ -6,14 +6,13 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from meta_modules.errors import ErrorKind, MetaError, Scope
 from meta_modules.graph import BatchCall, GraphClient
 from meta_modules.throttle import AccountThrottle, Budget, SharedBlocks, Usage, block_seconds, parse_usage
+from meta_modules.tests.sandbox_http import exhaust_score
 from tests.support import child_env
 
 ACCOUNT = "act_1000000001"
@@ -166,11 +165,7 @@ def test_a_block_learnt_by_one_process_stops_every_other_process_calling(meta_sa
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 3})
     account = meta_sandbox.state()["accounts"][0]["id"]
     meta_sandbox.faults(tier={account: "development"}, tier_params={"development": {"block_s": 30}})
-    for _ in range(61):  # someone else exhausts the account's score
-        try:
-            urllib.request.urlopen(f"{meta_sandbox.url}/v26.0/{account}?access_token=t&fields=id").close()
-        except urllib.error.HTTPError:
-            break
+    exhaust_score(meta_sandbox, account)
     other_process = (
         "import django; django.setup()\n"
         "from meta_modules.graph import GraphClient, MetaError\n"
