@@ -20,14 +20,17 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 from .ratelimit import DEFAULT_TIERS, READ_POINTS, WRITE_POINTS, RateLimiter, Usage, parse_tier_params
 from .store import (
-    EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
-    fb_time, insight_rows, object_not_found, resolve_dates, utc_day,
+    DELIVERY_STATES, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
+    LocalDays, fb_time, insight_rows, local_day, major, money, object_not_found, offset_hours, parse_issues_info,
+    resolve_dates,
 )
 
 MAX_BATCH = 50
@@ -38,6 +41,31 @@ _VERSIONED = re.compile(r"^/(v\d+\.\d+)(?:/(.*))?$")
 _NESTED_FIELDS = re.compile(r"\{[^{}]*\}")
 _AUTH_PARAMS = {"access_token", "appsecret_proof"}
 _JSON = "application/json; charset=UTF-8"
+_HTML = 'text/html; charset="utf-8"'
+
+
+def _html_page(title: str, heading: str, text: str) -> str:
+    """An error page of Meta's edge, shaped like the one quoted in SDK issue #421."""
+    return (
+        '<!DOCTYPE html>\n<html lang="en" id="facebook">\n  <head>\n'
+        f"    <title>{title}</title>\n"
+        '    <meta charset="utf-8">\n    <meta http-equiv="cache-control" content="no-cache">\n'
+        '    <meta http-equiv="cache-control" content="no-store">\n'
+        '    <meta http-equiv="expires" content="-1">\n    <meta http-equiv="pragma" content="no-cache">\n'
+        f"  </head>\n  <body>\n    <h1>{heading}</h1>\n    <p>{text}</p>\n  </body>\n</html>\n"
+    )
+
+
+_SORRY = "We're working on it and we'll get it fixed as soon as we can."
+# 503 is the one variant the SDK catches: its is_success() looks for "Service Unavailable".
+HTML_PAGES = {
+    500: _html_page("Facebook | Error", "Sorry, something went wrong.", _SORRY),
+    502: _html_page("Facebook | Error", "Sorry, something went wrong.", _SORRY),
+    503: _html_page("Service Unavailable", "Service Unavailable", "The server is temporarily busy, try again later."),
+    504: _html_page("Facebook | Error", "Sorry, something went wrong.", _SORRY),
+}
+# The gateway lost Meta's answer: the call was applied before the page was served.
+HTML_APPLIED = {502, 504}
 
 # --------------------------------------------------------------------------- faults
 
@@ -70,6 +98,9 @@ class Faults:
     expire_token: bool = False
     spend_multiplier: Mapping[str, float] = field(default_factory=dict)
     fault_seed: int = 1
+    html_error_rate: float = 0.0
+    html_item_rate: float = 0.0
+    html_statuses: tuple[int, ...] = (500, 502, 503)
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Faults:
@@ -80,9 +111,14 @@ class Faults:
         for name in ("latency_ms", "per_item_ms", "timeout_ms"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 600_000)
-        for name in ("error_rate", "timeout_rate"):
+        for name in ("error_rate", "timeout_rate", "html_error_rate", "html_item_rate"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 1)
+        if "html_statuses" in body:
+            statuses = body["html_statuses"]
+            if not isinstance(statuses, list) or not statuses or not set(statuses) <= set(HTML_PAGES):
+                raise ValueError(f"html_statuses must be a non-empty list of some of {sorted(HTML_PAGES)}")
+            values["html_statuses"] = tuple(statuses)
         if "tier" in body:
             values["tier"] = cls._tiers(body["tier"])
         if "tier_params" in body:
@@ -124,11 +160,16 @@ class Faults:
         return {str(k): _number(f"spend_multiplier.{k}", v, 0, 1_000_000) for k, v in raw.items()}
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        body = asdict(self)
+        body["html_statuses"] = list(self.html_statuses)
+        return body
 
 
 class Counters:
-    NAMES = ("requests", "batch_items", "writes", "rate_limited", "errors_injected", "timeouts_injected")
+    NAMES = (
+        "requests", "batch_items", "writes", "rate_limited", "errors_injected", "timeouts_injected",
+        "html_errors_injected",
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -145,6 +186,24 @@ class Counters:
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self._values)
+
+
+def _parse_now(body: Mapping[str, Any]) -> float | None:
+    """A /_sandbox/clock body: {"now": "<ISO 8601 with offset>"}, {"now": <epoch seconds>} or {} (real time)."""
+    if set(body) - {"now"}:
+        raise ValueError('the body is {"now": "2026-12-03T02:00:00+00:00"}, {"now": <epoch seconds>} or {}')
+    if "now" not in body or body["now"] is None:
+        return None
+    raw = body["now"]
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            raise ValueError("now must be ISO 8601 with an offset, e.g. 2026-12-03T02:00:00+00:00")
+        return parsed.timestamp()
+    return _number("now", raw, 0, 32_503_680_000)  # up to year 3000
 
 
 # --------------------------------------------------------------------------- requests / responses
@@ -169,7 +228,7 @@ class GraphRequest:
 @dataclass
 class Response:
     status: int
-    body: Any
+    body: Any  # JSON-able, or a str sent as it is (an HTML page)
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -327,11 +386,7 @@ def _compact(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _money(cents: float) -> str:
-    return f"{cents / 100:.2f}"
-
-
-def _campaign_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _campaign_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "account_id": str(row["account_id"]),
@@ -342,16 +397,19 @@ def _campaign_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "effective_status": row["effective_status"],
         "daily_budget": str(row["daily_budget"] or 0),
         "lifetime_budget": str(row["lifetime_budget"] or 0),
+        "spend_cap": str(row["spend_cap"] or 0),  # unset reads "0", like the budgets (sandbox's choice)
         "buying_type": "AUCTION",
         "special_ad_categories": json.loads(row["special_ad_categories"]),
-        "created_time": fb_time(row["created_ts"]),
-        "updated_time": fb_time(row["updated_ts"]),
-        "start_time": fb_time(row["created_ts"]),
+        "created_time": fb_time(row["created_ts"], tz),
+        "updated_time": fb_time(row["updated_ts"], tz),
+        "start_time": fb_time(row["created_ts"], tz),
         "stop_time": None,
+        # Meta shows issues with the delivery state they explain (blog post 2018-11-27).
+        "issues_info": json.loads(row["issues_info"] or "[]") if row["effective_status"] in DELIVERY_STATES else [],
     }
 
 
-def _adset_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _adset_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "account_id": str(row["account_id"]),
@@ -361,15 +419,16 @@ def _adset_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "configured_status": row["status"],
         "effective_status": row["effective_status"],
         "daily_budget": str(row["daily_budget"] or 0),
+        "lifetime_budget": str(row["lifetime_budget"] or 0),
         "optimization_goal": row["optimization_goal"],
         "billing_event": row["billing_event"],
         "targeting": json.loads(row["targeting"]),
-        "created_time": fb_time(row["created_ts"]),
-        "updated_time": fb_time(row["updated_ts"]),
+        "created_time": fb_time(row["created_ts"], tz),
+        "updated_time": fb_time(row["updated_ts"], tz),
     }
 
 
-def _ad_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _ad_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     return {
         "id": str(row["id"]),
         "account_id": str(row["account_id"]),
@@ -380,27 +439,35 @@ def _ad_json(row: Mapping[str, Any]) -> dict[str, Any]:
         "configured_status": row["status"],
         "effective_status": row["effective_status"],
         "creative": json.loads(row["creative"]),
-        "created_time": fb_time(row["created_ts"]),
-        "updated_time": fb_time(row["updated_ts"]),
+        "created_time": fb_time(row["created_ts"], tz),
+        "updated_time": fb_time(row["updated_ts"], tz),
     }
 
 
-def _account_json(row: Mapping[str, Any]) -> dict[str, Any]:
+def _account_json(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+    tz = ZoneInfo(row["timezone_name"])
+    hours = offset_hours(now, tz)
     return {
         "id": f"act_{row['id']}",
         "account_id": str(row["id"]),
         "name": row["name"],
-        "currency": "USD",
+        "currency": row["currency"],
         "account_status": 1,
-        "timezone_name": "UTC",
-        "created_time": fb_time(row["created_ts"]),
+        "timezone_name": row["timezone_name"],
+        # The offset now, so -8 or -7 for America/Los_Angeles depending on DST, 5.5 for Asia/Kolkata.
+        "timezone_offset_hours_utc": int(hours) if hours.is_integer() else hours,
+        "created_time": fb_time(row["created_ts"], tz),
     }
 
 
-RENDER: dict[str, Callable[[Mapping[str, Any]], dict[str, Any]]] = {
+RENDER: dict[str, Callable[[Mapping[str, Any], ZoneInfo], dict[str, Any]]] = {
     "campaign": _campaign_json, "adset": _adset_json, "ad": _ad_json,
 }
 EDGE_KINDS = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
+# Money fields an edit may change; changing only these leaves updated_time alone, as on Meta.
+EDITABLE_BUDGETS = {
+    "campaign": ("daily_budget", "lifetime_budget", "spend_cap"), "adset": ("daily_budget", "lifetime_budget"), "ad": (),
+}
 CHILD_EDGES = {"campaign": ("adsets", "ads"), "adset": ("ads",), "ad": ()}
 LEVELS = ("account", "campaign", "adset", "ad")
 INSIGHT_FIELDS = {
@@ -410,7 +477,7 @@ INSIGHT_FIELDS = {
 }
 
 
-def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: str) -> dict[str, Any]:
+def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: str, currency: str) -> dict[str, Any]:
     """Meta's insights row: every metric a string, ratios from the row's own sums."""
     spend, impressions, clicks = raw["spend"], raw["impressions"], raw["clicks"]
     purchases, value = raw["purchases"], raw["purchase_value"]
@@ -419,21 +486,21 @@ def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: s
         account_name=account_name,
         date_start=raw["date_start"],
         date_stop=raw["date_stop"],
-        spend=_money(spend),
+        spend=money(spend, currency),
         impressions=str(impressions),
         clicks=str(clicks),
         reach=str(raw["reach"]),
         frequency=f"{impressions / raw['reach']:.6f}" if raw["reach"] else "0",
         ctr=f"{clicks / impressions * 100:.6f}" if impressions else "0",
-        cpm=f"{spend / 100 / impressions * 1000:.6f}" if impressions else "0",
+        cpm=f"{major(spend, currency) / impressions * 1000:.6f}" if impressions else "0",
         actions=[{"action_type": "link_click", "value": str(clicks)}] if clicks else [],
         action_values=[],
     )
     if clicks:
-        full["cpc"] = f"{spend / 100 / clicks:.6f}"
+        full["cpc"] = f"{major(spend, currency) / clicks:.6f}"
     if purchases:
         full["actions"] += [{"action_type": t, "value": str(purchases)} for t in ("purchase", "omni_purchase")]
-        full["action_values"] = [{"action_type": t, "value": _money(value)} for t in ("purchase", "omni_purchase")]
+        full["action_values"] = [{"action_type": t, "value": money(value, currency)} for t in ("purchase", "omni_purchase")]
     if value and spend:
         full["purchase_roas"] = [{"action_type": "omni_purchase", "value": f"{value / spend:.6f}"}]
     row = {name: full[name] for name in fields if name in full and full[name] != []}
@@ -476,6 +543,8 @@ class Sandbox:
     def __init__(self, store: Store, token: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.token = token
+        # Real time: rate-limit windows and blocks must really elapse. Business time (timestamps,
+        # insights' today) is store.clock, which tests may move.
         self.clock = clock
         self.limiter = RateLimiter(clock)
         self.counters = Counters()
@@ -542,6 +611,11 @@ class Sandbox:
             if route == ("POST", "/_sandbox/reset"):
                 self.reset(SeedConfig.from_json(self._json_body(body)))
                 return Response(200, self.state())
+            if route == ("GET", "/_sandbox/clock"):
+                return Response(200, self._clock_json())
+            if route == ("POST", "/_sandbox/clock"):
+                self.store.clock.set(_parse_now(self._json_body(body)))
+                return Response(200, self._clock_json())
             if route == ("GET", "/_sandbox/campaigns"):
                 account = _account_key(query["account"])[4:] if "account" in query else None
                 data = self.store.compact_campaigns(int(account) if account else None, query.get("status"))
@@ -549,9 +623,31 @@ class Sandbox:
                     for row in data:
                         row["status_writes"] = self.status_writes[row["id"]]
                 return Response(200, {"data": data})
+            if method == "POST" and route[1].startswith("/_sandbox/campaigns/"):
+                return self._set_delivery(route[1].rsplit("/", 1)[1], self._json_body(body))
         except ValueError as exc:
             return Response(400, {"error": {"message": str(exc)}})
         return Response(404, {"error": {"message": f"unknown control endpoint {method} {path}"}})
+
+    def _clock_json(self) -> dict[str, Any]:
+        now = self.store.clock()
+        return {
+            "now": datetime.fromtimestamp(now, ZoneInfo("UTC")).isoformat(),
+            "epoch": round(now, 3),
+            "offset_s": round(self.store.clock.offset, 3),
+        }
+
+    def _set_delivery(self, raw_id: str, body: Mapping[str, Any]) -> Response:
+        """POST /_sandbox/campaigns/{id}: {"effective_status": "WITH_ISSUES"|"IN_PROCESS"|null, "issues_info"?}."""
+        if set(body) - {"effective_status", "issues_info"} or "effective_status" not in body:
+            raise ValueError('the body is {"effective_status": "WITH_ISSUES"|"IN_PROCESS"|null, "issues_info": [...]}')
+        state = body["effective_status"]
+        if state is not None and state not in DELIVERY_STATES:
+            raise ValueError(f"effective_status must be one of {list(DELIVERY_STATES)} or null")
+        issues = parse_issues_info(body["issues_info"]) if body.get("issues_info") is not None else None
+        if not raw_id.isdigit() or not self.store.set_delivery(int(raw_id), state, issues):
+            return Response(404, {"error": {"message": f"no campaign {raw_id}"}})
+        return Response(200, next(c for c in self.store.compact_campaigns(None, None, int(raw_id))))
 
     @staticmethod
     def _json_body(body: bytes) -> dict[str, Any]:
@@ -571,6 +667,9 @@ class Sandbox:
         version = match.group(1) if match else "v25.0"
         trace = self._trace_id()
         faults = self._faults
+        html_status = self._html_status(faults.html_error_rate, faults)
+        if html_status is not None and html_status not in HTML_APPLIED:
+            return self._html_response(html_status, trace)  # the edge answered; Meta never saw it
         try:
             if match is None:
                 raise GraphError("(#100) Graph paths need a version prefix such as /v25.0/")
@@ -583,8 +682,22 @@ class Sandbox:
                 response = self._single(GraphRequest(method, version, segments, params, host), faults, trace)
         except GraphError as err:
             response = Response(err.http_status, self._error_body(err, trace))
+        if html_status is not None:
+            return self._html_response(html_status, trace)  # applied, but its answer was lost
         response.headers.update({"facebook-api-version": version, "x-fb-trace-id": trace})
         return response
+
+    def _html_status(self, rate: float, faults: Faults) -> int | None:
+        """Whether the edge answers this call with an HTML page, and with which 5xx."""
+        if not self._roll(rate):
+            return None
+        self.counters.add("html_errors_injected")
+        with self._fault_lock:
+            return self._fault_rng.choice(faults.html_statuses)
+
+    @staticmethod
+    def _html_response(status: int, trace: str) -> Response:
+        return Response(status, HTML_PAGES[status], {"Content-Type": _HTML, "x-fb-trace-id": trace})
 
     def _authenticate(self, params: Mapping[str, str], faults: Faults) -> None:
         token = params.get("access_token")
@@ -655,6 +768,9 @@ class Sandbox:
             self.counters.add("timeouts_injected")
             return None  # Meta's "did not complete in time": not applied, the client retries it
         trace = self._trace_id()
+        html_status = self._html_status(faults.html_item_rate, faults)
+        if html_status is not None and html_status not in HTML_APPLIED:
+            return self._batch_result(self._html_response(html_status, trace), version, include_headers)
         try:
             req = self._batch_request(item, version, host, token)
             if self._roll(faults.error_rate):
@@ -662,15 +778,24 @@ class Sandbox:
             response = self._call(req, faults, trace)
         except GraphError as err:
             response = Response(err.http_status, self._error_body(err, trace))
+        if html_status is not None:
+            return self._batch_result(self._html_response(html_status, trace), version, include_headers)
         usage.update(json.loads(response.headers.get("X-Business-Use-Case-Usage", "{}")))
+        return self._batch_result(response, version, include_headers)
+
+    @staticmethod
+    def _batch_result(response: Response, version: str, include_headers: bool) -> dict[str, Any]:
         result: dict[str, Any] = {"code": response.status}
+        html = isinstance(response.body, str)
         if include_headers:
+            headers = dict(response.headers)
+            content_type = headers.pop("Content-Type", "text/javascript; charset=UTF-8")
             result["headers"] = [
-                {"name": "Content-Type", "value": "text/javascript; charset=UTF-8"},
-                {"name": "facebook-api-version", "value": version},
-                *({"name": k, "value": v} for k, v in response.headers.items()),
+                {"name": "Content-Type", "value": content_type},
+                *([] if html else [{"name": "facebook-api-version", "value": version}]),
+                *({"name": k, "value": v} for k, v in headers.items()),
             ]
-        result["body"] = _compact(response.body)
+        result["body"] = response.body if html else _compact(response.body)
         return result
 
     @staticmethod
@@ -722,7 +847,8 @@ class Sandbox:
         account_id = account["id"]
         if edge is None and req.method == "GET":
             fields = _parse_fields(req.params.get("fields"), ("id", "account_id"))
-            return _Route(account_id, False, lambda: _select("AdAccount", _account_json(account), fields))
+            return _Route(account_id, False, lambda: _select(
+                "AdAccount", _account_json(account, self.store.clock()), fields))
         if edge in EDGE_KINDS and req.method == "GET":
             kind = EDGE_KINDS[edge]
             return _Route(account_id, False, lambda: self._list_edge(req, kind, "account_id", account_id))
@@ -761,9 +887,8 @@ class Sandbox:
 
     # ----------------------------------------------------------------- reads
 
-    @staticmethod
-    def _render(node: Node, fields: Sequence[str]) -> dict[str, Any]:
-        return _select(NODE_TYPES[node.kind], RENDER[node.kind](node.row), fields)
+    def _render(self, node: Node, fields: Sequence[str]) -> dict[str, Any]:
+        return _select(NODE_TYPES[node.kind], RENDER[node.kind](node.row, self.store.zone(node.account_id)), fields)
 
     def _list_accounts(self, req: GraphRequest) -> dict[str, Any]:
         fields = _parse_fields(req.params.get("fields"), ("account_id", "id"))
@@ -771,7 +896,8 @@ class Sandbox:
         limit = _limit(req.params)
         accounts = [a for a in self.store.accounts() if after is None or a["id"] > after]
         page = accounts[:limit]
-        data = [_select("AdAccount", _account_json(a), fields) for a in page]
+        now = self.store.clock()
+        data = [_select("AdAccount", _account_json(a, now), fields) for a in page]
         total = len(accounts) if _truthy(req.params.get("summary")) else None
         return self._list_body(req, data, [a["id"] for a in page], len(accounts) > limit, total)
 
@@ -781,7 +907,8 @@ class Sandbox:
             kind, column, scope_id, _filter_statuses(kind, req.params),
             _decode_cursor(req.params.get("after"), "id"), _limit(req.params), _truthy(req.params.get("summary")),
         )
-        data = [_select(NODE_TYPES[kind], RENDER[kind](row), fields) for row in page.rows]
+        data = [_select(NODE_TYPES[kind], RENDER[kind](row, self.store.zone(row["account_id"])), fields)
+                for row in page.rows]
         return self._list_body(req, data, [row["id"] for row in page.rows], page.has_more, page.total)
 
     @staticmethod
@@ -799,7 +926,10 @@ class Sandbox:
         return body
 
     def _insights(self, req: GraphRequest, scope: _Scope) -> dict[str, Any]:
-        params = req.params
+        return self._offset_page(req, self._insight_rows(req.params, scope))
+
+    def _insight_rows(self, params: Mapping[str, str], scope: _Scope) -> list[dict[str, Any]]:
+        """Every row an insights request asks for, with days in the ad account's time zone."""
         level = params.get("level", scope.level)
         if level not in LEVELS or LEVELS.index(level) < LEVELS.index(scope.level):
             raise GraphError(f"(#100) level must be one of {', '.join(LEVELS[LEVELS.index(scope.level):])}")
@@ -813,17 +943,19 @@ class Sandbox:
         increment = params.get("time_increment", "all_days")
         if increment not in ("1", "all_days"):
             raise GraphError("(#100) The sandbox supports time_increment=1 and all_days only")
-        now = self.clock()
+        now = self.store.clock()
         time_range = _json_param(params, "time_range") if "time_range" in params else None
         if time_range is not None and not isinstance(time_range, dict):
             raise GraphError('(#100) time_range must be {"since":"YYYY-MM-DD","until":"YYYY-MM-DD"}')
-        dates = resolve_dates(params.get("date_preset"), time_range, utc_day(now))
+        tz = self.store.zone(scope.account_id)
+        dates = resolve_dates(params.get("date_preset"), time_range, local_day(now, tz))
         ads = self.store.ads_in_scope(scope.column, scope.object_id)
         daily = increment == "1"
-        raw = insight_rows(self.store.seed, ads, dates, level, daily, now, self._faults.spend_multiplier)
-        account_name = (self.store.account(scope.account_id) or {}).get("name", "")
-        rows = [_insight_json(r, fields, account_name) for r in raw]
-        return self._offset_page(req, rows)
+        raw = insight_rows(
+            self.store.seed, ads, dates, level, daily, now, self._faults.spend_multiplier, LocalDays(tz),
+        )
+        account = self.store.account(scope.account_id) or {"name": "", "currency": "USD"}
+        return [_insight_json(r, fields, account["name"], account["currency"]) for r in raw]
 
     @staticmethod
     def _offset_page(req: GraphRequest, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -841,7 +973,7 @@ class Sandbox:
     # ----------------------------------------------------------------- writes
 
     def _update(self, node: Node, params: Mapping[str, str]) -> dict[str, Any]:
-        editable = {"name", "status"} | ({"daily_budget"} if node.kind != "ad" else set())
+        editable = {"name", "status", *EDITABLE_BUDGETS[node.kind]}
         for key in params:
             if key not in editable | _AUTH_PARAMS | {"fields"}:
                 raise GraphError(f"(#100) The sandbox does not support editing {key} on {NODE_TYPES[node.kind]}")
@@ -850,8 +982,9 @@ class Sandbox:
             changes["status"] = _status_param(params, "")
         if "name" in params:
             changes["name"] = _required(params, "name")
-        if "daily_budget" in params:
-            changes["daily_budget"] = _budget(params, "daily_budget")
+        for name in EDITABLE_BUDGETS[node.kind]:
+            if name in params:
+                changes[name] = _budget(params, name)
         self.store.update(node, changes)
         if "status" in changes:
             with self._writes_lock:
@@ -874,6 +1007,7 @@ class Sandbox:
                 "status": status,
                 "campaign_id": self._id_param(params, "campaign_id"),
                 "daily_budget": _budget(params, "daily_budget"),
+                "lifetime_budget": _budget(params, "lifetime_budget"),
                 "optimization_goal": params.get("optimization_goal", "OFFSITE_CONVERSIONS"),
                 "billing_event": params.get("billing_event", "IMPRESSIONS"),
                 "targeting": self._object_param(params, "targeting"),
@@ -903,6 +1037,7 @@ class Sandbox:
         return {
             "name": name, "objective": objective, "status": status, "daily_budget": daily,
             "lifetime_budget": lifetime, "special_ad_categories": categories,
+            "spend_cap": _budget(params, "spend_cap"),
         }
 
     @staticmethod
@@ -1012,11 +1147,13 @@ class _Handler(BaseHTTPRequestHandler):
             return Response(500, {"error": error})
 
     def _send(self, response: Response) -> None:
-        payload = _compact(response.body).encode()
+        html = isinstance(response.body, str)
+        payload = response.body.encode() if html else _compact(response.body).encode()
+        headers = dict(response.headers)
         self.send_response(response.status)
-        self.send_header("Content-Type", _JSON)
+        self.send_header("Content-Type", headers.pop("Content-Type", _JSON))
         self.send_header("Content-Length", str(len(payload)))
-        for name, value in response.headers.items():
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)

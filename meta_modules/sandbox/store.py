@@ -18,11 +18,25 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "DELETED")
+# What Meta's delivery system may show over a configured ACTIVE or PAUSED campaign.
+DELIVERY_STATES = ("IN_PROCESS", "WITH_ISSUES")
+# The issue of Meta's own WITH_ISSUES example (developer blog, 2018-11-27), at campaign level.
+DEFAULT_ISSUE = {
+    "level": "CAMPAIGN",
+    "error_code": 1815869,
+    "error_summary": "Ad post is not available",
+    "error_message": (
+        "The Facebook post associated with your ad is not available. It may have been removed, "
+        "or you may not have permission to view it."
+    ),
+}
+ISSUE_KEYS = {"level": str, "error_code": int, "error_summary": str, "error_message": str, "mid": str}
 # Effective statuses an edge filter may name, per object kind.
 EFFECTIVE_STATUSES = {
     "campaign": {"ACTIVE", "PAUSED", "ARCHIVED", "DELETED", "IN_PROCESS", "WITH_ISSUES"},
@@ -47,23 +61,27 @@ TABLES = {"campaign": "campaigns", "adset": "adsets", "ad": "ads"}
 VIEWS = {"campaign": "v_campaigns", "adset": "v_adsets", "ad": "v_ads"}
 NODE_TYPES = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 DAY = 86_400
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 4
 SQLITE_MAX_INTEGER = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_ts INTEGER NOT NULL);
+CREATE TABLE accounts (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_ts INTEGER NOT NULL,
+    timezone_name TEXT NOT NULL, currency TEXT NOT NULL);
 CREATE TABLE campaigns (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
     objective TEXT NOT NULL, status TEXT NOT NULL, daily_budget INTEGER,
     lifetime_budget INTEGER, special_ad_categories TEXT NOT NULL,
-    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL);
+    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL,
+    -- Meta's delivery system, not the advertiser: IN_PROCESS / WITH_ISSUES, or NULL.
+    delivery TEXT, issues_info TEXT, spend_cap INTEGER);
 CREATE INDEX campaigns_account ON campaigns (account_id, id);
 CREATE TABLE adsets (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, campaign_id INTEGER NOT NULL,
     name TEXT NOT NULL, status TEXT NOT NULL, daily_budget INTEGER,
     optimization_goal TEXT NOT NULL, billing_event TEXT NOT NULL, targeting TEXT NOT NULL,
-    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL);
+    created_ts INTEGER NOT NULL, updated_ts INTEGER NOT NULL, lifetime_budget INTEGER);
 CREATE INDEX adsets_account ON adsets (account_id, id);
 CREATE INDEX adsets_campaign ON adsets (campaign_id, id);
 CREATE TABLE ads (
@@ -75,7 +93,12 @@ CREATE INDEX ads_campaign ON ads (campaign_id, id);
 CREATE INDEX ads_adset ON ads (adset_id, id);
 -- effective_status is derived, so a campaign's status change reaches its children without
 -- touching their configured status (or their updated_time).
-CREATE VIEW v_campaigns AS SELECT *, status AS effective_status FROM campaigns;
+-- A delivery state shows only over ACTIVE or PAUSED (ARCHIVED and DELETED win); children keep
+-- deriving from the campaign's configured status.
+CREATE VIEW v_campaigns AS SELECT *, CASE
+    WHEN delivery IS NOT NULL AND status IN ('ACTIVE', 'PAUSED') THEN delivery
+    ELSE status END AS effective_status
+FROM campaigns;
 CREATE VIEW v_adsets AS
 SELECT s.*, c.name AS campaign_name, CASE
     WHEN s.status IN ('DELETED', 'ARCHIVED') THEN s.status
@@ -135,22 +158,125 @@ def _storable_id(object_id: int) -> bool:
     return 0 < object_id <= SQLITE_MAX_INTEGER
 
 
-def fb_time(ts: int | None) -> str | None:
-    """Meta's timestamp format: 2026-11-25T10:00:00+0000."""
+def fb_time(ts: int | None, zone: ZoneInfo) -> str | None:
+    """Meta's timestamp format, in the ad account's time zone: 2024-03-12T15:02:47-0700."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+0000")
+    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def utc_day(ts: float) -> date:
-    return datetime.fromtimestamp(ts, timezone.utc).date()
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)  # ZoneInfo caches its instances
 
 
-def day_start(day: date) -> int:
-    return int(datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp())
+def local_day(ts: float, tz: ZoneInfo) -> date:
+    return datetime.fromtimestamp(ts, tz).date()
+
+
+def local_day_start(day: date, tz: ZoneInfo) -> int:
+    """The epoch second at which ``day`` begins in ``tz`` (a DST day is 23 or 25 hours long)."""
+    return int(datetime(day.year, day.month, day.day, tzinfo=tz).timestamp())
+
+
+def offset_hours(ts: float, tz: ZoneInfo) -> float:
+    """UTC offset at ``ts`` in hours (-8, -7 in DST, 5.5 for Asia/Kolkata)."""
+    offset = datetime.fromtimestamp(ts, tz).utcoffset()
+    return offset.total_seconds() / 3600 if offset else 0.0
+
+
+# ISO 4217 currencies without minor units; every other one has cents (the sandbox's choice: Meta's
+# own list of "offset 1" currencies is longer).
+ZERO_DECIMAL_CURRENCIES = {"JPY", "KRW", "CLP", "VND", "ISK", "PYG"}
+
+
+def major(minor: float, currency: str) -> float:
+    """An amount in minor units (cents) in the currency's major units (dollars)."""
+    return minor if currency in ZERO_DECIMAL_CURRENCIES else minor / 100
+
+
+def money(minor: float, currency: str) -> str:
+    """An amount in minor units as Meta's insights decimal string in the account currency."""
+    if currency in ZERO_DECIMAL_CURRENCIES:
+        return str(round(minor))
+    return f"{minor / 100:.2f}"
+
+
+class BusinessClock:
+    """The sandbox's notion of now: real time shifted by a fixed offset, so time keeps flowing."""
+
+    def __init__(self, real: Callable[[], float] = time.time) -> None:
+        self._real = real
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self._real() + self.offset
+
+    def set(self, now: float | None) -> None:
+        """Shift so that it is ``now`` at this instant; None returns to real time."""
+        self.offset = 0.0 if now is None else now - self._real()
 
 
 # --------------------------------------------------------------------------- seeding
+
+
+@dataclass(frozen=True)
+class DeliveryIssue:
+    """Seed rule: the ``nth`` campaign of ``status`` in ``account`` (every account if None) reads ``state``."""
+
+    status: str  # "ACTIVE" | "PAUSED"
+    nth: int
+    state: str
+    account: int | None = None
+
+    @classmethod
+    def from_json(cls, raw: Any) -> DeliveryIssue:
+        form = ('{"account": 1, "nth_paused": 1, "effective_status": "WITH_ISSUES"} '
+                '("account" optional: every account; or "nth_active")')
+        if not isinstance(raw, Mapping) or set(raw) - {"account", "nth_paused", "nth_active", "effective_status"}:
+            raise ValueError(f"each delivery_issues entry looks like {form}")
+        picks = [k for k in ("nth_paused", "nth_active") if k in raw]
+        if len(picks) != 1 or raw.get("effective_status") not in DELIVERY_STATES:
+            raise ValueError(f"each delivery_issues entry looks like {form}")
+        account = _bounded_int("delivery_issues.account", raw["account"], 1, 100) if "account" in raw else None
+        nth = _bounded_int(f"delivery_issues.{picks[0]}", raw[picks[0]], 1, 50_000)
+        status = "PAUSED" if picks[0] == "nth_paused" else "ACTIVE"
+        return cls(status, nth, raw["effective_status"], account)
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {} if self.account is None else {"account": self.account}
+        body[f"nth_{self.status.lower()}"] = self.nth
+        body["effective_status"] = self.state
+        return body
+
+
+# Harsh by default: in every account, delivery states over both configured statuses.
+DEFAULT_DELIVERY_ISSUES = (
+    DeliveryIssue("PAUSED", 1, "WITH_ISSUES"),
+    DeliveryIssue("PAUSED", 2, "IN_PROCESS"),
+    DeliveryIssue("ACTIVE", 1, "WITH_ISSUES"),
+)
+
+
+def parse_issues_info(raw: Any) -> list[dict[str, Any]]:
+    """Validate an issues_info list (Meta's keys: level, error_code, error_summary, error_message)."""
+    if not isinstance(raw, list):
+        raise ValueError("issues_info must be a list of objects")
+    for issue in raw:
+        if not isinstance(issue, Mapping) or set(issue) - set(ISSUE_KEYS):
+            raise ValueError(f"each issues_info entry is an object with some of {sorted(ISSUE_KEYS)}")
+        for key, kind in ISSUE_KEYS.items():
+            if key in issue and (not isinstance(issue[key], kind) or isinstance(issue[key], bool)):
+                raise ValueError(f"issues_info.{key} must be a {kind.__name__}")
+    return [dict(issue) for issue in raw]
+
+
+def issues_for(state: str | None, issues: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Meta gives issues_info with WITH_ISSUES; the sandbox's default is the blog's example issue."""
+    if state is None:
+        return []
+    if issues is None:
+        return [dict(DEFAULT_ISSUE)] if state == "WITH_ISSUES" else []
+    return issues
 
 
 @dataclass(frozen=True)
@@ -162,6 +288,10 @@ class SeedConfig:
     adsets_per_campaign: int = 2
     ads_per_adset: int = 2
     history_days: int = 30
+    delivery_issues: tuple[DeliveryIssue, ...] = DEFAULT_DELIVERY_ISSUES
+    # Cycled over the accounts; account 1 is not on UTC by default (the harsh side).
+    timezones: tuple[str, ...] = ("America/Los_Angeles", "UTC", "Europe/Berlin")
+    currencies: tuple[str, ...] = ("USD", "EUR", "GBP")
 
     _LIMITS = {
         "accounts": (1, 100),
@@ -175,7 +305,7 @@ class SeedConfig:
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> SeedConfig:
         """Validate a /_sandbox/reset body; raises ValueError with a readable message."""
-        unknown = set(body) - set(cls._LIMITS) - {"statuses"}
+        unknown = set(body) - set(cls._LIMITS) - {"statuses", "delivery_issues", "timezones", "currencies"}
         if unknown:
             raise ValueError(f"unknown reset fields: {sorted(unknown)}")
         values: dict[str, Any] = {}
@@ -187,6 +317,14 @@ class SeedConfig:
             if not isinstance(statuses, Mapping) or set(statuses) - set(STATUSES):
                 raise ValueError(f"statuses must map some of {list(STATUSES)} to counts")
             values["statuses"] = {k: _bounded_int(f"statuses.{k}", v, 0, 50_000) for k, v in statuses.items()}
+        if "delivery_issues" in body:
+            if not isinstance(body["delivery_issues"], list):
+                raise ValueError("delivery_issues must be a list (empty for none)")
+            values["delivery_issues"] = tuple(DeliveryIssue.from_json(d) for d in body["delivery_issues"])
+        if "timezones" in body:
+            values["timezones"] = _names("timezones", body["timezones"], _is_zone, "IANA time zones like Asia/Kolkata")
+        if "currencies" in body:
+            values["currencies"] = _names("currencies", body["currencies"], _is_currency, "currency codes like USD")
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -198,7 +336,37 @@ class SeedConfig:
             "adsets_per_campaign": self.adsets_per_campaign,
             "ads_per_adset": self.ads_per_adset,
             "history_days": self.history_days,
+            "delivery_issues": [d.to_json() for d in self.delivery_issues],
+            "timezones": list(self.timezones),
+            "currencies": list(self.currencies),
         }
+
+    def account_zone(self, index: int) -> str:
+        """The time zone of account ``index`` (1-based)."""
+        return self.timezones[(index - 1) % len(self.timezones)]
+
+    def account_currency(self, index: int) -> str:
+        return self.currencies[(index - 1) % len(self.currencies)]
+
+
+def _names(name: str, raw: Any, valid: Callable[[Any], bool], what: str) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not raw or not all(valid(v) for v in raw):
+        raise ValueError(f"{name} must be a non-empty list of {what}")
+    return tuple(raw)
+
+
+def _is_zone(value: Any) -> bool:
+    if not isinstance(value, str) or not value or value.startswith(("/", ".")):
+        return False
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _is_currency(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 3 and value.isascii() and value.isupper()
 
 
 def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
@@ -225,7 +393,7 @@ _OBJECTIVE_MIX = ("OUTCOME_SALES",) * 6 + ("OUTCOME_TRAFFIC", "OUTCOME_LEADS", "
 @dataclass
 class _SeedRows:
     accounts: list[tuple]
-    campaigns: list[tuple]
+    campaigns: list[list]
     adsets: list[tuple]
     ads: list[tuple]
 
@@ -245,7 +413,6 @@ def _campaign_statuses(cfg: SeedConfig, rng: random.Random) -> list[str]:
 def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
     """All seed rows; ids, names, budgets and statuses depend only on cfg (times also on now)."""
     rng = random.Random(cfg.seed)
-    history_start = day_start(utc_day(now)) - cfg.history_days * DAY
     rows = _SeedRows([], [], [], [])
     seq = {"campaign": 0, "adset": 0, "ad": 0}
 
@@ -255,7 +422,12 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
 
     for a in range(1, cfg.accounts + 1):
         account_id = ACCOUNT_ID_BASE + a
-        rows.accounts.append((account_id, f"Sandbox Account {a}", history_start))
+        tz = zone(cfg.account_zone(a))
+        # History starts at a local midnight: insights days are the account's days.
+        history_start = local_day_start(local_day(now, tz) - timedelta(days=cfg.history_days), tz)
+        rows.accounts.append((
+            account_id, f"Sandbox Account {a}", history_start, cfg.account_zone(a), cfg.account_currency(a),
+        ))
         for k, status in enumerate(_campaign_statuses(cfg, rng), start=1):
             # Most campaigns exist for the whole history; some start later (new launches).
             offset = rng.randrange(3 * 3600) if rng.random() < 0.8 else rng.randrange(cfg.history_days * DAY)
@@ -265,12 +437,25 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
             budget = rng.randrange(10, 201) * 500  # 50.00 .. 1,000.00 USD in cents
             campaign_id = next_id("campaign")
             name = f"A{a} {rng.choice(_THEMES)} - {rng.choice(_AUDIENCES)} #{k:04d}"
-            rows.campaigns.append((
+            rows.campaigns.append([
                 campaign_id, account_id, name, rng.choice(_OBJECTIVE_MIX), status, budget, None,
-                "[]", created, updated,
-            ))
+                "[]", created, updated, None, None, None,
+            ])
             _generate_children(cfg, rng, rows, next_id, account_id, campaign_id, name, budget, created, updated)
+        _assign_delivery(cfg, a, [c for c in rows.campaigns if c[1] == account_id])
     return rows
+
+
+def _assign_delivery(cfg: SeedConfig, account_index: int, campaigns: list[list]) -> None:
+    """Apply the delivery_issues rules to one account's campaigns (no RNG draws: the seed is unchanged)."""
+    by_status: dict[str, list[list]] = {"ACTIVE": [], "PAUSED": []}
+    for row in campaigns:  # in id order
+        by_status.get(row[4], []).append(row)
+    for rule in cfg.delivery_issues:
+        candidates = by_status[rule.status]
+        if rule.account in (None, account_index) and rule.nth <= len(candidates):
+            row = candidates[rule.nth - 1]
+            row[10], row[11] = rule.state, json.dumps(issues_for(rule.state, None))
 
 
 def _generate_children(
@@ -289,7 +474,7 @@ def _generate_children(
         rows.adsets.append((
             adset_id, account_id, campaign_id, f"{campaign_name} / Ad set {j}",
             "ACTIVE" if rng.random() < 0.9 else "PAUSED", budget // cfg.adsets_per_campaign,
-            "OFFSITE_CONVERSIONS", "IMPRESSIONS", json.dumps(targeting), created + 60, updated,
+            "OFFSITE_CONVERSIONS", "IMPRESSIONS", json.dumps(targeting), created + 60, updated, None,
         ))
         for k in range(1, cfg.ads_per_adset + 1):
             ad_id = next_id("ad")
@@ -339,7 +524,9 @@ class Store:
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._clock = clock
+        # Business time (timestamps, seeding, insights' today); rate limits stay on real time.
+        self.clock = BusinessClock(clock)
+        self._zones: dict[int, ZoneInfo] = {}
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -384,19 +571,28 @@ class Store:
 
     def reset(self, cfg: SeedConfig) -> None:
         """Replace all objects with a deterministic seed of ``cfg``."""
-        rows = _generate(cfg, int(self._clock()))
+        rows = _generate(cfg, int(self.clock()))
         with self._tx() as conn:
             for table in ("ads", "adsets", "campaigns", "accounts", "meta"):
                 conn.execute(f"DELETE FROM {table}")
-            conn.executemany("INSERT INTO accounts VALUES (?, ?, ?)", rows.accounts)
-            conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
-            conn.executemany("INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.adsets)
+            conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)", rows.accounts)
+            conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
+            conn.executemany("INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.adsets)
             conn.executemany("INSERT INTO ads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.ads)
             conn.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
                 [("seed", str(cfg.seed)), ("seed_config", json.dumps(cfg.to_json()))],
             )
             self.seed = cfg.seed
+            self._zones = {}
+
+    def zone(self, account_id: int) -> ZoneInfo:
+        """The ad account's time zone (UTC for an account that does not exist)."""
+        tz = self._zones.get(account_id)
+        if tz is None:
+            account = self.account(account_id)
+            tz = self._zones[account_id] = zone(account["timezone_name"] if account else "UTC")
+        return tz
 
     # ----------------------------------------------------------------- reads
 
@@ -460,8 +656,13 @@ class Store:
                 counts[status] = n
         return counts
 
-    def compact_campaigns(self, account_id: int | None, status: str | None) -> list[dict[str, Any]]:
+    def compact_campaigns(
+        self, account_id: int | None, status: str | None, campaign_id: int | None = None,
+    ) -> list[dict[str, Any]]:
         where, params = ["1 = 1"], []
+        if campaign_id is not None:
+            where.append("id = ?")
+            params.append(campaign_id)
         if account_id is not None:
             where.append("account_id = ?")
             params.append(account_id)
@@ -470,7 +671,8 @@ class Store:
             params.append(status)
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, account_id, status, effective_status, updated_ts, daily_budget "
+                "SELECT id, account_id, name, status, effective_status, updated_ts, daily_budget, lifetime_budget, "
+                "spend_cap, issues_info "
                 f"FROM v_campaigns WHERE {' AND '.join(where)} ORDER BY id",
                 params,
             ).fetchall()
@@ -480,11 +682,28 @@ class Store:
                 "account_id": str(r["account_id"]),
                 "status": r["status"],
                 "effective_status": r["effective_status"],
-                "updated_time": fb_time(r["updated_ts"]),
-                "daily_budget": None if r["daily_budget"] is None else str(r["daily_budget"]),
+                "updated_time": fb_time(r["updated_ts"], self.zone(r["account_id"])),
+                "name": r["name"],
+                "daily_budget": _minor(r["daily_budget"]),
+                "lifetime_budget": _minor(r["lifetime_budget"]),
+                "spend_cap": _minor(r["spend_cap"]),
+                "issues_info": (
+                    json.loads(r["issues_info"] or "[]") if r["effective_status"] in DELIVERY_STATES else []
+                ),
             }
             for r in rows
         ]
+
+    def set_delivery(self, campaign_id: int, state: str | None, issues: list[dict[str, Any]] | None) -> bool:
+        """Meta's delivery system marks a campaign: not an edit, so updated_time is unchanged."""
+        if not _storable_id(campaign_id):
+            return False
+        with self._tx() as conn:
+            changed = conn.execute(
+                "UPDATE campaigns SET delivery = ?, issues_info = ? WHERE id = ?",
+                (state, json.dumps(issues_for(state, issues)) if state else None, campaign_id),
+            ).rowcount
+        return changed == 1
 
     # ----------------------------------------------------------------- writes
 
@@ -499,39 +718,41 @@ class Store:
             diff = {k: v for k, v in changes.items() if row[k] != v}
             if not diff:
                 return False
-            # updated_time must strictly increase: the tower compares it to spot human edits.
-            diff["updated_ts"] = max(int(self._clock()), row["updated_ts"] + 1)
+            # updated_time must strictly increase: the tower compares it to spot human edits. Meta
+            # does not bump it for budget-only edits (daily_budget, lifetime_budget, spend_cap).
+            if diff.keys() & {"name", "status"}:
+                diff["updated_ts"] = max(int(self.clock()), row["updated_ts"] + 1)
             sets = ", ".join(f"{k} = ?" for k in diff)
             conn.execute(f"UPDATE {table} SET {sets} WHERE id = ?", [*diff.values(), row["id"]])
             return True
 
     def create_campaign(self, account_id: int, fields: Mapping[str, Any]) -> int:
-        now = int(self._clock())
+        now = int(self.clock())
         with self._tx() as conn:
             new_id = self._next_id(conn, "campaign")
             conn.execute(
-                "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
                 (new_id, account_id, fields["name"], fields["objective"], fields["status"],
                  fields.get("daily_budget"), fields.get("lifetime_budget"),
-                 json.dumps(fields.get("special_ad_categories", [])), now, now),
+                 json.dumps(fields.get("special_ad_categories", [])), now, now, fields.get("spend_cap")),
             )
         return new_id
 
     def create_adset(self, account_id: int, fields: Mapping[str, Any]) -> int:
-        now = int(self._clock())
+        now = int(self.clock())
         with self._tx() as conn:
             _live_parent(conn, "campaigns", fields["campaign_id"], account_id, "campaign_id")
             new_id = self._next_id(conn, "adset")
             conn.execute(
-                "INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (new_id, account_id, fields["campaign_id"], fields["name"], fields["status"],
                  fields.get("daily_budget"), fields["optimization_goal"], fields["billing_event"],
-                 json.dumps(fields["targeting"]), now, now),
+                 json.dumps(fields["targeting"]), now, now, fields.get("lifetime_budget")),
             )
         return new_id
 
     def create_ad(self, account_id: int, fields: Mapping[str, Any]) -> int:
-        now = int(self._clock())
+        now = int(self.clock())
         with self._tx() as conn:
             adset = _live_parent(conn, "adsets", fields["adset_id"], account_id, "adset_id")
             campaign = conn.execute(
@@ -554,6 +775,10 @@ class Store:
     def _next_id(conn: sqlite3.Connection, kind: str) -> int:
         current = conn.execute(f"SELECT MAX(id) FROM {TABLES[kind]}").fetchone()[0]
         return (current or ID_BASES[kind]) + 1
+
+
+def _minor(amount: int | None) -> str | None:
+    return None if amount is None else str(amount)
 
 
 def _check_edit(node_type: str, status: str, changes: Mapping[str, Any]) -> None:
@@ -646,7 +871,6 @@ def _uniforms(count: int, *parts: object) -> list[float]:
 
 
 _INV_2_64 = 2.0**-64
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -663,15 +887,15 @@ def _profile(seed: int, ad_id: int) -> _Profile:
     )
 
 
-def ad_day_metrics(seed: int, ad: Mapping[str, Any], day: int, share: float) -> tuple[int, ...]:
-    """One ad's delivery on day ordinal ``day`` (``share`` = fraction of the day it ran).
+def ad_day_metrics(seed: int, ad: Mapping[str, Any], day: int, age: int, share: float) -> tuple[int, ...]:
+    """One ad's delivery on local day ordinal ``day``, ``age`` days after its creation day
+    (``share`` = fraction of the day it ran).
 
-    Deterministic from (seed, ad id, date); in METRICS order, money in cents."""
+    Deterministic from (seed, ad id, local date); in METRICS order, money in minor units."""
     p = _profile(seed, ad["id"])
     u = _uniforms(4, seed, ad["id"], day)
     spend = round(ad["spend_base"] * (0.6 + 0.4 * u[0]) * share)
     impressions = round(spend * 1000 / p.cpm)
-    age = day - _ordinal(ad["created_ts"])
     ctr = p.ctr * max(0.25, (1 - p.decay) ** age) * (0.9 + 0.2 * u[1])
     clicks = round(impressions * ctr)
     purchases = round(clicks * p.cvr * (0.8 + 0.4 * u[2]))
@@ -679,31 +903,43 @@ def ad_day_metrics(seed: int, ad: Mapping[str, Any], day: int, share: float) -> 
     return spend, impressions, clicks, round(impressions / p.frequency), purchases, value
 
 
-def _ordinal(ts: float) -> int:
-    """The proleptic-Gregorian ordinal of the UTC day containing ``ts``."""
-    return int(ts // DAY) + _EPOCH_ORDINAL
+class LocalDays:
+    """The days of one ad account's time zone, as ordinals with their epoch bounds."""
 
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._starts: dict[int, int] = {}
 
-def _day_share(ad: Mapping[str, Any], day: int, now: float) -> float:
-    """Fraction of day ordinal ``day`` during which the ad existed and the day had happened."""
-    start_ts = (day - _EPOCH_ORDINAL) * DAY
-    return max(0.0, (min(start_ts + DAY, now) - max(start_ts, ad["created_ts"])) / DAY)
+    def ordinal(self, ts: float) -> int:
+        return local_day(ts, self.tz).toordinal()
+
+    def start(self, day: int) -> int:
+        start = self._starts.get(day)
+        if start is None:
+            start = self._starts[day] = local_day_start(date.fromordinal(day), self.tz)
+        return start
+
+    def share(self, day: int, since_ts: float, now: float) -> float:
+        """Fraction of local ``day`` after ``since_ts`` that had happened by ``now``."""
+        start, end = self.start(day), self.start(day + 1)
+        return max(0.0, (min(end, now) - max(start, since_ts)) / (end - start))
 
 
 def insight_rows(
     seed: int, ads: Sequence[Mapping[str, Any]], dates: DateRange, level: str, daily: bool,
-    now: float, spend_multiplier: Mapping[str, float],
+    now: float, spend_multiplier: Mapping[str, float], days: LocalDays,
 ) -> list[dict[str, Any]]:
-    """Rows of summed integer metrics per object of ``level`` (and per day if ``daily``).
+    """Rows of summed integer metrics per object of ``level`` (and per local day if ``daily``).
 
-    Past days are fixed; today is the partial day so far and only accrues for ads that are
-    effectively ACTIVE right now; ``spend_multiplier`` scales today's spend per campaign."""
-    today = _ordinal(now)
+    Past days are fixed; today is the partial local day so far and only accrues for ads that
+    are effectively ACTIVE right now; ``spend_multiplier`` scales today's spend per campaign."""
+    today = days.ordinal(now)
     groups: dict[tuple[int, int], dict[str, Any]] = {}
     for ad in ads:
-        for day in range(max(dates.since.toordinal(), _ordinal(ad["created_ts"])),
-                         min(dates.until.toordinal(), today) + 1):
-            metrics = _ad_metrics_on(seed, ad, day, today, now, spend_multiplier)
+        created = days.ordinal(ad["created_ts"])
+        for day in range(max(dates.since.toordinal(), created), min(dates.until.toordinal(), today) + 1):
+            metrics = _ad_metrics_on(seed, ad, day, day - created, today, days.share(day, ad["created_ts"], now),
+                                     spend_multiplier)
             if metrics[1] == 0:
                 continue  # Meta returns no row for a day without delivery
             key = (ad[LEVEL_KEYS[level]], day if daily else 0)
@@ -717,13 +953,13 @@ def insight_rows(
 
 
 def _ad_metrics_on(
-    seed: int, ad: Mapping[str, Any], day: int, today: int, now: float, multiplier: Mapping[str, float],
+    seed: int, ad: Mapping[str, Any], day: int, age: int, today: int, share: float, multiplier: Mapping[str, float],
 ) -> tuple[int, ...]:
     if day < today:
-        return ad_day_metrics(seed, ad, day, _day_share(ad, day, now))
+        return ad_day_metrics(seed, ad, day, age, share)
     if ad["effective_status"] != "ACTIVE":
         return (0,) * len(METRICS)
-    spend, *rest = ad_day_metrics(seed, ad, day, _day_share(ad, day, now))
+    spend, *rest = ad_day_metrics(seed, ad, day, age, share)
     return (round(spend * multiplier.get(str(ad["campaign_id"]), 1.0)), *rest)
 
 

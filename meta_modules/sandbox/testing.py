@@ -56,6 +56,20 @@ class RunningSandbox:
         query = urlencode({k: v for k, v in (("account", account), ("status", status)) if v})
         return self._control("GET", f"/_sandbox/campaigns?{query}")["data"]
 
+    def set_delivery(
+        self, campaign_id: str, effective_status: str | None, issues_info: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Let Meta's delivery system mark a campaign IN_PROCESS / WITH_ISSUES (None clears); returns its row."""
+        body = {"effective_status": effective_status, "issues_info": issues_info}
+        return self._control("POST", f"/_sandbox/campaigns/{campaign_id}", body)
+
+    def set_clock(self, now: str | float | None = None) -> dict[str, Any]:
+        """Move the sandbox's business clock to ``now`` (ISO 8601 with offset, or epoch); None: real time."""
+        return self._control("POST", "/_sandbox/clock", {} if now is None else {"now": now})
+
+    def clock(self) -> dict[str, Any]:
+        return self._control("GET", "/_sandbox/clock")
+
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
