@@ -67,6 +67,17 @@ def window(days: int, end: date) -> tuple[date, date]:
     return end - timedelta(days=days - 1), end
 
 
+# The zones furthest behind and ahead of UTC: Etc/GMT+12 and Pacific/Kiritimati.
+EARLIEST_OFFSET, LATEST_OFFSET = timedelta(hours=-12), timedelta(hours=14)
+
+
+def todays_anywhere(now: datetime) -> tuple[date, date]:
+    """The first and last dates that are someone's local today at `now`: a cheap range filter
+    before each account's own today is checked."""
+    utc_now = now.astimezone(UTC)
+    return (utc_now + EARLIEST_OFFSET).date(), (utc_now + LATEST_OFFSET).date()
+
+
 def group_by_local_today(zones: Iterable[tuple[str, ZoneInfo]], now: datetime) -> dict[date, list[str]]:
     """Keys (account ids) grouped by their local today at `now`.
 

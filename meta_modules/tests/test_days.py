@@ -84,3 +84,11 @@ def test_there_are_never_more_than_three_local_todays_at_once() -> None:
     zones = [(name, ZoneInfo(name)) for name in available_timezones()]
     for hour in range(0, 48, 5):
         assert len(days.group_by_local_today(zones, utc(2024, 3, 30) + timedelta(hours=hour))) <= 3
+
+
+def test_todays_anywhere_spans_exactly_the_local_todays_of_every_zone() -> None:
+    zones = [ZoneInfo(name) for name in available_timezones()]
+    for hour in range(0, 48, 5):
+        now = utc(2024, 3, 30) + timedelta(hours=hour)
+        local = {days.local_today(now, tz) for tz in zones}
+        assert (min(local), max(local)) == days.todays_anywhere(now)

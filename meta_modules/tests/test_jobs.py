@@ -10,7 +10,9 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controltower.models import TowerState
@@ -659,3 +661,43 @@ def test_all_17_jobs_succeed_against_the_sandbox_in_dependency_order(meta_sandbo
     assert runs["10.3"].summary["created"] == 1 and runs["10.8"].summary["published"] == 1
     assert runs["10.7"].summary["applied"] > 0
     assert CopyVariant.objects.exists() and CreativeBrief.objects.exists() and CreativeRank.objects.exists()
+
+
+# --- Account-local days at scale ------------------------------------------------------------------
+
+
+def accounts_in_three_zones(numbers: range, today_at: datetime) -> None:
+    """Accounts `numbers` in each of Los Angeles, UTC and Kolkata, each with a campaign that has
+    14 days of insights and a snapshot of its local today."""
+    for zone in ("America/Los_Angeles", "UTC", "Asia/Kolkata"):
+        for n in numbers:
+            account = AdAccount.objects.create(id=f"act_{zone[:3]}{n}", timezone_name=zone)
+            ad = one_ad(account.pk, account=account.pk)
+            for back in range(14):
+                make_insight(ad, days_ago(back, account.pk), impressions=1_000, clicks=10, spend="24.00", purchases=1)
+            SpendSnapshot.objects.create(campaign=ad.campaign, taken_at=today_at, day=local_today(account.pk),
+                                         spend_today=Decimal("90.00"))
+
+
+def test_the_day_based_jobs_make_as_many_queries_for_nine_accounts_as_for_three(tower_clock) -> None:
+    tower_clock(datetime(2024, 3, 12, 3, tzinfo=UTC))  # two local todays: 11 March in Los Angeles, 12 elsewhere
+    day_based = (jobs.check_data_layer, jobs.compute_roas, jobs.detect_spend_spikes, jobs.generate_copy_variants,
+                 jobs.score_audiences, jobs.rank_creatives, jobs.detect_creative_fatigue, jobs.select_winners)
+
+    def queries() -> list[int]:
+        counts = []
+        for task in day_based:
+            with CaptureQueriesContext(connection) as captured:
+                run_of(task)
+            counts.append(len(captured))
+        return counts
+
+    accounts_in_three_zones(range(1), clock.now())
+    with_three = queries()
+    accounts_in_three_zones(range(1, 3), clock.now())
+    with_nine = queries()
+
+    assert with_nine == with_three, (with_three, with_nine)
+    assert SpendSpike.objects.count() == 9  # 90.00 by 20:00 (or earlier) against 24.00 a day: a spike
+    roas = ModuleRun.objects.filter(module__code="10.5").order_by("-started_at").first()
+    assert roas.summary["windows"] == ["2024-03-05..2024-03-11", "2024-03-06..2024-03-12"]
