@@ -431,7 +431,7 @@ class BudgetProposalAdmin(ActionOnlyAdmin):
 
 @admin.register(SpendSnapshot)
 class SpendSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ("campaign", "taken_at", "spend")
+    list_display = ("campaign", "day", "taken_at", "spend")
     list_filter = ("campaign__account",)
     search_fields = ("campaign__id", "campaign__name")
     date_hierarchy = "taken_at"
