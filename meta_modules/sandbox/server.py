@@ -26,9 +26,16 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
-from .ratelimit import DEFAULT_TIERS, READ_POINTS, WRITE_POINTS, RateLimiter, Usage, parse_tier_params
+from .presets import (
+    DEFAULT_MIN_VERSION, CallKind, ErrorPlan, ErrorRule, deprecated_version, preset_error, version_key,
+)
+from .reports import REPORT_FIELDS, ReportRun, ReportRuns, report_json
+from .ratelimit import (
+    DEFAULT_TIERS, READ_POINTS, SCOPES, WRITE_POINTS, AppLimit, AppLimiter, MutationLimiter, ObjectLimiter,
+    RateLimiter, Usage, parse_object_limits, parse_tier_params,
+)
 from .store import (
-    DELIVERY_STATES, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
+    DELIVERY_STATES, DateRange, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
     LocalDays, fb_time, insight_rows, local_day, major, money, object_not_found, offset_hours, parse_issues_info,
     resolve_dates,
 )
@@ -42,6 +49,7 @@ _NESTED_FIELDS = re.compile(r"\{[^{}]*\}")
 _AUTH_PARAMS = {"access_token", "appsecret_proof"}
 _JSON = "application/json; charset=UTF-8"
 _HTML = 'text/html; charset="utf-8"'
+USAGE_HEADER_MODES = ("all", "buc_only", "none")
 
 
 def _html_page(title: str, heading: str, text: str) -> str:
@@ -101,6 +109,18 @@ class Faults:
     html_error_rate: float = 0.0
     html_item_rate: float = 0.0
     html_statuses: tuple[int, ...] = (500, 502, 503)
+    usage_headers: str = "all"
+    insights_tier_params: Mapping[str, Mapping[str, float]] | None = None  # None: as tier_params
+    app_limit: Mapping[str, float] | None = None
+    mutation_rate_per_s: int = 0
+    object_limits: Mapping[str, float] = field(default_factory=dict)
+    ad_creation_limit: Mapping[str, int] = field(default_factory=dict)
+    errors: tuple[ErrorRule, ...] = ()
+    min_version: str = DEFAULT_MIN_VERSION
+    async_job_seconds: float = 2.0
+    async_fail_rate: float = 0.0
+    async_skip_rate: float = 0.0
+    sync_insights_max_rows: int = 0  # 0: no limit
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Faults:
@@ -111,9 +131,19 @@ class Faults:
         for name in ("latency_ms", "per_item_ms", "timeout_ms"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 600_000)
-        for name in ("error_rate", "timeout_rate", "html_error_rate", "html_item_rate"):
+        if "async_job_seconds" in body:
+            values["async_job_seconds"] = _number("async_job_seconds", body["async_job_seconds"], 0, 3600)
+        if "sync_insights_max_rows" in body:
+            values["sync_insights_max_rows"] = int(
+                _number("sync_insights_max_rows", body["sync_insights_max_rows"], 0, 10_000_000))
+        for name in ("error_rate", "timeout_rate", "html_error_rate", "html_item_rate", "async_fail_rate",
+                     "async_skip_rate"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 1)
+        if "usage_headers" in body:
+            if body["usage_headers"] not in USAGE_HEADER_MODES:
+                raise ValueError(f"usage_headers must be one of {list(USAGE_HEADER_MODES)}")
+            values["usage_headers"] = body["usage_headers"]
         if "html_statuses" in body:
             statuses = body["html_statuses"]
             if not isinstance(statuses, list) or not statuses or not set(statuses) <= set(HTML_PAGES):
@@ -127,9 +157,37 @@ class Faults:
             parse_tier_params(body["tier_params"])
             values["tier_params"] = dict(body["tier_params"])
         if "rate_limit_code" in body:
-            if body["rate_limit_code"] not in (80004, 17):
-                raise ValueError("rate_limit_code must be 80004 or 17")
+            if body["rate_limit_code"] not in (80004, 17, 613):
+                raise ValueError("rate_limit_code must be 80004, 17 or 613")
             values["rate_limit_code"] = body["rate_limit_code"]
+        if body.get("insights_tier_params") is not None:
+            if not isinstance(body["insights_tier_params"], Mapping):
+                raise ValueError("insights_tier_params must be an object")
+            parse_tier_params(body["insights_tier_params"])
+            values["insights_tier_params"] = dict(body["insights_tier_params"])
+        if body.get("app_limit") is not None:
+            values["app_limit"] = asdict(cls._app_limit(body["app_limit"]))
+        if "mutation_rate_per_s" in body:
+            values["mutation_rate_per_s"] = int(_number("mutation_rate_per_s", body["mutation_rate_per_s"], 0, 100_000))
+        if "object_limits" in body:
+            if not isinstance(body["object_limits"], Mapping):
+                raise ValueError("object_limits must be an object")
+            parse_object_limits(body["object_limits"])
+            values["object_limits"] = dict(body["object_limits"])
+        if "errors" in body:
+            if not isinstance(body["errors"], list):
+                raise ValueError("errors must be a list of preset rules")
+            values["errors"] = tuple(ErrorRule.from_json(rule) for rule in body["errors"])
+        if "min_version" in body:
+            version_key(str(body["min_version"]))
+            values["min_version"] = body["min_version"]
+        if "ad_creation_limit" in body:
+            raw = body["ad_creation_limit"]
+            if not isinstance(raw, Mapping):
+                raise ValueError('ad_creation_limit must map ad accounts to counts, e.g. {"act_1000000001": 2}')
+            values["ad_creation_limit"] = {
+                _account_key(str(k)): int(_number(f"ad_creation_limit.{k}", v, 0, 1_000_000)) for k, v in raw.items()
+            }
         if "expire_token" in body:
             if not isinstance(body["expire_token"], bool):
                 raise ValueError("expire_token must be true or false")
@@ -141,6 +199,17 @@ class Faults:
                 raise ValueError("fault_seed must be an integer")
             values["fault_seed"] = body["fault_seed"]
         return cls(**values)
+
+    @staticmethod
+    def _app_limit(raw: Any) -> AppLimit:
+        form = 'app_limit is {"calls": N, "window_s": W, "block_s": B}'
+        if not isinstance(raw, Mapping) or set(raw) != {"calls", "window_s", "block_s"}:
+            raise ValueError(form)
+        return AppLimit(
+            int(_number("app_limit.calls", raw["calls"], 1, 10_000_000)),
+            _number("app_limit.window_s", raw["window_s"], 0.001, 86_400),
+            _number("app_limit.block_s", raw["block_s"], 0.001, 86_400),
+        )
 
     @staticmethod
     def _tiers(raw: Any) -> dict[str, str]:
@@ -162,13 +231,14 @@ class Faults:
     def to_json(self) -> dict[str, Any]:
         body = asdict(self)
         body["html_statuses"] = list(self.html_statuses)
+        body["errors"] = [rule.to_json() for rule in self.errors]
         return body
 
 
 class Counters:
     NAMES = (
-        "requests", "batch_items", "writes", "rate_limited", "errors_injected", "timeouts_injected",
-        "html_errors_injected",
+        "requests", "batch_items", "writes", "rate_limited", "mutation_limited", "object_limited",
+        "errors_injected", "timeouts_injected", "html_errors_injected", "preset_errors",
     )
 
     def __init__(self) -> None:
@@ -237,6 +307,7 @@ class _Route:
     account: int | None  # the ad account scored for the call; None for /me
     write: bool
     action: Callable[[], Any]
+    scope: str = "ads_management"  # the business use case the call counts against
 
 
 @dataclass(frozen=True)
@@ -263,14 +334,47 @@ def _transient_error(flip: bool) -> GraphError:
     return GraphError("An unknown error occurred", code=1, http_status=500, is_transient=True)
 
 
-def _rate_limit_error(code: int) -> GraphError:
+def _rate_limit_error(code: int, scope: str) -> GraphError:
+    """A blocked scope of one ad account, as Meta marks it (Marketing API rate-limiting page)."""
+    if scope == "ads_insights":
+        return GraphError(  # as recorded in Airbyte's source-facebook-marketing unit tests
+            "(#80000) There have been too many calls from this ad-account. Wait a bit and try again. For more "
+            "info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
+            code=80000, subcode=2446079,
+        )
     if code == 17:
         return GraphError("User request limit reached", code=17, subcode=2446079)
+    if code == 613:
+        return GraphError(
+            "There have been too many calls from this ad-account. Please wait a bit and try again.",
+            code=613, subcode=1487742,
+        )
     return GraphError(
         "There have been too many calls to this ad-account. Wait a bit and try again.",
         code=80004,
         subcode=2446079,
     )
+
+
+def _app_limit_error(scope: str) -> GraphError:
+    if scope == "ads_insights":
+        return GraphError("There have been too many calls from this app. Wait a bit and try again.", code=4,
+                          subcode=1504022)
+    return GraphError("(#4) Application request limit reached", code=4)
+
+
+def _object_limit_error(kind: str) -> GraphError:
+    """The mutation rate and the per-object limits: they fail that call only, never block the account."""
+    generic = "(#613) Calls to this api have exceeded the rate limit."
+    return {
+        "mutation_rate": lambda: GraphError(generic, code=613, subcode=5044001),
+        "adset_budget": lambda: GraphError(
+            "(#613) There have been too many changes to this ad set's budget. Please wait an hour and try again.",
+            code=613, subcode=1487632,
+        ),
+        "spend_cap": lambda: GraphError("User request limit reached", code=17, subcode=1885172),
+        "ad_creation": lambda: GraphError(generic, code=613, subcode=1487225),
+    }[kind]()
 
 
 # --------------------------------------------------------------------------- wire helpers
@@ -308,6 +412,14 @@ def _truthy(raw: str | None) -> bool:
 def _parse_fields(raw: str | None, default: Sequence[str]) -> list[str]:
     if not raw:
         return list(default)
+    if raw.startswith("["):  # the SDK JSON-encodes list params of POSTs: fields=["spend"]
+        try:
+            names = json.loads(raw)
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise GraphError("(#100) Param fields must be a comma-separated list or a JSON array of names")
+        raw = ",".join(names)
     while _NESTED_FIELDS.search(raw):  # "creative{id,name}" selects the whole creative
         raw = _NESTED_FIELDS.sub("", raw)
     return [f.strip() for f in raw.split(",") if f.strip()]
@@ -456,6 +568,7 @@ def _account_json(row: Mapping[str, Any], now: float) -> dict[str, Any]:
         "timezone_name": row["timezone_name"],
         # The offset now, so -8 or -7 for America/Los_Angeles depending on DST, 5.5 for Asia/Kolkata.
         "timezone_offset_hours_utc": int(hours) if hours.is_integer() else hours,
+        "spend_cap": str(row["spend_cap"] or 0),
         "created_time": fb_time(row["created_ts"], tz),
     }
 
@@ -509,26 +622,34 @@ def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: s
     return row
 
 
-def _usage_headers(account: int, usage: Usage) -> dict[str, str]:
-    pct = round(usage.util_pct)
+def _usage_headers(account: int, usage: Usage, scope: str, mode: str, app_pct: float) -> dict[str, str]:
+    """The usage headers of one account-scoped call, as the ``usage_headers`` fault chooses."""
+    if mode == "none":
+        return {}
+    buc = {"X-Business-Use-Case-Usage": _compact({str(account): [_buc_entry(usage, scope)]})}
+    if mode == "buc_only":
+        return buc
+    app = round(app_pct)
     return {
         "X-Ad-Account-Usage": _compact({
             "acc_id_util_pct": usage.util_pct,
             "reset_time_duration": usage.reset_time_duration,
             "ads_api_access_tier": usage.access_tier,
         }),
-        "X-Business-Use-Case-Usage": _compact({str(account): [_buc_entry(usage)]}),
-        "X-App-Usage": _compact({"call_count": pct, "total_time": pct, "total_cputime": pct}),
+        **buc,
+        "X-App-Usage": _compact({"call_count": app, "total_time": app, "total_cputime": app}),
     }
 
 
-def _buc_entry(usage: Usage) -> dict[str, Any]:
-    pct = round(usage.util_pct)
+def _buc_entry(usage: Usage, scope: str) -> dict[str, Any]:
+    """Meta computes total_cputime and total_time from real CPU and time; the sandbox reports the
+    point score there, so the highest of the three is the binding limit."""
+    score = round(usage.util_pct)
     return {
-        "type": "ads_management",
-        "call_count": pct,
-        "total_cputime": pct,
-        "total_time": pct,
+        "type": scope,
+        "call_count": round(usage.call_count_pct),
+        "total_cputime": score,
+        "total_time": score,
         "estimated_time_to_regain_access": usage.regain_minutes,
         "ads_api_access_tier": usage.access_tier,
     }
@@ -547,6 +668,11 @@ class Sandbox:
         # insights' today) is store.clock, which tests may move.
         self.clock = clock
         self.limiter = RateLimiter(clock)
+        self.app_limiter = AppLimiter(clock)
+        self.object_limiter = ObjectLimiter(clock)
+        self.mutation_limiter = MutationLimiter(clock)
+        self.ads_created: collections.Counter[int] = collections.Counter()  # per account, for ad_creation_limit
+        self.report_runs = ReportRuns()
         self.counters = Counters()
         # Status edits per object id, no-ops included: drills check nothing was paused twice.
         self.status_writes: collections.Counter[str] = collections.Counter()
@@ -555,6 +681,7 @@ class Sandbox:
         self._fault_lock = threading.Lock()
         self._fault_rng = random.Random(self._faults.fault_seed)
         self._next_error_is_code_2 = False
+        self._error_plan = ErrorPlan()
         self._trace_lock = threading.Lock()
         self._trace_n = 0
         self._trace_salt = time.time_ns()
@@ -563,17 +690,27 @@ class Sandbox:
 
     def set_faults(self, body: Mapping[str, Any]) -> Faults:
         faults = Faults.from_json(body)
-        self.limiter.configure(faults.tier, parse_tier_params(faults.tier_params))
+        insights = None if faults.insights_tier_params is None else parse_tier_params(faults.insights_tier_params)
+        self.limiter.configure(faults.tier, parse_tier_params(faults.tier_params), insights)
+        self.app_limiter.configure(AppLimit(**faults.app_limit) if faults.app_limit else None)
+        self.object_limiter.configure(parse_object_limits(faults.object_limits))
+        self.mutation_limiter.configure(faults.mutation_rate_per_s)
+        with self._writes_lock:
+            self.ads_created.clear()
         with self._fault_lock:
             self._faults = faults
             self._fault_rng = random.Random(faults.fault_seed)
             self._next_error_is_code_2 = False
+            self._error_plan = ErrorPlan(faults.errors)
         return faults
 
     def reset(self, cfg: SeedConfig) -> None:
         self.store.reset(cfg)
         self.set_faults({})
         self.limiter.clear()
+        self.app_limiter.clear()
+        self.object_limiter.clear()
+        self.report_runs.clear()
         self.counters.clear()
         with self._writes_lock:
             self.status_writes.clear()
@@ -581,19 +718,30 @@ class Sandbox:
     def state(self) -> dict[str, Any]:
         accounts = []
         for account in self.store.accounts():
-            limits = self.limiter.snapshot(f"act_{account['id']}")
+            key, active_ads = f"act_{account['id']}", self.store.active_ads(account["id"])
+            scopes = {scope: self.limiter.snapshot(key, scope, active_ads) for scope in SCOPES}
+            for snapshot in scopes.values():
+                del snapshot["tier"]
+            limits = scopes["ads_management"]
             accounts.append({
-                "id": f"act_{account['id']}",
+                "id": key,
                 "name": account["name"],
-                "tier": limits["tier"],
+                "tier": self.limiter.tier_of(key),
+                "timezone_name": account["timezone_name"],
+                "currency": account["currency"],
                 "campaigns": self.store.campaign_counts(account["id"]),
+                "active_ads": active_ads,
+                # ads_management, at the top level as before; each scope in full below.
                 "score": limits["score"],
                 "blocked_until": limits["blocked_until"],
                 "rejected_while_blocked": limits["rejected_while_blocked"],
+                "scopes": scopes,
             })
         return {
             "accounts": accounts,
+            "app": self.app_limiter.snapshot(),
             "faults": self._faults.to_json(),
+            "errors_left": self._error_plan.remaining(),  # per rule of the errors fault
             "counters": self.counters.snapshot(),
             "seed": self.store.seed_config(),
         }
@@ -673,6 +821,8 @@ class Sandbox:
         try:
             if match is None:
                 raise GraphError("(#100) Graph paths need a version prefix such as /v25.0/")
+            if version_key(version) < version_key(faults.min_version):
+                raise deprecated_version()
             time.sleep(faults.latency_ms / 1000)
             self._authenticate(params, faults)
             segments = _split_path(match.group(2) or "")
@@ -699,6 +849,16 @@ class Sandbox:
     def _html_response(status: int, trace: str) -> Response:
         return Response(status, HTML_PAGES[status], {"Content-Type": _HTML, "x-fb-trace-id": trace})
 
+    def _usage_headers(self, account: int, usage: Usage, scope: str, mode: str) -> dict[str, str]:
+        headers = _usage_headers(account, usage, scope, mode, self.app_limiter.util_pct())
+        if scope == "ads_insights" and mode != "none":  # Meta's insights answers also carry this
+            headers["X-FB-Ads-Insights-Throttle"] = _compact({
+                "app_id_util_pct": self.app_limiter.util_pct(),
+                "acc_id_util_pct": usage.util_pct,
+                "ads_api_access_tier": usage.access_tier,
+            })
+        return headers
+
     def _authenticate(self, params: Mapping[str, str], faults: Faults) -> None:
         token = params.get("access_token")
         if not token:
@@ -722,21 +882,41 @@ class Sandbox:
             raise self._injected_error()
         return self._call(req, faults, trace)
 
-    def _call(self, req: GraphRequest, faults: Faults, trace: str) -> Response:
+    def _call(self, req: GraphRequest, faults: Faults, trace: str, in_batch: bool = False) -> Response:
         """Route, rate-limit and apply one call; errors become error responses."""
         headers: dict[str, str] = {}
         try:
             route = self._route(req)
+            if not self.app_limiter.charge():  # the whole app: every account's calls
+                self.counters.add("rate_limited")
+                raise _app_limit_error(route.scope)
             if route.account is not None:
                 points = WRITE_POINTS if route.write else READ_POINTS
-                decision = self.limiter.charge(f"act_{route.account}", points)
-                headers = _usage_headers(route.account, decision.usage)
+                decision = self.limiter.charge(
+                    f"act_{route.account}", points, route.scope, self.store.active_ads(route.account),
+                )
+                headers = self._usage_headers(route.account, decision.usage, route.scope, faults.usage_headers)
                 if not decision.allowed:
                     self.counters.add("rate_limited")
-                    raise _rate_limit_error(faults.rate_limit_code)
+                    raise _rate_limit_error(faults.rate_limit_code, route.scope)
+                if route.write and not self.mutation_limiter.charge(route.account):
+                    self.counters.add("mutation_limited")
+                    raise _object_limit_error("mutation_rate")
+            rule = self._error_plan.take(CallKind(
+                route.write, route.scope == "ads_insights", in_batch, route.account,
+                route.write and "fields" in req.params,
+            ))
+            if rule is not None and rule.preset != "read_after_write":
+                self.counters.add("preset_errors")
+                raise preset_error(rule.preset, rule.subcode)
             body = route.action()
             if route.write:
                 self.counters.add("writes")
+            if rule is not None:  # applied; then the read after the write fails
+                self.counters.add("preset_errors")
+                # The write's normal answer: {"success": true} for an edit, {"id"} for a creation.
+                original = {"success": body["success"]} if "success" in body else {"id": body["id"]}
+                raise preset_error(rule.preset, original_response=original)
             return Response(200, body, headers)
         except GraphError as err:
             return Response(err.http_status, self._error_body(err, trace), headers)
@@ -775,12 +955,14 @@ class Sandbox:
             req = self._batch_request(item, version, host, token)
             if self._roll(faults.error_rate):
                 raise self._injected_error()
-            response = self._call(req, faults, trace)
+            response = self._call(req, faults, trace, in_batch=True)
         except GraphError as err:
             response = Response(err.http_status, self._error_body(err, trace))
         if html_status is not None:
             return self._batch_result(self._html_response(html_status, trace), version, include_headers)
-        usage.update(json.loads(response.headers.get("X-Business-Use-Case-Usage", "{}")))
+        for account, entries in json.loads(response.headers.get("X-Business-Use-Case-Usage", "{}")).items():
+            kept = [e for e in usage.get(account, []) if e["type"] not in {n["type"] for n in entries}]
+            usage[account] = kept + entries  # the latest entry per use case
         return self._batch_result(response, version, include_headers)
 
     @staticmethod
@@ -849,19 +1031,37 @@ class Sandbox:
             fields = _parse_fields(req.params.get("fields"), ("id", "account_id"))
             return _Route(account_id, False, lambda: _select(
                 "AdAccount", _account_json(account, self.store.clock()), fields))
+        if edge is None and req.method == "POST":
+            return _Route(account_id, True, lambda: self._update_account(account, req.params))
         if edge in EDGE_KINDS and req.method == "GET":
             kind = EDGE_KINDS[edge]
             return _Route(account_id, False, lambda: self._list_edge(req, kind, "account_id", account_id))
         if edge in EDGE_KINDS and req.method == "POST":
             return _Route(account_id, True, lambda: self._create(EDGE_KINDS[edge], account_id, req.params))
-        if edge == "insights" and req.method == "GET":
+        if edge == "insights" and req.method in ("GET", "POST"):
             scope = _Scope("account", "account_id", account_id, account_id)
-            return _Route(account_id, False, lambda: self._insights(req, scope))
+            return self._insights_route(req, scope)
         raise self._bad_edge(req, head, edge)
+
+    def _insights_route(self, req: GraphRequest, scope: _Scope) -> _Route:
+        """GET insights answers now; POST starts an async report run. Both count as ads_insights
+        calls (1 point each: a report run is not a mutation)."""
+        action = self._insights if req.method == "GET" else self._create_report
+        return _Route(scope.account_id, False, lambda: action(req, scope), "ads_insights")
+
+    def _report_route(self, req: GraphRequest, run: ReportRun, edge: str | None) -> _Route:
+        if edge is None and req.method == "GET":
+            return _Route(run.account_id, False, lambda: self._report_status(req, run), "ads_insights")
+        if edge == "insights" and req.method == "GET":
+            return _Route(run.account_id, False, lambda: self._report_rows(req, run), "ads_insights")
+        raise self._bad_edge(req, str(run.id), edge)
 
     def _object_route(self, req: GraphRequest, object_id: int, edge: str | None) -> _Route:
         node = self.store.find(object_id)
         if node is None:
+            run = self.report_runs.get(object_id)
+            if run is not None:
+                return self._report_route(req, run, edge)
             raise object_not_found(str(object_id), req.method)
         account_id = node.account_id
         if edge is None and req.method == "GET":
@@ -874,9 +1074,9 @@ class Sandbox:
         if edge in CHILD_EDGES[node.kind] and req.method == "GET":
             column = f"{node.kind}_id"
             return _Route(account_id, False, lambda: self._list_edge(req, EDGE_KINDS[edge], column, object_id))
-        if edge == "insights" and req.method == "GET":
+        if edge == "insights" and req.method in ("GET", "POST"):
             scope = _Scope(node.kind, "id" if node.kind == "ad" else f"{node.kind}_id", object_id, account_id)
-            return _Route(account_id, False, lambda: self._insights(req, scope))
+            return self._insights_route(req, scope)
         raise self._bad_edge(req, str(object_id), edge)
 
     @staticmethod
@@ -926,9 +1126,40 @@ class Sandbox:
         return body
 
     def _insights(self, req: GraphRequest, scope: _Scope) -> dict[str, Any]:
-        return self._offset_page(req, self._insight_rows(req.params, scope))
+        rows, _ = self._insight_rows(req.params, scope)
+        limit = self._faults.sync_insights_max_rows
+        if limit and len(rows) > limit:  # too large to answer synchronously: ask for less
+            raise preset_error("reduce_data")
+        return self._offset_page(req, rows)
 
-    def _insight_rows(self, params: Mapping[str, str], scope: _Scope) -> list[dict[str, Any]]:
+    def _create_report(self, req: GraphRequest, scope: _Scope) -> dict[str, str]:
+        """POST …/insights: an async report run; its rows are computed now, when it is created."""
+        rows, dates = self._insight_rows(req.params, scope)
+        faults = self._faults
+        outcome = "Job Failed" if self._roll(faults.async_fail_rate) else (
+            "Job Skipped" if self._roll(faults.async_skip_rate) else "Job Completed")
+        run = self.report_runs.create(lambda run_id: ReportRun(
+            run_id, scope.account_id, rows, dates.since.isoformat(), dates.until.isoformat(),
+            int(self.store.clock()), self.clock(), faults.async_job_seconds, outcome,
+        ))
+        return {"report_run_id": str(run.id)}
+
+    def _report_status(self, req: GraphRequest, run: ReportRun) -> dict[str, Any]:
+        # Meta adds error_code / error_message to a failed run since v25.0.
+        full = report_json(run, self.clock() - run.created, version_key(req.version) >= (25, 0))
+        fields = _parse_fields(req.params.get("fields"), REPORT_FIELDS)
+        unknown = sorted(set(fields) - set(REPORT_FIELDS))
+        if unknown:
+            raise GraphError(f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (AdReportRun)")
+        return {name: full[name] for name in ("id", *fields) if name in full}
+
+    def _report_rows(self, req: GraphRequest, run: ReportRun) -> dict[str, Any]:
+        status = report_json(run, self.clock() - run.created, False)["async_status"]
+        if status != "Job Completed":
+            raise GraphError(f"(#100) The report run {run.id} has no results: its async_status is {status}")
+        return self._offset_page(req, run.rows)
+
+    def _insight_rows(self, params: Mapping[str, str], scope: _Scope) -> tuple[list[dict[str, Any]], DateRange]:
         """Every row an insights request asks for, with days in the ad account's time zone."""
         level = params.get("level", scope.level)
         if level not in LEVELS or LEVELS.index(level) < LEVELS.index(scope.level):
@@ -955,7 +1186,7 @@ class Sandbox:
             self.store.seed, ads, dates, level, daily, now, self._faults.spend_multiplier, LocalDays(tz),
         )
         account = self.store.account(scope.account_id) or {"name": "", "currency": "USD"}
-        return [_insight_json(r, fields, account["name"], account["currency"]) for r in raw]
+        return [_insight_json(r, fields, account["name"], account["currency"]) for r in raw], dates
 
     @staticmethod
     def _offset_page(req: GraphRequest, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -985,6 +1216,10 @@ class Sandbox:
         for name in EDITABLE_BUDGETS[node.kind]:
             if name in params:
                 changes[name] = _budget(params, name)
+        budget_change = any(changes.get(k, node.row[k]) != node.row[k] for k in ("daily_budget", "lifetime_budget"))
+        if node.kind == "adset" and budget_change and not self.object_limiter.adset_budget_change(node.row["id"]):
+            self.counters.add("object_limited")
+            raise _object_limit_error("adset_budget")
         self.store.update(node, changes)
         if "status" in changes:
             with self._writes_lock:
@@ -994,6 +1229,25 @@ class Sandbox:
             fresh = self.store.find(node.row["id"])
             assert fresh is not None  # objects are never removed, only marked DELETED
             result.update(self._render(fresh, _parse_fields(params["fields"], ())))
+        return result
+
+    def _update_account(self, account: Mapping[str, Any], params: Mapping[str, str]) -> dict[str, Any]:
+        """POST /act_X: the sandbox edits only spend_cap (10 changes a day, then 17/1885172)."""
+        for key in params:
+            if key not in {"spend_cap"} | _AUTH_PARAMS | {"fields"}:
+                raise GraphError(f"(#100) The sandbox does not support editing {key} on AdAccount")
+        spend_cap = _budget(params, "spend_cap")
+        if spend_cap is not None and spend_cap != account["spend_cap"]:
+            if not self.object_limiter.spend_cap_change(account["id"]):
+                self.counters.add("object_limited")
+                raise _object_limit_error("spend_cap")
+            self.store.set_spend_cap(account["id"], spend_cap)
+        result: dict[str, Any] = {"success": True}
+        if "fields" in params:
+            fresh = self.store.account(account["id"])
+            assert fresh is not None
+            result.update(_select("AdAccount", _account_json(fresh, self.store.clock()),
+                                  _parse_fields(params["fields"], ())))
         return result
 
     def _create(self, kind: str, account_id: int, params: Mapping[str, str]) -> dict[str, str]:
@@ -1013,12 +1267,18 @@ class Sandbox:
                 "targeting": self._object_param(params, "targeting"),
             })
         else:
+            limit = self._faults.ad_creation_limit.get(f"act_{account_id}")
+            if limit is not None and self.ads_created[account_id] >= limit:
+                self.counters.add("object_limited")
+                raise _object_limit_error("ad_creation")
             new_id = self.store.create_ad(account_id, {
                 "name": name,
                 "status": status,
                 "adset_id": self._id_param(params, "adset_id"),
                 "creative": self._creative(params),
             })
+            with self._writes_lock:
+                self.ads_created[account_id] += 1
         return {"id": str(new_id)}
 
     @staticmethod
@@ -1090,8 +1350,13 @@ class Sandbox:
         error: dict[str, Any] = {"message": err.message, "type": err.error_type, "code": err.code}
         if err.subcode is not None:
             error["error_subcode"] = err.subcode
-        if err.is_transient:
-            error["is_transient"] = True
+        if err.is_transient is not None:
+            error["is_transient"] = err.is_transient
+        if err.user_title is not None:
+            error["error_user_title"] = err.user_title
+        if err.user_msg is not None:
+            error["error_user_msg"] = err.user_msg
+        error.update(err.extra)
         error["fbtrace_id"] = trace
         return {"error": error}
 

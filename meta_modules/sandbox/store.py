@@ -61,14 +61,14 @@ TABLES = {"campaign": "campaigns", "adset": "adsets", "ad": "ads"}
 VIEWS = {"campaign": "v_campaigns", "adset": "v_adsets", "ad": "v_ads"}
 NODE_TYPES = {"campaign": "Campaign", "adset": "AdSet", "ad": "Ad"}
 DAY = 86_400
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SQLITE_MAX_INTEGER = 2**63 - 1
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE accounts (
     id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_ts INTEGER NOT NULL,
-    timezone_name TEXT NOT NULL, currency TEXT NOT NULL);
+    timezone_name TEXT NOT NULL, currency TEXT NOT NULL, spend_cap INTEGER);
 CREATE TABLE campaigns (
     id INTEGER PRIMARY KEY, account_id INTEGER NOT NULL, name TEXT NOT NULL,
     objective TEXT NOT NULL, status TEXT NOT NULL, daily_budget INTEGER,
@@ -130,7 +130,10 @@ class GraphError(Exception):
         subcode: int | None = None,
         http_status: int = 400,
         error_type: str = "OAuthException",
-        is_transient: bool = False,
+        is_transient: bool | None = None,  # None: the body leaves it out
+        user_title: str | None = None,
+        user_msg: str | None = None,
+        extra: Mapping[str, Any] | None = None,  # e.g. read-after-write's original_response
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -139,6 +142,9 @@ class GraphError(Exception):
         self.http_status = http_status
         self.error_type = error_type
         self.is_transient = is_transient
+        self.user_title = user_title
+        self.user_msg = user_msg
+        self.extra = dict(extra or {})
 
 
 def object_not_found(object_id: str, method: str = "GET") -> GraphError:
@@ -426,7 +432,7 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
         # History starts at a local midnight: insights days are the account's days.
         history_start = local_day_start(local_day(now, tz) - timedelta(days=cfg.history_days), tz)
         rows.accounts.append((
-            account_id, f"Sandbox Account {a}", history_start, cfg.account_zone(a), cfg.account_currency(a),
+            account_id, f"Sandbox Account {a}", history_start, cfg.account_zone(a), cfg.account_currency(a), None,
         ))
         for k, status in enumerate(_campaign_statuses(cfg, rng), start=1):
             # Most campaigns exist for the whole history; some start later (new launches).
@@ -527,6 +533,7 @@ class Store:
         # Business time (timestamps, seeding, insights' today); rate limits stay on real time.
         self.clock = BusinessClock(clock)
         self._zones: dict[int, ZoneInfo] = {}
+        self._active_ads: dict[int, tuple[float, int]] = {}
         self._lock = threading.Lock()
         self._conn = sqlite3.connect(str(self.path), check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
@@ -575,7 +582,7 @@ class Store:
         with self._tx() as conn:
             for table in ("ads", "adsets", "campaigns", "accounts", "meta"):
                 conn.execute(f"DELETE FROM {table}")
-            conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?)", rows.accounts)
+            conn.executemany("INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?)", rows.accounts)
             conn.executemany("INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.campaigns)
             conn.executemany("INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.adsets)
             conn.executemany("INSERT INTO ads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows.ads)
@@ -585,6 +592,21 @@ class Store:
             )
             self.seed = cfg.seed
             self._zones = {}
+            self._active_ads = {}
+
+    def active_ads(self, account_id: int) -> int:
+        """Effectively ACTIVE ads of an account (the BUC quota grows with them); recounted at
+        most once a second, so a stream of writes does not pay for a count each."""
+        now = time.monotonic()
+        cached = self._active_ads.get(account_id)
+        if cached is not None and now - cached[0] < 1.0:
+            return cached[1]
+        with self._lock:
+            count = self._conn.execute(
+                "SELECT COUNT(*) FROM v_ads WHERE account_id = ? AND effective_status = 'ACTIVE'", (account_id,)
+            ).fetchone()[0]
+        self._active_ads[account_id] = (now, count)
+        return count
 
     def zone(self, account_id: int) -> ZoneInfo:
         """The ad account's time zone (UTC for an account that does not exist)."""
@@ -693,6 +715,10 @@ class Store:
             }
             for r in rows
         ]
+
+    def set_spend_cap(self, account_id: int, spend_cap: int) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE accounts SET spend_cap = ? WHERE id = ?", (spend_cap, account_id))
 
     def set_delivery(self, campaign_id: int, state: str | None, issues: list[dict[str, Any]] | None) -> bool:
         """Meta's delivery system marks a campaign: not an edit, so updated_time is unchanged."""

@@ -41,7 +41,8 @@ class RunningSandbox:
         self._thread.start()
 
     def reset(self, **body: Any) -> dict[str, Any]:
-        """Reseed (``accounts``, ``campaigns_per_account``, ``seed``, ``statuses``, ...); returns the state."""
+        """Reseed (``accounts``, ``campaigns_per_account``, ``seed``, ``statuses``, ``delivery_issues``,
+        ``timezones``, ``currencies``, ...); returns the state. The business clock is kept."""
         return self._control("POST", "/_sandbox/reset", body)
 
     def faults(self, **body: Any) -> dict[str, Any]:

@@ -32,8 +32,9 @@ def development(limiter: RateLimiter, **params: float) -> None:
 
 
 def test_defaults_match_meta_tiers() -> None:
-    assert DEFAULT_TIERS["development"] == TierParams(max_points=60, decay_s=300, block_s=300)
-    assert DEFAULT_TIERS["standard"] == TierParams(max_points=9000, decay_s=300, block_s=60)
+    assert DEFAULT_TIERS["development"] == TierParams(max_points=60, decay_s=300, block_s=300, hourly_base=300)
+    assert DEFAULT_TIERS["standard"] == TierParams(max_points=9000, decay_s=300, block_s=60, hourly_base=100_000)
+    assert DEFAULT_TIERS["development"].hourly_quota(active_ads=10) == 700  # 300 + 40 x active ads
     assert (READ_POINTS, WRITE_POINTS) == (1, 3)
 
 
@@ -105,8 +106,38 @@ def test_configure_keeps_scores_and_clear_forgets_them(clock: FakeClock) -> None
     assert limiter.usage(ACCOUNT).util_pct == 5.0
     limiter.clear()
     assert limiter.snapshot(ACCOUNT) == {
-        "tier": "development", "score": 0, "blocked_until": None, "rejected_while_blocked": 0,
+        "tier": "development", "score": 0, "calls_this_hour": 0, "hourly_quota": 300, "blocked_until": None,
+        "rejected_while_blocked": 0,
     }
+
+
+def test_it_rejects_calls_beyond_the_hourly_quota_until_one_leaves_the_hour(clock: FakeClock) -> None:
+    limiter = RateLimiter(clock)
+    development(limiter, hourly_base=10, per_active_ad=1, max=10_000)
+    for _ in range(12):  # quota 10 + 1 x 2 active ads
+        assert limiter.charge(ACCOUNT, READ_POINTS, active_ads=2).allowed
+        clock.advance(100)
+    assert limiter.usage(ACCOUNT, active_ads=2).call_count_pct == 100.0
+    first = limiter.charge(ACCOUNT, READ_POINTS, active_ads=2)
+    assert not first.allowed and first.started_block
+    assert first.usage.blocked_for == pytest.approx(3600 - 1200) and first.usage.regain_minutes == 40
+    assert not limiter.charge(ACCOUNT, READ_POINTS, active_ads=2).allowed
+    assert limiter.snapshot(ACCOUNT)["rejected_while_blocked"] == 1
+    clock.advance(2400)
+    after = limiter.charge(ACCOUNT, READ_POINTS, active_ads=2)
+    assert after.allowed and after.usage.call_count_pct == round(12 / 12 * 100, 2)
+
+
+def test_it_keeps_the_insights_scope_apart_with_its_own_params(clock: FakeClock) -> None:
+    limiter = RateLimiter(clock)
+    limiter.configure({ACCOUNT: "development"}, parse_tier_params({}),
+                      parse_tier_params({"development": {"max": 2, "block_s": 30}}))
+    assert limiter.charge(ACCOUNT, READ_POINTS, "ads_insights").allowed
+    assert limiter.charge(ACCOUNT, READ_POINTS, "ads_insights").allowed
+    assert not limiter.charge(ACCOUNT, READ_POINTS, "ads_insights").allowed
+    assert limiter.charge(ACCOUNT, WRITE_POINTS).allowed  # ads_management is untouched
+    assert limiter.snapshot(ACCOUNT, "ads_insights")["blocked_until"] == pytest.approx(clock.now + 30)
+    assert limiter.snapshot(ACCOUNT)["score"] == 3
 
 
 @pytest.mark.parametrize(
