@@ -8,7 +8,8 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -76,6 +77,7 @@ def meta_sandbox(_sandbox_server, settings) -> "RunningSandbox":
     Graph client pointed at it. Reseed with `meta_sandbox.reset(...)` for other sizes."""
     from meta_modules import graph
 
+    _sandbox_server.set_clock()  # a reset keeps the business clock: another test may have moved it
     _sandbox_server.reset(accounts=2, campaigns_per_account=10, seed=7)
     _sandbox_server.faults(async_job_seconds=0)
     settings.META_GRAPH_URL = _sandbox_server.url
@@ -83,6 +85,15 @@ def meta_sandbox(_sandbox_server, settings) -> "RunningSandbox":
     graph.reset_clients()  # also forgets rate budgets learnt against another test's data
     yield _sandbox_server
     graph.reset_clients()
+
+
+@pytest.fixture
+def tower_clock() -> Iterator[Callable[[datetime | None], None]]:
+    """Sets the tower's business clock (`meta_modules.clock.freeze`) for this test; real time after it."""
+    from meta_modules import clock
+
+    yield clock.freeze
+    clock.freeze(None)
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def alert_conditions(report: HealthReport) -> list[AlertCondition]:
     for spike in report.spend_spikes:
         found.append(AlertCondition(
             f"spend_spike:{spike['campaign_id']}", CRITICAL, f"Spend spike on campaign {spike['campaign__name']}",
-            f"Spending {spike['ratio']:.1f}× its baseline rate; {spike['spend_today']} spent today (10.9)."))
+            f"Spending {spike['ratio']:.1f}× its baseline rate; {spike['spend']} spent today (10.9)."))
     if any(c.severity == CRITICAL for c in found if c.key.startswith("infra:")):
         return found  # module failures are consequences of the infrastructure one
     for module in report.modules:

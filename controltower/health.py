@@ -15,13 +15,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import Avg, Count, F, Max, OuterRef, Q, QuerySet, Subquery, Sum
-from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from controltower import probes, rules
 from controltower.models import ModuleStatus, TowerState
 from controltower.scheduling import HEARTBEAT_TASK
+from meta_modules import clock, days
 from meta_modules.models import Campaign, MetaModule, ModuleRun, SpendSpike
+from meta_modules.money import money
 
 FAILED = (ModuleRun.Outcome.FAILURE, ModuleRun.Outcome.TIMEOUT)
 FINISHED = (ModuleRun.Outcome.SUCCESS, *FAILED)
@@ -93,7 +94,8 @@ class HealthReport:
     total_campaigns_active: int | None
     total_daily_budget_usd: float | None
     counts: dict[str, int] = field(default_factory=dict)
-    # Today's unacknowledged spend spikes found by 10.9 (campaign_id, campaign name, ratio, spend).
+    # Unacknowledged spend spikes found by 10.9 on their account's local today: campaign_id,
+    # campaign__name, ratio, spend_today, day, requested_emergency_stop, and spend with its currency.
     spend_spikes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -182,9 +184,19 @@ def _campaign_totals() -> tuple[int | None, float | None]:
     return totals["count"], round((totals["budget"] or 0) / 100, 2)
 
 
+def _spend_spikes_today(now: datetime) -> list[dict[str, Any]]:
+    """Unacknowledged spikes of their account's local today (one query: the dates that are today
+    somewhere, then each account's own today)."""
+    rows = SpendSpike.objects.filter(acknowledged=False, day__range=days.todays_anywhere(now)).values(
+        "campaign_id", "campaign__name", "ratio", "spend_today", "day", "requested_emergency_stop",
+        "campaign__account__timezone_name", "campaign__account__currency")
+    return [{**row, "spend": money(row["spend_today"], row["campaign__account__currency"])} for row in rows
+            if row["day"] == days.local_today(now, days.zone(row["campaign__account__timezone_name"]))]
+
+
 def evaluate(now: datetime | None = None) -> HealthReport:
-    """Evaluate every module and the system from facts. Reads only."""
-    now = now or timezone.now()
+    """Evaluate every module and the system from facts, at the tower clock's now by default. Reads only."""
+    now = now or clock.now()
     thresholds = rules.Thresholds.from_settings()
     state = TowerState.get()
     infra = _infrastructure(state, now)
@@ -193,8 +205,7 @@ def evaluate(now: datetime | None = None) -> HealthReport:
                for module in _modules()]
     statuses = [ModuleStatus(m.status) for m in modules]
     campaigns_active, budget_usd = _campaign_totals()
-    spikes = list(SpendSpike.objects.filter(acknowledged=False, day=now.date()).values(
-        "campaign_id", "campaign__name", "ratio", "spend_today", "requested_emergency_stop"))
+    spikes = _spend_spikes_today(now)
     return HealthReport(
         checked_at=now, system_status=rules.system_status(statuses, state.emergency_stop_active).value,
         halted=state.emergency_stop_active, modules=modules, infrastructure=infra, mode=settings.META_MODE,

@@ -55,6 +55,7 @@ from meta_modules import graph
 from meta_modules.errors import RETRYABLE
 from meta_modules.gate import operations_halted
 from meta_modules.models import MetaModule, SpendSpike
+from meta_modules.money import money
 from meta_modules.scheduling import staggered_last_run
 
 logger = logging.getLogger(__name__)
@@ -658,11 +659,12 @@ def _close_interrupted_stops() -> None:
 def stop_for_requested_spikes() -> StopResult | None:
     """10.9 asks for an emergency stop (opt-in SPIKE_REQUESTS_EMERGENCY_STOP): carry it out once."""
     spikes = list(SpendSpike.objects.filter(requested_emergency_stop=True, acknowledged=False)
-                  .select_related("campaign"))
+                  .select_related("campaign__account"))
     if not spikes:
         return None
     reason = "Budget spike (10.9): " + "; ".join(
-        f"{s.campaign.name} at {s.ratio:.1f}× its baseline, {s.spend_today} spent today" for s in spikes)
+        f"{s.campaign.name} at {s.ratio:.1f}× its baseline, {money(s.spend_today, s.campaign.account.currency)} "
+        f"spent today" for s in spikes)
     result = emergency_stop(StopRequest(reason=reason[:2000], actor="10.9 Budget Spike Manager"))
     SpendSpike.objects.filter(pk__in=[s.pk for s in spikes]).update(
         acknowledged=True, acknowledged_at=timezone.now(), acknowledged_by=f"emergency stop {result.run_id}")

@@ -6,13 +6,13 @@ from typing import Any
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from django.utils.translation import ngettext
 
-from meta_modules import analytics
+from meta_modules import analytics, clock
 from meta_modules.models import (
     Ad,
     AdAccount,
@@ -32,27 +32,9 @@ from meta_modules.models import (
     ModuleRun,
     SpendSnapshot,
     SpendSpike,
+    per_local_today,
 )
-
-EMPTY = "—"
-# Meta counts money in a currency's smallest unit: cents for most currencies, whole units for
-# these (offset 1 in the Marketing API's "Currency codes" table).
-WHOLE_UNIT_CURRENCIES = frozenset({"CLP", "COP", "CRC", "HUF", "IDR", "ISK", "JPY", "KRW", "PYG", "TWD", "VND"})
-
-
-def money(amount: Decimal | None, currency: str) -> str:
-    """An amount in major units, e.g. "1,234.50 USD"."""
-    if amount is None:
-        return EMPTY
-    places = 0 if currency in WHOLE_UNIT_CURRENCIES else 2
-    return f"{amount:,.{places}f} {currency}".rstrip()
-
-
-def minor_units(amount: int | None, currency: str) -> str:
-    """An amount in Meta's minor units (budgets), shown in major units."""
-    if amount is None:
-        return EMPTY
-    return money(Decimal(amount) / (1 if currency in WHOLE_UNIT_CURRENCIES else 100), currency)
+from meta_modules.money import EMPTY, minor_units, money
 
 
 def ratio(value: float | Decimal | None, suffix: str = "") -> str:
@@ -107,30 +89,32 @@ class ActionOnlyAdmin(admin.ModelAdmin):
 
 
 class TodayFilter(admin.SimpleListFilter):
-    """Rows of today's UTC day (the day the jobs write) or of earlier days."""
+    """Rows of their ad account's local today (the day the jobs write) or of earlier days."""
 
     field = "day"
+    account = ""  # the lookup from the row to its AdAccount's id
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         return [("today", "Today"), ("earlier", "Earlier")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
-        today = {self.field: timezone.now().date()}
-        if self.value() == "today":
-            return queryset.filter(**today)
-        if self.value() == "earlier":
-            return queryset.exclude(**today)
-        return None
+        if self.value() not in ("today", "earlier"):
+            return None
+        today = per_local_today(AdAccount.objects.by_local_today(clock.now()), self.account,
+                                lambda day: Q(**{self.field: day}))
+        return queryset.filter(today) if self.value() == "today" else queryset.exclude(today)
 
 
 class SpikeDayFilter(TodayFilter):
     title = "spike"
     parameter_name = "spike"
+    account = "campaign__account_id"
 
 
 class FatigueDayFilter(TodayFilter):
     title = "detected"
     parameter_name = "detected"
+    account = "ad__account_id"
 
 
 class RoasTargetFilter(admin.SimpleListFilter):
@@ -186,9 +170,9 @@ class PublicationFilter(admin.SimpleListFilter):
         pending = queryset.filter(status__in=[CampaignDraft.Status.QUEUED, CampaignDraft.Status.CREATED])
         match self.value():
             case "due":
-                return pending.filter(publish_at__lte=timezone.now())
+                return pending.filter(publish_at__lte=clock.now())  # 10.8's clock
             case "scheduled":
-                return pending.filter(publish_at__gt=timezone.now())
+                return pending.filter(publish_at__gt=clock.now())
             case "manual":
                 return pending.filter(publish_at__isnull=True)
         return None
@@ -258,8 +242,8 @@ class ModuleRunAdmin(ReadOnlyAdmin):
 
 @admin.register(AdAccount)
 class AdAccountAdmin(ReadOnlyAdmin):
-    list_display = ("id", "name", "currency", "synced_at")
-    list_filter = ("currency",)
+    list_display = ("id", "name", "currency", "timezone_name", "timezone_offset_hours_utc", "synced_at")
+    list_filter = ("currency", "timezone_name")
     search_fields = ("id", "name")
 
 
@@ -447,7 +431,7 @@ class BudgetProposalAdmin(ActionOnlyAdmin):
 
 @admin.register(SpendSnapshot)
 class SpendSnapshotAdmin(ReadOnlyAdmin):
-    list_display = ("campaign", "taken_at", "spend")
+    list_display = ("campaign", "day", "taken_at", "spend")
     list_filter = ("campaign__account",)
     search_fields = ("campaign__id", "campaign__name")
     date_hierarchy = "taken_at"

@@ -102,8 +102,12 @@ def clamp_budget(current_cents: int, proposed_cents: int, floor_cents: int, ceil
 # --- 10.9: spend spikes ---------------------------------------------------------------------
 
 
-def hours_between(start: datetime, end: datetime, minimum: float = 1.0) -> float:
-    """Elapsed hours, at least `minimum` (a rate over the first minutes of a day is noise)."""
+# A rate over the first minutes of a day is noise: rates are over at least this many hours.
+MIN_HOURS = 1.0
+
+
+def hours_between(start: datetime, end: datetime, minimum: float = MIN_HOURS) -> float:
+    """Elapsed hours (aware instants: real hours across daylight-saving changes), at least `minimum`."""
     return max(minimum, (end - start) / HOUR)
 
 

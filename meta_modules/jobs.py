@@ -2,16 +2,19 @@
 
 Every job is a plain function `_name(run) -> summary` (reusable, e.g. by 10.11's full cycle)
 wrapped by `@module_job`, which records the run. Jobs do the I/O — mirror queries and Meta
-calls — and leave the arithmetic to `meta_modules.analytics`. See docs/modules.md.
+calls — and leave the arithmetic to `meta_modules.analytics` and `meta_modules.days`. See
+docs/modules.md.
 
-Days are UTC days (the sandbox's ad accounts report in UTC); a window of N days ends today,
-today included.
+Days are each ad account's local days, in its `timezone_name`, as Meta reports them; a window
+of N days ends today, today included, and today is the account's today. A job's "now" is
+`run.now` (the tower clock at the run's start). Jobs that read per-day rows group the accounts
+by their local today (at most three groups), so their queries do not grow with the accounts.
 """
 from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -19,14 +22,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Model, OuterRef, Q, Subquery, Sum
-from django.utils import timezone
 
-from meta_modules import analytics
+from meta_modules import analytics, days
 from meta_modules.analytics import AdStats
 from meta_modules.graph import ErrorKind, MetaError, client
 from meta_modules.models import (
     Ad, AdAccount, AdSet, AudienceScore, BudgetProposal, Campaign, CampaignDraft, CampaignRoas, CopyVariant,
     CreativeBrief, CreativeFatigue, CreativeRank, CreativeWinner, DailyInsight, ModuleRun, SpendSnapshot, SpendSpike,
+    per_local_today,
 )
 from meta_modules.runs import Job, RunContext, module_job
 
@@ -46,22 +49,26 @@ PAGE_SIZE = 200
 # --- Shared helpers -------------------------------------------------------------------------
 
 
-def _today() -> date:
-    return timezone.now().astimezone(UTC).date()
+LocalTodays = dict[date, list[str]]  # account ids by their local today: AdAccountQuerySet.by_local_today
 
 
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=UTC)
+def _today_of(groups: LocalTodays) -> dict[str, date]:
+    """Each account's local today."""
+    return {account: today for today, accounts in groups.items() for account in accounts}
 
 
-def _window(days: int, end: date | None = None) -> tuple[date, date]:
-    """The `days` days ending on `end` (default today), both included."""
-    end = end or _today()
-    return end - timedelta(days=days - 1), end
+def _in_windows(groups: LocalTodays, length: int) -> Q:
+    """Insights of the `length`-day window ending on their account's local today."""
+    return per_local_today(groups, "ad__account_id", lambda today: Q(date__range=days.window(length, today)))
+
+
+def _windows(groups: LocalTodays, length: int) -> list[str]:
+    """The windows a run used, for its summary: one per local today."""
+    return [f"{start}..{end}" for start, end in sorted(days.window(length, today) for today in groups)]
 
 
 def _meta_time(value: str | None) -> datetime | None:
-    """Meta's timestamps look like 2026-11-25T10:00:00+0000."""
+    """Meta's timestamps carry the account's offset, e.g. 2024-03-12T15:02:47-0700."""
     return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S%z") if value else None
 
 
@@ -81,9 +88,11 @@ def _raise_unless_item_error(error: MetaError) -> None:
         raise error
 
 
-def _ad_stats(start: date, end: date) -> list[AdStats]:
-    """Per ad with delivery in [start, end]: summed impressions, clicks and purchases (one query)."""
-    rows = (DailyInsight.objects.filter(date__range=(start, end))
+def _creative_stats(now: datetime) -> list[AdStats]:
+    """Per ad with delivery in the CREATIVE_WINDOW_DAYS ending on its account's local today:
+    summed impressions, clicks and purchases (two queries)."""
+    groups = AdAccount.objects.by_local_today(now)
+    rows = (DailyInsight.objects.filter(_in_windows(groups, CREATIVE_WINDOW_DAYS))
             .values("ad_id", "ad__adset_id")
             .annotate(n_impressions=Sum("impressions"), n_clicks=Sum("clicks"), n_purchases=Sum("purchases"))
             .order_by())
@@ -107,11 +116,13 @@ class MirrorUnusable(Exception):
 def _check_data_layer(run: RunContext) -> Summary:
     """Counts of integrity problems. Fails only when a sync has succeeded yet the mirror holds no
     ad account: then every other module works on nothing."""
-    now, today = timezone.now(), _today()
-    since, _ = _window(settings.INSIGHTS_LOOKBACK_DAYS)
+    now = run.now
+    groups = AdAccount.objects.by_local_today(now)
+    lookback = per_local_today(groups, "account_id", lambda today: Q(
+        insights__date__gte=days.window(settings.INSIGHTS_LOOKBACK_DAYS, today)[0]))
     live_campaigns = Campaign.objects.exclude(status="DELETED")
     report = {
-        "accounts": AdAccount.objects.count(),
+        "accounts": sum(map(len, groups.values())),
         "campaigns": live_campaigns.count(),
         "stale_accounts": AdAccount.objects.filter(
             synced_at__lt=now - timedelta(hours=settings.MIRROR_STALE_HOURS)).count(),
@@ -121,12 +132,13 @@ def _check_data_layer(run: RunContext) -> Summary:
         "adsets_without_ads": AdSet.objects.exclude(status="DELETED").annotate(
             n=Count("ads", filter=~Q(ads__status="DELETED"))).filter(n=0).count(),
         "active_ads_without_insights": Ad.objects.filter(effective_status="ACTIVE").annotate(
-            n=Count("insights", filter=Q(insights__date__gte=since))).filter(n=0).count(),
+            n=Count("insights", filter=lookback)).filter(n=0).count(),
         "ads_outside_their_adsets_campaign": Ad.objects.exclude(campaign_id=F("adset__campaign_id")).count(),
         "insights_clicks_over_impressions": DailyInsight.objects.filter(clicks__gt=F("impressions")).count(),
         "insights_negative_money": DailyInsight.objects.filter(Q(spend__lt=0) | Q(purchase_value__lt=0)).count(),
         "insights_value_without_purchases": DailyInsight.objects.filter(purchases=0, purchase_value__gt=0).count(),
-        "insights_in_the_future": DailyInsight.objects.filter(date__gt=today).count(),
+        "insights_in_the_future": DailyInsight.objects.filter(
+            per_local_today(groups, "ad__account_id", lambda today: Q(date__gt=today))).count(),
     }
     synced = ModuleRun.objects.filter(module__code__in=("10.2", "10.11"), outcome=ModuleRun.Outcome.SUCCESS).exists()
     if synced and report["accounts"] == 0:
@@ -197,21 +209,27 @@ def _mirror(model: type[Model], account: str, rows: dict[str, dict[str, Any]], n
     return {f"{label}_created": created, f"{label}_updated": len(changed) - created, f"{label}_vanished": len(vanished)}
 
 
-def _sync_account(account: str) -> Counter[str]:
-    info = client().get(account, {"fields": "name,currency"}, account)
+ACCOUNT_FIELDS = ("name", "currency", "timezone_name", "timezone_offset_hours_utc")
+
+
+def _sync_account(account: str, now: datetime) -> Counter[str]:
+    info = client().get(account, {"fields": ",".join(ACCOUNT_FIELDS)}, account)
     campaigns = client().campaigns(account, CAMPAIGN_FIELDS, CAMPAIGN_STATUSES)
     adsets = _edge(account, "adsets", ADSET_FIELDS, ADSET_STATUSES)
     ads = _edge(account, "ads", AD_FIELDS, AD_STATUSES)
-    now = timezone.now()
     campaign_rows = {c["id"]: _campaign_row(c) for c in campaigns}
     # A child whose parent was not listed (deleted between two pages) would break the foreign key.
     adset_rows = {s["id"]: _adset_row(s) for s in adsets if s.get("campaign_id") in campaign_rows}
     ad_rows = {a["id"]: _ad_row(a) for a in ads if a.get("adset_id") in adset_rows}
-    counts: Counter[str] = Counter(orphans_skipped=len(adsets) - len(adset_rows) + len(ads) - len(ad_rows))
+    zone_name = info.get("timezone_name") or ""
+    counts: Counter[str] = Counter(orphans_skipped=len(adsets) - len(adset_rows) + len(ads) - len(ad_rows),
+                                   # Its days are then counted in UTC, and may be off by its offset.
+                                   unknown_time_zones=int(days.known_zone(zone_name) is None))
     with transaction.atomic():
         AdAccount.objects.bulk_create(
-            [AdAccount(id=account, name=info.get("name", ""), currency=info.get("currency", ""), synced_at=now)],
-            update_conflicts=True, unique_fields=["id"], update_fields=["name", "currency", "synced_at"],
+            [AdAccount(id=account, name=info.get("name", ""), currency=info.get("currency", ""), timezone_name=zone_name,
+                       timezone_offset_hours_utc=info.get("timezone_offset_hours_utc"), synced_at=now)],
+            update_conflicts=True, unique_fields=["id"], update_fields=[*ACCOUNT_FIELDS, "synced_at"],
         )
         counts.update(_mirror(Campaign, account, campaign_rows, now, "campaigns"))
         counts.update(_mirror(AdSet, account, adset_rows, now, "adsets"))
@@ -223,7 +241,7 @@ def _sync_campaigns(run: RunContext) -> Summary:
     accounts = client().ad_accounts()
     totals: Counter[str] = Counter()
     for account in accounts:
-        totals.update(_sync_account(account))
+        totals.update(_sync_account(account, run.now))
     return {"accounts": len(accounts), **totals}
 
 
@@ -292,13 +310,15 @@ def _collect_account_insights(account: str, since: date, until: date, now: datet
 
 
 def _collect_insights(run: RunContext) -> Summary:
-    since, until = _window(settings.INSIGHTS_LOOKBACK_DAYS)
-    now = timezone.now()
+    """Each account's window ends on its local today: Meta's days are the account's."""
+    groups = AdAccount.objects.by_local_today(run.now)
     totals: Counter[str] = Counter()
-    accounts = list(AdAccount.objects.values_list("pk", flat=True))
-    for account in accounts:
-        totals.update(_collect_account_insights(account, since, until, now))
-    return {"accounts": len(accounts), "since": since.isoformat(), "until": until.isoformat(), **totals}
+    for today, accounts in sorted(groups.items()):
+        since, until = days.window(settings.INSIGHTS_LOOKBACK_DAYS, today)
+        for account in accounts:
+            totals.update(_collect_account_insights(account, since, until, run.now))
+    return {"accounts": sum(map(len, groups.values())), "windows": _windows(groups, settings.INSIGHTS_LOOKBACK_DAYS),
+            **totals}
 
 
 collect_insights = module_job("10.4")(_collect_insights)
@@ -308,18 +328,19 @@ collect_insights = module_job("10.4")(_collect_insights)
 
 
 def _compute_roas(run: RunContext) -> Summary:
-    start, end = _window(ROAS_WINDOW_DAYS)
-    now = timezone.now()
-    totals = (DailyInsight.objects.filter(date__range=(start, end)).values("ad__campaign_id")
+    groups = AdAccount.objects.by_local_today(run.now)
+    today_of = _today_of(groups)
+    totals = (DailyInsight.objects.filter(_in_windows(groups, ROAS_WINDOW_DAYS)).values("ad__campaign_id", "ad__account_id")
               .annotate(total_spend=Sum("spend"), total_value=Sum("purchase_value")).order_by())
-    rows = [
-        CampaignRoas(campaign_id=t["ad__campaign_id"], window_start=start, window_end=end, spend=t["total_spend"],
-                     purchase_value=t["total_value"], roas=analytics.roas(t["total_value"], t["total_spend"]), computed_at=now)
-        for t in totals
-    ]
+    rows = []
+    for t in totals:
+        start, end = days.window(ROAS_WINDOW_DAYS, today_of[t["ad__account_id"]])
+        rows.append(CampaignRoas(campaign_id=t["ad__campaign_id"], window_start=start, window_end=end, spend=t["total_spend"],
+                                 purchase_value=t["total_value"], roas=analytics.roas(t["total_value"], t["total_spend"]),
+                                 computed_at=run.now))
     CampaignRoas.objects.bulk_create(rows)
     return {"campaigns": len(rows), "without_spend": sum(r.roas is None for r in rows),
-            "window": f"{start.isoformat()}..{end.isoformat()}"}
+            "windows": _windows(groups, ROAS_WINDOW_DAYS)}
 
 
 compute_roas = module_job("10.5")(_compute_roas)
@@ -329,7 +350,7 @@ compute_roas = module_job("10.5")(_compute_roas)
 
 
 def _propose_budget_changes(run: RunContext) -> Summary:
-    now = timezone.now()
+    now = run.now
     latest = CampaignRoas.objects.filter(campaign=OuterRef("pk")).order_by("-computed_at")
     campaigns = (Campaign.objects.filter(effective_status="ACTIVE", daily_budget_cents__gt=0)
                  .exclude(budget_proposals__status__in=BudgetProposal.OPEN)
@@ -362,22 +383,22 @@ propose_budget_changes = module_job("10.6")(_propose_budget_changes)
 # --- 10.7 Autonomous System: apply approved proposals -------------------------------------------
 
 
-def _decline(proposal: BudgetProposal, why: str) -> str:
+def _decline(proposal: BudgetProposal, why: str, now: datetime) -> str:
     proposal.status, proposal.error = BudgetProposal.Status.REJECTED, why
-    proposal.decided_by, proposal.decided_at = GUARDRAILS, timezone.now()
+    proposal.decided_by, proposal.decided_at = GUARDRAILS, now
     proposal.save(update_fields=["status", "error", "decided_by", "decided_at"])
     return "rejected"
 
 
-def _apply_proposal(proposal: BudgetProposal) -> str:
+def _apply_proposal(proposal: BudgetProposal, now: datetime) -> str:
     campaign = proposal.campaign
     current = campaign.daily_budget_cents
     if current != proposal.current_budget_cents:
-        return _decline(proposal, f"Stale: the daily budget is now {current}, not {proposal.current_budget_cents}.")
+        return _decline(proposal, f"Stale: the daily budget is now {current}, not {proposal.current_budget_cents}.", now)
     target = analytics.clamp_budget(current, proposal.proposed_budget_cents, settings.BUDGET_FLOOR_CENTS,
                                     settings.BUDGET_CEILING_CENTS, settings.BUDGET_MAX_CHANGE)
     if target == current:
-        return _decline(proposal, "The floor, ceiling or maximum change leave no change to apply.")
+        return _decline(proposal, "The floor, ceiling or maximum change leave no change to apply.", now)
     try:
         client().update(campaign.pk, campaign.account_id, daily_budget=target)
     except MetaError as error:
@@ -385,7 +406,7 @@ def _apply_proposal(proposal: BudgetProposal) -> str:
         proposal.status, proposal.error = BudgetProposal.Status.FAILED, str(error)
         proposal.save(update_fields=["status", "error"])
         return "failed"
-    proposal.status, proposal.applied_budget_cents, proposal.applied_at = BudgetProposal.Status.APPLIED, target, timezone.now()
+    proposal.status, proposal.applied_budget_cents, proposal.applied_at = BudgetProposal.Status.APPLIED, target, now
     proposal.error = ""
     proposal.save(update_fields=["status", "applied_budget_cents", "applied_at", "error"])
     Campaign.objects.filter(pk=campaign.pk).update(daily_budget_cents=target)
@@ -395,7 +416,7 @@ def _apply_proposal(proposal: BudgetProposal) -> str:
 def _apply_budget_proposals(run: RunContext) -> Summary:
     """One Meta call per proposal, each recorded at once: a halt (WriteRefused) or an outage
     mid-run ends the job with the rest still `approved`."""
-    since = timezone.now() - timedelta(minutes=settings.BUDGET_MIN_INTERVAL_MINUTES)
+    since = run.now - timedelta(minutes=settings.BUDGET_MIN_INTERVAL_MINUTES)
     recently_changed = set(BudgetProposal.objects.filter(status=BudgetProposal.Status.APPLIED, applied_at__gte=since)
                            .values_list("campaign_id", flat=True))
     counts = Counter(applied=0, clamped=0, rejected=0, failed=0, deferred=0)
@@ -404,7 +425,7 @@ def _apply_budget_proposals(run: RunContext) -> Summary:
         if proposal.campaign_id in recently_changed:
             counts["deferred"] += 1  # Meta allows only a few budget changes an hour
             continue
-        counts[_apply_proposal(proposal)] += 1
+        counts[_apply_proposal(proposal, run.now)] += 1
     return dict(counts)
 
 
@@ -416,7 +437,7 @@ apply_budget_proposals = module_job("10.7")(_apply_budget_proposals)
 
 def _publish_scheduled(run: RunContext) -> Summary:
     counts = {"published": 0, "failed": 0}
-    due = CampaignDraft.objects.filter(status=CampaignDraft.Status.CREATED, publish_at__lte=timezone.now())
+    due = CampaignDraft.objects.filter(status=CampaignDraft.Status.CREATED, publish_at__lte=run.now)
     for draft in due.order_by("publish_at"):
         try:
             client().update(draft.meta_campaign_id, draft.account_id, status="ACTIVE")
@@ -425,7 +446,7 @@ def _publish_scheduled(run: RunContext) -> Summary:
             draft.status, draft.error = CampaignDraft.Status.FAILED, str(error)
             counts["failed"] += 1
         else:
-            draft.status, draft.error, draft.published_at = CampaignDraft.Status.PUBLISHED, "", timezone.now()
+            draft.status, draft.error, draft.published_at = CampaignDraft.Status.PUBLISHED, "", run.now
             Campaign.objects.filter(pk=draft.meta_campaign_id).update(status="ACTIVE")
             counts["published"] += 1
         draft.save(update_fields=["status", "error", "published_at"])
@@ -439,34 +460,46 @@ publish_scheduled = module_job("10.8")(_publish_scheduled)
 
 
 def _detect_spend_spikes(run: RunContext) -> Summary:
-    now, today = timezone.now(), _today()
-    day_start = _day_start(today)
-    baseline_start = day_start - timedelta(days=SPIKE_BASELINE_DAYS)
-    latest = SpendSnapshot.objects.filter(campaign=OuterRef("pk"), taken_at__gte=day_start).order_by("-taken_at")
-    campaigns = (Campaign.objects.annotate(snapshot_spend=Subquery(latest.values("spend_today")[:1]),
-                                           snapshot_at=Subquery(latest.values("taken_at")[:1]))
-                 .filter(snapshot_spend__isnull=False).values("pk", "created_time", "snapshot_spend", "snapshot_at"))
-    baseline = dict(DailyInsight.objects.filter(date__range=(baseline_start.date(), today - timedelta(days=1)))
-                    .values("ad__campaign_id").annotate(total=Sum("spend")).order_by().values_list("ad__campaign_id", "total"))
+    """Each campaign's spend of its account's local today, per hour elapsed in that day, against
+    its spend per hour over the previous SPIKE_BASELINE_DAYS local days. Two queries per local
+    today (at most three of them), whatever the number of accounts."""
+    now, zones = run.now, AdAccount.objects.zones()
     stop = settings.SPIKE_REQUESTS_EMERGENCY_STOP
     min_spend = Decimal(str(settings.SPIKE_MIN_SPEND))
     spikes, checked = [], 0
-    for c in campaigns:
-        checked += 1
-        rate = analytics.hourly_rate(c["snapshot_spend"], analytics.hours_between(day_start, c["snapshot_at"]))
-        baseline_hours = analytics.exposure_hours(c["created_time"], baseline_start, day_start)
-        baseline_rate = analytics.hourly_rate(baseline.get(c["pk"]) or Decimal(0), baseline_hours)
-        ratio = analytics.spike_ratio(rate, baseline_rate)
-        if analytics.is_spike(ratio, c["snapshot_spend"], settings.SPIKE_RATIO, min_spend):
-            spikes.append(SpendSpike(campaign_id=c["pk"], day=today, detected_at=now, spend_today=c["snapshot_spend"],
-                                     hourly_rate=rate, baseline_hourly_rate=baseline_rate, ratio=round(ratio, 2),
-                                     requested_emergency_stop=stop))
-    # One row per campaign and day: a spike that goes on updates its figures, keeps its acknowledgement,
-    # and keeps an emergency-stop request once made.
+    groups = days.group_by_local_today(zones.items(), now)
+    for today, accounts in sorted(groups.items()):
+        latest = SpendSnapshot.objects.filter(campaign=OuterRef("pk"), day=today).order_by("-taken_at")
+        campaigns = (Campaign.objects.filter(account_id__in=accounts)
+                     .annotate(snapshot_spend=Subquery(latest.values("spend_today")[:1]),
+                               snapshot_at=Subquery(latest.values("taken_at")[:1]))
+                     .filter(snapshot_spend__isnull=False).values("pk", "account_id", "created_time", "snapshot_spend",
+                                                                  "snapshot_at"))
+        baseline_days = (today - timedelta(days=SPIKE_BASELINE_DAYS), today - timedelta(days=1))
+        baseline = dict(DailyInsight.objects.filter(ad__account_id__in=accounts, date__range=baseline_days)
+                        .values("ad__campaign_id").annotate(total=Sum("spend")).order_by()
+                        .values_list("ad__campaign_id", "total"))
+        for c in campaigns:
+            checked += 1
+            tz = zones[c["account_id"]]
+            hours = max(analytics.MIN_HOURS, days.hours_elapsed(today, tz, c["snapshot_at"]))
+            rate = analytics.hourly_rate(c["snapshot_spend"], hours)
+            # Real hours between local midnights: a daylight-saving day in the baseline has 23 or 25.
+            baseline_hours = analytics.exposure_hours(c["created_time"], days.day_start(baseline_days[0], tz),
+                                                      days.day_start(today, tz))
+            baseline_rate = analytics.hourly_rate(baseline.get(c["pk"]) or Decimal(0), baseline_hours)
+            ratio = analytics.spike_ratio(rate, baseline_rate)
+            if analytics.is_spike(ratio, c["snapshot_spend"], settings.SPIKE_RATIO, min_spend):
+                spikes.append(SpendSpike(campaign_id=c["pk"], day=today, detected_at=now, spend_today=c["snapshot_spend"],
+                                         hourly_rate=rate, baseline_hourly_rate=baseline_rate, ratio=round(ratio, 2),
+                                         requested_emergency_stop=stop))
+    # One row per campaign and local day: a spike that goes on updates its figures, keeps its
+    # acknowledgement, and keeps an emergency-stop request once made.
     refreshed = ["detected_at", "spend_today", "hourly_rate", "baseline_hourly_rate", "ratio"]
     SpendSpike.objects.bulk_create(spikes, update_conflicts=True, unique_fields=["campaign", "day"],
                                    update_fields=refreshed + (["requested_emergency_stop"] if stop else []))
-    return {"campaigns_checked": checked, "spikes": len(spikes), "emergency_stop_requested": len(spikes) if stop else 0}
+    return {"campaigns_checked": checked, "spikes": len(spikes), "emergency_stop_requested": len(spikes) if stop else 0,
+            "days": sorted(today.isoformat() for today in groups)}
 
 
 detect_spend_spikes = module_job("10.9")(_detect_spend_spikes)
@@ -476,8 +509,7 @@ detect_spend_spikes = module_job("10.9")(_detect_spend_spikes)
 
 
 def _generate_copy_variants(run: RunContext) -> Summary:
-    start, end = _window(CREATIVE_WINDOW_DAYS)
-    eligible = [a for a in _ad_stats(start, end) if a.impressions >= settings.COPY_VARIANTS_MIN_IMPRESSIONS]
+    eligible = [a for a in _creative_stats(run.now) if a.impressions >= settings.COPY_VARIANTS_MIN_IMPRESSIONS]
     top = analytics.rank_by_ctr(eligible)[:settings.COPY_VARIANTS_TOP_N]
     ads = Ad.objects.in_bulk([a.ad_id for a in top])
     existing = set(CopyVariant.objects.filter(source_ad_id__in=list(ads)).values_list("source_ad_id", "template_key"))
@@ -531,14 +563,14 @@ run_full_cycle = module_job("10.11")(_run_full_cycle)
 
 
 def _score_audiences(run: RunContext) -> Summary:
-    start, end = _window(CREATIVE_WINDOW_DAYS)
-    rows = list(DailyInsight.objects.filter(date__range=(start, end)).values("ad__adset_id", "ad__account_id")
+    groups = AdAccount.objects.by_local_today(run.now)
+    rows = list(DailyInsight.objects.filter(_in_windows(groups, CREATIVE_WINDOW_DAYS)).values("ad__adset_id", "ad__account_id")
                 .annotate(total_spend=Sum("spend"), total_purchases=Sum("purchases")).order_by())
     accounts: dict[str, list] = defaultdict(lambda: [Decimal(0), 0])
     for r in rows:
         accounts[r["ad__account_id"]][0] += r["total_spend"]
         accounts[r["ad__account_id"]][1] += r["total_purchases"]
-    now = timezone.now()
+    now = run.now
     scores = []
     for r in rows:
         account_spend, account_purchases = accounts[r["ad__account_id"]]
@@ -560,9 +592,8 @@ score_audiences = module_job("10.12")(_score_audiences)
 
 
 def _rank_creatives(run: RunContext) -> Summary:
-    start, end = _window(CREATIVE_WINDOW_DAYS)
-    now = timezone.now()
-    groups = _by_adset(_ad_stats(start, end))
+    now = run.now
+    groups = _by_adset(_creative_stats(now))
     ranks = [
         CreativeRank(ad_id=ad.ad_id, computed_at=now, impressions=ad.impressions, clicks=ad.clicks,
                      purchases=ad.purchases, ctr=ad.ctr, cvr=ad.cvr, rank_in_adset=position)
@@ -580,16 +611,20 @@ rank_creatives = module_job("10.13")(_rank_creatives)
 
 
 def _poll_today_spend(run: RunContext) -> Summary:
-    taken_at = timezone.now()
+    """Each snapshot is tied to the day Meta says it measured (`date_start`: the account's local
+    today), not to the tower's idea of it, so a poll that straddles local midnight cannot count
+    one day's spend against the other's hours."""
     known = set(Campaign.objects.values_list("pk", flat=True))
     accounts = list(AdAccount.objects.values_list("pk", flat=True))
     snapshots = []
     for account in accounts:
         rows = client().insights(account, {"level": "campaign", "date_preset": "today", "fields": "campaign_id,spend"}, account)
-        snapshots += [SpendSnapshot(campaign_id=r["campaign_id"], taken_at=taken_at, spend_today=Decimal(r["spend"]))
+        snapshots += [SpendSnapshot(campaign_id=r["campaign_id"], taken_at=run.now, day=date.fromisoformat(r["date_start"]),
+                                    spend_today=Decimal(r["spend"]))
                       for r in rows if r.get("campaign_id") in known and Decimal(r.get("spend") or 0) > 0]
     SpendSnapshot.objects.bulk_create(snapshots)
-    return {"accounts": len(accounts), "snapshots": len(snapshots)}
+    return {"accounts": len(accounts), "snapshots": len(snapshots),
+            "days": sorted({snapshot.day.isoformat() for snapshot in snapshots})}
 
 
 poll_today_spend = module_job("10.14")(_poll_today_spend)
@@ -598,12 +633,19 @@ poll_today_spend = module_job("10.14")(_poll_today_spend)
 # --- 10.15 Creative Analyzer: fatigue ---------------------------------------------------------
 
 
+def _previous_window(today: date) -> tuple[date, date]:
+    """The FATIGUE_WINDOW_DAYS days before the last FATIGUE_WINDOW_DAYS (today included)."""
+    last_start, _ = days.window(FATIGUE_WINDOW_DAYS, today)
+    return days.window(FATIGUE_WINDOW_DAYS, last_start - timedelta(days=1))
+
+
 def _detect_creative_fatigue(run: RunContext) -> Summary:
-    now, today = timezone.now(), _today()
-    last_start, _ = _window(FATIGUE_WINDOW_DAYS)
-    previous_start, previous_end = _window(FATIGUE_WINDOW_DAYS, end=last_start - timedelta(days=1))
-    in_previous, in_last = Q(date__lte=previous_end), Q(date__gte=last_start)
-    rows = (DailyInsight.objects.filter(date__range=(previous_start, today)).values("ad_id")
+    now = run.now
+    groups = AdAccount.objects.by_local_today(now)
+    today_of = _today_of(groups)
+    in_previous = per_local_today(groups, "ad__account_id", lambda today: Q(date__range=_previous_window(today)))
+    in_last = _in_windows(groups, FATIGUE_WINDOW_DAYS)
+    rows = (DailyInsight.objects.filter(in_previous | in_last).values("ad_id", "ad__account_id")
             .annotate(prev_impressions=Sum("impressions", filter=in_previous), prev_clicks=Sum("clicks", filter=in_previous),
                       last_impressions=Sum("impressions", filter=in_last), last_clicks=Sum("clicks", filter=in_last))
             .order_by())
@@ -613,8 +655,9 @@ def _detect_creative_fatigue(run: RunContext) -> Summary:
                                     (r["last_impressions"] or 0, r["last_clicks"] or 0),
                                     settings.FATIGUE_CTR_DROP, settings.FATIGUE_MIN_IMPRESSIONS)
         if verdict:
-            flagged.append(CreativeFatigue(ad_id=r["ad_id"], day=today, detected_at=now, ctr_previous_7d=verdict.ctr_previous,
-                                           ctr_last_7d=verdict.ctr_last, drop_pct=verdict.drop_pct))
+            flagged.append(CreativeFatigue(ad_id=r["ad_id"], day=today_of[r["ad__account_id"]], detected_at=now,
+                                           ctr_previous_7d=verdict.ctr_previous, ctr_last_7d=verdict.ctr_last,
+                                           drop_pct=verdict.drop_pct))
     CreativeFatigue.objects.bulk_create(flagged, update_conflicts=True, unique_fields=["ad", "day"],
                                         update_fields=["detected_at", "ctr_previous_7d", "ctr_last_7d", "drop_pct"])
     return {"ads_checked": len(rows), "fatigued": len(flagged)}
@@ -627,10 +670,9 @@ detect_creative_fatigue = module_job("10.15")(_detect_creative_fatigue)
 
 
 def _select_winners(run: RunContext) -> Summary:
-    start, end = _window(CREATIVE_WINDOW_DAYS)
-    now = timezone.now()
+    now = run.now
     tested, winners = 0, []
-    for adset_id, ads in _by_adset(_ad_stats(start, end)).items():
+    for adset_id, ads in _by_adset(_creative_stats(now)).items():
         pair = analytics.best_two_by_cvr(ads)
         if pair is None:
             continue

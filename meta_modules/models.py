@@ -2,9 +2,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Mapping
+from datetime import date, datetime
+from functools import reduce
+from operator import or_
+from zoneinfo import ZoneInfo
+
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
+
+from meta_modules import days
 
 
 class MetaModule(models.Model):
@@ -94,11 +103,38 @@ class ModuleRun(models.Model):
 # --- The campaign mirror: synced from Meta, never the source of truth for the kill switch ---
 
 
+class AdAccountQuerySet(models.QuerySet):
+    def zones(self) -> dict[str, ZoneInfo]:
+        """Each account's zone by id (one query)."""
+        return {pk: days.zone(name) for pk, name in self.values_list("pk", "timezone_name")}
+
+    def by_local_today(self, now: datetime) -> dict[date, list[str]]:
+        """The accounts' ids grouped by their local today at `now` (one query, at most three groups)."""
+        return days.group_by_local_today(self.zones().items(), now)
+
+
+def per_local_today(groups: Mapping[date, list[str]], account: str, condition: Callable[[date], Q]) -> Q:
+    """Rows of each account (`account`: the lookup to its id) that meet `condition` of that
+    account's local today, for groups from `AdAccountQuerySet.by_local_today`. No group: no row."""
+    parts = [Q(**{f"{account}__in": ids}) & condition(today) for today, ids in groups.items()]
+    return reduce(or_, parts) if parts else Q(pk__in=[])
+
+
 class AdAccount(models.Model):
     id = models.CharField(primary_key=True, max_length=40, help_text="act_<account id>")
     name = models.CharField(max_length=200, blank=True)
-    currency = models.CharField(max_length=8, blank=True)
+    currency = models.CharField(max_length=8, blank=True, help_text="ISO 4217; Meta's money fields are in its minor units")
+    timezone_name = models.CharField(
+        max_length=64, blank=True,
+        help_text="IANA zone of the account's days (its today, insights days, timestamps), e.g. "
+                  "America/Los_Angeles. Blank or unknown: UTC.")
+    timezone_offset_hours_utc = models.FloatField(
+        null=True, blank=True,
+        help_text="Offset from UTC in hours at the last sync, as Meta reports it; it changes with daylight "
+                  "saving, so days are computed from the zone, not from this.")
     synced_at = models.DateTimeField(default=timezone.now)
+
+    objects = AdAccountQuerySet.as_manager()
 
     class Meta:
         db_table = "meta_ad_accounts"
@@ -106,6 +142,10 @@ class AdAccount(models.Model):
 
     def __str__(self) -> str:
         return self.name or self.id
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return days.zone(self.timezone_name)
 
 
 class _MetaObject(models.Model):
@@ -158,7 +198,7 @@ class Ad(_MetaObject):
 
 
 class DailyInsight(models.Model):
-    """One ad's delivery on one day (UTC), as Meta's insights report it."""
+    """One ad's delivery on one day (its account's local day), as Meta's insights report it."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="insights")
@@ -279,13 +319,17 @@ class SpendSnapshot(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend_snapshots")
     taken_at = models.DateTimeField(default=timezone.now)
+    day = models.DateField(null=True, blank=True,
+                           help_text="Account-local day the spend is of (Meta's date_start); empty on snapshots "
+                                     "taken before the day was recorded")
     spend_today = models.DecimalField(max_digits=14, decimal_places=2)
 
     class Meta:
         db_table = "meta_spend_snapshots"
         ordering = ["-taken_at"]
         indexes = [
-            models.Index(fields=["campaign", "taken_at"], name="ix_snapshots_campaign_taken"),
+            # 10.9: the latest snapshot of each campaign for its account's local today.
+            models.Index(fields=["campaign", "day", "taken_at"], name="ix_snapshots_campaign_day"),
             models.Index(fields=["taken_at"], name="ix_snapshots_taken"),
         ]
 
@@ -298,7 +342,7 @@ class SpendSpike(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend_spikes")
-    day = models.DateField(help_text="UTC day of the spike")
+    day = models.DateField(help_text="The account-local day of the spike")
     detected_at = models.DateTimeField(default=timezone.now, help_text="Last time the spike was measured")
     spend_today = models.DecimalField(max_digits=14, decimal_places=2)
     hourly_rate = models.DecimalField(max_digits=14, decimal_places=4)
@@ -391,7 +435,7 @@ class CreativeFatigue(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="fatigue")
-    day = models.DateField(help_text="UTC day of detection")
+    day = models.DateField(help_text="The account-local day of detection")
     detected_at = models.DateTimeField(default=timezone.now)
     ctr_previous_7d = models.FloatField()
     ctr_last_7d = models.FloatField()

@@ -12,14 +12,15 @@ import resource
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
-from meta_modules import registry
+from meta_modules import clock, registry
 from meta_modules.gate import operations_halted
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -34,6 +35,8 @@ class RunContext:
 
     run_id: Any
     module_code: str
+    # The job's "now", read once from the tower clock: every step of a run sees the same instant.
+    now: datetime = field(default_factory=clock.now)
     api_calls: int = 0
     api_errors: int = 0
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -219,8 +219,32 @@ def test_todays_spend_spikes_are_on_the_dashboard(operator: Client) -> None:
     html = operator.get("/").content.decode()
 
     spikes = re.search(r'<ul id="spend-spikes".*?</ul>', html, re.S).group(0)
-    assert "Black &lt;Friday&gt;" in spikes and "5.0× its baseline" in spikes and "1234.50" in spikes
+    assert "Black &lt;Friday&gt;" in spikes and "5.0× its baseline" in spikes and "1,234.50 USD today" in spikes
     assert "Spend spike on campaign Black &lt;Friday&gt;" in html  # also an open alert
+    assert "1,234.50 USD spent today" in html
+
+
+def test_the_dashboard_shows_the_spikes_of_each_accounts_local_today(operator: Client, tower_clock) -> None:
+    from meta_modules.models import AdAccount, Campaign, SpendSpike
+
+    tower_clock(datetime(2024, 3, 12, 3, tzinfo=UTC))  # 20:00 on 11 March in Los Angeles, 12:00 in Tokyo
+    for account_id, zone, currency, day, name in (
+            ("act_1", "America/Los_Angeles", "USD", date(2024, 3, 11), "West today"),
+            ("act_2", "America/Los_Angeles", "USD", date(2024, 3, 10), "West yesterday"),
+            ("act_3", "Asia/Tokyo", "JPY", date(2024, 3, 12), "Tokyo today"),
+            ("act_4", "", "EUR", date(2024, 3, 11), "UTC yesterday")):
+        account = AdAccount.objects.create(id=account_id, currency=currency, timezone_name=zone)
+        campaign = Campaign.objects.create(id=account_id[-1], account=account, name=name, status="ACTIVE")
+        SpendSpike.objects.create(campaign=campaign, day=day, spend_today="120450.00", hourly_rate=100,
+                                  baseline_hourly_rate=20, ratio=5.0)
+
+    html = operator.get("/").content.decode()
+
+    spikes = re.search(r'<ul id="spend-spikes".*?</ul>', html, re.S).group(0)
+    assert sorted(re.findall(r"<strong>(.*?)</strong>", spikes)) == ["Tokyo today", "West today"]
+    assert "120,450.00 USD today (11 Mar in its account's time zone)" in spikes
+    assert "120,450 JPY today (12 Mar in its account's time zone)" in spikes
+    assert "yesterday" not in spikes
 
 
 def test_polling_does_not_keep_an_idle_session_alive(operator: Client) -> None:

@@ -5,12 +5,11 @@ from decimal import Decimal
 
 import pytest
 from django.core import mail
-from django.utils import timezone
 
 from controltower import cycle
 from controltower.management.commands.watchdog import check_once
 from controltower.models import ControlTowerRun, TowerState
-from meta_modules import jobs
+from meta_modules import clock, days, jobs
 from meta_modules.models import Campaign, SpendSpike
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
@@ -18,8 +17,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 
 def _spike(requested: bool) -> SpendSpike:
     jobs.sync_campaigns.apply()
-    campaign = Campaign.objects.filter(status="ACTIVE").first()
-    return SpendSpike.objects.create(campaign=campaign, day=timezone.now().date(), spend_today=Decimal("10000.00"),
+    campaign = Campaign.objects.filter(status="ACTIVE").select_related("account").first()
+    today = days.local_today(clock.now(), campaign.account.zone)  # the sandbox's account 1 is in Los Angeles
+    return SpendSpike.objects.create(campaign=campaign, day=today, spend_today=Decimal("10000.00"),
                                      hourly_rate=Decimal("1000"), baseline_hourly_rate=Decimal("50"), ratio=20.0,
                                      requested_emergency_stop=requested)
 
@@ -32,6 +32,7 @@ def test_a_spike_raises_a_critical_alert(meta_sandbox, settings) -> None:
 
     assert f"spend_spike:{spike.campaign_id}" in {a["key"] for a in run.alerts}
     assert "Spend spike on campaign" in mail.outbox[0].body and "20.0×" in mail.outbox[0].body
+    assert "10,000.00 USD spent today" in mail.outbox[0].body
     assert not TowerState.get().emergency_stop_active  # alert only: the policy is opt-in
 
 
@@ -43,6 +44,7 @@ def test_a_requested_stop_is_carried_out_by_the_watchdog_once(meta_sandbox) -> N
     state = TowerState.get()
     assert state.emergency_stop_active and state.halted_by == "10.9 Budget Spike Manager"
     assert "Budget spike (10.9)" in state.halt_reason and "20.0× its baseline" in state.halt_reason
+    assert "10,000.00 USD spent today" in state.halt_reason
     assert meta_sandbox.campaigns(status="ACTIVE") == []
     spike.refresh_from_db()
     assert spike.acknowledged and spike.acknowledged_by.startswith("emergency stop ")

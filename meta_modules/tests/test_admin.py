@@ -2,7 +2,7 @@
 the change permission, drafts remember who wrote them."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -14,7 +14,6 @@ from django.urls import reverse
 from django.utils import timezone
 
 from controltower.api.permissions import VIEWERS_GROUP
-from meta_modules.admin import minor_units, money
 from meta_modules.models import (
     Ad,
     AdAccount,
@@ -35,6 +34,7 @@ from meta_modules.models import (
     SpendSnapshot,
     SpendSpike,
 )
+from meta_modules.money import minor_units, money
 
 pytestmark = pytest.mark.django_db
 
@@ -133,13 +133,20 @@ def test_every_custom_list_filter_choice_renders(admin_client: Client, rows: lis
                     assert response.status_code == 200, (model.__name__, value)
 
 
-def test_the_spike_filter_tells_today_from_earlier_days(admin_client: Client, account: AdAccount) -> None:
-    today = spike(campaign(account, "c1"))
-    spike(campaign(account, "c2"), day=timezone.now().date() - timedelta(days=1))
+def test_the_spike_filter_tells_each_accounts_local_today_from_earlier_days(admin_client: Client, account: AdAccount,
+                                                                            tower_clock) -> None:
+    tower_clock(datetime(2024, 3, 12, 3, tzinfo=UTC))  # still 11 March in Los Angeles
+    los_angeles = AdAccount.objects.create(id="act_2", name="West", currency="USD", timezone_name="America/Los_Angeles")
+    today = spike(campaign(account, "c1"), day=date(2024, 3, 12))
+    spike(campaign(account, "c2"), day=date(2024, 3, 11))
+    today_in_la = spike(campaign(los_angeles, "c3"), day=date(2024, 3, 11))
+    spike(campaign(los_angeles, "c4"), day=date(2024, 3, 12))  # not yet: a day in its future
 
-    response = admin_client.get(url(SpendSpike, "changelist"), {"spike": "today"})
+    listed = admin_client.get(url(SpendSpike, "changelist"), {"spike": "today"}).context["cl"].result_list
+    earlier = admin_client.get(url(SpendSpike, "changelist"), {"spike": "earlier"}).context["cl"].result_list
 
-    assert [row.pk for row in response.context["cl"].result_list] == [today.pk]
+    assert {row.pk for row in listed} == {today.pk, today_in_la.pk}
+    assert len(earlier) == 2 and not {row.pk for row in earlier} & {today.pk, today_in_la.pk}
 
 
 def test_money_is_shown_in_major_units_of_the_account_currency() -> None:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import urllib.parse
 import urllib.request
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.db.models import Q
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controltower.models import TowerState
-from meta_modules import jobs
+from meta_modules import clock, days, jobs
 from meta_modules.graph import GraphClient, WriteRefused
 from meta_modules.models import (
     Ad, AdAccount, AdSet, AudienceScore, BudgetProposal, Campaign, CampaignDraft, CampaignRoas, CopyVariant,
@@ -48,8 +51,22 @@ def graph_post(sandbox: Any, path: str, **data: Any) -> Any:
         return json.loads(response.read())
 
 
-def days_ago(n: int) -> date:
-    return jobs._today() - timedelta(days=n)
+def local_today(account: str = "act_1") -> date:
+    """The account's today at the tower clock's now (act_1, hand-made without a zone, is on UTC)."""
+    return days.local_today(clock.now(), AdAccount.objects.get(pk=account).zone)
+
+
+def days_ago(n: int, account: str = "act_1") -> date:
+    return local_today(account) - timedelta(days=n)
+
+
+def move_clocks(sandbox: Any, tower_clock: Any, now: datetime) -> None:
+    """The tower's business clock and the sandbox's (Meta's) to the same instant."""
+    tower_clock(now)
+    sandbox.set_clock(now.isoformat())
+
+
+LOS_ANGELES, ON_UTC, BERLIN = "act_1000000001", "act_1000000002", "act_1000000003"  # the sandbox's default zones
 
 
 # --- Hand-made mirror rows ------------------------------------------------------------------
@@ -125,6 +142,26 @@ def test_sync_mirrors_the_sandbox_and_a_second_sync_changes_nothing(meta_sandbox
     assert {k: v for k, v in second.summary.items() if k != "accounts" and v} == {}
 
 
+def test_the_sync_stores_each_accounts_time_zone_and_currency(meta_sandbox, tower_clock) -> None:
+    move_clocks(meta_sandbox, tower_clock, datetime(2024, 1, 15, 12, tzinfo=UTC))
+    meta_sandbox.reset(accounts=3, campaigns_per_account=1, timezones=["America/Los_Angeles", "Asia/Kolkata", "UTC"],
+                       currencies=["USD", "JPY", "EUR"])
+
+    run = run_of(jobs.sync_campaigns)
+
+    assert list(AdAccount.objects.values_list("pk", "timezone_name", "timezone_offset_hours_utc", "currency")) == [
+        (LOS_ANGELES, "America/Los_Angeles", -8.0, "USD"), (ON_UTC, "Asia/Kolkata", 5.5, "JPY"),
+        (BERLIN, "UTC", 0.0, "EUR")]
+    assert run.summary["unknown_time_zones"] == 0
+    campaign = Campaign.objects.get(account_id=LOS_ANGELES)
+    meta_created = graph_get(meta_sandbox, campaign.pk, fields="created_time")["created_time"]
+    assert meta_created.endswith("-0800") and campaign.created_time == jobs._meta_time(meta_created)
+
+    move_clocks(meta_sandbox, tower_clock, datetime(2024, 7, 15, 12, tzinfo=UTC))
+    run_of(jobs.sync_campaigns)
+    assert AdAccount.objects.get(pk=LOS_ANGELES).timezone_offset_hours_utc == -7.0  # daylight saving time
+
+
 def test_a_status_changed_on_meta_shows_up_after_the_next_sync(meta_sandbox) -> None:
     run_of(jobs.sync_campaigns)
     campaign = Campaign.objects.filter(status="ACTIVE", effective_status="ACTIVE").first()  # not one WITH_ISSUES
@@ -167,27 +204,34 @@ def test_sync_queries_do_not_grow_with_the_number_of_campaigns(meta_sandbox, dja
 # --- 10.4 collect_insights ------------------------------------------------------------------
 
 
-def test_insights_equal_the_sandbox_numbers(meta_sandbox) -> None:
+def test_insights_land_on_each_accounts_local_days_and_equal_the_sandbox_numbers(meta_sandbox, tower_clock) -> None:
+    # 20:00 on 11 March in Los Angeles (the day after its spring-forward), 04:00 on 12 March in Berlin.
+    move_clocks(meta_sandbox, tower_clock, datetime(2024, 3, 12, 3, tzinfo=UTC))
+    meta_sandbox.reset(accounts=3, campaigns_per_account=4, seed=7)
     run_of(jobs.sync_campaigns)
 
     run = run_of(jobs.collect_insights)
 
-    assert run.outcome == ModuleRun.Outcome.SUCCESS and run.api_calls >= 2
+    assert run.outcome == ModuleRun.Outcome.SUCCESS and run.api_calls >= 3
     assert DailyInsight.objects.count() == run.summary["rows"] == run.summary["written"] > 0
-    insight = DailyInsight.objects.filter(date=days_ago(1), purchases__gt=0).order_by("ad_id").first()
-    day = insight.date.isoformat()
+    assert run.summary["windows"] == ["2024-03-05..2024-03-11", "2024-03-06..2024-03-12"]
+    for account, today in ((LOS_ANGELES, date(2024, 3, 11)), (ON_UTC, date(2024, 3, 12)), (BERLIN, date(2024, 3, 12))):
+        dates = set(DailyInsight.objects.filter(ad__account_id=account).values_list("date", flat=True))
+        assert (min(dates), max(dates)) == (today - timedelta(days=6), today), account
+    # Los Angeles' 23-hour day: the tower's row is Meta's row for that local day.
+    insight = DailyInsight.objects.filter(ad__account_id=LOS_ANGELES, date=date(2024, 3, 10), purchases__gt=0).first()
     [truth] = graph_get(meta_sandbox, f"{insight.ad_id}/insights", fields="impressions,clicks,spend,actions,action_values",
-                        time_range=json.dumps({"since": day, "until": day}))["data"]
+                        time_range=json.dumps({"since": "2024-03-10", "until": "2024-03-10"}))["data"]
     purchases = {a["action_type"]: a["value"] for a in truth["actions"]}["omni_purchase"]
     value = {a["action_type"]: a["value"] for a in truth["action_values"]}["omni_purchase"]
     assert (insight.impressions, insight.clicks, insight.spend, insight.purchases, insight.purchase_value) == (
         int(truth["impressions"]), int(truth["clicks"]), Decimal(truth["spend"]), int(purchases), Decimal(value))
-    days = set(DailyInsight.objects.values_list("date", flat=True))
-    assert min(days) >= days_ago(6) and max(days) == jobs._today()
 
     again = run_of(jobs.collect_insights)
     assert DailyInsight.objects.count() == run.summary["rows"]
-    assert again.summary["written"] <= DailyInsight.objects.filter(date=jobs._today()).count()  # only today moves
+    todays = DailyInsight.objects.filter(Q(ad__account_id=LOS_ANGELES, date=date(2024, 3, 11))
+                                         | Q(ad__account_id__in=[ON_UTC, BERLIN], date=date(2024, 3, 12)))
+    assert again.summary["written"] <= todays.count()  # only each account's today moves
 
 
 # --- 10.5 compute_roas ----------------------------------------------------------------------
@@ -203,7 +247,7 @@ def test_roas_is_the_sum_of_values_over_the_sum_of_spend() -> None:
 
     run = run_of(jobs.compute_roas)
 
-    assert run.summary == {"campaigns": 2, "without_spend": 1, "window": f"{days_ago(6)}..{days_ago(0)}"}
+    assert run.summary == {"campaigns": 2, "without_spend": 1, "windows": [f"{days_ago(6)}..{days_ago(0)}"]}
     roas = CampaignRoas.objects.get(campaign_id="rc")
     assert (roas.spend, roas.purchase_value, roas.roas) == (Decimal("400.00"), Decimal("800.00"), Decimal("2.0000"))
     assert roas.roas != Decimal(3)  # the mean of the daily ratios would say 3
@@ -214,7 +258,7 @@ def test_roas_is_the_sum_of_values_over_the_sum_of_spend() -> None:
 
 
 def set_roas(campaign_id: str, roas: str) -> None:
-    today = jobs._today()
+    today = local_today(Campaign.objects.get(pk=campaign_id).account_id)
     CampaignRoas.objects.create(campaign_id=campaign_id, window_start=today - timedelta(days=6), window_end=today,
                                 spend=Decimal("100"), purchase_value=Decimal("100") * Decimal(roas), roas=Decimal(roas))
 
@@ -394,7 +438,7 @@ def test_a_queued_draft_becomes_a_paused_campaign_then_active_at_publish_time(me
 
 def test_a_spend_spike_on_meta_flags_that_campaign_only(meta_sandbox, settings) -> None:
     settings.INSIGHTS_LOOKBACK_DAYS = 8  # the baseline is the 7 full days before today
-    settings.SPIKE_MIN_SPEND = 1.0  # so the test holds in the first minutes of a UTC day too
+    settings.SPIKE_MIN_SPEND = 1.0  # so the test holds in the first minutes of the account's local day too
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 6})
     run_of(jobs.sync_campaigns)
     run_of(jobs.collect_insights)
@@ -414,25 +458,40 @@ def test_a_spend_spike_on_meta_flags_that_campaign_only(meta_sandbox, settings) 
     assert spike.spend_today == latest.spend_today
 
 
-def test_spikes_from_hand_made_figures_one_row_per_day(settings) -> None:
+@pytest.mark.parametrize(("zone", "now", "hours", "baseline_hours"), [
+    ("UTC", datetime(2024, 3, 12, 10, tzinfo=UTC), 10, 168),
+    # 04:00 on 12 March in Kolkata (+05:30) while it is still 11 March in UTC.
+    ("Asia/Kolkata", datetime(2024, 3, 11, 22, 30, tzinfo=UTC), 4, 168),
+    # 19:00 PDT on 10 March, Los Angeles' 23-hour day: 18 hours have passed since its midnight.
+    ("America/Los_Angeles", datetime(2024, 3, 11, 2, tzinfo=UTC), 18, 168),
+    # 21:00 PDT on 11 March: its baseline of 4–10 March holds the 23-hour day.
+    ("America/Los_Angeles", datetime(2024, 3, 12, 4, tzinfo=UTC), 21, 167),
+])
+def test_spikes_from_hand_made_figures_in_the_accounts_local_day(settings, tower_clock, zone: str, now: datetime,
+                                                                 hours: int, baseline_hours: int) -> None:
     settings.SPIKE_REQUESTS_EMERGENCY_STOP = True
-    day_start = jobs._day_start(jobs._today())
-    for prefix, spend_today in (("fast", "40.00"), ("steady", "20.00"), ("small", "35.00")):
+    tower_clock(now)
+    AdAccount.objects.create(id="act_1", timezone_name=zone)
+    today = local_today()
+    for prefix, rate in (("fast", 4), ("steady", 2), ("small", "3.5"), ("stale", 4)):
         ad = one_ad(prefix)
         for n in range(1, 8):
-            make_insight(ad, days_ago(n), spend="24.00")  # 1.00 an hour
-        # 10 h into the day: 4.00, 2.00 and 3.50 an hour.
-        SpendSnapshot.objects.create(campaign_id=f"{prefix}c", taken_at=day_start + timedelta(hours=10),
-                                     spend_today=Decimal(spend_today))
-    settings.SPIKE_MIN_SPEND = 36.0  # "small" is fast enough but not enough money
+            make_insight(ad, days_ago(n), spend="24.00")  # 1.00 an hour on a 24-hour day
+        SpendSnapshot.objects.create(campaign_id=f"{prefix}c", taken_at=now, day=today, spend_today=Decimal(rate) * hours)
+    # Yesterday's local day ended fast, but it is over: only today's snapshot counts.
+    SpendSnapshot.objects.filter(campaign_id="stalec").update(day=today - timedelta(days=1))
+    settings.SPIKE_MIN_SPEND = 3.6 * hours  # "small" is fast enough but not enough money
 
     run_of(jobs.detect_spend_spikes)
-    run_of(jobs.detect_spend_spikes)
+    run = run_of(jobs.detect_spend_spikes)
 
-    spike = SpendSpike.objects.get()
-    assert spike.campaign_id == "fastc" and spike.day == jobs._today()
-    assert (spike.hourly_rate, spike.baseline_hourly_rate, spike.ratio) == (Decimal("4.0000"), Decimal("1.0000"), 4.0)
+    spike = SpendSpike.objects.get()  # one row per campaign and local day
+    assert spike.campaign_id == "fastc" and spike.day == today and spike.detected_at == now
+    baseline = (Decimal(168) / baseline_hours).quantize(Decimal("0.0001"))
+    assert (spike.hourly_rate, spike.baseline_hourly_rate) == (Decimal("4.0000"), baseline)
+    assert spike.ratio == round(float(Decimal(4) / baseline), 2)
     assert spike.requested_emergency_stop
+    assert run.summary == {"campaigns_checked": 3, "spikes": 1, "emergency_stop_requested": 1, "days": [str(today)]}
 
 
 # --- 10.10 / 10.17 copy ---------------------------------------------------------------------
@@ -601,3 +660,43 @@ def test_all_17_jobs_succeed_against_the_sandbox_in_dependency_order(meta_sandbo
     assert runs["10.3"].summary["created"] == 1 and runs["10.8"].summary["published"] == 1
     assert runs["10.7"].summary["applied"] > 0
     assert CopyVariant.objects.exists() and CreativeBrief.objects.exists() and CreativeRank.objects.exists()
+
+
+# --- Account-local days at scale ------------------------------------------------------------------
+
+
+def accounts_in_three_zones(numbers: range, today_at: datetime) -> None:
+    """Accounts `numbers` in each of Los Angeles, UTC and Kolkata, each with a campaign that has
+    14 days of insights and a snapshot of its local today."""
+    for zone in ("America/Los_Angeles", "UTC", "Asia/Kolkata"):
+        for n in numbers:
+            account = AdAccount.objects.create(id=f"act_{zone[:3]}{n}", timezone_name=zone)
+            ad = one_ad(account.pk, account=account.pk)
+            for back in range(14):
+                make_insight(ad, days_ago(back, account.pk), impressions=1_000, clicks=10, spend="24.00", purchases=1)
+            SpendSnapshot.objects.create(campaign=ad.campaign, taken_at=today_at, day=local_today(account.pk),
+                                         spend_today=Decimal("90.00"))
+
+
+def test_the_day_based_jobs_make_as_many_queries_for_nine_accounts_as_for_three(tower_clock) -> None:
+    tower_clock(datetime(2024, 3, 12, 3, tzinfo=UTC))  # two local todays: 11 March in Los Angeles, 12 elsewhere
+    day_based = (jobs.check_data_layer, jobs.compute_roas, jobs.detect_spend_spikes, jobs.generate_copy_variants,
+                 jobs.score_audiences, jobs.rank_creatives, jobs.detect_creative_fatigue, jobs.select_winners)
+
+    def queries() -> list[int]:
+        counts = []
+        for task in day_based:
+            with CaptureQueriesContext(connection) as captured:
+                run_of(task)
+            counts.append(len(captured))
+        return counts
+
+    accounts_in_three_zones(range(1), clock.now())
+    with_three = queries()
+    accounts_in_three_zones(range(1, 3), clock.now())
+    with_nine = queries()
+
+    assert with_nine == with_three, (with_three, with_nine)
+    assert SpendSpike.objects.count() == 9  # 90.00 by 20:00 (or earlier) against 24.00 a day: a spike
+    roas = ModuleRun.objects.filter(module__code="10.5").order_by("-started_at").first()
+    assert roas.summary["windows"] == ["2024-03-05..2024-03-11", "2024-03-06..2024-03-12"]
