@@ -192,9 +192,10 @@ def naive_stop(graph_url: str) -> float:
     started = time.perf_counter()
     for account in api.call("GET", ("me", "adaccounts"), params={"fields": "id", "limit": 100}).json()["data"]:
         campaigns = AdAccount(account["id"], api=api).get_campaigns(
-            fields=["id"], params={"effective_status": ["ACTIVE"], "limit": 100})
+            fields=["id", "status"], params={"effective_status": ["ACTIVE", "IN_PROCESS", "WITH_ISSUES"], "limit": 100})
         for campaign in list(campaigns):
-            Campaign(campaign["id"], api=api).api_update(params={"status": "PAUSED"})
+            if campaign["status"] == "ACTIVE":  # configured ACTIVE: what a person left running
+                Campaign(campaign["id"], api=api).api_update(params={"status": "PAUSED"})
     return time.perf_counter() - started
 
 
