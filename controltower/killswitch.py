@@ -100,7 +100,7 @@ class Pending:
 
     def reasons(self, doing: str) -> list[str]:
         """Per account, how many are left and the commonest reason."""
-        return [f"{account}: {sum(reasons.values())} campaigns still pending — {reasons.most_common(1)[0][0]}; "
+        return [f"{account}: {sum(reasons.values())} campaigns still pending — {reasons.most_common(1)[0][0].rstrip('.')}; "
                 f"the background keeps {doing} them." for account, reasons in sorted(self.why.items())]
 
 

@@ -114,13 +114,13 @@ class MetaError(Exception):
                                  None, self.retry_after, self.scope, self.user_title, self.user_msg, self.deadline_only))
 
     def __str__(self) -> str:
-        code = f"{self.code}/{self.subcode}" if self.subcode else str(self.code)
+        code = f" {self.code}/{self.subcode}" if self.subcode else f" {self.code}" if self.code is not None else ""
         explained = f" — {self.user_title}: {self.user_msg}" if self.user_title or self.user_msg else ""
         if self.kind == ErrorKind.OBJECT_LIMITED:
             when = f"in {self.retry_after / 3600:g} h" if self.retry_after else "later"
             explained += f" (this object's own limit: retry {when}; the account is not blocked)"
         trace = f" [fbtrace_id {self.fbtrace_id}]" if self.fbtrace_id else ""
-        return f"Meta {self.kind} error {code}: {self.message}{explained}{trace}"
+        return f"Meta {self.kind} error{code}: {self.message}{explained}{trace}"
 
     @classmethod
     def from_error(cls, error: Mapping[str, Any], http_status: int | None, usage: Any = None) -> MetaError:

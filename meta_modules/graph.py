@@ -228,7 +228,7 @@ class GraphClient:
         it is JSON; only transport failures raise (requests' exceptions)."""
         left = self._time_left()
         if left is not None and left <= 0.05:
-            raise MetaError(ErrorKind.TRANSIENT, "Not sent: the deadline for this work has passed.",
+            raise MetaError(ErrorKind.TRANSIENT, "Not sent: the deadline of this work came before its turn.",
                             deadline_only=True)
         self.session.timeout = self.timeout if left is None else min(self.timeout, left)
         path = _path(path) if isinstance(path, str) else path
@@ -385,7 +385,7 @@ class GraphClient:
             elif retry and not self._pause(backoff_delay(max(attempts.get(c.key, 1) for c in retry) - 1, 0.5, 8.0)):
                 result.failed.update({call.key: last[call.key] for call in retry})  # no time for another try
                 result.failed.update({call.key: last.get(call.key, MetaError(
-                    ErrorKind.TRANSIENT, "Not sent: the deadline for this work has passed.",
+                    ErrorKind.TRANSIENT, "Not sent: the deadline of this work came before its turn.",
                             deadline_only=True))
                     for call in pending})
                 return result

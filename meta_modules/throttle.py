@@ -304,7 +304,7 @@ class AccountThrottle:
                             fits = min(fits, self._writes_left(state, now))
                         if fits > 0:
                             return fits
-                        wait = self._next_write_slot(state, now)
+                        wait, binding = self._next_write_slot(state, now), Scope.MUTATIONS
             self._wait(account, binding, wait, max_wait)
 
     def reserve(self, account: str | None, scope: Scope, points: float, write: bool, max_wait: float,
@@ -322,7 +322,7 @@ class AccountThrottle:
                     budget = state.budgets[scope]
                     wait = budget.wait_for(points, now, self._ceiling(scope, write))
                     if write and wait <= 0 and self._writes_left(state, now) < calls:
-                        wait = self._next_write_slot(state, now)
+                        wait, binding = self._next_write_slot(state, now), Scope.MUTATIONS
                     if wait <= 0:
                         budget.inflight += points
                         if write:
@@ -374,10 +374,13 @@ class AccountThrottle:
 
     def _wait(self, account: str | None, scope: Scope, wait: float, max_wait: float) -> None:
         if wait > max_wait:
-            what = "The app" if scope == Scope.APP or account is None else f"Ad account {account}"
-            raise MetaError(ErrorKind.RATE_LIMITED,
-                            f"{what} is rate-limited ({scope.value}) for another {wait:.0f}s "
-                            f"(longer than the {max_wait:.0f}s this call may wait); not sent.",
+            if scope == Scope.MUTATIONS:
+                why = (f"Ad account {account}'s writes are paced to Meta's mutation rate (about "
+                       f"{MUTATIONS_PER_SECOND} a second): the next one may go in {wait:.1f}s")
+            else:
+                what = "The app" if scope == Scope.APP or account is None else f"Ad account {account}"
+                why = f"{what} is rate-limited ({scope.value}) for another {wait:.0f}s"
+            raise MetaError(ErrorKind.RATE_LIMITED, f"{why}, later than this call may wait ({max_wait:.0f}s); not sent.",
                             retry_after=wait, scope=scope)
         logger.info("Ad account %s (%s) has no rate budget left; waiting %.1fs before calling", account, scope.value, wait)
         self._sleep(wait)

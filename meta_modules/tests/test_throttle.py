@@ -129,8 +129,9 @@ def test_no_more_than_a_hundred_writes_a_second_go_to_one_account() -> None:
     assert throttle.capacity(ACCOUNT, Scope.ACCOUNT, 3, write=True, max_wait=0) == 100
     throttle.reserve(ACCOUNT, Scope.ACCOUNT, 300, write=True, max_wait=0, calls=100)
 
-    with pytest.raises(MetaError):  # the 101st within the second waits for the next one
+    with pytest.raises(MetaError) as paced:  # the 101st within the second waits for the next one
         throttle.reserve(ACCOUNT, Scope.ACCOUNT, 3, write=True, max_wait=0)
+    assert paced.value.scope == Scope.MUTATIONS and "paced to Meta's mutation rate" in str(paced.value)
 
 
 # --- over HTTP ------------------------------------------------------------------------------
