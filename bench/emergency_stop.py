@@ -135,13 +135,13 @@ def setup_django(env: dict[str, str]) -> str:
     call_command("sync_modules", stdout=open(os.devnull, "w"))
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
-    from rest_framework.authtoken.models import Token
 
     from controltower.api.permissions import OPERATORS_GROUP
+    from controltower.models import ApiToken
 
     user = get_user_model().objects.create_user("bench", password=None, is_staff=True)
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
-    return Token.objects.create(user=user).key
+    return ApiToken.issue(user, "bench", None, created_by="bench")[1]
 
 
 def reset_tower() -> None:

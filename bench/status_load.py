@@ -67,13 +67,12 @@ def prepare(env: dict[str, str]) -> str:
     call_command("migrate", verbosity=0)
     call_command("sync_modules", stdout=open(os.devnull, "w"))
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
 
-    from controltower.models import ControlTowerRun
+    from controltower.models import ApiToken, ControlTowerRun
     from meta_modules.models import MetaModule
 
     user = get_user_model().objects.create_user("bench", password=None, is_staff=True)
-    token = Token.objects.create(user=user).key
+    token = ApiToken.issue(user, "bench", None, created_by="bench")[1]
     codes = list(MetaModule.objects.values_list("code", flat=True))
     ControlTowerRun.objects.create(
         run_type="health_check", state="completed", system_status="healthy", total_modules_checked=len(codes),

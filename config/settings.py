@@ -40,7 +40,6 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
@@ -193,6 +192,8 @@ def _throttle_rate(name: str, default: str) -> str | None:
 # Per user and endpoint: emergency-stop and resume share the first rate, command and recovery the second.
 KILL_SWITCH_THROTTLE_RATE = _throttle_rate("KILL_SWITCH_THROTTLE_RATE", "30/min")
 COMMAND_THROTTLE_RATE = _throttle_rate("COMMAND_THROTTLE_RATE", "60/min")
+# Lifetime of a new API token (manage.py issue_token --days overrides it); 0 = tokens never expire.
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 90, minimum=0)
 
 REST_FRAMEWORK = {
     # Tokens (`Authorization: Bearer <key>` or `Token <key>`, manage.py issue_token) first, so a

@@ -5,7 +5,10 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -426,3 +429,59 @@ class ExternalModule(models.Model):
 
     def token_matches(self, key: str) -> bool:
         return bool(self.token_hash) and hmac.compare_digest(self.token_hash, self.hash_token(key))
+
+
+class ApiToken(models.Model):
+    """An API bearer token of a staff user. Only the sha256 of its random 256-bit key is stored
+    (as for ExternalModule): the key is shown once, when issued. A user may hold several, each
+    named, with its last use and an optional expiry; revoking one leaves the others working."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=8, help_text="The key's first characters, to tell tokens apart")
+    digest = models.CharField(max_length=64, unique=True, help_text="sha256 of the key")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.CharField(max_length=150, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty = never expires")
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    revoked_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_api_tokens"
+        ordering = ["user", "name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], condition=models.Q(revoked_at__isnull=True),
+                                               name="api_token_name_unique_while_live")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def digest_of(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    @classmethod
+    def issue(cls, user: Any, name: str, days: int | None, created_by: str) -> tuple[ApiToken, str]:
+        token = cls(user=user, name=name)
+        return token, token.save_with_new_key(days, created_by)
+
+    def save_with_new_key(self, days: int | None, created_by: str) -> str:
+        """Store a new token and return its key (hex, so it passes the header check); the key is not kept."""
+        key = secrets.token_hex(32)
+        now = timezone.now()
+        self.prefix, self.digest, self.created_at, self.created_by = key[:8], self.digest_of(key), now, created_by
+        self.expires_at = now + timedelta(days=days) if days else None
+        self.save()
+        return key
+
+    def refusal(self, now: datetime) -> str | None:
+        """Why this token no longer authenticates, or None."""
+        if self.revoked_at is not None:
+            return "Token revoked."
+        if self.expires_at is not None and self.expires_at <= now:
+            return "Token expired."
+        return None
+
+    @classmethod
+    def live(cls) -> models.QuerySet[ApiToken]:
+        return cls.objects.filter(revoked_at__isnull=True)

@@ -45,7 +45,17 @@ def percent(fraction: float | None) -> str:
     return EMPTY if fraction is None else f"{fraction:.2%}"
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class RefusesForbiddenActions(admin.ModelAdmin):
+    """Posting an action the user may not run is a 403, not Django's silent re-rendered list."""
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        action = request.POST.get("action")
+        if request.method == "POST" and action and action not in self.get_actions(request):
+            raise PermissionDenied
+        return super().changelist_view(request, extra_context)
+
+
+class ReadOnlyAdmin(RefusesForbiddenActions):
     """Audit records: viewable and searchable, never added, edited or deleted by hand."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -58,7 +68,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ActionOnlyAdmin(admin.ModelAdmin):
+class ActionOnlyAdmin(RefusesForbiddenActions):
     """Rows written by the jobs that operators act on only through the list's actions.
 
     The change permission gates the actions; object pages stay view-only (every field read-only,
@@ -73,13 +83,6 @@ class ActionOnlyAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and super().has_change_permission(request)
-
-    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        # Django silently re-renders the list when someone posts an action they may not run.
-        action = request.POST.get("action")
-        if request.method == "POST" and action and action not in self.get_actions(request):
-            raise PermissionDenied
-        return super().changelist_view(request, extra_context)
 
     def report(self, request: HttpRequest, changed: int, done: str, skipped: int, why: str) -> None:
         """What an action changed and what it left alone (the django-celery-beat message style)."""
@@ -197,7 +200,7 @@ class BestInAdSetFilter(admin.SimpleListFilter):
 
 
 @admin.register(MetaModule)
-class MetaModuleAdmin(admin.ModelAdmin):
+class MetaModuleAdmin(RefusesForbiddenActions):
     list_display = ("code", "name", "function", "desired_state", "schedule", "scheduler_enabled", "calls_meta")
     list_filter = ("desired_state", "calls_meta")
     search_fields = ("code", "name", "function")
@@ -316,7 +319,7 @@ class DailyInsightAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CampaignDraft)
-class CampaignDraftAdmin(admin.ModelAdmin):
+class CampaignDraftAdmin(RefusesForbiddenActions):
     """Operators write drafts; 10.3 creates them on Meta (paused) and 10.8 activates them at publish_at."""
 
     list_display = ("name", "account", "objective", "daily_budget", "publish_at", "status", "meta_campaign_id",

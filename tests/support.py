@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -263,3 +264,15 @@ class SlowProxy:
     def close(self) -> None:
         self._closed = True
         self._server.close()
+
+
+def api_token(user: Any, name: str | None = None, days: int | None = None, key: str | None = None) -> str:
+    """A new API token of `user` (controltower.ApiToken, stored hashed): its key, for `Authorization: Bearer`.
+    `key` stores a known key instead of a random one (for headers fixed before the test runs)."""
+    from controltower.models import ApiToken
+
+    name = name or f"tests-{secrets.token_hex(4)}"
+    if key is None:
+        return ApiToken.issue(user, name, days, created_by="tests")[1]
+    ApiToken.objects.create(user=user, name=name, prefix=key[:8], digest=ApiToken.digest_of(key), created_by="tests")
+    return key

@@ -29,7 +29,6 @@ from django.core.wsgi import get_wsgi_application
 from django.db import close_old_connections
 from django.utils import timezone
 from rest_framework import serializers
-from rest_framework.authtoken.models import Token
 
 from controltower.api.permissions import OPERATORS_GROUP
 from controltower.api.report_serializers import CLOCK_SKEW, EARLIEST, MAX_REPORT_DAYS
@@ -38,8 +37,9 @@ from controltower.commander import canonical
 from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType
 from meta_modules import registry
 from meta_modules.models import ModuleRun
+from tests.support import api_token
 
-OPERATOR_KEY = "f022" * 10  # a DRF token key (40 characters), created for the test below
+OPERATOR_KEY = "f022" * 16  # an API token key (64 hex characters), created for the test below
 EXTERNAL_MODULE = "20.1"
 MODULE_CODES = [*registry.BY_CODE, EXTERNAL_MODULE]
 # A deeper run by hand: FUZZ_MAX_EXAMPLES=500 FUZZ_SEED=1 python3 tower.py test tests/test_api_fuzz.py
@@ -206,7 +206,7 @@ def api_schema(synced: None, meta_sandbox: object, settings,
                  "--every", "900", stdout=io.StringIO())
     user = User.objects.create_user("fuzz-operator", is_staff=True)
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
-    Token.objects.create(user=user, key=OPERATOR_KEY)
+    api_token(user, key=OPERATOR_KEY)
     schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application(),
                                             config=schemathesis.Config.from_dict(CONFIG), headers=CONFIG["headers"])
     schema.hook("map_case")(respect_the_rules)

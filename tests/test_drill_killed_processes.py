@@ -22,13 +22,12 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from rest_framework.authtoken.models import Token
 
 from controltower import killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType, TowerState
 from meta_modules import graph
-from tests.support import ROOT, child_env, free_port, private_broker, start_worker, stop_process, wait_for
+from tests.support import ROOT, api_token, child_env, free_port, private_broker, start_worker, stop_process, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -121,7 +120,7 @@ def test_a_worker_killed_in_the_middle_of_a_sweep_loses_nothing_and_pauses_nothi
 
 def _operator_token() -> str:
     user = get_user_model().objects.create_user("olga", is_staff=True, is_superuser=True)
-    return Token.objects.create(user=user).key
+    return api_token(user)
 
 
 def _post(url: str, token: str, body: dict) -> None:

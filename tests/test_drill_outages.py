@@ -19,7 +19,6 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from config.celery import app
@@ -28,7 +27,7 @@ from controltower.models import Alert, ControlTowerRun, RecoveryAttempt, RunStat
 from controltower.recovery import DATABASE
 from controltower.recovery_policy import Action, Policy, backoff
 from controltower.scheduling import HEARTBEAT_TASK
-from tests.support import RedisServer, SlowProxy, service_missing, use_broker
+from tests.support import RedisServer, SlowProxy, api_token, service_missing, use_broker
 
 pytestmark = pytest.mark.slow
 BASE = "/meta/control-tower"
@@ -42,7 +41,7 @@ def _infra_keys(run: ControlTowerRun) -> set[str]:
 def operator(db) -> APIClient:
     user = get_user_model().objects.create_user("olga", is_staff=True, is_superuser=True)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
     return client
 
 

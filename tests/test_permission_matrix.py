@@ -10,10 +10,10 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
+from tests.support import api_token
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +57,7 @@ def _api_client(role: str) -> APIClient:
     client = APIClient()
     user = _user(role)
     if user is not None:
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.get_or_create(user=user)[0].key}")
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
     return client
 
 

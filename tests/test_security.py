@@ -12,12 +12,11 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group, User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from config.logging_filters import SecretMaskingFilter, mask_secrets
 from controltower.api.permissions import OPERATORS_GROUP
-from tests.support import ROOT
+from tests.support import ROOT, api_token
 
 API = "/meta/control-tower"
 LOGIN = "/admin/login/?next=/"
@@ -155,7 +154,7 @@ def test_force_login_and_tokens_are_not_affected_by_a_lockout() -> None:
     session.force_login(user)
     assert session.get(f"{API}/status").status_code == 200
     token = APIClient()
-    token.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
+    token.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
     assert token.get(f"{API}/status").status_code == 200
 
 
@@ -180,7 +179,7 @@ def _operator(name: str = "olivia") -> APIClient:
     user = User.objects.create_user(name, is_staff=True)
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
     return client
 
 
@@ -234,7 +233,7 @@ def test_the_console_forms_count_against_the_same_budget_as_the_api(synced, sett
     console = Client()
     console.force_login(user)
     api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
 
     assert console.post("/resume/", {}).status_code == 302  # refused (not halted): nothing changes
     assert api.post(f"{API}/resume", INVALID[f"{API}/resume"], format="json").status_code == 400

@@ -20,6 +20,8 @@ VIEWERS_GROUP = "Tower viewers"
 OPERATORS_GROUP = "Tower operators"
 # Apps whose records both groups may read (in the admin and through the API).
 VIEWED_APPS = ("controltower", "meta_modules", "django_celery_beat")
+# ...except who holds which API token: that is the superusers' business.
+NOT_VIEWED_MODELS = ("controltower.apitoken",)
 
 
 def _is_staff(request: Request) -> bool:
@@ -66,7 +68,7 @@ def sync_tower_groups(apps: Apps = global_apps) -> None:
         permission(opts.app_label, opts.model_name, f"view_{opts.model_name}", f"Can view {opts.verbose_name_raw}")
         for label in VIEWED_APPS
         for opts in (model._meta for model in global_apps.get_app_config(label).get_models())
-        if "view" in opts.default_permissions
+        if "view" in opts.default_permissions and opts.label_lower not in NOT_VIEWED_MODELS
     ]
     state = global_apps.get_model("controltower", "TowerState")._meta
     operate_codename = OPERATE_PERMISSION.split(".")[1]

@@ -28,6 +28,7 @@ from controltower.api.report_serializers import (
     ModuleDetailSerializer, ModuleQuerySerializer, ModuleSerializer, RunQuerySerializer, RunSerializer,
 )
 from controltower.api.serializers import ErrorSerializer, OrchestrationResultSerializer
+from controltower.api.throttling import TowerWriteThrottle
 from controltower.api.views import AUTH_ERRORS, CONFLICT, OPERATOR_ERRORS, TAGS, orchestration_result
 from controltower.models import ControlTowerRun, SystemHealthLog
 from meta_modules.models import MetaModule, ModuleRun
@@ -133,6 +134,8 @@ class ModuleViewSet(ReadOnlyViewSet):
     query_serializer_class = ModuleQuerySerializer
     lookup_field = "code"
     lookup_value_regex = r"[^/\x00]+"  # codes have dots (10.7); NUL cannot be in one (nor in PostgreSQL text)
+    # start/stop/restart are commands: they share POST command's per-user budget (reads are not throttled).
+    throttle_scope = "command"
 
     def get_queryset(self) -> QuerySet[MetaModule]:
         return modules_with_health()
@@ -148,21 +151,21 @@ class ModuleViewSet(ReadOnlyViewSet):
 
     @extend_schema(operation_id="control_tower_module_start", summary="Start one module (start_all on it)",
                    description="Sets its desired state to running and enables its schedule.", **MODULE_ACTION)
-    @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator])
+    @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def start(self, request: Request, code: str) -> Response:
         return self._command(request, "start_all")
 
     @extend_schema(operation_id="control_tower_module_stop", summary="Stop one module (stop_all on it)",
                    description="Sets its desired state to stopped and disables its schedule: not a failure, no "
                                "alert, no auto-recovery.", **MODULE_ACTION)
-    @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator])
+    @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def stop(self, request: Request, code: str) -> Response:
         return self._command(request, "stop_all")
 
     @extend_schema(operation_id="control_tower_module_restart", summary="Restart one module (restart_module)",
                    description="Cancels its in-flight run, starts it and runs its job once now. 409 for an "
                                "external module (it runs elsewhere) and while halted.", **MODULE_ACTION)
-    @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator])
+    @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def restart(self, request: Request, code: str) -> Response:
         return self._command(request, "restart_module")
 

@@ -8,13 +8,12 @@ from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from drf_spectacular.generators import SchemaGenerator
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ControlTowerRun, RunState, TowerState
 from meta_modules.models import Campaign, MetaModule, ModuleRun
-from tests.support import wait_for
+from tests.support import api_token, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced", "meta_sandbox")]
 
@@ -27,7 +26,7 @@ def _client(username: str, group: str) -> APIClient:
     user = User.objects.create_user(username, is_staff=True)
     user.groups.add(Group.objects.get(name=group))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
     return client
 
 

@@ -226,8 +226,8 @@ def test_the_admin_restarts_a_module_through_the_commander(healthy, client) -> N
     PeriodicTask.objects.filter(meta_module__code="10.9").update(enabled=False)
     module = MetaModule.objects.get(code="10.9")
 
-    response = client.post("/admin/meta_modules/metamodule/", {"action": "restart_modules", "_selected_action": [module.pk]},
-                           follow=True)
+    response = client.post("/admin/meta_modules/metamodule/", {
+        "action": "restart_modules", "_selected_action": [module.pk], "reason": "stuck since noon"}, follow=True)
 
     assert response.status_code == 200
     assert PeriodicTask.objects.get(meta_module__code="10.9").enabled

@@ -1,48 +1,79 @@
-"""`manage.py issue_token <username> [--rotate | --revoke]`: the API token of a staff user, shown once."""
+"""`manage.py issue_token <username> [--name N] [--days D] | --list | --revoke NAME`: API tokens, shown once."""
 from __future__ import annotations
 
 from argparse import ArgumentParser
+from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+from django.utils import timezone
+
+from controltower.models import ApiToken
+
+DEFAULT_NAME = "default"
+
+
+def _when(moment: datetime | None, missing: str = "-") -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC" if moment else missing
+
+
+def token_state(token: ApiToken) -> str:
+    return token.refusal(timezone.now()) or "live"
 
 
 class Command(BaseCommand):
     help = (
-        "Create the API token of an existing, active staff user and print it (only the key on "
-        "stdout, so `TOKEN=$(manage.py issue_token admin)` works). --rotate replaces an existing "
-        "token: the old one stops working at once. --revoke deletes it (any user): requests with it get 401."
+        "Create an API token of an existing, active staff user and print it (only the key on stdout, so "
+        "`TOKEN=$(manage.py issue_token admin)` works); only its sha256 is stored, so it is never shown again. "
+        "A user may hold several tokens, each with its own name. --list shows them (no secret); --revoke NAME "
+        "ends one (any user) and leaves the others working."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("username")
+        parser.add_argument("--name", default=DEFAULT_NAME, help=f"The token's name (default '{DEFAULT_NAME}').")
+        parser.add_argument("--days", type=int, default=None,
+                            help="Lifetime in days (default API_TOKEN_DAYS); 0 = never expires.")
         action = parser.add_mutually_exclusive_group()
-        action.add_argument("--rotate", action="store_true", help="Replace the user's existing token.")
-        action.add_argument("--revoke", action="store_true", help="Delete the user's token; issue none.")
+        action.add_argument("--list", dest="listing", action="store_true", help="List the user's tokens.")
+        action.add_argument("--revoke", metavar="NAME", help="Revoke the user's live token of this name.")
 
-    def handle(self, *args: Any, username: str, rotate: bool, revoke: bool, **options: Any) -> None:
+    def handle(self, *args: Any, username: str, name: str, days: int | None, listing: bool, revoke: str | None,
+               **options: Any) -> None:
         user_model = get_user_model()
         try:
             user = user_model.objects.get(**{user_model.USERNAME_FIELD: username})
         except user_model.DoesNotExist:
             raise CommandError(f"No user named '{username}'.") from None
-        if revoke:  # whatever the account has become, its token must be able to go
-            if not Token.objects.filter(user=user).delete()[0]:
-                raise CommandError(f"'{username}' has no API token.")
-            self.stderr.write(f"Revoked the API token of '{username}': requests with it now get 401.")
+        if listing:
+            for token in ApiToken.objects.filter(user=user).order_by("created_at"):
+                self.stdout.write("\t".join([
+                    token.name, f"{token.prefix}…", token_state(token), f"created {_when(token.created_at)}",
+                    f"last used {_when(token.last_used_at)}", f"expires {_when(token.expires_at, 'never')}"]))
+            return
+        if revoke is not None:  # whatever the account has become, its tokens must be able to go
+            if not ApiToken.live().filter(user=user, name=revoke).update(revoked_at=timezone.now(),
+                                                                         revoked_by="manage.py issue_token"):
+                raise CommandError(f"'{username}' has no live token named '{revoke}'.")
+            self.stderr.write(f"Revoked the token '{revoke}' of '{username}': requests with it now get 401.")
             return
         if not (user.is_staff and user.is_active):
             raise CommandError(f"'{username}' is not an active staff user: the API only serves staff accounts. "
                                "Make the account staff first (admin, or `is_staff=True`).")
+        if not name.strip():
+            raise CommandError("--name must not be empty.")
+        if days is not None and days < 0:
+            raise CommandError("--days must be 0 (never expires) or more.")
         with transaction.atomic():
-            existing = Token.objects.select_for_update().filter(user=user)
-            if existing.exists() and not rotate:
-                raise CommandError(f"'{username}' already has a token; it is never shown again. "
-                                   "Use --rotate to replace it.")
-            existing.delete()
-            token = Token.objects.create(user=user)
-        self.stderr.write(f"API token for '{username}' (shown once; send it as 'Authorization: Bearer <token>'):")
-        self.stdout.write(token.key)
+            if ApiToken.live().select_for_update().filter(user=user, name=name).exists():
+                raise CommandError(f"'{username}' already has a live token named '{name}'; it is never shown again. "
+                                   f"Revoke it (--revoke {name}) or choose another --name.")
+            token, key = ApiToken.issue(user, name, settings.API_TOKEN_DAYS if days is None else days,
+                                        created_by="manage.py issue_token")
+        expiry = f"expires {_when(token.expires_at)}" if token.expires_at else "never expires"
+        self.stderr.write(f"API token '{name}' for '{username}' ({expiry}; shown once; send it as "
+                          "'Authorization: Bearer <token>'):")
+        self.stdout.write(key)
