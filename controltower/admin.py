@@ -3,6 +3,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from axes.admin import AccessAttemptAdmin
+from axes.models import AccessAttempt
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -374,3 +376,16 @@ class ApiTokenAdmin(RefusesForbiddenActions):
         self.message_user(request, ngettext("%(n)d token revoked: requests with it now get 401.",
                                             "%(n)d tokens revoked: requests with them now get 401.", revoked)
                           % {"n": revoked}, messages.SUCCESS if revoked else messages.WARNING)
+
+
+# django-axes' "Clean up expired attempts" reads request.axes_attempt_time, which only its login
+# signals set: from the admin it raised AttributeError (a 500). None means "now" to axes.
+admin.site.unregister(AccessAttempt)
+
+
+@admin.register(AccessAttempt)
+class LoginAttemptAdmin(AccessAttemptAdmin):
+    @admin.action(description="Clean up expired attempts")
+    def cleanup_expired_attempts(self, request: HttpRequest, queryset: QuerySet[AccessAttempt]) -> None:
+        request.axes_attempt_time = None
+        super().cleanup_expired_attempts(request, queryset)
