@@ -210,6 +210,31 @@ def test_each_write_endpoint_has_its_own_budget(synced, settings) -> None:
     assert olivia.post(resume, INVALID[resume], format="json").status_code == 400  # resume is not used up
 
 
+MODULE_COMMANDS = [f"{API}/modules/10.1/{verb}" for verb in ("start", "stop", "restart")]
+
+
+@pytest.mark.parametrize("url", MODULE_COMMANDS, ids=["start", "stop", "restart"])
+def test_module_commands_share_the_command_budget(synced, settings, url: str) -> None:
+    settings.COMMAND_THROTTLE_RATE = "2/min"
+    olivia = _operator()
+
+    assert olivia.post(url, {"reason": ["not text"]}, format="json").status_code == 400
+    assert olivia.post(f"{API}/command", INVALID[f"{API}/command"], format="json").status_code == 400
+    throttled = olivia.post(url, {"reason": ["not text"]}, format="json")
+
+    assert throttled.status_code == 429 and int(throttled["Retry-After"]) > 0
+    assert olivia.post(f"{API}/command", INVALID[f"{API}/command"], format="json").status_code == 429
+    assert olivia.get(f"{API}/modules/10.1/").status_code == 200  # reading the module is not throttled
+
+
+def test_the_schema_documents_the_429_of_the_module_commands() -> None:
+    from drf_spectacular.generators import SchemaGenerator
+
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    for verb in ("start", "stop", "restart"):
+        assert "429" in paths[f"{API}/modules/{{code}}/{verb}"]["post"]["responses"], verb
+
+
 def test_an_empty_rate_switches_the_throttle_off(synced, settings) -> None:
     settings.COMMAND_THROTTLE_RATE = None
     olivia = _operator()

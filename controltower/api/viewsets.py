@@ -29,7 +29,7 @@ from controltower.api.report_serializers import (
 )
 from controltower.api.serializers import ErrorSerializer, OrchestrationResultSerializer
 from controltower.api.throttling import TowerWriteThrottle
-from controltower.api.views import AUTH_ERRORS, CONFLICT, OPERATOR_ERRORS, TAGS, orchestration_result
+from controltower.api.views import AUTH_ERRORS, CONFLICT, OPERATOR_ERRORS, TAGS, THROTTLED, orchestration_result
 from controltower.models import ControlTowerRun, SystemHealthLog
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -115,7 +115,7 @@ def modules_with_health() -> QuerySet[MetaModule]:
 
 MODULE_ACTION = {
     "request": ModuleActionSerializer, "tags": TAGS,
-    "responses": {200: OrchestrationResultSerializer, 404: NOT_FOUND, 409: CONFLICT, **OPERATOR_ERRORS},
+    "responses": {200: OrchestrationResultSerializer, 404: NOT_FOUND, 409: CONFLICT, **OPERATOR_ERRORS, **THROTTLED},
 }
 
 
