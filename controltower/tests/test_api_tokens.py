@@ -150,6 +150,8 @@ def _admin(name: str, group: str | None = None, superuser: bool = False) -> Clie
 
 def test_a_superuser_issues_a_token_in_the_admin_and_sees_it_once(staff: User) -> None:
     root = _admin("root", superuser=True)
+    form = root.get(f"{TOKENS}add/").content.decode()
+    assert 'name="name"' in form and 'name="days"' in form and 'name="digest"' not in form
 
     page = root.post(f"{TOKENS}add/", {"user": staff.pk, "name": "dashboard", "days": 7})
 

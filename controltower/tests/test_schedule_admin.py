@@ -39,7 +39,11 @@ def _act(client: Client, action: str, tasks: list[PeriodicTask], reason: str = "
 
 
 def test_an_operator_disables_a_module_schedule_as_a_recorded_stop(synced) -> None:
-    messages = _act(_client("olivia", OPERATORS_GROUP), "disable_schedules", [_task("10.7")], "budget freeze")
+    olivia = _client("olivia", OPERATORS_GROUP)
+    page = olivia.get(TASKS).content.decode()
+    assert 'name="reason"' in page and 'value="disable_schedules"' in page
+
+    messages = _act(olivia, "disable_schedules", [_task("10.7")], "budget freeze")
 
     assert "Stopped 1 modules" in messages
     assert not _task("10.7").enabled
