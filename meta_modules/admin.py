@@ -206,7 +206,7 @@ class MetaModuleAdmin(RefusesForbiddenActions):
     search_fields = ("code", "name", "function")
     readonly_fields = ("code", "name", "function", "task_name", "calls_meta", "position", "periodic_task",
                        "desired_state", "desired_state_by", "desired_state_at", "desired_state_reason",
-                       "created_at", "updated_at")
+                       "error_window_start", "created_at", "updated_at")
     list_select_related = ("periodic_task__interval",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

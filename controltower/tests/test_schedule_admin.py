@@ -141,3 +141,15 @@ def test_admin_module_commands_share_the_api_command_budget(synced, settings) ->
     assert not _task("10.8").enabled  # the refused enable changed nothing
     assert ControlTowerRun.objects.filter(command_type="stop_all").count() == 2
     assert not ControlTowerRun.objects.filter(command_type="start_all").exists()
+
+
+def test_a_superuser_cannot_edit_a_module_around_the_commands(synced) -> None:
+    module = MetaModule.objects.get(code="10.7")
+
+    _client("root", superuser=True).post(f"/admin/meta_modules/metamodule/{module.pk}/change/", {
+        "desired_state": "stopped", "periodic_task": "", "error_window_start_0": "2030-01-01",
+        "error_window_start_1": "00:00:00"})
+
+    module.refresh_from_db()
+    assert (module.desired_state, module.periodic_task_id, module.error_window_start) == (
+        "running", _task("10.7").pk, None)
