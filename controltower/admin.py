@@ -257,7 +257,7 @@ class ExternalModuleAdmin(ReadOnlyAdmin):
 # --- Schedules: django-celery-beat's stock admins would let anyone with change rights (or any
 # superuser) flip, edit or run a schedule beside the tower's commands, unrecorded. Here every row
 # is read-only; a module's schedule moves only through the module commands, and the tower's own
-# tasks (health cycle, heartbeat, retention, re-sweep) have no action at all.
+# tasks (every task without a module: health cycle, heartbeat, pruning, …) have no action at all.
 for schedule_model in (PeriodicTask, IntervalSchedule, CrontabSchedule, SolarSchedule, ClockedSchedule):
     admin.site.unregister(schedule_model)
 
@@ -323,7 +323,8 @@ class IssueTokenForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        if data.get("user") and data.get("name") and ApiToken.live().filter(user=data["user"], name=data["name"]).exists():
+        user, name = data.get("user"), data.get("name")
+        if user and name and ApiToken.live().filter(user=user, name=name).exists():
             self.add_error("name", "This user already has a live token of this name: revoke it or choose another.")
         return data
 

@@ -1,5 +1,7 @@
 """Rate limits on the write endpoints (emergency stop, resume, commands, recovery).
 
+Module start/stop/restart (API and admin) are commands: they count against the "command" scope.
+
 DRF's ScopedRateThrottle, counted per user and scope in the shared cache (CACHES["default"]),
 with the rate read from the Django settings at request time rather than frozen into the class
 when DRF is imported: KILL_SWITCH_THROTTLE_RATE for emergency-stop and resume,
