@@ -192,6 +192,8 @@ def _throttle_rate(name: str, default: str) -> str | None:
 
 # Per user and endpoint: emergency-stop and resume share the first rate, command and recovery the second.
 KILL_SWITCH_THROTTLE_RATE = _throttle_rate("KILL_SWITCH_THROTTLE_RATE", "30/min")
+# Emergency-stop dry runs count apart: previewing never uses up the real stop's budget.
+KILL_SWITCH_PREVIEW_THROTTLE_RATE = _throttle_rate("KILL_SWITCH_PREVIEW_THROTTLE_RATE", "60/min")
 COMMAND_THROTTLE_RATE = _throttle_rate("COMMAND_THROTTLE_RATE", "60/min")
 
 REST_FRAMEWORK = {
@@ -209,14 +211,16 @@ REST_FRAMEWORK = {
     ],
     # JSON bodies only: a form cannot carry the nested fields and lists, and it turns every value
     # into a string that DRF then coerces ("0" for false). Another content type is a 415.
-    # Bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB): a larger body is a 413.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB): a larger body is a 413. A key given twice or
+    # nesting past controltower.api.parsers.MAX_JSON_DEPTH is a 400.
+    "DEFAULT_PARSER_CLASSES": ["controltower.api.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "controltower.api.views.api_exception_handler",
     # Writes only (emergency stop, resume, commands, recovery): per user and endpoint, counted in
     # the shared cache; a throttled request gets 429 with Retry-After. Reads are not throttled.
     # controltower.api.throttling reads the rates from these settings at request time.
     "DEFAULT_THROTTLE_RATES": {
         "emergency_stop": KILL_SWITCH_THROTTLE_RATE, "resume": KILL_SWITCH_THROTTLE_RATE,
+        "emergency_stop_preview": KILL_SWITCH_PREVIEW_THROTTLE_RATE,
         "command": COMMAND_THROTTLE_RATE, "recovery": COMMAND_THROTTLE_RATE,
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

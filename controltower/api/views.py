@@ -28,7 +28,7 @@ from controltower.api.serializers import (
     HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
     ResumeRequestSerializer, ResumeResponseSerializer, SchemaQuerySerializer, StatusSerializer,
 )
-from controltower.api.throttling import TowerWriteThrottle
+from controltower.api.throttling import EmergencyStopThrottle, TowerWriteThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
 from meta_modules.models import MetaModule
 
@@ -262,7 +262,7 @@ class CommandView(APIView):
 
 class EmergencyStopView(APIView):
     permission_classes = [IsTowerOperator]
-    throttle_classes = [TowerWriteThrottle]
+    throttle_classes = [EmergencyStopThrottle]
     throttle_scope = "emergency_stop"
 
     @extend_schema(
