@@ -6,6 +6,7 @@ and META_MODE=live switch to the production parts.
 """
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -16,8 +17,16 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Runtime files of the embedded defaults (SQLite file, broker folders, sandbox store).
+# Runtime files of the embedded defaults (SQLite file, broker folders, file cache, sandbox store).
 VAR_DIR = Path(env_str("TOWER_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and its missing parents readable by the owner only (0700): the embedded database,
+    broker and cache hold every run, reason and queued task. A folder that exists is left as it is."""
+    for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
@@ -98,7 +107,11 @@ def _database(url: str) -> dict:
         # Web, worker and beat share the file: WAL lets readers run beside one writer, an
         # IMMEDIATE transaction takes the write lock up front (no upgrade deadlock) and the
         # timeout makes a writer wait instead of failing with "database is locked".
-        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        name = Path(config["NAME"])
+        if config["NAME"] not in ("", ":memory:"):
+            private_dir(name.parent)
+            # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o600))
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -106,7 +119,7 @@ def _database(url: str) -> dict:
             "timeout": 20,
         }
         # Tests share their database file with real worker processes, so it cannot be in memory.
-        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_name("test_" + Path(config["NAME"]).name))}
+        config["TEST"] = {"NAME": str(name.with_name("test_" + name.name))}
     elif engine not in ("django.db.backends.postgresql",):
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// or sqlite:// URL, got engine {engine}.")
     return config
@@ -144,7 +157,8 @@ CACHE_URL = env_str("CACHE_URL")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
                 "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}
-    if CACHE_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+    if CACHE_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                       "LOCATION": str(private_dir(VAR_DIR / "cache"))}
 }
 
 # --- Security -------------------------------------------------------------------------
@@ -253,7 +267,7 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "broker"
     for _folder in ("queue", "control"):
-        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+        private_dir(_broker_dir / _folder)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
