@@ -202,8 +202,9 @@ OPERATOR_ERRORS = {
     403: OpenApiResponse(ErrorSerializer, "Authenticated, but without the operate_tower permission."),
 }
 THROTTLED = {
-    429: OpenApiResponse(ErrorSerializer, "Too many requests from this user (KILL_SWITCH_THROTTLE_RATE / "
-                                          "COMMAND_THROTTLE_RATE); Retry-After gives the seconds to wait."),
+    429: OpenApiResponse(ErrorSerializer, "Too many requests from this user (KILL_SWITCH_THROTTLE_RATE, "
+                                          "KILL_SWITCH_PREVIEW_THROTTLE_RATE for dry runs, COMMAND_THROTTLE_RATE); "
+                                          "Retry-After gives the seconds to wait."),
 }
 
 
