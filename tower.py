@@ -48,17 +48,24 @@ def ensure_venv(requirements: str) -> None:
     marker.write_text(digest)
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` and its missing parents readable by the owner only (0700), as config.settings does
+    (this script cannot import it before the virtual environment exists)."""
+    for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
 def base_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     env.setdefault("TOWER_VAR_DIR", str(VAR))
     if not env.get("SECRET_KEY"):
-        # Generated once per installation and kept beside the embedded database.
-        key_file = VAR / "secret_key"
+        # Generated once per installation and kept beside the embedded database, owner-only from the start.
+        key_file = private_dir(VAR) / "secret_key"
         if not key_file.exists():
-            VAR.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(50))
-            key_file.chmod(0o600)
+            with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+                out.write(secrets.token_urlsafe(50))
         env["SECRET_KEY"] = key_file.read_text().strip()
     return env
 

@@ -6,6 +6,7 @@ and META_MODE=live switch to the production parts.
 """
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -16,8 +17,16 @@ from django.core.exceptions import ImproperlyConfigured
 from config.env import env_bool, env_choice, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-# Runtime files of the embedded defaults (SQLite file, broker folders, sandbox store).
+# Runtime files of the embedded defaults (SQLite file, broker folders, file cache, sandbox store).
 VAR_DIR = Path(env_str("TOWER_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` and its missing parents readable by the owner only (0700): the embedded database,
+    broker and cache hold every run, reason and queued task. A folder that exists is left as it is."""
+    for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
@@ -97,7 +106,11 @@ def _database(url: str) -> dict:
         # Web, worker and beat share the file: WAL lets readers run beside one writer, an
         # IMMEDIATE transaction takes the write lock up front (no upgrade deadlock) and the
         # timeout makes a writer wait instead of failing with "database is locked".
-        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+        name = Path(config["NAME"])
+        if config["NAME"] not in ("", ":memory:"):
+            private_dir(name.parent)
+            # Created 0600 before SQLite opens it: SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o600))
         config["CONN_MAX_AGE"] = 0
         config["OPTIONS"] = {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -105,7 +118,7 @@ def _database(url: str) -> dict:
             "timeout": 20,
         }
         # Tests share their database file with real worker processes, so it cannot be in memory.
-        config["TEST"] = {"NAME": str(Path(config["NAME"]).with_name("test_" + Path(config["NAME"]).name))}
+        config["TEST"] = {"NAME": str(name.with_name("test_" + name.name))}
     elif engine not in ("django.db.backends.postgresql",):
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// or sqlite:// URL, got engine {engine}.")
     return config
@@ -143,7 +156,8 @@ CACHE_URL = env_str("CACHE_URL")
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
                 "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}
-    if CACHE_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+    if CACHE_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                       "LOCATION": str(private_dir(VAR_DIR / "cache"))}
 }
 
 # --- Security -------------------------------------------------------------------------
@@ -191,6 +205,8 @@ def _throttle_rate(name: str, default: str) -> str | None:
 
 # Per user and endpoint: emergency-stop and resume share the first rate, command and recovery the second.
 KILL_SWITCH_THROTTLE_RATE = _throttle_rate("KILL_SWITCH_THROTTLE_RATE", "30/min")
+# Emergency-stop dry runs count apart: previewing never uses up the real stop's budget.
+KILL_SWITCH_PREVIEW_THROTTLE_RATE = _throttle_rate("KILL_SWITCH_PREVIEW_THROTTLE_RATE", "60/min")
 COMMAND_THROTTLE_RATE = _throttle_rate("COMMAND_THROTTLE_RATE", "60/min")
 # Lifetime of a new API token (manage.py issue_token --days overrides it); 0 = tokens never expire.
 API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 90, minimum=0)
@@ -210,14 +226,16 @@ REST_FRAMEWORK = {
     ],
     # JSON bodies only: a form cannot carry the nested fields and lists, and it turns every value
     # into a string that DRF then coerces ("0" for false). Another content type is a 415.
-    # Bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB): a larger body is a 413.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # Bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB): a larger body is a 413. A key given twice or
+    # nesting past controltower.api.parsers.MAX_JSON_DEPTH is a 400.
+    "DEFAULT_PARSER_CLASSES": ["controltower.api.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "controltower.api.views.api_exception_handler",
     # Writes only (emergency stop, resume, commands, recovery): per user and endpoint, counted in
     # the shared cache; a throttled request gets 429 with Retry-After. Reads are not throttled.
     # controltower.api.throttling reads the rates from these settings at request time.
     "DEFAULT_THROTTLE_RATES": {
         "emergency_stop": KILL_SWITCH_THROTTLE_RATE, "resume": KILL_SWITCH_THROTTLE_RATE,
+        "emergency_stop_preview": KILL_SWITCH_PREVIEW_THROTTLE_RATE,
         "command": COMMAND_THROTTLE_RATE, "recovery": COMMAND_THROTTLE_RATE,
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -250,7 +268,7 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or "filesystem://"
 if CELERY_BROKER_URL == "filesystem://":
     _broker_dir = VAR_DIR / "broker"
     for _folder in ("queue", "control"):
-        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
+        private_dir(_broker_dir / _folder)
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

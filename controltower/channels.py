@@ -3,6 +3,12 @@
 Every attempt is written as a Notification row with its error, so a failed delivery is
 visible in the console instead of lost in a log. HTTP transports retry transient failures
 (connection errors, 5xx) a few times; a 4xx is permanent.
+
+A message's subject and body are plain text, and much of it comes from outside: operators'
+reasons, external modules' error messages, Meta campaign and account names. Each transport
+renders the plain text for its medium, so none of it can act as markup there: Slack escapes the
+whole text (the only mrkdwn in a Slack message is the bold subject added here), an email subject
+is one line, the webhook carries JSON. The email body is plain text, which needs no escaping.
 """
 from __future__ import annotations
 
@@ -35,6 +41,20 @@ def configured() -> list[str]:
                                   ("webhook", bool(settings.ALERT_WEBHOOK_URL))) if on]
 
 
+def slack_text(text: str) -> str:
+    """Plain text that Slack's mrkdwn shows as written. Slack's escaping rule
+    (https://api.slack.com/reference/surfaces/formatting#escaping): & as &amp;, < as &lt;, > as &gt;,
+    and only these three (other entities are shown as typed). This turns <!channel>, <!here>, <@U123>
+    and disguised links such as <https://evil.example|Console> into text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def header_text(text: str) -> str:
+    """One line for an email header: Django refuses a header with a line break (the delivery would
+    fail), and a line break in a header could start another one."""
+    return " ".join(text.splitlines())
+
+
 def _post_json(url: str, payload: dict[str, Any]) -> None:
     for attempt in range(HTTP_ATTEMPTS):
         try:
@@ -51,10 +71,11 @@ def _post_json(url: str, payload: dict[str, Any]) -> None:
 
 def _send(channel: str, message: Message) -> None:
     if channel == "email":
-        send_mail(f"[Control Tower] {message.subject}", message.body, settings.DEFAULT_FROM_EMAIL,
+        send_mail(header_text(f"[Control Tower] {message.subject}"), message.body, settings.DEFAULT_FROM_EMAIL,
                   settings.ALERT_EMAILS, fail_silently=False)
     elif channel == "slack":
-        _post_json(settings.SLACK_WEBHOOK_URL, {"text": f"*{message.subject}*\n{message.body}"})
+        _post_json(settings.SLACK_WEBHOOK_URL,
+                   {"text": f"*{slack_text(header_text(message.subject))}*\n{slack_text(message.body)}"})
     elif channel == "webhook":
         _post_json(settings.ALERT_WEBHOOK_URL, {"subject": message.subject, "kind": message.kind, **message.payload})
     else:

@@ -58,6 +58,10 @@ class Period:
     since: datetime
     until: datetime
 
+    def __post_init__(self) -> None:
+        if self.since > self.until:
+            raise ValueError(f"A period cannot end ({self.until}) before it starts ({self.since}).")
+
     @property
     def seconds(self) -> float:
         return (self.until - self.since).total_seconds()
@@ -69,6 +73,15 @@ class Period:
 def pct(part: float, whole: float) -> float | None:
     """part / whole in percent (3 decimals); None when there is nothing to divide by."""
     return round(100 * part / whole, 3) if whole else None
+
+
+def unknown_seconds(period: Period, first_point: datetime | None) -> float:
+    """The time before the timeline's first point (all of it without one), from the timestamps
+    themselves: summing the held spans in SQL overshoots on SQLite, whose julianday() rounds each
+    instant to the millisecond, so `period - sum` could come out negative."""
+    if first_point is None:
+        return period.seconds
+    return min(max((first_point - period.since).total_seconds(), 0.0), period.seconds)
 
 
 def distribution(seconds_by_status: dict[str, float], statuses: list[str]) -> list[dict[str, Any]]:
@@ -121,7 +134,7 @@ def _datetime(value: datetime | str) -> datetime:
 
 
 _TIMELINE_SQL = """
-    SELECT system_status, COUNT(*), SUM({held})
+    SELECT system_status, COUNT(*), SUM({held}), MIN(executed_at)
     FROM (
         SELECT system_status, executed_at,
                COALESCE(LEAD(executed_at) OVER (ORDER BY executed_at), %(until)s) AS held_until
@@ -200,13 +213,14 @@ def system_uptime(period: Period) -> dict[str, Any]:
     sql = _TIMELINE_SQL.format(held=_seconds("executed_at", "held_until"), runs=ControlTowerRun._meta.db_table)
     rows = _fetch(sql, _sql_params(period, check=RunType.HEALTH_CHECK, completed=RunState.COMPLETED,
                                    stop=RunType.EMERGENCY_STOP, resume=RunType.RESUME))
-    seconds = {status: float(total) for status, _, total in rows}
+    seconds = {status: float(total) for status, _, total, _ in rows}
     known = sum(seconds.values())
+    unknown = unknown_seconds(period, min((_datetime(first) for *_, first in rows), default=None))
     return {
         "uptime_pct": pct(seconds.get(SystemStatus.HEALTHY, 0.0), known),
-        "known_seconds": round(known, 3),
-        "unknown_seconds": round(period.seconds - known, 3),
-        "points": sum(count for _, count, _ in rows),
+        "known_seconds": round(period.seconds - unknown, 3),
+        "unknown_seconds": round(unknown, 3),
+        "points": sum(count for _, count, _, _ in rows),
         "distribution": distribution(seconds, [status.value for status in SystemStatus]),
     }
 

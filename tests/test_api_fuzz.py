@@ -201,7 +201,7 @@ def api_schema(synced: None, meta_sandbox: object, settings,
                _connection_kept: None) -> Iterator[schemathesis.BaseSchema]:
     """/api/schema/ as the operator of OPERATOR_KEY gets it, over 17 modules and one external one."""
     # The throttles would answer most writes 429 (documented, so conformant) before any logic ran.
-    settings.KILL_SWITCH_THROTTLE_RATE = settings.COMMAND_THROTTLE_RATE = ""
+    settings.KILL_SWITCH_THROTTLE_RATE = settings.KILL_SWITCH_PREVIEW_THROTTLE_RATE = settings.COMMAND_THROTTLE_RATE = ""
     call_command("register_external_module", EXTERNAL_MODULE, "Partner feed", "--function", "Catalog sync",
                  "--every", "900", stdout=io.StringIO())
     user = User.objects.create_user("fuzz-operator", is_staff=True)

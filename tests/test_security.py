@@ -235,6 +235,46 @@ def test_the_schema_documents_the_429_of_the_module_commands() -> None:
         assert "429" in paths[f"{API}/modules/{{code}}/{verb}"]["post"]["responses"], verb
 
 
+def test_dry_runs_do_not_use_up_the_real_stops_budget(synced, meta_sandbox, settings) -> None:
+    settings.KILL_SWITCH_THROTTLE_RATE = "2/min"
+    olivia = _operator()
+    stop = f"{API}/emergency-stop"
+
+    for _ in range(2):
+        assert olivia.post(stop, {"reason": "preview", "dry_run": True}, format="json").status_code == 200
+    response = olivia.post(stop, {"reason": "spike"}, format="json")
+
+    assert response.status_code == 200 and response.json()["run_id"]
+    assert meta_sandbox.campaigns(status="ACTIVE") == []
+
+
+def test_dry_runs_have_their_own_budget(synced, meta_sandbox, settings) -> None:
+    settings.KILL_SWITCH_PREVIEW_THROTTLE_RATE = "1/min"
+    olivia = _operator()
+    stop = f"{API}/emergency-stop"
+
+    assert olivia.post(stop, {"reason": "preview", "dry_run": True}, format="json").status_code == 200
+    assert olivia.post(stop, {"reason": "preview", "dry_run": True}, format="json").status_code == 429
+    # Only a body that is a dry run counts as one: a false or malformed dry_run is a real stop's request.
+    assert olivia.post(stop, {"reason": "", "dry_run": False}, format="json").status_code == 400
+    assert olivia.post(stop, {"reason": "", "dry_run": "true"}, format="json").status_code == 400
+
+
+def test_the_console_confirmation_page_does_not_use_up_the_stops_budget(synced, meta_sandbox, settings) -> None:
+    settings.KILL_SWITCH_THROTTLE_RATE = "1/min"
+    user = User.objects.create_user("olivia", is_staff=True)
+    user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
+    console = Client()
+    console.force_login(user)
+
+    for _ in range(3):  # each one previews the stop (a dry run read from Meta)
+        assert console.get("/emergency-stop/").status_code == 200
+    response = console.post("/emergency-stop/", {"reason": "spike", "pause_campaigns": "on"})
+
+    assert response.status_code == 302
+    assert meta_sandbox.campaigns(status="ACTIVE") == []
+
+
 def test_an_empty_rate_switches_the_throttle_off(synced, settings) -> None:
     settings.COMMAND_THROTTLE_RATE = None
     olivia = _operator()

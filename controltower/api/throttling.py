@@ -5,7 +5,9 @@ Module start/stop/restart (API and admin) are commands: they count against the "
 DRF's ScopedRateThrottle, counted per user and scope in the shared cache (CACHES["default"]),
 with the rate read from the Django settings at request time rather than frozen into the class
 when DRF is imported: KILL_SWITCH_THROTTLE_RATE for emergency-stop and resume,
-COMMAND_THROTTLE_RATE for command and recovery. An empty rate switches the scope's throttle off.
+KILL_SWITCH_PREVIEW_THROTTLE_RATE for an emergency-stop dry run (a preview must not use up the
+real stop's budget: an operator who previewed twice must not wait to stop), COMMAND_THROTTLE_RATE
+for command and recovery. An empty rate switches the scope's throttle off.
 A refused request gets 429 with Retry-After. Throttling is a brake on runaway scripts and
 double-clicks, not a security boundary (DRF: non-atomic counters): when the cache cannot be
 reached (Redis down) the request is let through, so an emergency stop never depends on it.
@@ -13,6 +15,7 @@ reached (Redis down) the request is let through, so an emergency stop never depe
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,8 +24,10 @@ from rest_framework.throttling import ScopedRateThrottle
 
 logger = logging.getLogger(__name__)
 
+PREVIEW_SCOPE = "emergency_stop_preview"
 RATE_SETTINGS = {
     "emergency_stop": "KILL_SWITCH_THROTTLE_RATE",
+    PREVIEW_SCOPE: "KILL_SWITCH_PREVIEW_THROTTLE_RATE",
     "resume": "KILL_SWITCH_THROTTLE_RATE",
     "command": "COMMAND_THROTTLE_RATE",
     "recovery": "COMMAND_THROTTLE_RATE",
@@ -43,6 +48,20 @@ class TowerWriteThrottle(ScopedRateThrottle):
             logger.warning("Throttle for %s not applied: the cache is unavailable (%s: %s)",
                            self.scope, type(exc).__name__, exc)
             return True
+
+
+def is_dry_run(body: Any) -> bool:
+    """Only a body the stop would run as a dry run: anything else counts as a real stop."""
+    return isinstance(body, Mapping) and body.get("dry_run") is True
+
+
+class EmergencyStopThrottle(TowerWriteThrottle):
+    """The stop's budget for real stops, PREVIEW_SCOPE's for dry runs. The body is parsed here, outside
+    the cache guard, so a malformed body is its 400 (and counts against neither budget)."""
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        scope = PREVIEW_SCOPE if is_dry_run(request.data) else view.throttle_scope
+        return super().allow_request(request, SimpleNamespace(throttle_scope=scope))
 
 
 def console_wait(request: Any, scope: str) -> float | None:

@@ -28,7 +28,7 @@ from controltower.api.serializers import (
     HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
     ResumeRequestSerializer, ResumeResponseSerializer, SchemaQuerySerializer, StatusSerializer,
 )
-from controltower.api.throttling import TowerWriteThrottle
+from controltower.api.throttling import EmergencyStopThrottle, TowerWriteThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
 from meta_modules.models import MetaModule
 
@@ -202,8 +202,9 @@ OPERATOR_ERRORS = {
     403: OpenApiResponse(ErrorSerializer, "Authenticated, but without the operate_tower permission."),
 }
 THROTTLED = {
-    429: OpenApiResponse(ErrorSerializer, "Too many requests from this user (KILL_SWITCH_THROTTLE_RATE / "
-                                          "COMMAND_THROTTLE_RATE); Retry-After gives the seconds to wait."),
+    429: OpenApiResponse(ErrorSerializer, "Too many requests from this user (KILL_SWITCH_THROTTLE_RATE, "
+                                          "KILL_SWITCH_PREVIEW_THROTTLE_RATE for dry runs, COMMAND_THROTTLE_RATE); "
+                                          "Retry-After gives the seconds to wait."),
 }
 
 
@@ -262,7 +263,7 @@ class CommandView(APIView):
 
 class EmergencyStopView(APIView):
     permission_classes = [IsTowerOperator]
-    throttle_classes = [TowerWriteThrottle]
+    throttle_classes = [EmergencyStopThrottle]
     throttle_scope = "emergency_stop"
 
     @extend_schema(

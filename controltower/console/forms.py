@@ -1,7 +1,7 @@
 """Forms of the console: the kill switch, resume, commands, and the history filters."""
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
@@ -60,7 +60,9 @@ class RunFilterForm(forms.Form):
     date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
 
     def filter(self, runs: QuerySet[ControlTowerRun]) -> QuerySet[ControlTowerRun]:
-        data: dict[str, Any] = self.cleaned_data if self.is_valid() else {}
+        if not self.is_valid():  # the page shows the errors (a 400), not every run as if unfiltered
+            return runs.none()
+        data: dict[str, Any] = self.cleaned_data
         if data.get("run_type"):
             runs = runs.filter(run_type=data["run_type"])
         if data.get("status"):
@@ -68,10 +70,16 @@ class RunFilterForm(forms.Form):
         if data.get("command_type"):
             runs = runs.filter(command_type=data["command_type"])
         if data.get("date_from"):
-            runs = runs.filter(executed_at__gte=_day_start(data["date_from"]))
+            runs = runs.filter(executed_at__gte=day_bounds(data["date_from"])[0])
         if data.get("date_to"):  # inclusive: the whole "to" day
-            runs = runs.filter(executed_at__lt=_day_start(data["date_to"]) + timedelta(days=1))
+            runs = runs.filter(executed_at__lt=day_bounds(data["date_to"])[1])
         return runs
+
+    def clean_date_from(self) -> date | None:
+        return _within_calendar(self.cleaned_data["date_from"])
+
+    def clean_date_to(self) -> date | None:
+        return _within_calendar(self.cleaned_data["date_to"])
 
 
 class NotificationFilterForm(forms.Form):
@@ -81,7 +89,9 @@ class NotificationFilterForm(forms.Form):
     channel = forms.CharField(required=False, max_length=16)
 
     def filter(self, rows: QuerySet[Notification]) -> QuerySet[Notification]:
-        data: dict[str, Any] = self.cleaned_data if self.is_valid() else {}
+        if not self.is_valid():
+            return rows.none()
+        data: dict[str, Any] = self.cleaned_data
         if data.get("ok"):
             rows = rows.filter(ok=data["ok"] == "yes")
         if data.get("kind"):
@@ -91,8 +101,22 @@ class NotificationFilterForm(forms.Form):
         return rows
 
 
-def _day_start(day: Any) -> datetime:
-    return timezone.make_aware(datetime.combine(day, time.min))
+def day_bounds(day: date) -> tuple[datetime, datetime]:
+    """[start, end) of `day` in the current time zone. OverflowError when either end, in UTC (as the
+    database compares them), is outside the calendar: 9999-12-31 has no next day to end at."""
+    start, end = (timezone.make_aware(datetime.combine(d, time.min)) for d in (day, day + timedelta(days=1)))
+    for instant in (start, end):
+        instant.astimezone(UTC)  # raises OverflowError past either end of the calendar
+    return start, end
+
+
+def _within_calendar(day: date | None) -> date | None:
+    if day is not None:
+        try:
+            day_bounds(day)
+        except OverflowError:
+            raise forms.ValidationError("Outside the calendar this filter can search.") from None
+    return day
 
 
 class ReportForm(forms.Form):

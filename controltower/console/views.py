@@ -323,7 +323,8 @@ def run_list(request: HttpRequest) -> HttpResponse:
     runs = form.filter(ControlTowerRun.objects.defer(
         "module_health_details", "actions_executed", "recoveries_performed", "recommendations", "alerts", "parameters",
     ).order_by("-executed_at"))
-    return _page(request, "console/runs.html", {"form": form, "page": _paginated(request, runs)})
+    return _page(request, "console/runs.html", {"form": form, "page": _paginated(request, runs)},
+                 status=400 if form.errors else 200)
 
 
 @require_GET
@@ -350,7 +351,8 @@ def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
 def notification_list(request: HttpRequest) -> HttpResponse:
     form = NotificationFilterForm(request.GET)
     rows = form.filter(Notification.objects.select_related("run").order_by("-sent_at"))
-    return _page(request, "console/notifications.html", {"form": form, "page": _paginated(request, rows)})
+    return _page(request, "console/notifications.html", {"form": form, "page": _paginated(request, rows)},
+                 status=400 if form.errors else 200)
 
 
 @require_GET

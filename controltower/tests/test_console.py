@@ -449,7 +449,8 @@ def test_runs_are_filtered_and_paginated(operator: Client) -> None:
     assert "1 run." in by_status
     assert "1 run." in old
     assert len(RUN_LINK.findall(page_two)) == 10 and "run_type=health_check&amp;page=1" in page_two
-    assert invalid.status_code == 200 and "Select a valid choice" in invalid.content.decode()
+    assert invalid.status_code == 400 and "Select a valid choice" in invalid.content.decode()
+    assert "0 runs." in invalid.content.decode()  # not every run, as if unfiltered
 
 
 def test_a_run_page_shows_everything_the_run_recorded(operator: Client) -> None:

@@ -108,6 +108,35 @@ def test_no_check_in_the_period_means_unknown_uptime() -> None:
 # --- module availability ---------------------------------------------------------------------------
 
 
+def test_unknown_time_is_never_negative_when_a_check_opens_the_period() -> None:
+    # Sub-millisecond ends: SQLite's julianday() rounds each to the millisecond, so the summed spans
+    # overshoot the period (the report once said unknown_seconds -0.001 here).
+    since, until = T0 + timedelta(microseconds=400), at(1) + timedelta(microseconds=600)
+    ControlTowerRun.objects.create(run_type="health_check", state="completed", system_status="healthy",
+                                   executed_at=since, executed_by="scheduler", mode="stub")
+
+    uptime = reports.system_uptime(reports.Period(since, until))
+
+    assert uptime["unknown_seconds"] == 0.0 and uptime["known_seconds"] == round((until - since).total_seconds(), 3)
+
+
+@pytest.mark.parametrize(("first", "unknown"), [
+    (None, 12 * HOUR),  # no point: all of it
+    (0, 0.0),  # a point at the start
+    (3, 3 * HOUR),
+    (-1, 0.0),  # a point before the start (the timeline never has one): nothing unknown, not negative
+    (12, 12 * HOUR),  # at the end, or after it: all of it, never more
+    (13, 12 * HOUR),
+])
+def test_unknown_seconds_boundaries(first: float | None, unknown: float) -> None:
+    assert reports.unknown_seconds(period(0, 12), None if first is None else at(first)) == unknown
+
+
+def test_a_period_cannot_end_before_it_starts() -> None:
+    with pytest.raises(ValueError):
+        period(2, 1)
+
+
 def test_module_availability_is_time_weighted_and_leaves_out_stopped_time() -> None:
     checks(("10.4",), {-2: ("offline",)})  # before the period
     checks(("10.1", "10.2", "10.3"), {

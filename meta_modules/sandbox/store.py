@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import random
 import sqlite3
 import struct
@@ -529,7 +530,11 @@ class Store:
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only, like the tower's other runtime files: a folder it creates 0700, the file 0600
+        # before SQLite opens it (its -wal and -shm files take the same mode).
+        for folder in reversed([p for p in (self.path.parent, *self.path.parent.parents) if not p.exists()]):
+            folder.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         # Business time (timestamps, seeding, insights' today); rate limits stay on real time.
         self.clock = BusinessClock(clock)
         self._zones: dict[int, ZoneInfo] = {}
