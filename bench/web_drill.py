@@ -2,7 +2,7 @@
 """Drill: is the way to the button open under fire? (issue 14)
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres CELERY_BROKER_URL=redis://127.0.0.1:6379/7 \
-        .venv/bin/python bench/web_drill.py [--seconds 25] [--slow 200] [--probes 2]
+        .venv/bin/python bench/web_drill.py [--seconds 25] [--slow 200] [--probes 2] [--gunicorn OPTION ...]
 
 Starts the web process as `tower.py up` starts it (tower.web_command: gunicorn + uvicorn workers,
 gunicorn.conf.py, 2 workers) on a fresh PostgreSQL database of its own, and the Meta sandbox as a
@@ -215,6 +215,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=25, help="each phase lasts at least this long")
     parser.add_argument("--slow", type=int, default=200, help="slow-header connections in phases b and c")
     parser.add_argument("--probes", type=int, default=2, help="sequential clients per endpoint")
+    parser.add_argument("--gunicorn", nargs=argparse.REMAINDER, default=[],
+                        help="further gunicorn options (must come last), e.g. the model before issue 14: "
+                             "--gunicorn --worker-class sync config.wsgi:application")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="web-drill-"))
@@ -233,7 +236,7 @@ def main() -> None:
              "--store", str(tmp / "sandbox.sqlite3")], cwd=ROOT, env=child, stdout=subprocess.DEVNULL,
             stderr=open(tmp / "sandbox.log", "w")))
         web_log = tmp / "web.log"
-        processes.append(subprocess.Popen(tower.web_command("127.0.0.1", port), cwd=ROOT, env=child,
+        processes.append(subprocess.Popen([*tower.web_command("127.0.0.1", port), *args.gunicorn], cwd=ROOT, env=child,
                                           stdout=open(web_log, "w"), stderr=subprocess.STDOUT))
         wait_ready(port, {"Authorization": f"Bearer {token}"})
         for _ in range(100):
@@ -244,12 +247,15 @@ def main() -> None:
             except OSError:
                 time.sleep(0.1)
         static = request(port, "GET", "/static/controltower/console.css", {})[0]
+        for _ in range(20):  # warm both workers' first requests (imports, templates) out of the figures at rest
+            request(port, "GET", STATUS, {"Authorization": f"Bearer {token}"})
+            request(port, "GET", DASHBOARD, {"Cookie": f"sessionid={session}"})
         results = [phase(name, port, token, session, args) for name in ("rest", "a", "b", "c")]
         for result in results:
             print(json.dumps(result), flush=True)
         access_logged = f"GET {STATUS}" in web_log.read_text()
     rest = results[0]
-    print(json.dumps({"machine": machine(), "seconds": args.seconds, "slow": args.slow, "probes": args.probes,
+    print(json.dumps({"machine": machine(), "gunicorn_options": args.gunicorn, "seconds": args.seconds, "slow": args.slow, "probes": args.probes,
                       "static_file_status": static, "access_log_written": access_logged}))
     print("\n| phase | status p50 / p99 (ms) | p99 ÷ rest | dashboard p50 / p99 (ms) | p99 ÷ rest | failures | stops (code, joined, s) |")
     print("|---|---|---|---|---|---|---|")
