@@ -3,7 +3,8 @@
 The stop runs in the web request and never waits on the task queue (the queue may be what
 is broken):
  1. the halt is recorded and committed first — from then on module jobs and Meta writes
-    outside this module refuse to act;
+    outside this module refuse to act; a press while another stop is still running joins it
+    (recorded, answered at once) instead of sweeping Meta again;
  2. the modules' periodic tasks are disabled, remembering which were enabled;
  3. ACTIVE campaigns are listed from Meta (the source of truth), one CampaignHold is written
     per campaign BEFORE it is paused, then they are paused in batches, accounts in parallel,
@@ -296,22 +297,20 @@ def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool, ControlTow
                                                   executed_at__gt=_live_since()).order_by("executed_at").first()
                    if already else None)
         now = timezone.now()
+        joining = {"state": RunState.COMPLETED, "message": _joined_message(running), "execution_time_ms": 0,
+                   "actions_executed": [{"action": "joined", "run_id": str(running.pk)}],
+                   "recommendations": [{"severity": "info", "module": "", "message": _joined_message(running)}],
+                   } if running else {"state": RunState.RUNNING}
         # What was asked is kept with the run: whoever finishes the halt sweeps exactly its scope.
         run = ControlTowerRun.objects.create(
             run_type=RunType.EMERGENCY_STOP, command_type="emergency_stop",
-            state=RunState.COMPLETED if running else RunState.RUNNING,
             system_status=SystemStatus.EMERGENCY_STOP, executed_by=request.actor, executed_at=now,
             reason=request.reason, mode=settings.META_MODE,
             parameters={"stop_schedulers": request.stop_schedulers, "pause_campaigns": request.pause_campaigns,
                         "send_alerts": request.send_alerts,
                         "ad_account_ids": _act_ids(request.ad_account_ids) if request.ad_account_ids else None},
+            **joining,
         )
-        if running:
-            message = _joined_message(running)
-            run.actions_executed = [{"action": "joined", "run_id": str(running.pk)}]
-            run.message, run.execution_time_ms = message, 0
-            run.recommendations = [{"severity": "info", "module": "", "message": message}]
-            run.save(update_fields=["actions_executed", "message", "execution_time_ms", "recommendations"])
         if not already:
             state.emergency_stop_active = True
             state.halted_by, state.halted_at, state.halt_reason = request.actor, now, request.reason

@@ -50,7 +50,7 @@ def test_the_commands_it_runs_exist_in_the_project() -> None:
     commands = get_commands()
     for needed in ("migrate", "sync_modules", "meta_sandbox", "watchdog"):
         assert needed in commands, needed
-    assert (ROOT / "config" / "wsgi.py").exists() and (ROOT / "Dockerfile").exists()
+    assert (ROOT / "config" / "asgi.py").exists() and (ROOT / "Dockerfile").exists()
 
 
 def _nginx_directives() -> dict[str, list[str]]:
