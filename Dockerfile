@@ -6,4 +6,5 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
 RUN SECRET_KEY=build-only python manage.py collectstatic --no-input -v0
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2"]
+# Worker model and timeouts: gunicorn.conf.py (the same command line as tower.web_command).
+CMD ["gunicorn", "--bind", "0.0.0.0:8000"]

@@ -74,6 +74,12 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([str(PYTHON), str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, check=True)
 
 
+def web_command(host: str, port: str | int) -> list[str]:
+    """The web process, as every way of serving the console starts it (tower.py up, the Dockerfile,
+    docker-compose.yml, bench/, the tests): the worker model and its timeouts are in gunicorn.conf.py."""
+    return [str(VENV / "bin" / "gunicorn"), "--bind", f"{host}:{port}"]
+
+
 def up() -> int:
     ensure_venv("requirements.txt")
     env = base_env()
@@ -85,8 +91,7 @@ def up() -> int:
     manage(env, "create_operator")
     bin_dir = VENV / "bin"
     processes = {
-        "web": [str(bin_dir / "gunicorn"), "config.wsgi", "--bind", f"{host}:{port}",
-                "--workers", env.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-"],
+        "web": web_command(host, port),
         "worker": [str(bin_dir / "celery"), "-A", "config", "worker", "--loglevel", "info",
                    "--concurrency", env.get("WORKER_CONCURRENCY", "2")],
         "beat": [str(bin_dir / "celery"), "-A", "config", "beat", "--loglevel", "info"],

@@ -12,7 +12,7 @@ plus 10 % PAUSED and 5 % ARCHIVED per account), reseeded before every measuremen
      in parallel, rate-limit aware), standard tier, --repeat times, each followed by a resume
      (killswitch.resume without its health check: every held campaign re-activated);
   2. unless --skip-processes: the same stop through the real endpoint, POST
-     /meta/control-tower/emergency-stop on `gunicorn config.wsgi --workers 2` (fresh per size, so its
+     /meta/control-tower/emergency-stop on the web process as `tower.py up` starts it (tower.web_command, 2 workers) (fresh per size, so its
      rate budget starts clean), timed by the client; the peak RSS (VmHWM) of the worker that served it;
   3. unless --skip-processes: the background sweep on a real `celery -A config worker --concurrency 1`
      process: Meta fails every call during the stop (error_rate 1.0), so the stop pauses nothing and
@@ -60,6 +60,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import tower  # noqa: E402 (the web process as tower.py up starts it)
 from common import free_port, own_database, postgres_server  # noqa: E402 (bench/ is this script's folder)
 BIN = ROOT / ".venv" / "bin"
 STANDARD_MAX_POINTS = 9000
@@ -214,7 +215,7 @@ def api_stop(env: dict[str, str], token: str, tmp: Path) -> dict[str, Any]:
     """The stop through POST /meta/control-tower/emergency-stop on a fresh 2-worker gunicorn."""
     reset_tower()
     port = free_port()
-    server = subprocess.Popen([str(BIN / "gunicorn"), "config.wsgi", "--workers", "2", "--bind", f"127.0.0.1:{port}"],
+    server = subprocess.Popen([*tower.web_command("127.0.0.1", port), "--workers", "2"],
                               cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                               stderr=open(tmp / "gunicorn.log", "a"))
     try:

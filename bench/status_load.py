@@ -8,7 +8,7 @@ With a postgres:// DATABASE_URL the script creates its own database (bench_statu
 server and drops it at the end; without one it uses a SQLite file in a temporary TOWER_VAR_DIR.
 It prepares the database (migrate, sync_modules, a staff user with a DRF token, one completed
 health-check ControlTowerRun as a cycle would have written it), starts
-`.venv/bin/gunicorn config.wsgi --workers 2` on a free loopback port (DEBUG=0), then drives
+the web process as `tower.py up` starts it (tower.web_command, `--workers 2`) on a free loopback port (DEBUG=0), then drives
 --clients concurrent keep-alive clients for --seconds against each endpoint with wrk when it is
 installed (a Lua script reports p50/p95/p99 and non-2xx), else with Python threads + http.client.
 Reports requests/s, latency percentiles, errors, and the peak RSS (VmHWM) of each gunicorn worker.
@@ -42,6 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import tower  # noqa: E402 (the web process as tower.py up starts it)
 from common import database_name, free_port, own_database, postgres_server  # noqa: E402 (bench/ is this script's folder)
 
 ENDPOINTS = ("/meta/control-tower/status", "/meta/control-tower/health")
@@ -276,8 +277,8 @@ def main() -> None:
         for path, figures in service.items():
             print(path, "in-process", json.dumps(figures), flush=True)
         port = free_port()
-        gunicorn = subprocess.Popen([str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--workers",
-                                     str(args.workers), "--bind", f"127.0.0.1:{port}", *args.gunicorn], cwd=ROOT,
+        gunicorn = subprocess.Popen([*tower.web_command("127.0.0.1", port), "--workers", str(args.workers),
+                                     *args.gunicorn], cwd=ROOT,
                                     env={**os.environ, **env}, stdout=subprocess.DEVNULL,
                                     stderr=open(tmp / "gunicorn.log", "w"))
         wait_ready(port, token)

@@ -364,6 +364,9 @@ START_STAGGER_SECONDS = env_int("START_STAGGER_SECONDS", 15, minimum=0)
 # Kill switch. The stop works inside the web request for at most this long; what is not
 # confirmed paused by then stays pending and is swept again in the background.
 EMERGENCY_STOP_DEADLINE_SECONDS = env_float("EMERGENCY_STOP_DEADLINE_SECONDS", 20.0, minimum=1.0)
+# The stop form's preview lists Meta for at most this long: with Meta down the form (and its
+# STOP button) appears after this, saying what could not be listed.
+EMERGENCY_STOP_PREVIEW_SECONDS = env_float("EMERGENCY_STOP_PREVIEW_SECONDS", 5.0, minimum=1.0)
 KILL_SWITCH_PARALLELISM = env_int("KILL_SWITCH_PARALLELISM", 8, minimum=1)
 KILL_SWITCH_RETRY_ATTEMPTS = env_int("KILL_SWITCH_RETRY_ATTEMPTS", 10, minimum=1)
 KILL_SWITCH_RETRY_BASE_SECONDS = env_int("KILL_SWITCH_RETRY_BASE_SECONDS", 15, minimum=1)

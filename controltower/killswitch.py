@@ -3,7 +3,8 @@
 The stop runs in the web request and never waits on the task queue (the queue may be what
 is broken):
  1. the halt is recorded and committed first — from then on module jobs and Meta writes
-    outside this module refuse to act;
+    outside this module refuse to act; a press while another stop is still running joins it
+    (recorded, answered at once) instead of sweeping Meta again;
  2. the modules' periodic tasks are disabled, remembering which were enabled;
  3. ACTIVE campaigns are listed from Meta (the source of truth), one CampaignHold is written
     per campaign BEFORE it is paused, then they are paused in batches, accounts in parallel,
@@ -138,6 +139,7 @@ class StopResult:
     message: str
     campaigns_by_account: dict[str, dict[str, int]]
     preview: dict[str, Any] | None = None
+    joined: bool = False  # a stop was already running: this request joined it (run_id is that stop's)
 
 
 @dataclass
@@ -240,39 +242,74 @@ def _module_tasks() -> Any:
 
 
 def preview(request: StopRequest) -> StopResult:
-    """Dry run: what a stop would disable and pause, read from the scheduler and Meta. Changes nothing."""
-    deadline = time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS
+    """Dry run: what a stop would disable and pause, read from the scheduler and Meta. Changes nothing.
+
+    Never raises for Meta: the confirmation page must show the STOP button exactly when Meta is
+    down, so what could not be listed (ad accounts or one account's campaigns) becomes an error."""
+    deadline = time.monotonic() + settings.EMERGENCY_STOP_PREVIEW_SECONDS
     schedulers = list(_module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
-    listed = _list_running(_accounts(request.ad_account_ids or None, deadline), deadline) if request.pause_campaigns else {}
-    errors = [f"{account}: {result}" for account, result in listed.items() if isinstance(result, graph.MetaError)]
+    listed, errors = _preview_listing(request, deadline) if request.pause_campaigns else ({}, [])
     campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in r] for a, r in listed.items()
                  if not isinstance(r, graph.MetaError)}
     total = sum(len(c) for c in campaigns.values())
+    stopping = len(schedulers) if request.stop_schedulers else 0
+    unlisted = " Meta could not be listed everywhere: see the errors." if errors else ""
     return StopResult(
         success=not errors, run_id=None, dry_run=True, already_halted=TowerState.get().emergency_stop_active,
-        schedulers_stopped=len(schedulers) if request.stop_schedulers else 0, campaigns_paused=0,
+        schedulers_stopped=stopping, campaigns_paused=0,
         campaigns_pending=0, campaigns_failed=[], alerts_sent=0, errors=errors, stopped_at=timezone.now(),
-        message=f"Dry run: would stop {len(schedulers) if request.stop_schedulers else 0} schedulers "
-                f"and pause {total} campaigns in {len(campaigns)} ad accounts. Nothing was changed.",
+        message=f"Dry run: would stop {stopping} schedulers and pause {total} campaigns in {len(campaigns)} "
+                f"ad accounts.{unlisted} Nothing was changed.",
         campaigns_by_account={a: {"active": len(c)} for a, c in campaigns.items()},
         preview={"schedulers": schedulers if request.stop_schedulers else [], "campaigns": campaigns},
     )
 
 
-def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool]:
-    """Step 1: record the halt and commit, before anything else happens."""
+def _preview_listing(request: StopRequest, deadline: float) -> tuple[dict[str, Any], list[str]]:
+    """The running campaigns per account, and why whatever could not be listed was not."""
+    try:
+        listed = _list_running(_accounts(request.ad_account_ids or None, deadline), deadline)
+    except graph.MetaError as exc:  # listing the ad accounts themselves failed
+        return {}, [f"Could not list ad accounts: {exc}"]
+    except Exception as exc:  # noqa: BLE001 - the stop form must render whatever Meta answers
+        logger.exception("The stop preview could not list Meta")
+        return {}, [f"Could not list ad accounts: unexpected {type(exc).__name__}: {exc}"]
+    return listed, [f"{account}: {result}" for account, result in listed.items() if isinstance(result, graph.MetaError)]
+
+
+def _live_since() -> datetime:
+    """A stop still `running` that began before this is no longer live: its process died."""
+    return timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS + settings.HOLD_CLAIM_SECONDS)
+
+
+def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool, ControlTowerRun | None]:
+    """Step 1: record the halt and commit, before anything else happens.
+
+    The one place that decides whether a stop is already running (under the tower state's row
+    lock, so of two presses at once exactly one sweeps): then this press joins it — recorded as a
+    completed run of its own (who, when, why; its scope widens the halt's) — and the running stop
+    is returned as the third value instead of sweeping Meta again for the whole deadline.
+    """
     with transaction.atomic():
         state = TowerState.locked()
         already = state.emergency_stop_active
+        running = (ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
+                                                  executed_at__gt=_live_since()).order_by("executed_at").first()
+                   if already else None)
         now = timezone.now()
+        joining = {"state": RunState.COMPLETED, "message": _joined_message(running), "execution_time_ms": 0,
+                   "actions_executed": [{"action": "joined", "run_id": str(running.pk)}],
+                   "recommendations": [{"severity": "info", "module": "", "message": _joined_message(running)}],
+                   } if running else {"state": RunState.RUNNING}
         # What was asked is kept with the run: whoever finishes the halt sweeps exactly its scope.
         run = ControlTowerRun.objects.create(
-            run_type=RunType.EMERGENCY_STOP, command_type="emergency_stop", state=RunState.RUNNING,
+            run_type=RunType.EMERGENCY_STOP, command_type="emergency_stop",
             system_status=SystemStatus.EMERGENCY_STOP, executed_by=request.actor, executed_at=now,
             reason=request.reason, mode=settings.META_MODE,
             parameters={"stop_schedulers": request.stop_schedulers, "pause_campaigns": request.pause_campaigns,
                         "send_alerts": request.send_alerts,
                         "ad_account_ids": _act_ids(request.ad_account_ids) if request.ad_account_ids else None},
+            **joining,
         )
         if not already:
             state.emergency_stop_active = True
@@ -280,10 +317,24 @@ def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool]:
             state.halt_run = run
             state.held_task_ids = []
         state.system_status = SystemStatus.EMERGENCY_STOP
+        # A join moves this too: the halt counts as complete only after a sweep that began after it.
         state.last_stop_at = now
         state.resume_requested_by, state.resume_requested_at, state.resume_request = "", None, {}
         state.save()
-    return run, already
+    return run, already, running
+
+
+def _joined_message(running: ControlTowerRun) -> str:
+    return (f"An emergency stop by {running.executed_by} is already running (since "
+            f"{timezone.localtime(running.executed_at):%H:%M:%S}): this stop joined it and was recorded. "
+            "The halt covers what you asked; follow its progress on its page.")
+
+
+def _joined(run: ControlTowerRun, running: ControlTowerRun) -> StopResult:
+    return StopResult(
+        success=False, run_id=str(running.pk), dry_run=False, already_halted=True, schedulers_stopped=0,
+        campaigns_paused=0, campaigns_pending=0, campaigns_failed=[], alerts_sent=0, errors=[],
+        stopped_at=run.executed_at, message=run.message, campaigns_by_account={}, joined=True)
 
 
 def _disable_schedulers() -> list[str]:
@@ -528,7 +579,9 @@ def emergency_stop(request: StopRequest) -> StopResult:
         return preview(request)
     started = time.monotonic()
     deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
-    run, already = _begin_halt(request)
+    run, already, running = _begin_halt(request)
+    if running is not None:
+        return _joined(run, running)
     halt_run = TowerState.get().halt_run
     # A stop while halted re-sweeps the whole halt, which now includes what this one asked for.
     schedulers, sweep_result = _secure(halt_run, run, deadline)
@@ -633,9 +686,8 @@ def finish_abandoned() -> None:
 
 def _close_interrupted_stops() -> None:
     """A stop still `running` long after any live one could be: the process running it died."""
-    cutoff = timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS + settings.HOLD_CLAIM_SECONDS)
     interrupted = list(ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
-                                                      executed_at__lt=cutoff))
+                                                      executed_at__lt=_live_since()))
     if not interrupted:
         return
     halt = ("The halt is still in force; the watchdog and the background sweeps finish it."

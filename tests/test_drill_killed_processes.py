@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
+import tower
 from controltower import killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType, TowerState
@@ -139,8 +140,7 @@ def test_a_web_process_killed_in_the_middle_of_a_stop_is_finished_by_the_watchdo
     token = _operator_token()
     drill.sandbox.faults(latency_ms=LATENCY_MS)
     env = {**drill.env, "ALERT_WEBHOOK_URL": http_receiver.url, "WATCHDOG_INTERVAL_SECONDS": "5"}
-    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "config.wsgi", "--workers", "1",
-                            "--bind", f"127.0.0.1:{port}"], cwd=ROOT, env=env, start_new_session=True,
+    web = subprocess.Popen([*tower.web_command("127.0.0.1", port), "--workers", "1"], cwd=ROOT, env=env, start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=open(drill.folder / "web.log", "w"))
     try:
         wait_for(lambda: _answers(port), timeout=30, message="gunicorn to answer")

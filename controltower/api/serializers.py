@@ -278,6 +278,10 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
     message = serializers.CharField()
     campaigns_by_account = serializers.DictField(child=AccountCountsSerializer())
     preview = StopPreviewSerializer(allow_null=True)
+    joined = serializers.BooleanField(help_text="A stop was already running: this one joined it (202; recorded as its "
+                                                "own run) and run_id is the running stop's.")
+    progress_url = serializers.CharField(allow_null=True, help_text="The stop's progress page in the console; null "
+                                                                    "for a dry run.")
 
 
 class ResumeResponseSerializer(serializers.Serializer):

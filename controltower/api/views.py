@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
@@ -272,12 +273,17 @@ class EmergencyStopView(APIView):
         description="Runs in the request (never waits on the task queue): records the halt first, disables the "
                     "modules' schedules, pauses ACTIVE campaigns on Meta through the ledger, alerts admins. "
                     "Campaigns not confirmed within the deadline stay pending and are retried in the background. "
-                    "A second stop re-sweeps. dry_run=true changes nothing.",
-        responses={200: EmergencyStopResponseSerializer, **OPERATOR_ERRORS, **THROTTLED})
+                    "A stop while halted re-sweeps; a stop while another is still running joins it (202, at once). "
+                    "dry_run=true changes nothing and answers 200 even when Meta cannot be listed (see errors).",
+        responses={200: EmergencyStopResponseSerializer,
+                   202: OpenApiResponse(EmergencyStopResponseSerializer, "Joined the stop already running (run_id)."),
+                   **OPERATOR_ERRORS, **THROTTLED})
     def post(self, request: Request) -> Response:
         data = _validated(EmergencyStopRequestSerializer, request)
         result = killswitch.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
-        return Response(EmergencyStopResponseSerializer(asdict(result)).data)
+        progress = reverse("console:stop-result", args=[result.run_id]) if result.run_id else None
+        return Response(EmergencyStopResponseSerializer({**asdict(result), "progress_url": progress}).data,
+                        status=202 if result.joined else 200)
 
 
 class ResumeView(APIView):

@@ -139,7 +139,8 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
     form = StopForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         result = killswitch.emergency_stop(killswitch.StopRequest(actor=_actor(request), **form.cleaned_data))
-        messages.add_message(request, messages.SUCCESS if result.success else messages.WARNING, result.message)
+        level = messages.INFO if result.joined else messages.SUCCESS if result.success else messages.WARNING
+        messages.add_message(request, level, result.message)
         for error in result.errors:
             messages.error(request, error)
         return redirect("console:stop-result", run_id=result.run_id)
