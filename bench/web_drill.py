@@ -64,12 +64,12 @@ def prepare(env: dict[str, str]) -> tuple[str, str]:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
-    from rest_framework.authtoken.models import Token
+    from controltower.models import ApiToken
 
     user = get_user_model().objects.create_user("drill", password=None, is_staff=True, is_superuser=True)
     client = Client()
     client.force_login(user)
-    token = Token.objects.create(user=user).key
+    token = ApiToken.issue(user, "bench", None, created_by="bench")[1]
     connection.close()
     return token, client.cookies["sessionid"].value
 

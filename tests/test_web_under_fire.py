@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 import tower
 from controltower.models import ControlTowerRun, RunState, RunType
-from tests.support import ROOT, child_env, free_port, wait_for
+from tests.support import ROOT, api_token, child_env, free_port, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("synced")]
 
@@ -73,7 +72,7 @@ def web(meta_sandbox, tmp_path: Path) -> Iterator[Web]:
     env.pop("WEB_CONCURRENCY", None)  # the documented default
     proc = subprocess.Popen(tower.web_command("127.0.0.1", port), cwd=ROOT, env=env, start_new_session=True,
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
-    server = Web(f"http://127.0.0.1:{port}", Token.objects.create(user=user).key,
+    server = Web(f"http://127.0.0.1:{port}", api_token(user),
                  client.cookies["sessionid"].value, log)
     try:
         wait_for(lambda: _answers(server), timeout=60, message="the web process to answer")

@@ -6,12 +6,12 @@ from datetime import date
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from controltower.api.permissions import VIEWERS_GROUP
 from controltower.console.forms import day_bounds
 from controltower.models import ControlTowerRun, RunType
+from tests.support import api_token
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 
@@ -36,7 +36,7 @@ def console(viewer: User) -> Client:
 @pytest.fixture
 def api(viewer: User) -> APIClient:
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=viewer).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(viewer)}")
     return client
 
 

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import Group, User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from controltower.api.parsers import MAX_JSON_DEPTH, exceeds_depth, unique_object
 from controltower.api.permissions import OPERATORS_GROUP
 from controltower.models import ControlTowerRun, TowerState
+from tests.support import api_token
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced", "meta_sandbox")]
 
@@ -20,7 +20,7 @@ def operator() -> APIClient:
     user = User.objects.create_user("olivia", is_staff=True)
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
     return client
 
 
