@@ -276,3 +276,16 @@ def api_token(user: Any, name: str | None = None, days: int | None = None, key: 
         return ApiToken.issue(user, name, days, created_by="tests")[1]
     ApiToken.objects.create(user=user, name=name, prefix=key[:8], digest=ApiToken.digest_of(key), created_by="tests")
     return key
+
+
+def admin_client(name: str, group: str | None = None, superuser: bool = False) -> Any:
+    """A Django test client logged in as a new staff user `name` (in `group`), or a superuser."""
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    user = User.objects.create_superuser(name) if superuser else User.objects.create_user(name, is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    client = Client()
+    client.force_login(user)
+    return client

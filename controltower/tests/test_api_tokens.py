@@ -11,15 +11,15 @@ from types import SimpleNamespace
 
 import pytest
 from django.apps import apps as global_apps
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ApiToken
+from tests.support import admin_client
 
 pytestmark = pytest.mark.django_db
 
@@ -139,17 +139,9 @@ def test_a_token_of_a_deactivated_user_gets_401(staff: User) -> None:
 # --- admin ---------------------------------------------------------------------------------------
 
 
-def _admin(name: str, group: str | None = None, superuser: bool = False) -> Client:
-    user = User.objects.create_superuser(name) if superuser else User.objects.create_user(name, is_staff=True)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    client = Client()
-    client.force_login(user)
-    return client
-
 
 def test_a_superuser_issues_a_token_in_the_admin_and_sees_it_once(staff: User) -> None:
-    root = _admin("root", superuser=True)
+    root = admin_client("root", superuser=True)
     form = root.get(f"{TOKENS}add/").content.decode()
     assert 'name="name"' in form and 'name="days"' in form and 'name="digest"' not in form
 
@@ -170,7 +162,7 @@ def test_a_superuser_issues_a_token_in_the_admin_and_sees_it_once(staff: User) -
 def test_the_admin_refuses_a_duplicate_live_name_with_a_field_error(staff: User) -> None:
     _issue("staff", "--name", "ci")
 
-    page = _admin("root", superuser=True).post(f"{TOKENS}add/", {"user": staff.pk, "name": "ci", "days": 7})
+    page = admin_client("root", superuser=True).post(f"{TOKENS}add/", {"user": staff.pk, "name": "ci", "days": 7})
 
     assert page.status_code == 200 and "already has a live token of this name" in page.content.decode()
     assert ApiToken.objects.count() == 1
@@ -179,7 +171,7 @@ def test_the_admin_refuses_a_duplicate_live_name_with_a_field_error(staff: User)
 def test_a_superuser_revokes_one_token_in_the_admin(staff: User) -> None:
     laptop, ci = _issue("staff", "--name", "laptop"), _issue("staff", "--name", "ci")
 
-    response = _admin("root", superuser=True).post(TOKENS, {
+    response = admin_client("root", superuser=True).post(TOKENS, {
         "action": "revoke_tokens", "_selected_action": [ApiToken.objects.get(name="laptop").pk], "index": 0})
 
     assert response.status_code == 302
@@ -190,7 +182,7 @@ def test_a_superuser_revokes_one_token_in_the_admin(staff: User) -> None:
 @pytest.mark.parametrize("group", [VIEWERS_GROUP, OPERATORS_GROUP])
 def test_viewers_and_operators_see_no_tokens(staff: User, group: str) -> None:
     _issue("staff")
-    client = _admin("someone", group)
+    client = admin_client("someone", group)
 
     assert client.get(TOKENS).status_code == 403
     assert client.get(f"{TOKENS}add/").status_code == 403

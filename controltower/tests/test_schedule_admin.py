@@ -12,19 +12,11 @@ from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ControlTowerRun
 from controltower.scheduling import HEALTH_CYCLE_TASK, HEARTBEAT_TASK, RETENTION_TASK
 from meta_modules.models import MetaModule, ModuleRun
+from tests.support import admin_client
 
 pytestmark = pytest.mark.django_db
 
 TASKS = "/admin/django_celery_beat/periodictask/"
-
-
-def _client(name: str, group: str | None = None, superuser: bool = False) -> Client:
-    user = (User.objects.create_superuser(name) if superuser else User.objects.create_user(name, is_staff=True))
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def _task(code: str) -> PeriodicTask:
@@ -39,7 +31,7 @@ def _act(client: Client, action: str, tasks: list[PeriodicTask], reason: str = "
 
 
 def test_an_operator_disables_a_module_schedule_as_a_recorded_stop(synced) -> None:
-    olivia = _client("olivia", OPERATORS_GROUP)
+    olivia = admin_client("olivia", OPERATORS_GROUP)
     page = olivia.get(TASKS).content.decode()
     assert 'name="reason"' in page and 'value="disable_schedules"' in page
 
@@ -55,7 +47,7 @@ def test_an_operator_disables_a_module_schedule_as_a_recorded_stop(synced) -> No
 
 
 def test_an_operator_runs_a_module_now_through_the_restart_command(synced, meta_sandbox) -> None:
-    messages = _act(_client("olivia", OPERATORS_GROUP), "run_now", [_task("10.9")], "check the new threshold")
+    messages = _act(admin_client("olivia", OPERATORS_GROUP), "run_now", [_task("10.9")], "check the new threshold")
 
     assert "Restarted 10.9" in messages
     assert ModuleRun.objects.filter(module__code="10.9", trigger="command").exists()
@@ -63,7 +55,7 @@ def test_an_operator_runs_a_module_now_through_the_restart_command(synced, meta_
 
 
 def test_a_viewer_can_neither_disable_nor_run_a_schedule(synced) -> None:
-    vera = _client("vera", VIEWERS_GROUP)
+    vera = admin_client("vera", VIEWERS_GROUP)
     assert vera.get(TASKS).status_code == 200  # she may look
 
     for action in ("disable_schedules", "run_now"):
@@ -78,7 +70,7 @@ def test_re_enabling_a_schedule_is_refused_while_halted(synced, meta_sandbox) ->
     killswitch.emergency_stop(killswitch.StopRequest(reason="spend spike", actor="alice"))
     assert not _task("10.7").enabled
 
-    messages = _act(_client("root", superuser=True), "enable_schedules", [_task("10.7")])
+    messages = _act(admin_client("root", superuser=True), "enable_schedules", [_task("10.7")])
 
     assert "Emergency stop active" in messages
     assert not _task("10.7").enabled
@@ -89,21 +81,21 @@ def test_the_tower_tasks_cannot_be_disabled_or_run(synced) -> None:
     assert len(tower) == 3
 
     for action in ("disable_schedules", "run_now"):
-        messages = _act(_client(f"root-{action}", superuser=True), action, tower)
+        messages = _act(admin_client(f"root-{action}", superuser=True), action, tower)
         assert "3 tower tasks left alone" in messages
     assert all(task.enabled for task in PeriodicTask.objects.filter(pk__in=[t.pk for t in tower]))
     assert not ControlTowerRun.objects.exists()
 
 
 def test_an_action_without_a_reason_does_nothing(synced) -> None:
-    messages = _act(_client("olivia", OPERATORS_GROUP), "disable_schedules", [_task("10.7")], reason="  ")
+    messages = _act(admin_client("olivia", OPERATORS_GROUP), "disable_schedules", [_task("10.7")], reason="  ")
 
     assert "Give a reason" in messages
     assert _task("10.7").enabled and not ControlTowerRun.objects.exists()
 
 
 def test_not_even_a_superuser_adds_edits_or_deletes_schedules_by_hand(synced) -> None:
-    root = _client("root", superuser=True)
+    root = admin_client("root", superuser=True)
     task, interval = _task("10.7"), IntervalSchedule.objects.first()
 
     assert root.get(f"{TASKS}add/").status_code == 403
@@ -146,7 +138,7 @@ def test_admin_module_commands_share_the_api_command_budget(synced, settings) ->
 def test_a_superuser_cannot_edit_a_module_around_the_commands(synced) -> None:
     module = MetaModule.objects.get(code="10.7")
 
-    _client("root", superuser=True).post(f"/admin/meta_modules/metamodule/{module.pk}/change/", {
+    admin_client("root", superuser=True).post(f"/admin/meta_modules/metamodule/{module.pk}/change/", {
         "desired_state": "stopped", "periodic_task": "", "error_window_start_0": "2030-01-01",
         "error_window_start_1": "00:00:00"})
 
