@@ -236,6 +236,16 @@ def _settle(drill: Drill) -> None:
         time.sleep(MAX_ACTIVE * drill.faults.per_item_ms / 1000 + 0.2)
 
 
+def _wait_out_blocks(accounts: list[str]) -> None:
+    """Between background passes, wait out the rate-limit blocks the client has learnt, as the real
+    passes' countdowns do (KILL_SWITCH_RETRY_BASE_SECONDS doubling): run back to back, ten passes
+    would all fall inside one block (60 s when Meta names no time) and prove nothing."""
+    throttle = graph.client().throttle
+    wait = max(throttle.blocked_for(account, write=True) for account in accounts)
+    if wait:
+        time.sleep(min(wait, 90.0) + 0.1)
+
+
 def run_drill(sandbox, drill: Drill) -> None:
     sandbox.reset(accounts=drill.accounts, statuses=drill.mix, seed=drill.seed,
                   adsets_per_campaign=1, ads_per_adset=1, history_days=1,
@@ -254,6 +264,7 @@ def run_drill(sandbox, drill: Drill) -> None:
     left, sweeps, outcome = result.campaigns_pending or result.errors, 0, {}
     while left:  # the background sweeps the stop left, run here until they are done
         assert sweeps < 10, f"still not done after {sweeps} sweeps: {outcome}"
+        _wait_out_blocks(accounts)
         outcome = killswitch.resweep(halt_run_id, attempt=sweeps)
         left, sweeps = outcome["pending"] or outcome["errors"], sweeps + 1
     _settle(drill)
@@ -286,6 +297,7 @@ def run_drill(sandbox, drill: Drill) -> None:
     background, attempts = resumed.campaigns_pending, 0
     while background:  # the background re-activations resume left, run here until they are done
         assert attempts < 10, f"still re-activating after {attempts} passes"
+        _wait_out_blocks(accounts)
         background = killswitch.finish_resume(resumed.run_id, attempt=attempts, follow_up=False)["pending"]
         attempts += 1
     _settle(drill)
