@@ -6,7 +6,7 @@
     python3 tower.py reset-password [username] # a new password for a lost one, printed once
 
 Only the standard library is used until the virtual environment exists; everything else
-runs inside `.venv`. Environment variables (see README) pass through to every process.
+runs inside `.venv`. Environment variables (docs/settings.md) pass through to every process.
 """
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def supervise(processes: dict[str, list[str]], env: dict[str, str], started: Cal
     child_env = {**env, "PYTHONUNBUFFERED": "1"}  # lines as they are written, not when a pipe buffer fills
     width = max(len(name) for name in processes)
     running: dict[str, subprocess.Popen[bytes]] = {}
-    relays = []
+    relays: list[threading.Thread] = []
     for name, cmd in processes.items():
         running[name] = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         relays.append(threading.Thread(target=relay, args=(name, width, running[name].stdout, to_terminal), daemon=True))
