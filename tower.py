@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Set up and run Control Tower with nothing but Python 3.11.
 
-    python3 tower.py up      # venv + install + migrate + modules + operator, then run every process
-    python3 tower.py test    # venv + install (with test extras), then the whole test suite
+    python3 tower.py up                        # venv + install + migrate + modules, then run every process
+    python3 tower.py test                      # venv + install (with test extras), then the whole test suite
+    python3 tower.py reset-password [username] # a new password for a lost one, printed once
 
 Only the standard library is used until the virtual environment exists; everything else
-runs inside `.venv`. Environment variables (see README) pass through to every process.
+runs inside `.venv`. Environment variables (docs/settings.md) pass through to every process.
 """
 from __future__ import annotations
 
@@ -13,11 +14,15 @@ import hashlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import venv
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -25,8 +30,51 @@ PYTHON = VENV / "bin" / "python"
 VAR = Path(os.environ.get("TOWER_VAR_DIR", ROOT / "var"))
 
 
+# One writer at a time: the processes' output, the tower's messages and the start-up box share the terminal.
+OUTPUT = threading.Lock()
+
+
 def say(message: str) -> None:
-    print(f"[tower] {message}", flush=True)
+    with OUTPUT:
+        print(f"[tower] {message}", flush=True)
+
+
+def frame(lines: list[str], title: str) -> str:
+    """`lines` in a box, so the start-up summary stands out of the processes' output."""
+    width = max(len(line) for line in [title, *lines])
+    return "\n".join([f"╔═{'═' * width}═╗", f"║ {title.ljust(width)} ║", f"╟─{'─' * width}─╢",
+                      *(f"║ {line.ljust(width)} ║" for line in lines), f"╚═{'═' * width}═╝"])
+
+
+def prefixed(name: str, width: int, line: str) -> str:
+    """A process's output line under its name, as foreman and honcho show it: `web    | ...`."""
+    return f"{name.ljust(width)} | {line}"
+
+
+def relay(name: str, width: int, stream: IO[bytes], write: Callable[[str], None]) -> None:
+    """Every line `stream` carries until it closes (the process and its children exited), prefixed."""
+    with stream:
+        for raw in iter(stream.readline, b""):
+            write(prefixed(name, width, raw.decode("utf-8", "replace").rstrip("\r\n")))
+
+
+def to_terminal(line: str) -> None:
+    with OUTPUT:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def answers(host: str, port: int, within: float) -> bool:
+    """Whether something accepts connections on host:port within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.5)
 
 
 def ensure_venv(requirements: str) -> None:
@@ -74,6 +122,23 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run([str(PYTHON), str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, check=True)
 
 
+def announce(env: dict[str, str], host: str, port: str, names: Iterable[str]) -> None:
+    """Once the console answers, the box with where to go and how to log in. `startup_summary` makes the
+    first operator account, so a generated password travels from its stdout to this terminal only."""
+    url = f"http://{host}:{port}/"
+    if not answers(host, int(port), within=60):
+        say(f"the console does not answer on {url} after 60 s — see the web lines above")
+    summary = subprocess.run([str(PYTHON), str(ROOT / "manage.py"), "startup_summary", "--url", url],
+                             cwd=ROOT, env=env, capture_output=True, text=True)
+    if summary.returncode != 0:
+        say(f"startup_summary failed:\n{summary.stderr}")
+        return
+    lines = [*summary.stdout.splitlines(),
+             f"logs      this terminal only, each line under its process: {', '.join(names)}",
+             "stop      Ctrl-C stops every process"]
+    to_terminal(frame(lines, "Control Tower is running"))
+
+
 def web_command(host: str, port: str | int) -> list[str]:
     """The web process, as every way of serving the console starts it (tower.py up, the Dockerfile,
     docker-compose.yml, bench/, the tests): the worker model and its timeouts are in gunicorn.conf.py."""
@@ -88,7 +153,6 @@ def up() -> int:
     manage(env, "migrate", "--no-input", "-v0")
     manage(env, "collectstatic", "--no-input", "-v0")
     manage(env, "sync_modules")
-    manage(env, "create_operator")
     bin_dir = VENV / "bin"
     processes = {
         "web": web_command(host, port),
@@ -101,14 +165,23 @@ def up() -> int:
         processes["sandbox"] = [str(PYTHON), str(ROOT / "manage.py"), "meta_sandbox",
                                 "--port", env.get("META_SANDBOX_PORT", "8765"),
                                 "--store", str(VAR / "meta_sandbox.sqlite3")]
-    return supervise(processes, env, f"http://{host}:{port}/")
+    return supervise(processes, env, lambda: announce(env, host, port, processes))
 
 
-def supervise(processes: dict[str, list[str]], env: dict[str, str], url: str) -> int:
-    """Run the processes until Ctrl-C. One that exits is reported and the others keep running,
-    so the console can show (and alert on) the outage, as it would in production."""
-    running = {name: subprocess.Popen(cmd, cwd=ROOT, env=env) for name, cmd in processes.items()}
-    say(f"running {', '.join(running)} — console at {url} (Ctrl-C stops everything)")
+def supervise(processes: dict[str, list[str]], env: dict[str, str], started: Callable[[], None]) -> int:
+    """Run the processes until Ctrl-C, each one's output (stdout and stderr) shown line by line under
+    its name; `started` runs beside them once all are started. One that exits is reported and the others
+    keep running, so the console can show (and alert on) the outage, as it would in production."""
+    child_env = {**env, "PYTHONUNBUFFERED": "1"}  # lines as they are written, not when a pipe buffer fills
+    width = max(len(name) for name in processes)
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    relays: list[threading.Thread] = []
+    for name, cmd in processes.items():
+        running[name] = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        relays.append(threading.Thread(target=relay, args=(name, width, running[name].stdout, to_terminal), daemon=True))
+        relays[-1].start()
+    say(f"started {', '.join(running)} (Ctrl-C stops everything)")
+    threading.Thread(target=started, daemon=True).start()
     stopping = False
 
     def stop(*_: object) -> None:
@@ -132,6 +205,8 @@ def supervise(processes: dict[str, list[str]], env: dict[str, str], url: str) ->
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+    for thread in relays:  # the last lines each process wrote before it exited
+        thread.join(timeout=5)
     return 0 if stopping else 1
 
 
@@ -142,12 +217,22 @@ def test(args: list[str]) -> int:
     return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
+def reset_password(args: list[str]) -> int:
+    """A lost password, on the machine `up` runs on: same virtual environment, same generated secret key."""
+    ensure_venv("requirements.txt")
+    return subprocess.run([str(PYTHON), str(ROOT / "manage.py"), "reset_password", *args[:1]],
+                          cwd=ROOT, env=base_env()).returncode
+
+
 def main() -> int:
+    sys.stdout.reconfigure(errors="replace")  # the box's lines on a terminal that is not UTF-8
     command, *rest = sys.argv[1:] or ["help"]
     if command == "up":
         return up()
     if command == "test":
         return test(rest)
+    if command == "reset-password":
+        return reset_password(rest)
     print(__doc__)
     return 0 if command == "help" else 2
 

@@ -1,4 +1,5 @@
-"""Control Tower settings. Every knob is an environment variable, documented in README.md.
+"""Control Tower settings. Every knob is an environment variable, documented in docs/settings.md
+(tests/test_settings_documented.py keeps that list complete).
 
 Defaults run the whole console on one machine with nothing but Python: SQLite, a
 file-system Celery broker and the bundled Meta sandbox. DATABASE_URL, CELERY_BROKER_URL

@@ -127,7 +127,7 @@ def is_running(campaign: Mapping[str, Any]) -> bool:
     """Whether a listed campaign is one a person left running: its configured status is ACTIVE.
 
     Its effective status says nothing about that: IN_PROCESS and WITH_ISSUES are shown for
-    campaigns configured ACTIVE and PAUSED alike (meta-live-behaviour.md, "configured vs effective").
+    campaigns configured ACTIVE and PAUSED alike (docs/meta-sandbox.md, "configured vs effective", with its sources).
     """
     return campaign.get("status") == "ACTIVE"
 

@@ -1,7 +1,7 @@
 """The arithmetic of the module jobs, as small pure functions (no database, no Meta, no clock).
 
 Ratios of sums, never means of ratios: ROAS = Σ purchase value / Σ spend, CTR = Σ clicks /
-Σ impressions, and so on, whatever the grouping (reference: meta-graph-api.md §6).
+Σ impressions, and so on, whatever the grouping (Meta's insights are sums; its ratio fields are ratios of those sums).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What a Graph API error means and what to do about it: pure rules, facts in, verdicts out.
 
-Sources (shared reference meta-live-behaviour.md): Meta's error-handling guide, the Marketing
+Sources (each named in docs/meta-sandbox.md, "Errors"): Meta's error-handling guide, the Marketing
 API rate-limiting page (updated 2026-05-05) for the scope of each limit, recorded live bodies
 (Airbyte's source-facebook-marketing) for `is_transient: false` and "reduce the amount of data".
 """

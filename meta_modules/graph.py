@@ -1,6 +1,6 @@
 """The Meta Graph API client: a thin layer over the official facebook-business SDK.
 
-What it adds to the SDK (references: shared/reference/meta-graph-api.md, meta-live-behaviour.md):
+What it adds to the SDK (Meta's behaviour and its sources: docs/meta-sandbox.md):
 - never the SDK's crash reporter, always a timeout, one API object per thread, the API version
   sent explicitly, an optional CA bundle for proxies that inspect TLS;
 - every answer checked: a body that is not a JSON object (an HTML 5xx page from Meta's edge, which

@@ -1,6 +1,6 @@
 """How much an ad account may still take, learnt from what Meta reports, shared by every process.
 
-Sources (shared reference meta-live-behaviour.md, Marketing API rate-limiting page):
+Sources (docs/meta-sandbox.md, "Rate limits"; Marketing API rate-limiting page):
 - a read costs 1 point, a write 3; the score decays over 300 s; the development tier allows 60
   points, the standard tier 9,000;
 - `X-Business-Use-Case-Usage` is the Marketing API's own header (percentages; the time to regain

@@ -1,6 +1,6 @@
 """The kill switch holds what a person left running (configured ACTIVE), whatever Meta's effective
 status says: IN_PROCESS and WITH_ISSUES are shown for configured ACTIVE and PAUSED campaigns alike
-(meta-live-behaviour.md). Over HTTP against the sandbox."""
+(docs/meta-sandbox.md, with its sources). Over HTTP against the sandbox."""
 from __future__ import annotations
 
 import pytest
