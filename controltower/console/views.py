@@ -15,13 +15,15 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.staticfiles import finders
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils import timezone
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
 from controltower import commander, findings, health, killswitch, recovery, reports
@@ -36,6 +38,7 @@ from meta_modules import throttle
 from meta_modules.models import MetaModule
 
 PAGE_SIZE = 50
+FAVICON = "controltower/favicon.svg"
 RECOVERY_ATTEMPTS_SHOWN = 20
 
 
@@ -88,6 +91,17 @@ def _fragments(request: HttpRequest, templates: dict[str, str], context: dict[st
 
 def _run_link(message: str, run_id: Any) -> str:
     return format_html('{} <a href="{}">Run details</a>', message, reverse("console:run", args=[run_id]))
+
+
+# --- site ---------------------------------------------------------------------------
+
+
+@require_GET
+@cache_control(public=True, max_age=86400)
+def favicon(request: HttpRequest) -> FileResponse:
+    """/favicon.ico, which browsers and the admin ask for without a <link>: the console's icon,
+    from the static source (served here, not redirected, so it answers before collectstatic too)."""
+    return FileResponse(open(finders.find(FAVICON), "rb"), content_type="image/svg+xml")
 
 
 # --- dashboard ------------------------------------------------------------------------
