@@ -90,6 +90,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # Every console page shows instants: |timestamp and |zoned need no {% load %}.
+            "builtins": ["controltower.templatetags.tower_time"],
         },
     },
 ]

@@ -12,6 +12,8 @@ from html import escape
 
 from django.utils.safestring import SafeString, mark_safe
 
+from controltower.console import times
+
 # Outcome → colour; also the legend's order. Anything else is drawn grey.
 OUTCOME_COLOURS = {
     "success": "#2e7d32",
@@ -97,10 +99,10 @@ def _axes(frame: Frame, y_max: float, start: datetime, end: datetime) -> list[st
         parts.append(f'<text x="{frame.left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11">'
                      f"{_text(format_ms(fraction * y_max))}</text>")
     label_y = base_y + 16
-    parts.append(f'<text x="{frame.left}" y="{label_y}" font-size="11">{_text(f"{start:%Y-%m-%d %H:%M}")}</text>')
+    parts.append(f'<text x="{frame.left}" y="{label_y}" font-size="11">{_text(times.zoned(start))}</text>')
     if end != start:
         parts.append(f'<text x="{right_x}" y="{label_y}" text-anchor="end" font-size="11">'
-                     f'{_text(f"{end:%Y-%m-%d %H:%M}")}</text>')
+                     f'{_text(times.zoned(end))}</text>')
     return parts
 
 
@@ -131,7 +133,7 @@ def run_durations(points: Sequence[RunPoint], title: str = "Run durations", fram
         y = base_y - (point.duration_ms or 0) / y_max * frame.plot_height
         colour = OUTCOME_COLOURS.get(point.outcome, OTHER_COLOUR)
         duration = format_ms(point.duration_ms) if point.duration_ms is not None else "no duration"
-        tooltip = " · ".join(filter(None, [f"{point.at:%Y-%m-%d %H:%M:%S}", point.outcome, duration, point.label]))
+        tooltip = " · ".join(filter(None, [times.zoned(point.at), point.outcome, duration, point.label]))
         parts.append(f'<circle class="run run-{_text(point.outcome)}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" '
                      f'fill="{colour}"><title>{_text(tooltip)}</title></circle>')
     parts += _legend(frame, {p.outcome for p in ordered})
@@ -176,9 +178,9 @@ def status_timeline(points: Sequence[tuple[datetime, str]], start: datetime, end
                      f'height="{frame.plot_height}" fill="{STATUS_COLOURS.get(shown, OTHER_COLOUR)}">'
                      f"<title>{_text(shown.upper())}</title></rect>")
     label_y = frame.top + frame.plot_height + 16
-    parts.append(f'<text x="{frame.left}" y="{label_y}" font-size="11">{_text(f"{start:%Y-%m-%d %H:%M}")}</text>')
+    parts.append(f'<text x="{frame.left}" y="{label_y}" font-size="11">{_text(times.zoned(start))}</text>')
     parts.append(f'<text x="{frame.left + frame.plot_width}" y="{label_y}" text-anchor="end" font-size="11">'
-                 f'{_text(f"{end:%Y-%m-%d %H:%M}")}</text></svg>')
+                 f'{_text(times.zoned(end))}</text></svg>')
     return mark_safe("".join(parts))
 
 

@@ -198,7 +198,7 @@ def test_the_strip_shows_the_latest_checks_with_a_title_per_cell(operator: Clien
 
     row = re.search(r'<tr id="module-10\.1">.*?</tr>', html, re.S).group(0)
     assert row.count('class="cell st-online"') == 3
-    assert re.search(r'title="\d{4}-\d\d-\d\d \d\d:\d\d UTC · ONLINE · success 98%', row)
+    assert re.search(r'title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC · ONLINE · success 98%', row)
 
 
 def test_the_dashboard_fragments_carry_the_same_parts(operator: Client) -> None:

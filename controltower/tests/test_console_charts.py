@@ -31,7 +31,7 @@ def test_one_point_is_centred_and_has_a_tooltip() -> None:
     assert len(runs) == 1
     frame = charts.Frame()
     assert float(runs[0].get("cx")) == frame.left + frame.plot_width / 2
-    assert runs[0].find(f"{SVG}title").text == "2025-01-15 12:00:00 · success · 1.5 s · schedule"
+    assert runs[0].find(f"{SVG}title").text == "2025-01-15 12:00:00 UTC · success · 1.5 s · schedule"
 
 
 def test_points_are_placed_by_time_and_duration_and_coloured_by_outcome() -> None:

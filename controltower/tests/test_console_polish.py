@@ -36,3 +36,36 @@ def test_it_links_the_favicon_and_answers_favicon_ico_with_an_image(operator: Cl
     assert link in page and link in admin
     assert icon.status_code == 200 and icon["Content-Type"] == "image/svg+xml"
     assert b"<svg" in b"".join(icon.streaming_content)
+
+
+# --- times with their zone --------------------------------------------------------------
+
+
+def test_it_shows_every_time_with_its_zone_and_an_iso_instant(operator: Client) -> None:
+    run = ControlTowerRun.objects.create(run_type=RunType.COMMAND, command_type="sync_data", executed_by="olivia",
+                                         mode="stub", executed_at=datetime(2026, 12, 3, 5, 40, 12, 345678, tzinfo=UTC))
+    Notification.objects.create(channel="email", subject="s", body="b", ok=True, sent_at=run.executed_at, run=run)
+
+    pages = {url: operator.get(url).content.decode()
+             for url in ("/", "/modules/10.5/", "/runs/", f"/runs/{run.pk}/", "/notifications/", "/report/")}
+
+    for url, html in pages.items():
+        times = TIME.findall(html)
+        assert times, url
+        for iso, text in times:
+            assert ISO_WITH_OFFSET.fullmatch(iso), (url, iso)
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", text), (url, text)
+    for url in ("/runs/", f"/runs/{run.pk}/", "/notifications/"):
+        assert '<time datetime="2026-12-03T05:40:12+00:00">2026-12-03 05:40:12 UTC</time>' in pages[url]
+    assert "<title>Run 2026-12-03 05:40:12 UTC · Control Tower</title>" in pages[f"/runs/{run.pk}/"]
+
+
+def test_it_names_the_towers_zone_when_it_is_not_utc(operator: Client, settings) -> None:
+    settings.TIME_ZONE = "America/Los_Angeles"
+    run = ControlTowerRun.objects.create(run_type=RunType.COMMAND, command_type="sync_data", executed_by="olivia",
+                                         mode="stub", executed_at=datetime(2026, 12, 3, 5, 40, 12, tzinfo=UTC))
+
+    html = operator.get(f"/runs/{run.pk}/").content.decode()
+
+    assert '<time datetime="2026-12-02T21:40:12-08:00">2026-12-02 21:40:12 PST</time>' in html
+
