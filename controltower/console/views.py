@@ -28,7 +28,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from controltower import commander, findings, health, killswitch, recovery, reports
 from controltower.api.views import orchestration_result
-from controltower.console import charts, queries
+from controltower.console import charts, queries, times
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
     NotificationFilterForm, ReasonForm, ReportForm, ResumeForm, RunFilterForm, StopForm,
@@ -48,6 +48,12 @@ class Action:
     command: str  # a commander command, or a recovery action for module recovery
     confirm: str = ""  # non-empty: destructive, goes through a confirmation page saying this
     recovery: bool = False
+
+    @property
+    def refused_while_halted(self) -> bool:
+        """The server refuses it during an emergency stop: recovery by hand, or a command that would
+        restart spending."""
+        return self.recovery or self.command in commander.REFUSED_WHILE_HALTED
 
 
 COMMANDS = {
@@ -89,6 +95,14 @@ def _fragments(request: HttpRequest, templates: dict[str, str], context: dict[st
                                        for key, name in templates.items()}, "done": done})
 
 
+def halt_refusal(state: TowerState) -> str:
+    """Why actions that would restart spending are refused now ("" when the tower is not halted)."""
+    if not state.emergency_stop_active:
+        return ""
+    when = f" at {times.zoned(state.halted_at)}" if state.halted_at else ""
+    return f"Refused while halted: emergency stop by {state.halted_by or 'unknown'}{when} — resume first"
+
+
 def _run_link(message: str, run_id: Any) -> str:
     return format_html('{} <a href="{}">Run details</a>', message, reverse("console:run", args=[run_id]))
 
@@ -109,7 +123,7 @@ def favicon(request: HttpRequest) -> FileResponse:
 
 def _halt_context(request: HttpRequest, state: TowerState) -> dict[str, Any]:
     pending = queries.resume_request_pending(state, settings.RESUME_APPROVAL_TTL_SECONDS)
-    return {"state": state, "resume_pending": pending,
+    return {"state": state, "resume_pending": pending, "halt_refusal": halt_refusal(state),
             "own_resume_request": pending and state.resume_requested_by == _actor(request),
             "two_person_rule": settings.RESUME_REQUIRES_SECOND_APPROVER}
 
@@ -243,7 +257,7 @@ def command(request: HttpRequest, name: str) -> HttpResponse:
         _execute(request, commander.Command(spec.command, actor=_actor(request), reason=form.cleaned_data["reason"]))
         return redirect("console:dashboard")
     return _page(request, "console/confirm.html", {
-        "form": form, "action": spec, "title": f"{spec.label}: confirm",
+        "form": form, "action": spec, "title": f"{spec.label}: confirm", "halt_refusal": halt_refusal(TowerState.get()),
         "post_url": reverse("console:command", args=[name]), "cancel_url": reverse("console:dashboard"),
     })
 
@@ -276,6 +290,7 @@ def module_action(request: HttpRequest, code: str, name: str) -> HttpResponse:
         return redirect("console:module", code=code)
     return _page(request, "console/confirm.html", {
         "form": form, "action": spec, "module": module, "title": f"{spec.label} {module}: confirm",
+        "halt_refusal": halt_refusal(TowerState.get()),
         "post_url": reverse("console:module-action", args=[code, name]),
         "cancel_url": reverse("console:module", args=[code]),
     })
@@ -299,6 +314,7 @@ def _module_context(code: str) -> dict[str, Any]:
             queries.chart_points(module, report.checked_at),
             title=f"{module.code} {module.name}: run durations, last {queries.CHART_DAYS} days"),
         "actions": MODULE_ACTIONS, "chart_days": queries.CHART_DAYS, "strip_size": queries.STRIP_CHECKS,
+        "halt_refusal": halt_refusal(TowerState.get()),
     }
 
 

@@ -69,3 +69,63 @@ def test_it_names_the_towers_zone_when_it_is_not_utc(operator: Client, settings)
 
     assert '<time datetime="2026-12-02T21:40:12-08:00">2026-12-02 21:40:12 PST</time>' in html
 
+
+
+# --- actions refused while halted -------------------------------------------------------
+
+REFUSAL = "Refused while halted: emergency stop by alice at 2026-12-03 05:40:12 UTC — resume first"
+
+
+def _button(html: str, element_id: str) -> str:
+    return re.search(rf'<(?:button|a)[^>]*id="{element_id}"[^>]*>', html).group(0)
+
+
+def _halt() -> None:
+    from controltower.models import TowerState
+
+    TowerState.objects.filter(pk=1).update(emergency_stop_active=True, halted_by="alice", halt_reason="spike",
+                                           halted_at=datetime(2026, 12, 3, 5, 40, 12, tzinfo=UTC))
+
+
+REFUSED = {"/": ["command-start_all"], "/modules/10.5/": ["module-start", "module-restart", "module-clear_cache",
+                                                          "module-reset_module"]}
+STILL_ALLOWED = {"/": ["command-stop_all", "command-sync_data", "command-optimize", "command-health_check"],
+                 "/modules/10.5/": ["module-stop"]}
+
+
+def test_it_shows_actions_the_server_refuses_while_halted_as_disabled_with_the_reason(operator: Client) -> None:
+    _halt()
+
+    for url, ids in REFUSED.items():
+        html = operator.get(url).content.decode()
+        for element_id in ids:
+            button = _button(html, element_id)
+            assert button.startswith("<button") and " disabled " in button and 'aria-disabled="true"' in button
+            assert f'title="{REFUSAL}"' in button
+        for element_id in STILL_ALLOWED[url]:
+            assert "disabled" not in _button(html, element_id)
+    assert f"{REFUSAL}." in operator.get("/modules/10.5/actions/reset_module/").content.decode()
+
+
+def test_it_enables_every_action_when_not_halted(operator: Client) -> None:
+    for url, ids in REFUSED.items():
+        html = operator.get(url).content.decode()
+        for element_id in ids + STILL_ALLOWED[url]:
+            assert "disabled" not in _button(html, element_id) and "Refused while halted" not in html
+
+
+def test_the_server_still_refuses_what_the_page_shows_disabled(operator: Client) -> None:
+    from django_celery_beat.models import PeriodicTask
+
+    from controltower.models import RecoveryAttempt
+
+    PeriodicTask.objects.filter(meta_module__isnull=False).update(enabled=False)
+    _halt()
+
+    for url in ("/commands/start_all/", "/modules/10.5/actions/start/", "/modules/10.5/actions/restart/",
+                "/modules/10.5/actions/clear_cache/", "/modules/10.5/actions/reset_module/"):
+        page = operator.post(url, {"reason": "forcing it"}, follow=True).content.decode()
+        assert 'class="msg msg-error"' in page, url
+
+    assert not PeriodicTask.objects.filter(meta_module__isnull=False, enabled=True).exists()
+    assert not RecoveryAttempt.objects.exists()
