@@ -7,7 +7,6 @@ pre-rendered; console.js swaps them in, and without JavaScript the pages work as
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -28,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from controltower import commander, findings, health, killswitch, recovery, reports
 from controltower.api.views import orchestration_result
-from controltower.console import charts, queries, times
+from controltower.console import charts, queries, tables, times
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
     NotificationFilterForm, ReasonForm, ReportForm, ResumeForm, RunFilterForm, StopForm,
@@ -334,10 +333,6 @@ def module_fragments(request: HttpRequest, code: str) -> JsonResponse:
 # --- history --------------------------------------------------------------------------
 
 
-def _pretty(item: Any) -> str:
-    return json.dumps(item, sort_keys=True, default=str, ensure_ascii=False)
-
-
 def _code_key(code: str) -> list[tuple[int, str]]:
     """10.2 before 10.10 (numeric parts compare as numbers)."""
     return [(int(part), "") if part.isdigit() else (-1, part) for part in code.split(".")]
@@ -363,10 +358,12 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = get_object_or_404(ControlTowerRun, pk=run_id)
     holds = queries.holds_of(run).order_by("account_id", "campaign_id")
+    result = orchestration_result(run)
     return _page(request, "console/run.html", {
-        "run": run, "result": orchestration_result(run),
-        "actions": [_pretty(item) for item in run.actions_executed],
-        "recoveries": [_pretty(item) for item in run.recoveries_performed],
+        "run": run, "result": result,
+        "actions": tables.record_table(run.actions_executed),
+        "errors": tables.record_table(result["errors"], text_key="error"),
+        "recoveries": tables.record_table(run.recoveries_performed),
         "module_details": sorted(run.module_health_details.items(), key=lambda item: _code_key(item[0])),
         "health_logs": sorted(run.health_logs.all(), key=lambda log: _code_key(log.module_name)),
         "holds": list(holds[:queries.LEDGER_ROWS]), "holds_total": holds.count(),

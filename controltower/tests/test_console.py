@@ -467,7 +467,7 @@ def test_a_run_page_shows_everything_the_run_recorded(operator: Client) -> None:
     html = operator.get(f"/runs/{run.pk}/").content.decode()
 
     assert "10.2: failure &lt;b&gt;boom&lt;/b&gt;" in html and "<b>boom</b>" not in html
-    assert "&quot;clear_cache&quot;" in html and "Module 10.2 is OFFLINE" in html and "restart it" in html
+    assert "<td>clear_cache</td>" in html and "Module 10.2 is OFFLINE" in html and "restart it" in html
     assert "not successful" in html and 'href="/modules/10.2/"' in html
 
 

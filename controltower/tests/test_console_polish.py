@@ -129,3 +129,49 @@ def test_the_server_still_refuses_what_the_page_shows_disabled(operator: Client)
 
     assert not PeriodicTask.objects.filter(meta_module__isnull=False, enabled=True).exists()
     assert not RecoveryAttempt.objects.exists()
+
+
+# --- the run page's tables --------------------------------------------------------------
+
+
+def _table(html: str, element_id: str) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows (cell texts) of the table with this id."""
+    table = re.search(rf'<table[^>]*id="{element_id}".*?</table>', html, re.S).group(0)
+    headers = re.findall(r"<th>(.*?)</th>", table)
+    rows = [re.findall(r"<td>(.*?)</td>", row, re.S) for row in re.findall(r"<tr>(<td>.*?)</tr>", table, re.S)]
+    return headers, rows
+
+
+def test_it_shows_a_real_stops_actions_as_a_table_not_json(operator: Client, meta_sandbox) -> None:
+    from controltower import killswitch
+
+    active = meta_sandbox.campaigns(status="ACTIVE")
+    result = killswitch.emergency_stop(killswitch.StopRequest(reason="Budget spike", actor="olivia"))
+
+    html = operator.get(f"/runs/{result.run_id}/").content.decode()
+
+    headers, rows = _table(html, "run-actions")
+    assert headers[:2] == ["Action", "Modules"] and headers[-1] == "Other"
+    assert [row[0] for row in rows] == ["disable_schedulers", "pause_campaigns", "alerts"]
+    pause = dict(zip(headers, rows[1]))
+    assert pause["Paused"] == str(len(active)) and pause["Pending"] == "0" and pause["Failed"] == "0"
+    for account in {c["account_id"] for c in active}:
+        paused = sum(c["account_id"] == account for c in active)
+        assert re.search(rf"by_account: .*act_{account} paused {paused}\b", pause["Other"])
+    assert "10.1, 10.2," in dict(zip(headers, rows[0]))["Modules"]
+    assert '{"' not in html and "{&quot;" not in html and "&quot;action&quot;" not in html
+
+
+def test_it_keeps_unknown_keys_in_the_last_column_and_errors_and_recoveries_as_tables() -> None:
+    from controltower.console import tables
+
+    table = tables.record_table([{"action": "run", "module": "10.2", "outcome": "failure", "took": {"ms": 12}},
+                                 {"action": "restart", "cancelled_in_flight": {"10.2": 1}}])
+    errors = tables.record_table(["10.2: failure"], text_key="error")
+
+    assert table.headers == ["Action", "Module", "Outcome", "Other"]
+    assert table.rows == [[["run"], ["10.2"], ["failure"], ["took: ms 12"]],
+                          [["restart"], [], [], ["cancelled_in_flight: 10.2 1"]]]
+    assert errors.headers == ["Error"] and errors.rows == [[["10.2: failure"]]]
+    assert tables.cell([{"campaign_id": "c1", "reason": "edited"}, {"campaign_id": "c2", "reason": None}]) == [
+        "campaign_id c1, reason edited", "campaign_id c2, reason —"]
