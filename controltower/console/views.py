@@ -399,5 +399,7 @@ def report(request: HttpRequest) -> HttpResponse:
     timeline = charts.status_timeline(list(checks.values_list("executed_at", "system_status")), period.since, period.until)
     availability = charts.availability_bars([(f"{m['module']} {m['name']}", m["availability_pct"])
                                              for m in data["module_availability"]["modules"]])
-    return _page(request, "console/report.html", {"form": form, "report": data, "timeline": timeline,
-                                                  "availability": availability})
+    return _page(request, "console/report.html", {
+        "form": form, "report": data, "timeline": timeline, "availability": availability,
+        "stop_frequency": reports.stop_frequency(data["emergency_stops"]["count"], period.seconds),
+    })
