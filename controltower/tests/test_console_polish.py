@@ -175,3 +175,45 @@ def test_it_keeps_unknown_keys_in_the_last_column_and_errors_and_recoveries_as_t
     assert errors.headers == ["Error"] and errors.rows == [[["10.2: failure"]]]
     assert tables.cell([{"campaign_id": "c1", "reason": "edited"}, {"campaign_id": "c2", "reason": None}]) == [
         "campaign_id c1, reason edited", "campaign_id c2, reason —"]
+
+
+# --- browsable API and Swagger ----------------------------------------------------------
+
+API = "/meta/control-tower"
+
+
+def _breadcrumbs(html: str) -> list[str]:
+    crumbs = re.search(r'<ul class="breadcrumb">(.*?)</ul>', html, re.S).group(1)
+    return re.findall(r"<a [^>]*>(.*?)</a>", crumbs)
+
+
+@pytest.mark.parametrize("path,crumbs", [
+    ("/status", ["Control Tower API", "Status"]),
+    ("/runs/", ["Control Tower API", "Run List"]),
+    ("/modules/10.5/", ["Control Tower API", "Module List", "Module Instance"]),
+    ("/", ["Control Tower API"]),
+])
+def test_the_browsable_api_has_no_unknown_endpoint_breadcrumb(operator: Client, path: str, crumbs: list[str]) -> None:
+    html = operator.get(f"{API}{path}", HTTP_ACCEPT="text/html").content.decode()
+
+    assert _breadcrumbs(html) == crumbs and "Unknown Endpoint" not in html
+    assert '<a class="navbar-brand" id="api-console-link" href="/">← Control Tower console</a>' in html
+
+
+def test_the_api_root_lists_every_endpoint_and_the_way_back(operator: Client) -> None:
+    links = operator.get(f"{API}/", HTTP_ACCEPT="application/json").json()
+
+    assert links["status"] == f"http://testserver{API}/status" and links["console"] == "http://testserver/"
+    assert {"health", "command", "emergency-stop", "resume", "recovery", "report", "run-list", "health-log-list",
+            "module-list", "schema", "docs"} <= set(links)
+    for name, url in links.items():
+        assert operator.get(url.removeprefix("http://testserver"), HTTP_ACCEPT="text/html").status_code in (200, 405), name
+    assert operator.get(f"{API}/no-such-thing").status_code == 404  # everything else is still unknown
+
+
+def test_swagger_links_back_to_the_console_and_uses_no_cdn(operator: Client) -> None:
+    html = operator.get("/api/docs/").content.decode()
+
+    assert '<nav id="docs-console-link"' in html and '<a href="/" ' in html and "← Control Tower console" in html
+    assert '<link rel="icon" href="/favicon.ico">' in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # every asset from this server
