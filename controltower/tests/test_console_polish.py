@@ -217,3 +217,29 @@ def test_swagger_links_back_to_the_console_and_uses_no_cdn(operator: Client) -> 
     assert '<nav id="docs-console-link"' in html and '<a href="/" ' in html and "← Control Tower console" in html
     assert '<link rel="icon" href="/favicon.ico">' in html
     assert not re.search(r'(src|href)="(https?:)?//', html)  # every asset from this server
+
+
+# --- notifications: channel as a choice -------------------------------------------------
+
+
+def test_it_filters_notifications_by_a_choice_of_the_known_channels(operator: Client) -> None:
+    Notification.objects.create(channel="email", subject="by email", body="b", ok=True)
+    Notification.objects.create(channel="slack", subject="by slack", body="b", ok=True)
+    Notification.objects.create(channel="pager", subject="by an old transport", body="b", ok=True)
+
+    page = operator.get("/notifications/").content.decode()
+    slack = operator.get("/notifications/?channel=slack").content.decode()
+
+    select = re.search(r'<select name="channel"[^>]*>(.*?)</select>', page, re.S).group(1)
+    assert re.findall(r'<option value="([^"]*)"', select) == ["", "email", "slack", "webhook", "pager"]
+    assert "by slack" in slack and "by email" not in slack and "1 notification." in slack
+
+
+def test_an_unknown_channel_is_a_400_with_the_field_error(operator: Client) -> None:
+    Notification.objects.create(channel="email", subject="by email", body="b", ok=True)
+
+    response = operator.get("/notifications/?channel=carrier-pigeon")
+
+    html = response.content.decode()
+    assert response.status_code == 400 and "Select a valid choice" in html and "carrier-pigeon" in html
+    assert "0 notifications." in html and "by email" not in html  # not every row, as if unfiltered
