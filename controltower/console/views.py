@@ -95,7 +95,7 @@ def _fragments(request: HttpRequest, templates: dict[str, str], context: dict[st
 
 
 def halt_refusal(state: TowerState) -> str:
-    """Why actions that would restart spending are refused now ("" when the tower is not halted)."""
+    """Why the actions refused while halted are refused now, for their title ("" when not halted)."""
     if not state.emergency_stop_active:
         return ""
     when = f" at {times.zoned(state.halted_at)}" if state.halted_at else ""
