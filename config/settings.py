@@ -91,6 +91,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # Every console page shows instants: |timestamp and |zoned need no {% load %}.
+            "builtins": ["controltower.templatetags.tower_time"],
         },
     },
 ]
@@ -247,7 +249,7 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_PERMISSIONS": ["controltower.api.permissions.IsTowerViewer"],
     "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "/favicon.ico",  # the console's icon (controltower.console.views.favicon)
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # One stable name per choice set, whatever the field is called in each serializer.

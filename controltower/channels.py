@@ -25,6 +25,7 @@ from controltower.models import ControlTowerRun, Notification
 
 logger = logging.getLogger(__name__)
 HTTP_ATTEMPTS = 3
+CHANNELS = ("email", "slack", "webhook")  # every transport _send knows
 
 
 @dataclass

@@ -67,9 +67,14 @@ def _modules(codes: list[str]) -> list[MetaModule]:
     return list(query.filter(code__in=codes) if codes else query.all())
 
 
-def _refuse_while_halted(what: str) -> None:
+# Commands that would restart spending, refused while the tower is halted (the console shows them disabled).
+REFUSED_WHILE_HALTED = {"start_all": "starting modules", "restart_module": "restarting modules"}
+
+
+def _refuse_while_halted(command_type: str) -> None:
     if TowerState.get().emergency_stop_active:
-        raise CommandRefused(f"Emergency stop active: {what} would restart spending. Resume first.")
+        raise CommandRefused(f"Emergency stop active: {REFUSED_WHILE_HALTED[command_type]} would restart spending. "
+                             "Resume first.")
 
 
 def mark_operator_acted(codes: list[str]) -> None:
@@ -97,7 +102,7 @@ def set_running(modules: list[MetaModule], command: Command, enable_tasks: bool 
 def _start(command: Command) -> Outcome:
     with transaction.atomic():
         TowerState.locked()
-        _refuse_while_halted("starting modules")
+        _refuse_while_halted("start_all")
         codes = set_running(_modules(command.target_modules), command)
     return Outcome(codes, [{"action": "start", "modules": codes}],
                    message=f"Started {len(codes)} modules (first runs staggered {settings.START_STAGGER_SECONDS} s apart).")
@@ -142,7 +147,7 @@ def run_module_now(code: str, trigger: str = ModuleRun.Trigger.COMMAND) -> dict[
 def _restart(command: Command) -> Outcome:
     with transaction.atomic():
         TowerState.locked()
-        _refuse_while_halted("restarting modules")
+        _refuse_while_halted("restart_module")
         modules = _modules(command.target_modules)
         external = [m.code for m in modules if not is_builtin(m.code)]
         if external:

@@ -107,6 +107,32 @@ def iso_week(day: date) -> str:
     return f"{year}-W{week:02d}"
 
 
+WEEK_SECONDS = 7 * 86400
+
+
+def mean_per_week(count: int, seconds: float) -> float | None:
+    """Emergency stops per week, over a period of a week or more only: from a shorter one it would
+    be an extrapolation (3 stops in one day are not "21 per week")."""
+    return round(count / (seconds / WEEK_SECONDS), 3) if seconds >= WEEK_SECONDS else None
+
+
+def span_text(seconds: float) -> str:
+    """A period's length as a person says it: '45 min', '6 h', '1 day', '2.5 days'."""
+    for unit, plural, size in (("day", "days", 86400), ("h", "h", 3600)):
+        if seconds >= size:
+            amount = f"{seconds / size:.1f}".removesuffix(".0")
+            return f"{amount} {unit if amount == '1' else plural}"
+    return f"{seconds / 60:.0f} min"
+
+
+def stop_frequency(count: int, seconds: float) -> str:
+    """What the report says of the stops: the count over the actual period, and the weekly mean only
+    when the period spans a week ("3 in 1 day"; "6 in 14 days, 3 per week")."""
+    text = f"{count} in {span_text(seconds)}"
+    weekly = mean_per_week(count, seconds)
+    return text if weekly is None else f"{text}, {f'{weekly:.2f}'.rstrip('0').rstrip('.')} per week"
+
+
 # --- SQL --------------------------------------------------------------------------------
 
 
@@ -324,7 +350,7 @@ def emergency_stops(period: Period, now: datetime) -> dict[str, Any]:
     return {
         "count": len(stops),
         "per_week": [{"week": week, "count": per_week[week]} for week in weeks],
-        "mean_per_week": round(len(stops) / (period.seconds / (7 * 86400)), 3),
+        "mean_per_week": mean_per_week(len(stops), period.seconds),
         "stops": stops,
     }
 

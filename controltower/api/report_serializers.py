@@ -174,7 +174,9 @@ class WeekCountSerializer(serializers.Serializer):
 class EmergencyStopsSerializer(serializers.Serializer):
     count = serializers.IntegerField(min_value=0, help_text="Halts begun in the period (re-sweeps are not new halts).")
     per_week = WeekCountSerializer(many=True)
-    mean_per_week = serializers.FloatField(min_value=0)
+    mean_per_week = serializers.FloatField(
+        min_value=0, allow_null=True,
+        help_text="count per 7 days; null over a period shorter than a week (not extrapolated: see count).")
     stops = EmergencyStopEntrySerializer(many=True)
 
 

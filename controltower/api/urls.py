@@ -11,6 +11,7 @@ router.register("health-logs", viewsets.HealthLogViewSet, basename="health-log")
 router.register("modules", viewsets.ModuleViewSet, basename="module")
 
 urlpatterns = [
+    re_path(r"^$", views.ApiRootView.as_view(), name="root"),
     re_path(r"^status(?:/)?$", views.StatusView.as_view(), name="status"),
     re_path(r"^health(?:/)?$", views.HealthView.as_view(), name="health"),
     re_path(r"^command(?:/)?$", views.CommandView.as_view(), name="command"),

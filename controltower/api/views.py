@@ -338,6 +338,21 @@ class RecoveryView(APIView):
         return Response(RecoveryAttemptSerializer(attempt).data)
 
 
+class ApiRootView(APIView):
+    """Where each endpoint of the Control Tower API is, with the OpenAPI schema, its docs and the
+    console. The browsable API's first breadcrumb."""
+
+    name = "Control Tower API"  # the breadcrumb's text
+    schema = None  # an index, not an operation of the API
+    ENDPOINTS = ("status", "health", "command", "emergency-stop", "resume", "recovery", "report", "run-list",
+                 "health-log-list", "module-list")
+
+    def get(self, request: Request) -> Response:
+        links = {name: reverse(f"controltower_api:{name}") for name in self.ENDPOINTS}
+        links.update(schema=reverse("schema"), docs=reverse("docs"), console=reverse("console:dashboard"))
+        return Response({name: request.build_absolute_uri(path) for name, path in links.items()})
+
+
 class UnknownEndpointView(APIView):
     """Any other URL under /meta/control-tower/ (e.g. runs/not-a-uuid): a JSON 404 like the API's
     other errors, after authentication, instead of Django's HTML page."""

@@ -8,6 +8,7 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from controltower import channels
 from controltower.commander import COMMANDS
 from controltower.models import ControlTowerRun, Notification, RunType, SystemStatus
 
@@ -86,7 +87,14 @@ class NotificationFilterForm(forms.Form):
     ok = forms.ChoiceField(required=False, label="Delivered",
                            choices=[("", "any"), ("yes", "delivered"), ("no", "failed")])
     kind = forms.ChoiceField(required=False, choices=_blank(Notification.Kind.choices))
-    channel = forms.CharField(required=False, max_length=16)
+    channel = forms.ChoiceField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The tower's transports, then any other name a row carries (one no longer sent on, say).
+        recorded = set(Notification.objects.order_by().values_list("channel", flat=True).distinct())
+        names = [*channels.CHANNELS, *sorted(recorded - set(channels.CHANNELS))]
+        self.fields["channel"].choices = _blank([(name, name) for name in names])
 
     def filter(self, rows: QuerySet[Notification]) -> QuerySet[Notification]:
         if not self.is_valid():

@@ -9,6 +9,7 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Subquery
 from django.utils import timezone
 
+from controltower.console import times
 from controltower.console.charts import RunPoint
 from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType, SystemHealthLog, TowerState
 from meta_modules.models import MetaModule, ModuleRun
@@ -47,7 +48,7 @@ def health_strips(codes: list[str] | None = None, checks: int = STRIP_CHECKS) ->
 
 
 def _cell_title(status: str, checked_at: datetime, rate: float | None, errors: int, last_error: str) -> str:
-    parts = [f"{checked_at:%Y-%m-%d %H:%M} UTC", status.upper()]
+    parts = [times.zoned(checked_at), status.upper()]
     if rate is not None:
         parts.append(f"success {rate:.0%}")
     if errors:

@@ -7,6 +7,7 @@ app_name = "console"
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("fragments/", views.dashboard_fragments, name="dashboard-fragments"),
     path("emergency-stop/", views.emergency_stop, name="emergency-stop"),
     path("stops/<uuid:run_id>/", views.stop_result, name="stop-result"),

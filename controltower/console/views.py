@@ -7,7 +7,6 @@ pre-rendered; console.js swaps them in, and without JavaScript the pages work as
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -15,18 +14,20 @@ from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.staticfiles import finders
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils import timezone
+from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
 from controltower import commander, findings, health, killswitch, recovery, reports
 from controltower.api.views import orchestration_result
-from controltower.console import charts, queries
+from controltower.console import charts, queries, tables, times
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
     NotificationFilterForm, ReasonForm, ReportForm, ResumeForm, RunFilterForm, StopForm,
@@ -36,6 +37,7 @@ from meta_modules import throttle
 from meta_modules.models import MetaModule
 
 PAGE_SIZE = 50
+FAVICON = "controltower/favicon.svg"
 RECOVERY_ATTEMPTS_SHOWN = 20
 
 
@@ -45,6 +47,12 @@ class Action:
     command: str  # a commander command, or a recovery action for module recovery
     confirm: str = ""  # non-empty: destructive, goes through a confirmation page saying this
     recovery: bool = False
+
+    @property
+    def refused_while_halted(self) -> bool:
+        """The server refuses it during an emergency stop: recovery by hand, or a command that would
+        restart spending."""
+        return self.recovery or self.command in commander.REFUSED_WHILE_HALTED
 
 
 COMMANDS = {
@@ -86,8 +94,27 @@ def _fragments(request: HttpRequest, templates: dict[str, str], context: dict[st
                                        for key, name in templates.items()}, "done": done})
 
 
+def halt_refusal(state: TowerState) -> str:
+    """Why the actions refused while halted are refused now, for their title ("" when not halted)."""
+    if not state.emergency_stop_active:
+        return ""
+    when = f" at {times.zoned(state.halted_at)}" if state.halted_at else ""
+    return f"Refused while halted: emergency stop by {state.halted_by or 'unknown'}{when} — resume first"
+
+
 def _run_link(message: str, run_id: Any) -> str:
     return format_html('{} <a href="{}">Run details</a>', message, reverse("console:run", args=[run_id]))
+
+
+# --- site ---------------------------------------------------------------------------
+
+
+@require_GET
+@cache_control(public=True, max_age=86400)
+def favicon(request: HttpRequest) -> FileResponse:
+    """/favicon.ico, which browsers and the admin ask for without a <link>: the console's icon,
+    from the static source (served here, not redirected, so it answers before collectstatic too)."""
+    return FileResponse(open(finders.find(FAVICON), "rb"), content_type="image/svg+xml")
 
 
 # --- dashboard ------------------------------------------------------------------------
@@ -95,7 +122,7 @@ def _run_link(message: str, run_id: Any) -> str:
 
 def _halt_context(request: HttpRequest, state: TowerState) -> dict[str, Any]:
     pending = queries.resume_request_pending(state, settings.RESUME_APPROVAL_TTL_SECONDS)
-    return {"state": state, "resume_pending": pending,
+    return {"state": state, "resume_pending": pending, "halt_refusal": halt_refusal(state),
             "own_resume_request": pending and state.resume_requested_by == _actor(request),
             "two_person_rule": settings.RESUME_REQUIRES_SECOND_APPROVER}
 
@@ -229,7 +256,7 @@ def command(request: HttpRequest, name: str) -> HttpResponse:
         _execute(request, commander.Command(spec.command, actor=_actor(request), reason=form.cleaned_data["reason"]))
         return redirect("console:dashboard")
     return _page(request, "console/confirm.html", {
-        "form": form, "action": spec, "title": f"{spec.label}: confirm",
+        "form": form, "action": spec, "title": f"{spec.label}: confirm", "halt_refusal": halt_refusal(TowerState.get()),
         "post_url": reverse("console:command", args=[name]), "cancel_url": reverse("console:dashboard"),
     })
 
@@ -262,6 +289,7 @@ def module_action(request: HttpRequest, code: str, name: str) -> HttpResponse:
         return redirect("console:module", code=code)
     return _page(request, "console/confirm.html", {
         "form": form, "action": spec, "module": module, "title": f"{spec.label} {module}: confirm",
+        "halt_refusal": halt_refusal(TowerState.get()),
         "post_url": reverse("console:module-action", args=[code, name]),
         "cancel_url": reverse("console:module", args=[code]),
     })
@@ -285,6 +313,7 @@ def _module_context(code: str) -> dict[str, Any]:
             queries.chart_points(module, report.checked_at),
             title=f"{module.code} {module.name}: run durations, last {queries.CHART_DAYS} days"),
         "actions": MODULE_ACTIONS, "chart_days": queries.CHART_DAYS, "strip_size": queries.STRIP_CHECKS,
+        "halt_refusal": halt_refusal(TowerState.get()),
     }
 
 
@@ -302,10 +331,6 @@ def module_fragments(request: HttpRequest, code: str) -> JsonResponse:
 
 
 # --- history --------------------------------------------------------------------------
-
-
-def _pretty(item: Any) -> str:
-    return json.dumps(item, sort_keys=True, default=str, ensure_ascii=False)
 
 
 def _code_key(code: str) -> list[tuple[int, str]]:
@@ -333,10 +358,12 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = get_object_or_404(ControlTowerRun, pk=run_id)
     holds = queries.holds_of(run).order_by("account_id", "campaign_id")
+    result = orchestration_result(run)
     return _page(request, "console/run.html", {
-        "run": run, "result": orchestration_result(run),
-        "actions": [_pretty(item) for item in run.actions_executed],
-        "recoveries": [_pretty(item) for item in run.recoveries_performed],
+        "run": run, "result": result,
+        "actions": tables.record_table(run.actions_executed),
+        "errors": tables.record_table(result["errors"], text_key="error"),
+        "recoveries": tables.record_table(run.recoveries_performed),
         "module_details": sorted(run.module_health_details.items(), key=lambda item: _code_key(item[0])),
         "health_logs": sorted(run.health_logs.all(), key=lambda log: _code_key(log.module_name)),
         "holds": list(holds[:queries.LEDGER_ROWS]), "holds_total": holds.count(),
@@ -372,5 +399,7 @@ def report(request: HttpRequest) -> HttpResponse:
     timeline = charts.status_timeline(list(checks.values_list("executed_at", "system_status")), period.since, period.until)
     availability = charts.availability_bars([(f"{m['module']} {m['name']}", m["availability_pct"])
                                              for m in data["module_availability"]["modules"]])
-    return _page(request, "console/report.html", {"form": form, "report": data, "timeline": timeline,
-                                                  "availability": availability})
+    return _page(request, "console/report.html", {
+        "form": form, "report": data, "timeline": timeline, "availability": availability,
+        "stop_frequency": reports.stop_frequency(data["emergency_stops"]["count"], period.seconds),
+    })

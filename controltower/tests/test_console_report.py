@@ -44,6 +44,21 @@ def test_the_report_page_shows_uptime_availability_and_both_charts(client, meta_
     assert "<form" in page and "emergency-stop-button" not in page  # a viewer: no actions
 
 
+def test_a_one_day_report_counts_its_stops_and_does_not_extrapolate_a_week(client) -> None:
+    for hours in (2, 5, 9):
+        ControlTowerRun.objects.create(run_type="emergency_stop", command_type="emergency_stop", executed_by="alice",
+                                       executed_at=django_timezone.now() - timedelta(hours=hours), mode="stub")
+        ControlTowerRun.objects.create(run_type="resume", command_type="resume", executed_by="bob", state="completed",
+                                       executed_at=django_timezone.now() - timedelta(hours=hours - 1), mode="stub")
+    _viewer(client)
+
+    day = client.get("/report/?days=1").content.decode()
+    fortnight = client.get("/report/?days=14").content.decode()
+
+    assert '<p id="stop-frequency">3 in 1 day.</p>' in day and "per week" not in day
+    assert '<p id="stop-frequency">3 in 14 days, 1.5 per week.</p>' in fortnight
+
+
 def test_a_bad_period_is_a_400_with_the_error(client) -> None:
     _viewer(client)
     response = client.get("/report/?days=0")

@@ -283,6 +283,24 @@ def test_emergency_stops_with_who_why_duration_and_count_per_iso_week() -> None:
     assert result["mean_per_week"] == approx(1.0)
 
 
+def test_a_short_period_counts_its_stops_without_extrapolating_a_week() -> None:
+    # Three stops in one day are "3 in 1 day", never "21 per week".
+    assert reports.mean_per_week(3, 24 * HOUR) is None
+    assert reports.stop_frequency(3, 24 * HOUR) == "3 in 1 day"
+    assert reports.stop_frequency(1, 6 * HOUR) == "1 in 6 h"
+    assert reports.stop_frequency(0, 45 * 60) == "0 in 45 min"
+    assert reports.stop_frequency(2, 36 * HOUR) == "2 in 1.5 days"
+    assert reports.mean_per_week(3, 7 * 24 * HOUR - 1) is None  # a second short of a week is still short
+
+
+def test_a_period_of_a_week_or_more_also_gives_the_weekly_mean() -> None:
+    assert reports.mean_per_week(3, 7 * 24 * HOUR) == 3.0
+    assert reports.stop_frequency(3, 7 * 24 * HOUR) == "3 in 7 days, 3 per week"
+    assert reports.stop_frequency(6, 14 * 24 * HOUR) == "6 in 14 days, 3 per week"
+    assert reports.stop_frequency(1, 30 * 24 * HOUR) == "1 in 30 days, 0.23 per week"
+    assert reports.stop_frequency(0, 7 * 24 * HOUR) == "0 in 7 days, 0 per week"
+
+
 def test_iso_weeks_cover_the_period_across_a_year_boundary() -> None:
     since = datetime(2024, 12, 28, tzinfo=UTC)  # a Saturday in 2024-W52
     assert reports.iso_weeks(since, since + timedelta(days=10)) == ["2024-W52", "2025-W01", "2025-W02"]

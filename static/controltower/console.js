@@ -5,6 +5,7 @@
  * Like healthchecks: poll at the page's pace while the tab is visible and the user active,
  * slow down to a minute when idle or hidden, stop when the server says done.
  * Forms marked data-once disable their buttons on submit (no double emergency stop).
+ * Every <time datetime> reads in the tower's zone; hovering it tells the reader's own local time.
  */
 (function () {
   "use strict";
@@ -12,6 +13,18 @@
   var IDLE_AFTER_MS = 5 * 60 * 1000;
   var SLOW_MS = 60 * 1000;
   var MAX_BACKOFF_MS = 5 * 60 * 1000;
+
+  function pad(number) { return (number < 10 ? "0" : "") + number; }
+
+  function localTimes(root) {
+    var zone = window.Intl ? Intl.DateTimeFormat().resolvedOptions().timeZone : "";
+    root.querySelectorAll("time[datetime]").forEach(function (element) {
+      var at = new Date(element.getAttribute("datetime"));
+      if (isNaN(at.getTime())) { return; }
+      element.title = "Your local time: " + at.getFullYear() + "-" + pad(at.getMonth() + 1) + "-" + pad(at.getDate())
+        + " " + pad(at.getHours()) + ":" + pad(at.getMinutes()) + ":" + pad(at.getSeconds()) + (zone ? " (" + zone + ")" : "");
+    });
+  }
 
   function guardForms() {
     document.querySelectorAll("form[data-once]").forEach(function (form) {
@@ -48,7 +61,7 @@
     function apply(fragments) {
       Object.keys(fragments).forEach(function (name) {
         var target = main.querySelector('[data-fragment="' + name + '"]');
-        if (target) { target.innerHTML = fragments[name]; }
+        if (target) { target.innerHTML = fragments[name]; localTimes(target); }
       });
     }
 
@@ -86,6 +99,7 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     guardForms();
+    localTimes(document);
     var main = document.querySelector("main[data-fragments-url]");
     if (main && window.fetch) { startRefresh(main); }
   });
