@@ -9,7 +9,6 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
@@ -19,7 +18,7 @@ from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, TowerState
 from meta_modules import graph, throttle
 from meta_modules.models import MetaModule
-from tests.support import admin_client, api_token
+from tests.support import admin_client, api_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 
@@ -47,11 +46,7 @@ def _stop(**kwargs: Any) -> killswitch.StopResult:
 
 
 def _operator_api() -> APIClient:
-    user = User.objects.create_user("olivia", is_staff=True)
-    user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
-    return client
+    return api_client("olivia", OPERATORS_GROUP)
 
 
 @pytest.fixture
