@@ -253,12 +253,13 @@ def _module_tasks() -> Any:
 # --- emergency stop -------------------------------------------------------------------
 
 
-def target() -> dict[str, Any]:
-    """Where a stop or resume acts: the sandbox or live Meta, the Graph API version, the tiers learnt."""
+def target(accounts: list[str]) -> dict[str, Any]:
+    """Where a stop or resume acts: the sandbox or live Meta, the Graph API version, and the access
+    tier Meta's answers showed for each of `accounts` (those it read; unknown ones left out)."""
     stub = settings.META_MODE == "stub"
     return {"mode": settings.META_MODE, "graph_url": settings.META_GRAPH_URL, "api_version": settings.META_API_VERSION,
             "label": f"STUB sandbox at {settings.META_GRAPH_URL}" if stub else f"LIVE Meta ({settings.META_GRAPH_URL})",
-            "tiers": {account: tier for account, tier in throttle.learnt_tiers().items() if tier}}
+            "tiers": {account: tier for account, tier in throttle.learnt_tiers(accounts).items() if tier}}
 
 
 def _account_currency(meta: graph.GraphClient, account: str, deadline: float) -> str:
@@ -294,7 +295,7 @@ def preview(request: StopRequest) -> StopResult:
                 f"ad accounts ({stakes.summary(totals)}).{unlisted} Nothing was changed.",
         campaigns_by_account={a: {"active": len(c)} for a, c in campaigns.items()},
         preview={"schedulers": schedulers if request.stop_schedulers else [], "campaigns": campaigns,
-                 "target": target(), "stakes": {"accounts": [row.to_json() for row in at_stake],
+                 "target": target(sorted(listed)), "stakes": {"accounts": [row.to_json() for row in at_stake],
                                                  "totals": [row.to_json() for row in totals]}},
         would_stop=stopping, would_pause=pausing,
     )
@@ -1173,5 +1174,5 @@ def resume_preview(request: ResumeRequest) -> ResumeResult:
         message=f"Dry run: would restart {len(schedulers)} schedulers and re-activate {reactivating} campaigns "
                 f"({stakes.summary(spend)}); {leaving} would be left as they are. Nothing was changed.",
         dry_run=True, would_restart=len(schedulers), would_reactivate=reactivating,
-        preview={"target": target(), "campaigns": campaigns, "schedulers": schedulers,
+        preview={"target": target(reading), "campaigns": campaigns, "schedulers": schedulers,
                  "spend": [row.to_json() for row in spend]})

@@ -75,10 +75,12 @@ def per_currency(accounts: Iterable[Stakes]) -> list[Stakes]:
 
 
 def summary(totals: Iterable[Stakes]) -> str:
-    """One line for a message: "1,200.00 EUR + 800.00 USD a day (3 on ad-set budgets)"."""
+    """One line for a message: "1,200.00 EUR + 800.00 USD a day; 3 campaigns on ad-set or lifetime
+    budgets not counted"."""
     totals = list(totals)
     if not totals:
         return "no daily budget"
     others = sum(t.adset_budget_campaigns + t.lifetime_budget_campaigns for t in totals)
     return (" + ".join(t.daily_budget for t in totals) + " a day"
-            + (f" ({others} more on ad-set or lifetime budgets)" if others else ""))
+            + (f"; {others} campaign{'s' if others != 1 else ''} on ad-set or lifetime budgets not counted"
+               if others else ""))

@@ -16,7 +16,7 @@ from controltower import killswitch
 from controltower.api.permissions import OPERATORS_GROUP
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, TowerState
-from meta_modules import graph, throttle
+from meta_modules import graph
 from meta_modules.models import MetaModule
 from tests.support import admin_client, api_client
 
@@ -88,19 +88,20 @@ def test_it_totals_the_daily_budget_at_stake_per_account_and_per_currency(two_cu
     assert totals["JPY"]["daily_budget"] == f"{expected[jpy]['daily']:,} JPY"  # whole units: no cents
     usd = next(act for act, cur in currencies.items() if cur == "USD")
     assert totals["USD"]["daily_budget"] == f"{expected[usd]['daily'] / 100:,.2f} USD"
-    assert "JPY" in result.message and "USD" in result.message and "ad-set or lifetime budgets" in result.message
+    assert "JPY" in result.message and "USD" in result.message
+    assert "1 campaign on ad-set or lifetime budgets not counted" in result.message
 
 
-def test_it_names_the_target_the_api_version_and_the_tier_meta_reported(meta_sandbox, settings) -> None:
-    account = meta_sandbox.state()["accounts"][0]["id"]
-    settings.META_AD_ACCOUNT_IDS = [account]
-    meta_sandbox.faults(tier={account: "development"})
+def test_it_names_the_target_the_api_version_and_the_tier_meta_reported_per_account(meta_sandbox, settings) -> None:
+    development, standard = [a["id"] for a in meta_sandbox.state()["accounts"]]
+    meta_sandbox.faults(tier={development: "development"})
 
     target = _stop(dry_run=True).preview["target"]
 
     assert target["mode"] == "stub" and target["label"] == f"STUB sandbox at {meta_sandbox.url}"
     assert target["api_version"] == settings.META_API_VERSION
-    assert target["tiers"] == {account: throttle.learnt_tiers()[account]} and "development" in target["tiers"][account]
+    assert set(target["tiers"]) == {development, standard}
+    assert "development" in target["tiers"][development] and "standard" in target["tiers"][standard]
 
 
 def test_it_says_a_dry_run_would_stop_and_would_pause_and_did_nothing(meta_sandbox) -> None:

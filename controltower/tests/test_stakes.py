@@ -35,7 +35,7 @@ def test_it_totals_per_currency_and_never_adds_currencies_together() -> None:
     assert [(t.currency, t.campaigns, t.daily_budget_minor, t.adset_budget_campaigns) for t in totals] == [
         ("JPY", 1, 3000, 0), ("USD", 3, 6000, 1)]
     assert [t.daily_budget for t in totals] == ["3,000 JPY", "60.00 USD"]  # JPY has no minor unit
-    assert summary(totals) == "3,000 JPY + 60.00 USD a day (1 more on ad-set or lifetime budgets)"
+    assert summary(totals) == "3,000 JPY + 60.00 USD a day; 1 campaign on ad-set or lifetime budgets not counted"
 
 
 def test_it_says_so_when_nothing_is_at_stake() -> None:
