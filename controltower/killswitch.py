@@ -1167,12 +1167,14 @@ def resume_preview(request: ResumeRequest) -> ResumeResult:
                    "first_run_at": now + timedelta(seconds=stagger_delay(i, _every(t)))} for i, t in enumerate(tasks)]
     reactivating = sum(len(c) for c in back.values())
     leaving = sum(c["action"] == "leave" for c in campaigns)
+    unread = sum(c["action"] == "unknown" for c in campaigns)
     return ResumeResult(
         success=not errors, run_id=None, awaiting_approval=False, schedulers_resumed=0, campaigns_resumed=0,
         campaigns_skipped=[], campaigns_pending=0, errors=errors, system_status=state.system_status,
         health_check_run_id=None, resumed_at=now,
         message=f"Dry run: would restart {len(schedulers)} schedulers and re-activate {reactivating} campaigns "
-                f"({stakes.summary(spend)}); {leaving} would be left as they are. Nothing was changed.",
+                f"({stakes.summary(spend)}); {leaving} would be left as they are"
+                + (f"; {unread} could not be read from Meta now" if unread else "") + ". Nothing was changed.",
         dry_run=True, would_restart=len(schedulers), would_reactivate=reactivating,
         preview={"target": target(reading), "campaigns": campaigns, "schedulers": schedulers,
                  "spend": [row.to_json() for row in spend]})

@@ -264,3 +264,17 @@ def test_the_resume_page_shows_each_held_campaign_the_schedulers_and_the_spend(t
         assert f'data-campaign-id="{cid}" data-action="leave"' in page
     assert page.count('data-action="reactivate"') == CampaignHold.objects.count() - len(disturbed)
     assert 'data-module="10.1"' in page and 'data-currency="JPY"' in page
+
+
+def test_a_resume_preview_that_cannot_read_meta_says_so_and_re_activates_nothing(meta_sandbox, settings) -> None:
+    _stop()
+    settings.META_GRAPH_URL = "http://127.0.0.1:9"  # nothing listens: Meta unreachable
+    settings.EMERGENCY_STOP_PREVIEW_SECONDS = 1
+    graph.reset_clients()
+
+    preview = killswitch.resume(ResumeRequest(actor="bob", dry_run=True))
+
+    assert not preview.success and preview.errors and all("resume would try again" in e for e in preview.errors)
+    assert {c["action"] for c in preview.preview["campaigns"]} == {"unknown"}
+    assert preview.would_reactivate == 0 and preview.would_restart == 17
+    assert f"{len(preview.preview['campaigns'])} could not be read from Meta now" in preview.message
