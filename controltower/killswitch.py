@@ -47,17 +47,17 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from controltower import channels, queue, rules
+from controltower import channels, queue, rules, stakes
 from controltower.locks import is_held, lease
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
 )
-from meta_modules import graph
+from meta_modules import graph, throttle
 from meta_modules.errors import RETRYABLE
 from meta_modules.gate import operations_halted
 from meta_modules.models import MetaModule, SpendSpike
 from meta_modules.money import money
-from meta_modules.scheduling import staggered_last_run
+from meta_modules.scheduling import stagger_delay, staggered_last_run
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -69,6 +69,9 @@ CAMPAIGN_FIELDS = ("id", "status", "effective_status", "updated_time", *rules.SN
 # Read after our pause (and when confirming one): what resume compares.
 PAUSED_FIELDS = ",".join(("status", "updated_time", *rules.SNAPSHOT_FIELDS))
 KILL_SWITCH_LOCK = "kill_switch"
+STILL_PAUSING = "An emergency stop is still pausing campaigns; resume when it has finished."
+# Holds resume leaves as they are without asking Meta: their pause was never confirmed.
+UNCONFIRMED_STATES = (CampaignHold.State.PENDING, CampaignHold.State.FAILED)
 
 
 class KillSwitchError(Exception):
@@ -140,6 +143,9 @@ class StopResult:
     campaigns_by_account: dict[str, dict[str, int]]
     preview: dict[str, Any] | None = None
     joined: bool = False  # a stop was already running: this request joined it (run_id is that stop's)
+    # Dry run only: what the stop would do (schedulers_stopped and campaigns_paused stay 0: nothing was done).
+    would_stop: int | None = None
+    would_pause: int | None = None
 
 
 @dataclass
@@ -149,6 +155,7 @@ class ResumeRequest:
     resume_schedulers: bool = True
     resume_campaigns: bool = True
     run_health_check: bool = True
+    dry_run: bool = False
 
 
 @dataclass
@@ -165,6 +172,11 @@ class ResumeResult:
     health_check_run_id: str | None
     resumed_at: datetime
     message: str
+    # Dry run only: what resume would do (schedulers_resumed and campaigns_resumed stay 0).
+    dry_run: bool = False
+    would_restart: int | None = None
+    would_reactivate: int | None = None
+    preview: dict[str, Any] | None = None
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -241,34 +253,62 @@ def _module_tasks() -> Any:
 # --- emergency stop -------------------------------------------------------------------
 
 
+def target(accounts: list[str]) -> dict[str, Any]:
+    """Where a stop or resume acts: the sandbox or live Meta, the Graph API version, and the access
+    tier Meta's answers showed for each of `accounts` (those it read; unknown ones left out)."""
+    stub = settings.META_MODE == "stub"
+    return {"mode": settings.META_MODE, "graph_url": settings.META_GRAPH_URL, "api_version": settings.META_API_VERSION,
+            "label": f"STUB sandbox at {settings.META_GRAPH_URL}" if stub else f"LIVE Meta ({settings.META_GRAPH_URL})",
+            "tiers": {account: tier for account, tier in throttle.learnt_tiers(accounts).items() if tier}}
+
+
+def _account_currency(meta: graph.GraphClient, account: str, deadline: float) -> str:
+    """The ad account's currency, which its budgets are counted in (minor units)."""
+    currency = _within_deadline(lambda: meta.get(account, {"fields": "currency"}, account), deadline).get("currency")
+    if not currency:
+        raise graph.MetaError(graph.ErrorKind.TRANSIENT, "Meta did not say the account's currency")
+    return str(currency)
+
+
 def preview(request: StopRequest) -> StopResult:
-    """Dry run: what a stop would disable and pause, read from the scheduler and Meta. Changes nothing.
+    """Dry run: what a stop would disable and pause, and the daily budget at stake, read from the
+    scheduler and Meta. Changes nothing.
 
     Never raises for Meta: the confirmation page must show the STOP button exactly when Meta is
     down, so what could not be listed (ad accounts or one account's campaigns) becomes an error."""
     deadline = time.monotonic() + settings.EMERGENCY_STOP_PREVIEW_SECONDS
     schedulers = list(_module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
     listed, errors = _preview_listing(request, deadline) if request.pause_campaigns else ({}, [])
-    campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in r] for a, r in listed.items()
-                 if not isinstance(r, graph.MetaError)}
-    total = sum(len(c) for c in campaigns.values())
+    found = {a: r for a, r in listed.items() if not isinstance(r, graph.MetaError)}
+    campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in running]
+                 for a, (_, running, _) in found.items()}
+    at_stake = [row for _, _, row in found.values()]
+    totals = stakes.per_currency(at_stake)
+    pausing = sum(row.campaigns for row in at_stake)
     stopping = len(schedulers) if request.stop_schedulers else 0
     unlisted = " Meta could not be listed everywhere: see the errors." if errors else ""
     return StopResult(
         success=not errors, run_id=None, dry_run=True, already_halted=TowerState.get().emergency_stop_active,
-        schedulers_stopped=stopping, campaigns_paused=0,
+        schedulers_stopped=0, campaigns_paused=0,
         campaigns_pending=0, campaigns_failed=[], alerts_sent=0, errors=errors, stopped_at=timezone.now(),
-        message=f"Dry run: would stop {stopping} schedulers and pause {total} campaigns in {len(campaigns)} "
-                f"ad accounts.{unlisted} Nothing was changed.",
+        message=f"Dry run: would stop {stopping} schedulers and pause {pausing} campaigns in {len(found)} "
+                f"ad accounts ({stakes.summary(totals)}).{unlisted} Nothing was changed.",
         campaigns_by_account={a: {"active": len(c)} for a, c in campaigns.items()},
-        preview={"schedulers": schedulers if request.stop_schedulers else [], "campaigns": campaigns},
+        preview={"schedulers": schedulers if request.stop_schedulers else [], "campaigns": campaigns,
+                 "target": target(sorted(listed)), "stakes": {"accounts": [row.to_json() for row in at_stake],
+                                                 "totals": [row.to_json() for row in totals]}},
+        would_stop=stopping, would_pause=pausing,
     )
 
 
 def _preview_listing(request: StopRequest, deadline: float) -> tuple[dict[str, Any], list[str]]:
-    """The running campaigns per account, and why whatever could not be listed was not."""
+    """Per account its currency, running campaigns and their stakes, and why whatever could not be listed was not."""
+    def listing(meta: graph.GraphClient, account: str) -> tuple[str, list[dict[str, Any]], stakes.Stakes]:
+        currency, running = _account_currency(meta, account, deadline), _running(meta, account, deadline)
+        return currency, running, stakes.of_account(account, currency, running)
+
     try:
-        listed = _list_running(_accounts(request.ad_account_ids or None, deadline), deadline)
+        listed = _parallel(listing, _accounts(request.ad_account_ids or None, deadline), deadline)
     except graph.MetaError as exc:  # listing the ad accounts themselves failed
         return {}, [f"Could not list ad accounts: {exc}"]
     except Exception as exc:  # noqa: BLE001 - the stop form must render whatever Meta answers
@@ -438,14 +478,14 @@ def _unconfirmed(answer: Answer | None) -> bool:
     return answer is not None and answer[0] is None and answer[1] is not None and "updated_time" not in answer[1]
 
 
-def _list_running(accounts: list[str], deadline: float) -> dict[str, list[dict[str, Any]] | graph.MetaError]:
-    """Per account, the campaigns a person left running (configured ACTIVE), listed by effective status."""
-    def listing(meta: graph.GraphClient, account: str) -> list[dict[str, Any]]:
-        campaigns = _within_deadline(lambda: meta.campaigns(account, CAMPAIGN_FIELDS, RUNNING_EFFECTIVE_STATUSES),
-                                     deadline)
-        return [c for c in campaigns if rules.is_running(c)]
+def _running(meta: graph.GraphClient, account: str, deadline: float) -> list[dict[str, Any]]:
+    """The campaigns of an account a person left running (configured ACTIVE), listed by effective status."""
+    campaigns = _within_deadline(lambda: meta.campaigns(account, CAMPAIGN_FIELDS, RUNNING_EFFECTIVE_STATUSES), deadline)
+    return [c for c in campaigns if rules.is_running(c)]
 
-    return _parallel(listing, accounts, deadline)
+
+def _list_running(accounts: list[str], deadline: float) -> dict[str, list[dict[str, Any]] | graph.MetaError]:
+    return _parallel(lambda meta, account: _running(meta, account, deadline), accounts, deadline)
 
 
 def _hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]],
@@ -726,15 +766,37 @@ def stop_for_requested_spikes() -> StopResult | None:
 # --- resume ---------------------------------------------------------------------------
 
 
+def _approval_pending(state: TowerState) -> bool:
+    """A first operator's resume waits for a second one (two-person rule), not expired."""
+    ttl = timedelta(seconds=settings.RESUME_APPROVAL_TTL_SECONDS)
+    return bool(settings.RESUME_REQUIRES_SECOND_APPROVER and state.resume_requested_by and state.resume_requested_at
+                and timezone.now() - state.resume_requested_at <= ttl)
+
+
+def _as_approved(state: TowerState, request: ResumeRequest) -> ResumeRequest:
+    """What an approver carries out: the options the first operator asked for."""
+    asked = state.resume_request
+    return ResumeRequest(actor=request.actor, reason=asked.get("reason", request.reason),
+                         resume_schedulers=asked.get("resume_schedulers", True),
+                         resume_campaigns=asked.get("resume_campaigns", True),
+                         run_health_check=asked.get("run_health_check", True), dry_run=request.dry_run)
+
+
+def _resume_refusal(state: TowerState) -> str | None:
+    """Why resume cannot proceed now (its dry run answers the same), or None."""
+    if not state.emergency_stop_active:
+        return "The tower is not halted: there is nothing to resume."
+    if CampaignHold.objects.filter(halt_run_id=state.halt_run_id, claimed_until__gt=timezone.now()).exists():
+        return STILL_PAUSING
+    return None
+
+
 def _approval_gate(state: TowerState, request: ResumeRequest) -> bool:
     """Two-person rule. True when this request may proceed; False when it was recorded for approval."""
     if not settings.RESUME_REQUIRES_SECOND_APPROVER:
         return True
-    now = timezone.now()
-    ttl = timedelta(seconds=settings.RESUME_APPROVAL_TTL_SECONDS)
-    pending = state.resume_requested_by and state.resume_requested_at and now - state.resume_requested_at <= ttl
-    if not pending:
-        state.resume_requested_by, state.resume_requested_at = request.actor, now
+    if not _approval_pending(state):
+        state.resume_requested_by, state.resume_requested_at = request.actor, timezone.now()
         state.resume_request = {"reason": request.reason, "resume_schedulers": request.resume_schedulers,
                                 "resume_campaigns": request.resume_campaigns,
                                 "run_health_check": request.run_health_check}
@@ -746,17 +808,18 @@ def _approval_gate(state: TowerState, request: ResumeRequest) -> bool:
 
 
 def resume(request: ResumeRequest) -> ResumeResult:
+    if request.dry_run:
+        return resume_preview(request)
     started = time.monotonic()
     deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
     with _kill_switch_lease() as held:
         if not held:
-            raise KillSwitchError("An emergency stop is still pausing campaigns; resume when it has finished.")
+            raise KillSwitchError(STILL_PAUSING)
         with transaction.atomic():
             state = TowerState.locked()
-            if not state.emergency_stop_active:
-                raise KillSwitchError("The tower is not halted: there is nothing to resume.")
-            if CampaignHold.objects.filter(halt_run_id=state.halt_run_id, claimed_until__gt=timezone.now()).exists():
-                raise KillSwitchError("An emergency stop is still pausing campaigns; resume when it has finished.")
+            refusal = _resume_refusal(state)
+            if refusal:
+                raise KillSwitchError(refusal)
             if not _approval_gate(state, request):
                 return ResumeResult(
                     success=False, run_id=None, awaiting_approval=True, schedulers_resumed=0, campaigns_resumed=0,
@@ -765,10 +828,7 @@ def resume(request: ResumeRequest) -> ResumeResult:
                     message=f"Resume requested by {request.actor}; it takes effect when a different operator approves.")
             approved_from = state.resume_requested_by
             if approved_from:  # the approver confirms what the first operator asked for
-                request = ResumeRequest(actor=request.actor, reason=state.resume_request.get("reason", request.reason),
-                                        resume_schedulers=state.resume_request.get("resume_schedulers", True),
-                                        resume_campaigns=state.resume_request.get("resume_campaigns", True),
-                                        run_health_check=state.resume_request.get("run_health_check", True))
+                request = _as_approved(state, request)
             run = ControlTowerRun.objects.create(
                 run_type=RunType.RESUME, command_type="resume", state=RunState.RUNNING,
                 system_status=SystemStatus.EMERGENCY_STOP, mode=settings.META_MODE, reason=request.reason,
@@ -824,6 +884,11 @@ def resume(request: ResumeRequest) -> ResumeResult:
                         resumed_at=timezone.now(), message=message)
 
 
+def _current(meta: graph.GraphClient, account: str) -> dict[str, dict[str, Any]]:
+    """Meta's current state of an account's campaigns (not deleted), which resume compares with the holds."""
+    return {c["id"]: c for c in meta.campaigns(account, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)}
+
+
 @dataclass
 class Reactivation:
     resumed: int = 0
@@ -872,8 +937,7 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
         for hold in undecided.values():
             by_account[hold.account_id].append(hold)
         try:
-            current = _parallel(lambda meta, a: {c["id"]: c for c in meta.campaigns(a, CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)},
-                                by_account, deadline)
+            current = _parallel(_current, by_account, deadline)
             read_at = timezone.now()  # one time per round: the ledger is then saved in a few UPDATEs
             to_activate: dict[str, list[CampaignHold]] = defaultdict(list)
             for account, account_holds in by_account.items():
@@ -893,10 +957,10 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
                         continue
                     verdict = rules.resume_verdict(hold.prior_status, hold.paused_updated_time, hold.snapshot,
                                                    now_on_meta)
-                    if verdict:
-                        skip(hold, verdict)
-                    else:
+                    if verdict.reactivate:
                         to_activate[account].append(hold)
+                    else:
+                        skip(hold, verdict.reason)
             outcomes = _parallel(lambda meta, a: reactivation(meta, a, to_activate[a]), to_activate, deadline)
             answered_at = timezone.now()
             for account, result in outcomes.items():
@@ -1006,9 +1070,8 @@ def _resumes_left_pending() -> list[Any]:
 def _close_unconfirmed(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[dict[str, str]]:
     """Holds never confirmed paused (pending, failed): without our pause's updated_time there is
     no proof the campaign is as we left it, so resume leaves them as they are and says so."""
-    holds = CampaignHold.objects.filter(halt_run=halt_run, state__in=[CampaignHold.State.PENDING,
-                                                                       CampaignHold.State.FAILED])
-    note = "pause never confirmed by Meta; left as it is"
+    holds = CampaignHold.objects.filter(halt_run=halt_run, state__in=UNCONFIRMED_STATES)
+    note = rules.UNCONFIRMED.reason
     closed = [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": note} for h in holds]
     holds.update(state=CampaignHold.State.SKIPPED, resume_run=run, resume_note=note)
     return closed
@@ -1016,24 +1079,102 @@ def _close_unconfirmed(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[
 
 def _release(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[dict[str, str]]:
     holds = CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED)
-    released = [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": "resume_campaigns=false"}
+    released = [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": rules.NOT_REQUESTED.reason}
                 for h in holds]
-    holds.update(state=CampaignHold.State.RELEASED, resume_run=run, resume_note="Left paused: resume_campaigns=false")
+    holds.update(state=CampaignHold.State.RELEASED, resume_run=run,
+                 resume_note=f"Left paused: {rules.NOT_REQUESTED.reason}")
     return released
 
 
 def _restore_schedulers(held_task_ids: list[int], request: ResumeRequest) -> list[str]:
     """Re-enable exactly the tasks enabled before the stop, of modules operators still want running."""
-    held = _module_tasks().filter(pk__in=held_task_ids)
     if not request.resume_schedulers:
-        MetaModule.objects.filter(periodic_task__in=held).update(
+        MetaModule.objects.filter(periodic_task__in=_module_tasks().filter(pk__in=held_task_ids)).update(
             desired_state=MetaModule.DesiredState.STOPPED, desired_state_by=request.actor,
             desired_state_at=timezone.now(), desired_state_reason="Resumed without schedulers")
         return []
-    wanted = list(held.filter(meta_module__desired_state=MetaModule.DesiredState.RUNNING)
-                  .select_related("interval", "meta_module").order_by("meta_module__position"))
+    wanted = _schedulers_to_restore(held_task_ids)
     for index, task in enumerate(wanted):  # staggered, so the modules do not all fire at once
-        PeriodicTask.objects.filter(pk=task.pk).update(
-            enabled=True, last_run_at=staggered_last_run(index, task.interval.every if task.interval else 3600))
+        PeriodicTask.objects.filter(pk=task.pk).update(enabled=True,
+                                                       last_run_at=staggered_last_run(index, _every(task)))
     PeriodicTasks.update_changed()
     return [task.meta_module.code for task in wanted]
+
+
+def _schedulers_to_restore(held_task_ids: list[int]) -> list[PeriodicTask]:
+    """The tasks enabled before the stop of modules operators still want running, in the order they restart."""
+    return list(_module_tasks().filter(pk__in=held_task_ids, meta_module__desired_state=MetaModule.DesiredState.RUNNING)
+                .select_related("interval", "meta_module").order_by("meta_module__position"))
+
+
+def _every(task: PeriodicTask) -> int:
+    return task.interval.every if task.interval else 3600
+
+
+# --- resume dry run -------------------------------------------------------------------
+
+
+def resume_preview(request: ResumeRequest) -> ResumeResult:
+    """Dry run: which held campaigns resume would re-activate and which it would leave (and why),
+    which schedulers it would restart and when each first runs, and the daily budget that would
+    start spending again. Decided as resume decides — the same holds, Meta's current state read
+    the same way, rules.resume_verdict, the same schedulers — and writes nothing.
+
+    Raises KillSwitchError when resume itself would refuse; never raises for Meta: an account
+    that cannot be read is an error, its campaigns `unknown`.
+    """
+    deadline = time.monotonic() + settings.EMERGENCY_STOP_PREVIEW_SECONDS
+    state = TowerState.get()
+    refusal = _resume_refusal(state)
+    if refusal:
+        raise KillSwitchError(refusal)
+    if _approval_pending(state):  # what the approver would carry out
+        request = _as_approved(state, request)
+    holds = list(CampaignHold.objects.filter(halt_run_id=state.halt_run_id,
+                                             state__in=[CampaignHold.State.PAUSED, *UNCONFIRMED_STATES])
+                 .order_by("account_id", "campaign_id"))
+    paused = [h for h in holds if h.state == CampaignHold.State.PAUSED]
+    reading = sorted({h.account_id for h in paused}) if request.resume_campaigns else []
+    read = _parallel(lambda meta, a: (_account_currency(meta, a, deadline),
+                                      _within_deadline(lambda: _current(meta, a), deadline)), reading, deadline)
+    errors = [f"{a}: could not read its campaigns ({r}); resume would try again" for a, r in read.items()
+              if isinstance(r, graph.MetaError)]
+    campaigns: list[dict[str, str]] = []
+    back: dict[str, list[dict[str, Any]]] = defaultdict(list)  # account → its campaigns coming back
+    for hold in holds:
+        seen = read.get(hold.account_id)
+        row = {"campaign_id": hold.campaign_id, "account_id": hold.account_id, "name": hold.campaign_name}
+        if isinstance(seen, graph.MetaError):
+            campaigns.append({**row, "action": "unknown", "why": "", "reason": f"could not read it from Meta: {seen}"})
+            continue
+        verdict = (rules.UNCONFIRMED if hold.state != CampaignHold.State.PAUSED
+                   else rules.NOT_REQUESTED if not request.resume_campaigns
+                   else rules.resume_verdict(hold.prior_status, hold.paused_updated_time, hold.snapshot,
+                                             seen[1].get(hold.campaign_id)))
+        campaigns.append({**row, "action": "reactivate" if verdict.reactivate else "leave",
+                          "why": verdict.leave or "", "reason": verdict.reason})
+        if verdict.reactivate:
+            back[hold.account_id].append(seen[1][hold.campaign_id])
+    try:
+        spend = stakes.per_currency(stakes.of_account(a, read[a][0], c) for a, c in back.items())
+    except ValueError as exc:  # a budget Meta wrote unreadably: say so rather than guess a figure
+        errors.append(f"Could not add up the daily budgets: {exc}")
+        spend = []
+    now = timezone.now()
+    tasks = _schedulers_to_restore(state.held_task_ids) if request.resume_schedulers else []
+    schedulers = [{"code": t.meta_module.code, "name": t.meta_module.name, "every_seconds": _every(t),
+                   "first_run_in_seconds": stagger_delay(i, _every(t)),
+                   "first_run_at": now + timedelta(seconds=stagger_delay(i, _every(t)))} for i, t in enumerate(tasks)]
+    reactivating = sum(len(c) for c in back.values())
+    leaving = sum(c["action"] == "leave" for c in campaigns)
+    unread = sum(c["action"] == "unknown" for c in campaigns)
+    return ResumeResult(
+        success=not errors, run_id=None, awaiting_approval=False, schedulers_resumed=0, campaigns_resumed=0,
+        campaigns_skipped=[], campaigns_pending=0, errors=errors, system_status=state.system_status,
+        health_check_run_id=None, resumed_at=now,
+        message=f"Dry run: would restart {len(schedulers)} schedulers and re-activate {reactivating} campaigns "
+                f"({stakes.summary(spend)}); {leaving} would be left as they are"
+                + (f"; {unread} could not be read from Meta now" if unread else "") + ". Nothing was changed.",
+        dry_run=True, would_restart=len(schedulers), would_reactivate=reactivating,
+        preview={"target": target(reading), "campaigns": campaigns, "schedulers": schedulers,
+                 "spend": [row.to_json() for row in spend]})

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -142,33 +143,67 @@ def _plain(value: Any) -> str:
     return "" if value in (None, "", "0", 0) else str(value)
 
 
+class Leave(StrEnum):
+    """Why resume leaves a held campaign as it is: what an operator reads in the preview and the result."""
+
+    NOT_ACTIVE_BEFORE = "not_active_before"
+    DELETED = "deleted"
+    ARCHIVED = "archived"
+    ACTIVE_AGAIN = "active_again"
+    EDITED = "edited"
+    UNCONFIRMED = "unconfirmed"
+    OTHER_STATUS = "other_status"
+    NOT_REQUESTED = "not_requested"
+
+
+@dataclass(frozen=True)
+class ResumeVerdict:
+    """What resume does with one held campaign: re-activate it (leave is None) or leave it, and why."""
+
+    leave: Leave | None = None
+    reason: str = ""
+
+    @property
+    def reactivate(self) -> bool:
+        return self.leave is None
+
+
+REACTIVATE = ResumeVerdict()
+# A hold never confirmed paused (pending, failed): without our pause's updated_time there is no
+# proof the campaign is as we left it.
+UNCONFIRMED = ResumeVerdict(Leave.UNCONFIRMED, "pause never confirmed by Meta; left as it is")
+NOT_REQUESTED = ResumeVerdict(Leave.NOT_REQUESTED, "resume_campaigns=false")
+
+
 def resume_verdict(prior_status: str, paused_updated_time: str, paused_snapshot: Mapping[str, str],
-                   current: Mapping[str, Any] | None) -> str:
-    """Why a held campaign must NOT be re-activated ('' = re-activate it).
+                   current: Mapping[str, Any] | None) -> ResumeVerdict:
+    """Whether resume re-activates a held campaign, from the hold and Meta's current state.
 
     Only a campaign configured ACTIVE before the stop, still PAUSED exactly as our pause left it
     (same updated_time, same name and budgets), comes back: anything else means someone changed
-    it since the stop, and their word stands.
+    it since the stop, and their word stands. Resume and its preview both decide here.
     """
     if prior_status != "ACTIVE":
-        return f"configured {prior_status or 'status unknown'} before the stop, not ACTIVE: left as it is"
+        return ResumeVerdict(Leave.NOT_ACTIVE_BEFORE, f"configured {prior_status or 'status unknown'} before the "
+                                                      "stop, not ACTIVE: left as it is")
     if current is None:
-        return "no longer on Meta (deleted?)"
+        return ResumeVerdict(Leave.DELETED, "no longer on Meta (deleted?)")
     status = current.get("status", "")
     if status in NEVER_REACTIVATE:
-        return f"{status} since the stop"
+        return ResumeVerdict(Leave.DELETED if status == "DELETED" else Leave.ARCHIVED, f"{status} since the stop")
     if status == "ACTIVE":
-        return "already ACTIVE again (changed by someone else since the stop)"
+        return ResumeVerdict(Leave.ACTIVE_AGAIN, "already ACTIVE again (changed by someone else since the stop)")
     if status != "PAUSED":
-        return f"status is {status}"
+        return ResumeVerdict(Leave.OTHER_STATUS, f"status is {status}")
     if not paused_updated_time:
-        return "pause was never confirmed by Meta"
+        return ResumeVerdict(Leave.UNCONFIRMED, "pause was never confirmed by Meta")
     if current.get("updated_time") != paused_updated_time:
-        return f"edited on Meta since the stop (updated_time {current.get('updated_time')} ≠ {paused_updated_time})"
+        return ResumeVerdict(Leave.EDITED, "edited on Meta since the stop "
+                                           f"(updated_time {current.get('updated_time')} ≠ {paused_updated_time})")
     changed = [name for name, value in paused_snapshot.items() if name in current and _plain(current[name]) != value]
     if changed:
-        return f"edited on Meta since the stop ({', '.join(changed)} changed)"
-    return ""
+        return ResumeVerdict(Leave.EDITED, f"edited on Meta since the stop ({', '.join(changed)} changed)")
+    return REACTIVATE
 
 
 @dataclass(frozen=True)

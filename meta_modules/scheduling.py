@@ -32,9 +32,15 @@ def first_run_at(delay_seconds: int, interval: int) -> datetime:
     return timezone.now() - timedelta(seconds=interval - min(delay_seconds, interval))
 
 
+def stagger_delay(index: int, interval: int) -> int:
+    """Seconds until module #index of a start first runs: START_STAGGER_SECONDS·(index+1), so first
+    runs spread out rather than all at once, and never later than one interval."""
+    return min(settings.START_STAGGER_SECONDS * (index + 1), interval)
+
+
 def staggered_last_run(index: int, interval: int) -> datetime:
-    """Module #index due START_STAGGER_SECONDS·(index+1) from now: first runs spread out, not all at once."""
-    return first_run_at(settings.START_STAGGER_SECONDS * (index + 1), interval)
+    """The `last_run_at` that makes module #index due in stagger_delay(index, interval) seconds."""
+    return first_run_at(stagger_delay(index, interval), interval)
 
 
 def ensure_periodic_task(name: str, task: str, every_seconds: int, description: str,

@@ -398,13 +398,14 @@ def remember_tier(account: str, tier: str) -> None:
         logger.warning("Could not record the access tier of %s: %s", account, exc)
 
 
-def learnt_tiers() -> dict[str, str]:
-    """The Marketing API access tier learnt (by any process) for each ad account the tower works
-    on: META_AD_ACCOUNT_IDS, else the mirror's accounts; '' while Meta has not said."""
+def learnt_tiers(accounts: list[str] | None = None) -> dict[str, str]:
+    """The Marketing API access tier learnt (by any process) for each of `accounts`, by default the
+    ad accounts the tower works on: META_AD_ACCOUNT_IDS, else the mirror's; '' while Meta has not said."""
     from meta_modules.models import AdAccount
 
-    accounts = ([a if a.startswith("act_") else f"act_{a}" for a in settings.META_AD_ACCOUNT_IDS]
-                or list(AdAccount.objects.order_by("pk").values_list("pk", flat=True)))
+    if accounts is None:
+        accounts = ([a if a.startswith("act_") else f"act_{a}" for a in settings.META_AD_ACCOUNT_IDS]
+                    or list(AdAccount.objects.order_by("pk").values_list("pk", flat=True)))
     try:
         found = cache.get_many([TIER_KEY.format(account=a) for a in accounts])
     except Exception:  # noqa: BLE001 - a display figure

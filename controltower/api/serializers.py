@@ -16,6 +16,7 @@ from controltower.api.strict import (
 from controltower.commander import ALIASES, COMMANDS, canonical
 from controltower.recovery_policy import Action
 from controltower.models import Alert, Mode, ModuleStatus, RunState, SystemStatus
+from controltower.rules import Leave
 from meta_modules.models import MetaModule, ModuleRun
 
 RECOMMENDATION_SEVERITIES = [("critical", "Critical"), ("warning", "Warning"), ("info", "Info")]
@@ -242,6 +243,8 @@ class ResumeParametersSerializer(JsonObjectSerializer):
 
 class ResumeRequestSerializer(ResumeParametersSerializer):
     reason = JsonCharField(max_length=REASON_MAX, required=False, allow_blank=True, default="")
+    dry_run = _flag(False, "List exactly which campaigns would be re-activated or left (and why), which schedulers "
+                           "would restart and when, and the daily budget that would spend again; change nothing.")
 
 
 class CampaignIssueSerializer(serializers.Serializer):
@@ -257,10 +260,66 @@ class AccountCountsSerializer(serializers.Serializer):
     active = serializers.IntegerField(required=False, min_value=0, help_text="Dry run: ACTIVE campaigns found.")
 
 
+class TargetSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=Mode.choices)
+    graph_url = serializers.CharField()
+    api_version = serializers.CharField(help_text="The Graph API version every call uses (META_API_VERSION).")
+    label = serializers.CharField(help_text='"STUB sandbox at <url>" or "LIVE Meta (<url>)".')
+    tiers = serializers.DictField(child=serializers.CharField(),
+                                  help_text="Ad account → Marketing API access tier learnt from Meta's answers "
+                                            "(only accounts whose tier is known).")
+
+
+class StakesSerializer(serializers.Serializer):
+    account = serializers.CharField(allow_blank=True, help_text="The ad account; blank on a per-currency total.")
+    currency = serializers.CharField(help_text="The ad account's currency; amounts of different currencies are "
+                                               "never added together.")
+    campaigns = serializers.IntegerField(min_value=0)
+    daily_budget_minor = serializers.IntegerField(
+        min_value=0, help_text="Sum of the campaigns' own daily budgets, in the currency's minor units (as Meta).")
+    daily_budget = serializers.CharField(help_text='The same, for people: "1,250.00 USD".')
+    adset_budget_campaigns = serializers.IntegerField(
+        min_value=0, help_text="Campaigns without a campaign budget: their ad sets' budgets spend (not counted above).")
+    lifetime_budget_campaigns = serializers.IntegerField(
+        min_value=0, help_text="Campaigns on a lifetime budget (not counted above).")
+
+
+class StopStakesSerializer(serializers.Serializer):
+    accounts = StakesSerializer(many=True, help_text="Per ad account: the campaigns the stop would pause.")
+    totals = StakesSerializer(many=True, help_text="One total per currency.")
+
+
 class StopPreviewSerializer(serializers.Serializer):
     schedulers = serializers.ListField(child=serializers.CharField(), help_text="Module codes whose task is enabled.")
     campaigns = serializers.DictField(child=serializers.ListField(child=serializers.DictField()),
                                       help_text="Ad account → ACTIVE campaigns ({id, name}).")
+    target = TargetSerializer()
+    stakes = StopStakesSerializer()
+
+
+class ResumeCampaignSerializer(serializers.Serializer):
+    campaign_id = serializers.CharField()
+    account_id = serializers.CharField()
+    name = serializers.CharField(allow_blank=True)
+    action = serializers.ChoiceField(choices=["reactivate", "leave", "unknown"],
+                                     help_text="unknown: Meta could not be read now (see errors).")
+    why = serializers.ChoiceField(choices=["", *Leave], help_text="Why it would be left; blank otherwise.")
+    reason = serializers.CharField(allow_blank=True)
+
+
+class ResumeSchedulerSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    every_seconds = serializers.IntegerField(min_value=1)
+    first_run_in_seconds = serializers.IntegerField(min_value=0, help_text="After the resume (runs are staggered).")
+    first_run_at = serializers.DateTimeField(help_text="When it would first run if resumed now.")
+
+
+class ResumePreviewSerializer(serializers.Serializer):
+    target = TargetSerializer()
+    campaigns = ResumeCampaignSerializer(many=True, help_text="Every held campaign and what resume would do with it.")
+    schedulers = ResumeSchedulerSerializer(many=True, help_text="The schedulers resume would re-enable, in order.")
+    spend = StakesSerializer(many=True, help_text="Per currency: the daily budget that would start spending again.")
 
 
 class EmergencyStopResponseSerializer(serializers.Serializer):
@@ -282,6 +341,10 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
                                                 "own run) and run_id is the running stop's.")
     progress_url = serializers.CharField(allow_null=True, help_text="The stop's progress page in the console; null "
                                                                     "for a dry run.")
+    would_stop = serializers.IntegerField(allow_null=True, min_value=0,
+                                          help_text="Dry run: schedulers the stop would disable (null otherwise).")
+    would_pause = serializers.IntegerField(allow_null=True, min_value=0,
+                                           help_text="Dry run: ACTIVE campaigns the stop would pause (null otherwise).")
 
 
 class ResumeResponseSerializer(serializers.Serializer):
@@ -299,6 +362,12 @@ class ResumeResponseSerializer(serializers.Serializer):
     health_check_run_id = serializers.UUIDField(allow_null=True)
     resumed_at = serializers.DateTimeField()
     message = serializers.CharField()
+    dry_run = serializers.BooleanField()
+    would_restart = serializers.IntegerField(allow_null=True, min_value=0,
+                                             help_text="Dry run: schedulers resume would re-enable (null otherwise).")
+    would_reactivate = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="Dry run: campaigns resume would re-activate (null otherwise).")
+    preview = ResumePreviewSerializer(allow_null=True)
 
 
 class CommandParametersSerializer(StopParametersSerializer, ResumeParametersSerializer):

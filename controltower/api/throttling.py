@@ -5,8 +5,8 @@ Module start/stop/restart (API and admin) are commands: they count against the "
 DRF's ScopedRateThrottle, counted per user and scope in the shared cache (CACHES["default"]),
 with the rate read from the Django settings at request time rather than frozen into the class
 when DRF is imported: KILL_SWITCH_THROTTLE_RATE for emergency-stop and resume,
-KILL_SWITCH_PREVIEW_THROTTLE_RATE for an emergency-stop dry run (a preview must not use up the
-real stop's budget: an operator who previewed twice must not wait to stop), COMMAND_THROTTLE_RATE
+KILL_SWITCH_PREVIEW_THROTTLE_RATE for an emergency-stop or resume dry run (a preview must not use
+up the real one's budget: an operator who previewed twice must not wait to stop), COMMAND_THROTTLE_RATE
 for command and recovery. An empty rate switches the scope's throttle off.
 A refused request gets 429 with Retry-After. Throttling is a brake on runaway scripts and
 double-clicks, not a security boundary (DRF: non-atomic counters): when the cache cannot be
@@ -55,9 +55,9 @@ def is_dry_run(body: Any) -> bool:
     return isinstance(body, Mapping) and body.get("dry_run") is True
 
 
-class EmergencyStopThrottle(TowerWriteThrottle):
-    """The stop's budget for real stops, PREVIEW_SCOPE's for dry runs. The body is parsed here, outside
-    the cache guard, so a malformed body is its 400 (and counts against neither budget)."""
+class KillSwitchThrottle(TowerWriteThrottle):
+    """The view's budget (stop or resume) for real requests, PREVIEW_SCOPE's for dry runs. The body is
+    parsed here, outside the cache guard, so a malformed body is its 400 (and counts against neither budget)."""
 
     def allow_request(self, request: Any, view: Any) -> bool:
         scope = PREVIEW_SCOPE if is_dry_run(request.data) else view.throttle_scope

@@ -29,7 +29,7 @@ from controltower.api.serializers import (
     HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
     ResumeRequestSerializer, ResumeResponseSerializer, SchemaQuerySerializer, StatusSerializer,
 )
-from controltower.api.throttling import EmergencyStopThrottle, TowerWriteThrottle
+from controltower.api.throttling import KillSwitchThrottle, TowerWriteThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
 from meta_modules.models import MetaModule
 
@@ -264,7 +264,7 @@ class CommandView(APIView):
 
 class EmergencyStopView(APIView):
     permission_classes = [IsTowerOperator]
-    throttle_classes = [EmergencyStopThrottle]
+    throttle_classes = [KillSwitchThrottle]
     throttle_scope = "emergency_stop"
 
     @extend_schema(
@@ -274,7 +274,10 @@ class EmergencyStopView(APIView):
                     "modules' schedules, pauses ACTIVE campaigns on Meta through the ledger, alerts admins. "
                     "Campaigns not confirmed within the deadline stay pending and are retried in the background. "
                     "A stop while halted re-sweeps; a stop while another is still running joins it (202, at once). "
-                    "dry_run=true changes nothing and answers 200 even when Meta cannot be listed (see errors).",
+                    "dry_run=true changes nothing and answers 200 even when Meta cannot be listed (see errors): "
+                    "would_stop and would_pause say what the stop would do (schedulers_stopped and campaigns_paused "
+                    "stay 0), preview.target where (sandbox or live Meta, API version, tiers learnt) and "
+                    "preview.stakes the daily budget per ad account and per currency.",
         responses={200: EmergencyStopResponseSerializer,
                    202: OpenApiResponse(EmergencyStopResponseSerializer, "Joined the stop already running (run_id)."),
                    **OPERATOR_ERRORS, **THROTTLED})
@@ -288,7 +291,7 @@ class EmergencyStopView(APIView):
 
 class ResumeView(APIView):
     permission_classes = [IsTowerOperator]
-    throttle_classes = [TowerWriteThrottle]
+    throttle_classes = [KillSwitchThrottle]
     throttle_scope = "resume"
 
     @extend_schema(
@@ -296,7 +299,11 @@ class ResumeView(APIView):
         summary="Resume after an emergency stop",
         description="Re-enables exactly the schedules enabled before the stop and re-activates exactly the held "
                     "campaigns still PAUSED and unchanged since; reports every one it skipped. With the two-person "
-                    "rule on, the first request is recorded (202) and a different operator's request carries it out.",
+                    "rule on, the first request is recorded (202) and a different operator's request carries it out. "
+                    "dry_run=true changes nothing and records nothing: it lists every held campaign with what resume "
+                    "would do (reactivate / leave, and why), the schedulers it would restart with their first run, "
+                    "and the daily budget per currency that would spend again; it is refused (409) exactly when "
+                    "resume would be.",
         responses={200: ResumeResponseSerializer,
                    202: OpenApiResponse(ResumeResponseSerializer, "Recorded; waiting for a second operator."),
                    409: CONFLICT, **OPERATOR_ERRORS, **THROTTLED})

@@ -223,8 +223,18 @@ def resume(request: HttpRequest) -> HttpResponse:
         for error in result.errors:
             messages.error(request, error)
         return redirect("console:dashboard")  # where the status is seen coming back
-    return _page(request, "console/resume.html", {"form": form, **_halt_context(request, TowerState.get())},
+    state = TowerState.get()
+    return _page(request, "console/resume.html", {"form": form, **_halt_context(request, state),
+                                                  **(_resume_preview(request) if state.emergency_stop_active else {})},
                  status=400 if form.is_bound else 200)
+
+
+def _resume_preview(request: HttpRequest) -> dict[str, Any]:
+    """The confirmation shows exactly what resume would do, decided as resume decides, from Meta now."""
+    try:
+        return {"preview": killswitch.resume(killswitch.ResumeRequest(actor=_actor(request), dry_run=True))}
+    except killswitch.KillSwitchError as exc:  # resume would refuse now: say why instead
+        return {"preview_refused": str(exc)}
 
 
 # --- commands and module actions ------------------------------------------------------

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group, User
 from rest_framework.test import APIClient
 
 from controltower.api.parsers import MAX_JSON_DEPTH, exceeds_depth, unique_object
 from controltower.api.permissions import OPERATORS_GROUP
 from controltower.models import ControlTowerRun, TowerState
-from tests.support import api_token
+from tests.support import api_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced", "meta_sandbox")]
 
@@ -17,11 +16,7 @@ API = "/meta/control-tower"
 
 @pytest.fixture
 def operator() -> APIClient:
-    user = User.objects.create_user("olivia", is_staff=True)
-    user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
-    return client
+    return api_client("olivia", OPERATORS_GROUP)
 
 
 def _post(client: APIClient, path: str, raw: str):

@@ -150,7 +150,8 @@ def test_a_dry_run_changes_nothing(mixed) -> None:
     result = _stop(dry_run=True)
 
     assert result.dry_run and result.run_id is None
-    assert result.schedulers_stopped == 17
+    assert result.would_stop == 17 and result.would_pause == 24
+    assert result.schedulers_stopped == 0 and result.campaigns_paused == 0  # nothing was done
     assert sum(len(c) for c in result.preview["campaigns"].values()) == 24
     assert _statuses(mixed) == before
     assert not TowerState.get().emergency_stop_active

@@ -9,8 +9,8 @@ import pytest
 from controltower.models import ModuleStatus as M
 from controltower.models import SystemStatus as S
 from controltower.rules import (
-    HaltScope, ModuleSignals, Thresholds, halt_needs_sweep, halt_scope, is_overdue, module_status,
-    is_running, reactivated_unanswered, resume_verdict, retry_delay, snapshot, system_status,
+    HaltScope, Leave, ModuleSignals, ResumeVerdict, Thresholds, halt_needs_sweep, halt_scope, is_overdue, is_running,
+    module_status, reactivated_unanswered, resume_verdict, retry_delay, snapshot, system_status,
 )
 
 T = Thresholds(online_success_rate=0.95, offline_success_rate=0.70, max_errors_24h=50, overdue_grace=timedelta(minutes=10))
@@ -97,31 +97,36 @@ AS_PAUSED = {"status": "PAUSED", "updated_time": PAUSED_AT, "name": "Summer Sale
              "lifetime_budget": "0"}
 
 
-@pytest.mark.parametrize("current, reason", [
-    (AS_PAUSED, ""),
-    ({**AS_PAUSED, "updated_time": "2026-11-25T10:00:01+0000"}, "edited on Meta since the stop"),
-    ({**AS_PAUSED, "daily_budget": "9000"}, "edited on Meta since the stop (daily_budget changed)"),
-    ({**AS_PAUSED, "spend_cap": "100000"}, "edited on Meta since the stop (spend_cap changed)"),
-    ({**AS_PAUSED, "lifetime_budget": "30000", "daily_budget": "0"},
+@pytest.mark.parametrize("current, leave, reason", [
+    (AS_PAUSED, None, ""),
+    ({**AS_PAUSED, "updated_time": "2026-11-25T10:00:01+0000"}, Leave.EDITED, "edited on Meta since the stop"),
+    ({**AS_PAUSED, "daily_budget": "9000"}, Leave.EDITED, "edited on Meta since the stop (daily_budget changed)"),
+    ({**AS_PAUSED, "spend_cap": "100000"}, Leave.EDITED, "edited on Meta since the stop (spend_cap changed)"),
+    ({**AS_PAUSED, "lifetime_budget": "30000", "daily_budget": "0"}, Leave.EDITED,
      "edited on Meta since the stop (daily_budget, lifetime_budget changed)"),
-    ({**AS_PAUSED, "status": "ACTIVE", "updated_time": "2026-11-25T10:00:01+0000"}, "already ACTIVE again"),
-    ({**AS_PAUSED, "status": "ARCHIVED", "updated_time": "2026-11-25T10:00:01+0000"}, "ARCHIVED since the stop"),
-    ({**AS_PAUSED, "status": "DELETED", "updated_time": "2026-11-25T10:00:01+0000"}, "DELETED since the stop"),
-    (None, "no longer on Meta"),
+    ({**AS_PAUSED, "status": "ACTIVE", "updated_time": "2026-11-25T10:00:01+0000"}, Leave.ACTIVE_AGAIN,
+     "already ACTIVE again"),
+    ({**AS_PAUSED, "status": "ARCHIVED", "updated_time": "2026-11-25T10:00:01+0000"}, Leave.ARCHIVED,
+     "ARCHIVED since the stop"),
+    ({**AS_PAUSED, "status": "DELETED", "updated_time": "2026-11-25T10:00:01+0000"}, Leave.DELETED,
+     "DELETED since the stop"),
+    (None, Leave.DELETED, "no longer on Meta"),
 ])
-def test_resume_verdict_re_activates_only_a_campaign_paused_as_our_pause_left_it(current, reason: str) -> None:
+def test_resume_verdict_re_activates_only_a_campaign_paused_as_our_pause_left_it(current, leave, reason: str) -> None:
     verdict = resume_verdict("ACTIVE", PAUSED_AT, SNAPSHOT, current)
-    assert verdict.startswith(reason) and bool(verdict) == bool(reason)
+    assert verdict.leave == leave and verdict.reason.startswith(reason) and verdict.reactivate == (leave is None)
 
 
 def test_resume_verdict_without_a_confirmed_pause_never_re_activates() -> None:
-    assert resume_verdict("ACTIVE", "", {}, {"status": "PAUSED", "updated_time": ""}) == "pause was never confirmed by Meta"
+    verdict = resume_verdict("ACTIVE", "", {}, {"status": "PAUSED", "updated_time": ""})
+    assert verdict == ResumeVerdict(Leave.UNCONFIRMED, "pause was never confirmed by Meta")
 
 
 @pytest.mark.parametrize("prior_status", ["PAUSED", "ARCHIVED", ""])
 def test_resume_verdict_never_re_activates_a_campaign_not_configured_active_before_the_stop(prior_status: str) -> None:
     verdict = resume_verdict(prior_status, PAUSED_AT, SNAPSHOT, AS_PAUSED)
-    assert verdict.startswith("configured") and "not ACTIVE" in verdict
+    assert verdict.leave == Leave.NOT_ACTIVE_BEFORE and verdict.reason.startswith("configured")
+    assert "not ACTIVE" in verdict.reason
 
 
 @pytest.mark.parametrize("campaign, running", [
