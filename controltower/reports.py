@@ -10,10 +10,12 @@ Definitions
   change the system status between two checks); a module's is its health logs at the completed
   checks. Each point's status holds until the next point, the last one until the end of the
   period. Time before the first point of the period is unknown and left out of every denominator.
-- System uptime: share of the known time the system was HEALTHY.
+- System uptime: share of the known time the system was HEALTHY, STARTING time left out: a
+  start-up (modules having their first runs) is neither up nor down.
 - Module availability: per module, share of its known time ONLINE. Time STOPPED on purpose
-  (operator stop, emergency stop) is left out like a maintenance window; UNKNOWN (never ran)
-  counts as unavailable.
+  (operator stop, emergency stop) is left out like a maintenance window, and so is UNKNOWN
+  (waiting for its first run within the start-up grace: neither up nor down); a module that
+  never runs is OFFLINE after that grace and counts as unavailable.
 - MTTR: per module, an episode begins at a DEGRADED or OFFLINE check that follows an ONLINE one
   (or is the module's first check of the period) and ends at its next ONLINE check; STOPPED and
   UNKNOWN checks neither begin nor end one. The mean is over closed episodes; open ones are
@@ -214,10 +216,10 @@ def system_uptime(period: Period) -> dict[str, Any]:
     rows = _fetch(sql, _sql_params(period, check=RunType.HEALTH_CHECK, completed=RunState.COMPLETED,
                                    stop=RunType.EMERGENCY_STOP, resume=RunType.RESUME))
     seconds = {status: float(total) for status, _, total, _ in rows}
-    known = sum(seconds.values())
+    counted = sum(seconds.values()) - seconds.get(SystemStatus.STARTING, 0.0)
     unknown = unknown_seconds(period, min((_datetime(first) for *_, first in rows), default=None))
     return {
-        "uptime_pct": pct(seconds.get(SystemStatus.HEALTHY, 0.0), known),
+        "uptime_pct": pct(seconds.get(SystemStatus.HEALTHY, 0.0), counted),
         "known_seconds": round(period.seconds - unknown, 3),
         "unknown_seconds": round(unknown, 3),
         "points": sum(count for _, count, _, _ in rows),
@@ -240,7 +242,7 @@ def module_availability(period: Period, names: dict[str, str]) -> dict[str, Any]
     modules = []
     for code in _module_order(set(seconds), names):
         by_status = seconds[code]
-        counted = sum(by_status.values()) - by_status.get(ModuleStatus.STOPPED, 0.0)
+        counted = sum(by_status.values()) - by_status.get(ModuleStatus.STOPPED, 0.0) - by_status.get(ModuleStatus.UNKNOWN, 0.0)
         modules.append({
             "module": code, "name": names.get(code, ""), "checks": checks[code],
             "availability_pct": pct(by_status.get(ModuleStatus.ONLINE, 0.0), counted),
