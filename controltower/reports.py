@@ -53,6 +53,8 @@ FAILED = (ModuleRun.Outcome.FAILURE, ModuleRun.Outcome.TIMEOUT)
 # Alerts that are not judged for false positives: a spike is money, infrastructure is probed directly.
 NOT_JUDGED_PREFIXES = ("spend_spike:", "infra:")
 TOP_ERRORS = 10
+# A module's time that is neither available nor unavailable: stopped on purpose, waiting for its first run.
+NOT_COUNTED = (ModuleStatus.STOPPED, ModuleStatus.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,8 @@ def system_uptime(period: Period) -> dict[str, Any]:
     rows = _fetch(sql, _sql_params(period, check=RunType.HEALTH_CHECK, completed=RunState.COMPLETED,
                                    stop=RunType.EMERGENCY_STOP, resume=RunType.RESUME))
     seconds = {status: float(total) for status, _, total, _ in rows}
-    counted = sum(seconds.values()) - seconds.get(SystemStatus.STARTING, 0.0)
+    # Summed (not subtracted) so that HEALTHY time can never exceed it by a rounding error.
+    counted = sum(held for status, held in seconds.items() if status != SystemStatus.STARTING)
     unknown = unknown_seconds(period, min((_datetime(first) for *_, first in rows), default=None))
     return {
         "uptime_pct": pct(seconds.get(SystemStatus.HEALTHY, 0.0), counted),
@@ -239,10 +242,11 @@ def module_availability(period: Period, names: dict[str, str]) -> dict[str, Any]
     for code, status, count, total in _fetch(sql, _module_params(period)):
         seconds[code][status] = float(total)
         checks[code] += count
-    modules = []
+    modules, counted_total = [], 0.0
     for code in _module_order(set(seconds), names):
         by_status = seconds[code]
-        counted = sum(by_status.values()) - by_status.get(ModuleStatus.STOPPED, 0.0) - by_status.get(ModuleStatus.UNKNOWN, 0.0)
+        counted = sum(held for status, held in by_status.items() if status not in NOT_COUNTED)
+        counted_total += counted
         modules.append({
             "module": code, "name": names.get(code, ""), "checks": checks[code],
             "availability_pct": pct(by_status.get(ModuleStatus.ONLINE, 0.0), counted),
@@ -250,8 +254,7 @@ def module_availability(period: Period, names: dict[str, str]) -> dict[str, Any]
             "distribution": distribution(by_status, [s.value for s in ModuleStatus]),
         })
     online = sum(s.get(ModuleStatus.ONLINE, 0.0) for s in seconds.values())
-    counted = sum(m["counted_seconds"] for m in modules)
-    return {"overall_pct": pct(online, counted), "modules": modules}
+    return {"overall_pct": pct(online, counted_total), "modules": modules}
 
 
 def mttr(period: Period, names: dict[str, str]) -> dict[str, Any]:

@@ -309,6 +309,22 @@ def test_the_report_leaves_starting_time_out_of_uptime_and_availability() -> Non
 
 
 @pytest.mark.django_db
+def test_availability_of_modules_online_only_briefly_after_their_start_stays_within_100_pct() -> None:
+    for hours, status in ((0, "unknown"), (2, "online")):
+        run = ControlTowerRun.objects.create(run_type="health_check", system_status="healthy", executed_by="scheduler",
+                                             executed_at=T0 + timedelta(hours=hours), mode="stub")
+        SystemHealthLog.objects.bulk_create(
+            SystemHealthLog(run=run, module_name=code, module_full_name=code, health_status=status,
+                            checked_at=run.executed_at, mode="stub") for code in ("10.1", "10.2", "10.3"))
+
+    # 1.0004 s ONLINE each: summing the rounded per-module times gave 100.04 %.
+    availability = reports.module_availability(reports.Period(T0, T0 + timedelta(hours=2, seconds=1.0004)), {})
+
+    assert availability["overall_pct"] == 100.0
+    assert [m["availability_pct"] for m in availability["modules"]] == [100.0] * 3
+
+
+@pytest.mark.django_db
 @fresh_install
 def test_metrics_say_starting_after_a_check_during_the_start_up(settings) -> None:
     settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS = "scrape-" + "s" * 40, []
