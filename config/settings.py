@@ -261,6 +261,7 @@ SPECTACULAR_SETTINGS = {
         "RecommendationSeverityEnum": "controltower.api.serializers.RECOMMENDATION_SEVERITIES",
         "DesiredStateEnum": "meta_modules.models.MetaModule.DesiredState",
         "RunOutcomeEnum": "meta_modules.models.ModuleRun.Outcome",
+        "LivenessEnum": "controltower.api.serializers.LIVENESS",
     },
 }
 
@@ -349,6 +350,10 @@ MODULE_ONLINE_SUCCESS_RATE = env_float("MODULE_ONLINE_SUCCESS_RATE", 0.95, minim
 MODULE_OFFLINE_SUCCESS_RATE = env_float("MODULE_OFFLINE_SUCCESS_RATE", 0.70, minimum=0.0, maximum=1.0)
 MODULE_MAX_ERRORS_24H = env_int("MODULE_MAX_ERRORS_24H", 50, minimum=0)
 SCHEDULER_GRACE_SECONDS = env_int("SCHEDULER_GRACE_SECONDS", 600, minimum=0)
+# A module expected to run (created, or started by an operator) reads UNKNOWN and the system
+# STARTING until its first run finishes; past this it is OFFLINE. The default covers the staggered
+# first runs (START_STAGGER_SECONDS apart: about 4 min for 17), SCHEDULER_GRACE_SECONDS, and slow first runs.
+STARTING_GRACE_MINUTES = env_int("STARTING_GRACE_MINUTES", 30, minimum=1)
 DB_HEALTHY_LATENCY_MS = env_float("DB_HEALTHY_LATENCY_MS", 250.0, minimum=1.0)
 API_MAX_ERROR_RATIO = env_float("API_MAX_ERROR_RATIO", 0.2, minimum=0.0, maximum=1.0)
 # Beat schedules a heartbeat that a worker executes; older than the stale limit = dead.

@@ -38,7 +38,7 @@ admin.site.site_url = "/"
 # Status colours (with the status as text, never colour alone).
 STATUS_COLOURS = {
     "healthy": "#1b7f3b", "online": "#1b7f3b", "degraded": "#b26a00", "critical": "#c62828", "offline": "#c62828",
-    "emergency_stop": "#8e0000", "unknown": "#6b7280", "stopped": "#455a64",
+    "emergency_stop": "#8e0000", "unknown": "#6b7280", "stopped": "#455a64", "starting": "#1565c0",
 }
 
 

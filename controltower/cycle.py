@@ -45,6 +45,8 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
         online_modules=report.counts[ModuleStatus.ONLINE],
         degraded_modules=report.counts[ModuleStatus.DEGRADED],
         offline_modules=report.counts[ModuleStatus.OFFLINE],
+        modules_expected=report.first_runs.expected,
+        modules_run=report.first_runs.run,
         module_health_details={m.code: m.status for m in report.modules},
         errors_encountered=[c.as_dict() for c in findings.infrastructure_conditions(report)],
         total_api_calls_24h=report.total_api_calls_24h,

@@ -69,9 +69,7 @@ def alert_conditions(report: HealthReport) -> list[AlertCondition]:
     if report.halted:
         return found
     if report.system_status == SystemStatus.CRITICAL:
-        offline = [m.code for m in report.modules if m.status == ModuleStatus.OFFLINE]
-        found.append(AlertCondition("system:critical", CRITICAL, "Control Tower status CRITICAL",
-                                    f"Offline modules: {', '.join(offline) or 'none'}; degraded: {report.counts.get('degraded', 0)}."))
+        found.append(AlertCondition("system:critical", CRITICAL, "Control Tower status CRITICAL", critical_detail(report)))
     for spike in report.spend_spikes:
         found.append(AlertCondition(
             f"spend_spike:{spike['campaign_id']}", CRITICAL, f"Spend spike on campaign {spike['campaign__name']}",
@@ -88,6 +86,23 @@ def alert_conditions(report: HealthReport) -> list[AlertCondition]:
     return found
 
 
+def critical_detail(report: HealthReport) -> str:
+    """Why the system is CRITICAL, naming the modules: any OFFLINE, or more than 2 DEGRADED."""
+    def named(status: ModuleStatus) -> str:
+        return ", ".join(f"{m.code} {m.name}" for m in report.modules if m.status == status)
+
+    parts = []
+    if offline := named(ModuleStatus.OFFLINE):
+        parts.append(f"OFFLINE: {offline}")
+    if degraded := named(ModuleStatus.DEGRADED):
+        parts.append(f"DEGRADED: {degraded}")
+    return "; ".join(parts) + "."
+
+
+def _no_first_run() -> str:
+    return f"no run has finished within {settings.STARTING_GRACE_MINUTES} min of its start (STARTING_GRACE_MINUTES)"
+
+
 def _upgrade_version() -> str:
     return (f"Every Meta call fails while META_API_VERSION={settings.META_API_VERSION}: set it to a version "
             "Meta still serves (the facebook-business 26.x the tower pins speaks v26.0) and restart.")
@@ -99,6 +114,8 @@ def _why(module: ModuleHealth) -> str:
         reasons.append("its periodic task is disabled")
     if module.overdue:
         reasons.append(f"it is overdue ({_ago(module)})")
+    if module.first_run_overdue:
+        reasons.append(_no_first_run())
     if module.success_rate is not None:
         reasons.append(f"success rate {module.success_rate:.0%} over 24 h")
     if module.error_count_24h:
@@ -146,6 +163,8 @@ def recommendations(report: HealthReport) -> list[dict[str, str]]:
             add(CRITICAL, f"{name}: its scheduler is disabled although it should run — restart it.", module.code)
         elif module.overdue and infra.beat_alive and infra.workers_alive:
             add(CRITICAL, f"{name}: overdue ({_ago(module)}, every {module.interval_seconds} s) — restart its scheduler.", module.code)
+        elif module.first_run_overdue and infra.beat_alive and infra.workers_alive:
+            add(CRITICAL, f"{name}: {_no_first_run()} — read the worker's log for its task, then restart it.", module.code)
         if module.success_rate is not None and module.status in (ModuleStatus.OFFLINE, ModuleStatus.DEGRADED) and module.failures_24h:
             add(WARNING, f"{name}: {module.success_rate:.0%} of runs succeed; last error: {module.last_error[:200]}", module.code)
         if module.error_count_24h > 50:

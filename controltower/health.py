@@ -56,6 +56,7 @@ class ModuleHealth:
     is_api_healthy: bool
     scheduler_enabled: bool
     overdue: bool
+    first_run_overdue: bool  # no run finished within STARTING_GRACE_MINUTES of being expected to run
     interval_seconds: int | None
     last_run: datetime | None
     last_outcome: str
@@ -69,14 +70,22 @@ class ModuleHealth:
 @dataclass
 class Infrastructure:
     database: probes.DatabaseHealth
-    beat_alive: bool
-    workers_alive: bool
+    beat: rules.Liveness
+    workers: rules.Liveness
     beat_last_seen: datetime | None
     worker_last_seen: datetime | None
     # Results of the per-cycle probes (None until a cycle has probed).
     broker: dict[str, Any] | None
     meta_api: dict[str, Any] | None
     workers_ping: dict[str, Any] | None
+
+    @property
+    def beat_alive(self) -> bool:
+        return self.beat != rules.Liveness.DEAD  # waiting for its first heartbeat is not a failure yet
+
+    @property
+    def workers_alive(self) -> bool:
+        return self.workers != rules.Liveness.DEAD
 
     @property
     def meta_api_ok(self) -> bool:
@@ -97,6 +106,11 @@ class HealthReport:
     # Unacknowledged spend spikes found by 10.9 on their account's local today: campaign_id,
     # campaign__name, ratio, spend_today, day, requested_emergency_stop, and spend with its currency.
     spend_spikes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def first_runs(self) -> rules.FirstRuns:
+        return rules.first_runs((m.desired_state == MetaModule.DesiredState.STOPPED, m.last_run is not None)
+                                for m in self.modules)
 
     @property
     def total_api_calls_24h(self) -> int:
@@ -144,22 +158,19 @@ def _runs_24h(since: datetime) -> dict[Any, dict[str, Any]]:
     return {row["module_id"]: row for row in rows}
 
 
-def _fresh(seen: datetime | None, fallback: datetime | None, stale: timedelta, now: datetime) -> bool:
-    """Seen within `stale`; before the first sighting, `fallback` (when the watch began) counts."""
-    reference = seen or fallback
-    return reference is not None and now - reference <= stale
-
-
-def _infrastructure(state: TowerState, now: datetime) -> Infrastructure:
-    heartbeat = PeriodicTask.objects.filter(name=HEARTBEAT_TASK).only("last_run_at", "date_changed", "enabled").first()
+def _infrastructure(state: TowerState, installed_at: datetime | None, now: datetime) -> Infrastructure:
+    heartbeat = PeriodicTask.objects.filter(name=HEARTBEAT_TASK).only("last_run_at", "enabled").first()
     stale = timedelta(seconds=settings.HEARTBEAT_STALE_SECONDS)
-    watched_since = heartbeat.date_changed if heartbeat and heartbeat.enabled else None
-    workers_alive = _fresh(state.worker_heartbeat_at, watched_since, stale, now)
+    # The watch began at install (the first module's creation), a fixed point: the heartbeat
+    # task's date_changed moves at each of Beat's saves, so it would wait forever.
+    watched_since = installed_at if heartbeat and heartbeat.enabled else None
+    workers = rules.liveness(state.worker_heartbeat_at, watched_since, stale, now)
     # A worker ran the heartbeat, so Beat sent it; otherwise Beat's own record of sending it.
-    beat_alive = workers_alive or _fresh(heartbeat.last_run_at if heartbeat else None, watched_since, stale, now)
+    beat = workers if workers == rules.Liveness.ALIVE else rules.liveness(
+        heartbeat.last_run_at if heartbeat else None, watched_since, stale, now)
     stored = state.probes or {}
     return Infrastructure(
-        database=probes.database(), beat_alive=beat_alive, workers_alive=workers_alive,
+        database=probes.database(), beat=beat, workers=workers,
         beat_last_seen=heartbeat.last_run_at if heartbeat else None, worker_last_seen=state.worker_heartbeat_at,
         broker=stored.get("broker"), meta_api=stored.get("meta_api"), workers_ping=stored.get("workers"),
     )
@@ -199,10 +210,11 @@ def evaluate(now: datetime | None = None) -> HealthReport:
     now = now or clock.now()
     thresholds = rules.Thresholds.from_settings()
     state = TowerState.get()
-    infra = _infrastructure(state, now)
+    rows = list(_modules())
+    infra = _infrastructure(state, min((m.created_at for m in rows), default=None), now)
     aggregates = _runs_24h(now - timedelta(hours=24))
     modules = [_module_health(module, aggregates.get(module.pk, {}), infra, thresholds, now, state.emergency_stop_active)
-               for module in _modules()]
+               for module in rows]
     statuses = [ModuleStatus(m.status) for m in modules]
     campaigns_active, budget_usd = _campaign_totals()
     spikes = _spend_spikes_today(now)
@@ -235,6 +247,10 @@ def _module_health(module: MetaModule, agg: dict[str, Any], infra: Infrastructur
         stopped_on_purpose=halted or module.desired_state == MetaModule.DesiredState.STOPPED,
         is_scheduler_running=enabled and not overdue and (external or (infra.beat_alive and infra.workers_alive)),
         has_finished_run=module.last_run is not None,
+        # Expected to run since it was created, or since an operator last started it.
+        first_run_overdue=rules.first_run_overdue(
+            module.last_run is not None, max(module.created_at, module.desired_state_at or module.created_at),
+            thresholds.starting_grace, now),
         success_rate=successes / runs if runs else None,
         error_count_24h=failures,
         is_db_healthy=infra.database.healthy,
@@ -253,7 +269,8 @@ def _module_health(module: MetaModule, agg: dict[str, Any], infra: Infrastructur
         avg_execution_time_ms=round(agg["avg_ms"]) if agg.get("avg_ms") is not None else None,
         error_count_24h=failures, api_calls_24h=api_calls, api_errors_24h=api_errors,
         is_scheduler_running=signals.is_scheduler_running, is_db_healthy=signals.is_db_healthy,
-        is_api_healthy=signals.is_api_healthy, scheduler_enabled=enabled, overdue=overdue, interval_seconds=interval,
+        is_api_healthy=signals.is_api_healthy, scheduler_enabled=enabled, overdue=overdue,
+        first_run_overdue=signals.first_run_overdue, interval_seconds=interval,
         last_run=module.last_run, last_outcome=module.last_outcome or "",
         next_run=reference + timedelta(seconds=interval) if external else _next_run(task, module.last_run),
         last_error=module.last_error or "", last_error_time=module.last_error_time,

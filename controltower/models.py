@@ -32,6 +32,7 @@ class SystemStatus(models.TextChoices):
     DEGRADED = "degraded", "DEGRADED"
     CRITICAL = "critical", "CRITICAL"
     EMERGENCY_STOP = "emergency_stop", "EMERGENCY_STOP"
+    STARTING = "starting", "STARTING"  # a module has not had its first run yet (rules.system_status)
     UNKNOWN = "unknown", "UNKNOWN"  # before the first check
 
 
@@ -72,6 +73,10 @@ class ControlTowerRun(models.Model):
     online_modules = models.PositiveIntegerField(default=0)
     degraded_modules = models.PositiveIntegerField(default=0)
     offline_modules = models.PositiveIntegerField(default=0)
+    # Start-up progress at a health check: modules expected to run (not stopped on purpose) and
+    # how many of them had finished a run. Null on other runs and on checks made before they existed.
+    modules_expected = models.PositiveIntegerField(null=True, blank=True)
+    modules_run = models.PositiveIntegerField(null=True, blank=True)
     module_health_details = models.JSONField(default=dict, blank=True, help_text="module code → status")
     actions_executed = models.JSONField(default=list, blank=True)
     errors_encountered = models.JSONField(default=list, blank=True)

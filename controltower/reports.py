@@ -10,10 +10,12 @@ Definitions
   change the system status between two checks); a module's is its health logs at the completed
   checks. Each point's status holds until the next point, the last one until the end of the
   period. Time before the first point of the period is unknown and left out of every denominator.
-- System uptime: share of the known time the system was HEALTHY.
+- System uptime: share of the known time the system was HEALTHY, STARTING time left out: a
+  start-up (modules having their first runs) is neither up nor down.
 - Module availability: per module, share of its known time ONLINE. Time STOPPED on purpose
-  (operator stop, emergency stop) is left out like a maintenance window; UNKNOWN (never ran)
-  counts as unavailable.
+  (operator stop, emergency stop) is left out like a maintenance window, and so is UNKNOWN
+  (waiting for its first run within the start-up grace: neither up nor down); a module that
+  never runs is OFFLINE after that grace and counts as unavailable.
 - MTTR: per module, an episode begins at a DEGRADED or OFFLINE check that follows an ONLINE one
   (or is the module's first check of the period) and ends at its next ONLINE check; STOPPED and
   UNKNOWN checks neither begin nor end one. The mean is over closed episodes; open ones are
@@ -51,6 +53,8 @@ FAILED = (ModuleRun.Outcome.FAILURE, ModuleRun.Outcome.TIMEOUT)
 # Alerts that are not judged for false positives: a spike is money, infrastructure is probed directly.
 NOT_JUDGED_PREFIXES = ("spend_spike:", "infra:")
 TOP_ERRORS = 10
+# A module's time that is neither available nor unavailable: stopped on purpose, waiting for its first run.
+NOT_COUNTED = (ModuleStatus.STOPPED, ModuleStatus.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -240,10 +244,11 @@ def system_uptime(period: Period) -> dict[str, Any]:
     rows = _fetch(sql, _sql_params(period, check=RunType.HEALTH_CHECK, completed=RunState.COMPLETED,
                                    stop=RunType.EMERGENCY_STOP, resume=RunType.RESUME))
     seconds = {status: float(total) for status, _, total, _ in rows}
-    known = sum(seconds.values())
+    # Summed (not subtracted) so that HEALTHY time can never exceed it by a rounding error.
+    counted = sum(held for status, held in seconds.items() if status != SystemStatus.STARTING)
     unknown = unknown_seconds(period, min((_datetime(first) for *_, first in rows), default=None))
     return {
-        "uptime_pct": pct(seconds.get(SystemStatus.HEALTHY, 0.0), known),
+        "uptime_pct": pct(seconds.get(SystemStatus.HEALTHY, 0.0), counted),
         "known_seconds": round(period.seconds - unknown, 3),
         "unknown_seconds": round(unknown, 3),
         "points": sum(count for _, count, _, _ in rows),
@@ -263,10 +268,11 @@ def module_availability(period: Period, names: dict[str, str]) -> dict[str, Any]
     for code, status, count, total in _fetch(sql, _module_params(period)):
         seconds[code][status] = float(total)
         checks[code] += count
-    modules = []
+    modules, counted_total = [], 0.0
     for code in _module_order(set(seconds), names):
         by_status = seconds[code]
-        counted = sum(by_status.values()) - by_status.get(ModuleStatus.STOPPED, 0.0)
+        counted = sum(held for status, held in by_status.items() if status not in NOT_COUNTED)
+        counted_total += counted
         modules.append({
             "module": code, "name": names.get(code, ""), "checks": checks[code],
             "availability_pct": pct(by_status.get(ModuleStatus.ONLINE, 0.0), counted),
@@ -274,8 +280,7 @@ def module_availability(period: Period, names: dict[str, str]) -> dict[str, Any]
             "distribution": distribution(by_status, [s.value for s in ModuleStatus]),
         })
     online = sum(s.get(ModuleStatus.ONLINE, 0.0) for s in seconds.values())
-    counted = sum(m["counted_seconds"] for m in modules)
-    return {"overall_pct": pct(online, counted), "modules": modules}
+    return {"overall_pct": pct(online, counted_total), "modules": modules}
 
 
 def mttr(period: Period, names: dict[str, str]) -> dict[str, Any]:

@@ -3,14 +3,18 @@
 Module status (first rule that matches wins):
   STOPPED   the operator stopped the module on purpose (desired state `stopped`);
   OFFLINE   its scheduler is not running (task disabled, Beat or every worker dead, or
-            overdue past the grace period), or its 24 h success rate is below
-            MODULE_OFFLINE_SUCCESS_RATE;
-  UNKNOWN   it has never finished a run;
+            overdue past the grace period), its 24 h success rate is below
+            MODULE_OFFLINE_SUCCESS_RATE, or it has not finished its first run within
+            STARTING_GRACE_MINUTES of being expected to run (created, or last started);
+  UNKNOWN   it has never finished a run and is still within that start-up grace;
   DEGRADED  success rate below MODULE_ONLINE_SUCCESS_RATE, more than MODULE_MAX_ERRORS_24H
             errors, the database unhealthy, or (for modules that call Meta) the API unhealthy;
   ONLINE    otherwise.
-System status (spec): EMERGENCY_STOP while halted; CRITICAL when any module is OFFLINE or
-more than 2 are DEGRADED; DEGRADED for 1–2 (UNKNOWN counts as DEGRADED); else HEALTHY.
+System status (first that matches wins): EMERGENCY_STOP while halted; CRITICAL when any
+module is OFFLINE or more than 2 are DEGRADED; DEGRADED for 1–2; STARTING while a module is
+UNKNOWN (waiting for its first run: a fresh install, a module just added or started); else
+HEALTHY. The spec counts UNKNOWN as DEGRADED: that made every fresh install read CRITICAL for
+its first minutes; a module that never runs still turns OFFLINE once the start-up grace is over.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ class Thresholds:
     offline_success_rate: float
     max_errors_24h: int
     overdue_grace: timedelta
+    starting_grace: timedelta
 
     @classmethod
     def from_settings(cls) -> Thresholds:
@@ -39,6 +44,7 @@ class Thresholds:
             offline_success_rate=settings.MODULE_OFFLINE_SUCCESS_RATE,
             max_errors_24h=settings.MODULE_MAX_ERRORS_24H,
             overdue_grace=timedelta(seconds=settings.SCHEDULER_GRACE_SECONDS),
+            starting_grace=timedelta(minutes=settings.STARTING_GRACE_MINUTES),
         )
 
 
@@ -49,6 +55,7 @@ class ModuleSignals:
     stopped_on_purpose: bool
     is_scheduler_running: bool
     has_finished_run: bool
+    first_run_overdue: bool  # never finished a run, and the start-up grace is over
     success_rate: float | None
     error_count_24h: int
     is_db_healthy: bool
@@ -58,6 +65,12 @@ class ModuleSignals:
 def is_overdue(reference: datetime | None, interval: timedelta, grace: timedelta, now: datetime) -> bool:
     """Late past its period plus grace (as healthchecks does). No reference = not yet due."""
     return reference is not None and now > reference + interval + grace
+
+
+def first_run_overdue(has_finished_run: bool, expected_since: datetime, grace: timedelta, now: datetime) -> bool:
+    """A module that has not finished its first run `grace` after it was expected to run: its
+    start-up is over, and what never happened is an outage, not a start."""
+    return not has_finished_run and now > expected_since + grace
 
 
 def api_healthy(calls_meta: bool, api_calls: int, api_errors: int, probe_ok: bool, max_error_ratio: float) -> bool:
@@ -79,6 +92,8 @@ def module_status(s: ModuleSignals, t: Thresholds) -> ModuleStatus:
         return ModuleStatus.OFFLINE
     if s.success_rate is not None and s.success_rate < t.offline_success_rate:
         return ModuleStatus.OFFLINE
+    if s.first_run_overdue:
+        return ModuleStatus.OFFLINE
     if not s.has_finished_run:
         return ModuleStatus.UNKNOWN
     if (
@@ -97,23 +112,66 @@ def system_status(statuses: Iterable[ModuleStatus], halted: bool) -> SystemStatu
     statuses = list(statuses)
     if ModuleStatus.OFFLINE in statuses:
         return SystemStatus.CRITICAL
-    degraded = sum(1 for status in statuses if status in (ModuleStatus.DEGRADED, ModuleStatus.UNKNOWN))
+    degraded = statuses.count(ModuleStatus.DEGRADED)
     if degraded > 2:
         return SystemStatus.CRITICAL
     if degraded:
         return SystemStatus.DEGRADED
+    if ModuleStatus.UNKNOWN in statuses:
+        return SystemStatus.STARTING
     return SystemStatus.HEALTHY
 
 
+@dataclass(frozen=True)
+class FirstRuns:
+    """How far the start-up is: modules expected to run (all but those stopped on purpose) and
+    how many of them have finished a run."""
+
+    run: int
+    expected: int
+
+
+def first_runs(modules: Iterable[tuple[bool, bool]]) -> FirstRuns:
+    """From (stopped on purpose, has finished a run) per module. A module stopped on purpose
+    needs no first run: the start-up does not wait for it."""
+    expected = [has_run for stopped, has_run in modules if not stopped]
+    return FirstRuns(run=sum(expected), expected=len(expected))
+
+
+class Liveness(StrEnum):
+    WAITING = "waiting_for_first_heartbeat"
+    ALIVE = "alive"
+    DEAD = "dead"
+
+
+def liveness(seen: datetime | None, watched_since: datetime | None, stale: timedelta, now: datetime) -> Liveness:
+    """Beat's or the workers' liveness from their latest heartbeat.
+
+    Seen within `stale`: ALIVE; seen longer ago: DEAD. Never seen: WAITING for the first
+    heartbeat during `stale` after the watch began (the heartbeat task was created or enabled),
+    DEAD after it, or at once when nothing watches (no heartbeat task, or it is disabled).
+    """
+    if seen is not None:
+        return Liveness.ALIVE if now - seen <= stale else Liveness.DEAD
+    if watched_since is not None and now - watched_since <= stale:
+        return Liveness.WAITING
+    return Liveness.DEAD
+
+
 def watchdog_should_run(now: datetime, last_check: datetime | None, interval: timedelta, grace: timedelta,
-                        infra_down_now: set[str], infra_down_recorded: set[str]) -> bool:
+                        infra_down_now: set[str], infra_down_recorded: set[str],
+                        status_now: str, status_recorded: str | None) -> bool:
     """Whether the watchdog must run the health cycle itself.
 
     When Beat or the workers stop, no scheduled cycle comes: the watchdog runs one when the
     last check is overdue, or when what is down now differs from what the last check
     recorded (so a dead worker is alerted, and its return resolved, without waiting an hour).
+    While the last check recorded STARTING it runs one as soon as the status moves on, so the
+    record (GET status, metrics, alerts) is not an hour behind the end of the start-up.
     """
     if last_check is None or now - last_check > interval + grace:
+        return True
+    if status_recorded == SystemStatus.STARTING and status_now != status_recorded:
         return True
     return infra_down_now != infra_down_recorded
 

@@ -93,7 +93,8 @@ def _pct(help_text: str) -> serializers.FloatField:
 
 
 class SystemUptimeSerializer(serializers.Serializer):
-    uptime_pct = _pct("Share of the known time the system was HEALTHY; null without any check in the period.")
+    uptime_pct = _pct("Share of the known time the system was HEALTHY, STARTING time left out (neither up nor "
+                      "down); null without any check in the period, or when it was starting throughout.")
     known_seconds = serializers.FloatField(min_value=0, help_text="From the first check of the period to its end.")
     unknown_seconds = serializers.FloatField(min_value=0, help_text="Before the first check: left out of the shares.")
     points = serializers.IntegerField(min_value=0, help_text="Completed health checks, emergency stops and resumes.")
@@ -104,9 +105,10 @@ class ModuleAvailabilitySerializer(serializers.Serializer):
     module = serializers.CharField()
     name = serializers.CharField(allow_blank=True)
     checks = serializers.IntegerField(min_value=0)
-    availability_pct = _pct("ONLINE share of the known time, time STOPPED on purpose left out; "
-                            "null when it was stopped throughout.")
-    counted_seconds = serializers.FloatField(min_value=0, help_text="Known time minus time stopped on purpose.")
+    availability_pct = _pct("ONLINE share of the known time, time STOPPED on purpose or UNKNOWN (waiting for its "
+                            "first run) left out; null when it was stopped or waiting throughout.")
+    counted_seconds = serializers.FloatField(min_value=0, help_text="Known time minus time stopped on purpose or "
+                                                                     "waiting for its first run.")
     distribution = ModuleShareSerializer(many=True)
 
 
@@ -314,7 +316,7 @@ class RunSerializer(serializers.ModelSerializer):
         model = ControlTowerRun
         fields = [
             "id", "run_type", "state", "command_type", "system_status", "total_modules_checked", "online_modules",
-            "degraded_modules", "offline_modules", "module_health_details", "actions_executed",
+            "degraded_modules", "offline_modules", "modules_expected", "modules_run", "module_health_details", "actions_executed",
             "errors_encountered", "recoveries_performed", "total_api_calls_24h", "total_errors_24h",
             "total_campaigns_active", "total_daily_budget_usd", "db_connection_pool_size", "db_active_connections",
             "db_query_avg_ms", "execution_time_ms", "executed_by", "executed_at", "recommendations", "alerts", "mode",

@@ -16,10 +16,11 @@ from controltower.api.strict import (
 from controltower.commander import ALIASES, COMMANDS, canonical
 from controltower.recovery_policy import Action
 from controltower.models import Alert, Mode, ModuleStatus, RunState, SystemStatus
-from controltower.rules import Leave
+from controltower.rules import Leave, Liveness
 from meta_modules.models import MetaModule, ModuleRun
 
 RECOMMENDATION_SEVERITIES = [("critical", "Critical"), ("warning", "Warning"), ("info", "Info")]
+LIVENESS = [liveness.value for liveness in Liveness]
 
 
 def _count(help_text: str) -> serializers.IntegerField:
@@ -49,7 +50,7 @@ class StatusSerializer(serializers.Serializer):
     """GET status: the spec's fields, plus unknown/stopped counts and, while halted, who/when/why."""
 
     is_operational = serializers.BooleanField(
-        help_text="True when no emergency stop is active and system_status is healthy or degraded.")
+        help_text="True when no emergency stop is active and system_status is healthy, degraded or starting.")
     emergency_stop_active = serializers.BooleanField()
     last_health_check = _nullable_datetime("When the latest completed health check ran; null before the first.")
     system_status = serializers.ChoiceField(choices=SystemStatus.choices)
@@ -59,6 +60,12 @@ class StatusSerializer(serializers.Serializer):
     offline_modules = _count("OFFLINE at the latest check.")
     unknown_modules = _count("UNKNOWN (never finished a run) at the latest check.")
     stopped_modules = _count("Stopped on purpose by an operator at the latest check.")
+    modules_run = serializers.IntegerField(
+        allow_null=True, min_value=0,
+        help_text="Of modules_expected, those that have finished a run (STARTING until all have: 'STARTING — "
+                  "modules_run of modules_expected modules have run'); null before the first check when not starting.")
+    modules_expected = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="Modules expected to run: all but those stopped on purpose.")
     mode = serializers.ChoiceField(choices=Mode.choices)
     meta_access_tiers = serializers.DictField(
         child=serializers.CharField(allow_blank=True),
@@ -170,8 +177,14 @@ class SystemMetricsSerializer(serializers.Serializer):
     db_active_connections = serializers.IntegerField(allow_null=True, min_value=0, help_text="PostgreSQL only.")
     db_query_avg_ms = serializers.FloatField(allow_null=True, help_text="PostgreSQL only.")
     database = DatabaseSerializer()
-    beat_alive = serializers.BooleanField()
-    workers_alive = serializers.BooleanField()
+    modules_run = _count("Of modules_expected, those that have finished a run.")
+    modules_expected = _count("Modules expected to run: all but those stopped on purpose.")
+    beat_alive = serializers.BooleanField(help_text="beat_liveness is not dead.")
+    workers_alive = serializers.BooleanField(help_text="workers_liveness is not dead.")
+    beat_liveness = serializers.ChoiceField(
+        choices=LIVENESS, help_text="From the heartbeat: waiting_for_first_heartbeat for HEARTBEAT_STALE_SECONDS "
+                                    "after install, then alive or dead.")
+    workers_liveness = serializers.ChoiceField(choices=LIVENESS, help_text="As beat_liveness, for the workers.")
     beat_last_seen = _nullable_datetime("When Beat last sent the heartbeat task.")
     worker_last_seen = _nullable_datetime("When a worker last executed the heartbeat task.")
     broker = BrokerProbeSerializer(allow_null=True, help_text="Null until a health cycle has probed.")

@@ -33,7 +33,10 @@ from controltower.api.throttling import KillSwitchThrottle, TowerWriteThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
 from meta_modules.models import MetaModule
 
-OPERATIONAL = (SystemStatus.HEALTHY, SystemStatus.DEGRADED)
+# Starting: the schedulers run and nothing has failed; the modules are having their first runs.
+OPERATIONAL = (SystemStatus.HEALTHY, SystemStatus.DEGRADED, SystemStatus.STARTING)
+# No check yet, or the latest one said STARTING: GET status evaluates live (see status_payload).
+STARTING_UP = (SystemStatus.UNKNOWN, SystemStatus.STARTING)
 TAGS = ["control-tower"]
 AUTH_ERRORS = {
     401: OpenApiResponse(ErrorSerializer, "No or invalid credentials (WWW-Authenticate: Bearer)."),
@@ -59,26 +62,40 @@ def _module_counts(statuses: Counter[str]) -> dict[str, int]:
 
 
 def status_payload() -> dict[str, Any]:
-    """Two queries: the tower's state and the latest completed health check (no live evaluation)."""
+    """Two queries: the tower's state and the latest completed health check.
+
+    During start-up (no check yet, or the latest said STARTING) the status and counts are
+    evaluated live instead, as the dashboard does: the first runs finish minutes apart, and the
+    answer follows them rather than a check that is already behind (the watchdog records the
+    change within a minute).
+    """
     state = TowerState.get()
     latest = (
         ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
         .order_by("-executed_at")
-        .values("executed_at", "total_modules_checked", "module_health_details")
+        .values("executed_at", "total_modules_checked", "module_health_details", "modules_run", "modules_expected")
         .first()
     )
-    if latest is None:
-        checked_at, total, statuses = None, MetaModule.objects.count(), Counter()
+    checked_at = latest["executed_at"] if latest else None
+    status = state.system_status
+    if status in STARTING_UP:
+        report = health.evaluate()
+        status, total, statuses = report.system_status, len(report.modules), Counter(report.counts)
+        modules_run, modules_expected = report.first_runs.run, report.first_runs.expected
+    elif latest is None:
+        total, statuses, modules_run, modules_expected = MetaModule.objects.count(), Counter(), None, None
     else:
-        checked_at, total = latest["executed_at"], latest["total_modules_checked"]
-        statuses = Counter(latest["module_health_details"].values())
+        total, statuses = latest["total_modules_checked"], Counter(latest["module_health_details"].values())
+        modules_run, modules_expected = latest["modules_run"], latest["modules_expected"]
     payload = {
-        "is_operational": not state.emergency_stop_active and state.system_status in OPERATIONAL,
+        "is_operational": not state.emergency_stop_active and status in OPERATIONAL,
         "emergency_stop_active": state.emergency_stop_active,
         "last_health_check": checked_at,
-        "system_status": state.system_status,
+        "system_status": status,
         "total_modules_monitored": total,
         **_module_counts(statuses),
+        "modules_run": modules_run,
+        "modules_expected": modules_expected,
         "mode": settings.META_MODE,
         "meta_access_tiers": state.probes.get("meta_access_tiers", {}),
     }
@@ -135,6 +152,8 @@ def _system_metrics(report: health.HealthReport) -> dict[str, Any]:
     return {
         "total_modules": len(report.modules),
         **_module_counts(Counter(report.counts)),
+        "modules_run": report.first_runs.run,
+        "modules_expected": report.first_runs.expected,
         "total_api_calls_24h": report.total_api_calls_24h,
         "total_errors_24h": report.total_errors_24h,
         "total_campaigns_active": report.total_campaigns_active,
@@ -145,6 +164,8 @@ def _system_metrics(report: health.HealthReport) -> dict[str, Any]:
         "database": {"healthy": db.healthy, "probe_ms": db.probe_ms, "error": db.error},
         "beat_alive": infra.beat_alive,
         "workers_alive": infra.workers_alive,
+        "beat_liveness": infra.beat,
+        "workers_liveness": infra.workers,
         "beat_last_seen": infra.beat_last_seen,
         "worker_last_seen": infra.worker_last_seen,
         "broker": infra.broker,

@@ -176,10 +176,10 @@ def run_durations(points: Sequence[RunPoint], title: str = "Run durations", fram
 # Status → colour for the report's charts (the page's CSS uses the same palette).
 STATUS_COLOURS = {
     "healthy": "#2e7d32", "online": "#2e7d32", "degraded": "#b26a00", "critical": "#c62828", "offline": "#c62828",
-    "emergency_stop": "#7f0000", "unknown": "#6b6b6b", "stopped": "#455a64",
+    "emergency_stop": "#7f0000", "unknown": "#6b6b6b", "stopped": "#455a64", "starting": "#1565c0",
 }
 # Worst first: a time slice holding several checks shows the worst of them.
-SEVERITY = ("emergency_stop", "critical", "offline", "degraded", "unknown", "stopped", "healthy", "online")
+SEVERITY = ("emergency_stop", "critical", "offline", "degraded", "starting", "unknown", "stopped", "healthy", "online")
 
 
 def status_timeline(points: Sequence[tuple[datetime, str]], start: datetime, end: datetime, slices: int = 120,

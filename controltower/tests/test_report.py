@@ -142,7 +142,7 @@ def test_module_availability_is_time_weighted_and_leaves_out_stopped_time() -> N
     checks(("10.1", "10.2", "10.3"), {
         0: ("online", "online", "unknown"),
         4: ("online", "stopped", "unknown"),  # 10.2 stopped on purpose 04–08
-        6: ("degraded", "stopped", "online"),  # 10.3 never ran before 06: unavailable
+        6: ("degraded", "stopped", "online"),  # 10.3 waited for its first run until 06: left out
         8: ("degraded", "online", "online"),
         9: ("online", "online", "online"),
     })
@@ -155,9 +155,10 @@ def test_module_availability_is_time_weighted_and_leaves_out_stopped_time() -> N
     assert by_code["10.2"]["availability_pct"] == approx(100.0)
     assert by_code["10.2"]["counted_seconds"] == approx(8 * HOUR)
     assert shares(by_code["10.2"]["distribution"])["stopped"] == (approx(4 * HOUR), approx(100 / 3))
-    assert by_code["10.3"]["availability_pct"] == approx(50.0) and by_code["10.3"]["checks"] == 5
-    # (9 + 8 + 6) h ONLINE of (12 + 8 + 12) h counted.
-    assert availability["overall_pct"] == approx(100 * 23 / 32)
+    assert by_code["10.3"]["availability_pct"] == approx(100.0) and by_code["10.3"]["checks"] == 5
+    assert by_code["10.3"]["counted_seconds"] == approx(6 * HOUR)
+    # (9 + 8 + 6) h ONLINE of (12 + 8 + 6) h counted.
+    assert availability["overall_pct"] == approx(100 * 23 / 26)
 
 
 # --- MTTR --------------------------------------------------------------------------------------------

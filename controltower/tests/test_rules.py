@@ -13,9 +13,10 @@ from controltower.rules import (
     module_status, reactivated_unanswered, resume_verdict, retry_delay, snapshot, system_status,
 )
 
-T = Thresholds(online_success_rate=0.95, offline_success_rate=0.70, max_errors_24h=50, overdue_grace=timedelta(minutes=10))
+T = Thresholds(online_success_rate=0.95, offline_success_rate=0.70, max_errors_24h=50, overdue_grace=timedelta(minutes=10),
+               starting_grace=timedelta(minutes=30))
 HEALTHY = ModuleSignals(stopped_on_purpose=False, is_scheduler_running=True, has_finished_run=True,
-                        success_rate=1.0, error_count_24h=0, is_db_healthy=True, is_api_healthy=True)
+                        first_run_overdue=False, success_rate=1.0, error_count_24h=0, is_db_healthy=True, is_api_healthy=True)
 
 
 @pytest.mark.parametrize("change, expected", [
@@ -44,7 +45,7 @@ def test_module_status(change: dict, expected: M) -> None:
     ([M.ONLINE] * 16 + [M.STOPPED], False, S.HEALTHY),
     ([M.ONLINE] * 16 + [M.DEGRADED], False, S.DEGRADED),
     ([M.ONLINE] * 15 + [M.DEGRADED, M.UNKNOWN], False, S.DEGRADED),
-    ([M.ONLINE] * 14 + [M.DEGRADED] * 2 + [M.UNKNOWN], False, S.CRITICAL),
+    ([M.ONLINE] * 14 + [M.DEGRADED] * 2 + [M.UNKNOWN], False, S.DEGRADED),  # UNKNOWN: starting, not degraded
     ([M.ONLINE] * 14 + [M.DEGRADED] * 3, False, S.CRITICAL),
     ([M.ONLINE] * 16 + [M.OFFLINE], False, S.CRITICAL),
     ([M.ONLINE] * 17, True, S.EMERGENCY_STOP),

@@ -26,14 +26,14 @@ def check_once() -> ControlTowerRun | None:
     report = health.evaluate()
     down_now = {c.key for c in findings.infrastructure_conditions(report)} & WATCHED
     last = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
-            .only("executed_at", "errors_encountered").first())
+            .only("executed_at", "errors_encountered", "system_status").first())
     down_recorded = {e.get("key") for e in last.errors_encountered} & WATCHED if last else set()
     # Before the first check, the scheduled first one is the reference.
     scheduled = PeriodicTask.objects.filter(name=HEALTH_CYCLE_TASK).values_list("last_run_at", flat=True).first()
     due = rules.watchdog_should_run(
         timezone.now(), last.executed_at if last else scheduled,
         timedelta(seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS), timedelta(seconds=settings.SCHEDULER_GRACE_SECONDS),
-        down_now, down_recorded,
+        down_now, down_recorded, report.system_status, last.system_status if last else None,
     )
     return cycle.run_cycle(executed_by="watchdog") if due else None
 
