@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
+from controltower import channels
 from controltower.api.strict import (
     JsonBooleanField, JsonCharField, JsonObjectSerializer, JsonRegexField, ModuleCodeField,
 )
@@ -263,6 +264,18 @@ class StopPreviewSerializer(serializers.Serializer):
                                       help_text="Ad account → ACTIVE campaigns ({id, name}).")
 
 
+class AlertDeliverySerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=[(kind, kind) for kind in channels.KINDS])
+    ok = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True, help_text="Why the delivery failed; empty when it was delivered.")
+
+
+def _alerts_outcome() -> serializers.CharField:
+    return serializers.CharField(help_text="Why as many alerts went out as did: \"no alert channel configured\", "
+                                           "\"alerts not requested\", or per channel \"<channel> delivered\" / "
+                                           "\"<channel> failed: <error>\" joined by \"; \".")
+
+
 class EmergencyStopResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField(help_text="Everything requested is done (nothing pending, failed or in error).")
     run_id = serializers.UUIDField(allow_null=True, help_text="The run recording this stop; null for a dry run.")
@@ -282,6 +295,8 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
                                                 "own run) and run_id is the running stop's.")
     progress_url = serializers.CharField(allow_null=True, help_text="The stop's progress page in the console; null "
                                                                     "for a dry run.")
+    alerts_outcome = _alerts_outcome()
+    alert_deliveries = AlertDeliverySerializer(many=True, help_text="One per channel attempt.")
 
 
 class ResumeResponseSerializer(serializers.Serializer):
@@ -299,6 +314,9 @@ class ResumeResponseSerializer(serializers.Serializer):
     health_check_run_id = serializers.UUIDField(allow_null=True)
     resumed_at = serializers.DateTimeField()
     message = serializers.CharField()
+    alerts_sent = serializers.IntegerField(min_value=0)
+    alerts_outcome = _alerts_outcome()
+    alert_deliveries = AlertDeliverySerializer(many=True, help_text="One per channel attempt.")
 
 
 class CommandParametersSerializer(StopParametersSerializer, ResumeParametersSerializer):
