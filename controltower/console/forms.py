@@ -8,6 +8,7 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from controltower import channels
 from controltower.commander import COMMANDS
 from controltower.models import ControlTowerRun, Notification, RunType, SystemStatus
 
@@ -28,7 +29,14 @@ class StopForm(forms.Form):
     )
     pause_campaigns = _option("Pause every ACTIVE campaign on Meta")
     stop_schedulers = _option("Stop every module scheduler")
-    send_alerts = _option("Alert admins (email, Slack, webhook)")
+    send_alerts = _option("Alert admins")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Name who will be told, as configured now: a ticked box that reaches nobody must say so.
+        on = channels.configured()
+        self.fields["send_alerts"].label = (f"Alert admins ({', '.join(on)})" if on
+                                            else "Alert admins (no alert channel is configured: nobody will be told)")
 
 
 class ResumeForm(forms.Form):
