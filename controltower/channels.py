@@ -25,6 +25,7 @@ import requests
 from django.conf import settings
 from django.core.mail import send_mail
 
+from controltower import audit
 from controltower.models import ControlTowerRun, Notification
 
 logger = logging.getLogger(__name__)
@@ -180,8 +181,10 @@ def send_test(kind: str, actor: str) -> Notification:
     """A clearly marked test message through one configured channel, recorded with who asked."""
     if kind not in configured():
         raise NotConfigured(f"The {kind} channel is not configured (set {SETTINGS.get(kind, 'its setting')}).")
-    return _deliver_one(kind, Message(
+    sent = _deliver_one(kind, Message(
         kind=Notification.Kind.TEST, subject=f"TEST message requested by {actor} — no action needed",
-        body=f"This is a test of the Control Tower {kind} alert channel, sent at {actor}'s request from the console. "
+        body=f"This is a test of the Control Tower {kind} alert channel, sent at {actor}'s request. "
              "Nothing has happened to the ad stack; alerts of stops, resumes and outages arrive this way.",
         payload={"event": "test", "actor": actor}), None, requested_by=actor)
+    audit.record("alert_test", actor=actor, channel=kind, outcome="ok" if sent.ok else "failed", error=sent.error)
+    return sent

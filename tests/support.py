@@ -278,6 +278,18 @@ def api_token(user: Any, name: str | None = None, days: int | None = None, key: 
     return key
 
 
+def bearer_client(name: str, group: str) -> Any:
+    """A DRF test client sending a new API token of a new staff user `name` in `group` (Authorization: Bearer)."""
+    from django.contrib.auth.models import Group, User
+    from rest_framework.test import APIClient
+
+    user = User.objects.create_user(name, is_staff=True)
+    user.groups.add(Group.objects.get(name=group))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
+    return client
+
+
 def admin_client(name: str, group: str | None = None, superuser: bool = False) -> Any:
     """A Django test client logged in as a new staff user `name` (in `group`), or a superuser."""
     from django.contrib.auth.models import Group, User

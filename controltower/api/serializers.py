@@ -16,7 +16,7 @@ from controltower.api.strict import (
 )
 from controltower.commander import ALIASES, COMMANDS, canonical
 from controltower.recovery_policy import Action
-from controltower.models import Alert, Mode, ModuleStatus, RunState, SystemStatus
+from controltower.models import Alert, Mode, ModuleStatus, Notification, RunState, SystemStatus
 from meta_modules.models import MetaModule, ModuleRun
 
 RECOMMENDATION_SEVERITIES = [("critical", "Critical"), ("warning", "Warning"), ("info", "Info")]
@@ -268,6 +268,33 @@ class AlertDeliverySerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=[(kind, kind) for kind in channels.KINDS])
     ok = serializers.BooleanField()
     error = serializers.CharField(allow_blank=True, help_text="Why the delivery failed; empty when it was delivered.")
+
+
+class LastDeliverySerializer(serializers.Serializer):
+    sent_at = serializers.DateTimeField()
+    kind = serializers.ChoiceField(choices=Notification.Kind.choices)
+    ok = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+
+
+class AlertChannelSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=[(kind, kind) for kind in channels.KINDS], source="kind")
+    setting = serializers.CharField(help_text="The setting that configures it.")
+    configured = serializers.BooleanField()
+    target = serializers.CharField(allow_blank=True, help_text="Where it sends: the email recipients, or only the "
+                                                               "host of a webhook URL (its path is a secret); empty "
+                                                               "when not configured.")
+    last_delivery = LastDeliverySerializer(source="last", allow_null=True,
+                                           help_text="Its latest delivery of any kind; null when none yet.")
+
+
+class AlertTestSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=[(kind, kind) for kind in channels.KINDS])
+    ok = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+    sent_at = serializers.DateTimeField()
+    requested_by = serializers.CharField()
+    notification_id = serializers.UUIDField(source="id")
 
 
 def _alerts_outcome() -> serializers.CharField:

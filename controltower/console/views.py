@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from controltower import audit, channels, commander, findings, health, killswitch, recovery, reports
+from controltower import channels, commander, findings, health, killswitch, recovery, reports
 from controltower.api.views import orchestration_result
 from controltower.console import charts, queries
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
@@ -220,9 +220,7 @@ def test_alert(request: HttpRequest, kind: str) -> HttpResponse:
     try:
         sent = channels.send_test(kind, _actor(request))
     except channels.NotConfigured as exc:
-        return _page(request, "console/forbidden.html", {"why": str(exc), "status": 400}, status=400)
-    audit.record("alert_test", actor=_actor(request), channel=kind, outcome="ok" if sent.ok else "failed",
-                 error=sent.error)
+        return _page(request, "console/forbidden.html", {"why": str(exc), "status": 409}, status=409)
     if sent.ok:
         messages.success(request, f"Test message delivered via {kind} ({channels.target(kind)}).")
     else:

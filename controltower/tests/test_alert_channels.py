@@ -6,13 +6,12 @@ import re
 import pytest
 from django.core import mail
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from controltower import channels, killswitch
 from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.killswitch import StopRequest
 from controltower.models import Notification, RunType
-from tests.support import admin_client, api_token
+from tests.support import admin_client, bearer_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 
@@ -175,12 +174,7 @@ def test_the_stop_result_says_why_no_alert_was_sent(operator, form, why) -> None
 
 @pytest.mark.usefixtures("meta_sandbox")
 def test_the_api_answers_say_why_and_list_deliveries(settings, webhook) -> None:
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user("olivia", is_staff=True)
-    user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
+    client = bearer_client("olivia", OPERATORS_GROUP)
 
     dry = client.post("/meta/control-tower/emergency-stop", {"reason": "look", "dry_run": True}, format="json").json()
     assert dry["alerts_outcome"].startswith("dry run, nothing sent; a stop would alert: webhook (127.0.0.1:")
@@ -248,10 +242,10 @@ def test_a_test_send_needs_the_csrf_token(webhook) -> None:
     assert webhook.received == []
 
 
-def test_a_test_send_to_an_unconfigured_channel_is_bad_input(operator) -> None:
+def test_a_test_send_to_an_unconfigured_channel_is_refused(operator) -> None:
     response = operator.post("/alert-channels/slack/test/")
 
-    assert response.status_code == 400 and "SLACK_WEBHOOK_URL" in response.content.decode()
+    assert response.status_code == 409 and "SLACK_WEBHOOK_URL" in response.content.decode()
     assert operator.post("/alert-channels/pager/test/").status_code == 404
     assert operator.get("/alert-channels/slack/test/").status_code == 405
 
@@ -264,3 +258,46 @@ def test_a_joined_press_says_the_running_stop_alerts(settings, webhook) -> None:
 
     assert result.joined and result.alerts_outcome == "joined the running stop, which sends the alerts"
     assert webhook.received == [] and Notification.objects.filter(run__run_type=RunType.EMERGENCY_STOP).count() == 0
+
+
+# --- the API -----------------------------------------------------------------------------
+
+
+def test_the_api_lists_the_channels_without_secrets(settings, webhook) -> None:
+    settings.SLACK_WEBHOOK_URL = f"https://hooks.slack.com{SECRET_PATH}"
+    Notification.objects.create(channel="webhook", kind=Notification.Kind.ALERT, subject="s", body="b", ok=False,
+                                error="ConnectionError: refused")
+
+    response = bearer_client("victor", VIEWERS_GROUP).get("/meta/control-tower/alert-channels")
+
+    assert response.status_code == 200 and SECRET_PATH not in response.content.decode()
+    rows = {row["channel"]: row for row in response.json()}
+    assert rows["email"] == {"channel": "email", "setting": "ALERT_EMAILS", "configured": False, "target": "",
+                             "last_delivery": None}
+    assert rows["slack"]["configured"] and rows["slack"]["target"] == "hooks.slack.com"
+    assert rows["webhook"]["last_delivery"]["ok"] is False
+    assert rows["webhook"]["last_delivery"]["error"] == "ConnectionError: refused"
+
+
+def test_the_api_test_send_delivers_and_logs_who_asked(webhook, caplog) -> None:
+    caplog.set_level("INFO", logger="controltower.audit")
+
+    response = bearer_client("olivia", OPERATORS_GROUP).post("/meta/control-tower/alert-channels/webhook/test")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["channel"], body["ok"], body["error"], body["requested_by"]) == ("webhook", True, "", "olivia")
+    assert body["notification_id"] == str(Notification.objects.get(kind="test").pk)
+    assert len(webhook.received) == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "controltower.audit"] == [
+        'event=alert_test actor=olivia channel=webhook outcome=ok error=""']
+
+
+def test_the_api_test_send_refuses_viewers_unconfigured_and_unknown_channels(webhook) -> None:
+    operator = bearer_client("olivia", OPERATORS_GROUP)
+
+    assert bearer_client("victor", VIEWERS_GROUP).post("/meta/control-tower/alert-channels/webhook/test").status_code == 403
+    unconfigured = operator.post("/meta/control-tower/alert-channels/slack/test")
+    assert unconfigured.status_code == 409 and "SLACK_WEBHOOK_URL" in unconfigured.json()["detail"]
+    assert operator.post("/meta/control-tower/alert-channels/pager/test").status_code == 404
+    assert webhook.received == [] and not Notification.objects.exists()

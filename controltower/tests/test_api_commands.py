@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from drf_spectacular.generators import SchemaGenerator
@@ -13,7 +12,7 @@ from rest_framework.test import APIClient
 from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ControlTowerRun, RunState, TowerState
 from meta_modules.models import Campaign, MetaModule, ModuleRun
-from tests.support import api_token, wait_for
+from tests.support import bearer_client, wait_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced", "meta_sandbox")]
 
@@ -22,22 +21,14 @@ SPEC_RESULT_FIELDS = {"command_id", "command_type", "success", "modules_affected
                       "execution_time_ms", "executed_at", "executed_by", "message"}
 
 
-def _client(username: str, group: str) -> APIClient:
-    user = User.objects.create_user(username, is_staff=True)
-    user.groups.add(Group.objects.get(name=group))
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token(user)}")
-    return client
-
-
 @pytest.fixture
 def operator() -> APIClient:
-    return _client("olivia", OPERATORS_GROUP)
+    return bearer_client("olivia", OPERATORS_GROUP)
 
 
 @pytest.fixture
 def viewer() -> APIClient:
-    return _client("victor", VIEWERS_GROUP)
+    return bearer_client("victor", VIEWERS_GROUP)
 
 
 def _command(client: APIClient, **body) -> dict:
@@ -247,7 +238,7 @@ def test_a_dry_run_through_the_api_lists_without_changing(operator: APIClient, m
 def test_the_two_person_rule_answers_202_then_needs_another_operator(operator: APIClient, settings) -> None:
     settings.RESUME_REQUIRES_SECOND_APPROVER = True
     operator.post(f"{BASE}/emergency-stop", {"reason": "spike"}, format="json")
-    second = _client("oscar", OPERATORS_GROUP)
+    second = bearer_client("oscar", OPERATORS_GROUP)
 
     first = operator.post(f"{BASE}/resume", {"reason": "clear"}, format="json")
     again = operator.post(f"{BASE}/resume", {}, format="json")
@@ -261,7 +252,7 @@ def test_the_two_person_rule_answers_202_then_needs_another_operator(operator: A
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_a_queued_command_is_answered_202_and_a_worker_completes_it(synced, meta_sandbox, celery_worker_process) -> None:
-    operator = _client("quentin", OPERATORS_GROUP)
+    operator = bearer_client("quentin", OPERATORS_GROUP)
     response = operator.post(f"{BASE}/command", {"command_type": "stop_all", "target_modules": ["10.9"],
                                                  "execute_immediately": False}, format="json")
 
