@@ -128,7 +128,7 @@ class AlertAdmin(ReadOnlyAdmin):
 
 @admin.register(Notification)
 class NotificationAdmin(ReadOnlyAdmin):
-    list_display = ("sent_at", "channel", "kind", "subject", "ok", "error")
+    list_display = ("sent_at", "channel", "kind", "subject", "ok", "error", "requested_by")
     list_filter = ("channel", "kind", "ok")
     search_fields = ("subject", "body", "error")
     date_hierarchy = "sent_at"

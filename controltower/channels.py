@@ -9,6 +9,9 @@ reasons, external modules' error messages, Meta campaign and account names. Each
 renders the plain text for its medium, so none of it can act as markup there: Slack escapes the
 whole text (the only mrkdwn in a Slack message is the bold subject added here), an email subject
 is one line, the webhook carries JSON. The email body is plain text, which needs no escaping.
+
+Operators see which channels are configured (webhook URLs carry their secret in the path, so only
+the host is ever shown), each one's last delivery, and can send a marked test message through one.
 """
 from __future__ import annotations
 
@@ -16,16 +19,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
 from django.core.mail import send_mail
 
+from controltower import audit
 from controltower.models import ControlTowerRun, Notification
 
 logger = logging.getLogger(__name__)
 HTTP_ATTEMPTS = 3
-CHANNELS = ("email", "slack", "webhook")  # every transport _send knows
+KINDS = ("email", "slack", "webhook")
+SETTINGS = {"email": "ALERT_EMAILS", "slack": "SLACK_WEBHOOK_URL", "webhook": "ALERT_WEBHOOK_URL"}
+NONE_CONFIGURED = "no alert channel configured"
+NOT_REQUESTED = "alerts not requested"
 
 
 @dataclass
@@ -38,8 +46,72 @@ class Message:
 
 
 def configured() -> list[str]:
-    return [name for name, on in (("email", bool(settings.ALERT_EMAILS)), ("slack", bool(settings.SLACK_WEBHOOK_URL)),
-                                  ("webhook", bool(settings.ALERT_WEBHOOK_URL))) if on]
+    return [kind for kind in KINDS if getattr(settings, SETTINGS[kind])]
+
+
+def url_host(url: str) -> str:
+    """Where a webhook URL points, without its secret path: host[:port]."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    try:
+        port = parts.port
+    except ValueError:  # a malformed port: show the host alone rather than fail the page
+        port = None
+    return f"{host}:{port}" if port else host
+
+
+def target(kind: str) -> str:
+    """The configured destination as it may be shown: the recipients of email, only the host of a webhook URL."""
+    if kind == "email":
+        return ", ".join(settings.ALERT_EMAILS)
+    return url_host(getattr(settings, SETTINGS[kind]))
+
+
+def describe() -> str:
+    """The channels in one line, for start-up output: who would be told of a stop."""
+    return ", ".join(_label(kind) for kind in configured()) or "none configured — nobody will be alerted"
+
+
+def _label(kind: str) -> str:
+    if kind == "email":
+        n = len(settings.ALERT_EMAILS)
+        return f"email ({n} recipient{'' if n == 1 else 's'})"
+    return f"{kind} ({target(kind)})"
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """One channel kind for the dashboard: configured or not, and its latest delivery of any kind."""
+
+    kind: str
+    setting: str
+    target: str  # empty when not configured
+    last: Notification | None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.target)
+
+
+def states() -> list[ChannelState]:
+    on = configured()
+    return [ChannelState(kind, SETTINGS[kind], target(kind) if kind in on else "",
+                         Notification.objects.filter(channel=kind).order_by("-sent_at").first()) for kind in KINDS]
+
+
+def outcome(requested: bool, deliveries: list[Notification]) -> str:
+    """Why as many alerts went out as did. `deliver` tries every configured channel, so no
+    delivery for a requested alert means no channel is configured."""
+    if not requested:
+        return NOT_REQUESTED
+    if not deliveries:
+        return NONE_CONFIGURED
+    return "; ".join(f"{n.channel} delivered" if n.ok else f"{n.channel} failed: {n.error}" for n in deliveries)
+
+
+def delivery_rows(deliveries: list[Notification]) -> list[dict[str, Any]]:
+    """Per channel attempt, for API answers."""
+    return [{"channel": n.channel, "ok": n.ok, "error": n.error} for n in deliveries]
 
 
 def slack_text(text: str) -> str:
@@ -83,18 +155,36 @@ def _send(channel: str, message: Message) -> None:
         raise ValueError(f"unknown channel {channel}")
 
 
+def _deliver_one(channel: str, message: Message, run: ControlTowerRun | None, requested_by: str = "") -> Notification:
+    error = ""
+    try:
+        _send(channel, message)
+    except Exception as exc:  # a broken channel must not stop the others or the caller
+        error = f"{type(exc).__name__}: {exc}"
+        logger.warning("Alert delivery via %s failed: %s", channel, error)
+    return Notification.objects.create(
+        channel=channel, kind=message.kind, subject=message.subject[:300], body=message.body,
+        alert_keys=message.alert_keys, run=run, ok=not error, error=error, requested_by=requested_by,
+    )
+
+
 def deliver(message: Message, run: ControlTowerRun | None = None) -> list[Notification]:
     """Send on every configured channel; one Notification row per channel, ok or with its error."""
-    sent = []
-    for channel in configured():
-        error = ""
-        try:
-            _send(channel, message)
-        except Exception as exc:  # a broken channel must not stop the others or the caller
-            error = f"{type(exc).__name__}: {exc}"
-            logger.warning("Alert delivery via %s failed: %s", channel, error)
-        sent.append(Notification.objects.create(
-            channel=channel, kind=message.kind, subject=message.subject[:300], body=message.body,
-            alert_keys=message.alert_keys, run=run, ok=not error, error=error,
-        ))
+    return [_deliver_one(channel, message, run) for channel in configured()]
+
+
+class NotConfigured(Exception):
+    """A test message was asked of a channel that has no destination set."""
+
+
+def send_test(kind: str, actor: str) -> Notification:
+    """A clearly marked test message through one configured channel, recorded with who asked."""
+    if kind not in configured():
+        raise NotConfigured(f"The {kind} channel is not configured (set {SETTINGS.get(kind, 'its setting')}).")
+    sent = _deliver_one(kind, Message(
+        kind=Notification.Kind.TEST, subject=f"TEST message requested by {actor} — no action needed",
+        body=f"This is a test of the Control Tower {kind} alert channel, sent at {actor}'s request. "
+             "Nothing has happened to the ad stack; alerts of stops, resumes and outages arrive this way.",
+        payload={"event": "test", "actor": actor}), None, requested_by=actor)
+    audit.record("alert_test", actor=actor, channel=kind, outcome="ok" if sent.ok else "failed", error=sent.error)
     return sent

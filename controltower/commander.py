@@ -18,7 +18,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
 from config.celery import app
-from controltower import killswitch, queue
+from controltower import audit, killswitch, queue
 from controltower.models import ControlTowerRun, RecoveryState, RunState, RunType, TowerState
 from meta_modules import jobs, registry  # noqa: F401 (importing jobs registers the module tasks)
 from meta_modules.models import MetaModule, ModuleRun
@@ -220,6 +220,8 @@ def execute(command: Command, run: ControlTowerRun | None = None) -> ControlTowe
         check = cycle.run_cycle(executed_by=command.actor)
         ControlTowerRun.objects.filter(pk=check.pk).update(command_type="health_check", reason=command.reason,
                                                            message=f"System {check.system_status.upper()}.")
+        audit.record("command", command="health_check", actor=command.actor, reason=command.reason, run_id=check.pk,
+                     outcome="ok", system_status=check.system_status, modules_checked=check.total_modules_checked)
         return _adopt(run, str(check.pk), f"System {check.system_status.upper()}.")
     started = time.monotonic()
     run = run or new_run(command, RunState.RUNNING)
@@ -227,12 +229,13 @@ def execute(command: Command, run: ControlTowerRun | None = None) -> ControlTowe
     try:
         outcome = HANDLERS[command.command_type](command)
     except CommandRefused as exc:
-        _close(run, started, Outcome(errors=[str(exc)], message=str(exc)), RunState.FAILED)
+        _close(run, started, command, Outcome(errors=[str(exc)], message=str(exc)), RunState.FAILED, "refused")
         raise
     except Exception as exc:
-        _close(run, started, Outcome(errors=[f"{type(exc).__name__}: {exc}"], message="Command failed."), RunState.FAILED)
+        _close(run, started, command, Outcome(errors=[f"{type(exc).__name__}: {exc}"], message="Command failed."),
+               RunState.FAILED, "failed")
         raise
-    _close(run, started, outcome, RunState.COMPLETED)
+    _close(run, started, command, outcome, RunState.COMPLETED, "failed" if outcome.errors else "ok")
     run.refresh_from_db()
     return run
 
@@ -246,13 +249,16 @@ def _adopt(queued: ControlTowerRun | None, run_id: str | None, message: str) -> 
     return run
 
 
-def _close(run: ControlTowerRun, started: float, outcome: Outcome, state: str) -> None:
+def _close(run: ControlTowerRun, started: float, command: Command, outcome: Outcome, state: str, verdict: str) -> None:
     ControlTowerRun.objects.filter(pk=run.pk).update(
         state=state, modules_affected=outcome.modules_affected, actions_executed=outcome.actions,
         errors_encountered=outcome.errors, message=outcome.message,
         execution_time_ms=round((time.monotonic() - started) * 1000),
         system_status=TowerState.get().system_status,
     )
+    audit.record("command", command=command.command_type, actor=command.actor, reason=command.reason, run_id=run.pk,
+                 outcome=verdict, modules_affected=outcome.modules_affected, modules=len(outcome.modules_affected),
+                 errors=len(outcome.errors), message=outcome.message)
 
 
 def enqueue(command: Command) -> ControlTowerRun:

@@ -47,7 +47,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from controltower import channels, queue, rules, stakes
+from controltower import audit, channels, queue, rules, stakes
 from controltower.locks import is_held, lease
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
@@ -146,6 +146,8 @@ class StopResult:
     # Dry run only: what the stop would do (schedulers_stopped and campaigns_paused stay 0: nothing was done).
     would_stop: int | None = None
     would_pause: int | None = None
+    alerts_outcome: str = ""  # why as many alerts went out as did (channels.outcome)
+    alert_deliveries: list[dict[str, Any]] = field(default_factory=list)  # one per channel attempt
 
 
 @dataclass
@@ -177,6 +179,9 @@ class ResumeResult:
     would_restart: int | None = None
     would_reactivate: int | None = None
     preview: dict[str, Any] | None = None
+    alerts_sent: int = 0
+    alerts_outcome: str = ""
+    alert_deliveries: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -298,6 +303,8 @@ def preview(request: StopRequest) -> StopResult:
                  "target": target(sorted(listed)), "stakes": {"accounts": [row.to_json() for row in at_stake],
                                                  "totals": [row.to_json() for row in totals]}},
         would_stop=stopping, would_pause=pausing,
+        alerts_outcome=f"dry run, nothing sent; a stop would alert: {channels.describe()}" if request.send_alerts
+        else channels.NOT_REQUESTED,
     )
 
 
@@ -374,7 +381,8 @@ def _joined(run: ControlTowerRun, running: ControlTowerRun) -> StopResult:
     return StopResult(
         success=False, run_id=str(running.pk), dry_run=False, already_halted=True, schedulers_stopped=0,
         campaigns_paused=0, campaigns_pending=0, campaigns_failed=[], alerts_sent=0, errors=[],
-        stopped_at=run.executed_at, message=run.message, campaigns_by_account={}, joined=True)
+        stopped_at=run.executed_at, message=run.message, campaigns_by_account={}, joined=True,
+        alerts_outcome="joined the running stop, which sends the alerts")
 
 
 def _disable_schedulers() -> list[str]:
@@ -614,6 +622,15 @@ def _stop_message(result: StopResult) -> str:
     return f"{prefix}: " + ", ".join(parts) + "."
 
 
+def _stop_alert(request: StopRequest, result: StopResult) -> channels.Message:
+    return channels.Message(
+        kind=Notification.Kind.EMERGENCY, subject=f"EMERGENCY STOP by {request.actor}",
+        body=f"Reason: {request.reason}\n{result.message}",
+        payload={"event": "emergency_stop", "actor": request.actor, "reason": request.reason,
+                 "campaigns_paused": result.campaigns_paused, "campaigns_pending": result.campaigns_pending,
+                 "campaigns_failed": len(result.campaigns_failed), "run_id": result.run_id})
+
+
 def emergency_stop(request: StopRequest) -> StopResult:
     if request.dry_run:
         return preview(request)
@@ -621,6 +638,8 @@ def emergency_stop(request: StopRequest) -> StopResult:
     deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
     run, already, running = _begin_halt(request)
     if running is not None:
+        audit.record("emergency_stop", actor=request.actor, reason=request.reason, run_id=run.pk, outcome="joined",
+                     joined_run_id=running.pk)
         return _joined(run, running)
     halt_run = TowerState.get().halt_run
     # A stop while halted re-sweeps the whole halt, which now includes what this one asked for.
@@ -634,22 +653,24 @@ def emergency_stop(request: StopRequest) -> StopResult:
         campaigns_by_account={a: dict(c) for a, c in sweep_result.by_account.items()},
     )
     result.message = _stop_message(result)
-    if request.send_alerts:
-        result.alerts_sent = sum(n.ok for n in channels.deliver(channels.Message(
-            kind=Notification.Kind.EMERGENCY, subject=f"EMERGENCY STOP by {request.actor}",
-            body=f"Reason: {request.reason}\n{result.message}",
-            payload={"event": "emergency_stop", "actor": request.actor, "reason": request.reason,
-                     "campaigns_paused": result.campaigns_paused, "campaigns_pending": result.campaigns_pending,
-                     "campaigns_failed": len(result.campaigns_failed), "run_id": result.run_id}), run))
+    sent = channels.deliver(_stop_alert(request, result), run) if request.send_alerts else []
+    result.alerts_sent = sum(n.ok for n in sent)
+    result.alerts_outcome = channels.outcome(request.send_alerts, sent)
+    result.alert_deliveries = channels.delivery_rows(sent)
     if sweep_result.pending or sweep_result.errors:
         schedule_resweep(halt_run)
     _finish(run, started, actions=[{"action": "disable_schedulers", "modules": schedulers},
                                    {"action": "pause_campaigns", "paused": result.campaigns_paused,
                                     "pending": result.campaigns_pending, "failed": len(result.campaigns_failed),
                                     "by_account": result.campaigns_by_account},
-                                   {"action": "alerts", "sent": result.alerts_sent}],
+                                   {"action": "alerts", "sent": result.alerts_sent, "outcome": result.alerts_outcome}],
             errors=result.errors + [f"{f['campaign_id']}: {f['reason']}" for f in result.campaigns_failed],
             message=result.message)
+    audit.record("emergency_stop", actor=request.actor, reason=request.reason, run_id=run.pk,
+                 outcome="ok" if result.success else "incomplete", already_halted=already,
+                 schedulers_stopped=result.schedulers_stopped, campaigns_paused=result.campaigns_paused,
+                 campaigns_pending=result.campaigns_pending, campaigns_failed=len(result.campaigns_failed),
+                 alerts=result.alerts_outcome)
     return result
 
 
@@ -821,11 +842,13 @@ def resume(request: ResumeRequest) -> ResumeResult:
             if refusal:
                 raise KillSwitchError(refusal)
             if not _approval_gate(state, request):
+                audit.record("resume", actor=request.actor, reason=request.reason, outcome="awaiting_approval")
                 return ResumeResult(
                     success=False, run_id=None, awaiting_approval=True, schedulers_resumed=0, campaigns_resumed=0,
                     campaigns_skipped=[], campaigns_pending=0, errors=[], system_status=state.system_status,
                     health_check_run_id=None, resumed_at=timezone.now(),
-                    message=f"Resume requested by {request.actor}; it takes effect when a different operator approves.")
+                    message=f"Resume requested by {request.actor}; it takes effect when a different operator approves.",
+                    alerts_outcome="awaiting approval: alerts go out when the resume is carried out")
             approved_from = state.resume_requested_by
             if approved_from:  # the approver confirms what the first operator asked for
                 request = _as_approved(state, request)
@@ -849,11 +872,14 @@ def resume(request: ResumeRequest) -> ResumeResult:
             if state.last_stop_at != stop_stamp:
                 errors.append("A new emergency stop arrived during resume: the halt stays in force.")
                 _finish(run, started, [], errors, "Resume overtaken by a new stop.", failed=True)
+                audit.record("resume", actor=run.executed_by, reason=request.reason, run_id=run.pk,
+                             outcome="overtaken", campaigns_resumed=outcome.resumed)
                 return ResumeResult(
                     success=False, run_id=str(run.pk), awaiting_approval=False, schedulers_resumed=0,
                     campaigns_resumed=outcome.resumed, campaigns_skipped=skipped,
                     campaigns_pending=outcome.left.count, errors=errors, system_status=SystemStatus.EMERGENCY_STOP,
-                    health_check_run_id=None, resumed_at=timezone.now(), message=errors[-1])
+                    health_check_run_id=None, resumed_at=timezone.now(), message=errors[-1],
+                    alerts_outcome="overtaken by a new stop, which sends the alerts")
             state.emergency_stop_active = False
             state.held_task_ids = []
             state.resume_requested_by, state.resume_requested_at, state.resume_request = "", None, {}
@@ -870,18 +896,25 @@ def resume(request: ResumeRequest) -> ResumeResult:
                f"{len(skipped)} left as they are"
                + (f", {outcome.left.count} still being re-activated in the background" if outcome.left.count else "")
                + f". System status {status.upper()}.")
+    sent = channels.deliver(channels.Message(kind=Notification.Kind.EMERGENCY, subject=f"RESUMED by {run.executed_by}",
+                                             body="\n".join([message, *errors]),
+                                             payload={"event": "resume", "run_id": str(run.pk)}), run)
+    alerts, alerts_sent = channels.outcome(True, sent), sum(n.ok for n in sent)
     _finish(run, started, [{"action": "resume_schedulers", "modules": schedulers},
                            {"action": "resume_campaigns", "resumed": outcome.resumed, "skipped": skipped,
-                            "pending": outcome.left.count}], errors, message)
+                            "pending": outcome.left.count},
+                           {"action": "alerts", "sent": alerts_sent, "outcome": alerts}], errors, message)
     ControlTowerRun.objects.filter(pk=run.pk).update(system_status=status)
-    channels.deliver(channels.Message(kind=Notification.Kind.EMERGENCY, subject=f"RESUMED by {run.executed_by}",
-                                      body="\n".join([message, *errors]),
-                                      payload={"event": "resume", "run_id": str(run.pk)}), run)
+    audit.record("resume", actor=run.executed_by, reason=request.reason, run_id=run.pk,
+                 outcome="incomplete" if errors else "ok", schedulers_resumed=len(schedulers),
+                 campaigns_resumed=outcome.resumed, campaigns_skipped=len(skipped), campaigns_pending=outcome.left.count,
+                 system_status=status, alerts=alerts)
     return ResumeResult(success=not errors, run_id=str(run.pk), awaiting_approval=False,
                         schedulers_resumed=len(schedulers), campaigns_resumed=outcome.resumed,
                         campaigns_skipped=skipped, campaigns_pending=outcome.left.count, errors=errors,
                         system_status=status, health_check_run_id=str(check.pk) if check else None,
-                        resumed_at=timezone.now(), message=message)
+                        resumed_at=timezone.now(), message=message, alerts_sent=alerts_sent,
+                        alerts_outcome=alerts, alert_deliveries=channels.delivery_rows(sent))
 
 
 def _current(meta: graph.GraphClient, account: str) -> dict[str, dict[str, Any]]:

@@ -257,6 +257,7 @@ class Notification(models.Model):
         ALERT = "alert", "Alert"  # new, repeated and resolved alerts of one check, grouped
         EMERGENCY = "emergency", "Emergency stop / resume"
         ESCALATION = "escalation", "Escalation"
+        TEST = "test", "Test message"  # asked for by an operator to check a channel
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     channel = models.CharField(max_length=16, help_text="email, slack or webhook")
@@ -268,10 +269,13 @@ class Notification(models.Model):
     sent_at = models.DateTimeField(default=timezone.now)
     ok = models.BooleanField(default=False)
     error = models.TextField(blank=True)
+    requested_by = models.CharField(max_length=150, blank=True, help_text="The operator who asked for a test message")
 
     class Meta:
         db_table = "meta_control_tower_notifications"
         ordering = ["-sent_at"]
+        # The dashboard's last delivery per channel.
+        indexes = [models.Index(fields=["channel", "sent_at"], name="ix_notifications_channel_sent")]
 
     def __str__(self) -> str:
         return f"{self.channel}: {self.subject}"

@@ -26,7 +26,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from controltower import commander
+from controltower import audit, commander
 from controltower.findings import CRITICAL, AlertCondition, infrastructure_conditions
 from controltower.health import HealthReport, ModuleHealth
 from controltower.models import ModuleStatus, RecoveryAttempt, RecoveryState
@@ -125,11 +125,15 @@ def run_action(module: MetaModule | None, procedure: RecoveryProcedure, trigger:
             ok, detail = True, {"escalated": True}
     except Exception as exc:  # what it depends on is down (cache, broker): recorded as failed, the cycle goes on
         ok, detail = False, {"error": f"{type(exc).__name__}: {exc}"}
-    return RecoveryAttempt.objects.create(
+    attempt = RecoveryAttempt.objects.create(
         module_code=module.code if module else DATABASE, action=procedure.action, confidence=procedure.confidence, reason=procedure.reason,
         trigger=trigger, executed_by=actor, started_at=started, finished_at=timezone.now(),
         outcome=RecoveryAttempt.Outcome.SUCCEEDED if ok else RecoveryAttempt.Outcome.FAILED, detail=detail,
     )
+    audit.record("recovery", action=procedure.action.value, module=attempt.module_code, actor=actor, trigger=trigger,
+                 reason=procedure.reason, confidence=procedure.confidence, run_id=attempt.pk, outcome=attempt.outcome,
+                 error=detail.get("error", ""))
+    return attempt
 
 
 # --- the engine -----------------------------------------------------------------------

@@ -10,12 +10,13 @@ from drf_spectacular.utils import extend_schema_field
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
+from controltower import channels
 from controltower.api.strict import (
     JsonBooleanField, JsonCharField, JsonObjectSerializer, JsonRegexField, ModuleCodeField,
 )
 from controltower.commander import ALIASES, COMMANDS, canonical
 from controltower.recovery_policy import Action
-from controltower.models import Alert, Mode, ModuleStatus, RunState, SystemStatus
+from controltower.models import Alert, Mode, ModuleStatus, Notification, RunState, SystemStatus
 from controltower.rules import Leave, Liveness
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -335,6 +336,45 @@ class ResumePreviewSerializer(serializers.Serializer):
     spend = StakesSerializer(many=True, help_text="Per currency: the daily budget that would start spending again.")
 
 
+class AlertDeliverySerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=[(kind, kind) for kind in channels.KINDS])
+    ok = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True, help_text="Why the delivery failed; empty when it was delivered.")
+
+
+class LastDeliverySerializer(serializers.Serializer):
+    sent_at = serializers.DateTimeField()
+    kind = serializers.ChoiceField(choices=Notification.Kind.choices)
+    ok = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+
+
+class AlertChannelSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=[(kind, kind) for kind in channels.KINDS], source="kind")
+    setting = serializers.CharField(help_text="The setting that configures it.")
+    configured = serializers.BooleanField()
+    target = serializers.CharField(allow_blank=True, help_text="Where it sends: the email recipients, or only the "
+                                                               "host of a webhook URL (its path is a secret); empty "
+                                                               "when not configured.")
+    last_delivery = LastDeliverySerializer(source="last", allow_null=True,
+                                           help_text="Its latest delivery of any kind; null when none yet.")
+
+
+class AlertTestSerializer(serializers.Serializer):
+    channel = serializers.ChoiceField(choices=[(kind, kind) for kind in channels.KINDS])
+    ok = serializers.BooleanField()
+    error = serializers.CharField(allow_blank=True)
+    sent_at = serializers.DateTimeField()
+    requested_by = serializers.CharField()
+    notification_id = serializers.UUIDField(source="id")
+
+
+def _alerts_outcome() -> serializers.CharField:
+    return serializers.CharField(help_text="Why as many alerts went out as did: \"no alert channel configured\", "
+                                           "\"alerts not requested\", or per channel \"<channel> delivered\" / "
+                                           "\"<channel> failed: <error>\" joined by \"; \".")
+
+
 class EmergencyStopResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField(help_text="Everything requested is done (nothing pending, failed or in error).")
     run_id = serializers.UUIDField(allow_null=True, help_text="The run recording this stop; null for a dry run.")
@@ -358,6 +398,8 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
                                           help_text="Dry run: schedulers the stop would disable (null otherwise).")
     would_pause = serializers.IntegerField(allow_null=True, min_value=0,
                                            help_text="Dry run: ACTIVE campaigns the stop would pause (null otherwise).")
+    alerts_outcome = _alerts_outcome()
+    alert_deliveries = AlertDeliverySerializer(many=True, help_text="One per channel attempt.")
 
 
 class ResumeResponseSerializer(serializers.Serializer):
@@ -381,6 +423,9 @@ class ResumeResponseSerializer(serializers.Serializer):
     would_reactivate = serializers.IntegerField(
         allow_null=True, min_value=0, help_text="Dry run: campaigns resume would re-activate (null otherwise).")
     preview = ResumePreviewSerializer(allow_null=True)
+    alerts_sent = serializers.IntegerField(min_value=0)
+    alerts_outcome = _alerts_outcome()
+    alert_deliveries = AlertDeliverySerializer(many=True, help_text="One per channel attempt.")
 
 
 class CommandParametersSerializer(StopParametersSerializer, ResumeParametersSerializer):

@@ -11,7 +11,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
@@ -20,12 +20,12 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView, exception_handler
 
-from controltower import commander, findings, health, killswitch, recovery
+from controltower import channels, commander, findings, health, killswitch, recovery
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.query import validated_query
 from controltower.api.strict import RequestTooLarge
 from controltower.api.serializers import (
-    CommandRequestSerializer, EmergencyStopRequestSerializer, EmergencyStopResponseSerializer, ErrorSerializer,
+    AlertChannelSerializer, AlertTestSerializer, CommandRequestSerializer, EmergencyStopRequestSerializer, EmergencyStopResponseSerializer, ErrorSerializer,
     HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
     ResumeRequestSerializer, ResumeResponseSerializer, SchemaQuerySerializer, StatusSerializer,
 )
@@ -341,6 +341,42 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+class AlertChannelsView(APIView):
+    permission_classes = [IsTowerViewer]
+
+    @extend_schema(operation_id="control_tower_alert_channels", tags=TAGS, summary="Alert channels",
+                   description="Every channel kind (email, slack, webhook): configured or not, where it sends "
+                               "(webhook URLs reduced to their host) and its latest delivery. None configured: nobody "
+                               "is told of a stop, a resume or an outage.",
+                   responses={200: AlertChannelSerializer(many=True), **AUTH_ERRORS})
+    def get(self, request: Request) -> Response:
+        return Response(AlertChannelSerializer(channels.states(), many=True).data)
+
+
+class AlertTestView(APIView):
+    permission_classes = [IsTowerOperator]
+    throttle_classes = [TowerWriteThrottle]
+    throttle_scope = "command"
+
+    @extend_schema(operation_id="control_tower_alert_test", request=None, tags=TAGS,
+                   parameters=[OpenApiParameter("channel", str, OpenApiParameter.PATH, enum=list(channels.KINDS))],
+                   summary="Send a test message through one alert channel",
+                   description="A clearly marked test message, recorded as a notification of kind `test` with who "
+                               "asked. `ok` false with `error` when the channel refused it.",
+                   responses={200: AlertTestSerializer,
+                              404: OpenApiResponse(ErrorSerializer, "No such channel (email, slack, webhook)."),
+                              409: OpenApiResponse(ErrorSerializer, "The channel is not configured."),
+                              **OPERATOR_ERRORS, **THROTTLED})
+    def post(self, request: Request, channel: str) -> Response:
+        if channel not in channels.KINDS:
+            raise NotFound("No such alert channel: email, slack or webhook.")
+        try:
+            sent = channels.send_test(channel, _actor(request))
+        except channels.NotConfigured as exc:
+            return Response({"detail": str(exc)}, status=409)
+        return Response(AlertTestSerializer(sent).data)
 
 
 class RecoveryView(APIView):

@@ -29,7 +29,14 @@ class StopForm(forms.Form):
     )
     pause_campaigns = _option("Pause every ACTIVE campaign on Meta")
     stop_schedulers = _option("Stop every module scheduler")
-    send_alerts = _option("Alert admins (email, Slack, webhook)")
+    send_alerts = _option("Alert admins")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Name who will be told, as configured now: a ticked box that reaches nobody must say so.
+        on = channels.configured()
+        self.fields["send_alerts"].label = (f"Alert admins ({', '.join(on)})" if on
+                                            else "Alert admins (no alert channel is configured: nobody will be told)")
 
 
 class ResumeForm(forms.Form):
@@ -93,7 +100,7 @@ class NotificationFilterForm(forms.Form):
         super().__init__(*args, **kwargs)
         # The tower's transports, then any other name a row carries (one no longer sent on, say).
         recorded = set(Notification.objects.order_by().values_list("channel", flat=True).distinct())
-        names = [*channels.CHANNELS, *sorted(recorded - set(channels.CHANNELS))]
+        names = [*channels.KINDS, *sorted(recorded - set(channels.KINDS))]
         self.fields["channel"].choices = _blank([(name, name) for name in names])
 
     def filter(self, rows: QuerySet[Notification]) -> QuerySet[Notification]:

@@ -13,6 +13,7 @@ urlpatterns = [
     path("stops/<uuid:run_id>/", views.stop_result, name="stop-result"),
     path("stops/<uuid:run_id>/fragments/", views.stop_result_fragments, name="stop-result-fragments"),
     path("resume/", views.resume, name="resume"),
+    path("alert-channels/<slug:kind>/test/", views.test_alert, name="test-alert"),
     path("commands/<slug:name>/", views.command, name="command"),
     path("modules/<str:code>/", views.module_detail, name="module"),
     path("modules/<str:code>/fragments/", views.module_fragments, name="module-fragments"),

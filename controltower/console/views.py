@@ -25,7 +25,7 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
-from controltower import commander, findings, health, killswitch, recovery, reports
+from controltower import channels, commander, findings, health, killswitch, recovery, reports
 from controltower.api.views import orchestration_result
 from controltower.console import charts, queries, tables, times
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
@@ -74,7 +74,8 @@ MODULE_ACTIONS = {
                                    "and it runs once now."),
 }
 DASHBOARD_FRAGMENTS = {"system-status": "console/_status.html", "halt": "console/_halt.html",
-                       "modules": "console/_modules.html", "findings": "console/_findings.html"}
+                       "modules": "console/_modules.html", "findings": "console/_findings.html",
+                       "alert-channels": "console/_alert_channels.html"}
 MODULE_FRAGMENTS = {"module-facts": "console/_module_facts.html", "module-runs": "console/_module_runs.html"}
 STOP_FRAGMENTS = {"stop-result": "console/_stop_result.html"}
 
@@ -127,11 +128,18 @@ def _halt_context(request: HttpRequest, state: TowerState) -> dict[str, Any]:
             "two_person_rule": settings.RESUME_REQUIRES_SECOND_APPROVER}
 
 
+def _alerting() -> dict[str, Any]:
+    """Who a stop or resume will tell (the stop and resume pages)."""
+    return {"alert_channels": channels.configured(), "alert_summary": channels.describe()}
+
+
 def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
     report = health.evaluate()
     state = TowerState.get()
     strips = queries.health_strips()
+    channel_states = channels.states()
     return {
+        "channel_states": channel_states, "alert_configured": any(c.configured for c in channel_states),
         **_halt_context(request, state),
         "report": report,
         "modules": [{"health": m, "strip": strips.get(m.code, [])} for m in report.modules],
@@ -175,7 +183,7 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
     preview = killswitch.emergency_stop(killswitch.StopRequest(reason="console preview", actor=_actor(request),
                                                                dry_run=True))
     return _page(request, "console/emergency_stop.html", {"form": form, "preview": preview,
-                                                          "state": TowerState.get()},
+                                                          "state": TowerState.get(), **_alerting()},
                  status=400 if form.is_bound else 200)
 
 
@@ -185,6 +193,7 @@ def _stop_context(run_id: UUID) -> dict[str, Any]:
         "run": run, "summary": queries.hold_summary(run),
         "schedulers": queries.action(run, "disable_schedulers").get("modules", []),
         "alerts_sent": queries.action(run, "alerts").get("sent"),
+        "alerts_outcome": queries.action(run, "alerts").get("outcome", ""),
         "notifications": list(run.notifications.order_by("sent_at")),
         "state": TowerState.get(),
     }
@@ -225,6 +234,7 @@ def resume(request: HttpRequest) -> HttpResponse:
         return redirect("console:dashboard")  # where the status is seen coming back
     state = TowerState.get()
     return _page(request, "console/resume.html", {"form": form, **_halt_context(request, state),
+                                                  **_alerting(),
                                                   **(_resume_preview(request) if state.emergency_stop_active else {})},
                  status=400 if form.is_bound else 200)
 
@@ -235,6 +245,24 @@ def _resume_preview(request: HttpRequest) -> dict[str, Any]:
         return {"preview": killswitch.resume(killswitch.ResumeRequest(actor=_actor(request), dry_run=True))}
     except killswitch.KillSwitchError as exc:  # resume would refuse now: say why instead
         return {"preview_refused": str(exc)}
+
+
+@require_http_methods(["POST"])
+@operator_required
+@throttled("command")
+def test_alert(request: HttpRequest, kind: str) -> HttpResponse:
+    """Send a marked test message through one configured channel; recorded with who asked."""
+    if kind not in channels.KINDS:
+        raise Http404("Unknown alert channel")
+    try:
+        sent = channels.send_test(kind, _actor(request))
+    except channels.NotConfigured as exc:
+        return _page(request, "console/forbidden.html", {"why": str(exc), "status": 409}, status=409)
+    if sent.ok:
+        messages.success(request, f"Test message delivered via {kind} ({channels.target(kind)}).")
+    else:
+        messages.error(request, f"Test message via {kind} failed: {sent.error}")
+    return redirect(f"{reverse('console:dashboard')}#alert-channels")
 
 
 # --- commands and module actions ------------------------------------------------------
