@@ -2,20 +2,31 @@
 
 An operator logs in, opens the dashboard, presses the emergency stop, types a reason,
 confirms, sees EMERGENCY_STOP and the paused count, then resumes and sees the status
-return — with the sandbox's campaigns checked over its API after each step. Screenshots
-of the dashboard and of the confirmation are saved under artifacts/.
+return — with the sandbox's campaigns checked over its API after each step.
+
+A new operator's first hour (issue 15): a fresh install reads STARTING, not CRITICAL, until every
+module has run, then HEALTHY; the stop page names the sandbox, the budget at stake per account
+and currency, and warns that nobody will be alerted; with a webhook configured (a local receiver)
+the stop delivers and its result page shows the delivery; the resume preview lists exactly the
+campaigns the sandbox then shows re-activated. Screenshots of every page land in artifacts/.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connections
 
+from controltower.commander import run_module_now
+from controltower.cycle import run_cycle
 from controltower.models import TowerState
+from meta_modules import registry
 from tests.support import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -54,19 +65,26 @@ def _active(sandbox) -> int:
     return len(sandbox.campaigns(status="ACTIVE"))
 
 
-def test_an_operator_stops_and_resumes_from_the_dashboard(synced, meta_sandbox, live_server, browser_page) -> None:
-    # `synced` first: the test database is then set up before (and torn down after) the live server.
-    operator = User.objects.create_user("olivia", password=PASSWORD, is_staff=True)
+def _log_in(page, live_server, name: str) -> None:
+    operator = User.objects.create_user(name, password=PASSWORD, is_staff=True)
     operator.groups.add(Group.objects.get(name="Tower operators"))
-    active_before = _active(meta_sandbox)
-    assert active_before > 0
-    page = browser_page
-
     page.goto(f"{live_server.url}/admin/login/?next=/")
-    page.fill("#id_username", "olivia")
+    page.fill("#id_username", name)
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_selector("#system-status")
+
+
+def _shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_an_operator_stops_and_resumes_from_the_dashboard(synced, meta_sandbox, live_server, browser_page) -> None:
+    # `synced` first: the test database is then set up before (and torn down after) the live server.
+    active_before = _active(meta_sandbox)
+    assert active_before > 0
+    page = browser_page
+    _log_in(page, live_server, "olivia")
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
     page.click("#emergency-stop-button")
@@ -94,3 +112,83 @@ def test_an_operator_stops_and_resumes_from_the_dashboard(synced, meta_sandbox, 
     assert "EMERGENCY_STOP" not in page.inner_text("#system-status")
     assert _active(meta_sandbox) == active_before
     assert not TowerState.get().emergency_stop_active
+
+
+def _rename_on_meta(sandbox, campaign_id: str) -> None:
+    """A person edits a campaign through the ordinary Graph API while the tower is halted."""
+    data = urllib.parse.urlencode({"name": "edited by a person", "access_token": "human"}).encode()
+    with urllib.request.urlopen(f"{sandbox.url}/v26.0/{campaign_id}", data=data, timeout=30) as response:
+        assert json.loads(response.read())["success"]
+
+
+def test_a_new_operator_can_trust_what_the_console_says(synced, meta_sandbox, live_server, browser_page, http_receiver,
+                                                        settings) -> None:
+    meta_sandbox.reset(accounts=2, statuses={"ACTIVE": 4, "PAUSED": 2}, currencies=["USD", "JPY"], seed=7)
+    accounts = {a["id"]: a for a in meta_sandbox.state()["accounts"]}
+    active = {c["id"]: c for c in meta_sandbox.campaigns(status="ACTIVE")}
+    page = browser_page
+    _log_in(page, live_server, "nora")
+
+    # A fresh install: no module has run yet, so the tower is starting, not failing.
+    status = page.inner_text("#system-status")
+    assert "STARTING" in status and "0 of 17 modules have run" in status and "CRITICAL" not in status, status
+    _shot(page, "first-start")
+    for spec in registry.MODULES:  # every module's first run, its real job against the sandbox
+        assert run_module_now(spec.code)["outcome"] == "success", spec.code
+    run_cycle("scheduler")
+    page.reload()
+    assert "HEALTHY" in page.inner_text("#system-status")
+    assert "nobody" in page.inner_text("#alert-channels").lower()
+    _shot(page, "dashboard")
+
+    # The stop page: where, what is at stake, and that nobody will be told.
+    page.click("#emergency-stop-button")
+    page.wait_for_selector("#stop-reason")
+    assert "STUB sandbox" in page.inner_text("#stop-target")
+    for account in accounts:
+        row = page.locator(f"#stop-stakes tr[data-account='{account}']")
+        assert row.count() == 1, account
+        held_here = [c for c in active.values() if c["account_id"] == account.removeprefix("act_")]
+        assert str(len(held_here)) in row.inner_text()
+    assert set(page.locator("#stop-stakes-total strong[data-currency]").evaluate_all(
+        "els => els.map(e => e.dataset.currency)")) == {"USD", "JPY"}
+    assert page.is_visible("#alert-warning")
+    _shot(page, "stop-page-nobody-alerted")
+
+    # With a webhook configured, the warning goes and the stop's alert reaches it.
+    settings.ALERT_WEBHOOK_URL = f"{http_receiver.url}/hook"
+    page.reload()
+    assert not page.is_visible("#alert-warning")
+    page.fill("#stop-reason", "Spend spike on the JPY account")
+    page.click("#confirm-stop")
+    page.wait_for_selector("#stop-result")
+    assert meta_sandbox.campaigns(status="ACTIVE") == []
+    assert page.locator("#alert-deliveries tr[data-channel='webhook'][data-delivery='ok']").count() >= 1
+    assert any("Spend spike on the JPY account" in json.dumps(r["json"]) for r in http_receiver.received)
+    _shot(page, "stop-result")
+
+    # While halted a person edits one held campaign: resume must leave that one paused.
+    edited = sorted(active)[0]
+    _rename_on_meta(meta_sandbox, edited)
+    page.goto(f"{live_server.url}/")
+    page.click("#resume-button")
+    page.wait_for_selector("#resume-preview")
+    rows = page.locator("#resume-preview tr[data-campaign-id]")
+    plan = dict(zip(rows.evaluate_all("els => els.map(e => e.dataset.campaignId)"),
+                    rows.evaluate_all("els => els.map(e => e.dataset.action)")))
+    assert set(plan) == set(active)
+    assert plan[edited] == "leave"
+    _shot(page, "resume-preview")
+    page.click("#confirm-resume")
+    page.wait_for_selector("#system-status")
+    assert {c["id"] for c in meta_sandbox.campaigns(status="ACTIVE")} == {
+        cid for cid, action in plan.items() if action == "reactivate"} == set(active) - {edited}
+
+    # Every other page, as the operator sees it now.
+    for name, path in (("runs", "/runs/"), ("notifications", "/notifications/"), ("report", "/report/?days=1"),
+                       ("module", "/modules/10.7/"), ("api-root", "/meta/control-tower/"), ("api-docs", "/api/docs/")):
+        page.goto(f"{live_server.url}{path}")
+        _shot(page, name)
+    page.goto(f"{live_server.url}/runs/")
+    page.click("a[href^='/runs/']:not([href='/runs/'])")
+    _shot(page, "run")
