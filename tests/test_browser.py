@@ -139,7 +139,7 @@ def test_a_new_operator_can_trust_what_the_console_says(synced, meta_sandbox, li
     page.reload()
     assert "HEALTHY" in page.inner_text("#system-status")
     assert "nobody" in page.inner_text("#alert-channels").lower()
-    _shot(page, "dashboard")
+    _shot(page, "dashboard-healthy")
 
     # The stop page: where, what is at stake, and that nobody will be told.
     page.click("#emergency-stop-button")
@@ -185,10 +185,14 @@ def test_a_new_operator_can_trust_what_the_console_says(synced, meta_sandbox, li
         cid for cid, action in plan.items() if action == "reactivate"} == set(active) - {edited}
 
     # Every other page, as the operator sees it now.
-    for name, path in (("runs", "/runs/"), ("notifications", "/notifications/"), ("report", "/report/?days=1"),
-                       ("module", "/modules/10.7/"), ("api-root", "/meta/control-tower/"), ("api-docs", "/api/docs/")):
+    for name, path, ready in (("runs", "/runs/", "body"), ("notifications", "/notifications/", "body"),
+                              ("report", "/report/?days=1", "#stop-frequency"), ("module", "/modules/10.7/", "body"),
+                              ("api-root", "/meta/control-tower/", "#api-console-link"),
+                              ("api-docs", "/api/docs/", ".swagger-ui .info")):  # Swagger draws the schema it fetched
         page.goto(f"{live_server.url}{path}")
+        page.wait_for_selector(ready)
         _shot(page, name)
+    assert page.is_visible("#docs-console-link")
     page.goto(f"{live_server.url}/runs/")
     page.click("a[href^='/runs/']:not([href='/runs/'])")
     _shot(page, "run")
