@@ -69,7 +69,7 @@ def target(kind: str) -> str:
 
 def describe() -> str:
     """The channels in one line, for start-up output: who would be told of a stop."""
-    return ", ".join(_label(kind) for kind in configured()) or "none configured — nobody will be alerted"
+    return ", ".join(_label(kind) for kind in configured()) or "none configured — nobody will be alerted (see docs/settings.md, Alerts)"
 
 
 def _label(kind: str) -> str:

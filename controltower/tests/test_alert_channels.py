@@ -54,7 +54,7 @@ def webhook(settings, http_receiver):
 
 def test_it_describes_no_channel_as_nobody_alerted(settings) -> None:
     assert channels.configured() == []
-    assert channels.describe() == "none configured — nobody will be alerted"
+    assert channels.describe() == "none configured — nobody will be alerted (see docs/settings.md, Alerts)"
 
 
 def test_it_describes_configured_channels_without_their_secret_path(settings) -> None:

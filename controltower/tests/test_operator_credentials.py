@@ -72,7 +72,7 @@ def test_it_says_nobody_will_be_alerted_until_a_channel_is_configured(settings) 
     assert _field(_run("startup_summary"), "alerts").startswith("none configured — nobody will be alerted")
 
     settings.ALERT_EMAILS, settings.ALERT_WEBHOOK_URL = ["ops@example.com"], "http://127.0.0.1:9/hook"
-    assert _field(_run("startup_summary"), "alerts") == "email, webhook"
+    assert _field(_run("startup_summary"), "alerts") == "email (1 recipient), webhook (127.0.0.1:9)"
 
 
 def test_it_names_the_target_the_tower_acts_on() -> None:

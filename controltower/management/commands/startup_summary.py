@@ -28,10 +28,6 @@ def mode_line(mode: str, graph_url: str, api_version: str, accounts: list[str]) 
     return f"LIVE Meta — {graph_url} {api_version}, {', '.join(accounts) or 'every ad account the token sees'}"
 
 
-def alerts_line(configured: list[str]) -> str:
-    return ", ".join(configured) or "none configured — nobody will be alerted (see docs/settings.md, Alerts)"
-
-
 def summary_lines(url: str, operator: Operator, mode: str, alerts: str) -> list[str]:
     base = url.rstrip("/")
     return [
@@ -56,5 +52,5 @@ class Command(BaseCommand):
                                    os.environ.get("TOWER_OPERATOR_PASSWORD"))
         mode = mode_line(settings.META_MODE, settings.META_GRAPH_URL, settings.META_API_VERSION,
                          settings.META_AD_ACCOUNT_IDS)
-        for line in summary_lines(url, operator, mode, alerts_line(channels.configured())):
+        for line in summary_lines(url, operator, mode, channels.describe()):
             self.stdout.write(line)
