@@ -165,13 +165,17 @@ def _infrastructure(state: TowerState, installed_at: datetime | None, now: datet
     # task's date_changed moves at each of Beat's saves, so it would wait forever.
     watched_since = installed_at if heartbeat and heartbeat.enabled else None
     workers = rules.liveness(state.worker_heartbeat_at, watched_since, stale, now)
-    # A worker ran the heartbeat, so Beat sent it; otherwise Beat's own record of sending it.
-    beat = workers if workers == rules.Liveness.ALIVE else rules.liveness(
-        heartbeat.last_run_at if heartbeat else None, watched_since, stale, now)
+    beat_sent = heartbeat.last_run_at if heartbeat else None
+    if workers == rules.Liveness.ALIVE:
+        # A worker ran the heartbeat, so Beat had sent it: Beat's own record (last_run_at) is saved
+        # only every few minutes, and would read "last sent —" through a whole start-up.
+        beat, beat_sent = workers, max(filter(None, (beat_sent, state.worker_heartbeat_at)))
+    else:
+        beat = rules.liveness(beat_sent, watched_since, stale, now)
     stored = state.probes or {}
     return Infrastructure(
         database=probes.database(), beat=beat, workers=workers,
-        beat_last_seen=heartbeat.last_run_at if heartbeat else None, worker_last_seen=state.worker_heartbeat_at,
+        beat_last_seen=beat_sent, worker_last_seen=state.worker_heartbeat_at,
         broker=stored.get("broker"), meta_api=stored.get("meta_api"), workers_ping=stored.get("workers"),
     )
 
