@@ -77,3 +77,20 @@ def test_supervise_prefixes_each_process_and_keeps_its_last_lines_after_ctrl_c()
     assert "web      | hello from web" in output and "watchdog | hello from watchdog" in output
     assert "web      | bye from web" in output and "watchdog | bye from watchdog" in output
     assert "STARTED" in output
+
+
+def test_the_watchdog_ends_quietly_on_ctrl_c(tmp_path) -> None:
+    # Ctrl-C on `tower.py up` reaches every process; each ends without a traceback on the terminal.
+    log = tmp_path / "watchdog.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "watchdog"], cwd=ROOT,
+                                env={**{k: v for k, v in os.environ.items()  # its own embedded database and broker
+                                        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL")},
+                                     "DJANGO_SETTINGS_MODULE": "config.test_settings",
+                                     "TOWER_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT),
+                                     "WATCHDOG_INTERVAL_SECONDS": "60"},
+                                stdout=out, stderr=subprocess.STDOUT)
+    time.sleep(4)  # started and waiting for its next check
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    assert "KeyboardInterrupt" not in log.read_text()

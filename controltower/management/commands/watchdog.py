@@ -47,6 +47,12 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true")
 
     def handle(self, *args, **options) -> None:
+        try:
+            self.watch(once=options["once"])
+        except KeyboardInterrupt:  # Ctrl-C on `tower.py up` reaches every process: end quietly, as the others do
+            pass
+
+    def watch(self, once: bool) -> None:
         while True:
             try:
                 run = check_once()
@@ -54,6 +60,6 @@ class Command(BaseCommand):
                     self.stdout.write(f"watchdog ran a health cycle: {run.system_status} ({run.pk})")
             except Exception:  # keep watching through a database outage
                 logger.exception("Watchdog check failed")
-            if options["once"]:
+            if once:
                 return
             time.sleep(settings.WATCHDOG_INTERVAL_SECONDS)
