@@ -9,7 +9,7 @@ import sys
 import time
 
 import tower
-from tests.support import ROOT
+from tests.support import ROOT, wait_for
 
 
 def test_it_frames_every_line_in_a_box_as_wide_as_the_longest() -> None:
@@ -90,7 +90,8 @@ def test_the_watchdog_ends_quietly_on_ctrl_c(tmp_path) -> None:
                                      "TOWER_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT),
                                      "WATCHDOG_INTERVAL_SECONDS": "60"},
                                 stdout=out, stderr=subprocess.STDOUT)
-    time.sleep(4)  # started and waiting for its next check
+    # In its loop once its first check is done: on this empty database that check fails (and is logged).
+    wait_for(lambda: "Watchdog check failed" in log.read_text(), timeout=60, message="the watchdog's first check")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=20) == 0
     assert "KeyboardInterrupt" not in log.read_text()
