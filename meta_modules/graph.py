@@ -249,11 +249,16 @@ class GraphClient:
               scope: Scope = Scope.ACCOUNT, write: bool = False, max_wait: float | None = None) -> dict[str, Any]:
         points = WRITE_POINTS if write else READ_POINTS
         attempt = rounds = 0
+        error: MetaError | None = None
         while True:
             self.throttle.reserve(account, scope, points, write, self._wait_limit(max_wait))
             usage: Usage | None = None
             try:
                 answer = self._send(method, path, params or {})
+            except MetaError as not_sent:
+                if error is not None:
+                    raise error from not_sent  # the deadline came mid-retry: what Meta last said is the reason
+                raise
             except requests.RequestException as exc:
                 _count(failed=True)
                 error = transport_error(exc)

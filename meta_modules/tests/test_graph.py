@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -185,3 +186,16 @@ def test_a_batch_that_times_out_goes_again_in_smaller_batches_until_answered(met
 @pytest.mark.parametrize("timed_out, next_size", [(50, 25), (3, 1), (2, 1)])
 def test_after_a_timed_out_batch_the_next_one_is_half_as_big(timed_out: int, next_size: int) -> None:
     assert batch_limit_after_timeout(timed_out) == next_size
+
+
+def test_when_the_deadline_cuts_a_retry_short_the_error_is_what_meta_last_said(meta_sandbox) -> None:
+    meta_sandbox.faults(html_error_rate=1.0, html_statuses=[500])
+    deadline = time.monotonic() + 5
+    # The pause before the retry uses up the time left: the retry is never sent.
+    meta = GraphClient(max_retries=3, sleep=lambda s: time.sleep(max(0.0, deadline - time.monotonic())))
+
+    with pytest.raises(MetaError) as raised, meta.bounded(deadline):
+        meta.get("me/adaccounts", {"fields": "id"})
+
+    assert "not a Graph API object" in str(raised.value) and not raised.value.deadline_only
+    assert meta_sandbox.state()["counters"]["html_errors_injected"] == 1
