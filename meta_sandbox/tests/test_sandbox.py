@@ -537,3 +537,13 @@ def test_cli_starts_and_answers(tmp_path: Path) -> None:
         process.wait(timeout=10)
         process.stdout.close()
 
+
+def test_the_package_loads_neither_django_nor_the_tower() -> None:
+    """It runs where only Python is installed (``python -m meta_sandbox``), so it stays standard library."""
+    code = ("import sys, meta_sandbox, meta_sandbox.cli, meta_sandbox.testing;"
+            "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))")
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True, timeout=60,
+                            capture_output=True, text=True).stdout.split()
+    assert "meta_sandbox" in loaded
+    assert not {"django", "config", "controltower", "meta_modules", "requests", "facebook_business"} & set(loaded)
