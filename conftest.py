@@ -20,7 +20,7 @@ from django.db import connection
 from tests.support import child_env, service_missing, start_worker, stop_process
 
 if TYPE_CHECKING:
-    from meta_modules.sandbox.testing import RunningSandbox
+    from meta_sandbox.testing import RunningSandbox
     from tests.support import HttpReceiver
 
 ROOT = Path(__file__).resolve().parent
@@ -62,7 +62,7 @@ def celery_worker_process(django_db_setup: None, django_db_blocker: pytest.Fixtu
 
 @pytest.fixture(scope="session")
 def _sandbox_server() -> Iterator["RunningSandbox"]:
-    from meta_modules.sandbox.testing import start_sandbox
+    from meta_sandbox.testing import start_sandbox
 
     with start_sandbox(accounts=2, campaigns_per_account=10, seed=7) as sandbox:
         yield sandbox

@@ -327,7 +327,7 @@ def main() -> None:
            "META_GRAPH_URL": url, "LOG_LEVEL": "WARNING",
            # The stop queues its background sweep after this countdown (default 15 s): shorter, to save time.
            "KILL_SWITCH_RETRY_BASE_SECONDS": "2"}
-    sandbox = subprocess.Popen([sys.executable, "-m", "meta_modules.sandbox", "--port", str(port),
+    sandbox = subprocess.Popen([sys.executable, "-m", "meta_sandbox", "--port", str(port),
                                 "--store", str(tmp / "sandbox.sqlite3")], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results: dict[str, Any] = {

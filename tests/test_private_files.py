@@ -59,7 +59,7 @@ def test_tower_py_creates_the_var_folder_and_secret_key_owner_only(tmp_path) -> 
 
 def test_the_sandbox_store_is_owner_only(tmp_path) -> None:
     store = tmp_path / "var" / "sandbox" / "meta_sandbox.sqlite3"
-    _run(f"from meta_modules.sandbox.store import Store, SeedConfig; Store({str(store)!r}).reset(SeedConfig(accounts=1))",
+    _run(f"from meta_sandbox.store import Store, SeedConfig; Store({str(store)!r}).reset(SeedConfig(accounts=1))",
          tmp_path / "var")
 
     assert oct(_mode(store.parent)) == "0o700" and oct(_mode(store.parent.parent)) == "0o700"

@@ -11,7 +11,7 @@ from meta_modules.graph import BatchCall, ErrorKind, GraphClient, MetaError, Wri
 from meta_modules.models import ModuleRun
 from meta_modules.runs import execute
 from meta_modules.scheduling import sync_modules
-from meta_modules.tests.sandbox_http import exhaust_score
+from meta_sandbox.tests.sandbox_http import exhaust_score
 
 pytestmark = pytest.mark.django_db
 

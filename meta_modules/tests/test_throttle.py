@@ -12,7 +12,7 @@ import pytest
 from meta_modules.errors import ErrorKind, MetaError, Scope
 from meta_modules.graph import BatchCall, GraphClient
 from meta_modules.throttle import AccountThrottle, Budget, SharedBlocks, Usage, block_seconds, parse_usage
-from meta_modules.tests.sandbox_http import exhaust_score
+from meta_sandbox.tests.sandbox_http import exhaust_score
 from tests.support import child_env
 
 ACCOUNT = "act_1000000001"

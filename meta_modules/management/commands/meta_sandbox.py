@@ -6,11 +6,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from meta_modules.sandbox.__main__ import add_arguments, run
+from meta_sandbox.cli import DESCRIPTION, add_arguments, run
 
 
 class Command(BaseCommand):
-    help = "Run the Meta sandbox (a local Graph API server) until interrupted; see docs/meta-sandbox.md."
+    help = DESCRIPTION
     requires_system_checks = []  # the sandbox uses nothing from Django; a broken project must not stop it
 
     def add_arguments(self, parser: CommandParser) -> None:

@@ -24,9 +24,9 @@ from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
-from meta_modules.sandbox.store import SeedConfig, Store
-from meta_modules.sandbox.testing import RunningSandbox, start_sandbox
-from meta_modules.tests.sandbox_http import TOKEN, graph_batch, graph_get, graph_post
+from meta_sandbox.store import SeedConfig, Store
+from meta_sandbox.testing import RunningSandbox, start_sandbox
+from meta_sandbox.tests.sandbox_http import TOKEN, graph_batch, graph_get, graph_post
 
 ACT = "act_1000000001"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -520,7 +520,7 @@ def free_port() -> int:
 
 def test_cli_starts_and_answers(tmp_path: Path) -> None:
     port = free_port()
-    command = [sys.executable, "-m", "meta_modules.sandbox", "--port", str(port),
+    command = [sys.executable, "-m", "meta_sandbox", "--port", str(port),
                "--store", str(tmp_path / "cli.sqlite3"), "--reset", "--accounts", "1", "--campaigns-per-account", "3"]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
@@ -536,3 +536,14 @@ def test_cli_starts_and_answers(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=10)
         process.stdout.close()
+
+
+def test_the_package_loads_neither_django_nor_the_tower() -> None:
+    """It runs where only Python is installed (``python -m meta_sandbox``), so it stays standard library."""
+    code = ("import sys, meta_sandbox, meta_sandbox.cli, meta_sandbox.testing;"
+            "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))")
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True, timeout=60,
+                            capture_output=True, text=True).stdout.split()
+    assert "meta_sandbox" in loaded
+    assert not {"django", "config", "controltower", "meta_modules", "requests", "facebook_business"} & set(loaded)

@@ -1,6 +1,6 @@
 """The Meta sandbox: a local HTTP server speaking the Graph API wire format (see docs/meta-sandbox.md).
 
-Pure standard library and free of Django, so it also runs as ``python -m meta_modules.sandbox``.
+Pure standard library and free of Django, so it also runs as ``python -m meta_sandbox``.
 """
 
 from .server import Sandbox, SandboxHTTPServer, make_server, serve

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from meta_modules.sandbox.ratelimit import (
+from meta_sandbox.ratelimit import (
     DEFAULT_TIERS, READ_POINTS, WRITE_POINTS, RateLimiter, TierParams, parse_tier_params,
 )
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from meta_modules.sandbox.testing import RunningSandbox, start_sandbox
-from meta_modules.tests.sandbox_http import graph_get, graph_post
+from meta_sandbox.testing import RunningSandbox, start_sandbox
+from meta_sandbox.tests.sandbox_http import graph_get, graph_post
 
 LA, UTC_ACT, BERLIN = "act_1000000001", "act_1000000002", "act_1000000003"
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import requests
 
-from meta_modules.sandbox.testing import RunningSandbox, start_sandbox
-from meta_modules.tests.sandbox_http import graph_batch, graph_get, graph_post
+from meta_sandbox.testing import RunningSandbox, start_sandbox
+from meta_sandbox.tests.sandbox_http import graph_batch, graph_get, graph_post
 
 ACT = "act_1000000001"
 OTHER = "act_1000000002"

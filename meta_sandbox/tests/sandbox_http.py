@@ -1,4 +1,4 @@
-"""Raw Graph API calls for the sandbox tests; they use requests, so they live here, not in the stdlib-only sandbox."""
+"""Raw Graph API calls for the sandbox tests, with requests (which the stdlib-only package itself avoids)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from meta_modules.sandbox.testing import RunningSandbox
+from meta_sandbox.testing import RunningSandbox
 
 TOKEN = "sandbox-token"
 

@@ -1,4 +1,7 @@
-"""``python -m meta_modules.sandbox --port 8765 --store var/meta_sandbox.sqlite3 [--reset ...]``."""
+"""The sandbox's command line, shared by ``python -m meta_sandbox`` and ``manage.py meta_sandbox``:
+
+    python -m meta_sandbox --port 8765 --store var/meta_sandbox.sqlite3 [--reset ...]
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from typing import Any
 
 from .server import serve
 from .store import SeedConfig
+
+DESCRIPTION = "Run the Meta sandbox (a local Graph API server) until interrupted; see docs/meta-sandbox.md."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,10 +44,7 @@ def run(options: Mapping[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m meta_modules.sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m meta_sandbox", description=DESCRIPTION)
     add_arguments(parser)
     run(vars(parser.parse_args(argv)))
 
-
-if __name__ == "__main__":
-    main()

@@ -12,8 +12,8 @@ from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
-from meta_modules.sandbox.testing import RunningSandbox, start_sandbox
-from meta_modules.tests.sandbox_http import TOKEN, graph_batch, graph_get, graph_post
+from meta_sandbox.testing import RunningSandbox, start_sandbox
+from meta_sandbox.tests.sandbox_http import TOKEN, graph_batch, graph_get, graph_post
 
 ACT = "act_1000000001"
 OTHER = "act_1000000002"

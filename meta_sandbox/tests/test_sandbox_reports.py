@@ -13,9 +13,9 @@ from facebook_business.adobjects.adreportrun import AdReportRun
 from facebook_business.api import FacebookAdsApi
 from facebook_business.session import FacebookSession
 
-from meta_modules.sandbox.reports import ReportRun, progress
-from meta_modules.sandbox.testing import RunningSandbox, start_sandbox
-from meta_modules.tests.sandbox_http import TOKEN, graph_get, graph_post
+from meta_sandbox.reports import ReportRun, progress
+from meta_sandbox.testing import RunningSandbox, start_sandbox
+from meta_sandbox.tests.sandbox_http import TOKEN, graph_get, graph_post
 
 ACT = "act_1000000001"
 

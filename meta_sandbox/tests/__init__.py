@@ -1,0 +1,1 @@
+"""Tests of the Meta sandbox alone, over real HTTP and in process; they need no Django and no tower."""
