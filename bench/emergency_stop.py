@@ -137,8 +137,8 @@ def setup_django(env: dict[str, str]) -> str:
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from controltower.api.permissions import OPERATORS_GROUP
     from controltower.models import ApiToken
+    from controltower.roles import OPERATORS_GROUP
 
     user = get_user_model().objects.create_user("bench", password=None, is_staff=True)
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))

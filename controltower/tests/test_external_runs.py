@@ -13,8 +13,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from controltower import cycle, health
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import Alert, ExternalModule, RecoveryAttempt, TowerState
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules.models import MetaModule, ModuleRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
