@@ -33,7 +33,7 @@ def _register(code: str = CODE, every: int = INTERVAL) -> str:
 
 def _issue(code: str = CODE, *flags: str) -> str:
     out = StringIO()
-    call_command("issue_module_token", code, *flags, stdout=out, stderr=StringIO())
+    call_command("issue_token", "--module", code, *flags, stdout=out, stderr=StringIO())
     return out.getvalue().strip()
 
 
