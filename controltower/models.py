@@ -1,4 +1,6 @@
-"""The tower's records: runs (checks and commands), per-module health logs, and its state."""
+"""The tower's records: runs (checks and commands), per-module health logs and its state; alerts and
+their notifications; the emergency-stop ledger (CampaignHold); recovery attempts and each module's
+recovery state; external modules and API tokens; named leases."""
 from __future__ import annotations
 
 import hashlib
