@@ -1,11 +1,39 @@
-"""What the benchmark scripts share: a database of their own, a free loopback port."""
+"""What the benchmark scripts share: the project on the import path, the tower's settings and Django set
+up on a database of their own, a free loopback port.
+
+Each script imports this module first (bench/ is the script's own folder, so it is importable as `common`).
+"""
 from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # config, controltower, tower: the project the scripts measure
+
+
+def tower_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
+    """The tower's settings for a benchmark: its own database and var dir, DEBUG off, quiet logs."""
+    return {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "bench-" + "x" * 50, "DEBUG": "0",
+            "ALLOWED_HOSTS": "127.0.0.1", "TOWER_VAR_DIR": str(var_dir), "DATABASE_URL": database_url,
+            "LOG_LEVEL": "WARNING", **extra}
+
+
+def setup_django(env: dict[str, str]) -> None:
+    """Django in this process on `env` (tower_env): migrated, the modules synced."""
+    os.environ.update(env)
+    (Path(env["TOWER_VAR_DIR"]) / "staticfiles").mkdir(exist_ok=True)  # whitenoise warns about a missing STATIC_ROOT
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    call_command("sync_modules", stdout=open(os.devnull, "w"))
 
 
 def free_port() -> int:

@@ -57,11 +57,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT, free_port, own_database, postgres_server, setup_django, tower_env
 
-import tower  # noqa: E402 (the web process as tower.py up starts it)
-from common import free_port, own_database, postgres_server  # noqa: E402 (bench/ is this script's folder)
+import tower  # the web process as tower.py up starts it (importable once common has set the path)
 BIN = ROOT / ".venv" / "bin"
 STANDARD_MAX_POINTS = 9000
 
@@ -125,20 +123,14 @@ def children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def setup_django(env: dict[str, str]) -> str:
+def prepare(env: dict[str, str]) -> str:
     """Migrate, sync modules, an operator with a token. → the token."""
-    os.environ.update(env)
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    call_command("sync_modules", stdout=open(os.devnull, "w"))
+    setup_django(env)
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
-    from controltower.api.permissions import OPERATORS_GROUP
     from controltower.models import ApiToken
+    from controltower.roles import OPERATORS_GROUP
 
     user = get_user_model().objects.create_user("bench", password=None, is_staff=True)
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
@@ -322,11 +314,8 @@ def main() -> None:
                     else f"sqlite:///{tmp / 'db.sqlite3'}")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "bench-" + "x" * 50, "DEBUG": "0",
-           "ALLOWED_HOSTS": "127.0.0.1", "TOWER_VAR_DIR": str(tmp), "DATABASE_URL": database_url,
-           "META_GRAPH_URL": url, "LOG_LEVEL": "WARNING",
-           # The stop queues its background sweep after this countdown (default 15 s): shorter, to save time.
-           "KILL_SWITCH_RETRY_BASE_SECONDS": "2"}
+    # The stop queues its background sweep after KILL_SWITCH_RETRY_BASE_SECONDS (default 15 s): shorter, to save time.
+    env = tower_env(database_url, tmp, META_GRAPH_URL=url, KILL_SWITCH_RETRY_BASE_SECONDS="2")
     sandbox = subprocess.Popen([sys.executable, "-m", "meta_sandbox", "--port", str(port),
                                 "--store", str(tmp / "sandbox.sqlite3")], cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -345,7 +334,7 @@ def main() -> None:
                 break
             except OSError:
                 time.sleep(0.1)
-        token = setup_django(env)
+        token = prepare(env)
         for total in args.campaigns:
             active = total // args.accounts
             total = active * args.accounts

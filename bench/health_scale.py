@@ -26,7 +26,6 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -34,10 +33,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from common import own_database  # noqa: E402 (bench/ is this script's folder)
+from common import ROOT, own_database, setup_django, tower_env
 
 SIZES = (100_000, 1_000_000)
 DAYS = 30
@@ -46,20 +42,6 @@ ERRORS = ("GraphError 17: User request limit reached", "Soft time limit exceeded
           "OperationalError: server closed the connection unexpectedly")
 COLUMNS = ("id", "module_id", "started_at", "finished_at", "outcome", "trigger", "error_message", "duration_ms",
            "api_calls", "api_errors", "cpu_ms", "peak_rss_mb", "celery_task_id", "summary")
-
-
-
-
-def setup_django(url: str, tmp: Path) -> None:
-    (tmp / "staticfiles").mkdir()
-    os.environ.update(DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=url, SECRET_KEY="bench-" + "x" * 50,
-                      TOWER_VAR_DIR=str(tmp), LOG_LEVEL="WARNING", DEBUG="0")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    call_command("sync_modules", stdout=open(os.devnull, "w"))
 
 
 def insert_runs(count: int, module_ids: list[str], end: datetime, rng: random.Random) -> None:
@@ -187,7 +169,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     with own_database("bench_health", keep=args.keep) as database_url:
-        setup_django(database_url, Path(tempfile.mkdtemp(prefix="bench-health-")))
+        setup_django(tower_env(database_url, Path(tempfile.mkdtemp(prefix="bench-health-"))))
         from django.db import connection
         from django.utils import timezone
 

@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -33,10 +32,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from common import own_database  # noqa: E402 (bench/ is this script's folder)
+from common import ROOT, own_database, setup_django, tower_env
 
 PERIODS = (7, 30, 365)
 HISTORY_DAYS = 365
@@ -47,20 +43,6 @@ ERRORS = ("GraphError 17: User request limit reached", "GraphError 100/33: Unsup
 
 
 # --- database of our own ---------------------------------------------------------------------------
-
-
-
-
-def setup_django(url: str, tmp: Path) -> None:
-    (tmp / "staticfiles").mkdir()  # whitenoise warns about a missing STATIC_ROOT
-    os.environ.update(DJANGO_SETTINGS_MODULE="config.settings", DATABASE_URL=url, SECRET_KEY="bench-" + "x" * 50,
-                      TOWER_VAR_DIR=str(tmp), LOG_LEVEL="WARNING", DEBUG="0")
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    call_command("sync_modules", stdout=open(os.devnull, "w"))
 
 
 # --- one year of history ---------------------------------------------------------------------------
@@ -267,7 +249,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
     with own_database("bench_report", keep=args.keep) as database_url:
-        setup_django(database_url, Path(tempfile.mkdtemp(prefix="bench-report-")))
+        setup_django(tower_env(database_url, Path(tempfile.mkdtemp(prefix="bench-report-"))))
         from django.db import connection
         from django.utils import timezone
 

@@ -39,11 +39,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT, database_name, free_port, own_database, postgres_server, setup_django, tower_env
 
-import tower  # noqa: E402 (the web process as tower.py up starts it)
-from common import database_name, free_port, own_database, postgres_server  # noqa: E402 (bench/ is this script's folder)
+import tower  # the web process as tower.py up starts it (importable once common has set the path)
 
 ENDPOINTS = ("/meta/control-tower/status", "/meta/control-tower/health")
 WRK_LUA = """
@@ -59,14 +57,8 @@ end
 
 def prepare(env: dict[str, str]) -> str:
     """Migrate, sync modules, one staff user with a token, one completed health check. → token."""
-    os.environ.update(env)
-    import django
+    setup_django(env)
     from django.conf import settings
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    call_command("sync_modules", stdout=open(os.devnull, "w"))
     from django.contrib.auth import get_user_model
 
     from controltower.models import ApiToken, ControlTowerRun
@@ -259,16 +251,13 @@ def main() -> None:
 
     loadavg_at_start = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="bench-status-"))
-    (tmp / "staticfiles").mkdir()
     databases = contextlib.ExitStack()
     if postgres_server():
         database_url = databases.enter_context(own_database("bench_status"))
         name: str | None = database_name(database_url)
     else:
         name, database_url = None, f"sqlite:///{tmp / 'db.sqlite3'}"
-    env = {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "bench-" + "x" * 50, "DEBUG": "0",
-           "ALLOWED_HOSTS": "127.0.0.1", "TOWER_VAR_DIR": str(tmp), "DATABASE_URL": database_url,
-           "LOG_LEVEL": "WARNING"}
+    env = tower_env(database_url, tmp)
     gunicorn = None
     results: dict[str, Any] = {}
     try:

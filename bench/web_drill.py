@@ -40,11 +40,9 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import ROOT, free_port, own_database, setup_django, tower_env
 
-import tower  # noqa: E402 (the web process as tower.py up starts it)
-from common import free_port, own_database  # noqa: E402 (bench/ is this script's folder)
+import tower  # the web process as tower.py up starts it (importable once common has set the path)
 
 STATUS = "/meta/control-tower/status"
 DASHBOARD = "/"
@@ -53,13 +51,9 @@ ANSWER_S = 30.0
 
 def prepare(env: dict[str, str]) -> tuple[str, str]:
     """Migrate, sync modules, collect static files, one superuser. → (API token, session id)."""
-    os.environ.update(env)
-    import django
+    setup_django(env)
     from django.core.management import call_command
 
-    django.setup()
-    call_command("migrate", verbosity=0)
-    call_command("sync_modules", stdout=open(os.devnull, "w"))
     call_command("collectstatic", "--no-input", verbosity=0)
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -224,9 +218,7 @@ def main() -> None:
     with ExitStack() as stack:
         database_url = stack.enter_context(own_database("web_drill"))
         sandbox_port, port = free_port(), free_port()
-        env = {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "drill-" + "x" * 50, "DEBUG": "0",
-               "ALLOWED_HOSTS": "127.0.0.1", "TOWER_VAR_DIR": str(tmp), "DATABASE_URL": database_url,
-               "META_MODE": "stub", "META_GRAPH_URL": f"http://127.0.0.1:{sandbox_port}", "LOG_LEVEL": "WARNING"}
+        env = tower_env(database_url, tmp, META_MODE="stub", META_GRAPH_URL=f"http://127.0.0.1:{sandbox_port}")
         token, session = prepare(env)
         child = {**os.environ, **env}
         processes = []

@@ -235,7 +235,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "controltower.api.views.api_exception_handler",
     # Writes only (emergency stop, resume, commands, recovery): per user and endpoint, counted in
     # the shared cache; a throttled request gets 429 with Retry-After. Reads are not throttled.
-    # controltower.api.throttling reads the rates from these settings at request time.
+    # controltower.rate_limits reads the rates from these settings at request time.
     "DEFAULT_THROTTLE_RATES": {
         "emergency_stop": KILL_SWITCH_THROTTLE_RATE, "resume": KILL_SWITCH_THROTTLE_RATE,
         "emergency_stop_preview": KILL_SWITCH_PREVIEW_THROTTLE_RATE,

@@ -19,13 +19,12 @@ from django.utils.html import format_html
 from django.utils.translation import ngettext
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
-from controltower import commander, killswitch, recovery
-from controltower.api.permissions import OPERATE_PERMISSION
-from controltower.api.throttling import console_wait
+from controltower import commander, killswitch, recovery, roles
 from controltower.models import (
     Alert, ApiToken, CampaignHold, ControlTowerRun, ExternalModule, Notification, RecoveryAttempt, RecoveryState,
     SystemHealthLog, TowerState,
 )
+from controltower.rate_limits import seconds_to_wait
 from meta_modules.admin import MetaModuleAdmin, ReadOnlyAdmin, RefusesForbiddenActions
 from meta_modules.models import MetaModule
 
@@ -160,12 +159,12 @@ class ReasonActionForm(helpers.ActionForm):
 
 def admitted_reason(model_admin: admin.ModelAdmin, request: HttpRequest, scope: str) -> str | None:
     """The reason of an operating action, or None (and an error message) when it has none or the user
-    is past the per-user budget of the API endpoint of `scope` (the same counter, see console_wait)."""
+    is past the per-user budget of the API endpoint of `scope` (the same counter, see rate_limits)."""
     reason = request.POST.get("reason", "").strip()
     if not reason:
         model_admin.message_user(request, "Give a reason: it is recorded with what the action does.", messages.ERROR)
         return None
-    wait = console_wait(request, scope)
+    wait = seconds_to_wait(request, scope)
     if wait is not None:
         model_admin.message_user(request, f"Too many requests of this kind from your account: try again in "
                                           f"{math.ceil(wait)} s.", messages.ERROR)
@@ -194,7 +193,7 @@ class OperateActionsMixin:
     """Actions declared with permissions=["operate"] need controltower.operate_tower."""
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm(OPERATE_PERMISSION)
+        return request.user.has_perm(roles.OPERATE_PERMISSION)
 
 
 # Module actions go through the same commander and recovery engine as the API; the module

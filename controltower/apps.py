@@ -9,7 +9,7 @@ class ControlTowerConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from controltower.api.permissions import sync_tower_groups
+        from controltower.roles import sync_tower_groups
 
         # Keep both groups complete after every migrate (new models, or a test database flush).
         post_migrate.connect(lambda **kwargs: sync_tower_groups(), sender=self, weak=False,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import fields
 from datetime import timedelta
 
 from django.conf import settings
@@ -24,6 +25,8 @@ from meta_modules import throttle
 
 logger = logging.getLogger(__name__)
 CYCLE_LOCK = "health_cycle"
+# The log's columns a module's health fills (the rest: the run, when and in which mode).
+LOGGED = {f.name for f in SystemHealthLog._meta.concrete_fields} - {"id", "run", "checked_at", "mode"}
 
 
 def refresh_probes() -> None:
@@ -67,7 +70,7 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
         mode=report.mode,
     )
     SystemHealthLog.objects.bulk_create(
-        _health_log(run, report, m, *recovered.per_module[m.code]) for m in report.modules)
+        _health_log(run, report, m) for m in health.with_recovery(report.modules, recovered.per_module))
     RecoveryAttempt.objects.filter(pk__in=[a.pk for a in recovered.attempts]).update(run=run)
     updates = {"last_health_check": report.checked_at}
     if not report.halted:  # while halted the status stays EMERGENCY_STOP: only resume clears it
@@ -76,20 +79,9 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
     return run
 
 
-def _health_log(run: ControlTowerRun, report: health.HealthReport, m: health.ModuleHealth, recovery_attempts: int,
-                last_recovery_action: str, recovery_successful: bool | None) -> SystemHealthLog:
-    db = report.infrastructure.database
-    return SystemHealthLog(
-        run=run, module_name=m.code, module_full_name=m.name, health_status=m.status,
-        success_rate=m.success_rate, avg_execution_time_ms=m.avg_execution_time_ms,
-        error_count_24h=m.error_count_24h, api_calls_24h=m.api_calls_24h,
-        is_scheduler_running=m.is_scheduler_running, is_db_healthy=m.is_db_healthy,
-        is_api_healthy=m.is_api_healthy, last_run=m.last_run, next_run=m.next_run,
-        last_error=m.last_error, last_error_time=m.last_error_time,
-        db_connections=db.active_connections, memory_usage_mb=m.memory_usage_mb, cpu_usage_pct=m.cpu_usage_pct,
-        checked_at=report.checked_at, mode=report.mode, recovery_attempts=recovery_attempts,
-        last_recovery_action=last_recovery_action, recovery_successful=recovery_successful,
-    )
+def _health_log(run: ControlTowerRun, report: health.HealthReport, m: health.ModuleHealth) -> SystemHealthLog:
+    return SystemHealthLog(run=run, checked_at=report.checked_at, mode=report.mode, **{
+        column: getattr(m, f.name) for f in fields(m) if (column := health.SPEC_NAMES.get(f.name, f.name)) in LOGGED})
 
 
 def _skipped(executed_by: str) -> ControlTowerRun:

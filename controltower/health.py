@@ -1,6 +1,7 @@
 """Health evaluation: facts from recorded runs, scheduler state and probes → verdicts.
 
-`evaluate()` reads and writes nothing (GET /health uses it). Facts are gathered in a fixed
+`evaluate()` reads and writes nothing (GET /health uses it); `with_recovery()` adds each module's
+recovery summary for GET health and the cycle's log. Facts are gathered in a fixed
 number of queries whatever the number of modules: the modules with their latest run and
 error (index-backed subqueries), one aggregate over the last 24 h of runs, the tower state,
 the heartbeat task, the campaign mirror totals and the timed database probe. The probes
@@ -9,7 +10,8 @@ latest results are kept on TowerState.probes and read from there.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,7 +32,11 @@ FINISHED = (ModuleRun.Outcome.SUCCESS, *FAILED)
 
 @dataclass
 class ModuleHealth:
-    """Everything known about one module at one check. Unknown is None, never invented."""
+    """Everything known about one module at one check. Unknown is None, never invented.
+
+    The one shape of the module health record: GET health serializes it as it is, and the cycle
+    logs it (a SystemHealthLog row, under the spec's names: SPEC_NAMES).
+    """
 
     code: str
     name: str
@@ -65,6 +71,23 @@ class ModuleHealth:
     last_error_time: datetime | None
     cpu_usage_pct: float | None
     memory_usage_mb: float | None
+    db_connections: int | None  # the database's, at this check: the spec's table repeats it per module
+    # The recovery so far, known once recovery has looked at this check (with_recovery).
+    recovery_attempts: int = 0
+    last_recovery_action: str = ""
+    recovery_successful: bool | None = None
+
+
+# The spec's names (meta_system_health_logs, GET health) of the fields named otherwise here.
+SPEC_NAMES = {"code": "module_name", "name": "module_full_name", "status": "health_status"}
+RECOVERY_FIELDS = ("recovery_attempts", "last_recovery_action", "recovery_successful")
+
+
+def with_recovery(modules: list[ModuleHealth],
+                  summaries: Mapping[str, tuple[int, str, bool | None]]) -> list[ModuleHealth]:
+    """The modules with their recovery summaries (attempts counted by the policy, last action,
+    whether it healed), as they are served and logged."""
+    return [replace(m, **dict(zip(RECOVERY_FIELDS, summaries[m.code], strict=True))) for m in modules]
 
 
 @dataclass
@@ -279,5 +302,5 @@ def _module_health(module: MetaModule, agg: dict[str, Any], infra: Infrastructur
         next_run=reference + timedelta(seconds=interval) if external else _next_run(task, module.last_run),
         last_error=module.last_error or "", last_error_time=module.last_error_time,
         cpu_usage_pct=round(100 * agg["cpu_ms"] / wall_ms, 1) if agg.get("cpu_ms") is not None and wall_ms else None,
-        memory_usage_mb=agg.get("peak_rss"),
+        memory_usage_mb=agg.get("peak_rss"), db_connections=infra.database.active_connections,
     )

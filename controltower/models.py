@@ -1,4 +1,6 @@
-"""The tower's records: runs (checks and commands), per-module health logs, and its state."""
+"""The tower's records: runs (checks and commands), per-module health logs and its state; alerts and
+their notifications; the emergency-stop ledger (CampaignHold); recovery attempts and each module's
+recovery state; external modules and API tokens; named leases."""
 from __future__ import annotations
 
 import hashlib
@@ -115,6 +117,19 @@ class ControlTowerRun(models.Model):
     def __str__(self) -> str:
         label = self.command_type or self.run_type
         return f"{label} {self.system_status} @ {self.executed_at:%Y-%m-%d %H:%M:%S}"
+
+    def result(self) -> dict[str, Any]:
+        """What the run came to, as the API answers a command and the console shows a run."""
+        errors = [e if isinstance(e, str) else f"{e.get('title', '')}: {e.get('detail', '')}".strip(": ")
+                  for e in self.errors_encountered]
+        # A health check's errors are what it observed (e.g. a dead worker), not failures of the command.
+        failed = self.state != RunState.COMPLETED or (bool(errors) and self.run_type != RunType.HEALTH_CHECK)
+        return {
+            "command_id": self.pk, "command_type": self.command_type or self.run_type, "success": not failed,
+            "state": self.state, "modules_affected": self.modules_affected, "actions_executed": self.actions_executed,
+            "errors": errors, "execution_time_ms": self.execution_time_ms, "executed_at": self.executed_at,
+            "executed_by": self.executed_by, "message": self.message,
+        }
 
 
 class SystemHealthLog(models.Model):

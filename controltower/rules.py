@@ -1,4 +1,10 @@
-"""Health rules as pure functions: facts in, verdicts out. Thresholds come from settings.
+"""The tower's rules as pure functions: facts in, verdicts out. Thresholds come from settings.
+
+- Health: module and system status (below), start-up progress, Beat and worker liveness, and when
+  the watchdog must run the cycle itself.
+- Kill switch: which listed campaigns a stop holds and what it remembers of them, whether resume
+  may re-activate a hold, a halt's scope and whether it was left incomplete, and how long a retry
+  round within a deadline waits.
 
 Module status (first rule that matches wins):
   STOPPED   the operator stopped the module on purpose (desired state `stopped`);

@@ -1,4 +1,6 @@
-"""The supervised stack: its modules, their runs, and the campaign mirror."""
+"""The supervised stack: its modules, their runs, the campaign mirror (accounts, campaigns, ad sets,
+ads, daily insights) and what the module jobs produce (drafts, ROAS, budget proposals, spend
+snapshots and spikes, copy variants, audience scores, creative ranks, fatigue, winners and briefs)."""
 from __future__ import annotations
 
 import uuid

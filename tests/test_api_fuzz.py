@@ -30,11 +30,11 @@ from django.db import close_old_connections
 from django.utils import timezone
 from rest_framework import serializers
 
-from controltower.api.permissions import OPERATORS_GROUP
 from controltower.api.report_serializers import CLOCK_SKEW, EARLIEST, MAX_REPORT_DAYS
 from controltower.api.serializers import ResumeParametersSerializer, StopParametersSerializer
 from controltower.commander import canonical
 from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType
+from controltower.roles import OPERATORS_GROUP
 from meta_modules import registry
 from meta_modules.models import ModuleRun
 from tests.support import api_token

@@ -25,8 +25,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ApiToken
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules.models import AdAccount, BudgetProposal, Campaign, CampaignDraft, MetaModule, SpendSpike
 from tests.support import api_token
 

@@ -15,7 +15,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from config.logging_filters import SecretMaskingFilter, mask_secrets
-from controltower.api.permissions import OPERATORS_GROUP
+from controltower.roles import OPERATORS_GROUP
 from tests.support import ROOT, api_token
 
 API = "/meta/control-tower"

@@ -1,7 +1,7 @@
 """POST modules/{code}/runs: a module running outside this codebase reports a run, like a heartbeat.
 
 Who may report: an operator (operate_tower), or the module itself with its own token
-(`Authorization: Module <key>` or `X-Module-Token: <key>`, from `manage.py issue_module_token`),
+(`Authorization: Module <key>` or `X-Module-Token: <key>`, from `manage.py issue_token --module`),
 which is good for that module only. Reported runs are ordinary ModuleRuns (trigger `external`),
 so the module is supervised like ours: success rate, errors, overdue → OFFLINE, alerts. The
 answer says whether the module may act (not while the tower is halted or the module stopped).
@@ -92,7 +92,7 @@ class ModuleTokenScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
         return [
             {"type": "apiKey", "in": "header", "name": "Authorization",
-             "description": "`Authorization: Module <key>`: the module's own token (manage.py issue_module_token)."},
+             "description": "`Authorization: Module <key>`: the module's own token (manage.py issue_token --module)."},
             {"type": "apiKey", "in": "header", "name": "X-Module-Token",
              "description": "The same module token in its own header."},
         ]

@@ -1,7 +1,9 @@
-"""Response shapes of the read endpoints, described field by field for the OpenAPI schema.
+"""Request and response shapes of the endpoints in api/views.py, field by field for the OpenAPI schema.
 
-The views build plain dicts; these serializers render them and are the schema that
-clients (and the schemathesis run) check responses against. Unknown values are null.
+Request serializers validate the write endpoints' bodies (strict JSON: api/strict.py). Response
+serializers render what the tower's functions return (a health.ModuleHealth as it is, the kill
+switch's results, dicts where the view composes the answer) and are the schema that clients (and
+the schemathesis run) check responses against. Unknown values are null.
 """
 from __future__ import annotations
 
@@ -82,9 +84,11 @@ class StatusSerializer(serializers.Serializer):
 class ModuleHealthSerializer(serializers.Serializer):
     """One module: every column of the spec's meta_system_health_logs, then the facts behind them."""
 
-    module_name = serializers.CharField(help_text="Module code, e.g. 10.7.")
-    module_full_name = serializers.CharField()
-    health_status = serializers.ChoiceField(choices=ModuleStatus.choices)
+    # Reads a health.ModuleHealth as it is: `source` gives the record's own name where the spec's differs.
+
+    module_name = serializers.CharField(source="code", help_text="Module code, e.g. 10.7.")
+    module_full_name = serializers.CharField(source="name")
+    health_status = serializers.ChoiceField(source="status", choices=ModuleStatus.choices)
     success_rate = serializers.FloatField(allow_null=True, min_value=0.0, max_value=1.0,
                                           help_text="Share of finished runs that succeeded in 24 h; null without runs.")
     avg_execution_time_ms = serializers.IntegerField(allow_null=True, min_value=0)

@@ -1,7 +1,14 @@
-"""Read endpoints: GET status (cheap, from persisted state) and GET health (live evaluation)."""
+"""The endpoints at the top of /meta/control-tower/, over the tower's own functions.
+
+Reads: GET status (cheap, from persisted state), GET health (live evaluation), the alert channels.
+Writes (WriteView: operators only, throttled per user and scope): command, emergency stop, resume,
+recovery and an alert channel's test. Also the API root, the JSON 404 under the prefix, the schema
+view and the exception handler that keeps every error an object.
+"""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -29,8 +36,9 @@ from controltower.api.serializers import (
     HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
     ResumeRequestSerializer, ResumeResponseSerializer, SchemaQuerySerializer, StatusSerializer,
 )
-from controltower.api.throttling import KillSwitchThrottle, TowerWriteThrottle
+from controltower.api.throttling import KillSwitchThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
+from controltower.rate_limits import TowerWriteThrottle
 from meta_modules.models import MetaModule
 
 # Starting: the schedulers run and nothing has failed; the modules are having their first runs.
@@ -106,47 +114,6 @@ def status_payload() -> dict[str, Any]:
     return payload
 
 
-def _module_entry(module: health.ModuleHealth, db_connections: int | None,
-                  recovered: tuple[int, str, bool | None]) -> dict[str, Any]:
-    return {
-        "module_name": module.code,
-        "module_full_name": module.name,
-        "health_status": module.status,
-        "success_rate": module.success_rate,
-        "avg_execution_time_ms": module.avg_execution_time_ms,
-        "error_count_24h": module.error_count_24h,
-        "api_calls_24h": module.api_calls_24h,
-        "is_scheduler_running": module.is_scheduler_running,
-        "is_db_healthy": module.is_db_healthy,
-        "is_api_healthy": module.is_api_healthy,
-        "last_run": module.last_run,
-        "next_run": module.next_run,
-        "last_error": module.last_error,
-        "last_error_time": module.last_error_time,
-        "recovery_attempts": recovered[0],
-        "last_recovery_action": recovered[1],
-        "recovery_successful": recovered[2],
-        "db_connections": db_connections,
-        "memory_usage_mb": module.memory_usage_mb,
-        "cpu_usage_pct": module.cpu_usage_pct,
-        "function": module.function,
-        "calls_meta": module.calls_meta,
-        "desired_state": module.desired_state,
-        "desired_state_by": module.desired_state_by,
-        "desired_state_reason": module.desired_state_reason,
-        "desired_state_at": module.desired_state_at,
-        "runs_24h": module.runs_24h,
-        "successes_24h": module.successes_24h,
-        "failures_24h": module.failures_24h,
-        "skipped_24h": module.skipped_24h,
-        "api_errors_24h": module.api_errors_24h,
-        "scheduler_enabled": module.scheduler_enabled,
-        "overdue": module.overdue,
-        "interval_seconds": module.interval_seconds,
-        "last_outcome": module.last_outcome,
-    }
-
-
 def _system_metrics(report: health.HealthReport) -> dict[str, Any]:
     infra, db = report.infrastructure, report.infrastructure.database
     return {
@@ -176,14 +143,13 @@ def _system_metrics(report: health.HealthReport) -> dict[str, Any]:
 
 
 def health_payload(report: health.HealthReport) -> dict[str, Any]:
-    db_connections = report.infrastructure.database.active_connections
-    recovered = recovery.module_summaries([m.code for m in report.modules], report.checked_at)
+    summaries = recovery.module_summaries([m.code for m in report.modules], report.checked_at)
     return {
         "timestamp": report.checked_at,
         "mode": report.mode,
         "system_status": report.system_status,
         "emergency_stop_active": report.halted,
-        "modules": [_module_entry(module, db_connections, recovered[module.code]) for module in report.modules],
+        "modules": health.with_recovery(report.modules, summaries),
         "system_metrics": _system_metrics(report),
         "recommendations": findings.recommendations(report),
         "alerts": [condition.as_dict() for condition in findings.alert_conditions(report)],
@@ -230,33 +196,29 @@ THROTTLED = {
 }
 
 
+def write_schema(operation_id: str, summary: str, description: str, request: Any, responses: dict[int, Any],
+                 **extra: Any) -> Callable[[Any], Any]:
+    """The schema of a write endpoint: its own answers, then those every write can give (400, 401, 403, 429)."""
+    return extend_schema(operation_id=operation_id, request=request, tags=TAGS, summary=summary,
+                         description=description, responses={**responses, **OPERATOR_ERRORS, **THROTTLED}, **extra)
+
+
+class WriteView(APIView):
+    """A write endpoint: operators only, each counted against the per-user budget of its throttle_scope."""
+
+    permission_classes = [IsTowerOperator]
+    throttle_classes = [TowerWriteThrottle]
+
+
 def _actor(request: Request) -> str:
     return request.user.get_username()
 
 
-def _errors_as_text(errors: list[Any]) -> list[str]:
-    return [e if isinstance(e, str) else f"{e.get('title', '')}: {e.get('detail', '')}".strip(": ") for e in errors]
-
-
-def orchestration_result(run: ControlTowerRun) -> dict[str, Any]:
-    errors = _errors_as_text(run.errors_encountered)
-    # A health check's errors are what it observed (e.g. a dead worker), not failures of the command.
-    failed = run.state != RunState.COMPLETED or (bool(errors) and run.run_type != RunType.HEALTH_CHECK)
-    return {
-        "command_id": run.pk, "command_type": run.command_type or run.run_type, "success": not failed,
-        "state": run.state, "modules_affected": run.modules_affected, "actions_executed": run.actions_executed,
-        "errors": errors, "execution_time_ms": run.execution_time_ms, "executed_at": run.executed_at,
-        "executed_by": run.executed_by, "message": run.message,
-    }
-
-
-class CommandView(APIView):
-    permission_classes = [IsTowerOperator]
-    throttle_classes = [TowerWriteThrottle]
+class CommandView(WriteView):
     throttle_scope = "command"
 
-    @extend_schema(
-        operation_id="control_tower_command", request=CommandRequestSerializer, tags=TAGS,
+    @write_schema(
+        operation_id="control_tower_command", request=CommandRequestSerializer,
         summary="Execute a master orchestration command",
         description="start_all, stop_all, restart_module, emergency_stop, resume, sync_data, optimize, health_check "
                     "(aliases optimize_all, sync_all_data, run_health_check, resume_operations). Every command is "
@@ -264,8 +226,7 @@ class CommandView(APIView):
         responses={200: OrchestrationResultSerializer,
                    202: OpenApiResponse(OrchestrationResultSerializer, "Queued: the run id shows its progress."),
                    409: CONFLICT,
-                   503: OpenApiResponse(ErrorSerializer, "The task queue is unavailable; nothing was queued."),
-                   **OPERATOR_ERRORS, **THROTTLED})
+                   503: OpenApiResponse(ErrorSerializer, "The task queue is unavailable; nothing was queued.")})
     def post(self, request: Request) -> Response:
         data = _validated(CommandRequestSerializer, request)
         command = commander.Command(command_type=data["command_type"], actor=_actor(request), reason=data["reason"],
@@ -275,21 +236,20 @@ class CommandView(APIView):
                 run = commander.enqueue(command)
             except commander.QueueUnavailable as exc:
                 return Response({"detail": str(exc)}, status=503)
-            return Response(OrchestrationResultSerializer(orchestration_result(run)).data, status=202)
+            return Response(OrchestrationResultSerializer(run.result()).data, status=202)
         try:
             run = commander.execute(command)
         except (commander.CommandRefused, killswitch.KillSwitchError) as exc:
             return Response({"detail": str(exc)}, status=409)
-        return Response(OrchestrationResultSerializer(orchestration_result(run)).data)
+        return Response(OrchestrationResultSerializer(run.result()).data)
 
 
-class EmergencyStopView(APIView):
-    permission_classes = [IsTowerOperator]
+class EmergencyStopView(WriteView):
     throttle_classes = [KillSwitchThrottle]
     throttle_scope = "emergency_stop"
 
-    @extend_schema(
-        operation_id="control_tower_emergency_stop", request=EmergencyStopRequestSerializer, tags=TAGS,
+    @write_schema(
+        operation_id="control_tower_emergency_stop", request=EmergencyStopRequestSerializer,
         summary="Emergency stop: halt every scheduler and pause every ACTIVE campaign now",
         description="Runs in the request (never waits on the task queue): records the halt first, disables the "
                     "modules' schedules, pauses ACTIVE campaigns on Meta through the ledger, alerts admins. "
@@ -300,8 +260,7 @@ class EmergencyStopView(APIView):
                     "stay 0), preview.target where (sandbox or live Meta, API version, tiers learnt) and "
                     "preview.stakes the daily budget per ad account and per currency.",
         responses={200: EmergencyStopResponseSerializer,
-                   202: OpenApiResponse(EmergencyStopResponseSerializer, "Joined the stop already running (run_id)."),
-                   **OPERATOR_ERRORS, **THROTTLED})
+                   202: OpenApiResponse(EmergencyStopResponseSerializer, "Joined the stop already running (run_id).")})
     def post(self, request: Request) -> Response:
         data = _validated(EmergencyStopRequestSerializer, request)
         result = killswitch.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
@@ -310,13 +269,12 @@ class EmergencyStopView(APIView):
                         status=202 if result.joined else 200)
 
 
-class ResumeView(APIView):
-    permission_classes = [IsTowerOperator]
+class ResumeView(WriteView):
     throttle_classes = [KillSwitchThrottle]
     throttle_scope = "resume"
 
-    @extend_schema(
-        operation_id="control_tower_resume", request=ResumeRequestSerializer, tags=TAGS,
+    @write_schema(
+        operation_id="control_tower_resume", request=ResumeRequestSerializer,
         summary="Resume after an emergency stop",
         description="Re-enables exactly the schedules enabled before the stop and re-activates exactly the held "
                     "campaigns still PAUSED and unchanged since; reports every one it skipped. With the two-person "
@@ -327,7 +285,7 @@ class ResumeView(APIView):
                     "resume would be.",
         responses={200: ResumeResponseSerializer,
                    202: OpenApiResponse(ResumeResponseSerializer, "Recorded; waiting for a second operator."),
-                   409: CONFLICT, **OPERATOR_ERRORS, **THROTTLED})
+                   409: CONFLICT})
     def post(self, request: Request) -> Response:
         data = _validated(ResumeRequestSerializer, request)
         try:
@@ -355,20 +313,17 @@ class AlertChannelsView(APIView):
         return Response(AlertChannelSerializer(channels.states(), many=True).data)
 
 
-class AlertTestView(APIView):
-    permission_classes = [IsTowerOperator]
-    throttle_classes = [TowerWriteThrottle]
+class AlertTestView(WriteView):
     throttle_scope = "command"
 
-    @extend_schema(operation_id="control_tower_alert_test", request=None, tags=TAGS,
-                   parameters=[OpenApiParameter("channel", str, OpenApiParameter.PATH, enum=list(channels.KINDS))],
-                   summary="Send a test message through one alert channel",
-                   description="A clearly marked test message, recorded as a notification of kind `test` with who "
-                               "asked. `ok` false with `error` when the channel refused it.",
-                   responses={200: AlertTestSerializer,
-                              404: OpenApiResponse(ErrorSerializer, "No such channel (email, slack, webhook)."),
-                              409: OpenApiResponse(ErrorSerializer, "The channel is not configured."),
-                              **OPERATOR_ERRORS, **THROTTLED})
+    @write_schema(operation_id="control_tower_alert_test", request=None,
+                  parameters=[OpenApiParameter("channel", str, OpenApiParameter.PATH, enum=list(channels.KINDS))],
+                  summary="Send a test message through one alert channel",
+                  description="A clearly marked test message, recorded as a notification of kind `test` with who "
+                              "asked. `ok` false with `error` when the channel refused it.",
+                  responses={200: AlertTestSerializer,
+                             404: OpenApiResponse(ErrorSerializer, "No such channel (email, slack, webhook)."),
+                             409: OpenApiResponse(ErrorSerializer, "The channel is not configured.")})
     def post(self, request: Request, channel: str) -> Response:
         if channel not in channels.KINDS:
             raise NotFound("No such alert channel: email, slack or webhook.")
@@ -379,18 +334,16 @@ class AlertTestView(APIView):
         return Response(AlertTestSerializer(sent).data)
 
 
-class RecoveryView(APIView):
-    permission_classes = [IsTowerOperator]
-    throttle_classes = [TowerWriteThrottle]
+class RecoveryView(WriteView):
     throttle_scope = "recovery"
 
-    @extend_schema(
-        operation_id="control_tower_recovery", request=RecoveryRequestSerializer, tags=TAGS,
+    @write_schema(
+        operation_id="control_tower_recovery", request=RecoveryRequestSerializer,
         summary="Run a recovery procedure by hand",
         description="restart_scheduler, clear_cache, reconnect_db or reset_module on one module — e.g. a "
                     "recommendation below the auto-execute threshold. Recorded as an operator attempt; it also "
                     "restarts the module's recovery counter. Refused while the tower is halted.",
-        responses={200: RecoveryAttemptSerializer, 409: CONFLICT, **OPERATOR_ERRORS, **THROTTLED})
+        responses={200: RecoveryAttemptSerializer, 409: CONFLICT})
     def post(self, request: Request) -> Response:
         data = _validated(RecoveryRequestSerializer, request)
         if TowerState.get().emergency_stop_active:

@@ -28,8 +28,8 @@ from controltower.api.report_serializers import (
     ModuleDetailSerializer, ModuleQuerySerializer, ModuleSerializer, RunQuerySerializer, RunSerializer,
 )
 from controltower.api.serializers import ErrorSerializer, OrchestrationResultSerializer
-from controltower.api.throttling import TowerWriteThrottle
-from controltower.api.views import AUTH_ERRORS, CONFLICT, OPERATOR_ERRORS, TAGS, THROTTLED, orchestration_result
+from controltower.rate_limits import TowerWriteThrottle
+from controltower.api.views import AUTH_ERRORS, CONFLICT, TAGS, write_schema
 from controltower.models import ControlTowerRun, SystemHealthLog
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -113,10 +113,8 @@ def modules_with_health() -> QuerySet[MetaModule]:
     )
 
 
-MODULE_ACTION = {
-    "request": ModuleActionSerializer, "tags": TAGS,
-    "responses": {200: OrchestrationResultSerializer, 404: NOT_FOUND, 409: CONFLICT, **OPERATOR_ERRORS, **THROTTLED},
-}
+MODULE_ACTION = {"request": ModuleActionSerializer,
+                 "responses": {200: OrchestrationResultSerializer, 404: NOT_FOUND, 409: CONFLICT}}
 
 
 @extend_schema_view(
@@ -149,22 +147,22 @@ class ModuleViewSet(ReadOnlyViewSet):
         module.recent_runs = list(ModuleRun.objects.filter(module=module).order_by("-started_at")[:RECENT_RUNS])
         return Response(ModuleDetailSerializer(module).data)
 
-    @extend_schema(operation_id="control_tower_module_start", summary="Start one module (start_all on it)",
-                   description="Sets its desired state to running and enables its schedule.", **MODULE_ACTION)
+    @write_schema(operation_id="control_tower_module_start", summary="Start one module (start_all on it)",
+                  description="Sets its desired state to running and enables its schedule.", **MODULE_ACTION)
     @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def start(self, request: Request, code: str) -> Response:
         return self._command(request, "start_all")
 
-    @extend_schema(operation_id="control_tower_module_stop", summary="Stop one module (stop_all on it)",
-                   description="Sets its desired state to stopped and disables its schedule: not a failure, no "
-                               "alert, no auto-recovery.", **MODULE_ACTION)
+    @write_schema(operation_id="control_tower_module_stop", summary="Stop one module (stop_all on it)",
+                  description="Sets its desired state to stopped and disables its schedule: not a failure, no "
+                              "alert, no auto-recovery.", **MODULE_ACTION)
     @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def stop(self, request: Request, code: str) -> Response:
         return self._command(request, "stop_all")
 
-    @extend_schema(operation_id="control_tower_module_restart", summary="Restart one module (restart_module)",
-                   description="Cancels its in-flight run, starts it and runs its job once now. 409 for an "
-                               "external module (it runs elsewhere) and while halted.", **MODULE_ACTION)
+    @write_schema(operation_id="control_tower_module_restart", summary="Restart one module (restart_module)",
+                  description="Cancels its in-flight run, starts it and runs its job once now. 409 for an "
+                              "external module (it runs elsewhere) and while halted.", **MODULE_ACTION)
     @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def restart(self, request: Request, code: str) -> Response:
         return self._command(request, "restart_module")
@@ -182,4 +180,4 @@ class ModuleViewSet(ReadOnlyViewSet):
             run = commander.execute(command)
         except (commander.CommandRefused, killswitch.KillSwitchError) as exc:
             return Response({"detail": str(exc)}, status=409)
-        return Response(OrchestrationResultSerializer(orchestration_result(run)).data)
+        return Response(OrchestrationResultSerializer(run.result()).data)

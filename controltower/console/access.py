@@ -1,6 +1,6 @@
 """Who may see the console and who may act, as view decorators.
 
-Same rules as the API (controltower.api.permissions): every page needs an active staff
+The tower's roles (controltower.roles), as the API has them: every page needs an active staff
 account; every action also needs `controltower.operate_tower`. Anonymous visitors are sent
 to the admin login; signed-in users without the right get a 403 page.
 """
@@ -15,14 +15,14 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from controltower.api.permissions import OPERATE_PERMISSION
-from controltower.api.throttling import console_wait
+from controltower import roles
+from controltower.rate_limits import seconds_to_wait
 
 View = Callable[..., HttpResponse]
 
 
 def can_operate(request: HttpRequest) -> bool:
-    return request.user.has_perm(OPERATE_PERMISSION)
+    return roles.is_operator(request.user)
 
 
 def _forbidden(request: HttpRequest, why: str, status: int = 403) -> HttpResponse:
@@ -35,7 +35,7 @@ def staff_required(view: View) -> View:
         user = request.user
         if not user.is_authenticated:
             return redirect_to_login(request.get_full_path())
-        if not (user.is_active and user.is_staff):
+        if not roles.is_viewer(user):
             return _forbidden(request, "The Control Tower console needs a staff account.")
         return view(request, *args, **kwargs)
 
@@ -73,7 +73,7 @@ def throttled(scope: str) -> Callable[[View], View]:
     def decorate(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            wait = console_wait(request, scope) if request.method == "POST" else None
+            wait = seconds_to_wait(request, scope) if request.method == "POST" else None
             if wait is None:
                 return view(request, *args, **kwargs)
             response = _forbidden(request, f"Too many requests of this kind from your account: try again in "

@@ -26,7 +26,6 @@ from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
 from controltower import channels, commander, findings, health, killswitch, recovery, reports
-from controltower.api.views import orchestration_result
 from controltower.console import charts, queries, tables, times
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
@@ -396,7 +395,7 @@ def run_list(request: HttpRequest) -> HttpResponse:
 def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = get_object_or_404(ControlTowerRun, pk=run_id)
     holds = queries.holds_of(run).order_by("account_id", "campaign_id")
-    result = orchestration_result(run)
+    result = run.result()
     return _page(request, "console/run.html", {
         "run": run, "result": result,
         "actions": tables.record_table(run.actions_executed),

@@ -1,7 +1,7 @@
 """The groups "Tower viewers" (read) and "Tower operators" (read + operate_tower)."""
 from django.db import migrations
 
-from controltower.api.permissions import sync_tower_groups
+from controltower.roles import sync_tower_groups
 
 
 def create_groups(apps, schema_editor):

@@ -8,9 +8,9 @@ from django.core import mail
 from django.utils import timezone
 
 from controltower import channels, killswitch
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.killswitch import StopRequest
 from controltower.models import Notification, RunType
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from tests.support import admin_client, api_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]

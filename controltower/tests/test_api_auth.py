@@ -15,11 +15,10 @@ from drf_spectacular.validation import validate_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.test import APIClient, APIRequestFactory
 
-from controltower.api.permissions import (
-    NOT_VIEWED_MODELS, OPERATORS_GROUP, VIEWED_APPS, VIEWERS_GROUP, IsTowerOperator, IsTowerViewer,
-)
+from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.views import api_exception_handler
 from controltower.models import ApiToken
+from controltower.roles import NOT_VIEWED_MODELS, OPERATORS_GROUP, VIEWED_APPS, VIEWERS_GROUP
 from tests.support import api_token
 
 pytestmark = pytest.mark.django_db

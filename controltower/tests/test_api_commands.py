@@ -9,8 +9,8 @@ from django_celery_beat.models import PeriodicTask
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ControlTowerRun, RunState, TowerState
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules.models import Campaign, MetaModule, ModuleRun
 from tests.support import api_client, wait_for
 

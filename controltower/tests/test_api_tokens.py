@@ -17,8 +17,8 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ApiToken
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from tests.support import admin_client
 
 pytestmark = pytest.mark.django_db

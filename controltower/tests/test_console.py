@@ -13,10 +13,10 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from controltower import killswitch
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RecoveryAttempt, RunState, RunType, SystemStatus, TowerState,
 )
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules.models import MetaModule
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]

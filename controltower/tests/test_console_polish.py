@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 from django.test import Client
 
-from controltower.api.permissions import OPERATORS_GROUP
 from controltower.models import ControlTowerRun, Notification, RunType
+from controltower.roles import OPERATORS_GROUP
 from tests.support import admin_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]

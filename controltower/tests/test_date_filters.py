@@ -8,9 +8,9 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from rest_framework.test import APIClient
 
-from controltower.api.permissions import VIEWERS_GROUP
 from controltower.console.forms import day_bounds
 from controltower.models import ControlTowerRun, RunType
+from controltower.roles import VIEWERS_GROUP
 from tests.support import api_token
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]

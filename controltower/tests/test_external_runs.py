@@ -13,8 +13,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from controltower import cycle, health
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import Alert, ExternalModule, RecoveryAttempt, TowerState
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules.models import MetaModule, ModuleRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
@@ -33,7 +33,7 @@ def _register(code: str = CODE, every: int = INTERVAL) -> str:
 
 def _issue(code: str = CODE, *flags: str) -> str:
     out = StringIO()
-    call_command("issue_module_token", code, *flags, stdout=out, stderr=StringIO())
+    call_command("issue_token", "--module", code, *flags, stdout=out, stderr=StringIO())
     return out.getvalue().strip()
 
 

@@ -1,6 +1,7 @@
 """The health cycle: facts from recorded runs, 1 run + one log per module, tower state updated."""
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from controltower import health
+from controltower import cycle, health
 from controltower.models import ControlTowerRun, ModuleStatus, SystemHealthLog, SystemStatus, TowerState
 from controltower.tasks import run_health_cycle
 from meta_modules.models import MetaModule, ModuleRun
@@ -48,6 +49,12 @@ def test_the_cycle_writes_one_run_and_one_log_per_module() -> None:
     assert set(run.module_health_details) == {spec.code for spec in MODULES}
     assert TowerState.get().system_status == SystemStatus.HEALTHY
     assert TowerState.get().last_health_check == run.executed_at
+
+
+def test_every_log_column_is_a_field_of_the_module_health_record() -> None:
+    """The log row is the evaluated record under the spec's names: no column is left to its default."""
+    named = {health.SPEC_NAMES.get(f.name, f.name) for f in fields(health.ModuleHealth)}
+    assert cycle.LOGGED and cycle.LOGGED <= named
 
 
 def test_a_module_with_40_percent_failures_is_offline_and_the_system_critical() -> None:

@@ -5,8 +5,8 @@ import pytest
 from rest_framework.test import APIClient
 
 from controltower.api.parsers import MAX_JSON_DEPTH, exceeds_depth, unique_object
-from controltower.api.permissions import OPERATORS_GROUP
 from controltower.models import ControlTowerRun, TowerState
+from controltower.roles import OPERATORS_GROUP
 from tests.support import api_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced", "meta_sandbox")]

@@ -13,9 +13,9 @@ from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
 from controltower import killswitch
-from controltower.api.permissions import OPERATORS_GROUP
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, TowerState
+from controltower.roles import OPERATORS_GROUP
 from meta_modules import graph
 from meta_modules.models import MetaModule
 from tests.support import admin_client, api_client

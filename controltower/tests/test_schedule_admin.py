@@ -8,8 +8,8 @@ from django.test import Client
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from controltower import killswitch
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ControlTowerRun
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.scheduling import HEALTH_CYCLE_TASK, HEARTBEAT_TASK, RETENTION_TASK
 from meta_modules.models import MetaModule, ModuleRun
 from tests.support import admin_client

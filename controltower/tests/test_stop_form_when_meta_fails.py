@@ -7,8 +7,8 @@ from django.test import Client
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
-from controltower.api.permissions import OPERATORS_GROUP
 from controltower.models import ControlTowerRun, TowerState
+from controltower.roles import OPERATORS_GROUP
 from meta_modules import graph
 from tests.support import free_port
 

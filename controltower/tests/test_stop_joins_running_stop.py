@@ -9,9 +9,9 @@ from django.test import Client
 from django.utils import timezone
 
 from controltower import killswitch
-from controltower.api.permissions import OPERATORS_GROUP
 from controltower.killswitch import StopRequest
 from controltower.models import ControlTowerRun, RunState, RunType, TowerState
+from controltower.roles import OPERATORS_GROUP
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 

@@ -11,8 +11,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
-from controltower.api.permissions import OPERATORS_GROUP, VIEWERS_GROUP
 from controltower.models import ControlTowerRun, ExternalModule, SystemHealthLog, TowerState
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules.models import MetaModule, ModuleRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]

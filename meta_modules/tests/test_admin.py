@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from controltower.api.permissions import VIEWERS_GROUP
+from controltower.roles import VIEWERS_GROUP
 from meta_modules.models import (
     Ad,
     AdAccount,

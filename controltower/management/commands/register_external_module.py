@@ -20,7 +20,7 @@ class Command(BaseCommand):
         "Register (or update) a module that runs outside this codebase and reports its runs through "
         "POST /meta/control-tower/modules/<code>/runs. It is supervised like the built-in ones: it is "
         "OFFLINE when no run has been reported for longer than --every plus SCHEDULER_GRACE_SECONDS. "
-        "Then issue its token with `manage.py issue_module_token <code>`."
+        "Then issue its token with `manage.py issue_token --module <code>`."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -55,4 +55,4 @@ class Command(BaseCommand):
                 created = False
             ExternalModule.objects.update_or_create(module=module, defaults={"expected_interval_seconds": every})
         self.stdout.write(f"{'Registered' if created else 'Updated'} external module {code} {name}, reporting every "
-                          f"{every} s. Issue its token with: manage.py issue_module_token {code}")
+                          f"{every} s. Issue its token with: manage.py issue_token --module {code}")
