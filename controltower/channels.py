@@ -2,7 +2,8 @@
 
 Every attempt is written as a Notification row with its error, so a failed delivery is
 visible in the console instead of lost in a log. HTTP transports retry transient failures
-(connection errors, 5xx) a few times; a 4xx is permanent.
+(connection errors, timeouts, 5xx, 429) through urllib3's Retry, honouring Retry-After; any other
+4xx is permanent. Email is sent once: Django's SMTP backend has no retry of its own.
 
 A message's subject and body are plain text, and much of it comes from outside: operators'
 reasons, external modules' error messages, Meta campaign and account names. Each transport
@@ -16,7 +17,6 @@ the host is ever shown), each one's last delivery, and can send a marked test me
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,12 +24,21 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from django.core.mail import send_mail
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 from controltower import audit
 from controltower.models import ControlTowerRun, Notification
 
 logger = logging.getLogger(__name__)
-HTTP_ATTEMPTS = 3
+# Slack and webhook retries, by urllib3: 3 attempts in all, after a connection error, a timeout, a
+# 5xx or a 429 (a 4xx otherwise is permanent). POST is retried too: an alert twice beats none. The
+# waits: none, then 1 s (backoff_factor), or what a 429/503's Retry-After asks, up to
+# RETRY_AFTER_MAX_SECONDS, since a stop's own alerts are sent within its request. After the last
+# attempt the answer is returned rather than raised, so the recorded error names its status.
+RETRY_AFTER_MAX_SECONDS = 5
+HTTP_RETRY = Retry(total=2, allowed_methods=frozenset({"POST"}), status_forcelist=frozenset({429, *range(500, 600)}),
+                   backoff_factor=0.5, retry_after_max=RETRY_AFTER_MAX_SECONDS, raise_on_status=False)
 KINDS = ("email", "slack", "webhook")
 SETTINGS = {"email": "ALERT_EMAILS", "slack": "SLACK_WEBHOOK_URL", "webhook": "ALERT_WEBHOOK_URL"}
 NONE_CONFIGURED = "no alert channel configured"
@@ -129,17 +138,14 @@ def header_text(text: str) -> str:
 
 
 def _post_json(url: str, payload: dict[str, Any]) -> None:
-    for attempt in range(HTTP_ATTEMPTS):
-        try:
-            response = requests.post(url, json=payload, timeout=settings.ALERT_HTTP_TIMEOUT_SECONDS)
-        except requests.RequestException:
-            if attempt == HTTP_ATTEMPTS - 1:
-                raise
-        else:
-            if response.status_code < 500 or attempt == HTTP_ATTEMPTS - 1:
-                response.raise_for_status()
-                return
-        time.sleep(0.5 * 2**attempt)
+    # A session per delivery: requests does not promise a Session is thread-safe, and alerts are too
+    # rare to need a shared connection pool.
+    with requests.Session() as session:
+        adapter = HTTPAdapter(max_retries=HTTP_RETRY)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        response = session.post(url, json=payload, timeout=settings.ALERT_HTTP_TIMEOUT_SECONDS)
+    response.raise_for_status()
 
 
 def _send(channel: str, message: Message) -> None:

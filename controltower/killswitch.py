@@ -52,7 +52,7 @@ from controltower.locks import is_held, lease
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
 )
-from meta_modules import graph, throttle
+from meta_modules import backoff, graph, throttle
 from meta_modules.errors import RETRYABLE
 from meta_modules.gate import operations_halted
 from meta_modules.models import MetaModule, SpendSpike
@@ -687,7 +687,7 @@ def _queue_pass(task: Any, run: ControlTowerRun, attempt: int, what: str) -> boo
     """Queue a background pass after a doubling countdown; with the queue down, the watchdog and the
     health cycle carry the work on instead."""
     try:
-        queue.send(task, [str(run.pk), attempt], countdown=min(settings.KILL_SWITCH_RETRY_BASE_SECONDS * 2**attempt, 600))
+        queue.send(task, [str(run.pk), attempt], countdown=backoff.delay(attempt + 1, settings.KILL_SWITCH_RETRY_BASE_SECONDS, 600))
         return True
     except Exception as exc:  # broker down
         logger.warning("Could not queue %s (%s); the watchdog and the health cycle carry it on", what, exc)

@@ -22,6 +22,8 @@ from enum import StrEnum
 
 from django.conf import settings
 
+import meta_modules.backoff
+
 
 class Action(StrEnum):
     RESTART_SCHEDULER = "restart_scheduler"
@@ -102,10 +104,9 @@ def procedures(f: Facts, policy: Policy) -> list[RecoveryProcedure]:
 def backoff(attempts: int, code: str, policy: Policy) -> timedelta:
     """Wait before the next attempt after `attempts` attempts: doubling from the base, capped,
     with a fixed per-module jitter (0–20 %) so modules failing together do not retry together."""
-    if attempts <= 0:
-        return timedelta(0)
-    delay = min(policy.backoff_cap, policy.backoff_base * 2 ** (attempts - 1))
-    return delay * (1 + (zlib.crc32(code.encode()) % 1000) / 5000)
+    spread = 1 + (zlib.crc32(code.encode()) % 1000) / 5000
+    return timedelta(seconds=meta_modules.backoff.delay(attempts, policy.backoff_base.total_seconds(),
+                                                        policy.backoff_cap.total_seconds(), jitter=spread))
 
 
 @dataclass(frozen=True)

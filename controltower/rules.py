@@ -33,6 +33,7 @@ from typing import Any
 from django.conf import settings
 
 from controltower.models import ModuleStatus, SystemStatus
+from meta_modules import backoff
 
 
 @dataclass(frozen=True)
@@ -315,10 +316,8 @@ def reactivated_unanswered(current: dict[str, str] | None) -> bool:
     return current is not None and current.get("status") == "ACTIVE"
 
 
-def retry_delay(attempt: int, seconds_left: float, not_before: float = 0.0, base: float = 0.5,
-                cap: float = 4.0) -> float | None:
-    """How long to wait before round `attempt` (1, 2, ...) of a retry loop that must end by a
-    deadline: doubling from `base`, capped, and no sooner than `not_before` (the rate-limit block
-    of what is retried); None when the wait would not leave time to try."""
-    delay = max(not_before, min(cap, base * 2 ** (attempt - 1)))
-    return delay if delay < seconds_left else None
+def retry_delay(attempt: int, seconds_left: float, not_before: float = 0.0) -> float | None:
+    """How long the kill switch waits after round `attempt` (1, 2, ...) of a retry loop that must end
+    by a deadline: doubling from 0.5 s to at most 4 s, and no sooner than `not_before` (the
+    rate-limit block of what is retried); None when the wait would not leave time to try."""
+    return backoff.delay(attempt, 0.5, 4.0, not_before=not_before, seconds_left=seconds_left)

@@ -41,6 +41,7 @@ from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 
 from config.logging_filters import mask_secrets
+from meta_modules import backoff
 from meta_modules.cache import ModuleCache
 from meta_modules.errors import ErrorKind, MetaError, Scope, answer_error, decode, original_response
 from meta_modules.gate import operations_halted
@@ -58,11 +59,6 @@ INSIGHTS_PAGE_SIZE = 500
 MIN_INSIGHTS_PAGE_SIZE = 25
 ASYNC_RUN_ATTEMPTS = 2  # a failed or skipped report run is started once more, then given up
 SYNC_DATE_PRESETS = ("today", "yesterday")
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rand: Callable[[], float] = random.random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(cap, base·2^attempt)]."""
-    return rand() * min(cap, base * 2**attempt)
 
 
 def batch_limit_after_timeout(timed_out_size: int) -> int:
@@ -222,6 +218,10 @@ class GraphClient:
         self._sleep(seconds)
         return True
 
+    def _retry_pause(self, failures: int) -> bool:
+        """`_pause` before retrying what failed transiently: full-jitter backoff from 0.5 s, capped at 8 s."""
+        return self._pause(backoff.delay(failures, 0.5, 8.0, jitter=random.random()))
+
     # --- one HTTP request -------------------------------------------------------------------
     def _send(self, method: str, path: tuple[str, ...] | str, params: Mapping[str, Any]) -> _Answer:
         """One request through the SDK. Whatever came back is returned as it came, decoded when
@@ -275,7 +275,7 @@ class GraphClient:
                 self._block(account, error)
                 continue
             if error.kind == ErrorKind.TRANSIENT and attempt < self.max_retries:
-                if self._pause(backoff_delay(attempt, 0.5, 8.0)):
+                if self._retry_pause(attempt + 1):
                     attempt += 1
                     continue
             raise error
@@ -387,7 +387,7 @@ class GraphClient:
                     return result
             elif split:
                 limit = batch_limit_after_timeout(len(chunk))
-            elif retry and not self._pause(backoff_delay(max(attempts.get(c.key, 1) for c in retry) - 1, 0.5, 8.0)):
+            elif retry and not self._retry_pause(max(attempts.get(c.key, 1) for c in retry)):
                 result.failed.update({call.key: last[call.key] for call in retry})  # no time for another try
                 result.failed.update({call.key: last.get(call.key, MetaError(
                     ErrorKind.TRANSIENT, "Not sent: the deadline of this work came before its turn.",

@@ -73,13 +73,17 @@ class HttpReceiver:
         received: list[dict[str, Any]] = []
         self.received = received
         self.status = status
+        self.statuses: list[int] = []  # answered first, one per request, before `status`
+        self.headers: dict[str, str] = {}  # sent with every answer (e.g. Retry-After)
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 received.append({"path": self.path, "json": json.loads(body or b"null")})
-                self.send_response(receiver.status)
+                self.send_response(receiver.statuses.pop(0) if receiver.statuses else receiver.status)
+                for name, value in receiver.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")

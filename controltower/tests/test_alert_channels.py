@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from django.core import mail
@@ -47,6 +48,47 @@ def viewer():
 def webhook(settings, http_receiver):
     settings.ALERT_WEBHOOK_URL = f"{http_receiver.url}{SECRET_PATH}"
     return http_receiver
+
+
+# --- delivery over HTTP: urllib3's retries against a real local receiver ----------------------
+NEWS = channels.Message(kind=Notification.Kind.ALERT, subject="Beat is down", body="Celery Beat is not running")
+
+
+def test_a_5xx_then_a_200_is_delivered_once_after_one_retry(webhook) -> None:
+    webhook.statuses = [503]
+
+    sent = channels.deliver(NEWS)
+
+    assert [n.ok for n in sent] == [True] and Notification.objects.count() == 1
+    assert len(webhook.received) == 2 and webhook.received[0] == webhook.received[1]
+
+
+def test_a_4xx_is_permanent_and_not_retried(webhook) -> None:
+    webhook.status = 400
+
+    [sent] = channels.deliver(NEWS)
+
+    assert not sent.ok and "HTTPError: 400" in sent.error
+    assert len(webhook.received) == 1
+
+
+def test_it_gives_up_after_three_attempts_and_records_the_last_status(webhook) -> None:
+    webhook.status = 502
+
+    [sent] = channels.deliver(NEWS)
+
+    assert not sent.ok and "HTTPError: 502" in sent.error
+    assert len(webhook.received) == 3
+
+
+def test_a_429_is_retried_after_its_retry_after(webhook) -> None:
+    webhook.statuses, webhook.headers = [429], {"Retry-After": "1"}
+    started = time.monotonic()
+
+    [sent] = channels.deliver(NEWS)
+
+    assert sent.ok and len(webhook.received) == 2
+    assert time.monotonic() - started >= 1.0  # the first retry waits for nothing but Retry-After
 
 
 # --- what the channels say about themselves (pure over settings) -----------------------------
