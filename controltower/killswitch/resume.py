@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 ALL_LISTED_STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES")
 STILL_PAUSING = "An emergency stop is still pausing campaigns; resume when it has finished."
+# What a resume command's parameters (and a resume waiting for approval) may set.
+RESUME_OPTIONS = ("resume_schedulers", "resume_campaigns", "run_health_check")
 
 
 class KillSwitchError(Exception):
@@ -43,12 +45,21 @@ class KillSwitchError(Exception):
 
 @dataclass
 class ResumeRequest:
+    """A resume as asked; its defaults here are the resume's defaults everywhere."""
+
     actor: str
     reason: str = ""
     resume_schedulers: bool = True
     resume_campaigns: bool = True
     run_health_check: bool = True
     dry_run: bool = False
+
+    @classmethod
+    def from_options(cls, actor: str, reason: str, options: Mapping[str, Any], dry_run: bool = False) -> ResumeRequest:
+        """A resume with the options given (a command's parameters, a recorded request); what they leave
+        out takes the defaults."""
+        return cls(actor=actor, reason=reason, dry_run=dry_run,
+                   **{name: options[name] for name in RESUME_OPTIONS if name in options})
 
 
 @dataclass
@@ -77,18 +88,13 @@ class ResumeResult:
 
 def _approval_pending(state: TowerState) -> bool:
     """A first operator's resume waits for a second one (two-person rule), not expired."""
-    ttl = timedelta(seconds=settings.RESUME_APPROVAL_TTL_SECONDS)
-    return bool(settings.RESUME_REQUIRES_SECOND_APPROVER and state.resume_requested_by and state.resume_requested_at
-                and timezone.now() - state.resume_requested_at <= ttl)
+    return bool(settings.RESUME_REQUIRES_SECOND_APPROVER) and state.resume_awaiting_approval()
 
 
 def _as_approved(state: TowerState, request: ResumeRequest) -> ResumeRequest:
     """What an approver carries out: the options the first operator asked for."""
     asked = state.resume_request
-    return ResumeRequest(actor=request.actor, reason=asked.get("reason", request.reason),
-                         resume_schedulers=asked.get("resume_schedulers", True),
-                         resume_campaigns=asked.get("resume_campaigns", True),
-                         run_health_check=asked.get("run_health_check", True), dry_run=request.dry_run)
+    return ResumeRequest.from_options(request.actor, asked.get("reason", request.reason), asked, request.dry_run)
 
 
 def _resume_refusal(state: TowerState) -> str | None:
@@ -105,11 +111,9 @@ def _approval_gate(state: TowerState, request: ResumeRequest) -> bool:
     if not settings.RESUME_REQUIRES_SECOND_APPROVER:
         return True
     if not _approval_pending(state):
-        state.resume_requested_by, state.resume_requested_at = request.actor, timezone.now()
-        state.resume_request = {"reason": request.reason, "resume_schedulers": request.resume_schedulers,
-                                "resume_campaigns": request.resume_campaigns,
-                                "run_health_check": request.run_health_check}
-        state.save(update_fields=["resume_requested_by", "resume_requested_at", "resume_request", "updated_at"])
+        state.request_resume(request.actor, {"reason": request.reason, "resume_schedulers": request.resume_schedulers,
+                                             "resume_campaigns": request.resume_campaigns,
+                                             "run_health_check": request.run_health_check})
         return False
     if state.resume_requested_by == request.actor:
         raise KillSwitchError(f"Resume was requested by {request.actor}; a different operator must approve it.")
@@ -159,7 +163,8 @@ def resume(request: ResumeRequest) -> ResumeResult:
             state = TowerState.locked()
             if state.last_stop_at != stop_stamp:
                 errors.append("A new emergency stop arrived during resume: the halt stays in force.")
-                stop.finish_run(run, started, [], errors, "Resume overtaken by a new stop.", failed=True)
+                run.fail(started, actions_executed=[], errors_encountered=errors,
+                         recommendations=ControlTowerRun.note("Resume overtaken by a new stop."))
                 audit.record("resume", actor=run.executed_by, reason=request.reason, run_id=run.pk,
                              outcome="overtaken", campaigns_resumed=outcome.resumed)
                 return ResumeResult(
@@ -168,11 +173,7 @@ def resume(request: ResumeRequest) -> ResumeResult:
                     campaigns_pending=outcome.left.count, errors=errors, system_status=SystemStatus.EMERGENCY_STOP,
                     health_check_run_id=None, resumed_at=timezone.now(), message=errors[-1],
                     alerts_outcome="overtaken by a new stop, which sends the alerts")
-            state.emergency_stop_active = False
-            state.held_task_ids = []
-            state.resume_requested_by, state.resume_requested_at, state.resume_request = "", None, {}
-            state.system_status = SystemStatus.UNKNOWN
-            state.save()
+            state.end_halt()
     if outcome.left.count:
         schedule_resume_retry(run)
     from controltower import cycle, health
@@ -188,11 +189,11 @@ def resume(request: ResumeRequest) -> ResumeResult:
                                              body="\n".join([message, *errors]),
                                              payload={"event": "resume", "run_id": str(run.pk)}), run)
     alerts, alerts_sent = channels.outcome(True, sent), sum(n.ok for n in sent)
-    stop.finish_run(run, started, [{"action": "resume_schedulers", "modules": schedulers},
-                                   {"action": "resume_campaigns", "resumed": outcome.resumed, "skipped": skipped,
-                                    "pending": outcome.left.count},
-                                   {"action": "alerts", "sent": alerts_sent, "outcome": alerts}], errors, message)
-    ControlTowerRun.objects.filter(pk=run.pk).update(system_status=status)
+    run.finish(started, actions_executed=[{"action": "resume_schedulers", "modules": schedulers},
+                                          {"action": "resume_campaigns", "resumed": outcome.resumed, "skipped": skipped,
+                                           "pending": outcome.left.count},
+                                          {"action": "alerts", "sent": alerts_sent, "outcome": alerts}],
+               errors_encountered=errors, recommendations=ControlTowerRun.note(message), system_status=status)
     audit.record("resume", actor=run.executed_by, reason=request.reason, run_id=run.pk,
                  outcome="incomplete" if errors else "ok", schedulers_resumed=len(schedulers),
                  campaigns_resumed=outcome.resumed, campaigns_skipped=len(skipped), campaigns_pending=outcome.left.count,

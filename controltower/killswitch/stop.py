@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,10 +37,14 @@ RUNNING_EFFECTIVE_STATUSES = ("ACTIVE", "IN_PROCESS", "WITH_ISSUES")
 CAMPAIGN_FIELDS = ("id", "status", "effective_status", "updated_time", *rules.SNAPSHOT_FIELDS)
 # Read after our pause (and when confirming one): what resume compares.
 PAUSED_FIELDS = ",".join(("status", "updated_time", *rules.SNAPSHOT_FIELDS))
+# What a stop command's parameters may set (a command never dry-runs).
+STOP_OPTIONS = ("stop_schedulers", "pause_campaigns", "send_alerts", "ad_account_ids")
 
 
 @dataclass
 class StopRequest:
+    """A stop as asked; its defaults here are the stop's defaults everywhere."""
+
     reason: str
     actor: str
     stop_schedulers: bool = True
@@ -48,6 +52,11 @@ class StopRequest:
     send_alerts: bool = True
     dry_run: bool = False
     ad_account_ids: list[str] | None = None
+
+    @classmethod
+    def from_options(cls, actor: str, reason: str, options: Mapping[str, Any]) -> StopRequest:
+        """A stop with the options given (a command's parameters); what they leave out takes the defaults."""
+        return cls(actor=actor, reason=reason, **{name: options[name] for name in STOP_OPTIONS if name in options})
 
 
 @dataclass
@@ -173,7 +182,7 @@ def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool, ControlTow
         now = timezone.now()
         joining = {"state": RunState.COMPLETED, "message": _joined_message(running), "execution_time_ms": 0,
                    "actions_executed": [{"action": "joined", "run_id": str(running.pk)}],
-                   "recommendations": [{"severity": "info", "module": "", "message": _joined_message(running)}],
+                   "recommendations": ControlTowerRun.note(_joined_message(running)),
                    } if running else {"state": RunState.RUNNING}
         # What was asked is kept with the run: whoever finishes the halt sweeps exactly its scope.
         run = ControlTowerRun.objects.create(
@@ -185,16 +194,7 @@ def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool, ControlTow
                         "ad_account_ids": fanout.act_ids(request.ad_account_ids) if request.ad_account_ids else None},
             **joining,
         )
-        if not already:
-            state.emergency_stop_active = True
-            state.halted_by, state.halted_at, state.halt_reason = request.actor, now, request.reason
-            state.halt_run = run
-            state.held_task_ids = []
-        state.system_status = SystemStatus.EMERGENCY_STOP
-        # A join moves this too: the halt counts as complete only after a sweep that began after it.
-        state.last_stop_at = now
-        state.resume_requested_by, state.resume_requested_at, state.resume_request = "", None, {}
-        state.save()
+        state.begin_halt(run)
     return run, already, running
 
 
@@ -259,7 +259,7 @@ def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: floa
                     result.errors.append(f"The sweep failed unexpectedly ({type(exc).__name__}: {exc}); "
                                          "the background sweep keeps pausing campaigns.")
     if not result.pending and not result.errors:
-        TowerState.objects.filter(pk=1, emergency_stop_active=True, halt_run=halt_run).update(halt_swept_at=began)
+        TowerState.halt_swept(halt_run, began)
     return schedulers, result
 
 
@@ -378,28 +378,20 @@ def emergency_stop(request: StopRequest) -> StopResult:
     result.alert_deliveries = channels.delivery_rows(sent)
     if sweep_result.pending or sweep_result.errors:
         schedule_resweep(halt_run)
-    finish_run(run, started, actions=[{"action": "disable_schedulers", "modules": schedulers},
-                                      {"action": "pause_campaigns", "paused": result.campaigns_paused,
-                                       "pending": result.campaigns_pending, "failed": len(result.campaigns_failed),
-                                       "by_account": result.campaigns_by_account},
-                                      {"action": "alerts", "sent": result.alerts_sent, "outcome": result.alerts_outcome}],
-               errors=result.errors + [f"{f['campaign_id']}: {f['reason']}" for f in result.campaigns_failed],
-               message=result.message)
+    run.finish(started, actions_executed=[{"action": "disable_schedulers", "modules": schedulers},
+                                          {"action": "pause_campaigns", "paused": result.campaigns_paused,
+                                           "pending": result.campaigns_pending, "failed": len(result.campaigns_failed),
+                                           "by_account": result.campaigns_by_account},
+                                          {"action": "alerts", "sent": result.alerts_sent,
+                                           "outcome": result.alerts_outcome}],
+               errors_encountered=result.errors + [f"{f['campaign_id']}: {f['reason']}" for f in result.campaigns_failed],
+               recommendations=ControlTowerRun.note(result.message))
     audit.record("emergency_stop", actor=request.actor, reason=request.reason, run_id=run.pk,
                  outcome="ok" if result.success else "incomplete", already_halted=already,
                  schedulers_stopped=result.schedulers_stopped, campaigns_paused=result.campaigns_paused,
                  campaigns_pending=result.campaigns_pending, campaigns_failed=len(result.campaigns_failed),
                  alerts=result.alerts_outcome)
     return result
-
-
-def finish_run(run: ControlTowerRun, started: float, actions: list[dict[str, Any]], errors: list[str], message: str,
-               failed: bool = False) -> None:
-    ControlTowerRun.objects.filter(pk=run.pk).update(
-        state=RunState.FAILED if failed else RunState.COMPLETED, actions_executed=actions, errors_encountered=errors,
-        execution_time_ms=round((time.monotonic() - started) * 1000),
-        recommendations=[{"severity": "info", "module": "", "message": message}],
-    )
 
 
 def queue_pass(task: Any, run: ControlTowerRun, attempt: int, what: str) -> bool:
@@ -467,9 +459,7 @@ def close_interrupted_stops() -> None:
         message = (f"Interrupted: the process running this stop ended before it finished. {halt} Ledger now: "
                    f"{holds.get(CampaignHold.State.PAUSED, 0)} paused, {holds.get(CampaignHold.State.PENDING, 0)} "
                    f"pending, {holds.get(CampaignHold.State.FAILED, 0)} failed.")
-        if not ControlTowerRun.objects.filter(pk=run.pk, state=RunState.RUNNING).update(
-                state=RunState.FAILED, errors_encountered=[message], message=message,
-                recommendations=[{"severity": "critical", "module": "", "message": message}]):
+        if not run.interrupt(message):
             continue  # another watchdog closed it first
         channels.deliver(channels.Message(
             kind=Notification.Kind.EMERGENCY, subject=f"EMERGENCY STOP by {run.executed_by} was interrupted",
