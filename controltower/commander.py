@@ -199,18 +199,12 @@ def execute(command: Command, run: ControlTowerRun | None = None) -> ControlTowe
     """Execute a command now; returns its run (for stop/resume/health_check, the run they made)."""
     command.command_type = canonical(command.command_type)
     if command.command_type == "emergency_stop":
-        params = command.parameters
-        result = killswitch.emergency_stop(killswitch.StopRequest(
-            reason=command.reason, actor=command.actor, stop_schedulers=params.get("stop_schedulers", True),
-            pause_campaigns=params.get("pause_campaigns", True), send_alerts=params.get("send_alerts", True),
-            ad_account_ids=params.get("ad_account_ids")))
+        result = killswitch.emergency_stop(
+            killswitch.StopRequest.from_options(command.actor, command.reason, command.parameters))
         return _adopt(run, result.run_id, result.message)
     if command.command_type == "resume":
-        params = command.parameters
-        resumed = killswitch.resume(killswitch.ResumeRequest(
-            actor=command.actor, reason=command.reason, resume_schedulers=params.get("resume_schedulers", True),
-            resume_campaigns=params.get("resume_campaigns", True),
-            run_health_check=params.get("run_health_check", True)))
+        resumed = killswitch.resume(
+            killswitch.ResumeRequest.from_options(command.actor, command.reason, command.parameters))
         if resumed.awaiting_approval:
             raise CommandRefused(resumed.message)
         return _adopt(run, resumed.run_id, resumed.message)
@@ -225,7 +219,7 @@ def execute(command: Command, run: ControlTowerRun | None = None) -> ControlTowe
         return _adopt(run, str(check.pk), f"System {check.system_status.upper()}.")
     started = time.monotonic()
     run = run or new_run(command, RunState.RUNNING)
-    ControlTowerRun.objects.filter(pk=run.pk).update(state=RunState.RUNNING)
+    run.start()
     try:
         outcome = HANDLERS[command.command_type](command)
     except CommandRefused as exc:
@@ -244,18 +238,14 @@ def _adopt(queued: ControlTowerRun | None, run_id: str | None, message: str) -> 
     """Stops, resumes and checks make their own run; a queued placeholder points to it."""
     run = ControlTowerRun.objects.get(pk=run_id)
     if queued is not None and queued.pk != run.pk:
-        ControlTowerRun.objects.filter(pk=queued.pk).update(
-            state=RunState.COMPLETED, message=message, actions_executed=[{"action": "delegated", "run_id": run_id}])
+        queued.finish(message=message, actions_executed=[{"action": "delegated", "run_id": run_id}])
     return run
 
 
 def _close(run: ControlTowerRun, started: float, command: Command, outcome: Outcome, state: str, verdict: str) -> None:
-    ControlTowerRun.objects.filter(pk=run.pk).update(
-        state=state, modules_affected=outcome.modules_affected, actions_executed=outcome.actions,
-        errors_encountered=outcome.errors, message=outcome.message,
-        execution_time_ms=round((time.monotonic() - started) * 1000),
-        system_status=TowerState.get().system_status,
-    )
+    end = run.fail if state == RunState.FAILED else run.finish
+    end(started, modules_affected=outcome.modules_affected, actions_executed=outcome.actions,
+        errors_encountered=outcome.errors, message=outcome.message, system_status=TowerState.get().system_status)
     audit.record("command", command=command.command_type, actor=command.actor, reason=command.reason, run_id=run.pk,
                  outcome=verdict, modules_affected=outcome.modules_affected, modules=len(outcome.modules_affected),
                  errors=len(outcome.errors), message=outcome.message)
@@ -270,16 +260,14 @@ def enqueue(command: Command) -> ControlTowerRun:
     try:
         queue.send(execute_command, [str(run.pk)])
     except Exception as exc:
-        ControlTowerRun.objects.filter(pk=run.pk).update(
-            state=RunState.FAILED, errors_encountered=[f"Task queue unavailable: {exc}"],
-            message="Not queued: the task queue is unavailable.")
+        run.fail(errors_encountered=[f"Task queue unavailable: {exc}"], message="Not queued: the task queue is unavailable.")
         raise QueueUnavailable(f"The task queue is unavailable ({type(exc).__name__}); nothing was queued.") from exc
     return run
 
 
 def execute_queued(run_id: str) -> None:
     """Worker side of enqueue(): run the recorded command exactly once."""
-    if not ControlTowerRun.objects.filter(pk=run_id, state=RunState.QUEUED).update(state=RunState.RUNNING):
+    if not ControlTowerRun.claim_queued(run_id):
         return  # already taken (redelivered message)
     run = ControlTowerRun.objects.get(pk=run_id)
     params = dict(run.parameters)
@@ -288,5 +276,4 @@ def execute_queued(run_id: str) -> None:
     try:
         execute(command, run)
     except (CommandRefused, killswitch.KillSwitchError) as exc:
-        ControlTowerRun.objects.filter(pk=run_id).update(state=RunState.FAILED, message=str(exc),
-                                                         errors_encountered=[str(exc)])
+        run.fail(message=str(exc), errors_encountered=[str(exc)])

@@ -72,10 +72,7 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
     SystemHealthLog.objects.bulk_create(
         _health_log(run, report, m) for m in health.with_recovery(report.modules, recovered.per_module))
     RecoveryAttempt.objects.filter(pk__in=[a.pk for a in recovered.attempts]).update(run=run)
-    updates = {"last_health_check": report.checked_at}
-    if not report.halted:  # while halted the status stays EMERGENCY_STOP: only resume clears it
-        updates["system_status"] = report.system_status
-    TowerState.set(**updates)
+    TowerState.health_checked(report.checked_at, report.system_status, report.halted)
     return run
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
@@ -131,6 +132,43 @@ class ControlTowerRun(models.Model):
             "executed_by": self.executed_by, "message": self.message,
         }
 
+    # Transitions: one UPDATE each, by primary key; this instance is not refreshed.
+
+    def start(self) -> None:
+        """It is being carried out now."""
+        ControlTowerRun.objects.filter(pk=self.pk).update(state=RunState.RUNNING)
+
+    @classmethod
+    def claim_queued(cls, pk: Any) -> bool:
+        """Take a queued run to carry it out; False when a worker already took it (a redelivered message)."""
+        return bool(cls.objects.filter(pk=pk, state=RunState.QUEUED).update(state=RunState.RUNNING))
+
+    def finish(self, started: float | None = None, **outcome: Any) -> None:
+        """It ended as it should: COMPLETED with its outcome (fields of this model), and how long it
+        took since `started` (time.monotonic()) when given."""
+        self._end(RunState.COMPLETED, started, outcome)
+
+    def fail(self, started: float | None = None, **outcome: Any) -> None:
+        """It ended in failure (refused, raised, overtaken): FAILED with why, as finish()."""
+        self._end(RunState.FAILED, started, outcome)
+
+    def interrupt(self, message: str) -> bool:
+        """Its process died while it was running: FAILED with why. False when it was no longer running
+        (it ended, or another watchdog closed it first)."""
+        return bool(ControlTowerRun.objects.filter(pk=self.pk, state=RunState.RUNNING).update(
+            state=RunState.FAILED, errors_encountered=[message], message=message,
+            recommendations=ControlTowerRun.note(message, "critical")))
+
+    @staticmethod
+    def note(message: str, severity: str = "info") -> list[dict[str, str]]:
+        """Recommendations that are one line for people (a stop's or a resume's outcome)."""
+        return [{"severity": severity, "module": "", "message": message}]
+
+    def _end(self, state: RunState, started: float | None, outcome: dict[str, Any]) -> None:
+        if started is not None:
+            outcome["execution_time_ms"] = round((time.monotonic() - started) * 1000)
+        ControlTowerRun.objects.filter(pk=self.pk).update(state=state, **outcome)
+
 
 class SystemHealthLog(models.Model):
     """One module's health at one check (spec table `meta_system_health_logs`)."""
@@ -226,6 +264,57 @@ class TowerState(models.Model):
         """Update some fields in one statement, without reading the row first."""
         if not cls.objects.filter(pk=1).update(**fields):
             cls.objects.get_or_create(pk=1, defaults=fields)
+
+    # Halt transitions. Those on an instance are made on the row locked by locked(), in its transaction.
+
+    def begin_halt(self, stop_run: ControlTowerRun) -> None:
+        """An emergency stop was pressed: it begins the halt, or widens the one in force (whose start
+        and first run stay). Either way a resume waiting for approval is withdrawn."""
+        if not self.emergency_stop_active:
+            self.emergency_stop_active = True
+            self.halted_by, self.halted_at, self.halt_reason = stop_run.executed_by, stop_run.executed_at, stop_run.reason
+            self.halt_run = stop_run
+            self.held_task_ids = []
+        self.system_status = SystemStatus.EMERGENCY_STOP
+        # A join moves this too: the halt counts as complete only after a sweep that began after it.
+        self.last_stop_at = stop_run.executed_at
+        self._withdraw_resume_request()
+        self.save()
+
+    @classmethod
+    def halt_swept(cls, halt_run: ControlTowerRun, began: datetime) -> None:
+        """A sweep of the whole halt that began at `began` left nothing pending (if that halt is still in force)."""
+        cls.objects.filter(pk=1, emergency_stop_active=True, halt_run=halt_run).update(halt_swept_at=began)
+
+    def request_resume(self, actor: str, options: dict[str, Any]) -> None:
+        """A first operator's resume under the two-person rule: recorded until a different one approves it."""
+        self.resume_requested_by, self.resume_requested_at, self.resume_request = actor, timezone.now(), options
+        self.save(update_fields=["resume_requested_by", "resume_requested_at", "resume_request", "updated_at"])
+
+    def resume_awaiting_approval(self, now: datetime | None = None) -> bool:
+        """A first operator's resume is waiting for a second one (the two-person rule), not expired."""
+        now = now or timezone.now()
+        return bool(self.resume_requested_by and self.resume_requested_at
+                    and now - self.resume_requested_at <= timedelta(seconds=settings.RESUME_APPROVAL_TTL_SECONDS))
+
+    def end_halt(self) -> None:
+        """Resume lifted the halt: nothing is held any more; the status is unknown until a check says."""
+        self.emergency_stop_active = False
+        self.held_task_ids = []
+        self._withdraw_resume_request()
+        self.system_status = SystemStatus.UNKNOWN
+        self.save()
+
+    @classmethod
+    def health_checked(cls, checked_at: datetime, system_status: str, halted: bool) -> None:
+        """A health check finished: it sets the status, except while halted (only resume clears EMERGENCY_STOP)."""
+        updates: dict[str, object] = {"last_health_check": checked_at}
+        if not halted:
+            updates["system_status"] = system_status
+        cls.set(**updates)
+
+    def _withdraw_resume_request(self) -> None:
+        self.resume_requested_by, self.resume_requested_at, self.resume_request = "", None, {}
 
 
 class Alert(models.Model):

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from controltower.console import times
 from controltower.console.charts import RunPoint
-from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType, SystemHealthLog, TowerState
+from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType, SystemHealthLog
 from meta_modules.models import MetaModule, ModuleRun
 
 STRIP_CHECKS = 48
@@ -116,10 +116,3 @@ def hold_summary(run: ControlTowerRun) -> HoldSummary:
 def action(run: ControlTowerRun, name: str) -> dict[str, Any]:
     """One entry of a run's actions_executed by its name ({} when absent)."""
     return next((a for a in run.actions_executed if isinstance(a, dict) and a.get("action") == name), {})
-
-
-def resume_request_pending(state: TowerState, ttl_seconds: int, now: datetime | None = None) -> bool:
-    """A first operator's resume is waiting for a second one (the two-person rule), not expired."""
-    now = now or timezone.now()
-    return bool(state.resume_requested_by and state.resume_requested_at
-                and now - state.resume_requested_at <= timedelta(seconds=ttl_seconds))

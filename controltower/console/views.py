@@ -121,7 +121,7 @@ def favicon(request: HttpRequest) -> FileResponse:
 
 
 def _halt_context(request: HttpRequest, state: TowerState) -> dict[str, Any]:
-    pending = queries.resume_request_pending(state, settings.RESUME_APPROVAL_TTL_SECONDS)
+    pending = state.resume_awaiting_approval()
     return {"state": state, "resume_pending": pending, "halt_refusal": halt_refusal(state),
             "own_resume_request": pending and state.resume_requested_by == _actor(request),
             "two_person_rule": settings.RESUME_REQUIRES_SECOND_APPROVER}

@@ -294,7 +294,7 @@ def test_a_test_send_to_an_unconfigured_channel_is_refused(operator) -> None:
 
 @pytest.mark.usefixtures("meta_sandbox")
 def test_a_joined_press_says_the_running_stop_alerts(settings, webhook) -> None:
-    killswitch._begin_halt(StopRequest(reason="Budget spike", actor="alice"))
+    killswitch.stop._begin_halt(StopRequest(reason="Budget spike", actor="alice"))
 
     result = killswitch.emergency_stop(StopRequest(reason="me too", actor="bob"))
 

@@ -107,7 +107,7 @@ def test_it_logs_one_line_for_a_stop_with_its_counts_and_one_for_the_resume(capl
 @pytest.mark.django_db
 @pytest.mark.usefixtures("synced", "meta_sandbox")
 def test_it_logs_a_press_that_joins_a_running_stop_as_joined(caplog) -> None:
-    running, _, _ = killswitch._begin_halt(StopRequest(reason="Budget spike", actor="alice"))
+    running, _, _ = killswitch.stop._begin_halt(StopRequest(reason="Budget spike", actor="alice"))
     caplog.set_level("INFO", logger="controltower.audit")
 
     result = killswitch.emergency_stop(StopRequest(reason="me too", actor="bob"))
@@ -137,7 +137,7 @@ def test_it_logs_a_command_with_the_modules_it_affected(caplog) -> None:
 @pytest.mark.django_db
 @pytest.mark.usefixtures("synced")
 def test_it_logs_a_refused_command_as_refused(caplog) -> None:
-    killswitch._begin_halt(StopRequest(reason="halted", actor="alice"))
+    killswitch.stop._begin_halt(StopRequest(reason="halted", actor="alice"))
     caplog.set_level("INFO", logger="controltower.audit")
 
     with pytest.raises(commander.CommandRefused):

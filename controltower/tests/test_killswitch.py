@@ -234,7 +234,7 @@ def test_pending_campaigns_stay_in_the_ledger_and_a_sweep_finishes_them(meta_san
     assert result.campaigns_paused == 17 and result.campaigns_pending == 13 and not result.success
     assert "13 still pending" in result.message
     assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
-    # The ledger is saved grouped by values (killswitch._save_holds): each row keeps its own outcome.
+    # The ledger is saved grouped by values (killswitch.ledger.save_holds): each row keeps its own outcome.
     updated = {c["id"]: c["updated_time"] for c in meta_sandbox.campaigns()}
     holds = list(CampaignHold.objects.all())
     assert all(h.attempts >= 1 and not h.claimed_by and h.claimed_until is None for h in holds)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
-from controltower import killswitch
+from controltower import fanout, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, RunState, TowerState
 from meta_modules import graph
@@ -98,7 +98,7 @@ def test_an_unexpected_failure_on_one_account_becomes_that_accounts_error() -> N
             return {}.missing  # type: ignore[attr-defined]  # an AttributeError, like a string where a dict was due
         return "ok"
 
-    outcome = killswitch._parallel(fails_on_b, ["act_a", "act_b"], deadline=float("inf"))
+    outcome = fanout.parallel(fails_on_b, ["act_a", "act_b"], deadline=float("inf"))
 
     assert outcome["act_a"] == "ok"
     assert isinstance(outcome["act_b"], graph.MetaError) and outcome["act_b"].kind == graph.ErrorKind.TRANSIENT

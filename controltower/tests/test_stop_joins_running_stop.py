@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 @pytest.fixture
 def running_stop(meta_sandbox) -> ControlTowerRun:
     """A stop whose request is still working (recorded and committed, not finished)."""
-    run, _, _ = killswitch._begin_halt(StopRequest(reason="Budget spike", actor="alice"))
+    run, _, _ = killswitch.stop._begin_halt(StopRequest(reason="Budget spike", actor="alice"))
     return run
 
 
@@ -39,7 +39,7 @@ def test_a_second_stop_joins_the_running_one_records_who_and_does_not_touch_meta
     state = TowerState.get()
     # The halt stays the first stop's; the join moves last_stop_at, so a sweep after it covers its scope.
     assert state.halt_run_id == running_stop.pk and state.last_stop_at == join.executed_at
-    assert killswitch._halt_scope(state).accounts is None  # alice asked for everything
+    assert killswitch.stop._halt_scope(state).accounts is None  # alice asked for everything
 
 
 def test_a_stop_whose_process_died_long_ago_is_not_joined(running_stop, settings, meta_sandbox) -> None:
