@@ -3,6 +3,7 @@
 
     python3 tower.py up                        # venv + install + migrate + modules, then run every process
     python3 tower.py test                      # venv + install (with test extras), then the whole test suite
+    python3 tower.py lint                      # venv + install (with test extras), then the layer contract
     python3 tower.py reset-password [username] # a new password for a lost one, printed once
 
 Only the standard library is used until the virtual environment exists; everything else
@@ -217,6 +218,12 @@ def test(args: list[str]) -> int:
     return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
+def lint(args: list[str]) -> int:
+    """The import contracts of .importlinter: who may import whom (see docs/design.md)."""
+    ensure_venv("requirements-dev.txt")
+    return subprocess.run([str(VENV / "bin" / "lint-imports"), *args], cwd=ROOT).returncode
+
+
 def reset_password(args: list[str]) -> int:
     """A lost password, on the machine `up` runs on: same virtual environment, same generated secret key."""
     ensure_venv("requirements.txt")
@@ -231,6 +238,8 @@ def main() -> int:
         return up()
     if command == "test":
         return test(rest)
+    if command == "lint":
+        return lint(rest)
     if command == "reset-password":
         return reset_password(rest)
     print(__doc__)

@@ -151,24 +151,24 @@ def reset_tower() -> None:
 
 
 def tower_stop() -> tuple[float, Any]:
-    from controltower import killswitch
+    from controltower import commander, killswitch
     from meta_modules import graph
 
     reset_tower()
     graph.reset_clients()
     started = time.perf_counter()
-    result = killswitch.emergency_stop(killswitch.StopRequest(reason="benchmark", actor="bench", send_alerts=False))
+    result = commander.emergency_stop(killswitch.StopRequest(reason="benchmark", actor="bench", send_alerts=False))
     return time.perf_counter() - started, result
 
 
 def tower_resume() -> tuple[float, Any]:
     """Resume after tower_stop(): re-activate every held campaign (no health check: timed on its own)."""
-    from controltower import killswitch
+    from controltower import commander, killswitch
     from meta_modules import graph
 
     graph.reset_clients()
     started = time.perf_counter()
-    result = killswitch.resume(killswitch.ResumeRequest(actor="bench", reason="benchmark", run_health_check=False))
+    result = commander.resume(killswitch.ResumeRequest(actor="bench", reason="benchmark", run_health_check=False))
     return time.perf_counter() - started, result
 
 

@@ -19,7 +19,7 @@ from django.utils.html import format_html
 from django.utils.translation import ngettext
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 
-from controltower import commander, killswitch, recovery, roles
+from controltower import commander, killswitch, roles
 from controltower.models import (
     Alert, ApiToken, CampaignHold, ControlTowerRun, ExternalModule, Notification, RecoveryAttempt, RecoveryState,
     SystemHealthLog, TowerState,
@@ -228,7 +228,11 @@ class TowerModuleAdmin(OperateActionsMixin, MetaModuleAdmin):
         reason = admitted_reason(self, request, "recovery")
         if reason is None:
             return
-        attempts = [recovery.operator_action(m.code, action, request.user.get_username(), reason) for m in queryset]
+        try:
+            attempts = [commander.recover(m.code, action, request.user.get_username(), reason) for m in queryset]
+        except commander.CommandRefused as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
         failed = [a.module_code for a in attempts if a.outcome != RecoveryAttempt.Outcome.SUCCEEDED]
         self.message_user(request, ngettext("%(action)s ran on %(n)d module.", "%(action)s ran on %(n)d modules.",
                                             len(attempts)) % {"action": action, "n": len(attempts)}

@@ -1,36 +1,47 @@
-"""The orchestration commander: the spec's eight commands, each doing what its name says.
+"""The orchestrator: every action an operator, a schedule or the watchdog asks for enters here.
+
+Adapters (console, API, admin, Celery tasks, management commands) call this module for actions —
+the spec's eight commands, the emergency stop and resume, recovery by hand, the health cycle —
+and it composes the use cases below it (killswitch, cycle, recovery), none of which calls back
+up. Reads (health, reports, summaries) go to their services directly.
 
 Every command is one ControlTowerRun row (who, why, what it did). State-changing commands
 are serialised by the row lock on TowerState (on SQLite, whose `select_for_update` is a
 no-op, the IMMEDIATE transactions configured in settings give the same exclusion).
 Commands that run module jobs execute them here, through the same recorded path as the
-scheduler (`@module_job`), so their outcome is in the answer.
+scheduler (`@module_job`, see schedules.run_module_now), so their outcome is in the answer.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from config.celery import app
-from controltower import audit, killswitch, queue
-from controltower.models import ControlTowerRun, RecoveryState, RunState, RunType, TowerState
-from meta_modules import jobs, registry  # noqa: F401 (importing jobs registers the module tasks)
+from controltower import audit, cycle, killswitch, queue, recovery, schedules
+from controltower.models import ControlTowerRun, RecoveryAttempt, RecoveryState, RunState, RunType, TowerState
+from controltower.recovery_policy import Action
+from meta_modules.gate import operations_halted
 from meta_modules.models import MetaModule, ModuleRun
-from meta_modules.scheduling import staggered_last_run
 
-COMMANDS = ("start_all", "stop_all", "restart_module", "emergency_stop", "resume", "sync_data", "optimize",
-            "health_check")
 # Spellings used by the spec's own examples.
 ALIASES = {"optimize_all": "optimize", "sync_all_data": "sync_data", "run_health_check": "health_check",
            "resume_operations": "resume"}
 SYNC_MODULES = ("10.2", "10.4", "10.14")
 OPTIMIZATION_CHAIN = ("10.5", "10.6", "10.16")
+RECOVERING = "recovery"  # recovery by hand, whatever its procedure, in REFUSED_WHILE_HALTED
+
+# What would restart spending is refused while the tower is halted: these commands and recovery by
+# hand (the console shows them disabled; the API, the admin and the console get this refusal).
+REFUSED_WHILE_HALTED = {
+    "start_all": "Emergency stop active: starting modules would restart spending. Resume first.",
+    "restart_module": "Emergency stop active: restarting modules would restart spending. Resume first.",
+    RECOVERING: "Emergency stop active: resume before recovering modules.",
+}
 
 
 class CommandRefused(Exception):
@@ -47,11 +58,14 @@ def canonical(command_type: str) -> str:
 
 @dataclass
 class Command:
-    command_type: str
+    command_type: str  # a name of COMMANDS or one of its ALIASES (kept canonical)
     actor: str
     reason: str = ""
     target_modules: list[str] = field(default_factory=list)
     parameters: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.command_type = canonical(self.command_type)
 
 
 @dataclass
@@ -62,19 +76,28 @@ class Outcome:
     message: str = ""
 
 
+@dataclass
+class Delegated:
+    """A command carried out by a use case that records its own run (stop, resume, health check)."""
+    run_id: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Handler:
+    run: Callable[[Command], Outcome | Delegated]
+    records_itself: bool = False  # makes its own run (Delegated); a queued placeholder points to it
+
+
 def _modules(codes: list[str]) -> list[MetaModule]:
     query = MetaModule.objects.select_related("periodic_task__interval")
     return list(query.filter(code__in=codes) if codes else query.all())
 
 
-# Commands that would restart spending, refused while the tower is halted (the console shows them disabled).
-REFUSED_WHILE_HALTED = {"start_all": "starting modules", "restart_module": "restarting modules"}
-
-
-def _refuse_while_halted(command_type: str) -> None:
-    if TowerState.get().emergency_stop_active:
-        raise CommandRefused(f"Emergency stop active: {REFUSED_WHILE_HALTED[command_type]} would restart spending. "
-                             "Resume first.")
+def refuse_while_halted(action: str) -> None:
+    """The one place that decides "refused while halted" (see REFUSED_WHILE_HALTED)."""
+    if action in REFUSED_WHILE_HALTED and operations_halted():
+        raise CommandRefused(REFUSED_WHILE_HALTED[action])
 
 
 def mark_operator_acted(codes: list[str]) -> None:
@@ -83,18 +106,14 @@ def mark_operator_acted(codes: list[str]) -> None:
         needs_human=False, needs_human_since=None, counter_reset_at=timezone.now())
 
 
-def set_running(modules: list[MetaModule], command: Command, enable_tasks: bool = True) -> list[str]:
+def set_running(modules: list[MetaModule], command: Command) -> list[str]:
     now = timezone.now()
-    for index, module in enumerate(modules):
+    for module in modules:
         module.desired_state, module.desired_state_by = MetaModule.DesiredState.RUNNING, command.actor
         module.desired_state_at, module.desired_state_reason = now, command.reason
-        task = module.periodic_task
-        if enable_tasks and task is not None and not task.enabled:
-            PeriodicTask.objects.filter(pk=task.pk).update(
-                enabled=True, last_run_at=staggered_last_run(index, task.interval.every if task.interval else 3600))
+    schedules.enable_staggered([module.periodic_task for module in modules])
     MetaModule.objects.bulk_update(modules, ["desired_state", "desired_state_by", "desired_state_at",
                                              "desired_state_reason"])
-    PeriodicTasks.update_changed()
     mark_operator_acted([m.code for m in modules])
     return [m.code for m in modules]
 
@@ -102,7 +121,7 @@ def set_running(modules: list[MetaModule], command: Command, enable_tasks: bool 
 def _start(command: Command) -> Outcome:
     with transaction.atomic():
         TowerState.locked()
-        _refuse_while_halted("start_all")
+        refuse_while_halted("start_all")
         codes = set_running(_modules(command.target_modules), command)
     return Outcome(codes, [{"action": "start", "modules": codes}],
                    message=f"Started {len(codes)} modules (first runs staggered {settings.START_STAGGER_SECONDS} s apart).")
@@ -116,45 +135,23 @@ def _stop(command: Command) -> Outcome:
         MetaModule.objects.filter(pk__in=[m.pk for m in modules]).update(
             desired_state=MetaModule.DesiredState.STOPPED, desired_state_by=command.actor, desired_state_at=now,
             desired_state_reason=command.reason)
-        PeriodicTask.objects.filter(meta_module__in=modules).update(enabled=False)
-    PeriodicTasks.update_changed()
+        schedules.disable(modules)
     codes = [m.code for m in modules]
     return Outcome(codes, [{"action": "stop", "modules": codes}],
                    message=f"Stopped {len(codes)} modules; queued runs of them will do nothing.")
 
 
-def cancel_in_flight(module: MetaModule, why: str) -> int:
-    """Cooperative cancel: close the module's running runs as timeouts. The job's own final
-    update is conditional on `running`, so it cannot overwrite this verdict."""
-    return ModuleRun.objects.filter(module=module, outcome=ModuleRun.Outcome.RUNNING).update(
-        outcome=ModuleRun.Outcome.TIMEOUT, finished_at=timezone.now(), error_message=why)
-
-
-def is_builtin(code: str) -> bool:
-    """A registry module, whose job runs here (external modules only report their runs)."""
-    return code in registry.BY_CODE
-
-
-def run_module_now(code: str, trigger: str = ModuleRun.Trigger.COMMAND) -> dict[str, Any]:
-    """Run one module's job here, through @module_job, and report its recorded outcome."""
-    since = timezone.now()
-    result = app.tasks[registry.get(code).task].apply(kwargs={"trigger": trigger})
-    run = ModuleRun.objects.filter(module__code=code, trigger=trigger, started_at__gte=since).order_by("-started_at").first()
-    return {"module": code, "outcome": run.outcome if run else "unknown", "run_id": str(run.pk) if run else None,
-            "error": run.error_message if run else str(result.result)}
-
-
 def _restart(command: Command) -> Outcome:
     with transaction.atomic():
         TowerState.locked()
-        _refuse_while_halted("restart_module")
+        refuse_while_halted("restart_module")
         modules = _modules(command.target_modules)
-        external = [m.code for m in modules if not is_builtin(m.code)]
+        external = [m.code for m in modules if not schedules.is_builtin(m.code)]
         if external:
             raise CommandRefused(f"{', '.join(external)} run outside this codebase: the tower cannot restart them.")
         set_running(modules, command)
-        cancelled = {m.code: cancel_in_flight(m, f"Cancelled by restart ({command.actor})") for m in modules}
-    runs = [run_module_now(m.code) for m in modules]
+        cancelled = {m.code: schedules.cancel_in_flight(m, f"Cancelled by restart ({command.actor})") for m in modules}
+    runs = [schedules.run_module_now(m.code) for m in modules]
     failed = [r for r in runs if r["outcome"] != ModuleRun.Outcome.SUCCESS]
     return Outcome([m.code for m in modules],
                    [{"action": "restart", "cancelled_in_flight": cancelled}, *({"action": "run", **r} for r in runs)],
@@ -166,7 +163,7 @@ def _restart(command: Command) -> Outcome:
 def _run_modules(codes: tuple[str, ...], chain: bool) -> Outcome:
     runs = []
     for code in codes:
-        runs.append(run_module_now(code))
+        runs.append(schedules.run_module_now(code))
         if chain and runs[-1]["outcome"] != ModuleRun.Outcome.SUCCESS:
             break
     failed = [r for r in runs if r["outcome"] != ModuleRun.Outcome.SUCCESS]
@@ -178,13 +175,39 @@ def _run_modules(codes: tuple[str, ...], chain: bool) -> Outcome:
                    [f"{r['module']}: {r['outcome']} {r['error']}".strip() for r in failed], message + ".")
 
 
+def _emergency_stop_command(command: Command) -> Delegated:
+    result = emergency_stop(killswitch.StopRequest.from_options(command.actor, command.reason, command.parameters))
+    return Delegated(result.run_id, result.message)
+
+
+def _resume_command(command: Command) -> Delegated:
+    resumed = resume(killswitch.ResumeRequest.from_options(command.actor, command.reason, command.parameters))
+    if resumed.awaiting_approval:
+        raise CommandRefused(resumed.message)
+    return Delegated(resumed.run_id, resumed.message)
+
+
+def _health_check_command(command: Command) -> Delegated:
+    check = health_cycle(executed_by=command.actor)
+    ControlTowerRun.objects.filter(pk=check.pk).update(command_type="health_check", reason=command.reason,
+                                                       message=f"System {check.system_status.upper()}.")
+    audit.record("command", command="health_check", actor=command.actor, reason=command.reason, run_id=check.pk,
+                 outcome="ok", system_status=check.system_status, modules_checked=check.total_modules_checked)
+    return Delegated(str(check.pk), f"System {check.system_status.upper()}.")
+
+
+# The one dispatch table: every command by its canonical name, in the spec's order.
 HANDLERS = {
-    "start_all": _start,
-    "stop_all": _stop,
-    "restart_module": _restart,
-    "sync_data": lambda c: _run_modules(SYNC_MODULES, chain=False),
-    "optimize": lambda c: _run_modules(OPTIMIZATION_CHAIN, chain=True),
+    "start_all": Handler(_start),
+    "stop_all": Handler(_stop),
+    "restart_module": Handler(_restart),
+    "emergency_stop": Handler(_emergency_stop_command, records_itself=True),
+    "resume": Handler(_resume_command, records_itself=True),
+    "sync_data": Handler(lambda c: _run_modules(SYNC_MODULES, chain=False)),
+    "optimize": Handler(lambda c: _run_modules(OPTIMIZATION_CHAIN, chain=True)),
+    "health_check": Handler(_health_check_command, records_itself=True),
 }
+COMMANDS = tuple(HANDLERS)
 
 
 def new_run(command: Command, state: str) -> ControlTowerRun:
@@ -197,31 +220,15 @@ def new_run(command: Command, state: str) -> ControlTowerRun:
 
 def execute(command: Command, run: ControlTowerRun | None = None) -> ControlTowerRun:
     """Execute a command now; returns its run (for stop/resume/health_check, the run they made)."""
-    command.command_type = canonical(command.command_type)
-    if command.command_type == "emergency_stop":
-        result = killswitch.emergency_stop(
-            killswitch.StopRequest.from_options(command.actor, command.reason, command.parameters))
-        return _adopt(run, result.run_id, result.message)
-    if command.command_type == "resume":
-        resumed = killswitch.resume(
-            killswitch.ResumeRequest.from_options(command.actor, command.reason, command.parameters))
-        if resumed.awaiting_approval:
-            raise CommandRefused(resumed.message)
-        return _adopt(run, resumed.run_id, resumed.message)
-    if command.command_type == "health_check":
-        from controltower import cycle
-
-        check = cycle.run_cycle(executed_by=command.actor)
-        ControlTowerRun.objects.filter(pk=check.pk).update(command_type="health_check", reason=command.reason,
-                                                           message=f"System {check.system_status.upper()}.")
-        audit.record("command", command="health_check", actor=command.actor, reason=command.reason, run_id=check.pk,
-                     outcome="ok", system_status=check.system_status, modules_checked=check.total_modules_checked)
-        return _adopt(run, str(check.pk), f"System {check.system_status.upper()}.")
+    handler = HANDLERS[command.command_type]
+    if handler.records_itself:
+        done = handler.run(command)
+        return _adopt(run, done.run_id, done.message)
     started = time.monotonic()
     run = run or new_run(command, RunState.RUNNING)
     run.start()
     try:
-        outcome = HANDLERS[command.command_type](command)
+        outcome = handler.run(command)
     except CommandRefused as exc:
         _close(run, started, command, Outcome(errors=[str(exc)], message=str(exc)), RunState.FAILED, "refused")
         raise
@@ -253,12 +260,9 @@ def _close(run: ControlTowerRun, started: float, command: Command, outcome: Outc
 
 def enqueue(command: Command) -> ControlTowerRun:
     """execute_immediately=false: record the run as queued and hand it to a worker."""
-    from controltower.tasks import execute_command
-
-    command.command_type = canonical(command.command_type)
     run = new_run(command, RunState.QUEUED)
     try:
-        queue.send(execute_command, [str(run.pk)])
+        queue.send("controltower.tasks.execute_command", [str(run.pk)])
     except Exception as exc:
         run.fail(errors_encountered=[f"Task queue unavailable: {exc}"], message="Not queued: the task queue is unavailable.")
         raise QueueUnavailable(f"The task queue is unavailable ({type(exc).__name__}); nothing was queued.") from exc
@@ -277,3 +281,54 @@ def execute_queued(run_id: str) -> None:
         execute(command, run)
     except (CommandRefused, killswitch.KillSwitchError) as exc:
         run.fail(message=str(exc), errors_encountered=[str(exc)])
+
+
+
+# --- the kill switch, recovery by hand and the health cycle ---------------------------------
+
+
+def emergency_stop(request: killswitch.StopRequest) -> killswitch.StopResult:
+    """The emergency stop (or its dry run, `request.dry_run`)."""
+    return killswitch.emergency_stop(request)
+
+
+def resume(request: killswitch.ResumeRequest) -> killswitch.ResumeResult:
+    """Lift the halt, then (when asked) run a health cycle, whose status the resume reports."""
+    lifted = killswitch.resume(request)
+    if isinstance(lifted, killswitch.ResumeResult):  # a dry run, a refusal awaiting approval, or overtaken
+        return lifted
+    check = health_cycle(executed_by=lifted.request.actor) if lifted.request.run_health_check else None
+    return killswitch.report_resume(lifted, check)
+
+
+def recover(code: str, action: str, actor: str, reason: str = "") -> RecoveryAttempt:
+    """An operator runs a recovery procedure by hand (e.g. a recommended RESET_MODULE): refused while
+    halted and on modules that run elsewhere; it counts as an operator acting, so the module's restart
+    counter starts again."""
+    refuse_while_halted(RECOVERING)
+    if action not in (Action.RECONNECT_DB, Action.CLEAR_CACHE) and not schedules.is_builtin(code):
+        raise CommandRefused(f"Module {code} runs outside this codebase: the tower cannot run or restart it.")
+    attempt = recovery.operator_action(code, action, actor, reason)
+    mark_operator_acted([code])
+    return attempt
+
+
+def upkeep() -> None:
+    """The kill switch's own upkeep, by the watchdog and every health cycle: carry out the emergency
+    stops spend spikes asked for (10.9, opt-in), finish a halt nobody is finishing (its stop or sweep
+    died before it was complete) and re-activations a resume left."""
+    killswitch.stop_for_requested_spikes()
+    killswitch.finish_abandoned()
+
+
+def health_cycle(executed_by: str) -> ControlTowerRun:
+    """The health cycle: the upkeep, then probe → evaluate → recover → persist → alerts, all under the
+    cycle's lease (one cycle at a time; a second one is recorded as skipped). Recovery acts on this
+    check's facts; its effect shows (and is verified) at the next check."""
+    with cycle.lease_cycle() as acquired:
+        if not acquired:
+            return cycle.skipped(executed_by)
+        started = time.perf_counter()
+        upkeep()
+        report = cycle.assess()
+        return cycle.record(report, recovery.recover(report), executed_by, started)

@@ -1,27 +1,36 @@
 """The scheduler cycle (spec): probe → evaluate → recover → persist 1 run + N logs → alerts.
 
-Recovery acts on this check's facts; its effect shows (and is verified) at the next check.
+This module holds the cycle's own steps: `assess` (probe, evaluate) and `record` (persist,
+alerts). The orchestrator (commander.health_cycle) composes them with the kill switch's upkeep
+and auto-recovery, which acts on this check's facts; its effect shows (and is verified) at the
+next check.
 
-Only one cycle runs at a time (a database lease that holds on PostgreSQL and SQLite); a
-second one exits at once and is recorded as a skipped run.
+Only one cycle runs at a time (a database lease that holds on PostgreSQL and SQLite, taken by
+the orchestrator with `lease_cycle`); a second one exits at once and is recorded as a skipped run.
 """
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from controltower import alerts, findings, health, killswitch, probes, recovery
+from controltower import alerts, findings, health, probes
 from controltower.locks import lease
 from controltower.models import (
     ControlTowerRun, ModuleStatus, RecoveryAttempt, RunState, RunType, SystemHealthLog, TowerState,
 )
 from meta_modules import throttle
+
+if TYPE_CHECKING:  # recovery's result is handed in by the orchestrator: no dependency on the use case
+    from controltower.recovery import RecoveryReport
 
 logger = logging.getLogger(__name__)
 CYCLE_LOCK = "health_cycle"
@@ -38,7 +47,7 @@ def refresh_probes() -> None:
 
 @transaction.atomic
 def persist(report: health.HealthReport, executed_by: str, execution_time_ms: int,
-            conditions: list[findings.AlertCondition], recovered: recovery.RecoveryReport) -> ControlTowerRun:
+            conditions: list[findings.AlertCondition], recovered: RecoveryReport) -> ControlTowerRun:
     """Write 1 run + one log per module in one transaction, link the recoveries, update the state."""
     db = report.infrastructure.database
     run = ControlTowerRun.objects.create(
@@ -81,7 +90,17 @@ def _health_log(run: ControlTowerRun, report: health.HealthReport, m: health.Mod
         column: getattr(m, f.name) for f in fields(m) if (column := health.SPEC_NAMES.get(f.name, f.name)) in LOGGED})
 
 
-def _skipped(executed_by: str) -> ControlTowerRun:
+@contextmanager
+def lease_cycle() -> Iterator[bool]:
+    """The cycle's lease: yields whether this process holds it (another cycle is running if not)."""
+    with lease(CYCLE_LOCK, timedelta(seconds=settings.HEALTH_CYCLE_LOCK_SECONDS)) as acquired:
+        if not acquired:
+            logger.info("Health cycle skipped: another one holds the lock")
+        yield acquired
+
+
+def skipped(executed_by: str) -> ControlTowerRun:
+    """The run recorded by a cycle that found another one running."""
     state = TowerState.get()
     return ControlTowerRun.objects.create(
         run_type=RunType.HEALTH_CHECK, state=RunState.SKIPPED, system_status=state.system_status,
@@ -90,22 +109,21 @@ def _skipped(executed_by: str) -> ControlTowerRun:
     )
 
 
-def run_cycle(executed_by: str) -> ControlTowerRun:
-    with lease(CYCLE_LOCK, timedelta(seconds=settings.HEALTH_CYCLE_LOCK_SECONDS)) as acquired:
-        if not acquired:
-            logger.info("Health cycle skipped: another one holds the lock")
-            return _skipped(executed_by)
-        started = time.perf_counter()
-        killswitch.stop_for_requested_spikes()
-        killswitch.finish_abandoned()  # a halt whose stop or sweep died before it was complete
-        refresh_probes()
-        report = health.evaluate()
-        recovered = recovery.recover(report)
-        conditions = findings.alert_conditions(report) + recovered.conditions
-        run = persist(report, executed_by, round((time.perf_counter() - started) * 1000), conditions, recovered)
-        news = alerts.update(conditions, run, report.halted, now=report.checked_at)
-        alerts.notify(news, report.system_status, run)
-        return run
+def assess() -> health.HealthReport:
+    """The check: fresh probe results, then every module and the infrastructure evaluated."""
+    refresh_probes()
+    return health.evaluate()
+
+
+def record(report: health.HealthReport, recovered: RecoveryReport, executed_by: str,
+           started: float) -> ControlTowerRun:
+    """Persist the check with what recovery did, then raise/resolve alerts and notify. `started`
+    (perf_counter) is when the cycle began, for its execution time."""
+    conditions = findings.alert_conditions(report) + recovered.conditions
+    run = persist(report, executed_by, round((time.perf_counter() - started) * 1000), conditions, recovered)
+    news = alerts.update(conditions, run, report.halted, now=report.checked_at)
+    alerts.notify(news, report.system_status, run)
+    return run
 
 
 def heartbeat() -> None:

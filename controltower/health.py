@@ -21,7 +21,7 @@ from django_celery_beat.models import PeriodicTask
 
 from controltower import probes, rules
 from controltower.models import ModuleStatus, TowerState
-from controltower.scheduling import HEARTBEAT_TASK
+from controltower.schedules import HEARTBEAT_TASK
 from meta_modules import clock, days
 from meta_modules.models import Campaign, MetaModule, ModuleRun, SpendSpike
 from meta_modules.money import money

@@ -24,9 +24,8 @@ from django.core.cache import cache
 from django.db import connection, connections
 from django.db.models import Count, Q
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from controltower import audit, commander
+from controltower import audit, schedules
 from controltower.findings import CRITICAL, AlertCondition, infrastructure_conditions
 from controltower.health import HealthReport, ModuleHealth
 from controltower.models import ModuleStatus, RecoveryAttempt, RecoveryState
@@ -53,17 +52,14 @@ class RecoveryReport:
 
 def _restart_scheduler(module: MetaModule) -> tuple[bool, dict[str, Any]]:
     detail: dict[str, Any] = {}
-    task = module.periodic_task
-    if module.desired_state == MetaModule.DesiredState.RUNNING and task is not None and not task.enabled:
-        PeriodicTask.objects.filter(pk=task.pk).update(enabled=True, last_run_at=timezone.now())
-        PeriodicTasks.update_changed()
+    if schedules.re_enable(module):
         detail["re_enabled"] = True
     stuck_before = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
     detail["stuck_runs_closed"] = ModuleRun.objects.filter(
         module=module, outcome=ModuleRun.Outcome.RUNNING, started_at__lt=stuck_before,
     ).update(outcome=ModuleRun.Outcome.TIMEOUT, finished_at=timezone.now(),
              error_message="Stuck past the task time limit; closed by recovery.")
-    run = commander.run_module_now(module.code, trigger=ModuleRun.Trigger.RECOVERY)
+    run = schedules.run_module_now(module.code, trigger=ModuleRun.Trigger.RECOVERY)
     detail["immediate_run"] = run
     return run["outcome"] == ModuleRun.Outcome.SUCCESS, detail
 
@@ -102,7 +98,7 @@ def _clear_cache(module: MetaModule) -> tuple[bool, dict[str, Any]]:
 
 def _reset_module(module: MetaModule) -> tuple[bool, dict[str, Any]]:
     now = timezone.now()
-    closed = commander.cancel_in_flight(module, "Closed by RESET_MODULE recovery.")
+    closed = schedules.cancel_in_flight(module, "Closed by RESET_MODULE recovery.")
     version = ModuleCache(module.code).clear()
     MetaModule.objects.filter(pk=module.pk).update(error_window_start=now)
     ok, restart = _restart_scheduler(module)
@@ -295,12 +291,7 @@ def recover(report: HealthReport, policy: Policy | None = None) -> RecoveryRepor
 
 
 def operator_action(code: str, action: str, actor: str, reason: str = "") -> RecoveryAttempt:
-    """An operator runs a procedure by hand (e.g. a recommended RESET_MODULE): it also counts as
-    an operator acting, so the module's restart counter starts again."""
+    """An operator runs a procedure by hand (commander.recover decides whether it may)."""
     module = None if action == Action.RECONNECT_DB else MetaModule.objects.select_related("periodic_task").get(code=code)
-    if module is not None and action != Action.CLEAR_CACHE and not commander.is_builtin(code):
-        raise commander.CommandRefused(f"Module {code} runs outside this codebase: the tower cannot run or restart it.")
-    attempt = run_action(module, RecoveryProcedure(Action(action), 1.0, reason or "run by an operator"),
-                         RecoveryAttempt.Trigger.OPERATOR, actor)
-    commander.mark_operator_acted([code])
-    return attempt
+    return run_action(module, RecoveryProcedure(Action(action), 1.0, reason or "run by an operator"),
+                      RecoveryAttempt.Trigger.OPERATOR, actor)

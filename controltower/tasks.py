@@ -1,4 +1,5 @@
-"""The tower's Celery tasks."""
+"""The tower's Celery tasks: thin adapters over the orchestrator (commander) and the kill switch's
+background passes. Services queue them by name (queue.send), never by importing this module."""
 from __future__ import annotations
 
 from celery import shared_task
@@ -7,6 +8,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from controltower import commander, cycle, killswitch, retention
+from controltower.recovery import DB_GENERATION_KEY
 
 
 _db_generation: dict[str, object] = {"seen": None}
@@ -16,8 +18,6 @@ _db_generation: dict[str, object] = {"seen": None}
 def _reconnect_if_asked(**kwargs: object) -> None:
     """RECONNECT_DB reaches every worker process: before its next task, each one compares the
     generation the recovery published and drops its database connections if it moved."""
-    from controltower.recovery import DB_GENERATION_KEY
-
     generation = cache.get(DB_GENERATION_KEY)
     if generation is not None and generation != _db_generation["seen"]:
         if _db_generation["seen"] is not None:
@@ -29,7 +29,7 @@ def _reconnect_if_asked(**kwargs: object) -> None:
 def run_health_cycle() -> str:
     """The scheduler cycle (spec: every hour): check every module, persist, alert."""
     cycle.heartbeat()  # a worker is executing this, so workers are alive
-    return str(cycle.run_cycle(executed_by="scheduler").pk)
+    return str(commander.health_cycle(executed_by="scheduler").pk)
 
 
 @shared_task(name="controltower.tasks.heartbeat", ignore_result=True)

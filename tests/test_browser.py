@@ -23,9 +23,9 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connections
 
-from controltower.commander import run_module_now
-from controltower.cycle import run_cycle
+from controltower.commander import health_cycle
 from controltower.models import TowerState
+from controltower.schedules import run_module_now
 from meta_modules import registry
 from tests.support import ROOT
 
@@ -135,7 +135,7 @@ def test_a_new_operator_can_trust_what_the_console_says(synced, meta_sandbox, li
     _shot(page, "first-start")
     for spec in registry.MODULES:  # every module's first run, its real job against the sandbox
         assert run_module_now(spec.code)["outcome"] == "success", spec.code
-    run_cycle("scheduler")
+    health_cycle("scheduler")
     page.reload()
     assert "HEALTHY" in page.inner_text("#system-status")
     assert "nobody" in page.inner_text("#alert-channels").lower()

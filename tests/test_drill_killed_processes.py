@@ -24,7 +24,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 import tower
-from controltower import killswitch
+from controltower import commander, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType, TowerState
 from meta_modules import graph
@@ -90,7 +90,7 @@ def _assert_paused_once_and_resumed_exactly(drill: Drill, before: dict[str, dict
 
     drill.sandbox.faults()  # latency off: resume is not what is drilled here
     graph.reset_clients()
-    resumed = killswitch.resume(ResumeRequest(actor="bob", reason="drill over"))
+    resumed = commander.resume(ResumeRequest(actor="bob", reason="drill over"))
 
     assert resumed.campaigns_resumed == len(active) and not resumed.campaigns_skipped, resumed
     assert {cid: c["status"] for cid, c in drill.truth().items()} == {cid: c["status"] for cid, c in before.items()}

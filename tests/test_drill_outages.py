@@ -22,11 +22,11 @@ from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
 from config.celery import app
-from controltower import cycle
+from controltower import commander, cycle
 from controltower.models import Alert, ControlTowerRun, RecoveryAttempt, RunState, RunType, TowerState
 from controltower.recovery import DATABASE
 from controltower.recovery_policy import Action, Policy, backoff
-from controltower.scheduling import HEARTBEAT_TASK
+from controltower.schedules import HEARTBEAT_TASK
 from tests.support import RedisServer, SlowProxy, api_token, service_missing, use_broker
 
 pytestmark = pytest.mark.slow
@@ -111,7 +111,7 @@ def test_with_redis_down_the_cycle_records_it_without_a_restart_storm_and_recove
     TowerState.set(worker_heartbeat_at=ten_minutes_ago)
     PeriodicTask.objects.filter(name=HEARTBEAT_TASK).update(last_run_at=ten_minutes_ago)
 
-    during = [cycle.run_cycle(executed_by="scheduler") for _ in range(3)]
+    during = [commander.health_cycle(executed_by="scheduler") for _ in range(3)]
 
     assert all(run.state == RunState.COMPLETED and "infra:broker" in _infra_keys(run) for run in during)
     assert during[-1].offline_modules == 17 and during[-1].system_status == "critical"
@@ -121,7 +121,7 @@ def test_with_redis_down_the_cycle_records_it_without_a_restart_storm_and_recove
 
     redis_server.start()
     cycle.heartbeat()  # a worker executes Beat's heartbeat again
-    after = cycle.run_cycle(executed_by="scheduler")
+    after = commander.health_cycle(executed_by="scheduler")
 
     assert "infra:broker" not in _infra_keys(after) and after.offline_modules == 0
     assert Alert.objects.get(key="infra:broker").resolved_at is not None
@@ -142,10 +142,10 @@ def test_a_slow_database_is_marked_unhealthy_and_reconnected_no_more_often_than_
     try:
         proxy.delay = 0.08  # each answer 80 ms late: the probe's round trip exceeds the 50 ms bound
         started = time.monotonic()
-        slow = [cycle.run_cycle(executed_by="scheduler") for _ in range(5)]
+        slow = [commander.health_cycle(executed_by="scheduler") for _ in range(5)]
         slow_seconds = time.monotonic() - started
         proxy.delay = 0
-        healthy = cycle.run_cycle(executed_by="scheduler")
+        healthy = commander.health_cycle(executed_by="scheduler")
     finally:
         db["HOST"], db["PORT"] = direct
         connection.close()

@@ -263,7 +263,7 @@ class EmergencyStopView(WriteView):
                    202: OpenApiResponse(EmergencyStopResponseSerializer, "Joined the stop already running (run_id).")})
     def post(self, request: Request) -> Response:
         data = _validated(EmergencyStopRequestSerializer, request)
-        result = killswitch.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
+        result = commander.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
         progress = reverse("console:stop-result", args=[result.run_id]) if result.run_id else None
         return Response(EmergencyStopResponseSerializer({**asdict(result), "progress_url": progress}).data,
                         status=202 if result.joined else 200)
@@ -289,7 +289,7 @@ class ResumeView(WriteView):
     def post(self, request: Request) -> Response:
         data = _validated(ResumeRequestSerializer, request)
         try:
-            result = killswitch.resume(killswitch.ResumeRequest(actor=_actor(request), **data))
+            result = commander.resume(killswitch.ResumeRequest(actor=_actor(request), **data))
         except killswitch.KillSwitchError as exc:
             return Response({"detail": str(exc)}, status=409)
         return Response(ResumeResponseSerializer(asdict(result)).data, status=202 if result.awaiting_approval else 200)
@@ -346,10 +346,8 @@ class RecoveryView(WriteView):
         responses={200: RecoveryAttemptSerializer, 409: CONFLICT})
     def post(self, request: Request) -> Response:
         data = _validated(RecoveryRequestSerializer, request)
-        if TowerState.get().emergency_stop_active:
-            return Response({"detail": "Emergency stop active: resume before recovering modules."}, status=409)
         try:
-            attempt = recovery.operator_action(data["module_code"], data["action"], _actor(request), data["reason"])
+            attempt = commander.recover(data["module_code"], data["action"], _actor(request), data["reason"])
         except commander.CommandRefused as exc:
             return Response({"detail": str(exc)}, status=409)
         return Response(RecoveryAttemptSerializer(attempt).data)

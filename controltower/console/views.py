@@ -51,7 +51,7 @@ class Action:
     def refused_while_halted(self) -> bool:
         """The server refuses it during an emergency stop: recovery by hand, or a command that would
         restart spending."""
-        return self.recovery or self.command in commander.REFUSED_WHILE_HALTED
+        return (commander.RECOVERING if self.recovery else self.command) in commander.REFUSED_WHILE_HALTED
 
 
 COMMANDS = {
@@ -172,14 +172,14 @@ def dashboard_fragments(request: HttpRequest) -> JsonResponse:
 def emergency_stop(request: HttpRequest) -> HttpResponse:
     form = StopForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
-        result = killswitch.emergency_stop(killswitch.StopRequest(actor=_actor(request), **form.cleaned_data))
+        result = commander.emergency_stop(killswitch.StopRequest(actor=_actor(request), **form.cleaned_data))
         level = messages.INFO if result.joined else messages.SUCCESS if result.success else messages.WARNING
         messages.add_message(request, level, result.message)
         for error in result.errors:
             messages.error(request, error)
         return redirect("console:stop-result", run_id=result.run_id)
     # The confirmation shows exactly what would stop, read from the scheduler and from Meta now.
-    preview = killswitch.emergency_stop(killswitch.StopRequest(reason="console preview", actor=_actor(request),
+    preview = commander.emergency_stop(killswitch.StopRequest(reason="console preview", actor=_actor(request),
                                                                dry_run=True))
     return _page(request, "console/emergency_stop.html", {"form": form, "preview": preview,
                                                           "state": TowerState.get(), **_alerting()},
@@ -219,7 +219,7 @@ def resume(request: HttpRequest) -> HttpResponse:
     form = ResumeForm(request.POST if request.method == "POST" else None)
     if form.is_valid():
         try:
-            result = killswitch.resume(killswitch.ResumeRequest(actor=_actor(request), **form.cleaned_data))
+            result = commander.resume(killswitch.ResumeRequest(actor=_actor(request), **form.cleaned_data))
         except killswitch.KillSwitchError as exc:
             messages.error(request, str(exc))
             return redirect("console:dashboard")
@@ -241,7 +241,7 @@ def resume(request: HttpRequest) -> HttpResponse:
 def _resume_preview(request: HttpRequest) -> dict[str, Any]:
     """The confirmation shows exactly what resume would do, decided as resume decides, from Meta now."""
     try:
-        return {"preview": killswitch.resume(killswitch.ResumeRequest(actor=_actor(request), dry_run=True))}
+        return {"preview": commander.resume(killswitch.ResumeRequest(actor=_actor(request), dry_run=True))}
     except killswitch.KillSwitchError as exc:  # resume would refuse now: say why instead
         return {"preview_refused": str(exc)}
 
@@ -303,10 +303,11 @@ def _module_action(request: HttpRequest, module: MetaModule, spec: Action, reaso
         _execute(request, commander.Command(spec.command, actor=_actor(request), reason=reason,
                                             target_modules=[module.code]))
         return
-    if TowerState.get().emergency_stop_active:
-        messages.error(request, "Emergency stop active: resume before recovering modules.")
+    try:
+        attempt = commander.recover(module.code, spec.command, _actor(request), reason)
+    except commander.CommandRefused as exc:
+        messages.error(request, str(exc))
         return
-    attempt = recovery.operator_action(module.code, spec.command, _actor(request), reason)
     ok = attempt.outcome == RecoveryAttempt.Outcome.SUCCEEDED
     messages.add_message(request, messages.SUCCESS if ok else messages.ERROR,
                          f"{spec.label} on {module.code}: {attempt.get_outcome_display().lower()}.")

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from controltower.killswitch import ledger, stop
 from controltower.killswitch.resume import (
-    KillSwitchError, ResumeRequest, ResumeResult, finish_resume, resume, resume_preview,
+    KillSwitchError, Lifted, ResumeRequest, ResumeResult, finish_resume, report_resume, resume, resume_preview,
 )
 from controltower.killswitch.stop import (
     StopRequest, StopResult, emergency_stop, preview, resweep, stop_for_requested_spikes, sweep_needed,
@@ -47,8 +47,8 @@ from controltower.locks import is_held
 from controltower.models import TowerState
 
 __all__ = [
-    "KillSwitchError", "ResumeRequest", "ResumeResult", "StopRequest", "StopResult", "emergency_stop",
-    "finish_abandoned", "finish_resume", "preview", "resume", "resume_preview", "resweep",
+    "KillSwitchError", "Lifted", "ResumeRequest", "ResumeResult", "StopRequest", "StopResult", "emergency_stop",
+    "finish_abandoned", "finish_resume", "preview", "report_resume", "resume", "resume_preview", "resweep",
     "stop_for_requested_spikes", "sweep_needed",
 ]
 

@@ -17,19 +17,15 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from controltower import audit, channels, fanout, rules, stakes
+from controltower import audit, channels, fanout, health, rules, schedules, stakes
 from controltower.killswitch import ledger, stop
-from controltower.killswitch.stop import _module_tasks
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
 )
 from meta_modules import graph
 from meta_modules.errors import RETRYABLE
 from meta_modules.gate import operations_halted
-from meta_modules.models import MetaModule
-from meta_modules.scheduling import stagger_delay, staggered_last_run
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +116,21 @@ def _approval_gate(state: TowerState, request: ResumeRequest) -> bool:
     return True
 
 
-def resume(request: ResumeRequest) -> ResumeResult:
+@dataclass
+class Lifted:
+    """A resume that lifted the halt, before its health check: what report_resume needs."""
+    request: ResumeRequest  # as carried out (an approver carries out what the first operator asked)
+    run: ControlTowerRun
+    started: float
+    schedulers: list[str]
+    outcome: Reactivation
+    skipped: list[dict[str, str]]
+    errors: list[str]
+
+
+def resume(request: ResumeRequest) -> ResumeResult | Lifted:
+    """Lift the halt (or answer a dry run, a request awaiting approval, a resume overtaken by a new
+    stop); commander.resume then runs the health check (when asked) and report_resume."""
     if request.dry_run:
         return resume_preview(request)
     started = time.monotonic()
@@ -158,7 +168,7 @@ def resume(request: ResumeRequest) -> ResumeResult:
             outcome = Reactivation(skipped=ledger.release(halt_run, run))
         skipped = unconfirmed + outcome.skipped
         errors = outcome.errors + outcome.left.reasons("re-activating")
-        schedulers = _restore_schedulers(held_tasks, request)
+        schedulers = schedules.restore_after_halt(held_tasks, request.resume_schedulers, request.actor)
         with transaction.atomic():
             state = TowerState.locked()
             if state.last_stop_at != stop_stamp:
@@ -176,9 +186,14 @@ def resume(request: ResumeRequest) -> ResumeResult:
             state.end_halt()
     if outcome.left.count:
         schedule_resume_retry(run)
-    from controltower import cycle, health
+    return Lifted(request, run, started, schedulers, outcome, skipped, errors)
 
-    check = cycle.run_cycle(executed_by=request.actor) if request.run_health_check else None
+
+def report_resume(lifted: Lifted, check: ControlTowerRun | None) -> ResumeResult:
+    """After the halt is lifted and the health check (`check`, when asked) ran: the system status,
+    the alerts, the run's record and the answer."""
+    request, run, started, schedulers, outcome, skipped, errors = (
+        lifted.request, lifted.run, lifted.started, lifted.schedulers, lifted.outcome, lifted.skipped, lifted.errors)
     status = check.system_status if check else health.evaluate().system_status
     TowerState.set(system_status=status)
     message = (f"Resumed: {len(schedulers)} schedulers re-enabled, {outcome.resumed} campaigns re-activated, "
@@ -319,9 +334,7 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
 
 def schedule_resume_retry(run: ControlTowerRun, attempt: int = 0) -> bool:
     """Queue the background re-activation of what a resume left."""
-    from controltower.tasks import finish_resume as finish_resume_task
-
-    return stop.queue_pass(finish_resume_task, run, attempt, "the background re-activation")
+    return stop.queue_pass("controltower.tasks.finish_resume", run, attempt, "the background re-activation")
 
 
 def finish_resume(resume_run_id: str, attempt: int, follow_up: bool = True) -> dict[str, Any]:
@@ -384,31 +397,6 @@ def _record_background(run: ControlTowerRun, action: dict[str, Any]) -> None:
         locked.save(update_fields=["actions_executed"])
 
 
-def _restore_schedulers(held_task_ids: list[int], request: ResumeRequest) -> list[str]:
-    """Re-enable exactly the tasks enabled before the stop, of modules operators still want running."""
-    if not request.resume_schedulers:
-        MetaModule.objects.filter(periodic_task__in=_module_tasks().filter(pk__in=held_task_ids)).update(
-            desired_state=MetaModule.DesiredState.STOPPED, desired_state_by=request.actor,
-            desired_state_at=timezone.now(), desired_state_reason="Resumed without schedulers")
-        return []
-    wanted = _schedulers_to_restore(held_task_ids)
-    for index, task in enumerate(wanted):  # staggered, so the modules do not all fire at once
-        PeriodicTask.objects.filter(pk=task.pk).update(enabled=True,
-                                                       last_run_at=staggered_last_run(index, _every(task)))
-    PeriodicTasks.update_changed()
-    return [task.meta_module.code for task in wanted]
-
-
-def _schedulers_to_restore(held_task_ids: list[int]) -> list[PeriodicTask]:
-    """The tasks enabled before the stop of modules operators still want running, in the order they restart."""
-    return list(_module_tasks().filter(pk__in=held_task_ids, meta_module__desired_state=MetaModule.DesiredState.RUNNING)
-                .select_related("interval", "meta_module").order_by("meta_module__position"))
-
-
-def _every(task: PeriodicTask) -> int:
-    return task.interval.every if task.interval else 3600
-
-
 # --- resume dry run -------------------------------------------------------------------
 
 
@@ -460,10 +448,11 @@ def resume_preview(request: ResumeRequest) -> ResumeResult:
         errors.append(f"Could not add up the daily budgets: {exc}")
         spend = []
     now = timezone.now()
-    tasks = _schedulers_to_restore(state.held_task_ids) if request.resume_schedulers else []
-    schedulers = [{"code": t.meta_module.code, "name": t.meta_module.name, "every_seconds": _every(t),
-                   "first_run_in_seconds": stagger_delay(i, _every(t)),
-                   "first_run_at": now + timedelta(seconds=stagger_delay(i, _every(t)))} for i, t in enumerate(tasks)]
+    tasks = schedules.held_to_restore(state.held_task_ids) if request.resume_schedulers else []
+    schedulers = [{"code": t.meta_module.code, "name": t.meta_module.name, "every_seconds": schedules.every(t),
+                   "first_run_in_seconds": schedules.stagger_delay(i, schedules.every(t)),
+                   "first_run_at": now + timedelta(seconds=schedules.stagger_delay(i, schedules.every(t)))}
+                  for i, t in enumerate(tasks)]
     reactivating = sum(len(c) for c in back.values())
     leaving = sum(c["action"] == "leave" for c in campaigns)
     unread = sum(c["action"] == "unknown" for c in campaigns)

@@ -18,9 +18,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
-from controltower import audit, channels, fanout, queue, rules, stakes
+from controltower import audit, channels, fanout, queue, rules, schedules, stakes
 from controltower.killswitch import ledger
 from controltower.locks import is_held
 from controltower.models import (
@@ -90,10 +89,6 @@ def _accounts(requested: Iterable[str] | None, deadline: float) -> list[str]:
         return meta.ad_accounts()
 
 
-def _module_tasks() -> Any:
-    return PeriodicTask.objects.filter(meta_module__isnull=False)
-
-
 def target(accounts: list[str]) -> dict[str, Any]:
     """Where a stop or resume acts: the sandbox or live Meta, the Graph API version, and the access
     tier Meta's answers showed for each of `accounts` (those it read; unknown ones left out)."""
@@ -118,7 +113,7 @@ def preview(request: StopRequest) -> StopResult:
     Never raises for Meta: the confirmation page must show the STOP button exactly when Meta is
     down, so what could not be listed (ad accounts or one account's campaigns) becomes an error."""
     deadline = time.monotonic() + settings.EMERGENCY_STOP_PREVIEW_SECONDS
-    schedulers = list(_module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
+    schedulers = list(schedules.module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
     listed, errors = _preview_listing(request, deadline) if request.pause_campaigns else ({}, [])
     found = {a: r for a, r in listed.items() if not isinstance(r, graph.MetaError)}
     campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in running]
@@ -212,20 +207,6 @@ def _joined(run: ControlTowerRun, running: ControlTowerRun) -> StopResult:
         alerts_outcome="joined the running stop, which sends the alerts")
 
 
-def _disable_schedulers() -> list[str]:
-    """Step 2: disable every enabled module task and remember it for resume."""
-    with transaction.atomic():
-        state = TowerState.locked()
-        enabled = list(_module_tasks().filter(enabled=True).values_list("pk", "meta_module__code"))
-        if not enabled:  # already done (a re-sweep): nothing for Beat to reload
-            return []
-        _module_tasks().filter(pk__in=[pk for pk, _ in enabled]).update(enabled=False)
-        state.held_task_ids = sorted(set(state.held_task_ids) | {pk for pk, _ in enabled})
-        state.save(update_fields=["held_task_ids", "updated_at"])
-    PeriodicTasks.update_changed()
-    return [code for _, code in enabled]
-
-
 def _halt_scope(state: TowerState) -> rules.HaltScope:
     if state.halted_at is None:  # a halt no stop recorded (set by hand): nothing to sweep
         return rules.halt_scope([])
@@ -240,7 +221,7 @@ def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: floa
     """
     began = timezone.now()
     scope = _halt_scope(TowerState.get())
-    schedulers = _disable_schedulers() if scope.stop_schedulers else []
+    schedulers = schedules.hold_for_halt() if scope.stop_schedulers else []
     result = ledger.SweepResult()
     if scope.pause_campaigns:
         # Serialised with resume and other sweeps; a sweep waits (bounded) rather than refuses.
@@ -394,11 +375,12 @@ def emergency_stop(request: StopRequest) -> StopResult:
     return result
 
 
-def queue_pass(task: Any, run: ControlTowerRun, attempt: int, what: str) -> bool:
+def queue_pass(task_name: str, run: ControlTowerRun, attempt: int, what: str) -> bool:
     """Queue a background pass after a doubling countdown; with the queue down, the watchdog and the
     health cycle carry the work on instead."""
     try:
-        queue.send(task, [str(run.pk), attempt], countdown=backoff.delay(attempt + 1, settings.KILL_SWITCH_RETRY_BASE_SECONDS, 600))
+        queue.send(task_name, [str(run.pk), attempt],
+                   countdown=backoff.delay(attempt + 1, settings.KILL_SWITCH_RETRY_BASE_SECONDS, 600))
         return True
     except Exception as exc:  # broker down
         logger.warning("Could not queue %s (%s); the watchdog and the health cycle carry it on", what, exc)
@@ -407,9 +389,7 @@ def queue_pass(task: Any, run: ControlTowerRun, attempt: int, what: str) -> bool
 
 def schedule_resweep(halt_run: ControlTowerRun | None, attempt: int = 0) -> bool:
     """Queue the background sweep of a halt."""
-    from controltower.tasks import resweep_halt
-
-    return halt_run is not None and queue_pass(resweep_halt, halt_run, attempt, "the kill-switch sweep")
+    return halt_run is not None and queue_pass("controltower.tasks.resweep_halt", halt_run, attempt, "the kill-switch sweep")
 
 
 def resweep(halt_run_id: str, attempt: int, follow_up: bool = True) -> dict[str, Any]:

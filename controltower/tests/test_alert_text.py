@@ -8,7 +8,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from controltower import channels, cycle, killswitch
+from controltower import channels, commander, killswitch
 from controltower.models import Notification
 from meta_modules import clock, days, jobs
 from meta_modules.models import Campaign, MetaModule, ModuleRun, SpendSpike
@@ -59,7 +59,7 @@ def test_an_external_modules_error_message_reaches_slack_escaped(receivers) -> N
                       outcome=ModuleRun.Outcome.FAILURE if broken and i % 2 else ModuleRun.Outcome.SUCCESS,
                       error_message=HOSTILE if broken and i % 2 else "") for i in range(10))
 
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
 
     slack = _slack_text(receivers)
     assert "10.5" in slack and ESCAPED in slack

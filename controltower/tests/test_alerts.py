@@ -7,7 +7,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from controltower import alerts, cycle
+from controltower import alerts, commander
 from controltower.findings import AlertCondition
 from controltower.models import Alert, ControlTowerRun, Notification, TowerState
 from meta_modules.models import MetaModule, ModuleRun
@@ -46,12 +46,12 @@ def _break(code: str) -> None:
 
 def test_a_flip_sends_once_and_is_not_resent_within_the_repeat_interval(channels) -> None:
     _healthy_stack()
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     assert not mail.outbox and not channels.received  # healthy: nothing to say
 
     _break("10.5")
-    cycle.run_cycle("test")
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
+    commander.health_cycle("test")
 
     assert len(mail.outbox) == 1
     assert "Module 10.5 ROAS Engine is OFFLINE" in mail.outbox[0].body
@@ -67,10 +67,10 @@ def test_a_flip_sends_once_and_is_not_resent_within_the_repeat_interval(channels
 def test_a_still_open_alert_is_repeated_after_the_interval(channels, settings) -> None:
     _healthy_stack()
     _break("10.5")
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     Alert.objects.update(last_notified_at=timezone.now() - timedelta(seconds=settings.ALERT_REPEAT_SECONDS + 1))
 
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
 
     assert len(mail.outbox) == 2
     assert "Still open" in mail.outbox[1].body
@@ -79,10 +79,10 @@ def test_a_still_open_alert_is_repeated_after_the_interval(channels, settings) -
 def test_a_resolved_notice_follows_recovery(channels) -> None:
     _healthy_stack()
     _break("10.5")
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     ModuleRun.objects.filter(module__code="10.5", outcome=ModuleRun.Outcome.FAILURE).delete()
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     assert run.system_status == "healthy"
     assert len(mail.outbox) == 2 and "Resolved" in mail.outbox[1].body
@@ -96,7 +96,7 @@ def test_a_module_stopped_on_purpose_raises_nothing(channels) -> None:
     MetaModule.objects.filter(code="10.8").update(desired_state=MetaModule.DesiredState.STOPPED)
     ModuleRun.objects.filter(module__code="10.8").delete()  # it has not run for ages: still fine
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     assert run.system_status == "healthy" and run.alerts == []
     assert not mail.outbox and not Alert.objects.exists()
@@ -105,14 +105,14 @@ def test_a_module_stopped_on_purpose_raises_nothing(channels) -> None:
 def test_module_alerts_are_suppressed_while_halted(channels) -> None:
     _healthy_stack()
     _break("10.5")
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     state = TowerState.get()
     state.emergency_stop_active = True
     state.save()
     ModuleRun.objects.filter(module__code="10.5", outcome=ModuleRun.Outcome.FAILURE).delete()
     _break("10.6")
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     assert run.system_status == "emergency_stop" and run.alerts == []
     assert len(mail.outbox) == 1  # only the alert from before the halt
@@ -138,7 +138,7 @@ def test_the_json_webhook_gets_structured_news(settings, http_receiver) -> None:
     _healthy_stack()
     _break("10.5")
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     payload = http_receiver.received[0]["json"]
     assert payload["system_status"] == "critical" and payload["kind"] == "alert"

@@ -14,7 +14,7 @@ from drf_spectacular.generators import SchemaGenerator
 from jsonschema import Draft7Validator
 from rest_framework.test import APIClient
 
-from controltower import cycle
+from controltower import commander
 from controltower.api.views import status_payload
 from controltower.models import ControlTowerRun, SystemHealthLog, SystemStatus, TowerState
 from meta_modules import graph
@@ -109,7 +109,7 @@ def test_status_before_any_check(client: APIClient) -> None:
 
 
 def test_status_counts_are_those_of_the_latest_persisted_check(client: APIClient, meta_sandbox, mixed_stack) -> None:
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     ControlTowerRun.objects.create(run_type="health_check", state="skipped", executed_by="test", mode="stub",
                                    executed_at=timezone.now() + timedelta(minutes=1))  # not a check: ignored
     run = ControlTowerRun.objects.get(state="completed")
@@ -131,7 +131,7 @@ def test_status_is_operational_when_healthy_or_degraded(client: APIClient, meta_
     for module in MetaModule.objects.exclude(code="10.14"):
         _runs(module.code, successes=10)
     _runs("10.14", successes=9, failures=1)  # 90 %: DEGRADED
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
 
     body = client.get(STATUS).json()
 
@@ -161,7 +161,7 @@ def test_status_shows_the_access_tier_meta_reported_per_account_as_of_the_latest
     meta_sandbox.faults(tier={first: "development"}, usage_headers="buc_only")
     graph.client().get(first, {"fields": "id"}, first)  # a call learns the tier from Meta's headers
 
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     body = client.get(STATUS).json()
 
     assert body["meta_access_tiers"] == {first: "development_access", second: ""}  # the second: not called yet
@@ -169,7 +169,7 @@ def test_status_shows_the_access_tier_meta_reported_per_account_as_of_the_latest
 
 
 def test_status_costs_two_queries(meta_sandbox, mixed_stack) -> None:
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
 
     with CaptureQueriesContext(connection) as queries:
         status_payload()
@@ -181,7 +181,7 @@ def test_status_costs_two_queries(meta_sandbox, mixed_stack) -> None:
 
 
 def test_health_reports_every_module_with_every_spec_column(client: APIClient, meta_sandbox, mixed_stack) -> None:
-    cycle.run_cycle("test")  # so the probe results are filled in too
+    commander.health_cycle("test")  # so the probe results are filled in too
 
     body = client.get(HEALTH).json()
 
@@ -202,7 +202,7 @@ def test_health_reports_every_module_with_every_spec_column(client: APIClient, m
 
 
 def test_health_system_metrics_and_findings(client: APIClient, meta_sandbox, mixed_stack) -> None:
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     probes = TowerState.get().probes
 
     body = client.get(HEALTH).json()
@@ -230,7 +230,7 @@ def test_health_before_any_cycle_has_null_probes(client: APIClient) -> None:
 
 
 def test_health_writes_nothing(client: APIClient, meta_sandbox, mixed_stack) -> None:
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     before = (ControlTowerRun.objects.count(), SystemHealthLog.objects.count(), TowerState.get().updated_at)
 
     with CaptureQueriesContext(connection) as queries:

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from controltower import audit, commander, killswitch, recovery
+from controltower import audit, commander, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from tests.support import ROOT, child_env
 
@@ -96,7 +96,7 @@ def test_it_logs_one_line_for_a_stop_with_its_counts_and_one_for_the_resume(capl
     assert stop.campaigns_paused > 0
 
     caplog.clear()
-    resumed = killswitch.resume(ResumeRequest(actor="bob", reason="fixed", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", reason="fixed", run_health_check=False))
     lines = audit_lines(caplog)
     assert [line["event"] for line in lines] == ["resume"]
     assert lines[0]["actor"] == "bob" and lines[0]["reason"] == "fixed" and lines[0]["run_id"] == resumed.run_id
@@ -164,7 +164,7 @@ def test_it_logs_a_health_check_command_with_the_status_it_found(caplog) -> None
 def test_it_logs_each_recovery_attempt(caplog) -> None:
     caplog.set_level("INFO", logger="controltower.audit")
 
-    attempt = recovery.operator_action("10.5", "clear_cache", "dave", "stale cache")
+    attempt = commander.recover("10.5", "clear_cache", "dave", "stale cache")
 
     lines = audit_lines(caplog)
     assert len(lines) == 1

@@ -12,7 +12,7 @@ from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from controltower import killswitch
+from controltower import commander, killswitch
 from controltower.models import (
     CampaignHold, ControlTowerRun, Notification, RecoveryAttempt, RunState, RunType, SystemStatus, TowerState,
 )
@@ -569,10 +569,8 @@ def test_the_admin_links_to_the_console(stop_run) -> None:
 def test_admin_lists_show_status_colours_with_text_and_the_problems_filter(synced, meta_sandbox, client) -> None:
     from django.contrib.auth.models import User
 
-    from controltower import cycle
-
     client.force_login(User.objects.create_superuser("root"))
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
 
     runs = client.get("/admin/controltower/controltowerrun/").content.decode()
     logs = client.get("/admin/controltower/systemhealthlog/?problems=yes").content.decode()

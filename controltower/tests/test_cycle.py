@@ -9,11 +9,11 @@ from django.db import connection, connections
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from controltower import cycle, health, retention
+from controltower import commander, cycle, health, retention
 from controltower.locks import lease
 from controltower.management.commands.watchdog import check_once
 from controltower.models import ControlTowerRun, RunState, SystemHealthLog, TowerState
-from controltower.scheduling import HEALTH_CYCLE_TASK, HEARTBEAT_TASK
+from controltower.schedules import HEALTH_CYCLE_TASK, HEARTBEAT_TASK
 from meta_modules.models import MetaModule, ModuleRun
 from meta_modules.registry import MODULES
 
@@ -49,7 +49,7 @@ def test_beat_alive_without_workers_is_told_apart(settings) -> None:
     _age_heartbeats(timedelta(seconds=settings.HEARTBEAT_STALE_SECONDS + 5))
     PeriodicTask.objects.filter(name=HEARTBEAT_TASK).update(last_run_at=timezone.now())  # Beat keeps sending
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     assert [e["key"] for e in run.errors_encountered] == ["infra:workers"]
     # Inhibition: one infrastructure alert, not seventeen module alerts.
@@ -61,7 +61,7 @@ def test_the_cycle_probes_the_meta_api_and_remembers_it(meta_sandbox) -> None:
     _healthy_stack()
     meta_sandbox.faults(expire_token=True)
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     probes = TowerState.get().probes
     assert probes["meta_api"]["ok"] is False and probes["meta_api"]["kind"] == "auth"
@@ -76,7 +76,7 @@ def test_a_graph_api_version_meta_no_longer_serves_raises_its_own_alert(meta_san
     _healthy_stack()
     settings.META_API_VERSION = "v24.0"  # older than the sandbox's (Meta's) oldest served version
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     alert = next(a for a in run.alerts if a["key"] == "infra:meta_version")
     assert alert["severity"] == "critical" and alert["title"] == "Meta refuses Graph API version v24.0"
@@ -85,7 +85,7 @@ def test_a_graph_api_version_meta_no_longer_serves_raises_its_own_alert(meta_san
 
 
 def test_database_figures_come_from_postgres_and_stay_null_where_unknown() -> None:
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     figures = (run.db_connection_pool_size, run.db_active_connections, run.db_query_avg_ms)
     if connection.vendor == "postgresql":
@@ -98,7 +98,7 @@ def test_database_figures_come_from_postgres_and_stay_null_where_unknown() -> No
 def test_a_second_cycle_exits_cleanly_while_one_holds_the_lock() -> None:
     with lease(cycle.CYCLE_LOCK, timedelta(minutes=5)) as held:
         assert held
-        run = cycle.run_cycle("second")
+        run = commander.health_cycle("second")
 
     assert run.state == RunState.SKIPPED and run.total_modules_checked == 0
     assert not SystemHealthLog.objects.exists()
@@ -120,7 +120,7 @@ def test_two_concurrent_cycles_on_postgres_give_one_run(postgres_db: None, synce
     def run() -> None:
         try:
             barrier.wait()
-            results.append(cycle.run_cycle("concurrent"))
+            results.append(commander.health_cycle("concurrent"))
         finally:
             connections.close_all()
 
@@ -137,7 +137,7 @@ def test_two_concurrent_cycles_on_postgres_give_one_run(postgres_db: None, synce
 def test_the_watchdog_runs_a_cycle_when_workers_die_and_again_when_they_return(settings) -> None:
     _healthy_stack()
     assert check_once() is None  # Beat's first check is scheduled and not late: leave it to Beat
-    cycle.run_cycle("scheduler")
+    commander.health_cycle("scheduler")
     assert check_once() is None  # nothing changed: Beat's hourly cycle will do
 
     _age_heartbeats(timedelta(seconds=settings.HEARTBEAT_STALE_SECONDS + 5))
@@ -164,7 +164,7 @@ def test_retention_prunes_old_history_but_keeps_stops() -> None:
     old = timezone.now() - timedelta(days=400)
     ControlTowerRun.objects.create(run_type="health_check", executed_by="x", executed_at=old, mode="stub")
     ControlTowerRun.objects.create(run_type="emergency_stop", executed_by="alice", executed_at=old, mode="stub")
-    recent = cycle.run_cycle("test")
+    recent = commander.health_cycle("test")
     ModuleRun.objects.create(module=MetaModule.objects.first(), started_at=old, outcome="success")
 
     counts = retention.prune()

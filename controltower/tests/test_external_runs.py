@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from controltower import cycle, health
+from controltower import commander, health
 from controltower.models import Alert, ExternalModule, RecoveryAttempt, TowerState
 from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules.models import MetaModule, ModuleRun
@@ -302,7 +302,7 @@ def test_an_external_module_costs_no_extra_query_per_module(key: str, django_ass
 def test_the_cycle_alerts_on_an_overdue_external_module_without_restarting_it(key: str, meta_sandbox) -> None:
     ExternalModule.objects.update(registered_at=timezone.now() - timedelta(days=1))
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     assert run.module_health_details[CODE] == "offline"
     assert Alert.objects.filter(key=f"module:{CODE}:offline", resolved_at__isnull=True).exists()

@@ -12,10 +12,10 @@ from django_celery_beat.models import PeriodicTask
 
 from controltower import cycle, health
 from controltower.models import ControlTowerRun, ModuleStatus, SystemHealthLog, SystemStatus, TowerState
+from controltower.schedules import sync_modules
 from controltower.tasks import run_health_cycle
 from meta_modules.models import MetaModule, ModuleRun
 from meta_modules.registry import MODULES, ModuleSpec
-from meta_modules.scheduling import sync_modules
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced", "meta_sandbox")]
 

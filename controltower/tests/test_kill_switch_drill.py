@@ -56,7 +56,7 @@ from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from controltower import killswitch
+from controltower import commander, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, TowerState
 from meta_modules import graph
@@ -293,7 +293,7 @@ def run_drill(sandbox, drill: Drill) -> None:
     writes = _writes(sandbox)
     sandbox.faults(**drill.faults.body(accounts, phase=1))
 
-    resumed = killswitch.resume(ResumeRequest(actor="drill", reason="drill over", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="drill", reason="drill over", run_health_check=False))
     background, attempts = resumed.campaigns_pending, 0
     while background:  # the background re-activations resume left, run here until they are done
         assert attempts < 10, f"still re-activating after {attempts} passes"

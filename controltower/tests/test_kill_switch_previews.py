@@ -12,7 +12,7 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
-from controltower import killswitch
+from controltower import commander, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, TowerState
 from controltower.roles import OPERATORS_GROUP
@@ -150,7 +150,7 @@ def test_the_resume_preview_lists_exactly_what_resume_then_re_activates_and_leav
     disturbed = _disturb_the_holds(two_currencies)
 
     preview = killswitch.resume(ResumeRequest(actor="bob", dry_run=True))
-    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+    resumed = commander.resume(ResumeRequest(actor="bob"))
 
     rows = {c["campaign_id"]: c for c in preview.preview["campaigns"]}
     assert set(rows) == set(CampaignHold.objects.values_list("campaign_id", flat=True))
@@ -183,7 +183,7 @@ def test_the_resume_preview_leaves_pauses_never_confirmed_as_resume_does(meta_sa
     assert pending
 
     preview = killswitch.resume(ResumeRequest(actor="bob", dry_run=True))
-    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+    resumed = commander.resume(ResumeRequest(actor="bob"))
 
     left = {c["campaign_id"] for c in preview.preview["campaigns"] if c["why"] == "unconfirmed"}
     assert left == pending == {s["campaign_id"] for s in resumed.campaigns_skipped}
@@ -216,7 +216,7 @@ def test_the_resume_preview_lists_the_schedulers_resume_restarts_with_their_firs
     MetaModule.objects.filter(code="10.5").update(desired_state=MetaModule.DesiredState.STOPPED)
 
     preview = killswitch.resume(ResumeRequest(actor="bob", dry_run=True))
-    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+    resumed = commander.resume(ResumeRequest(actor="bob"))
 
     codes = [s["code"] for s in preview.preview["schedulers"]]
     assert "10.5" not in codes and len(codes) == preview.would_restart == resumed.schedulers_resumed == 16

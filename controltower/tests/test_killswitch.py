@@ -12,7 +12,7 @@ from django.core import mail
 from django.db import connections
 from django_celery_beat.models import PeriodicTask
 
-from controltower import killswitch
+from controltower import commander, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, SystemStatus, TowerState
 from meta_modules import graph, jobs
@@ -62,7 +62,7 @@ def test_stop_pauses_every_active_campaign_and_resume_restores_exactly_them(mixe
     assert state.emergency_stop_active and state.halted_by == "alice" and state.system_status == "emergency_stop"
     assert CampaignHold.objects.filter(state="paused").count() == 24
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", reason="spike explained"))
+    resumed = commander.resume(ResumeRequest(actor="bob", reason="spike explained"))
 
     after_resume = _statuses(mixed)
     assert {cid for cid, s in after_resume.items() if s == "ACTIVE"} == active_before
@@ -79,7 +79,7 @@ def test_a_campaign_paused_by_a_human_before_the_stop_stays_paused(mixed) -> Non
     _graph_post(mixed, human_paused, status="PAUSED")
 
     _stop()
-    killswitch.resume(ResumeRequest(actor="bob"))
+    commander.resume(ResumeRequest(actor="bob"))
 
     assert _statuses(mixed)[human_paused] == "PAUSED"
     assert not CampaignHold.objects.filter(campaign_id=human_paused).exists()
@@ -93,7 +93,7 @@ def test_a_campaign_edited_between_stop_and_resume_is_skipped_and_reported(mixed
     _graph_post(mixed, held[1], status="PAUSED")  # ...and paused it again
     _graph_post(mixed, held[2], status="ARCHIVED")
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+    resumed = commander.resume(ResumeRequest(actor="bob"))
 
     skipped = {s["campaign_id"]: s["reason"] for s in resumed.campaigns_skipped}
     assert set(skipped) == set(held)
@@ -119,7 +119,7 @@ def test_faults_and_a_rate_limit_during_stop_and_resume_still_restore_exactly_wh
     assert "ACTIVE" not in _statuses(meta_sandbox).values()
     assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))  # the faults are still on
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))  # the faults are still on
 
     assert resumed.campaigns_resumed == 120 and not resumed.campaigns_skipped, resumed.campaigns_skipped
     assert _statuses(meta_sandbox) == before  # the 120 held ones ACTIVE again, the 15 paused before still paused
@@ -184,14 +184,14 @@ def test_a_module_job_queued_before_the_stop_does_nothing(mixed) -> None:
 
 def test_resume_without_a_stop_is_refused(mixed) -> None:
     with pytest.raises(killswitch.KillSwitchError, match="not halted"):
-        killswitch.resume(ResumeRequest(actor="bob"))
+        commander.resume(ResumeRequest(actor="bob"))
 
 
 def test_resume_keeps_modules_an_operator_stopped_during_the_halt(mixed) -> None:
     _stop()
     MetaModule.objects.filter(code="10.7").update(desired_state=MetaModule.DesiredState.STOPPED)
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+    resumed = commander.resume(ResumeRequest(actor="bob"))
 
     assert resumed.schedulers_resumed == 16
     assert not PeriodicTask.objects.get(meta_module__code="10.7").enabled
@@ -201,12 +201,12 @@ def test_resume_with_two_person_rule_needs_a_different_operator(mixed, settings)
     settings.RESUME_REQUIRES_SECOND_APPROVER = True
     _stop()
 
-    first = killswitch.resume(ResumeRequest(actor="alice", reason="all clear"))
+    first = commander.resume(ResumeRequest(actor="alice", reason="all clear"))
     assert first.awaiting_approval and TowerState.get().emergency_stop_active
     with pytest.raises(killswitch.KillSwitchError, match="different operator"):
-        killswitch.resume(ResumeRequest(actor="alice"))
+        commander.resume(ResumeRequest(actor="alice"))
 
-    approved = killswitch.resume(ResumeRequest(actor="bob"))
+    approved = commander.resume(ResumeRequest(actor="bob"))
 
     assert approved.success and not TowerState.get().emergency_stop_active
     run = ControlTowerRun.objects.get(pk=approved.run_id)
@@ -216,7 +216,7 @@ def test_resume_with_two_person_rule_needs_a_different_operator(mixed, settings)
 def test_resume_without_campaigns_leaves_them_paused_and_released(mixed) -> None:
     _stop()
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", resume_campaigns=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", resume_campaigns=False))
 
     assert resumed.campaigns_resumed == 0 and "ACTIVE" not in _statuses(mixed).values()
     assert CampaignHold.objects.filter(state="released").count() == 24
@@ -266,7 +266,7 @@ def test_two_simultaneous_stops_and_a_resume_give_one_consistent_outcome(postgre
             connections.close_all()
 
     threads = [threading.Thread(target=act, args=(fn,)) for fn in
-               (_stop, _stop, lambda: killswitch.resume(ResumeRequest(actor="carol")))]
+               (_stop, _stop, lambda: commander.resume(ResumeRequest(actor="carol")))]
     for t in threads:
         t.start()
     for t in threads:
@@ -291,7 +291,7 @@ def test_resume_leaves_unconfirmed_pauses_as_they_are(meta_sandbox, settings) ->
     meta_sandbox.faults()
     graph.reset_clients()
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob"))
+    resumed = commander.resume(ResumeRequest(actor="bob"))
 
     assert resumed.campaigns_resumed == 17
     unconfirmed = [s for s in resumed.campaigns_skipped if "never confirmed" in s["reason"]]
@@ -372,7 +372,7 @@ def test_resume_keeps_retrying_re_activations_that_fail_transiently_within_its_d
     settings.META_MAX_RETRIES = 1  # the client gives up after one retry: resume must not
     meta_sandbox.faults(error_rate=0.3, fault_seed=4)
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
 
     assert resumed.campaigns_resumed == 30 and not resumed.campaigns_skipped, resumed.campaigns_skipped
     assert len(meta_sandbox.campaigns(status="ACTIVE")) == 30
@@ -386,7 +386,7 @@ def test_resume_keeps_re_activations_still_failing_at_its_deadline_pending_and_s
     settings.META_MAX_RETRIES = 0
     meta_sandbox.faults(error_rate=1.0)  # Meta fails every call
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
 
     assert resumed.campaigns_resumed == 0 and not resumed.success
     assert resumed.campaigns_skipped == [] and resumed.campaigns_pending == 5  # pending, not "skipped"
@@ -411,7 +411,7 @@ def test_a_slow_batch_whose_answer_was_lost_is_still_confirmed_paused(meta_sandb
     assert meta_sandbox.campaigns(status="ACTIVE") == []
     truth = _truth_updated_times(meta_sandbox)
     assert {h.campaign_id: h.paused_updated_time for h in CampaignHold.objects.all()} == truth
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
     assert resumed.campaigns_resumed == 30 and not resumed.campaigns_skipped
 
 
@@ -422,7 +422,7 @@ def test_a_re_activation_whose_answer_was_lost_but_applied_counts_as_resumed(met
     settings.META_MAX_RETRIES = 0
     meta_sandbox.faults(per_item_ms=500)  # even a batch of one outlasts the client's timeout; Meta applies it after
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
 
     assert resumed.campaigns_resumed == 3 and not resumed.campaigns_skipped, resumed.campaigns_skipped
     assert len(meta_sandbox.campaigns(status="ACTIVE")) == 3

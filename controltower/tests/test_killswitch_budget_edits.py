@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from controltower import killswitch
+from controltower import commander, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold
 
@@ -31,7 +31,7 @@ def test_a_budget_edit_during_the_halt_keeps_the_campaign_paused(meta_sandbox, f
 
     after = {c["id"]: c for c in meta_sandbox.campaigns()}[edited]
     assert after["updated_time"] == before["updated_time"] and after[field] == value  # Meta did not stamp it
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
     assert resumed.campaigns_resumed == 3
     [skipped] = resumed.campaigns_skipped
     assert skipped["campaign_id"] == edited and skipped["reason"].startswith("edited on Meta since the stop (")
@@ -46,7 +46,7 @@ def test_a_rename_during_the_halt_is_stamped_and_keeps_the_campaign_paused(meta_
 
     _edit(meta_sandbox, edited, name="Renamed during the halt")
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
     [skipped] = resumed.campaigns_skipped
     assert skipped["campaign_id"] == edited and "updated_time" in skipped["reason"]
 

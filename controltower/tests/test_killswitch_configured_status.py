@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from controltower import killswitch
+from controltower import commander, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold
 
@@ -43,7 +43,7 @@ def test_resume_leaves_a_campaign_paused_by_a_person_paused_whatever_its_effecti
     sandbox, active, paused = troubled
     killswitch.emergency_stop(StopRequest(reason="drill", actor="alice", send_alerts=False))
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
 
     after = {c["id"]: c for c in sandbox.campaigns()}
     assert resumed.campaigns_resumed == 6 and not resumed.campaigns_skipped
@@ -68,7 +68,7 @@ def test_resume_never_re_activates_a_hold_that_was_not_configured_active_before_
     odd = sorted(active)[0]
     CampaignHold.objects.filter(campaign_id=odd).update(prior_status="PAUSED", prior_effective_status="WITH_ISSUES")
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
 
     assert resumed.campaigns_resumed == 5
     assert [s["campaign_id"] for s in resumed.campaigns_skipped] == [odd]

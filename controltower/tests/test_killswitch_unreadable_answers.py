@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core import mail
 
-from controltower import fanout, killswitch
+from controltower import commander, fanout, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, RunState, TowerState
 from meta_modules import graph
@@ -43,7 +43,7 @@ def test_html_pages_instead_of_answers_slow_the_stop_but_every_campaign_ends_pau
     assert CampaignHold.objects.filter(state="paused").count() == 120
 
     meta_sandbox.faults(html_error_rate=0.3, html_item_rate=0.2, fault_seed=5)
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
 
     meta_sandbox.faults()
     if resumed.campaigns_pending:
@@ -80,7 +80,7 @@ def test_resume_answered_only_with_html_leaves_them_pending_and_the_background_f
     settings.EMERGENCY_STOP_DEADLINE_SECONDS = 3  # room for a retry under a loaded CI machine
     meta_sandbox.faults(html_error_rate=1.0)
 
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
 
     assert resumed.campaigns_resumed == 0 and resumed.campaigns_pending == 8 and not resumed.campaigns_skipped
     assert "not a Graph API object" in resumed.errors[0]

@@ -8,7 +8,7 @@ from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from controltower import cycle, recovery
+from controltower import commander, cycle, recovery
 from controltower.recovery_policy import Policy, backoff
 from controltower.models import Alert, RecoveryAttempt, RecoveryState, SystemHealthLog, TowerState
 from meta_modules.models import MetaModule, ModuleRun
@@ -46,7 +46,7 @@ def _age_attempts(code: str, by: timedelta) -> None:
 def test_a_task_disabled_behind_the_operators_back_is_re_enabled_and_verified(healthy) -> None:
     PeriodicTask.objects.filter(meta_module__code="10.5").update(enabled=False)  # the fault
 
-    first = cycle.run_cycle("test")
+    first = commander.health_cycle("test")
 
     assert _log(first, "10.5").health_status == "offline"
     assert PeriodicTask.objects.get(meta_module__code="10.5").enabled
@@ -57,7 +57,7 @@ def test_a_task_disabled_behind_the_operators_back_is_re_enabled_and_verified(he
     assert first.recoveries_performed[0]["action"] == "restart_scheduler" and attempt.run_id == first.pk
     assert (_log(first, "10.5").recovery_attempts, _log(first, "10.5").last_recovery_action) == (1, "restart_scheduler")
 
-    second = cycle.run_cycle("test")
+    second = commander.health_cycle("test")
 
     attempt.refresh_from_db()
     assert attempt.healed is True and attempt.verified_at == second.executed_at
@@ -74,9 +74,9 @@ def test_a_module_that_keeps_failing_gets_n_attempts_with_growing_gaps_then_esca
     _runs("10.2", 6, 4)  # OFFLINE
     meta_sandbox.faults(expire_token=True)  # its job keeps failing: every restart's run fails too
 
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     assert RecoveryAttempt.objects.filter(module_code="10.2").count() == 1
-    cycle.run_cycle("test")  # too soon: backing off
+    commander.health_cycle("test")  # too soon: backing off
     assert RecoveryAttempt.objects.filter(module_code="10.2").count() == 1
 
     gaps = []
@@ -84,28 +84,26 @@ def test_a_module_that_keeps_failing_gets_n_attempts_with_growing_gaps_then_esca
         gap = backoff(expected - 1, "10.2", Policy.from_settings())
         gaps.append(gap)
         _age_attempts("10.2", gap)
-        cycle.run_cycle("test")
+        commander.health_cycle("test")
         assert RecoveryAttempt.objects.filter(module_code="10.2").exclude(action="alert_admin").count() == expected
     assert gaps[1] > gaps[0]
     assert not RecoveryAttempt.objects.filter(module_code="10.2", outcome="succeeded").exclude(action="alert_admin").exists()
 
     _age_attempts("10.2", timedelta(minutes=30))
-    escalation_run = cycle.run_cycle("test")
+    escalation_run = commander.health_cycle("test")
     assert RecoveryState.objects.get(module_code="10.2").needs_human
     assert RecoveryAttempt.objects.filter(module_code="10.2", action="alert_admin").count() == 1
     assert "recovery:10.2:needs_human" in {a["key"] for a in escalation_run.alerts}
 
     _age_attempts("10.2", timedelta(hours=1))
-    cycle.run_cycle("test")
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
+    commander.health_cycle("test")
     assert RecoveryAttempt.objects.filter(module_code="10.2").count() == 4  # 3 restarts + 1 escalation: silence
     assert Alert.objects.filter(key="recovery:10.2:needs_human").count() == 1
 
 
 def test_an_operator_restart_clears_needs_a_human(healthy) -> None:
     RecoveryState.objects.create(module_code="10.2", needs_human=True, needs_human_since=timezone.now())
-    from controltower import commander
-
     commander.execute(commander.Command("restart_module", actor="olivia", target_modules=["10.2"]))
 
     state = RecoveryState.objects.get(module_code="10.2")
@@ -115,7 +113,7 @@ def test_an_operator_restart_clears_needs_a_human(healthy) -> None:
 def test_reset_module_is_recommended_not_executed(healthy) -> None:
     _runs("10.13", 1000, 60)  # 94 % success: DEGRADED, 60 errors > 50
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     assert not RecoveryAttempt.objects.filter(module_code="10.13").exists()
     advice = [r for r in run.recommendations if r.get("module") == "10.13" and r.get("action") == "reset_module"]
@@ -126,7 +124,7 @@ def test_an_operator_can_execute_a_recommended_reset(healthy) -> None:
     _runs("10.13", 1000, 60)
     ModuleRun.objects.create(module=MetaModule.objects.get(code="10.13"))  # an in-flight marker
 
-    attempt = recovery.operator_action("10.13", "reset_module", "olivia", "too many errors")
+    attempt = commander.recover("10.13", "reset_module", "olivia", "too many errors")
 
     assert attempt.trigger == "operator" and attempt.executed_by == "olivia" and attempt.outcome == "succeeded"
     assert attempt.detail["in_flight_closed"] == 1
@@ -137,7 +135,7 @@ def test_an_operator_can_execute_a_recommended_reset(healthy) -> None:
 def test_nothing_is_done_during_an_emergency_stop_or_to_an_operator_stopped_module(healthy) -> None:
     MetaModule.objects.filter(code="10.4").update(desired_state=MetaModule.DesiredState.STOPPED)
     PeriodicTask.objects.filter(meta_module__code="10.4").update(enabled=False)
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     assert not RecoveryAttempt.objects.exists()
     assert not PeriodicTask.objects.get(meta_module__code="10.4").enabled
 
@@ -145,7 +143,7 @@ def test_nothing_is_done_during_an_emergency_stop_or_to_an_operator_stopped_modu
     state.emergency_stop_active = True
     state.save()
     PeriodicTask.objects.filter(meta_module__code="10.5").update(enabled=False)
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
     assert not RecoveryAttempt.objects.exists()
 
 
@@ -154,8 +152,8 @@ def test_ten_of_seventeen_failing_means_no_restarts_and_exactly_one_escalation(h
     failing = [spec.code for spec in MODULES][:10]
     PeriodicTask.objects.filter(meta_module__code__in=failing).update(enabled=False)
 
-    first = cycle.run_cycle("test")
-    cycle.run_cycle("test")
+    first = commander.health_cycle("test")
+    commander.health_cycle("test")
 
     assert not RecoveryAttempt.objects.exists()
     assert PeriodicTask.objects.filter(meta_module__code__in=failing, enabled=True).count() == 0
@@ -171,7 +169,7 @@ def test_ten_of_seventeen_failing_means_no_restarts_and_exactly_one_escalation(h
 def test_reconnect_db_really_reopens_the_connection(postgres_db, synced) -> None:
     before = recovery.backend_id()
 
-    attempt = recovery.operator_action("10.1", "reconnect_db", "olivia")
+    attempt = commander.recover("10.1", "reconnect_db", "olivia")
 
     after = recovery.backend_id()
     assert attempt.module_code == "database" and attempt.outcome == "succeeded"
@@ -185,8 +183,8 @@ def test_reconnect_db_really_reopens_the_connection(postgres_db, synced) -> None
 def test_an_unhealthy_database_gets_one_reconnect_under_backoff(synced, meta_sandbox, healthy, settings) -> None:
     settings.DB_HEALTHY_LATENCY_MS = 0.000001  # every probe is "too slow"
 
-    cycle.run_cycle("test")
-    cycle.run_cycle("test")
+    commander.health_cycle("test")
+    commander.health_cycle("test")
 
     attempts = RecoveryAttempt.objects.filter(action="reconnect_db")
     assert attempts.count() == 1 and attempts.get().module_code == "database"
@@ -239,7 +237,7 @@ def test_an_action_whose_dependency_is_down_is_recorded_as_failed_not_raised(hea
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": "redis://127.0.0.1:9/0"}}  # nothing listens: the cache is down
 
-    attempt = recovery.operator_action("10.13", "clear_cache", actor="olga")
+    attempt = commander.recover("10.13", "clear_cache", actor="olga")
 
     assert attempt.outcome == RecoveryAttempt.Outcome.FAILED
     assert "ConnectionError" in attempt.detail["error"]

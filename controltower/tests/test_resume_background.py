@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from django.core import mail
 
-from controltower import killswitch
+from controltower import commander, killswitch
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import CampaignHold, ControlTowerRun, Notification
 
@@ -28,7 +28,7 @@ def left_pending(meta_sandbox, settings):
     settings.EMERGENCY_STOP_DEADLINE_SECONDS = 2
     settings.META_MAX_RETRIES = 0
     meta_sandbox.faults(error_rate=1.0)
-    resumed = killswitch.resume(ResumeRequest(actor="bob", run_health_check=False))
+    resumed = commander.resume(ResumeRequest(actor="bob", run_health_check=False))
     assert resumed.campaigns_pending == 6
     return meta_sandbox, running, resumed
 

@@ -8,9 +8,9 @@ from django.test import Client
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from controltower import killswitch
-from controltower.models import ControlTowerRun
+from controltower.models import ControlTowerRun, RecoveryAttempt
 from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
-from controltower.scheduling import HEALTH_CYCLE_TASK, HEARTBEAT_TASK, RETENTION_TASK
+from controltower.schedules import HEALTH_CYCLE_TASK, HEARTBEAT_TASK, RETENTION_TASK
 from meta_modules.models import MetaModule, ModuleRun
 from tests.support import admin_client
 
@@ -74,6 +74,18 @@ def test_re_enabling_a_schedule_is_refused_while_halted(synced, meta_sandbox) ->
 
     assert "Emergency stop active" in messages
     assert not _task("10.7").enabled
+
+
+def test_recovering_modules_from_the_admin_is_refused_while_halted_as_the_api_refuses_it(synced, meta_sandbox) -> None:
+    killswitch.emergency_stop(killswitch.StopRequest(reason="spend spike", actor="alice"))
+
+    page = admin_client("root", superuser=True).post("/admin/meta_modules/metamodule/", {
+        "action": "reset_modules", "_selected_action": [MetaModule.objects.get(code="10.7").pk], "index": 0,
+        "reason": "stale"}, follow=True)
+
+    assert "Emergency stop active: resume before recovering modules." in "\n".join(
+        str(m) for m in page.context["messages"])
+    assert not RecoveryAttempt.objects.exists()
 
 
 def test_the_tower_tasks_cannot_be_disabled_or_run(synced) -> None:

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.core import mail
 
-from controltower import cycle
+from controltower import commander
 from controltower.management.commands.watchdog import check_once
 from controltower.models import ControlTowerRun, TowerState
 from meta_modules import clock, days, jobs
@@ -28,7 +28,7 @@ def test_a_spike_raises_a_critical_alert(meta_sandbox, settings) -> None:
     settings.ALERT_EMAILS = ["ops@example.com"]
     spike = _spike(requested=False)
 
-    run = cycle.run_cycle("test")
+    run = commander.health_cycle("test")
 
     assert f"spend_spike:{spike.campaign_id}" in {a["key"] for a in run.alerts}
     assert "Spend spike on campaign" in mail.outbox[0].body and "20.0×" in mail.outbox[0].body

@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from controltower import cycle, health, reports
+from controltower import commander, cycle, health, reports
 from controltower.management.commands.watchdog import check_once
 from controltower.models import Alert, ControlTowerRun
 from controltower.models import ModuleStatus as M
@@ -146,7 +146,7 @@ def test_a_fresh_install_reads_starting_in_the_api_and_on_the_dashboard(staff: C
 def test_recorded_runs_move_the_count_until_all_have_run_and_it_is_healthy(staff: Client) -> None:
     _ran(["10.1", "10.2", "10.3"])
     assert _dashboard(staff) == "starting|STARTING — 3 of 17 modules have run"
-    cycle.run_cycle("scheduler")  # the first check, during the start-up
+    commander.health_cycle("scheduler")  # the first check, during the start-up
     _ran(["10.4", "10.5"])
 
     body = _status(staff)  # the latest check said STARTING: GET status follows the runs live
@@ -180,7 +180,7 @@ def test_a_cycle_during_the_start_up_raises_no_alert_and_sends_nothing(staff: Cl
     settings.ALERT_WEBHOOK_URL = f"{http_receiver.url}/hook"
     _ran(["10.1", "10.2"])
 
-    run = cycle.run_cycle("scheduler")
+    run = commander.health_cycle("scheduler")
 
     assert run.system_status == "starting" and (run.modules_run, run.modules_expected) == (2, 17)
     assert run.alerts == [] and not Alert.objects.exists() and not Notification.objects.exists()
@@ -201,7 +201,7 @@ def test_a_start_up_that_never_completes_turns_critical_after_the_grace(staff: C
     assert {m.code: m.status for m in health.evaluate().modules if m.code in ("10.6", "10.12")} == {
         "10.6": "offline", "10.12": "unknown"}
 
-    run = cycle.run_cycle("scheduler")
+    run = commander.health_cycle("scheduler")
 
     assert run.system_status == "critical"
     critical = Alert.objects.get(key="system:critical")
@@ -263,7 +263,7 @@ SITUATIONS = {"starting": lambda: None, "healthy": _healthy, "degraded": _degrad
 @pytest.mark.parametrize("expected", list(SITUATIONS))
 def test_status_dashboard_and_alert_text_agree(expected: str, staff: Client) -> None:
     SITUATIONS[expected]()
-    cycle.run_cycle("scheduler")
+    commander.health_cycle("scheduler")
 
     body = _status(staff)
     banner, text = _dashboard(staff).split("|")
@@ -331,7 +331,7 @@ def test_availability_of_modules_online_only_briefly_after_their_start_stays_wit
 @fresh_install
 def test_metrics_say_starting_after_a_check_during_the_start_up(settings) -> None:
     settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS = "scrape-" + "s" * 40, []
-    cycle.run_cycle("scheduler")
+    commander.health_cycle("scheduler")
 
     exposition = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {settings.METRICS_TOKEN}").content.decode()
 

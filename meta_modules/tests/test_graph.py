@@ -7,10 +7,10 @@ import time
 import pytest
 
 from controltower.models import TowerState
+from controltower.schedules import sync_modules
 from meta_modules.graph import BatchCall, ErrorKind, GraphClient, MetaError, WriteRefused, batch_limit_after_timeout, client
 from meta_modules.models import ModuleRun
 from meta_modules.runs import execute
-from meta_modules.scheduling import sync_modules
 from meta_sandbox.tests.sandbox_http import exhaust_score
 
 pytestmark = pytest.mark.django_db

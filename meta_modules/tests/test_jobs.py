@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from controltower.models import TowerState
+from controltower.schedules import sync_modules
 from meta_modules import clock, days, jobs
 from meta_modules.graph import GraphClient, WriteRefused
 from meta_modules.models import (
@@ -24,7 +25,6 @@ from meta_modules.models import (
 )
 from meta_modules.registry import MODULES
 from meta_modules.runs import RunContext, execute
-from meta_modules.scheduling import sync_modules
 
 pytestmark = pytest.mark.django_db
 

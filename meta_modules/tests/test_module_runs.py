@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from controltower.models import TowerState
+from controltower.schedules import sync_modules
 from meta_modules import jobs
 from meta_modules.models import MetaModule, ModuleRun
-from meta_modules.scheduling import sync_modules
 from tests import worker_jobs
 from tests.support import wait_for
 

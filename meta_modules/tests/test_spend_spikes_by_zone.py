@@ -11,9 +11,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from controltower.schedules import sync_modules
 from meta_modules import jobs
 from meta_modules.models import Campaign, ModuleRun, SpendSnapshot, SpendSpike
-from meta_modules.scheduling import sync_modules
 
 pytestmark = pytest.mark.django_db
 

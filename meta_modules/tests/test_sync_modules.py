@@ -5,7 +5,7 @@ import pytest
 from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
-from controltower.scheduling import HEALTH_CYCLE_TASK
+from controltower.schedules import HEALTH_CYCLE_TASK
 from meta_modules.models import MetaModule
 from meta_modules.registry import MODULES
 

@@ -1,7 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from controltower.scheduling import sync_tower_tasks
-from meta_modules.scheduling import sync_modules
+from controltower.schedules import sync_modules, sync_tower_tasks
 
 
 class Command(BaseCommand):

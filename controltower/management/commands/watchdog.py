@@ -7,9 +7,9 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from controltower import cycle, findings, health, killswitch, rules
+from controltower import commander, findings, health, rules
 from controltower.models import ControlTowerRun, RunState, RunType
-from controltower.scheduling import HEALTH_CYCLE_TASK
+from controltower.schedules import HEALTH_CYCLE_TASK
 
 logger = logging.getLogger(__name__)
 WATCHED = {"infra:beat", "infra:workers", "infra:broker", "infra:database"}
@@ -21,8 +21,7 @@ def check_once() -> ControlTowerRun | None:
 
     Returns the health-check run if one was made.
     """
-    killswitch.stop_for_requested_spikes()
-    killswitch.finish_abandoned()  # a stop whose process died must not wait for the hourly cycle
+    commander.upkeep()  # a stop whose process died must not wait for the hourly cycle
     report = health.evaluate()
     down_now = {c.key for c in findings.infrastructure_conditions(report)} & WATCHED
     last = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
@@ -35,7 +34,7 @@ def check_once() -> ControlTowerRun | None:
         timedelta(seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS), timedelta(seconds=settings.SCHEDULER_GRACE_SECONDS),
         down_now, down_recorded, report.system_status, last.system_status if last else None,
     )
-    return cycle.run_cycle(executed_by="watchdog") if due else None
+    return commander.health_cycle(executed_by="watchdog") if due else None
 
 
 class Command(BaseCommand):
