@@ -3,6 +3,7 @@
 REQUIRE_SERVICES=1 (set by .ci/run) turns "service not available" into a failure instead
 of a skip, so CI can never pass by silently skipping PostgreSQL or Redis tests.
 """
+
 from __future__ import annotations
 
 import io
@@ -48,14 +49,24 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(django_db_setup: None, django_db_blocker: pytest.FixtureRequest) -> Iterator[subprocess.Popen]:
+def celery_worker_process(
+    django_db_setup: None, django_db_blocker: pytest.FixtureRequest
+) -> Iterator[subprocess.Popen]:
     """A real `celery worker` process on the configured broker and the test database.
 
     Tests that use it need `@pytest.mark.django_db(transaction=True)`: the worker sees only
     committed rows.
     """
-    proc = start_worker(child_env(), Path(settings.VAR_DIR) / "test-worker.log", "--pool", "solo",
-                        "--include", "tests.worker_jobs", "--hostname", "tests@%h")
+    proc = start_worker(
+        child_env(),
+        Path(settings.VAR_DIR) / "test-worker.log",
+        "--pool",
+        "solo",
+        "--include",
+        "tests.worker_jobs",
+        "--hostname",
+        "tests@%h",
+    )
     yield proc
     stop_process(proc)
 

@@ -16,6 +16,7 @@ its deadline (EMERGENCY_STOP_DEADLINE_SECONDS), then alerts on every channel (em
 EMAIL_TIMEOUT, Slack and the webhook up to 3 attempts of ALERT_HTTP_TIMEOUT_SECONDS each, with
 1.5 s of pauses) — so a loop blocked by a stop's synchronous work would never be cut short either.
 """
+
 import os
 
 
@@ -27,5 +28,9 @@ wsgi_app = "config.asgi:application"
 worker_class = "uvicorn_worker.UvicornWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY") or 2)
 accesslog = "-"
-timeout = int(_seconds("EMERGENCY_STOP_DEADLINE_SECONDS", 20) + _seconds("EMAIL_TIMEOUT", 10)
-              + 2 * (3 * _seconds("ALERT_HTTP_TIMEOUT_SECONDS", 10) + 1.5) + 30)
+timeout = int(
+    _seconds("EMERGENCY_STOP_DEADLINE_SECONDS", 20)
+    + _seconds("EMAIL_TIMEOUT", 10)
+    + 2 * (3 * _seconds("ALERT_HTTP_TIMEOUT_SECONDS", 10) + 1.5)
+    + 30
+)

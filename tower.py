@@ -9,6 +9,7 @@
 Only the standard library is used until the virtual environment exists; everything else
 runs inside `.venv`. Environment variables (docs/settings.md) pass through to every process.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,15 @@ def say(message: str) -> None:
 def frame(lines: list[str], title: str) -> str:
     """`lines` in a box, so the start-up summary stands out of the processes' output."""
     width = max(len(line) for line in [title, *lines])
-    return "\n".join([f"╔═{'═' * width}═╗", f"║ {title.ljust(width)} ║", f"╟─{'─' * width}─╢",
-                      *(f"║ {line.ljust(width)} ║" for line in lines), f"╚═{'═' * width}═╝"])
+    return "\n".join(
+        [
+            f"╔═{'═' * width}═╗",
+            f"║ {title.ljust(width)} ║",
+            f"╟─{'─' * width}─╢",
+            *(f"║ {line.ljust(width)} ║" for line in lines),
+            f"╚═{'═' * width}═╝",
+        ]
+    )
 
 
 def prefixed(name: str, width: int, line: str) -> str:
@@ -92,8 +100,10 @@ def ensure_venv(requirements: str) -> None:
     if marker.exists() and marker.read_text() == digest:
         return
     say(f"installing {requirements}")
-    subprocess.run([str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    "-r", str(ROOT / requirements)], check=True)
+    subprocess.run(
+        [str(PYTHON), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(ROOT / requirements)],
+        check=True,
+    )
     marker.write_text(digest)
 
 
@@ -129,14 +139,21 @@ def announce(env: dict[str, str], host: str, port: str, names: Iterable[str]) ->
     url = f"http://{host}:{port}/"
     if not answers(host, int(port), within=60):
         say(f"the console does not answer on {url} after 60 s — see the web lines above")
-    summary = subprocess.run([str(PYTHON), str(ROOT / "manage.py"), "startup_summary", "--url", url],
-                             cwd=ROOT, env=env, capture_output=True, text=True)
+    summary = subprocess.run(
+        [str(PYTHON), str(ROOT / "manage.py"), "startup_summary", "--url", url],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if summary.returncode != 0:
         say(f"startup_summary failed:\n{summary.stderr}")
         return
-    lines = [*summary.stdout.splitlines(),
-             f"logs      this terminal only, each line under its process: {', '.join(names)}",
-             "stop      Ctrl-C stops every process"]
+    lines = [
+        *summary.stdout.splitlines(),
+        f"logs      this terminal only, each line under its process: {', '.join(names)}",
+        "stop      Ctrl-C stops every process",
+    ]
     to_terminal(frame(lines, "Control Tower is running"))
 
 
@@ -157,15 +174,29 @@ def up() -> int:
     bin_dir = VENV / "bin"
     processes = {
         "web": web_command(host, port),
-        "worker": [str(bin_dir / "celery"), "-A", "config", "worker", "--loglevel", "info",
-                   "--concurrency", env.get("WORKER_CONCURRENCY", "2")],
+        "worker": [
+            str(bin_dir / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "info",
+            "--concurrency",
+            env.get("WORKER_CONCURRENCY", "2"),
+        ],
         "beat": [str(bin_dir / "celery"), "-A", "config", "beat", "--loglevel", "info"],
         "watchdog": [str(PYTHON), str(ROOT / "manage.py"), "watchdog"],
     }
     if env.get("META_MODE", "stub") == "stub":
-        processes["sandbox"] = [str(PYTHON), str(ROOT / "manage.py"), "meta_sandbox",
-                                "--port", env.get("META_SANDBOX_PORT", "8765"),
-                                "--store", str(VAR / "meta_sandbox.sqlite3")]
+        processes["sandbox"] = [
+            str(PYTHON),
+            str(ROOT / "manage.py"),
+            "meta_sandbox",
+            "--port",
+            env.get("META_SANDBOX_PORT", "8765"),
+            "--store",
+            str(VAR / "meta_sandbox.sqlite3"),
+        ]
     return supervise(processes, env, lambda: announce(env, host, port, processes))
 
 
@@ -179,7 +210,9 @@ def supervise(processes: dict[str, list[str]], env: dict[str, str], started: Cal
     relays: list[threading.Thread] = []
     for name, cmd in processes.items():
         running[name] = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        relays.append(threading.Thread(target=relay, args=(name, width, running[name].stdout, to_terminal), daemon=True))
+        relays.append(
+            threading.Thread(target=relay, args=(name, width, running[name].stdout, to_terminal), daemon=True)
+        )
         relays[-1].start()
     say(f"started {', '.join(running)} (Ctrl-C stops everything)")
     threading.Thread(target=started, daemon=True).start()
@@ -227,8 +260,9 @@ def lint(args: list[str]) -> int:
 def reset_password(args: list[str]) -> int:
     """A lost password, on the machine `up` runs on: same virtual environment, same generated secret key."""
     ensure_venv("requirements.txt")
-    return subprocess.run([str(PYTHON), str(ROOT / "manage.py"), "reset_password", *args[:1]],
-                          cwd=ROOT, env=base_env()).returncode
+    return subprocess.run(
+        [str(PYTHON), str(ROOT / "manage.py"), "reset_password", *args[:1]], cwd=ROOT, env=base_env()
+    ).returncode
 
 
 def main() -> int:

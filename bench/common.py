@@ -3,6 +3,7 @@ up on a database of their own, a free loopback port.
 
 Each script imports this module first (bench/ is the script's own folder, so it is importable as `common`).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,9 +20,16 @@ sys.path.insert(0, str(ROOT))  # config, controltower, tower: the project the sc
 
 def tower_env(database_url: str, var_dir: Path, **extra: str) -> dict[str, str]:
     """The tower's settings for a benchmark: its own database and var dir, DEBUG off, quiet logs."""
-    return {"DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "bench-" + "x" * 50, "DEBUG": "0",
-            "ALLOWED_HOSTS": "127.0.0.1", "TOWER_VAR_DIR": str(var_dir), "DATABASE_URL": database_url,
-            "LOG_LEVEL": "WARNING", **extra}
+    return {
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SECRET_KEY": "bench-" + "x" * 50,
+        "DEBUG": "0",
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "TOWER_VAR_DIR": str(var_dir),
+        "DATABASE_URL": database_url,
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 def setup_django(env: dict[str, str]) -> None:

@@ -37,6 +37,7 @@ server and drops it at the end; without one it uses SQLite in a temporary TOWER_
 CELERY_BROKER_URL (e.g. redis://127.0.0.1:6379/3) is passed on; without it the worker uses the
 file-system broker. Prints JSON and writes bench/results/<--out>.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,16 +61,16 @@ from typing import Any
 from common import ROOT, free_port, own_database, postgres_server, setup_django, tower_env
 
 import tower  # the web process as tower.py up starts it (importable once common has set the path)
+
 BIN = ROOT / ".venv" / "bin"
 STANDARD_MAX_POINTS = 9000
 
 
-
-
 def control(url: str, path: str, body: dict | None = None) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url + path, data=data, method="POST" if data else "GET",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url + path, data=data, method="POST" if data else "GET", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.loads(response.read())
 
@@ -85,8 +86,17 @@ META_FAULTS: dict[str, Any] = {}  # the sandbox behaviours a run asks for (--mut
 
 
 def reseed(url: str, accounts: int, active: int, latency_ms: int, **faults: Any) -> None:
-    control(url, "/_sandbox/reset", {"accounts": accounts, "seed": 7, "adsets_per_campaign": 1, "ads_per_adset": 1,
-                                     "statuses": {"ACTIVE": active, "PAUSED": active // 10, "ARCHIVED": active // 20}})
+    control(
+        url,
+        "/_sandbox/reset",
+        {
+            "accounts": accounts,
+            "seed": 7,
+            "adsets_per_campaign": 1,
+            "ads_per_adset": 1,
+            "statuses": {"ACTIVE": active, "PAUSED": active // 10, "ARCHIVED": active // 20},
+        },
+    )
     control(url, "/_sandbox/faults", {"latency_ms": latency_ms, "async_job_seconds": 0, **META_FAULTS, **faults})
 
 
@@ -96,20 +106,27 @@ def floor(active_per_account: int, latency_ms: float) -> dict[str, Any]:
     round_trips = (pages + batches) * latency_ms / 1000
     writes = max(0, active_per_account - MUTATIONS_PER_SECOND) / MUTATIONS_PER_SECOND  # any 1 s may hold 100
     points = pages + 3 * active_per_account
-    return {"round_trips_s": round(round_trips, 3), "writes_at_mutation_rate_s": round(writes, 3),
-            "points_needed": points, "fits_one_window": points <= WRITE_CEILING * STANDARD_MAX_POINTS,
-            "seconds": round(max(round_trips, writes), 3)}
+    return {
+        "round_trips_s": round(round_trips, 3),
+        "writes_at_mutation_rate_s": round(writes, 3),
+        "points_needed": points,
+        "fits_one_window": points <= WRITE_CEILING * STANDARD_MAX_POINTS,
+        "seconds": round(max(round_trips, writes), 3),
+    }
 
 
 def rate_budget(url: str) -> dict[str, Any]:
     """What the stop cost each account's rate-limit window, as the sandbox counted it."""
     state = control(url, "/_sandbox/state")
     scores = [a["score"] for a in state["accounts"]]
-    return {"max_account_points": max(scores), "max_account_util_pct": round(max(scores) / STANDARD_MAX_POINTS * 100, 1),
-            "rate_limited_responses": state["counters"]["rate_limited"],
-            "mutation_limited_responses": state["counters"]["mutation_limited"],
-            "rejected_while_blocked": sum(a["rejected_while_blocked"] for a in state["accounts"]),
-            "http_requests": state["counters"]["requests"]}
+    return {
+        "max_account_points": max(scores),
+        "max_account_util_pct": round(max(scores) / STANDARD_MAX_POINTS * 100, 1),
+        "rate_limited_responses": state["counters"]["rate_limited"],
+        "mutation_limited_responses": state["counters"]["mutation_limited"],
+        "rejected_while_blocked": sum(a["rejected_while_blocked"] for a in state["accounts"]),
+        "http_requests": state["counters"]["requests"],
+    }
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -185,18 +202,24 @@ def naive_stop(graph_url: str) -> float:
     started = time.perf_counter()
     for account in api.call("GET", ("me", "adaccounts"), params={"fields": "id", "limit": 100}).json()["data"]:
         campaigns = AdAccount(account["id"], api=api).get_campaigns(
-            fields=["id", "status"], params={"effective_status": ["ACTIVE", "IN_PROCESS", "WITH_ISSUES"], "limit": 100})
+            fields=["id", "status"], params={"effective_status": ["ACTIVE", "IN_PROCESS", "WITH_ISSUES"], "limit": 100}
+        )
         for campaign in list(campaigns):
             if campaign["status"] == "ACTIVE":  # configured ACTIVE: what a person left running
                 Campaign(campaign["id"], api=api).api_update(params={"status": "PAUSED"})
     return time.perf_counter() - started
 
 
-def http_json(port: int, method: str, path: str, token: str, body: dict | None = None,
-              timeout: float = 60) -> tuple[int, dict]:
+def http_json(
+    port: int, method: str, path: str, token: str, body: dict | None = None, timeout: float = 60
+) -> tuple[int, dict]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    conn.request(
+        method,
+        path,
+        body=json.dumps(body) if body is not None else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     response = conn.getresponse()
     data = response.read()
     conn.close()
@@ -207,9 +230,13 @@ def api_stop(env: dict[str, str], token: str, tmp: Path) -> dict[str, Any]:
     """The stop through POST /meta/control-tower/emergency-stop on a fresh 2-worker gunicorn."""
     reset_tower()
     port = free_port()
-    server = subprocess.Popen([*tower.web_command("127.0.0.1", port), "--workers", "2"],
-                              cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp / "gunicorn.log", "a"))
+    server = subprocess.Popen(
+        [*tower.web_command("127.0.0.1", port), "--workers", "2"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "gunicorn.log", "a"),
+    )
     try:
         for _ in range(300):
             try:
@@ -231,10 +258,18 @@ def api_stop(env: dict[str, str], token: str, tmp: Path) -> dict[str, Any]:
         server.wait(timeout=30)
     assert status == 200, (status, body)
     served = max(workers, key=lambda pid: after[pid] - before[pid])
-    return {"seconds": round(seconds, 3), "http_status": status, "paused": body["campaigns_paused"],
-            "pending": body["campaigns_pending"], "errors": body["errors"],
-            "web_worker_peak_rss_mb": {"served_the_stop": after[served], "same_before_the_stop": before[served],
-                                       "other_worker": [after[p] for p in workers if p != served]}}
+    return {
+        "seconds": round(seconds, 3),
+        "http_status": status,
+        "paused": body["campaigns_paused"],
+        "pending": body["campaigns_pending"],
+        "errors": body["errors"],
+        "web_worker_peak_rss_mb": {
+            "served_the_stop": after[served],
+            "same_before_the_stop": before[served],
+            "other_worker": [after[p] for p in workers if p != served],
+        },
+    }
 
 
 def wait_for_log(path: Path, pattern: str, start: int, timeout: float) -> re.Match[str]:
@@ -247,18 +282,35 @@ def wait_for_log(path: Path, pattern: str, start: int, timeout: float) -> re.Mat
     raise SystemExit(f"worker log never showed {pattern!r}; see {path}")
 
 
-def worker_sweep(env: dict[str, str], url: str, accounts: int, active: int, latency_ms: int,
-                 tmp: Path) -> dict[str, Any]:
+def worker_sweep(
+    env: dict[str, str], url: str, accounts: int, active: int, latency_ms: int, tmp: Path
+) -> dict[str, Any]:
     """Meta down during the stop → the stop queues the background sweep → a real worker pauses everything."""
     from controltower import killswitch, tasks
     from meta_modules import graph
 
     log = tmp / "worker.log"
     log.write_text("")
-    worker = subprocess.Popen([str(BIN / "celery"), "-A", "config", "worker", "--loglevel", "info",
-                               "--concurrency", "1", "--without-gossip", "--without-mingle", "-n", f"bench{os.getpid()}@%h"],
-                              cwd=ROOT, env={**os.environ, **env, "LOG_LEVEL": "INFO"},
-                              stdout=open(log, "a"), stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [
+            str(BIN / "celery"),
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "info",
+            "--concurrency",
+            "1",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"bench{os.getpid()}@%h",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **env, "LOG_LEVEL": "INFO"},
+        stdout=open(log, "a"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_for_log(log, r"ready\.", 0, 60)
         pool = children(worker.pid)[0]
@@ -266,8 +318,9 @@ def worker_sweep(env: dict[str, str], url: str, accounts: int, active: int, late
         reseed(url, accounts, active, latency_ms, error_rate=1.0)
         reset_tower()
         graph.reset_clients()
-        stop = killswitch.emergency_stop(killswitch.StopRequest(reason="benchmark: Meta down", actor="bench",
-                                                                send_alerts=False))
+        stop = killswitch.emergency_stop(
+            killswitch.StopRequest(reason="benchmark: Meta down", actor="bench", send_alerts=False)
+        )
         assert stop.campaigns_paused == 0 and stop.errors, stop
         control(url, "/_sandbox/faults", {"latency_ms": latency_ms})  # Meta is back; the countdown runs
         failed_calls = control(url, "/_sandbox/state")["counters"]["requests"]
@@ -286,22 +339,38 @@ def worker_sweep(env: dict[str, str], url: str, accounts: int, active: int, late
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
-    return {"background_sweep": sweep, "health_cycle_seconds": cycle_seconds,
-            "worker_peak_rss_mb": {"pool_process_idle": idle, "pool_process_after_sweep": after_sweep,
-                                   "pool_process_after_health_cycle": after_cycle, "main_process": main_rss}}
+    return {
+        "background_sweep": sweep,
+        "health_cycle_seconds": cycle_seconds,
+        "worker_peak_rss_mb": {
+            "pool_process_idle": idle,
+            "pool_process_after_sweep": after_sweep,
+            "pool_process_after_health_cycle": after_cycle,
+            "main_process": main_rss,
+        },
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--accounts", type=int, default=5)
-    parser.add_argument("--campaigns", type=int, nargs="+", default=[1000, 5000],
-                        help="ACTIVE campaigns in total, spread evenly over the accounts")
+    parser.add_argument(
+        "--campaigns",
+        type=int,
+        nargs="+",
+        default=[1000, 5000],
+        help="ACTIVE campaigns in total, spread evenly over the accounts",
+    )
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3, help="in-process stops per size")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-processes", action="store_true", help="no gunicorn / celery worker phases")
-    parser.add_argument("--mutation-rate-per-s", type=int, default=0,
-                        help="the sandbox rejects writes to an account beyond this many a second (0 = off)")
+    parser.add_argument(
+        "--mutation-rate-per-s",
+        type=int,
+        default=0,
+        help="the sandbox rejects writes to an account beyond this many a second (0 = off)",
+    )
     parser.add_argument("--usage-headers", choices=("all", "buc_only"), default="all")
     parser.add_argument("--out", default="emergency_stop.json", help="file name under bench/results/")
     args = parser.parse_args()
@@ -310,20 +379,27 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-stop-"))
     (tmp / "staticfiles").mkdir()
     databases = contextlib.ExitStack()
-    database_url = (databases.enter_context(own_database("bench_stop")) if postgres_server()
-                    else f"sqlite:///{tmp / 'db.sqlite3'}")
+    database_url = (
+        databases.enter_context(own_database("bench_stop")) if postgres_server() else f"sqlite:///{tmp / 'db.sqlite3'}"
+    )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # The stop queues its background sweep after KILL_SWITCH_RETRY_BASE_SECONDS (default 15 s): shorter, to save time.
     env = tower_env(database_url, tmp, META_GRAPH_URL=url, KILL_SWITCH_RETRY_BASE_SECONDS="2")
-    sandbox = subprocess.Popen([sys.executable, "-m", "meta_sandbox", "--port", str(port),
-                                "--store", str(tmp / "sandbox.sqlite3")], cwd=ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "meta_sandbox", "--port", str(port), "--store", str(tmp / "sandbox.sqlite3")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     results: dict[str, Any] = {
         "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-                   f"{platform.python_version()} · {platform.platform()}",
-        "database": "postgresql" if postgres_server() else "sqlite", "broker": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
-        "accounts": args.accounts, "latency_ms_per_request": args.latency_ms, "loadavg_at_start": os.getloadavg(),
+        f"{platform.python_version()} · {platform.platform()}",
+        "database": "postgresql" if postgres_server() else "sqlite",
+        "broker": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
+        "accounts": args.accounts,
+        "latency_ms_per_request": args.latency_ms,
+        "loadavg_at_start": os.getloadavg(),
         "sandbox": dict(META_FAULTS),
         "sizes": {},
     }
@@ -349,8 +425,11 @@ def main() -> None:
                 resumed_in, resumed = tower_resume()
                 assert resumed.campaigns_resumed == total and active_count(url) == total, resumed
                 runs[-1]["resume_seconds"] = round(resumed_in, 3)
-            size["tower"] = {"median_seconds": statistics.median(r["seconds"] for r in runs),
-                             "resume_median_seconds": statistics.median(r["resume_seconds"] for r in runs), "runs": runs}
+            size["tower"] = {
+                "median_seconds": statistics.median(r["seconds"] for r in runs),
+                "resume_median_seconds": statistics.median(r["resume_seconds"] for r in runs),
+                "runs": runs,
+            }
             size["tower"]["vs_floor"] = round(size["tower"]["median_seconds"] / size["floor"]["seconds"], 2)
             print(total, "tower", json.dumps(size["tower"]), flush=True)
             if not args.skip_processes:
@@ -375,23 +454,39 @@ def main() -> None:
         single = max(args.campaigns)
         reseed(url, 1, single, args.latency_ms)
         seconds, result = tower_stop()
-        results["one_account"] = {"campaigns": single, "seconds": round(seconds, 3), "paused": result.campaigns_paused,
-                                  "pending": result.campaigns_pending, "failed": len(result.campaigns_failed),
-                                  "floor": floor(single, args.latency_ms), "why_pending": result.errors,
-                                  **rate_budget(url)}
+        results["one_account"] = {
+            "campaigns": single,
+            "seconds": round(seconds, 3),
+            "paused": result.campaigns_paused,
+            "pending": result.campaigns_pending,
+            "failed": len(result.campaigns_failed),
+            "floor": floor(single, args.latency_ms),
+            "why_pending": result.errors,
+            **rate_budget(url),
+        }
         assert result.campaigns_paused + result.campaigns_pending == single, result
 
         # Development tier: 30 ACTIVE campaigns need 90 points; the window allows 60.
         control(url, "/_sandbox/reset", {"accounts": 1, "seed": 7, "statuses": {"ACTIVE": 30}})
         account = control(url, "/_sandbox/state")["accounts"][0]["id"]
-        control(url, "/_sandbox/faults", {"latency_ms": args.latency_ms, "tier": {account: "development"},
-                                          "tier_params": {"development": {"decay_s": 5, "block_s": 5}}})
+        control(
+            url,
+            "/_sandbox/faults",
+            {
+                "latency_ms": args.latency_ms,
+                "tier": {account: "development"},
+                "tier_params": {"development": {"decay_s": 5, "block_s": 5}},
+            },
+        )
         dev_seconds, dev_result = tower_stop()
         state = control(url, "/_sandbox/state")
         results["development_tier"] = {
-            "campaigns": 30, "seconds": round(dev_seconds, 3), "paused": dev_result.campaigns_paused,
+            "campaigns": 30,
+            "seconds": round(dev_seconds, 3),
+            "paused": dev_result.campaigns_paused,
             "rejected_while_blocked": state["accounts"][0]["rejected_while_blocked"],
-            "rate_limited_responses": state["counters"]["rate_limited"], "window_s": 5,
+            "rate_limited_responses": state["counters"]["rate_limited"],
+            "window_s": 5,
         }
         results["bench_process_peak_rss_mb"] = vm_hwm_mb(os.getpid())
     finally:

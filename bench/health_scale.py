@@ -17,6 +17,7 @@ For each size, in the same run:
      same counts in Python — checked equal to evaluate()'s.
 Prints a table and writes bench/results/health_scale.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,10 +39,27 @@ from common import ROOT, own_database, setup_django, tower_env
 SIZES = (100_000, 1_000_000)
 DAYS = 30
 CHUNK = 100_000
-ERRORS = ("GraphError 17: User request limit reached", "Soft time limit exceeded.",
-          "OperationalError: server closed the connection unexpectedly")
-COLUMNS = ("id", "module_id", "started_at", "finished_at", "outcome", "trigger", "error_message", "duration_ms",
-           "api_calls", "api_errors", "cpu_ms", "peak_rss_mb", "celery_task_id", "summary")
+ERRORS = (
+    "GraphError 17: User request limit reached",
+    "Soft time limit exceeded.",
+    "OperationalError: server closed the connection unexpectedly",
+)
+COLUMNS = (
+    "id",
+    "module_id",
+    "started_at",
+    "finished_at",
+    "outcome",
+    "trigger",
+    "error_message",
+    "duration_ms",
+    "api_calls",
+    "api_errors",
+    "cpu_ms",
+    "peak_rss_mb",
+    "celery_task_id",
+    "summary",
+)
 
 
 def insert_runs(count: int, module_ids: list[str], end: datetime, rng: random.Random) -> None:
@@ -58,11 +76,11 @@ def insert_runs(count: int, module_ids: list[str], end: datetime, rng: random.Ra
         n = min(CHUNK, count - done)
         buf = io.StringIO()
         write = buf.write
-        for offset in offsets[done:done + n]:
+        for offset in offsets[done : done + n]:
             module = module_ids[rng.randrange(len(module_ids))]
             started = end - timedelta(seconds=offset)
             r = rng.random()
-            outcome = ("success" if r < 0.90 else "failure" if r < 0.95 else "timeout" if r < 0.97 else "skipped")
+            outcome = "success" if r < 0.90 else "failure" if r < 0.95 else "timeout" if r < 0.97 else "skipped"
             if module == healthy and outcome in ("failure", "timeout"):
                 outcome = "success"
             error = ""
@@ -78,9 +96,11 @@ def insert_runs(count: int, module_ids: list[str], end: datetime, rng: random.Ra
                 finished = started + timedelta(milliseconds=duration)
                 if outcome != "success":
                     error = ERRORS[rng.randrange(len(ERRORS))]
-            write(f"{uuid.UUID(int=rng.getrandbits(128), version=4)}\t{module}\t{started.isoformat()}\t"
-                  f"{finished.isoformat()}\t{outcome}\tschedule\t{error}\t{duration}\t{api_calls}\t{api_errors}\t"
-                  f"{cpu}\t{rss}\t\t{{}}\n")
+            write(
+                f"{uuid.UUID(int=rng.getrandbits(128), version=4)}\t{module}\t{started.isoformat()}\t"
+                f"{finished.isoformat()}\t{outcome}\tschedule\t{error}\t{duration}\t{api_calls}\t{api_errors}\t"
+                f"{cpu}\t{rss}\t\t{{}}\n"
+            )
         buf.seek(0)
         cursor.copy_from(buf, "meta_module_runs", columns=COLUMNS)
         done += n
@@ -142,21 +162,39 @@ def measure(size: int, repeat: int) -> dict[str, Any]:
     from meta_modules.models import MetaModule, ModuleRun
 
     healthy = MetaModule.objects.order_by("code").last()
-    extra = ModuleRun.objects.create(module=healthy, started_at=now - timedelta(hours=1), outcome="failure",
-                                     finished_at=now - timedelta(hours=1), duration_ms=1000, error_message="bench")
+    extra = ModuleRun.objects.create(
+        module=healthy,
+        started_at=now - timedelta(hours=1),
+        outcome="failure",
+        finished_at=now - timedelta(hours=1),
+        duration_ms=1000,
+        error_message="bench",
+    )
     all_failed_ms, _ = timed(lambda: health.evaluate(now), repeat)
     extra.delete()
     alive = report.infrastructure.beat_alive and report.infrastructure.workers_alive
     naive_ms, counts = timed(lambda: naive(now - timedelta(hours=24)), max(3, repeat // 2), warmups=1)
     for m in report.modules:
-        ours = {"runs": m.runs_24h, "successes": m.successes_24h, "failures": m.failures_24h,
-                "skipped": m.skipped_24h, "avg_ms": m.avg_execution_time_ms, "api_calls": m.api_calls_24h}
+        ours = {
+            "runs": m.runs_24h,
+            "successes": m.successes_24h,
+            "failures": m.failures_24h,
+            "skipped": m.skipped_24h,
+            "avg_ms": m.avg_execution_time_ms,
+            "api_calls": m.api_calls_24h,
+        }
         assert ours == counts[m.code], (m.code, ours, counts[m.code])
     return {
-        "runs_total": size, "runs_last_24h": sum(m.runs_24h + m.skipped_24h for m in report.modules),
-        "modules": len(report.modules), "beat_and_workers_alive": alive, "system_status": report.system_status,
-        "evaluate_ms": evaluate_ms, "evaluate_ms_every_module_failed_recently": all_failed_ms, "queries": len(captured.captured_queries),
-        "module_run_queries": len(run_queries), "naive_ms": naive_ms,
+        "runs_total": size,
+        "runs_last_24h": sum(m.runs_24h + m.skipped_24h for m in report.modules),
+        "modules": len(report.modules),
+        "beat_and_workers_alive": alive,
+        "system_status": report.system_status,
+        "evaluate_ms": evaluate_ms,
+        "evaluate_ms_every_module_failed_recently": all_failed_ms,
+        "queries": len(captured.captured_queries),
+        "module_run_queries": len(run_queries),
+        "naive_ms": naive_ms,
         "naive_over_evaluate": round(naive_ms / evaluate_ms, 1),
         "explain": [{"sql": sql, "plan": plan} for sql, plan in zip(run_queries, plans)],
     }
@@ -190,22 +228,32 @@ def main() -> None:
             row = measure(size, args.repeat)
             row["insert_seconds"] = generated_s
             rows.append(row)
-            print(f"{size:,} runs: inserted in {generated_s} s, evaluate {row['evaluate_ms']} ms, "
-                  f"{row['queries']} queries, naive {row['naive_ms']} ms", flush=True)
+            print(
+                f"{size:,} runs: inserted in {generated_s} s, evaluate {row['evaluate_ms']} ms, "
+                f"{row['queries']} queries, naive {row['naive_ms']} ms",
+                flush=True,
+            )
         connection.close()
 
     results = {
         "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-                   f"{platform.python_version()} · {platform.platform()} · {server}",
-        "modules": len(module_ids), "days": DAYS, "repeat": args.repeat, "sizes": rows,
+        f"{platform.python_version()} · {platform.platform()} · {server}",
+        "modules": len(module_ids),
+        "days": DAYS,
+        "repeat": args.repeat,
+        "sizes": rows,
     }
     print(f"\n{results['machine']}\n")
-    print("| runs (30 days) | runs in last 24 h | evaluate() median | same, every module failed recently "
-          "| queries | naive: ORM rows → Python | naive / evaluate |\n|---|---|---|---|---|---|---|")
+    print(
+        "| runs (30 days) | runs in last 24 h | evaluate() median | same, every module failed recently "
+        "| queries | naive: ORM rows → Python | naive / evaluate |\n|---|---|---|---|---|---|---|"
+    )
     for row in rows:
-        print(f"| {row['runs_total']:,} | {row['runs_last_24h']:,} | {row['evaluate_ms']} ms "
-              f"| {row['evaluate_ms_every_module_failed_recently']} ms | {row['queries']} "
-              f"| {row['naive_ms']} ms | {row['naive_over_evaluate']}× |")
+        print(
+            f"| {row['runs_total']:,} | {row['runs_last_24h']:,} | {row['evaluate_ms']} ms "
+            f"| {row['evaluate_ms_every_module_failed_recently']} ms | {row['queries']} "
+            f"| {row['naive_ms']} ms | {row['naive_over_evaluate']}× |"
+        )
     for row in rows:
         for item in row["explain"]:
             print(f"\n-- {row['runs_total']:,} runs --\n{item['sql']}\n{item['plan']}")

@@ -16,6 +16,7 @@ retention). Then, in the same run:
      compute the same uptime and availability in loops — checked equal to the SQL figures.
 Prints a table and writes bench/results/report.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,12 @@ PERIODS = (7, 30, 365)
 HISTORY_DAYS = 365
 MODULE_RUN_DAYS = 30
 BATCH = 5000
-ERRORS = ("GraphError 17: User request limit reached", "GraphError 100/33: Unsupported get request",
-          "Soft time limit exceeded.", "OperationalError: server closed the connection unexpectedly")
+ERRORS = (
+    "GraphError 17: User request limit reached",
+    "GraphError 100/33: Unsupported get request",
+    "Soft time limit exceeded.",
+    "OperationalError: server closed the connection unexpectedly",
+)
 
 
 # --- database of our own ---------------------------------------------------------------------------
@@ -52,7 +57,12 @@ def generate(end: datetime, rng: random.Random) -> dict[str, int]:
     """Hourly checks with per-module failure episodes and maintenance, monthly emergency stops."""
     from controltower import rules
     from controltower.models import (
-        Alert, ControlTowerRun, ModuleStatus, RecoveryAttempt, SystemHealthLog, SystemStatus,
+        Alert,
+        ControlTowerRun,
+        ModuleStatus,
+        RecoveryAttempt,
+        SystemHealthLog,
+        SystemStatus,
     )
     from meta_modules.registry import MODULES
 
@@ -80,53 +90,106 @@ def generate(end: datetime, rng: random.Random) -> dict[str, int]:
             episode[spec.code] = (status, max(0, left - 1))
             statuses[spec.code] = ModuleStatus.STOPPED if hour in halted else status
         system = rules.system_status([ModuleStatus(s) for s in statuses.values()], hour in halted)
-        run = ControlTowerRun(run_type="health_check", system_status=system, executed_at=at, executed_by="scheduler",
-                              mode="stub", total_modules_checked=17, execution_time_ms=rng.randint(400, 2500),
-                              module_health_details=statuses,
-                              online_modules=sum(s == ModuleStatus.ONLINE for s in statuses.values()))
+        run = ControlTowerRun(
+            run_type="health_check",
+            system_status=system,
+            executed_at=at,
+            executed_by="scheduler",
+            mode="stub",
+            total_modules_checked=17,
+            execution_time_ms=rng.randint(400, 2500),
+            module_health_details=statuses,
+            online_modules=sum(s == ModuleStatus.ONLINE for s in statuses.values()),
+        )
         runs.append(run)
         for spec in MODULES:
             status = statuses[spec.code]
             timeline[(spec.code, hour)] = status
             failing = status in (ModuleStatus.OFFLINE, ModuleStatus.DEGRADED)
-            logs.append(SystemHealthLog(
-                run=run, module_name=spec.code, module_full_name=spec.name, health_status=status, checked_at=at,
-                success_rate=0.6 if failing else 1.0, error_count_24h=rng.randint(1, 30) if failing else 0,
-                api_calls_24h=rng.randint(0, 400), is_scheduler_running=status != ModuleStatus.OFFLINE,
-                is_db_healthy=True, is_api_healthy=True, mode="stub"))
+            logs.append(
+                SystemHealthLog(
+                    run=run,
+                    module_name=spec.code,
+                    module_full_name=spec.name,
+                    health_status=status,
+                    checked_at=at,
+                    success_rate=0.6 if failing else 1.0,
+                    error_count_24h=rng.randint(1, 30) if failing else 0,
+                    api_calls_24h=rng.randint(0, 400),
+                    is_scheduler_running=status != ModuleStatus.OFFLINE,
+                    is_db_healthy=True,
+                    is_api_healthy=True,
+                    mode="stub",
+                )
+            )
             prefix = f"module:{spec.code}:"
             key = f"{prefix}{status}" if failing else None
             for stale in [k for k in open_alerts if k.startswith(prefix) and k != key]:
                 open_alerts.pop(stale).resolved_at = at
             if key and key not in open_alerts:
-                open_alerts[key] = Alert(key=key, severity="critical" if status == ModuleStatus.OFFLINE else "warning",
-                                         title=key, module_code=spec.code, opened_at=at, last_seen_at=at)
+                open_alerts[key] = Alert(
+                    key=key,
+                    severity="critical" if status == ModuleStatus.OFFLINE else "warning",
+                    title=key,
+                    module_code=spec.code,
+                    opened_at=at,
+                    last_seen_at=at,
+                )
                 alerts.append(open_alerts[key])
                 if status == ModuleStatus.OFFLINE:  # auto-recovery restarts an OFFLINE module
-                    attempts.append(RecoveryAttempt(
-                        module_code=spec.code, action="restart_scheduler", confidence=0.9, reason="module OFFLINE",
-                        executed_by="recovery engine", started_at=at + timedelta(seconds=2), outcome="succeeded",
-                        verified_at=at + timedelta(hours=1), healed=rng.random() < 0.6))
+                    attempts.append(
+                        RecoveryAttempt(
+                            module_code=spec.code,
+                            action="restart_scheduler",
+                            confidence=0.9,
+                            reason="module OFFLINE",
+                            executed_by="recovery engine",
+                            started_at=at + timedelta(seconds=2),
+                            outcome="succeeded",
+                            verified_at=at + timedelta(hours=1),
+                            healed=rng.random() < 0.6,
+                        )
+                    )
         if hour in halts:
             stop_at = at - timedelta(minutes=40)
             length = sum(1 for h in range(hour, hour + 6) if h in halted)
-            events += [ControlTowerRun(run_type="emergency_stop", command_type="emergency_stop",
-                                       system_status=SystemStatus.EMERGENCY_STOP, executed_at=stop_at,
-                                       executed_by="bench-operator", reason="Budget spike", mode="stub"),
-                       ControlTowerRun(run_type="resume", command_type="resume", system_status=SystemStatus.HEALTHY,
-                                       executed_at=stop_at + timedelta(hours=length), executed_by="bench-operator",
-                                       mode="stub")]
+            events += [
+                ControlTowerRun(
+                    run_type="emergency_stop",
+                    command_type="emergency_stop",
+                    system_status=SystemStatus.EMERGENCY_STOP,
+                    executed_at=stop_at,
+                    executed_by="bench-operator",
+                    reason="Budget spike",
+                    mode="stub",
+                ),
+                ControlTowerRun(
+                    run_type="resume",
+                    command_type="resume",
+                    system_status=SystemStatus.HEALTHY,
+                    executed_at=stop_at + timedelta(hours=length),
+                    executed_by="bench-operator",
+                    mode="stub",
+                ),
+            ]
     ControlTowerRun.objects.bulk_create(runs + events, batch_size=BATCH)
     SystemHealthLog.objects.bulk_create(logs, batch_size=BATCH)
     RecoveryAttempt.objects.bulk_create(attempts, batch_size=BATCH)
     Alert.objects.bulk_create(alerts, batch_size=BATCH)
     module_runs = generate_module_runs(end, start, timeline, rng)
-    return {"health_checks": len(runs), "emergency_stops_and_resumes": len(events), "health_logs": len(logs),
-            "recovery_attempts": len(attempts), "alerts": len(alerts), "module_runs": module_runs}
+    return {
+        "health_checks": len(runs),
+        "emergency_stops_and_resumes": len(events),
+        "health_logs": len(logs),
+        "recovery_attempts": len(attempts),
+        "alerts": len(alerts),
+        "module_runs": module_runs,
+    }
 
 
-def generate_module_runs(end: datetime, start: datetime, timeline: dict[tuple[str, int], str],
-                         rng: random.Random) -> int:
+def generate_module_runs(
+    end: datetime, start: datetime, timeline: dict[tuple[str, int], str], rng: random.Random
+) -> int:
     """The last MODULE_RUN_DAYS of runs at each module's interval; failing hours fail."""
     from meta_modules.models import MetaModule, ModuleRun
     from meta_modules.registry import MODULES
@@ -143,9 +206,17 @@ def generate_module_runs(end: datetime, start: datetime, timeline: dict[tuple[st
                 outcome, error = "failure", rng.choice(ERRORS)
             else:
                 outcome, error = "success", ""
-            rows.append(ModuleRun(module_id=ids[spec.code], started_at=at, finished_at=at + timedelta(seconds=2),
-                                  outcome=outcome, error_message=error, duration_ms=rng.randint(50, 4000),
-                                  api_calls=rng.randint(0, 20) if spec.calls_meta else 0))
+            rows.append(
+                ModuleRun(
+                    module_id=ids[spec.code],
+                    started_at=at,
+                    finished_at=at + timedelta(seconds=2),
+                    outcome=outcome,
+                    error_message=error,
+                    duration_ms=rng.randint(50, 4000),
+                    api_calls=rng.randint(0, 20) if spec.calls_meta else 0,
+                )
+            )
             at += timedelta(seconds=spec.every_seconds)
     ModuleRun.objects.bulk_create(rows, batch_size=BATCH)
     return len(rows)
@@ -170,23 +241,30 @@ def naive(period: Any) -> dict[str, Any]:
 
     from controltower.models import ControlTowerRun, SystemHealthLog
 
-    points = list(ControlTowerRun.objects.filter(
-        Q(run_type="health_check", state="completed") | Q(run_type__in=["emergency_stop", "resume"]),
-        executed_at__gte=period.since, executed_at__lt=period.until).order_by("executed_at"))
+    points = list(
+        ControlTowerRun.objects.filter(
+            Q(run_type="health_check", state="completed") | Q(run_type__in=["emergency_stop", "resume"]),
+            executed_at__gte=period.since,
+            executed_at__lt=period.until,
+        ).order_by("executed_at")
+    )
     held: dict[str, float] = defaultdict(float)
     for point, following in zip(points, [*points[1:], None]):
-        held[point.system_status] += ((following.executed_at if following else period.until)
-                                      - point.executed_at).total_seconds()
+        held[point.system_status] += (
+            (following.executed_at if following else period.until) - point.executed_at
+        ).total_seconds()
     by_module: dict[str, list] = defaultdict(list)
     for log in SystemHealthLog.objects.filter(checked_at__gte=period.since, checked_at__lt=period.until).order_by(
-            "module_name", "checked_at"):
+        "module_name", "checked_at"
+    ):
         by_module[log.module_name].append(log)
     availability = {}
     for code, rows in by_module.items():
         seconds: dict[str, float] = defaultdict(float)
         for log, following in zip(rows, [*rows[1:], None]):
-            seconds[log.health_status] += ((following.checked_at if following else period.until)
-                                           - log.checked_at).total_seconds()
+            seconds[log.health_status] += (
+                (following.checked_at if following else period.until) - log.checked_at
+            ).total_seconds()
         counted = sum(seconds.values()) - seconds["stopped"]
         availability[code] = 100 * seconds["online"] / counted if counted else None
     known = sum(held.values())
@@ -205,8 +283,11 @@ def same_figures(a: dict[str, Any], b: dict[str, Any]) -> bool:
     def close(x: float | None, y: float | None) -> bool:
         return (x is None and y is None) or (x is not None and y is not None and abs(x - y) < 1e-3)
 
-    return close(a["uptime_pct"], b["uptime_pct"]) and a["availability"].keys() == b["availability"].keys() and all(
-        close(a["availability"][code], b["availability"][code]) for code in a["availability"])
+    return (
+        close(a["uptime_pct"], b["uptime_pct"])
+        and a["availability"].keys() == b["availability"].keys()
+        and all(close(a["availability"][code], b["availability"][code]) for code in a["availability"])
+    )
 
 
 def measure(end: datetime, repeat: int) -> list[dict[str, Any]]:
@@ -237,9 +318,17 @@ def measure(end: datetime, repeat: int) -> list[dict[str, Any]]:
         sql_ms, sql = median_ms(lambda: sql_figures(period, names), repeat)
         naive_ms, baseline = median_ms(lambda: naive(period), max(3, repeat // 2))
         assert same_figures(sql, baseline), (sql, baseline)
-        rows.append({"days": days, "report_ms": endpoint_ms, "queries": len(queries),
-                     "uptime_availability_sql_ms": sql_ms, "naive_ms": naive_ms,
-                     "naive_over_sql": round(naive_ms / sql_ms, 1), "uptime_pct": round(sql["uptime_pct"], 3)})
+        rows.append(
+            {
+                "days": days,
+                "report_ms": endpoint_ms,
+                "queries": len(queries),
+                "uptime_availability_sql_ms": sql_ms,
+                "naive_ms": naive_ms,
+                "naive_over_sql": round(naive_ms / sql_ms, 1),
+                "uptime_pct": round(sql["uptime_pct"], 3),
+            }
+        )
     return rows
 
 
@@ -266,15 +355,22 @@ def main() -> None:
 
     results = {
         "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-                   f"{platform.python_version()} · {platform.platform()} · {server}",
-        "rows": counts, "generation_seconds": generated_s, "repeat": args.repeat, "periods": rows,
+        f"{platform.python_version()} · {platform.platform()} · {server}",
+        "rows": counts,
+        "generation_seconds": generated_s,
+        "repeat": args.repeat,
+        "periods": rows,
     }
     print(f"{results['machine']}\nrows: {counts} (generated and inserted in {generated_s} s)\n")
-    print("| period | GET report (median) | queries | uptime + availability in SQL | naive: ORM rows → Python "
-          "| naive / SQL |\n|---|---|---|---|---|---|")
+    print(
+        "| period | GET report (median) | queries | uptime + availability in SQL | naive: ORM rows → Python "
+        "| naive / SQL |\n|---|---|---|---|---|---|"
+    )
     for row in rows:
-        print(f"| {row['days']} days | {row['report_ms']} ms | {row['queries']} "
-              f"| {row['uptime_availability_sql_ms']} ms | {row['naive_ms']} ms | {row['naive_over_sql']}× |")
+        print(
+            f"| {row['days']} days | {row['report_ms']} ms | {row['queries']} "
+            f"| {row['uptime_availability_sql_ms']} ms | {row['naive_ms']} ms | {row['naive_over_sql']}× |"
+        )
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "report.json").write_text(json.dumps(results, indent=2))

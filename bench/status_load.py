@@ -19,6 +19,7 @@ requests per endpoint go through config.wsgi.application in this process (no net
 generator): CPU and wall time per request (the least disturbed of 10 rounds) and the SQL queries,
 the service time that bounds what 2 workers can serve. Writes bench/results/status_load.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,9 +69,15 @@ def prepare(env: dict[str, str]) -> str:
     token = ApiToken.issue(user, "bench", None, created_by="bench")[1]
     codes = list(MetaModule.objects.values_list("code", flat=True))
     ControlTowerRun.objects.create(
-        run_type="health_check", state="completed", system_status="healthy", total_modules_checked=len(codes),
-        online_modules=len(codes), module_health_details={code: "online" for code in codes},
-        executed_by="bench", mode=settings.META_MODE)
+        run_type="health_check",
+        state="completed",
+        system_status="healthy",
+        total_modules_checked=len(codes),
+        online_modules=len(codes),
+        module_health_details={code: "online" for code in codes},
+        executed_by="bench",
+        mode=settings.META_MODE,
+    )
     from django.db import connection
 
     connection.close()
@@ -95,16 +102,40 @@ def wait_ready(port: int, token: str) -> None:
 def load_wrk(port: int, path: str, token: str, clients: int, seconds: int, tmp: Path) -> dict[str, Any]:
     script = tmp / "report.lua"
     script.write_text(WRK_LUA)
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(clients), "-d", f"{seconds}s", "--timeout", "10s",
-                          "-H", f"Authorization: Bearer {token}", "-s", str(script),
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "2",
+            "-c",
+            str(clients),
+            "-d",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "-H",
+            f"Authorization: Bearer {token}",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     raw = json.loads(out.strip().splitlines()[-1])
     errors = sum(raw[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
-    return {"tool": "wrk -t2", "requests": raw["requests"],
-            "requests_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
-            "p50_ms": raw["p50_us"] / 1000, "p95_ms": raw["p95_us"] / 1000, "p99_ms": raw["p99_us"] / 1000,
-            "max_ms": raw["max_us"] / 1000, "errors": errors, "error_detail": {k: v for k, v in raw.items() if
-                                                                             k.endswith(("errors", "timeouts"))}}
+    return {
+        "tool": "wrk -t2",
+        "requests": raw["requests"],
+        "requests_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p95_ms": raw["p95_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "max_ms": raw["max_us"] / 1000,
+        "errors": errors,
+        "error_detail": {k: v for k, v in raw.items() if k.endswith(("errors", "timeouts"))},
+    }
 
 
 def load_threads(port: int, path: str, token: str, clients: int, seconds: int) -> dict[str, Any]:
@@ -141,10 +172,16 @@ def load_threads(port: int, path: str, token: str, clients: int, seconds: int) -
         t.join()
     elapsed = time.perf_counter() - started
     q = statistics.quantiles(latencies, n=100)
-    return {"tool": "python threads + http.client", "requests": len(latencies),
-            "requests_per_s": round(len(latencies) / elapsed, 1), "p50_ms": round(q[49] * 1000, 2),
-            "p95_ms": round(q[94] * 1000, 2), "p99_ms": round(q[98] * 1000, 2),
-            "max_ms": round(max(latencies) * 1000, 2), "errors": errors[0]}
+    return {
+        "tool": "python threads + http.client",
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "p50_ms": round(q[49] * 1000, 2),
+        "p95_ms": round(q[94] * 1000, 2),
+        "p99_ms": round(q[98] * 1000, 2),
+        "max_ms": round(max(latencies) * 1000, 2),
+        "errors": errors[0],
+    }
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -191,11 +228,24 @@ def in_process(path: str, token: str, count: int) -> dict[str, Any]:
     from config.wsgi import application
 
     def call() -> None:
-        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "SERVER_NAME": "127.0.0.1",
-                   "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1", "HTTP_AUTHORIZATION": f"Bearer {token}",
-                   "REMOTE_ADDR": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
-                   "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr, "wsgi.version": (1, 0),
-                   "wsgi.multithread": False, "wsgi.multiprocess": True, "wsgi.run_once": False}
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "80",
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_AUTHORIZATION": f"Bearer {token}",
+            "REMOTE_ADDR": "127.0.0.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(),
+            "wsgi.errors": sys.stderr,
+            "wsgi.version": (1, 0),
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": True,
+            "wsgi.run_once": False,
+        }
         statuses: list[str] = []
         response = application(environ, lambda status, headers, exc_info=None: statuses.append(status))
         b"".join(response)
@@ -219,10 +269,13 @@ def in_process(path: str, token: str, count: int) -> dict[str, Any]:
             call()
         rounds.append(((time.process_time() - cpu) / per_round, (time.perf_counter() - wall) / per_round))
     connection.close()
-    return {"requests": per_round * 10, "queries": len(queries),
-            "cpu_ms_min_round": round(min(r[0] for r in rounds) * 1000, 3),
-            "cpu_ms_median_round": round(statistics.median(r[0] for r in rounds) * 1000, 3),
-            "wall_ms_min_round": round(min(r[1] for r in rounds) * 1000, 3)}
+    return {
+        "requests": per_round * 10,
+        "queries": len(queries),
+        "cpu_ms_min_round": round(min(r[0] for r in rounds) * 1000, 3),
+        "cpu_ms_median_round": round(statistics.median(r[0] for r in rounds) * 1000, 3),
+        "wall_ms_min_round": round(min(r[1] for r in rounds) * 1000, 3),
+    }
 
 
 def worker_pids(master: int) -> list[int]:
@@ -243,10 +296,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads-client", action="store_true", help="use Python threads even if wrk exists")
-    parser.add_argument("--gunicorn", nargs=argparse.REMAINDER, default=[],
-                        help="further gunicorn options, e.g. --gunicorn --threads 4 (must come last)")
-    parser.add_argument("--in-process", type=int, default=2000, metavar="N",
-                        help="first N requests per endpoint through the WSGI app in this process (0: skip)")
+    parser.add_argument(
+        "--gunicorn",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="further gunicorn options, e.g. --gunicorn --threads 4 (must come last)",
+    )
+    parser.add_argument(
+        "--in-process",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="first N requests per endpoint through the WSGI app in this process (0: skip)",
+    )
     args = parser.parse_args()
 
     loadavg_at_start = os.getloadavg()
@@ -266,24 +328,40 @@ def main() -> None:
         for path, figures in service.items():
             print(path, "in-process", json.dumps(figures), flush=True)
         port = free_port()
-        gunicorn = subprocess.Popen([*tower.web_command("127.0.0.1", port), "--workers", str(args.workers),
-                                     *args.gunicorn], cwd=ROOT,
-                                    env={**os.environ, **env}, stdout=subprocess.DEVNULL,
-                                    stderr=open(tmp / "gunicorn.log", "w"))
+        gunicorn = subprocess.Popen(
+            [*tower.web_command("127.0.0.1", port), "--workers", str(args.workers), *args.gunicorn],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp / "gunicorn.log", "w"),
+        )
         wait_ready(port, token)
         use_wrk = shutil.which("wrk") and not args.threads_client
         runs = {}
         workers = worker_pids(gunicorn.pid)
         for path in ENDPOINTS:
             backends = database_backends(name)
-            before = cpu_seconds(workers), cpu_seconds(backends), resource.getrusage(resource.RUSAGE_CHILDREN), \
-                machine_busy()
-            runs[path] = (load_wrk(port, path, token, args.clients, args.seconds, tmp) if use_wrk
-                          else load_threads(port, path, token, args.clients, args.seconds))
-            after = cpu_seconds(workers), cpu_seconds(database_backends(name)), \
-                resource.getrusage(resource.RUSAGE_CHILDREN), machine_busy()
+            before = (
+                cpu_seconds(workers),
+                cpu_seconds(backends),
+                resource.getrusage(resource.RUSAGE_CHILDREN),
+                machine_busy(),
+            )
+            runs[path] = (
+                load_wrk(port, path, token, args.clients, args.seconds, tmp)
+                if use_wrk
+                else load_threads(port, path, token, args.clients, args.seconds)
+            )
+            after = (
+                cpu_seconds(workers),
+                cpu_seconds(database_backends(name)),
+                resource.getrusage(resource.RUSAGE_CHILDREN),
+                machine_busy(),
+            )
             done = runs[path]["requests"]
-            loader = (after[2].ru_utime + after[2].ru_stime - before[2].ru_utime - before[2].ru_stime) if use_wrk else None
+            loader = (
+                (after[2].ru_utime + after[2].ru_stime - before[2].ru_utime - before[2].ru_stime) if use_wrk else None
+            )
             busy, total = after[3][0] - before[3][0], after[3][1] - before[3][1]
             # Where the machine's CPU went, per request: ours (workers, database, wrk) and everything else.
             runs[path]["cpu_ms_per_request"] = {
@@ -298,13 +376,17 @@ def main() -> None:
         rss = {pid: vm_hwm_mb(pid) for pid in worker_pids(gunicorn.pid)}
         results = {
             "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-                       f"{platform.python_version()} · {platform.platform()}",
-            "database": "postgresql" if name else "sqlite", "gunicorn_workers": args.workers,
+            f"{platform.python_version()} · {platform.platform()}",
+            "database": "postgresql" if name else "sqlite",
+            "gunicorn_workers": args.workers,
             "gunicorn_options": args.gunicorn,
-            "clients": args.clients, "seconds_per_endpoint": args.seconds,
+            "clients": args.clients,
+            "seconds_per_endpoint": args.seconds,
             "note": "load generator and server share the same cores (loopback)",
-            "loadavg_at_start": loadavg_at_start, "in_process": service,
-            "endpoints": runs, "worker_peak_rss_mb": list(rss.values()),
+            "loadavg_at_start": loadavg_at_start,
+            "in_process": service,
+            "endpoints": runs,
+            "worker_peak_rss_mb": list(rss.values()),
         }
     finally:
         if gunicorn is not None:

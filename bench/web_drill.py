@@ -21,6 +21,7 @@ the ratio of p99 to p99 at rest; per stop the status code, whether it joined the
 long it took to answer. The stops of c re-sweep the halt a left in force (the same work: list Meta,
 retry to the deadline). Prints a JSON line per phase and a Markdown table at the end.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,9 @@ def prepare(env: dict[str, str]) -> tuple[str, str]:
     return token, client.cookies["sessionid"].value
 
 
-def request(port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None,
-            timeout: float = ANSWER_S) -> tuple[int, bytes]:
+def request(
+    port: int, method: str, path: str, headers: dict[str, str], body: bytes | None = None, timeout: float = ANSWER_S
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers)
@@ -150,33 +152,57 @@ class SlowHeaders:
 def press_stop(port: int, token: str, who: str, out: dict[str, Any]) -> None:
     started = time.perf_counter()
     try:
-        status, body = request(port, "POST", "/meta/control-tower/emergency-stop",
-                               {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-                               json.dumps({"reason": f"Drill: {who} pressed stop"}).encode(), timeout=120)
+        status, body = request(
+            port,
+            "POST",
+            "/meta/control-tower/emergency-stop",
+            {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            json.dumps({"reason": f"Drill: {who} pressed stop"}).encode(),
+            timeout=120,
+        )
         answer = json.loads(body)
-        out[who] = {"status": status, "joined": answer.get("joined"), "run_id": answer.get("run_id"),
-                    "seconds": round(time.perf_counter() - started, 2)}
+        out[who] = {
+            "status": status,
+            "joined": answer.get("joined"),
+            "run_id": answer.get("run_id"),
+            "seconds": round(time.perf_counter() - started, 2),
+        }
     except (OSError, http.client.HTTPException, ValueError) as exc:
-        out[who] = {"status": None, "error": f"{type(exc).__name__}: {exc}",
-                    "seconds": round(time.perf_counter() - started, 2)}
+        out[who] = {
+            "status": None,
+            "error": f"{type(exc).__name__}: {exc}",
+            "seconds": round(time.perf_counter() - started, 2),
+        }
 
 
 def percentiles(latencies: list[float]) -> dict[str, float]:
     q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1), "max_ms": round(max(latencies) * 1000, 1)}
+    return {
+        "p50_ms": round(q[49] * 1000, 1),
+        "p99_ms": round(q[98] * 1000, 1),
+        "max_ms": round(max(latencies) * 1000, 1),
+    }
 
 
 def phase(name: str, port: int, token: str, session: str, args: argparse.Namespace) -> dict[str, Any]:
     stop = threading.Event()
-    probes = {path: [Probe(port, path, headers, stop) for _ in range(args.probes)] for path, headers in (
-        (STATUS, {"Authorization": f"Bearer {token}"}), (DASHBOARD, {"Cookie": f"sessionid={session}"}))}
+    probes = {
+        path: [Probe(port, path, headers, stop) for _ in range(args.probes)]
+        for path, headers in (
+            (STATUS, {"Authorization": f"Bearer {token}"}),
+            (DASHBOARD, {"Cookie": f"sessionid={session}"}),
+        )
+    }
     stops: dict[str, Any] = {}
     with ExitStack() as stack:
         slow = stack.enter_context(SlowHeaders(port, args.slow)) if name in ("b", "c") else None
         for probe in (p for group in probes.values() for p in group):
             probe.start()
-        pressers = [threading.Thread(target=press_stop, args=(port, token, who, stops))
-                    for who in ("first", "second")] if name in ("a", "c") else []
+        pressers = (
+            [threading.Thread(target=press_stop, args=(port, token, who, stops)) for who in ("first", "second")]
+            if name in ("a", "c")
+            else []
+        )
         for presser in pressers:
             presser.start()
         time.sleep(args.seconds)
@@ -190,8 +216,12 @@ def phase(name: str, port: int, token: str, session: str, args: argparse.Namespa
     for path, group in probes.items():
         latencies = [x for p in group for x in p.latencies]
         failures = [x for p in group for x in p.failures]
-        result[path] = {"requests": len(latencies), "failures": len(failures), "failure_kinds": sorted(set(failures)),
-                        **percentiles(latencies)}
+        result[path] = {
+            "requests": len(latencies),
+            "failures": len(failures),
+            "failure_kinds": sorted(set(failures)),
+            **percentiles(latencies),
+        }
     result["stops"] = stops
     if slow_closed is not None:
         result["slow_connections_closed_by_server"] = slow_closed
@@ -199,8 +229,14 @@ def phase(name: str, port: int, token: str, session: str, args: argparse.Namespa
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "loadavg": os.getloadavg()}
 
 
@@ -209,9 +245,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=25, help="each phase lasts at least this long")
     parser.add_argument("--slow", type=int, default=200, help="slow-header connections in phases b and c")
     parser.add_argument("--probes", type=int, default=2, help="sequential clients per endpoint")
-    parser.add_argument("--gunicorn", nargs=argparse.REMAINDER, default=[],
-                        help="further gunicorn options (must come last), e.g. the model before issue 14: "
-                             "--gunicorn --worker-class sync config.wsgi:application")
+    parser.add_argument(
+        "--gunicorn",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="further gunicorn options (must come last), e.g. the model before issue 14: "
+        "--gunicorn --worker-class sync config.wsgi:application",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="web-drill-"))
@@ -223,18 +263,43 @@ def main() -> None:
         child = {**os.environ, **env}
         processes = []
         stack.callback(lambda: [(p.send_signal(signal.SIGTERM), p.wait(timeout=30)) for p in processes])
-        processes.append(subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "meta_sandbox", "--port", str(sandbox_port),
-             "--store", str(tmp / "sandbox.sqlite3")], cwd=ROOT, env=child, stdout=subprocess.DEVNULL,
-            stderr=open(tmp / "sandbox.log", "w")))
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    str(ROOT / "manage.py"),
+                    "meta_sandbox",
+                    "--port",
+                    str(sandbox_port),
+                    "--store",
+                    str(tmp / "sandbox.sqlite3"),
+                ],
+                cwd=ROOT,
+                env=child,
+                stdout=subprocess.DEVNULL,
+                stderr=open(tmp / "sandbox.log", "w"),
+            )
+        )
         web_log = tmp / "web.log"
-        processes.append(subprocess.Popen([*tower.web_command("127.0.0.1", port), *args.gunicorn], cwd=ROOT, env=child,
-                                          stdout=open(web_log, "w"), stderr=subprocess.STDOUT))
+        processes.append(
+            subprocess.Popen(
+                [*tower.web_command("127.0.0.1", port), *args.gunicorn],
+                cwd=ROOT,
+                env=child,
+                stdout=open(web_log, "w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
         wait_ready(port, {"Authorization": f"Bearer {token}"})
         for _ in range(100):
             try:
-                request(sandbox_port, "POST", "/_sandbox/faults", {"Content-Type": "application/json"},
-                        json.dumps({"error_rate": 1.0}).encode())
+                request(
+                    sandbox_port,
+                    "POST",
+                    "/_sandbox/faults",
+                    {"Content-Type": "application/json"},
+                    json.dumps({"error_rate": 1.0}).encode(),
+                )
                 break
             except OSError:
                 time.sleep(0.1)
@@ -247,17 +312,37 @@ def main() -> None:
             print(json.dumps(result), flush=True)
         access_logged = f"GET {STATUS}" in web_log.read_text()
     rest = results[0]
-    print(json.dumps({"machine": machine(), "gunicorn_options": args.gunicorn, "seconds": args.seconds, "slow": args.slow, "probes": args.probes,
-                      "static_file_status": static, "access_log_written": access_logged}))
-    print("\n| phase | status p50 / p99 (ms) | p99 ÷ rest | dashboard p50 / p99 (ms) | p99 ÷ rest | failures | stops (code, joined, s) |")
+    print(
+        json.dumps(
+            {
+                "machine": machine(),
+                "gunicorn_options": args.gunicorn,
+                "seconds": args.seconds,
+                "slow": args.slow,
+                "probes": args.probes,
+                "static_file_status": static,
+                "access_log_written": access_logged,
+            }
+        )
+    )
+    print(
+        "\n| phase | status p50 / p99 (ms) | p99 ÷ rest | dashboard p50 / p99 (ms) | p99 ÷ rest | failures | stops (code, joined, s) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for result in results:
         s, d = result[STATUS], result[DASHBOARD]
-        stops = "; ".join(f"{who}: {v.get('status')}{' joined' if v.get('joined') else ''} in {v['seconds']} s"
-                          for who, v in result["stops"].items()) or "—"
-        print(f"| {result['phase']} | {s['p50_ms']} / {s['p99_ms']} ({s['requests']} req) | "
-              f"{s['p99_ms'] / rest[STATUS]['p99_ms']:.2f}x | {d['p50_ms']} / {d['p99_ms']} ({d['requests']} req) | "
-              f"{d['p99_ms'] / rest[DASHBOARD]['p99_ms']:.2f}x | {s['failures'] + d['failures']} | {stops} |")
+        stops = (
+            "; ".join(
+                f"{who}: {v.get('status')}{' joined' if v.get('joined') else ''} in {v['seconds']} s"
+                for who, v in result["stops"].items()
+            )
+            or "—"
+        )
+        print(
+            f"| {result['phase']} | {s['p50_ms']} / {s['p99_ms']} ({s['requests']} req) | "
+            f"{s['p99_ms'] / rest[STATUS]['p99_ms']:.2f}x | {d['p50_ms']} / {d['p99_ms']} ({d['requests']} req) | "
+            f"{d['p99_ms'] / rest[DASHBOARD]['p99_ms']:.2f}x | {s['failures'] + d['failures']} | {stops} |"
+        )
 
 
 if __name__ == "__main__":

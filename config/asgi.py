@@ -5,6 +5,7 @@ database connection kept open past a request (DB_CONN_MAX_AGE) would belong to a
 never reused, closed only when the garbage collector gets to it. The web therefore closes its
 connections at the end of every request; DB_CONN_MAX_AGE applies to the other processes.
 """
+
 import os
 
 os.environ["DB_CONN_MAX_AGE"] = "0"

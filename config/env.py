@@ -3,6 +3,7 @@
 A value that is present but malformed stops start-up with a message naming the
 variable: a console that controls ad spend must not run on a silently guessed setting.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,14 @@ def env_bool(name: str, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off).")
 
 
-def _env_number(name: str, default: Number, parse: Callable[[str], Number], kind: str,
-                minimum: Number | None, maximum: Number | None) -> Number:
+def _env_number(
+    name: str,
+    default: Number,
+    parse: Callable[[str], Number],
+    kind: str,
+    minimum: Number | None,
+    maximum: Number | None,
+) -> Number:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default

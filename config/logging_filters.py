@@ -4,6 +4,7 @@ SecretMaskingFilter (attached to the root handler in settings.LOGGING) rewrites 
 final message, and its formatted traceback, so that Meta access tokens, appsecret_proof values
 and Authorization header credentials (Bearer / Token / Module keys) read as "***".
 """
+
 from __future__ import annotations
 
 import logging
@@ -14,12 +15,17 @@ MASK = "***"
 _PATTERNS = (
     # access_token=EAAB..., appsecret_proof=abc (query strings, form bodies, repr'd URLs), and the
     # JSON / dict forms "access_token": "EAAB...".
-    re.compile(r"""(?P<keep>\b(?:access_token|appsecret_proof|client_secret|fb_exchange_token)"""
-               r"""(?:=|['"]?\s*:\s*['"]?|%3D))(?P<secret>[^\s&'",;)}\]]+)""", re.IGNORECASE),
+    re.compile(
+        r"""(?P<keep>\b(?:access_token|appsecret_proof|client_secret|fb_exchange_token)"""
+        r"""(?:=|['"]?\s*:\s*['"]?|%3D))(?P<secret>[^\s&'",;)}\]]+)""",
+        re.IGNORECASE,
+    ),
     # Authorization: Bearer <key> / Token <key> / Module <key>, also as 'Authorization': 'Bearer <key>'
     # and the WSGI name HTTP_AUTHORIZATION.
-    re.compile(r"""(?P<keep>\bauthorization['"]?\s*[:=]\s*['"]?\s*(?:bearer|token|module)\s+)(?P<secret>[^\s'",;)}\]]+)""",
-               re.IGNORECASE),
+    re.compile(
+        r"""(?P<keep>\bauthorization['"]?\s*[:=]\s*['"]?\s*(?:bearer|token|module)\s+)(?P<secret>[^\s'",;)}\]]+)""",
+        re.IGNORECASE,
+    ),
     # A bare "Bearer <key>" anywhere else.
     re.compile(r"""(?P<keep>\bbearer\s+)(?P<secret>[A-Za-z0-9._~+/=-]{8,})""", re.IGNORECASE),
 )

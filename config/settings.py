@@ -5,6 +5,7 @@ Defaults run the whole console on one machine with nothing but Python: SQLite, a
 file-system Celery broker and the bundled Meta sandbox. DATABASE_URL, CELERY_BROKER_URL
 and META_MODE=live switch to the production parts.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,6 +29,7 @@ def private_dir(path: Path) -> Path:
     for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
         folder.mkdir(mode=0o700, exist_ok=True)
     return path
+
 
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
@@ -101,7 +103,9 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------
 def _database(url: str) -> dict:
     try:
-        config = dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True)
+        config = dj_database_url.parse(
+            url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
+        )
     except Exception as exc:  # the library raises several types for a bad URL
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} is not a usable database URL: {exc}") from None
     engine = config["ENGINE"]
@@ -157,10 +161,16 @@ LOGIN_URL = "admin:login"
 CACHE_URL = env_str("CACHE_URL")
 # A Redis that stops answering fails a cache call within 2 s instead of hanging the request.
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
-                "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}
-    if CACHE_URL else {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                       "LOCATION": str(private_dir(VAR_DIR / "cache"))}
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+    if CACHE_URL
+    else {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": str(private_dir(VAR_DIR / "cache")),
+    }
 }
 
 # --- Security -------------------------------------------------------------------------
@@ -196,6 +206,7 @@ SESSION_SAVE_EVERY_REQUEST = True
 # one (METRICS_ALLOWED_IPS, comma-separated); with neither set, /metrics answers 403 to everyone.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_IPS = env_list("METRICS_ALLOWED_IPS")
+
 
 # --- Django REST framework / OpenAPI --------------------------------------------------
 def _throttle_rate(name: str, default: str) -> str | None:
@@ -237,9 +248,11 @@ REST_FRAMEWORK = {
     # the shared cache; a throttled request gets 429 with Retry-After. Reads are not throttled.
     # controltower.rate_limits reads the rates from these settings at request time.
     "DEFAULT_THROTTLE_RATES": {
-        "emergency_stop": KILL_SWITCH_THROTTLE_RATE, "resume": KILL_SWITCH_THROTTLE_RATE,
+        "emergency_stop": KILL_SWITCH_THROTTLE_RATE,
+        "resume": KILL_SWITCH_THROTTLE_RATE,
         "emergency_stop_preview": KILL_SWITCH_PREVIEW_THROTTLE_RATE,
-        "command": COMMAND_THROTTLE_RATE, "recovery": COMMAND_THROTTLE_RATE,
+        "command": COMMAND_THROTTLE_RATE,
+        "recovery": COMMAND_THROTTLE_RATE,
     },
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -381,8 +394,10 @@ KILL_SWITCH_RETRY_BASE_SECONDS = env_int("KILL_SWITCH_RETRY_BASE_SECONDS", 15, m
 # How long a stop may work on its claimed campaigns before another sweep may take them over.
 HOLD_CLAIM_SECONDS = env_int("HOLD_CLAIM_SECONDS", 120, minimum=10)
 if HOLD_CLAIM_SECONDS <= EMERGENCY_STOP_DEADLINE_SECONDS:  # a live stop's claims would lapse mid-stop
-    raise ImproperlyConfigured(f"HOLD_CLAIM_SECONDS={HOLD_CLAIM_SECONDS} must exceed "
-                               f"EMERGENCY_STOP_DEADLINE_SECONDS={EMERGENCY_STOP_DEADLINE_SECONDS:g}.")
+    raise ImproperlyConfigured(
+        f"HOLD_CLAIM_SECONDS={HOLD_CLAIM_SECONDS} must exceed "
+        f"EMERGENCY_STOP_DEADLINE_SECONDS={EMERGENCY_STOP_DEADLINE_SECONDS:g}."
+    )
 # Two-person rule for resume: a second, different operator must approve within the TTL.
 RESUME_REQUIRES_SECOND_APPROVER = env_bool("RESUME_REQUIRES_SECOND_APPROVER", False)
 RESUME_APPROVAL_TTL_SECONDS = env_int("RESUME_APPROVAL_TTL_SECONDS", 1800, minimum=60)
@@ -400,7 +415,12 @@ RECOVERY_RESET_AFTER_HEALTHY_SECONDS = env_int("RECOVERY_RESET_AFTER_HEALTHY_SEC
 RECOVERY_BREAKER_SHARE = env_float("RECOVERY_BREAKER_SHARE", 0.5, minimum=0.0, maximum=1.0)
 
 # --- Alerts ---------------------------------------------------------------------------
-EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend" if env_str("EMAIL_HOST") else "django.core.mail.backends.console.EmailBackend")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if env_str("EMAIL_HOST")
+    else "django.core.mail.backends.console.EmailBackend",
+)
 EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
 EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")

@@ -1,4 +1,5 @@
 """Settings for the test suite: the real settings, with a throw-away SECRET_KEY and fast hashing."""
+
 import os
 
 from pathlib import Path

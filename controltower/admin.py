@@ -21,8 +21,16 @@ from django_celery_beat.models import ClockedSchedule, CrontabSchedule, Interval
 
 from controltower import commander, killswitch, roles
 from controltower.models import (
-    Alert, ApiToken, CampaignHold, ControlTowerRun, ExternalModule, Notification, RecoveryAttempt, RecoveryState,
-    SystemHealthLog, TowerState,
+    Alert,
+    ApiToken,
+    CampaignHold,
+    ControlTowerRun,
+    ExternalModule,
+    Notification,
+    RecoveryAttempt,
+    RecoveryState,
+    SystemHealthLog,
+    TowerState,
 )
 from controltower.rate_limits import seconds_to_wait
 from meta_modules.admin import MetaModuleAdmin, ReadOnlyAdmin, RefusesForbiddenActions
@@ -36,14 +44,24 @@ admin.site.site_url = "/"
 
 # Status colours (with the status as text, never colour alone).
 STATUS_COLOURS = {
-    "healthy": "#1b7f3b", "online": "#1b7f3b", "degraded": "#b26a00", "critical": "#c62828", "offline": "#c62828",
-    "emergency_stop": "#8e0000", "unknown": "#6b7280", "stopped": "#455a64", "starting": "#1565c0",
+    "healthy": "#1b7f3b",
+    "online": "#1b7f3b",
+    "degraded": "#b26a00",
+    "critical": "#c62828",
+    "offline": "#c62828",
+    "emergency_stop": "#8e0000",
+    "unknown": "#6b7280",
+    "stopped": "#455a64",
+    "starting": "#1565c0",
 }
 
 
 def status_badge(value: str) -> str:
-    return format_html('<span style="background:{};color:#fff;padding:1px 7px;border-radius:3px;font-weight:600">'
-                       "{}</span>", STATUS_COLOURS.get(value, "#6b7280"), value.upper())
+    return format_html(
+        '<span style="background:{};color:#fff;padding:1px 7px;border-radius:3px;font-weight:600">{}</span>',
+        STATUS_COLOURS.get(value, "#6b7280"),
+        value.upper(),
+    )
 
 
 class ProblemsFilter(admin.SimpleListFilter):
@@ -66,13 +84,25 @@ class ProblemsFilter(admin.SimpleListFilter):
 
 @admin.register(ControlTowerRun)
 class ControlTowerRunAdmin(ReadOnlyAdmin):
-    list_display = ("executed_at", "run_type", "command_type", "status", "state", "online_modules",
-                    "degraded_modules", "offline_modules", "executed_by", "execution_time_ms", "mode")
+    list_display = (
+        "executed_at",
+        "run_type",
+        "command_type",
+        "status",
+        "state",
+        "online_modules",
+        "degraded_modules",
+        "offline_modules",
+        "executed_by",
+        "execution_time_ms",
+        "mode",
+    )
     list_filter = ("run_type", "system_status", "state", "command_type", "mode")
 
     @admin.display(description="System status", ordering="system_status")
     def status(self, run: ControlTowerRun) -> str:
         return status_badge(run.system_status)
+
     search_fields = ("executed_by", "reason", "command_type")
     date_hierarchy = "executed_at"
 
@@ -82,11 +112,29 @@ class ControlTowerRunAdmin(ReadOnlyAdmin):
 
 @admin.register(SystemHealthLog)
 class SystemHealthLogAdmin(ReadOnlyAdmin):
-    list_display = ("checked_at", "module_name", "module_full_name", "status", "success_rate",
-                    "error_count_24h", "api_calls_24h", "is_scheduler_running", "is_db_healthy", "is_api_healthy",
-                    "recovery_attempts", "last_recovery_action")
-    list_filter = (ProblemsFilter, "health_status", "module_name", "is_scheduler_running", "is_db_healthy",
-                   "is_api_healthy", "mode")
+    list_display = (
+        "checked_at",
+        "module_name",
+        "module_full_name",
+        "status",
+        "success_rate",
+        "error_count_24h",
+        "api_calls_24h",
+        "is_scheduler_running",
+        "is_db_healthy",
+        "is_api_healthy",
+        "recovery_attempts",
+        "last_recovery_action",
+    )
+    list_filter = (
+        ProblemsFilter,
+        "health_status",
+        "module_name",
+        "is_scheduler_running",
+        "is_db_healthy",
+        "is_api_healthy",
+        "mode",
+    )
     search_fields = ("module_name", "module_full_name", "last_error")
     date_hierarchy = "checked_at"
 
@@ -108,8 +156,18 @@ class TowerStateAdmin(ReadOnlyAdmin):
 class CampaignHoldAdmin(ReadOnlyAdmin):
     """The emergency-stop ledger: what was paused, when, and what resume did with it."""
 
-    list_display = ("campaign_id", "campaign_name", "account_id", "state", "prior_status", "paused_at",
-                    "resumed_at", "attempts", "resume_note", "halt_run")
+    list_display = (
+        "campaign_id",
+        "campaign_name",
+        "account_id",
+        "state",
+        "prior_status",
+        "paused_at",
+        "resumed_at",
+        "attempts",
+        "resume_note",
+        "halt_run",
+    )
     list_filter = ("state", "account_id")
     search_fields = ("campaign_id", "campaign_name", "account_id", "last_error", "resume_note")
     date_hierarchy = "created_at"
@@ -136,8 +194,17 @@ class NotificationAdmin(ReadOnlyAdmin):
 
 @admin.register(RecoveryAttempt)
 class RecoveryAttemptAdmin(ReadOnlyAdmin):
-    list_display = ("started_at", "module_code", "action", "confidence", "trigger", "outcome", "healed",
-                    "executed_by", "reason")
+    list_display = (
+        "started_at",
+        "module_code",
+        "action",
+        "confidence",
+        "trigger",
+        "outcome",
+        "healed",
+        "executed_by",
+        "reason",
+    )
     list_filter = ("action", "outcome", "trigger", "healed", "module_code")
     search_fields = ("module_code", "reason", "executed_by")
     date_hierarchy = "started_at"
@@ -153,8 +220,12 @@ class RecoveryStateAdmin(ReadOnlyAdmin):
 class ReasonActionForm(helpers.ActionForm):
     """The action bar of the command-running admins: the operator says why (the run's reason)."""
 
-    reason = forms.CharField(required=False, max_length=500, label="Reason",
-                             widget=forms.TextInput(attrs={"size": 40, "placeholder": "why (recorded)"}))
+    reason = forms.CharField(
+        required=False,
+        max_length=500,
+        label="Reason",
+        widget=forms.TextInput(attrs={"size": 40, "placeholder": "why (recorded)"}),
+    )
 
 
 def admitted_reason(model_admin: admin.ModelAdmin, request: HttpRequest, scope: str) -> str | None:
@@ -166,22 +237,27 @@ def admitted_reason(model_admin: admin.ModelAdmin, request: HttpRequest, scope: 
         return None
     wait = seconds_to_wait(request, scope)
     if wait is not None:
-        model_admin.message_user(request, f"Too many requests of this kind from your account: try again in "
-                                          f"{math.ceil(wait)} s.", messages.ERROR)
+        model_admin.message_user(
+            request,
+            f"Too many requests of this kind from your account: try again in {math.ceil(wait)} s.",
+            messages.ERROR,
+        )
         return None
     return reason
 
 
-def run_module_command(model_admin: admin.ModelAdmin, request: HttpRequest, codes: list[str],
-                       command_type: str) -> None:
+def run_module_command(
+    model_admin: admin.ModelAdmin, request: HttpRequest, codes: list[str], command_type: str
+) -> None:
     """One admin action = one commander run, like POST command: recorded with who and why, refused
     while halted where the API refuses, and counted against the same per-user "command" budget."""
     reason = admitted_reason(model_admin, request, "command")
     if reason is None:
         return
     try:
-        run = commander.execute(commander.Command(command_type, actor=request.user.get_username(), reason=reason,
-                                                  target_modules=codes))
+        run = commander.execute(
+            commander.Command(command_type, actor=request.user.get_username(), reason=reason, target_modules=codes)
+        )
     except (commander.CommandRefused, killswitch.KillSwitchError) as exc:
         model_admin.message_user(request, str(exc), messages.ERROR)
         return
@@ -234,10 +310,13 @@ class TowerModuleAdmin(OperateActionsMixin, MetaModuleAdmin):
             self.message_user(request, str(exc), messages.ERROR)
             return
         failed = [a.module_code for a in attempts if a.outcome != RecoveryAttempt.Outcome.SUCCEEDED]
-        self.message_user(request, ngettext("%(action)s ran on %(n)d module.", "%(action)s ran on %(n)d modules.",
-                                            len(attempts)) % {"action": action, "n": len(attempts)}
-                          + (f" Failed: {', '.join(failed)}." if failed else ""),
-                          messages.ERROR if failed else messages.SUCCESS)
+        self.message_user(
+            request,
+            ngettext("%(action)s ran on %(n)d module.", "%(action)s ran on %(n)d modules.", len(attempts))
+            % {"action": action, "n": len(attempts)}
+            + (f" Failed: {', '.join(failed)}." if failed else ""),
+            messages.ERROR if failed else messages.SUCCESS,
+        )
 
     @admin.action(permissions=["operate"], description="Recovery: clear the modules' cache")
     def clear_module_cache(self, request: HttpRequest, queryset: QuerySet[MetaModule]) -> None:
@@ -288,10 +367,16 @@ class TowerPeriodicTaskAdmin(OperateActionsMixin, ReadOnlyAdmin):
         codes = list(MetaModule.objects.filter(periodic_task__in=queryset).values_list("code", flat=True))
         tower_tasks = queryset.filter(meta_module__isnull=True).count()
         if tower_tasks:
-            self.message_user(request, ngettext(
-                "%(n)d tower task left alone: the tower's own schedules cannot be changed or run from here.",
-                "%(n)d tower tasks left alone: the tower's own schedules cannot be changed or run from here.",
-                tower_tasks) % {"n": tower_tasks}, messages.WARNING)
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)d tower task left alone: the tower's own schedules cannot be changed or run from here.",
+                    "%(n)d tower tasks left alone: the tower's own schedules cannot be changed or run from here.",
+                    tower_tasks,
+                )
+                % {"n": tower_tasks},
+                messages.WARNING,
+            )
         if codes:
             run_module_command(self, request, codes, command_type)
 
@@ -334,8 +419,18 @@ class IssueTokenForm(forms.ModelForm):
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(RefusesForbiddenActions):
-    list_display = ("name", "shown_prefix", "user", "state", "created_at", "created_by", "last_used_at", "expires_at",
-                    "revoked_at", "revoked_by")
+    list_display = (
+        "name",
+        "shown_prefix",
+        "user",
+        "state",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "expires_at",
+        "revoked_at",
+        "revoked_by",
+    )
     list_filter = (("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter))
     search_fields = ("name", "prefix", "user__username")
     list_select_related = ("user",)
@@ -369,17 +464,33 @@ class ApiTokenAdmin(RefusesForbiddenActions):
         request.issued_key = obj.save_with_new_key(form.cleaned_data["days"], request.user.get_username())
 
     def response_add(self, request: HttpRequest, obj: ApiToken, post_url_continue: str | None = None) -> HttpResponse:
-        return TemplateResponse(request, "admin/controltower/apitoken/issued.html", {
-            **self.admin_site.each_context(request), "token": obj, "key": request.issued_key,
-            "opts": self.opts, "title": "API token issued"})
+        return TemplateResponse(
+            request,
+            "admin/controltower/apitoken/issued.html",
+            {
+                **self.admin_site.each_context(request),
+                "token": obj,
+                "key": request.issued_key,
+                "opts": self.opts,
+                "title": "API token issued",
+            },
+        )
 
     @admin.action(permissions=["revoke"], description="Revoke selected tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now(),
-                                                                  revoked_by=request.user.get_username())
-        self.message_user(request, ngettext("%(n)d token revoked: requests with it now get 401.",
-                                            "%(n)d tokens revoked: requests with them now get 401.", revoked)
-                          % {"n": revoked}, messages.SUCCESS if revoked else messages.WARNING)
+        revoked = queryset.filter(revoked_at__isnull=True).update(
+            revoked_at=timezone.now(), revoked_by=request.user.get_username()
+        )
+        self.message_user(
+            request,
+            ngettext(
+                "%(n)d token revoked: requests with it now get 401.",
+                "%(n)d tokens revoked: requests with them now get 401.",
+                revoked,
+            )
+            % {"n": revoked},
+            messages.SUCCESS if revoked else messages.WARNING,
+        )
 
 
 # django-axes' "Clean up expired attempts" reads request.axes_attempt_time, which only its login

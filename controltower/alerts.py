@@ -4,6 +4,7 @@ One check's news (opened, repeated, resolved) goes out as one grouped message pe
 Repeats wait ALERT_REPEAT_SECONDS since the alert's last notification. While the tower is
 halted, module, system and spend-spike alerts neither fire nor resolve (the stop is the alert).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,9 @@ def _suppressed_while_halted(key: str) -> bool:
     return key.startswith(("module:", "system:", "spend_spike:", "recovery:"))
 
 
-def update(conditions: list[AlertCondition], run: ControlTowerRun | None, halted: bool,
-           now: datetime | None = None) -> AlertNews:
+def update(
+    conditions: list[AlertCondition], run: ControlTowerRun | None, halted: bool, now: datetime | None = None
+) -> AlertNews:
     """Apply one check's conditions to the open alerts (state only; nothing is sent)."""
     now = now or timezone.now()
     repeat = timedelta(seconds=settings.ALERT_REPEAT_SECONDS)
@@ -44,13 +46,25 @@ def update(conditions: list[AlertCondition], run: ControlTowerRun | None, halted
         for condition in conditions:
             alert = open_alerts.pop(condition.key, None)
             if alert is None:
-                news.opened.append(Alert.objects.create(
-                    key=condition.key, severity=condition.severity, title=condition.title, detail=condition.detail,
-                    module_code=condition.module_code, opened_at=now, last_seen_at=now, opened_by_run=run,
-                ))
+                news.opened.append(
+                    Alert.objects.create(
+                        key=condition.key,
+                        severity=condition.severity,
+                        title=condition.title,
+                        detail=condition.detail,
+                        module_code=condition.module_code,
+                        opened_at=now,
+                        last_seen_at=now,
+                        opened_by_run=run,
+                    )
+                )
                 continue
             alert.severity, alert.title, alert.detail, alert.last_seen_at = (
-                condition.severity, condition.title, condition.detail, now)
+                condition.severity,
+                condition.title,
+                condition.detail,
+                now,
+            )
             alert.save(update_fields=["severity", "title", "detail", "last_seen_at"])
             if alert.last_notified_at is None or now - alert.last_notified_at >= repeat:
                 news.repeated.append(alert)
@@ -66,14 +80,21 @@ def update(conditions: list[AlertCondition], run: ControlTowerRun | None, halted
 def _lines(title: str, alerts: list[Alert]) -> list[str]:
     if not alerts:
         return []
-    return [f"{title}:"] + [f"  [{a.severity.upper()}] {a.title}" + (f" — {a.detail}" if a.detail else "") for a in alerts]
+    return [f"{title}:"] + [
+        f"  [{a.severity.upper()}] {a.title}" + (f" — {a.detail}" if a.detail else "") for a in alerts
+    ]
 
 
 def message(news: AlertNews, system_status: str) -> channels.Message:
     counts = [f"{len(news.opened)} new", f"{len(news.repeated)} still open", f"{len(news.resolved)} resolved"]
-    worst = "CRITICAL" if any(a.severity == Alert.Severity.CRITICAL for a in news.opened + news.repeated) else (
-        "WARNING" if news.opened or news.repeated else "RESOLVED")
-    body = "\n".join(_lines("New", news.opened) + _lines("Still open", news.repeated) + _lines("Resolved", news.resolved))
+    worst = (
+        "CRITICAL"
+        if any(a.severity == Alert.Severity.CRITICAL for a in news.opened + news.repeated)
+        else ("WARNING" if news.opened or news.repeated else "RESOLVED")
+    )
+    body = "\n".join(
+        _lines("New", news.opened) + _lines("Still open", news.repeated) + _lines("Resolved", news.resolved)
+    )
     return channels.Message(
         kind=Notification.Kind.ALERT,
         subject=f"{worst}: system {system_status.upper()} ({', '.join(counts)})",
@@ -89,8 +110,13 @@ def message(news: AlertNews, system_status: str) -> channels.Message:
 
 
 def _json(alert: Alert) -> dict[str, str]:
-    return {"key": alert.key, "severity": alert.severity, "title": alert.title, "detail": alert.detail,
-            "opened_at": alert.opened_at.isoformat()}
+    return {
+        "key": alert.key,
+        "severity": alert.severity,
+        "title": alert.title,
+        "detail": alert.detail,
+        "opened_at": alert.opened_at.isoformat(),
+    }
 
 
 def notify(news: AlertNews, system_status: str, run: ControlTowerRun | None) -> list[Notification]:
@@ -99,6 +125,7 @@ def notify(news: AlertNews, system_status: str, run: ControlTowerRun | None) -> 
         return []
     sent = channels.deliver(message(news, system_status), run)
     notified = [a.pk for a in news.opened + news.repeated + news.resolved]
-    Alert.objects.filter(pk__in=notified).update(last_notified_at=timezone.now(),
-                                                 notifications_sent=F("notifications_sent") + 1)
+    Alert.objects.filter(pk__in=notified).update(
+        last_notified_at=timezone.now(), notifications_sent=F("notifications_sent") + 1
+    )
     return sent

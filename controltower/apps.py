@@ -12,5 +12,6 @@ class ControlTowerConfig(AppConfig):
         from controltower.roles import sync_tower_groups
 
         # Keep both groups complete after every migrate (new models, or a test database flush).
-        post_migrate.connect(lambda **kwargs: sync_tower_groups(), sender=self, weak=False,
-                             dispatch_uid="controltower.sync_tower_groups")
+        post_migrate.connect(
+            lambda **kwargs: sync_tower_groups(), sender=self, weak=False, dispatch_uid="controltower.sync_tower_groups"
+        )

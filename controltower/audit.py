@@ -6,6 +6,7 @@ it). Much of a line comes from people (an operator's reason, a module's error), 
 neither break the line nor fake a key: quotes, backslashes and every non-printable character
 (newlines included) are escaped inside a quoted value.
 """
+
 from __future__ import annotations
 
 import logging
@@ -53,4 +54,3 @@ def logfmt(**fields: Any) -> str:
 def record(event: str, **fields: Any) -> None:
     """Write the action's one audit line (event first, then the fields as given)."""
     logger.info("%s", logfmt(event=event, **fields))
-

@@ -14,6 +14,7 @@ is one line, the webhook carries JSON. The email body is plain text, which needs
 Operators see which channels are configured (webhook URLs carry their secret in the path, so only
 the host is ever shown), each one's last delivery, and can send a marked test message through one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -37,8 +38,14 @@ logger = logging.getLogger(__name__)
 # RETRY_AFTER_MAX_SECONDS, since a stop's own alerts are sent within its request. After the last
 # attempt the answer is returned rather than raised, so the recorded error names its status.
 RETRY_AFTER_MAX_SECONDS = 5
-HTTP_RETRY = Retry(total=2, allowed_methods=frozenset({"POST"}), status_forcelist=frozenset({429, *range(500, 600)}),
-                   backoff_factor=0.5, retry_after_max=RETRY_AFTER_MAX_SECONDS, raise_on_status=False)
+HTTP_RETRY = Retry(
+    total=2,
+    allowed_methods=frozenset({"POST"}),
+    status_forcelist=frozenset({429, *range(500, 600)}),
+    backoff_factor=0.5,
+    retry_after_max=RETRY_AFTER_MAX_SECONDS,
+    raise_on_status=False,
+)
 KINDS = ("email", "slack", "webhook")
 SETTINGS = {"email": "ALERT_EMAILS", "slack": "SLACK_WEBHOOK_URL", "webhook": "ALERT_WEBHOOK_URL"}
 NONE_CONFIGURED = "no alert channel configured"
@@ -78,7 +85,10 @@ def target(kind: str) -> str:
 
 def describe() -> str:
     """The channels in one line, for start-up output: who would be told of a stop."""
-    return ", ".join(_label(kind) for kind in configured()) or "none configured — nobody will be alerted (see docs/settings.md, Alerts)"
+    return (
+        ", ".join(_label(kind) for kind in configured())
+        or "none configured — nobody will be alerted (see docs/settings.md, Alerts)"
+    )
 
 
 def _label(kind: str) -> str:
@@ -104,8 +114,15 @@ class ChannelState:
 
 def states() -> list[ChannelState]:
     on = configured()
-    return [ChannelState(kind, SETTINGS[kind], target(kind) if kind in on else "",
-                         Notification.objects.filter(channel=kind).order_by("-sent_at").first()) for kind in KINDS]
+    return [
+        ChannelState(
+            kind,
+            SETTINGS[kind],
+            target(kind) if kind in on else "",
+            Notification.objects.filter(channel=kind).order_by("-sent_at").first(),
+        )
+        for kind in KINDS
+    ]
 
 
 def outcome(requested: bool, deliveries: list[Notification]) -> str:
@@ -150,11 +167,18 @@ def _post_json(url: str, payload: dict[str, Any]) -> None:
 
 def _send(channel: str, message: Message) -> None:
     if channel == "email":
-        send_mail(header_text(f"[Control Tower] {message.subject}"), message.body, settings.DEFAULT_FROM_EMAIL,
-                  settings.ALERT_EMAILS, fail_silently=False)
+        send_mail(
+            header_text(f"[Control Tower] {message.subject}"),
+            message.body,
+            settings.DEFAULT_FROM_EMAIL,
+            settings.ALERT_EMAILS,
+            fail_silently=False,
+        )
     elif channel == "slack":
-        _post_json(settings.SLACK_WEBHOOK_URL,
-                   {"text": f"*{slack_text(header_text(message.subject))}*\n{slack_text(message.body)}"})
+        _post_json(
+            settings.SLACK_WEBHOOK_URL,
+            {"text": f"*{slack_text(header_text(message.subject))}*\n{slack_text(message.body)}"},
+        )
     elif channel == "webhook":
         _post_json(settings.ALERT_WEBHOOK_URL, {"subject": message.subject, "kind": message.kind, **message.payload})
     else:
@@ -169,8 +193,15 @@ def _deliver_one(channel: str, message: Message, run: ControlTowerRun | None, re
         error = f"{type(exc).__name__}: {exc}"
         logger.warning("Alert delivery via %s failed: %s", channel, error)
     return Notification.objects.create(
-        channel=channel, kind=message.kind, subject=message.subject[:300], body=message.body,
-        alert_keys=message.alert_keys, run=run, ok=not error, error=error, requested_by=requested_by,
+        channel=channel,
+        kind=message.kind,
+        subject=message.subject[:300],
+        body=message.body,
+        alert_keys=message.alert_keys,
+        run=run,
+        ok=not error,
+        error=error,
+        requested_by=requested_by,
     )
 
 
@@ -187,10 +218,17 @@ def send_test(kind: str, actor: str) -> Notification:
     """A clearly marked test message through one configured channel, recorded with who asked."""
     if kind not in configured():
         raise NotConfigured(f"The {kind} channel is not configured (set {SETTINGS.get(kind, 'its setting')}).")
-    sent = _deliver_one(kind, Message(
-        kind=Notification.Kind.TEST, subject=f"TEST message requested by {actor} — no action needed",
-        body=f"This is a test of the Control Tower {kind} alert channel, sent at {actor}'s request. "
-             "Nothing has happened to the ad stack; alerts of stops, resumes and outages arrive this way.",
-        payload={"event": "test", "actor": actor}), None, requested_by=actor)
+    sent = _deliver_one(
+        kind,
+        Message(
+            kind=Notification.Kind.TEST,
+            subject=f"TEST message requested by {actor} — no action needed",
+            body=f"This is a test of the Control Tower {kind} alert channel, sent at {actor}'s request. "
+            "Nothing has happened to the ad stack; alerts of stops, resumes and outages arrive this way.",
+            payload={"event": "test", "actor": actor},
+        ),
+        None,
+        requested_by=actor,
+    )
     audit.record("alert_test", actor=actor, channel=kind, outcome="ok" if sent.ok else "failed", error=sent.error)
     return sent

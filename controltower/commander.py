@@ -11,6 +11,7 @@ no-op, the IMMEDIATE transactions configured in settings give the same exclusion
 Commands that run module jobs execute them here, through the same recorded path as the
 scheduler (`@module_job`, see schedules.run_module_now), so their outcome is in the answer.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,12 @@ from meta_modules.gate import operations_halted
 from meta_modules.models import MetaModule, ModuleRun
 
 # Spellings used by the spec's own examples.
-ALIASES = {"optimize_all": "optimize", "sync_all_data": "sync_data", "run_health_check": "health_check",
-           "resume_operations": "resume"}
+ALIASES = {
+    "optimize_all": "optimize",
+    "sync_all_data": "sync_data",
+    "run_health_check": "health_check",
+    "resume_operations": "resume",
+}
 SYNC_MODULES = ("10.2", "10.4", "10.14")
 OPTIMIZATION_CHAIN = ("10.5", "10.6", "10.16")
 RECOVERING = "recovery"  # recovery by hand, whatever its procedure, in REFUSED_WHILE_HALTED
@@ -79,6 +84,7 @@ class Outcome:
 @dataclass
 class Delegated:
     """A command carried out by a use case that records its own run (stop, resume, health check)."""
+
     run_id: str | None
     message: str
 
@@ -103,7 +109,8 @@ def refuse_while_halted(action: str) -> None:
 def mark_operator_acted(codes: list[str]) -> None:
     """An operator acted on these modules: auto-recovery's counter starts again, no human is awaited."""
     RecoveryState.objects.filter(module_code__in=codes).update(
-        needs_human=False, needs_human_since=None, counter_reset_at=timezone.now())
+        needs_human=False, needs_human_since=None, counter_reset_at=timezone.now()
+    )
 
 
 def set_running(modules: list[MetaModule], command: Command) -> list[str]:
@@ -112,8 +119,9 @@ def set_running(modules: list[MetaModule], command: Command) -> list[str]:
         module.desired_state, module.desired_state_by = MetaModule.DesiredState.RUNNING, command.actor
         module.desired_state_at, module.desired_state_reason = now, command.reason
     schedules.enable_staggered([module.periodic_task for module in modules])
-    MetaModule.objects.bulk_update(modules, ["desired_state", "desired_state_by", "desired_state_at",
-                                             "desired_state_reason"])
+    MetaModule.objects.bulk_update(
+        modules, ["desired_state", "desired_state_by", "desired_state_at", "desired_state_reason"]
+    )
     mark_operator_acted([m.code for m in modules])
     return [m.code for m in modules]
 
@@ -123,8 +131,11 @@ def _start(command: Command) -> Outcome:
         TowerState.locked()
         refuse_while_halted("start_all")
         codes = set_running(_modules(command.target_modules), command)
-    return Outcome(codes, [{"action": "start", "modules": codes}],
-                   message=f"Started {len(codes)} modules (first runs staggered {settings.START_STAGGER_SECONDS} s apart).")
+    return Outcome(
+        codes,
+        [{"action": "start", "modules": codes}],
+        message=f"Started {len(codes)} modules (first runs staggered {settings.START_STAGGER_SECONDS} s apart).",
+    )
 
 
 def _stop(command: Command) -> Outcome:
@@ -133,12 +144,18 @@ def _stop(command: Command) -> Outcome:
         modules = _modules(command.target_modules)
         now = timezone.now()
         MetaModule.objects.filter(pk__in=[m.pk for m in modules]).update(
-            desired_state=MetaModule.DesiredState.STOPPED, desired_state_by=command.actor, desired_state_at=now,
-            desired_state_reason=command.reason)
+            desired_state=MetaModule.DesiredState.STOPPED,
+            desired_state_by=command.actor,
+            desired_state_at=now,
+            desired_state_reason=command.reason,
+        )
         schedules.disable(modules)
     codes = [m.code for m in modules]
-    return Outcome(codes, [{"action": "stop", "modules": codes}],
-                   message=f"Stopped {len(codes)} modules; queued runs of them will do nothing.")
+    return Outcome(
+        codes,
+        [{"action": "stop", "modules": codes}],
+        message=f"Stopped {len(codes)} modules; queued runs of them will do nothing.",
+    )
 
 
 def _restart(command: Command) -> Outcome:
@@ -153,11 +170,14 @@ def _restart(command: Command) -> Outcome:
         cancelled = {m.code: schedules.cancel_in_flight(m, f"Cancelled by restart ({command.actor})") for m in modules}
     runs = [schedules.run_module_now(m.code) for m in modules]
     failed = [r for r in runs if r["outcome"] != ModuleRun.Outcome.SUCCESS]
-    return Outcome([m.code for m in modules],
-                   [{"action": "restart", "cancelled_in_flight": cancelled}, *({"action": "run", **r} for r in runs)],
-                   [f"{r['module']}: {r['outcome']} {r['error']}".strip() for r in failed],
-                   f"Restarted {', '.join(m.code for m in modules)}: "
-                   + ", ".join(f"{r['module']} {r['outcome']}" for r in runs) + ".")
+    return Outcome(
+        [m.code for m in modules],
+        [{"action": "restart", "cancelled_in_flight": cancelled}, *({"action": "run", **r} for r in runs)],
+        [f"{r['module']}: {r['outcome']} {r['error']}".strip() for r in failed],
+        f"Restarted {', '.join(m.code for m in modules)}: "
+        + ", ".join(f"{r['module']} {r['outcome']}" for r in runs)
+        + ".",
+    )
 
 
 def _run_modules(codes: tuple[str, ...], chain: bool) -> Outcome:
@@ -171,8 +191,12 @@ def _run_modules(codes: tuple[str, ...], chain: bool) -> Outcome:
     message = ", ".join(f"{r['module']} {r['outcome']}" for r in runs)
     if stopped_early:
         message += f"; chain stopped at {runs[-1]['module']}"
-    return Outcome([r["module"] for r in runs], [{"action": "run", **r} for r in runs],
-                   [f"{r['module']}: {r['outcome']} {r['error']}".strip() for r in failed], message + ".")
+    return Outcome(
+        [r["module"] for r in runs],
+        [{"action": "run", **r} for r in runs],
+        [f"{r['module']}: {r['outcome']} {r['error']}".strip() for r in failed],
+        message + ".",
+    )
 
 
 def _emergency_stop_command(command: Command) -> Delegated:
@@ -189,10 +213,19 @@ def _resume_command(command: Command) -> Delegated:
 
 def _health_check_command(command: Command) -> Delegated:
     check = health_cycle(executed_by=command.actor)
-    ControlTowerRun.objects.filter(pk=check.pk).update(command_type="health_check", reason=command.reason,
-                                                       message=f"System {check.system_status.upper()}.")
-    audit.record("command", command="health_check", actor=command.actor, reason=command.reason, run_id=check.pk,
-                 outcome="ok", system_status=check.system_status, modules_checked=check.total_modules_checked)
+    ControlTowerRun.objects.filter(pk=check.pk).update(
+        command_type="health_check", reason=command.reason, message=f"System {check.system_status.upper()}."
+    )
+    audit.record(
+        "command",
+        command="health_check",
+        actor=command.actor,
+        reason=command.reason,
+        run_id=check.pk,
+        outcome="ok",
+        system_status=check.system_status,
+        modules_checked=check.total_modules_checked,
+    )
     return Delegated(str(check.pk), f"System {check.system_status.upper()}.")
 
 
@@ -212,9 +245,14 @@ COMMANDS = tuple(HANDLERS)
 
 def new_run(command: Command, state: str) -> ControlTowerRun:
     return ControlTowerRun.objects.create(
-        run_type=RunType.COMMAND, command_type=command.command_type, state=state, executed_by=command.actor,
-        reason=command.reason, parameters={"target_modules": command.target_modules, **command.parameters},
-        system_status=TowerState.get().system_status, mode=settings.META_MODE,
+        run_type=RunType.COMMAND,
+        command_type=command.command_type,
+        state=state,
+        executed_by=command.actor,
+        reason=command.reason,
+        parameters={"target_modules": command.target_modules, **command.parameters},
+        system_status=TowerState.get().system_status,
+        mode=settings.META_MODE,
     )
 
 
@@ -233,8 +271,14 @@ def execute(command: Command, run: ControlTowerRun | None = None) -> ControlTowe
         _close(run, started, command, Outcome(errors=[str(exc)], message=str(exc)), RunState.FAILED, "refused")
         raise
     except Exception as exc:
-        _close(run, started, command, Outcome(errors=[f"{type(exc).__name__}: {exc}"], message="Command failed."),
-               RunState.FAILED, "failed")
+        _close(
+            run,
+            started,
+            command,
+            Outcome(errors=[f"{type(exc).__name__}: {exc}"], message="Command failed."),
+            RunState.FAILED,
+            "failed",
+        )
         raise
     _close(run, started, command, outcome, RunState.COMPLETED, "failed" if outcome.errors else "ok")
     run.refresh_from_db()
@@ -251,11 +295,26 @@ def _adopt(queued: ControlTowerRun | None, run_id: str | None, message: str) -> 
 
 def _close(run: ControlTowerRun, started: float, command: Command, outcome: Outcome, state: str, verdict: str) -> None:
     end = run.fail if state == RunState.FAILED else run.finish
-    end(started, modules_affected=outcome.modules_affected, actions_executed=outcome.actions,
-        errors_encountered=outcome.errors, message=outcome.message, system_status=TowerState.get().system_status)
-    audit.record("command", command=command.command_type, actor=command.actor, reason=command.reason, run_id=run.pk,
-                 outcome=verdict, modules_affected=outcome.modules_affected, modules=len(outcome.modules_affected),
-                 errors=len(outcome.errors), message=outcome.message)
+    end(
+        started,
+        modules_affected=outcome.modules_affected,
+        actions_executed=outcome.actions,
+        errors_encountered=outcome.errors,
+        message=outcome.message,
+        system_status=TowerState.get().system_status,
+    )
+    audit.record(
+        "command",
+        command=command.command_type,
+        actor=command.actor,
+        reason=command.reason,
+        run_id=run.pk,
+        outcome=verdict,
+        modules_affected=outcome.modules_affected,
+        modules=len(outcome.modules_affected),
+        errors=len(outcome.errors),
+        message=outcome.message,
+    )
 
 
 def enqueue(command: Command) -> ControlTowerRun:
@@ -264,7 +323,9 @@ def enqueue(command: Command) -> ControlTowerRun:
     try:
         queue.send("controltower.tasks.execute_command", [str(run.pk)])
     except Exception as exc:
-        run.fail(errors_encountered=[f"Task queue unavailable: {exc}"], message="Not queued: the task queue is unavailable.")
+        run.fail(
+            errors_encountered=[f"Task queue unavailable: {exc}"], message="Not queued: the task queue is unavailable."
+        )
         raise QueueUnavailable(f"The task queue is unavailable ({type(exc).__name__}); nothing was queued.") from exc
     return run
 
@@ -275,13 +336,17 @@ def execute_queued(run_id: str) -> None:
         return  # already taken (redelivered message)
     run = ControlTowerRun.objects.get(pk=run_id)
     params = dict(run.parameters)
-    command = Command(command_type=run.command_type, actor=run.executed_by, reason=run.reason,
-                      target_modules=params.pop("target_modules", []), parameters=params)
+    command = Command(
+        command_type=run.command_type,
+        actor=run.executed_by,
+        reason=run.reason,
+        target_modules=params.pop("target_modules", []),
+        parameters=params,
+    )
     try:
         execute(command, run)
     except (CommandRefused, killswitch.KillSwitchError) as exc:
         run.fail(message=str(exc), errors_encountered=[str(exc)])
-
 
 
 # --- the kill switch, recovery by hand and the health cycle ---------------------------------

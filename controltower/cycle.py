@@ -8,6 +8,7 @@ next check.
 Only one cycle runs at a time (a database lease that holds on PostgreSQL and SQLite, taken by
 the orchestrator with `lease_cycle`); a second one exits at once and is recorded as a skipped run.
 """
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,13 @@ from django.utils import timezone
 from controltower import alerts, findings, health, probes
 from controltower.locks import lease
 from controltower.models import (
-    ControlTowerRun, ModuleStatus, RecoveryAttempt, RunState, RunType, SystemHealthLog, TowerState,
+    ControlTowerRun,
+    ModuleStatus,
+    RecoveryAttempt,
+    RunState,
+    RunType,
+    SystemHealthLog,
+    TowerState,
 )
 from meta_modules import throttle
 
@@ -40,14 +47,23 @@ LOGGED = {f.name for f in SystemHealthLog._meta.concrete_fields} - {"id", "run",
 
 def refresh_probes() -> None:
     """Run the network probes once and keep their results for evaluations until the next cycle."""
-    results = {"broker": probes.broker(), "meta_api": probes.meta_api(), "workers": probes.workers(),
-               "meta_access_tiers": throttle.learnt_tiers()}
+    results = {
+        "broker": probes.broker(),
+        "meta_api": probes.meta_api(),
+        "workers": probes.workers(),
+        "meta_access_tiers": throttle.learnt_tiers(),
+    }
     TowerState.set(probes=results)
 
 
 @transaction.atomic
-def persist(report: health.HealthReport, executed_by: str, execution_time_ms: int,
-            conditions: list[findings.AlertCondition], recovered: RecoveryReport) -> ControlTowerRun:
+def persist(
+    report: health.HealthReport,
+    executed_by: str,
+    execution_time_ms: int,
+    conditions: list[findings.AlertCondition],
+    recovered: RecoveryReport,
+) -> ControlTowerRun:
     """Write 1 run + one log per module in one transaction, link the recoveries, update the state."""
     db = report.infrastructure.database
     run = ControlTowerRun.objects.create(
@@ -72,22 +88,37 @@ def persist(report: health.HealthReport, executed_by: str, execution_time_ms: in
         executed_by=executed_by,
         executed_at=report.checked_at,
         recommendations=findings.recommendations(report) + recovered.recommendations,
-        recoveries_performed=[{"module": a.module_code, "action": a.action, "confidence": a.confidence,
-                               "reason": a.reason, "outcome": a.outcome, "detail": a.detail}
-                              for a in recovered.attempts],
+        recoveries_performed=[
+            {
+                "module": a.module_code,
+                "action": a.action,
+                "confidence": a.confidence,
+                "reason": a.reason,
+                "outcome": a.outcome,
+                "detail": a.detail,
+            }
+            for a in recovered.attempts
+        ],
         alerts=[c.as_dict() for c in conditions],
         mode=report.mode,
     )
     SystemHealthLog.objects.bulk_create(
-        _health_log(run, report, m) for m in health.with_recovery(report.modules, recovered.per_module))
+        _health_log(run, report, m) for m in health.with_recovery(report.modules, recovered.per_module)
+    )
     RecoveryAttempt.objects.filter(pk__in=[a.pk for a in recovered.attempts]).update(run=run)
     TowerState.health_checked(report.checked_at, report.system_status, report.halted)
     return run
 
 
 def _health_log(run: ControlTowerRun, report: health.HealthReport, m: health.ModuleHealth) -> SystemHealthLog:
-    return SystemHealthLog(run=run, checked_at=report.checked_at, mode=report.mode, **{
-        column: getattr(m, f.name) for f in fields(m) if (column := health.SPEC_NAMES.get(f.name, f.name)) in LOGGED})
+    return SystemHealthLog(
+        run=run,
+        checked_at=report.checked_at,
+        mode=report.mode,
+        **{
+            column: getattr(m, f.name) for f in fields(m) if (column := health.SPEC_NAMES.get(f.name, f.name)) in LOGGED
+        },
+    )
 
 
 @contextmanager
@@ -103,8 +134,12 @@ def skipped(executed_by: str) -> ControlTowerRun:
     """The run recorded by a cycle that found another one running."""
     state = TowerState.get()
     return ControlTowerRun.objects.create(
-        run_type=RunType.HEALTH_CHECK, state=RunState.SKIPPED, system_status=state.system_status,
-        executed_by=executed_by, execution_time_ms=0, mode=settings.META_MODE,
+        run_type=RunType.HEALTH_CHECK,
+        state=RunState.SKIPPED,
+        system_status=state.system_status,
+        executed_by=executed_by,
+        execution_time_ms=0,
+        mode=settings.META_MODE,
         actions_executed=[{"action": "skipped", "detail": "Another health cycle is running."}],
     )
 
@@ -115,8 +150,7 @@ def assess() -> health.HealthReport:
     return health.evaluate()
 
 
-def record(report: health.HealthReport, recovered: RecoveryReport, executed_by: str,
-           started: float) -> ControlTowerRun:
+def record(report: health.HealthReport, recovered: RecoveryReport, executed_by: str, started: float) -> ControlTowerRun:
     """Persist the check with what recovery did, then raise/resolve alerts and notify. `started`
     (perf_counter) is when the cycle began, for its execution time."""
     conditions = findings.alert_conditions(report) + recovered.conditions

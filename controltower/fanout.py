@@ -6,6 +6,7 @@ deadline whatever Meta does: each account gets its own thread and Graph client b
 deadline, and whatever one account raises becomes that account's error. Threads only talk to Meta;
 the callers write the database in their own thread.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,8 +36,9 @@ class Campaign(Protocol):
 C = TypeVar("C", bound=Campaign)
 
 
-def parallel(fn: Callable[[graph.GraphClient, str], T], accounts: Iterable[str],
-             deadline: float) -> dict[str, T | graph.MetaError]:
+def parallel(
+    fn: Callable[[graph.GraphClient, str], T], accounts: Iterable[str], deadline: float
+) -> dict[str, T | graph.MetaError]:
     """Run `fn(client, account)` for every account at once, each thread with its own Graph client
     bound by the deadline. Whatever one account raises becomes that account's error."""
     accounts = list(accounts)
@@ -70,8 +72,11 @@ def within_deadline(call: Callable[[], T], deadline: float) -> T:
             if exc.deadline_only and last is not None:
                 raise last from exc  # the deadline came: what Meta last said is the reason
             last = exc
-            delay = (rules.retry_delay(rounds, deadline - time.monotonic(), exc.retry_after or 0.0)
-                     if exc.kind in RETRYABLE else None)
+            delay = (
+                rules.retry_delay(rounds, deadline - time.monotonic(), exc.retry_after or 0.0)
+                if exc.kind in RETRYABLE
+                else None
+            )
             if delay is None:
                 raise
         time.sleep(delay)
@@ -89,8 +94,9 @@ def act_ids(accounts: Iterable[str]) -> list[str]:
 Answer = tuple[graph.MetaError | None, dict[str, Any] | None]
 
 
-def send(campaigns: list[C], call: Callable[[C], graph.BatchCall],
-         deadline: float) -> tuple[dict[str, Answer], Counter[str]]:
+def send(
+    campaigns: list[C], call: Callable[[C], graph.BatchCall], deadline: float
+) -> tuple[dict[str, Answer], Counter[str]]:
     """One batch item per campaign, accounts in parallel. Items that fail transiently or on a rate
     limit (after the client's own retries) go again while the deadline allows.
 
@@ -105,7 +111,10 @@ def send(campaigns: list[C], call: Callable[[C], graph.BatchCall],
         for campaign in todo:
             by_account[campaign.account_id].append(campaign)
         outcomes = parallel(
-            lambda meta, a: meta.batch(a, [call(c) for c in by_account[a]], allow_while_halted=True), by_account, deadline)
+            lambda meta, a: meta.batch(a, [call(c) for c in by_account[a]], allow_while_halted=True),
+            by_account,
+            deadline,
+        )
         todo = []
         for account, outcome in outcomes.items():
             for campaign in by_account[account]:
@@ -119,8 +128,11 @@ def send(campaigns: list[C], call: Callable[[C], graph.BatchCall],
                 answers[campaign.campaign_id] = (error, body)
                 if body is None and (error is None or error.kind in RETRYABLE):
                     todo.append(campaign)
-        delay = rules.retry_delay(rounds, deadline - time.monotonic(),
-                                  not_before(answers[c.campaign_id][0] for c in todo)) if todo else None
+        delay = (
+            rules.retry_delay(rounds, deadline - time.monotonic(), not_before(answers[c.campaign_id][0] for c in todo))
+            if todo
+            else None
+        )
         if delay is None:
             break
         time.sleep(delay)

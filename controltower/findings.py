@@ -6,6 +6,7 @@ Beat, workers) holds, the per-module conditions it causes are not raised separat
 the tower is halted, module and system conditions are not raised at all (the emergency stop
 is the alert).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,24 +44,49 @@ def infrastructure_conditions(report: HealthReport) -> list[AlertCondition]:
     if not infra.database.healthy:
         found.append(AlertCondition("infra:database", CRITICAL, "Database unhealthy", infra.database.error))
     if infra.broker is not None and not infra.broker.get("ok"):
-        found.append(AlertCondition("infra:broker", CRITICAL, "Celery broker unreachable", infra.broker.get("error", "")))
+        found.append(
+            AlertCondition("infra:broker", CRITICAL, "Celery broker unreachable", infra.broker.get("error", ""))
+        )
     if not infra.beat_alive:
-        found.append(AlertCondition("infra:beat", CRITICAL, "Celery Beat is not running",
-                                    "No heartbeat was sent: no module is being scheduled."))
+        found.append(
+            AlertCondition(
+                "infra:beat",
+                CRITICAL,
+                "Celery Beat is not running",
+                "No heartbeat was sent: no module is being scheduled.",
+            )
+        )
     elif not infra.workers_alive:
-        found.append(AlertCondition("infra:workers", CRITICAL, "No Celery worker is running",
-                                    "Beat sends the heartbeat but no worker executes it: no module job runs."))
+        found.append(
+            AlertCondition(
+                "infra:workers",
+                CRITICAL,
+                "No Celery worker is running",
+                "Beat sends the heartbeat but no worker executes it: no module job runs.",
+            )
+        )
     if infra.meta_api is not None and not infra.meta_api.get("ok"):
         if infra.meta_api.get("kind") == "auth":
-            found.append(AlertCondition("infra:meta_token", CRITICAL, "Meta rejected the access token",
-                                        infra.meta_api.get("error", "")))
+            found.append(
+                AlertCondition(
+                    "infra:meta_token", CRITICAL, "Meta rejected the access token", infra.meta_api.get("error", "")
+                )
+            )
         elif infra.meta_api.get("kind") == "deprecated_version":
-            found.append(AlertCondition("infra:meta_version", CRITICAL,
-                                        f"Meta refuses Graph API version {settings.META_API_VERSION}",
-                                        f"{_upgrade_version()} {infra.meta_api.get('error', '')}"))
+            found.append(
+                AlertCondition(
+                    "infra:meta_version",
+                    CRITICAL,
+                    f"Meta refuses Graph API version {settings.META_API_VERSION}",
+                    f"{_upgrade_version()} {infra.meta_api.get('error', '')}",
+                )
+            )
         else:
-            found.append(AlertCondition("infra:meta_api", WARNING, "Meta Graph API not answering",
-                                        infra.meta_api.get("error", "")))
+            found.append(
+                AlertCondition(
+                    "infra:meta_api", WARNING, "Meta Graph API not answering", infra.meta_api.get("error", "")
+                )
+            )
     return found
 
 
@@ -69,25 +95,47 @@ def alert_conditions(report: HealthReport) -> list[AlertCondition]:
     if report.halted:
         return found
     if report.system_status == SystemStatus.CRITICAL:
-        found.append(AlertCondition("system:critical", CRITICAL, "Control Tower status CRITICAL", critical_detail(report)))
+        found.append(
+            AlertCondition("system:critical", CRITICAL, "Control Tower status CRITICAL", critical_detail(report))
+        )
     for spike in report.spend_spikes:
-        found.append(AlertCondition(
-            f"spend_spike:{spike['campaign_id']}", CRITICAL, f"Spend spike on campaign {spike['campaign__name']}",
-            f"Spending {spike['ratio']:.1f}× its baseline rate; {spike['spend']} spent today (10.9)."))
+        found.append(
+            AlertCondition(
+                f"spend_spike:{spike['campaign_id']}",
+                CRITICAL,
+                f"Spend spike on campaign {spike['campaign__name']}",
+                f"Spending {spike['ratio']:.1f}× its baseline rate; {spike['spend']} spent today (10.9).",
+            )
+        )
     if any(c.severity == CRITICAL for c in found if c.key.startswith("infra:")):
         return found  # module failures are consequences of the infrastructure one
     for module in report.modules:
         if module.status == ModuleStatus.OFFLINE:
-            found.append(AlertCondition(f"module:{module.code}:offline", CRITICAL,
-                                        f"Module {module.code} {module.name} is OFFLINE", _why(module), module.code))
+            found.append(
+                AlertCondition(
+                    f"module:{module.code}:offline",
+                    CRITICAL,
+                    f"Module {module.code} {module.name} is OFFLINE",
+                    _why(module),
+                    module.code,
+                )
+            )
         elif module.status == ModuleStatus.DEGRADED:
-            found.append(AlertCondition(f"module:{module.code}:degraded", WARNING,
-                                        f"Module {module.code} {module.name} is DEGRADED", _why(module), module.code))
+            found.append(
+                AlertCondition(
+                    f"module:{module.code}:degraded",
+                    WARNING,
+                    f"Module {module.code} {module.name} is DEGRADED",
+                    _why(module),
+                    module.code,
+                )
+            )
     return found
 
 
 def critical_detail(report: HealthReport) -> str:
     """Why the system is CRITICAL, naming the modules: any OFFLINE, or more than 2 DEGRADED."""
+
     def named(status: ModuleStatus) -> str:
         return ", ".join(f"{m.code} {m.name}" for m in report.modules if m.status == status)
 
@@ -104,8 +152,10 @@ def _no_first_run() -> str:
 
 
 def _upgrade_version() -> str:
-    return (f"Every Meta call fails while META_API_VERSION={settings.META_API_VERSION}: set it to a version "
-            "Meta still serves (the facebook-business 26.x the tower pins speaks v26.0) and restart.")
+    return (
+        f"Every Meta call fails while META_API_VERSION={settings.META_API_VERSION}: set it to a version "
+        "Meta still serves (the facebook-business 26.x the tower pins speaks v26.0) and restart."
+    )
 
 
 def _why(module: ModuleHealth) -> str:
@@ -153,8 +203,11 @@ def recommendations(report: HealthReport) -> list[dict[str, str]]:
         add(INFO, "Emergency stop active: resume when the cause is handled.")
         return found
     for spike in report.spend_spikes:
-        add(CRITICAL, f"Campaign {spike['campaign__name']} spends {spike['ratio']:.1f}× its baseline today: review it, "
-                      "acknowledge the spike in the admin, or press the emergency stop.")
+        add(
+            CRITICAL,
+            f"Campaign {spike['campaign__name']} spends {spike['ratio']:.1f}× its baseline today: review it, "
+            "acknowledge the spike in the admin, or press the emergency stop.",
+        )
     for module in report.modules:
         name = f"{module.code} {module.name}"
         if module.status == ModuleStatus.STOPPED:
@@ -162,15 +215,39 @@ def recommendations(report: HealthReport) -> list[dict[str, str]]:
         if module.desired_state == "running" and not module.scheduler_enabled:
             add(CRITICAL, f"{name}: its scheduler is disabled although it should run — restart it.", module.code)
         elif module.overdue and infra.beat_alive and infra.workers_alive:
-            add(CRITICAL, f"{name}: overdue ({_ago(module)}, every {module.interval_seconds} s) — restart its scheduler.", module.code)
+            add(
+                CRITICAL,
+                f"{name}: overdue ({_ago(module)}, every {module.interval_seconds} s) — restart its scheduler.",
+                module.code,
+            )
         elif module.first_run_overdue and infra.beat_alive and infra.workers_alive:
-            add(CRITICAL, f"{name}: {_no_first_run()} — read the worker's log for its task, then restart it.", module.code)
-        if module.success_rate is not None and module.status in (ModuleStatus.OFFLINE, ModuleStatus.DEGRADED) and module.failures_24h:
-            add(WARNING, f"{name}: {module.success_rate:.0%} of runs succeed; last error: {module.last_error[:200]}", module.code)
+            add(
+                CRITICAL,
+                f"{name}: {_no_first_run()} — read the worker's log for its task, then restart it.",
+                module.code,
+            )
+        if (
+            module.success_rate is not None
+            and module.status in (ModuleStatus.OFFLINE, ModuleStatus.DEGRADED)
+            and module.failures_24h
+        ):
+            add(
+                WARNING,
+                f"{name}: {module.success_rate:.0%} of runs succeed; last error: {module.last_error[:200]}",
+                module.code,
+            )
         if module.error_count_24h > 50:
-            add(WARNING, f"{name}: {module.error_count_24h} errors in 24 h — consider resetting the module.", module.code)
+            add(
+                WARNING,
+                f"{name}: {module.error_count_24h} errors in 24 h — consider resetting the module.",
+                module.code,
+            )
         if module.calls_meta and not module.is_api_healthy and infra.meta_api_ok:
-            add(WARNING, f"{name}: {module.api_errors_24h} of {module.api_calls_24h} Meta calls failed in 24 h.", module.code)
+            add(
+                WARNING,
+                f"{name}: {module.api_errors_24h} of {module.api_calls_24h} Meta calls failed in 24 h.",
+                module.code,
+            )
         if module.status == ModuleStatus.UNKNOWN:
             add(INFO, f"{name}: has never finished a run yet.", module.code)
     order = {CRITICAL: 0, WARNING: 1, INFO: 2}

@@ -8,6 +8,7 @@ the heartbeat task, the campaign mirror totals and the timed database probe. The
 that cost a network round trip (broker, Meta API, worker ping) run once per cycle; their
 latest results are kept on TowerState.probes and read from there.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -83,8 +84,9 @@ SPEC_NAMES = {"code": "module_name", "name": "module_full_name", "status": "heal
 RECOVERY_FIELDS = ("recovery_attempts", "last_recovery_action", "recovery_successful")
 
 
-def with_recovery(modules: list[ModuleHealth],
-                  summaries: Mapping[str, tuple[int, str, bool | None]]) -> list[ModuleHealth]:
+def with_recovery(
+    modules: list[ModuleHealth], summaries: Mapping[str, tuple[int, str, bool | None]]
+) -> list[ModuleHealth]:
     """The modules with their recovery summaries (attempts counted by the policy, last action,
     whether it healed), as they are served and logged."""
     return [replace(m, **dict(zip(RECOVERY_FIELDS, summaries[m.code], strict=True))) for m in modules]
@@ -132,8 +134,9 @@ class HealthReport:
 
     @property
     def first_runs(self) -> rules.FirstRuns:
-        return rules.first_runs((m.desired_state == MetaModule.DesiredState.STOPPED, m.last_run is not None)
-                                for m in self.modules)
+        return rules.first_runs(
+            (m.desired_state == MetaModule.DesiredState.STOPPED, m.last_run is not None) for m in self.modules
+        )
 
     @property
     def total_api_calls_24h(self) -> int:
@@ -145,7 +148,11 @@ class HealthReport:
 
 
 def _modules() -> QuerySet[MetaModule]:
-    latest = ModuleRun.objects.filter(module=OuterRef("pk")).exclude(outcome=ModuleRun.Outcome.SKIPPED).order_by("-started_at")
+    latest = (
+        ModuleRun.objects.filter(module=OuterRef("pk"))
+        .exclude(outcome=ModuleRun.Outcome.SKIPPED)
+        .order_by("-started_at")
+    )
     latest_error = ModuleRun.objects.filter(module=OuterRef("pk"), outcome__in=FAILED).order_by("-started_at")
     return MetaModule.objects.select_related("periodic_task__interval").annotate(
         # Set only for modules running outside this codebase (ExternalModule): their schedule.
@@ -197,9 +204,14 @@ def _infrastructure(state: TowerState, installed_at: datetime | None, now: datet
         beat = rules.liveness(beat_sent, watched_since, stale, now)
     stored = state.probes or {}
     return Infrastructure(
-        database=probes.database(), beat=beat, workers=workers,
-        beat_last_seen=beat_sent, worker_last_seen=state.worker_heartbeat_at,
-        broker=stored.get("broker"), meta_api=stored.get("meta_api"), workers_ping=stored.get("workers"),
+        database=probes.database(),
+        beat=beat,
+        workers=workers,
+        beat_last_seen=beat_sent,
+        worker_last_seen=state.worker_heartbeat_at,
+        broker=stored.get("broker"),
+        meta_api=stored.get("meta_api"),
+        workers_ping=stored.get("workers"),
     )
 
 
@@ -215,8 +227,10 @@ def _campaign_totals() -> tuple[int | None, float | None]:
     while the mirror is empty (never synced: unknown, not zero)."""
     active = Q(status="ACTIVE")
     totals = Campaign.objects.aggregate(
-        mirrored=Count("id"), count=Count("id", filter=active),
-        budget=Sum("daily_budget_cents", filter=active & Q(account__currency="USD")))
+        mirrored=Count("id"),
+        count=Count("id", filter=active),
+        budget=Sum("daily_budget_cents", filter=active & Q(account__currency="USD")),
+    )
     if not totals["mirrored"]:
         return None, None
     return totals["count"], round((totals["budget"] or 0) / 100, 2)
@@ -226,10 +240,20 @@ def _spend_spikes_today(now: datetime) -> list[dict[str, Any]]:
     """Unacknowledged spikes of their account's local today (one query: the dates that are today
     somewhere, then each account's own today)."""
     rows = SpendSpike.objects.filter(acknowledged=False, day__range=days.todays_anywhere(now)).values(
-        "campaign_id", "campaign__name", "ratio", "spend_today", "day", "requested_emergency_stop",
-        "campaign__account__timezone_name", "campaign__account__currency")
-    return [{**row, "spend": money(row["spend_today"], row["campaign__account__currency"])} for row in rows
-            if row["day"] == days.local_today(now, days.zone(row["campaign__account__timezone_name"]))]
+        "campaign_id",
+        "campaign__name",
+        "ratio",
+        "spend_today",
+        "day",
+        "requested_emergency_stop",
+        "campaign__account__timezone_name",
+        "campaign__account__currency",
+    )
+    return [
+        {**row, "spend": money(row["spend_today"], row["campaign__account__currency"])}
+        for row in rows
+        if row["day"] == days.local_today(now, days.zone(row["campaign__account__timezone_name"]))
+    ]
 
 
 def evaluate(now: datetime | None = None) -> HealthReport:
@@ -240,21 +264,35 @@ def evaluate(now: datetime | None = None) -> HealthReport:
     rows = list(_modules())
     infra = _infrastructure(state, min((m.created_at for m in rows), default=None), now)
     aggregates = _runs_24h(now - timedelta(hours=24))
-    modules = [_module_health(module, aggregates.get(module.pk, {}), infra, thresholds, now, state.emergency_stop_active)
-               for module in rows]
+    modules = [
+        _module_health(module, aggregates.get(module.pk, {}), infra, thresholds, now, state.emergency_stop_active)
+        for module in rows
+    ]
     statuses = [ModuleStatus(m.status) for m in modules]
     campaigns_active, budget_usd = _campaign_totals()
     spikes = _spend_spikes_today(now)
     return HealthReport(
-        checked_at=now, system_status=rules.system_status(statuses, state.emergency_stop_active).value,
-        halted=state.emergency_stop_active, modules=modules, infrastructure=infra, mode=settings.META_MODE,
-        total_campaigns_active=campaigns_active, total_daily_budget_usd=budget_usd,
-        counts={status.value: statuses.count(status) for status in ModuleStatus}, spend_spikes=spikes,
+        checked_at=now,
+        system_status=rules.system_status(statuses, state.emergency_stop_active).value,
+        halted=state.emergency_stop_active,
+        modules=modules,
+        infrastructure=infra,
+        mode=settings.META_MODE,
+        total_campaigns_active=campaigns_active,
+        total_daily_budget_usd=budget_usd,
+        counts={status.value: statuses.count(status) for status in ModuleStatus},
+        spend_spikes=spikes,
     )
 
 
-def _module_health(module: MetaModule, agg: dict[str, Any], infra: Infrastructure,
-                   thresholds: rules.Thresholds, now: datetime, halted: bool) -> ModuleHealth:
+def _module_health(
+    module: MetaModule,
+    agg: dict[str, Any],
+    infra: Infrastructure,
+    thresholds: rules.Thresholds,
+    now: datetime,
+    halted: bool,
+) -> ModuleHealth:
     runs, successes, failures = agg.get("runs", 0), agg.get("successes", 0), agg.get("failures", 0)
     api_calls, api_errors = agg.get("api_calls") or 0, agg.get("api_errors") or 0
     task = module.periodic_task
@@ -268,7 +306,9 @@ def _module_health(module: MetaModule, agg: dict[str, Any], infra: Infrastructur
         interval = task.interval.every if task and task.interval else None
         watched_since = task.date_changed if task else None
     reference = module.last_run or watched_since
-    overdue = interval is not None and rules.is_overdue(reference, timedelta(seconds=interval), thresholds.overdue_grace, now)
+    overdue = interval is not None and rules.is_overdue(
+        reference, timedelta(seconds=interval), thresholds.overdue_grace, now
+    )
     signals = rules.ModuleSignals(
         # An emergency stop halts every module on purpose: stopped, not failed.
         stopped_on_purpose=halted or module.desired_state == MetaModule.DesiredState.STOPPED,
@@ -276,31 +316,52 @@ def _module_health(module: MetaModule, agg: dict[str, Any], infra: Infrastructur
         has_finished_run=module.last_run is not None,
         # Expected to run since it was created, or since an operator last started it.
         first_run_overdue=rules.first_run_overdue(
-            module.last_run is not None, max(module.created_at, module.desired_state_at or module.created_at),
-            thresholds.starting_grace, now),
+            module.last_run is not None,
+            max(module.created_at, module.desired_state_at or module.created_at),
+            thresholds.starting_grace,
+            now,
+        ),
         success_rate=successes / runs if runs else None,
         error_count_24h=failures,
         is_db_healthy=infra.database.healthy,
-        is_api_healthy=rules.api_healthy(module.calls_meta, api_calls, api_errors, infra.meta_api_ok,
-                                         settings.API_MAX_ERROR_RATIO),
+        is_api_healthy=rules.api_healthy(
+            module.calls_meta, api_calls, api_errors, infra.meta_api_ok, settings.API_MAX_ERROR_RATIO
+        ),
     )
     wall_ms = agg.get("wall_ms")
     return ModuleHealth(
-        code=module.code, name=module.name, function=module.function,
+        code=module.code,
+        name=module.name,
+        function=module.function,
         status=rules.module_status(signals, thresholds).value,
-        desired_state=module.desired_state, desired_state_by=module.desired_state_by,
-        desired_state_reason=module.desired_state_reason, desired_state_at=module.desired_state_at,
-        calls_meta=module.calls_meta, external=external,
-        runs_24h=runs, successes_24h=successes, failures_24h=failures, skipped_24h=agg.get("skipped", 0),
+        desired_state=module.desired_state,
+        desired_state_by=module.desired_state_by,
+        desired_state_reason=module.desired_state_reason,
+        desired_state_at=module.desired_state_at,
+        calls_meta=module.calls_meta,
+        external=external,
+        runs_24h=runs,
+        successes_24h=successes,
+        failures_24h=failures,
+        skipped_24h=agg.get("skipped", 0),
         success_rate=signals.success_rate,
         avg_execution_time_ms=round(agg["avg_ms"]) if agg.get("avg_ms") is not None else None,
-        error_count_24h=failures, api_calls_24h=api_calls, api_errors_24h=api_errors,
-        is_scheduler_running=signals.is_scheduler_running, is_db_healthy=signals.is_db_healthy,
-        is_api_healthy=signals.is_api_healthy, scheduler_enabled=enabled, overdue=overdue,
-        first_run_overdue=signals.first_run_overdue, interval_seconds=interval,
-        last_run=module.last_run, last_outcome=module.last_outcome or "",
+        error_count_24h=failures,
+        api_calls_24h=api_calls,
+        api_errors_24h=api_errors,
+        is_scheduler_running=signals.is_scheduler_running,
+        is_db_healthy=signals.is_db_healthy,
+        is_api_healthy=signals.is_api_healthy,
+        scheduler_enabled=enabled,
+        overdue=overdue,
+        first_run_overdue=signals.first_run_overdue,
+        interval_seconds=interval,
+        last_run=module.last_run,
+        last_outcome=module.last_outcome or "",
         next_run=reference + timedelta(seconds=interval) if external else _next_run(task, module.last_run),
-        last_error=module.last_error or "", last_error_time=module.last_error_time,
+        last_error=module.last_error or "",
+        last_error_time=module.last_error_time,
         cpu_usage_pct=round(100 * agg["cpu_ms"] / wall_ms, 1) if agg.get("cpu_ms") is not None and wall_ms else None,
-        memory_usage_mb=agg.get("peak_rss"), db_connections=infra.database.active_connections,
+        memory_usage_mb=agg.get("peak_rss"),
+        db_connections=infra.database.active_connections,
     )

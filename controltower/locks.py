@@ -1,4 +1,5 @@
 """Named leases on the database: the same guarantee on PostgreSQL and on SQLite."""
+
 from __future__ import annotations
 
 import time

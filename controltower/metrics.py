@@ -8,6 +8,7 @@ Access: `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set, or a 
 (REMOTE_ADDR: behind a proxy, the proxy's) within METRICS_ALLOWED_IPS (addresses or networks,
 e.g. 10.0.0.0/8). With neither setting, every scrape is refused: never open by default.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -28,8 +29,16 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controltower.models import (
-    Alert, CampaignHold, ControlTowerRun, ModuleStatus, RecoveryAttempt, RunState, RunType, SystemHealthLog,
-    SystemStatus, TowerState,
+    Alert,
+    CampaignHold,
+    ControlTowerRun,
+    ModuleStatus,
+    RecoveryAttempt,
+    RunState,
+    RunType,
+    SystemHealthLog,
+    SystemStatus,
+    TowerState,
 )
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -48,12 +57,19 @@ class TowerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = timezone.now()
         state = TowerState.get()
-        yield _state_set("tower_system_status", "System status (1 for the current one).", SystemStatus.values,
-                         state.system_status)
-        yield GaugeMetricFamily("tower_emergency_stop_active", "1 while an emergency stop is active.",
-                                value=float(state.emergency_stop_active))
-        yield GaugeMetricFamily("tower_health_cycle_interval_seconds", "Configured interval of the health cycle.",
-                                value=float(settings.HEALTH_CYCLE_INTERVAL_SECONDS))
+        yield _state_set(
+            "tower_system_status", "System status (1 for the current one).", SystemStatus.values, state.system_status
+        )
+        yield GaugeMetricFamily(
+            "tower_emergency_stop_active",
+            "1 while an emergency stop is active.",
+            value=float(state.emergency_stop_active),
+        )
+        yield GaugeMetricFamily(
+            "tower_health_cycle_interval_seconds",
+            "Configured interval of the health cycle.",
+            value=float(settings.HEALTH_CYCLE_INTERVAL_SECONDS),
+        )
         yield from self._latest_check()
         yield from self._last_runs(now)
         yield self._holds(state)
@@ -61,24 +77,42 @@ class TowerCollector(Collector):
         yield self._open_alerts()
 
     def _latest_check(self) -> Iterator[Metric]:
-        check = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
-                 .order_by("-executed_at").values("pk", "executed_at", "execution_time_ms").first())
+        check = (
+            ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
+            .order_by("-executed_at")
+            .values("pk", "executed_at", "execution_time_ms")
+            .first()
+        )
         if check is None:
             return
-        yield GaugeMetricFamily("tower_last_health_check_timestamp_seconds", "When the latest completed check ran.",
-                                value=check["executed_at"].timestamp())
+        yield GaugeMetricFamily(
+            "tower_last_health_check_timestamp_seconds",
+            "When the latest completed check ran.",
+            value=check["executed_at"].timestamp(),
+        )
         if check["execution_time_ms"] is not None:
-            yield GaugeMetricFamily("tower_health_cycle_duration_seconds", "How long the latest completed check took.",
-                                    value=check["execution_time_ms"] / 1000)
-        status = GaugeMetricFamily("tower_module_status", "Module status at the latest check (1 for the current one).",
-                                   labels=["module", "name", "status"])
-        success = GaugeMetricFamily("tower_module_success_rate", "Share of finished runs that succeeded in 24 h "
-                                    "(absent without runs).", labels=["module"])
+            yield GaugeMetricFamily(
+                "tower_health_cycle_duration_seconds",
+                "How long the latest completed check took.",
+                value=check["execution_time_ms"] / 1000,
+            )
+        status = GaugeMetricFamily(
+            "tower_module_status",
+            "Module status at the latest check (1 for the current one).",
+            labels=["module", "name", "status"],
+        )
+        success = GaugeMetricFamily(
+            "tower_module_success_rate",
+            "Share of finished runs that succeeded in 24 h (absent without runs).",
+            labels=["module"],
+        )
         errors = GaugeMetricFamily("tower_module_errors_24h", "Failed or timed-out runs in 24 h.", labels=["module"])
-        api_calls = GaugeMetricFamily("tower_module_api_calls_24h", "Meta Graph API requests in 24 h.",
-                                      labels=["module"])
+        api_calls = GaugeMetricFamily(
+            "tower_module_api_calls_24h", "Meta Graph API requests in 24 h.", labels=["module"]
+        )
         logs = SystemHealthLog.objects.filter(run_id=check["pk"]).values_list(
-            "module_name", "module_full_name", "health_status", "success_rate", "error_count_24h", "api_calls_24h")
+            "module_name", "module_full_name", "health_status", "success_rate", "error_count_24h", "api_calls_24h"
+        )
         for code, name, current, rate, error_count, calls in logs:
             for value in ModuleStatus.values:
                 status.add_metric([code, name, value], 1.0 if value == current else 0.0)
@@ -89,39 +123,65 @@ class TowerCollector(Collector):
         yield from (status, success, errors, api_calls)
 
     def _last_runs(self, now: datetime) -> Iterator[Metric]:
-        latest = ModuleRun.objects.filter(module=OuterRef("pk")).exclude(
-            outcome=ModuleRun.Outcome.SKIPPED).order_by("-started_at")
-        age = GaugeMetricFamily("tower_module_last_run_age_seconds", "Seconds since the module's latest run started "
-                                "(absent before its first).", labels=["module"])
+        latest = (
+            ModuleRun.objects.filter(module=OuterRef("pk"))
+            .exclude(outcome=ModuleRun.Outcome.SKIPPED)
+            .order_by("-started_at")
+        )
+        age = GaugeMetricFamily(
+            "tower_module_last_run_age_seconds",
+            "Seconds since the module's latest run started (absent before its first).",
+            labels=["module"],
+        )
         for code, started in MetaModule.objects.annotate(last=Subquery(latest.values("started_at")[:1])).values_list(
-                "code", "last"):
+            "code", "last"
+        ):
             if started is not None:
                 age.add_metric([code], max(0.0, (now - started).total_seconds()))
         yield age
 
     def _holds(self, state: TowerState) -> Metric:
-        family = GaugeMetricFamily("tower_campaigns_held", "Campaigns in the ledger of the current (or latest) "
-                                   "emergency stop, by state.", labels=["state"])
-        counts = dict(CampaignHold.objects.filter(halt_run_id=state.halt_run_id).values_list("state").annotate(
-            n=Count("pk")).order_by()) if state.halt_run_id else {}
+        family = GaugeMetricFamily(
+            "tower_campaigns_held",
+            "Campaigns in the ledger of the current (or latest) emergency stop, by state.",
+            labels=["state"],
+        )
+        counts = (
+            dict(
+                CampaignHold.objects.filter(halt_run_id=state.halt_run_id)
+                .values_list("state")
+                .annotate(n=Count("pk"))
+                .order_by()
+            )
+            if state.halt_run_id
+            else {}
+        )
         for value in CampaignHold.State.values:
             family.add_metric([value], counts.get(value, 0))
         return family
 
     def _recoveries(self, now: datetime) -> Metric:
         # A 24 h gauge, not a counter: retention prunes attempts, and a counter must never go down.
-        family = GaugeMetricFamily("tower_recovery_attempts_24h", "Recovery attempts started in the last 24 h.",
-                                   labels=["module", "action", "outcome"])
-        rows = (RecoveryAttempt.objects.filter(started_at__gte=now - timedelta(hours=24))
-                .values_list("module_code", "action", "outcome").annotate(n=Count("pk")).order_by())
+        family = GaugeMetricFamily(
+            "tower_recovery_attempts_24h",
+            "Recovery attempts started in the last 24 h.",
+            labels=["module", "action", "outcome"],
+        )
+        rows = (
+            RecoveryAttempt.objects.filter(started_at__gte=now - timedelta(hours=24))
+            .values_list("module_code", "action", "outcome")
+            .annotate(n=Count("pk"))
+            .order_by()
+        )
         for module, action, outcome, count in rows:
             family.add_metric([module, action, outcome], count)
         return family
 
     def _open_alerts(self) -> Metric:
         family = GaugeMetricFamily("tower_alerts_open", "Alerts open now, by severity.", labels=["severity"])
-        counts = dict(Alert.objects.filter(resolved_at__isnull=True).values_list("severity").annotate(
-            n=Count("pk")).order_by())
+        counts = dict(
+            Alert.objects.filter(resolved_at__isnull=True).values_list("severity").annotate(n=Count("pk")).order_by()
+        )
         for value in Alert.Severity.values:
             family.add_metric([value], counts.get(value, 0))
         return family
@@ -166,8 +226,10 @@ def scrape_allowed(request: HttpRequest) -> bool:
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     if not scrape_allowed(request):
-        return HttpResponseForbidden("Metrics need 'Authorization: Bearer <METRICS_TOKEN>' or an address in "
-                                     "METRICS_ALLOWED_IPS.", content_type="text/plain")
+        return HttpResponseForbidden(
+            "Metrics need 'Authorization: Bearer <METRICS_TOKEN>' or an address in METRICS_ALLOWED_IPS.",
+            content_type="text/plain",
+        )
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 

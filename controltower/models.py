@@ -1,6 +1,7 @@
 """The tower's records: runs (checks and commands), per-module health logs and its state; alerts and
 their notifications; the emergency-stop ledger (CampaignHold); recovery attempts and each module's
 recovery state; external modules and API tokens; named leases."""
+
 from __future__ import annotations
 
 import hashlib
@@ -121,15 +122,24 @@ class ControlTowerRun(models.Model):
 
     def result(self) -> dict[str, Any]:
         """What the run came to, as the API answers a command and the console shows a run."""
-        errors = [e if isinstance(e, str) else f"{e.get('title', '')}: {e.get('detail', '')}".strip(": ")
-                  for e in self.errors_encountered]
+        errors = [
+            e if isinstance(e, str) else f"{e.get('title', '')}: {e.get('detail', '')}".strip(": ")
+            for e in self.errors_encountered
+        ]
         # A health check's errors are what it observed (e.g. a dead worker), not failures of the command.
         failed = self.state != RunState.COMPLETED or (bool(errors) and self.run_type != RunType.HEALTH_CHECK)
         return {
-            "command_id": self.pk, "command_type": self.command_type or self.run_type, "success": not failed,
-            "state": self.state, "modules_affected": self.modules_affected, "actions_executed": self.actions_executed,
-            "errors": errors, "execution_time_ms": self.execution_time_ms, "executed_at": self.executed_at,
-            "executed_by": self.executed_by, "message": self.message,
+            "command_id": self.pk,
+            "command_type": self.command_type or self.run_type,
+            "success": not failed,
+            "state": self.state,
+            "modules_affected": self.modules_affected,
+            "actions_executed": self.actions_executed,
+            "errors": errors,
+            "execution_time_ms": self.execution_time_ms,
+            "executed_at": self.executed_at,
+            "executed_by": self.executed_by,
+            "message": self.message,
         }
 
     # Transitions: one UPDATE each, by primary key; this instance is not refreshed.
@@ -155,9 +165,14 @@ class ControlTowerRun(models.Model):
     def interrupt(self, message: str) -> bool:
         """Its process died while it was running: FAILED with why. False when it was no longer running
         (it ended, or another watchdog closed it first)."""
-        return bool(ControlTowerRun.objects.filter(pk=self.pk, state=RunState.RUNNING).update(
-            state=RunState.FAILED, errors_encountered=[message], message=message,
-            recommendations=ControlTowerRun.note(message, "critical")))
+        return bool(
+            ControlTowerRun.objects.filter(pk=self.pk, state=RunState.RUNNING).update(
+                state=RunState.FAILED,
+                errors_encountered=[message],
+                message=message,
+                recommendations=ControlTowerRun.note(message, "critical"),
+            )
+        )
 
     @staticmethod
     def note(message: str, severity: str = "info") -> list[dict[str, str]]:
@@ -174,7 +189,9 @@ class SystemHealthLog(models.Model):
     """One module's health at one check (spec table `meta_system_health_logs`)."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="health_logs")
+    run = models.ForeignKey(
+        ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="health_logs"
+    )
     module_name = models.CharField(max_length=16, help_text="Module code (10.1–10.17)")
     module_full_name = models.CharField(max_length=100)
     health_status = models.CharField(max_length=16, choices=ModuleStatus.choices)
@@ -272,7 +289,11 @@ class TowerState(models.Model):
         and first run stay). Either way a resume waiting for approval is withdrawn."""
         if not self.emergency_stop_active:
             self.emergency_stop_active = True
-            self.halted_by, self.halted_at, self.halt_reason = stop_run.executed_by, stop_run.executed_at, stop_run.reason
+            self.halted_by, self.halted_at, self.halt_reason = (
+                stop_run.executed_by,
+                stop_run.executed_at,
+                stop_run.reason,
+            )
             self.halt_run = stop_run
             self.held_task_ids = []
         self.system_status = SystemStatus.EMERGENCY_STOP
@@ -294,8 +315,11 @@ class TowerState(models.Model):
     def resume_awaiting_approval(self, now: datetime | None = None) -> bool:
         """A first operator's resume is waiting for a second one (the two-person rule), not expired."""
         now = now or timezone.now()
-        return bool(self.resume_requested_by and self.resume_requested_at
-                    and now - self.resume_requested_at <= timedelta(seconds=settings.RESUME_APPROVAL_TTL_SECONDS))
+        return bool(
+            self.resume_requested_by
+            and self.resume_requested_at
+            and now - self.resume_requested_at <= timedelta(seconds=settings.RESUME_APPROVAL_TTL_SECONDS)
+        )
 
     def end_halt(self) -> None:
         """Resume lifted the halt: nothing is held any more; the status is unknown until a check says."""
@@ -339,14 +363,18 @@ class Alert(models.Model):
     last_notified_at = models.DateTimeField(null=True, blank=True)
     notifications_sent = models.PositiveIntegerField(default=0)
     resolved_at = models.DateTimeField(null=True, blank=True)
-    opened_by_run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    opened_by_run = models.ForeignKey(
+        ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         db_table = "meta_control_tower_alerts"
         ordering = ["-opened_at"]
         constraints = [
             # At most one open alert per condition.
-            models.UniqueConstraint(fields=["key"], condition=models.Q(resolved_at__isnull=True), name="uq_alert_open_key"),
+            models.UniqueConstraint(
+                fields=["key"], condition=models.Q(resolved_at__isnull=True), name="uq_alert_open_key"
+            ),
         ]
         indexes = [models.Index(fields=["resolved_at", "opened_at"], name="ix_alerts_resolved_opened")]
 
@@ -369,7 +397,9 @@ class Notification(models.Model):
     subject = models.CharField(max_length=300)
     body = models.TextField()
     alert_keys = models.JSONField(default=list, blank=True)
-    run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications")
+    run = models.ForeignKey(
+        ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
     sent_at = models.DateTimeField(default=timezone.now)
     ok = models.BooleanField(default=False)
     error = models.TextField(blank=True)
@@ -417,10 +447,18 @@ class CampaignHold(models.Model):
         RELEASED = "released", "Left paused by resume (resume_campaigns=false)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    halt_run = models.ForeignKey(ControlTowerRun, on_delete=models.PROTECT, related_name="holds",
-                                 help_text="The emergency stop that began the halt")
-    stop_run = models.ForeignKey(ControlTowerRun, on_delete=models.PROTECT, related_name="+",
-                                 help_text="The stop (or re-sweep) that found the campaign ACTIVE")
+    halt_run = models.ForeignKey(
+        ControlTowerRun,
+        on_delete=models.PROTECT,
+        related_name="holds",
+        help_text="The emergency stop that began the halt",
+    )
+    stop_run = models.ForeignKey(
+        ControlTowerRun,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="The stop (or re-sweep) that found the campaign ACTIVE",
+    )
     campaign_id = models.CharField(max_length=40)
     account_id = models.CharField(max_length=40)
     campaign_name = models.CharField(max_length=400, blank=True)
@@ -428,9 +466,12 @@ class CampaignHold(models.Model):
     prior_effective_status = models.CharField(max_length=32, blank=True)
     prior_updated_time = models.CharField(max_length=40, blank=True, help_text="As Meta reported it")
     paused_updated_time = models.CharField(max_length=40, blank=True, help_text="Meta's updated_time after our pause")
-    snapshot = models.JSONField(default=dict, blank=True,
-                                help_text="Name and budgets as Meta answered our pause: edits Meta does not "
-                                          "stamp in updated_time, compared at resume")
+    snapshot = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Name and budgets as Meta answered our pause: edits Meta does not "
+        "stamp in updated_time, compared at resume",
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
@@ -471,7 +512,9 @@ class RecoveryAttempt(models.Model):
     reason = models.TextField()
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.AUTO)
     executed_by = models.CharField(max_length=150)
-    run = models.ForeignKey(ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="recoveries")
+    run = models.ForeignKey(
+        ControlTowerRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="recoveries"
+    )
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices)
@@ -514,8 +557,9 @@ class ExternalModule(models.Model):
     longer than that plus SCHEDULER_GRACE_SECONDS. Its report token is stored hashed.
     """
 
-    module = models.OneToOneField("meta_modules.MetaModule", primary_key=True, on_delete=models.CASCADE,
-                                  related_name="external")
+    module = models.OneToOneField(
+        "meta_modules.MetaModule", primary_key=True, on_delete=models.CASCADE, related_name="external"
+    )
     expected_interval_seconds = models.PositiveIntegerField(help_text="How often it reports a run")
     registered_at = models.DateTimeField(default=timezone.now)
     token_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of its report token; empty = none")
@@ -563,8 +607,13 @@ class ApiToken(models.Model):
     class Meta:
         db_table = "meta_control_tower_api_tokens"
         ordering = ["user", "name"]
-        constraints = [models.UniqueConstraint(fields=["user", "name"], condition=models.Q(revoked_at__isnull=True),
-                                               name="api_token_name_unique_while_live")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "name"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="api_token_name_unique_while_live",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"

@@ -3,6 +3,7 @@
 A generated password is returned to the caller, which shows it once on the terminal; it is never logged
 or written to a file (it could then be read back long after it was shown).
 """
+
 from __future__ import annotations
 
 import logging
@@ -48,17 +49,24 @@ def reset_password(username: str, by: str) -> str:
     with transaction.atomic():
         user = user_model.objects.select_for_update().filter(username=username).first()
         if user is None:
-            known = ", ".join(user_model.objects.filter(is_staff=True).order_by("username")
-                              .values_list("username", flat=True)) or "none"
+            known = (
+                ", ".join(
+                    user_model.objects.filter(is_staff=True).order_by("username").values_list("username", flat=True)
+                )
+                or "none"
+            )
             raise CommandError(f"No account named {username!r}. Staff accounts: {known}.")
         password = new_password()
         user.set_password(password)
         user.save(update_fields=["password"])
         LogEntry.objects.create(
-            user=user, content_type=ContentType.objects.get_for_model(user), object_id=str(user.pk),
-            object_repr=username, action_flag=CHANGE,
-            change_message=f"Password reset on the command line by {by}.")
+            user=user,
+            content_type=ContentType.objects.get_for_model(user),
+            object_id=str(user.pk),
+            object_repr=username,
+            action_flag=CHANGE,
+            change_message=f"Password reset on the command line by {by}.",
+        )
     lockouts = reset_lockouts(username=username)
-    logger.warning("password of %r reset on the command line by %s; %d failed login(s) cleared",
-                   username, by, lockouts)
+    logger.warning("password of %r reset on the command line by %s; %d failed login(s) cleared", username, by, lockouts)
     return password

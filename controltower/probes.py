@@ -2,6 +2,7 @@
 
 Each returns what it observed, including its failure; none raises.
 """
+
 from __future__ import annotations
 
 import time
@@ -38,7 +39,9 @@ def database() -> DatabaseHealth:
             probe_ms = round((time.perf_counter() - started) * 1000, 2)
             health = DatabaseHealth(healthy=probe_ms <= settings.DB_HEALTHY_LATENCY_MS, probe_ms=probe_ms)
             if not health.healthy:
-                health.error = f"Database answered in {probe_ms:.0f} ms (limit {settings.DB_HEALTHY_LATENCY_MS:.0f} ms)."
+                health.error = (
+                    f"Database answered in {probe_ms:.0f} ms (limit {settings.DB_HEALTHY_LATENCY_MS:.0f} ms)."
+                )
             if connection.vendor == "postgresql":
                 cursor.execute(
                     "SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()),"
@@ -60,7 +63,12 @@ def broker() -> dict[str, Any]:
     try:
         with queue.connection():
             pass
-        return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2), "error": "", "at": timezone.now().isoformat()}
+        return {
+            "ok": True,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "error": "",
+            "at": timezone.now().isoformat(),
+        }
     except Exception as exc:
         return {"ok": False, "ms": None, "error": f"{type(exc).__name__}: {exc}", "at": timezone.now().isoformat()}
 
@@ -83,7 +91,12 @@ def meta_api() -> dict[str, Any]:
     started = time.perf_counter()
     try:
         api.get("me", {"fields": "id"})
-        return {"ok": True, "ms": round((time.perf_counter() - started) * 1000, 2), "error": "", "kind": "",
-                "at": timezone.now().isoformat()}
+        return {
+            "ok": True,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "error": "",
+            "kind": "",
+            "at": timezone.now().isoformat(),
+        }
     except graph.MetaError as exc:
         return {"ok": False, "ms": None, "error": str(exc), "kind": exc.kind.value, "at": timezone.now().isoformat()}

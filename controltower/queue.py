@@ -7,6 +7,7 @@ kombu keeps retrying a connection to a broker that is down for broker_connection
 its growing pauses (about 6 s) before it gives up. The tower asks once and answers: a queued
 command gets its 503, a probe its verdict, within PROBE_TIMEOUT_SECONDS.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator

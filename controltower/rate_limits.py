@@ -13,6 +13,7 @@ A refused request gets 429 with Retry-After. Throttling is a brake on runaway sc
 double-clicks, not a security boundary (DRF: non-atomic counters): when the cache cannot be
 reached (Redis down) the request is let through, so an emergency stop never depends on it.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,8 +46,9 @@ class TowerWriteThrottle(ScopedRateThrottle):
         try:
             return super().allow_request(request, view)
         except Exception as exc:  # the cache backend's own errors (redis, file system) have no common base
-            logger.warning("Throttle for %s not applied: the cache is unavailable (%s: %s)",
-                           self.scope, type(exc).__name__, exc)
+            logger.warning(
+                "Throttle for %s not applied: the cache is unavailable (%s: %s)", self.scope, type(exc).__name__, exc
+            )
             return True
 
 

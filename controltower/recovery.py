@@ -11,6 +11,7 @@ Each action does what its name says:
 - ALERT_ADMIN: the module needs a human — an escalation through the alert channels.
 The immediate outcome is recorded at once; whether it healed is verified at the next check.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,7 +30,16 @@ from controltower import audit, schedules
 from controltower.findings import CRITICAL, AlertCondition, infrastructure_conditions
 from controltower.health import HealthReport, ModuleHealth
 from controltower.models import ModuleStatus, RecoveryAttempt, RecoveryState
-from controltower.recovery_policy import Action, Facts, History, Policy, RecoveryProcedure, breaker_open, decide, procedures
+from controltower.recovery_policy import (
+    Action,
+    Facts,
+    History,
+    Policy,
+    RecoveryProcedure,
+    breaker_open,
+    decide,
+    procedures,
+)
 from meta_modules.cache import ModuleCache
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -56,9 +66,14 @@ def _restart_scheduler(module: MetaModule) -> tuple[bool, dict[str, Any]]:
         detail["re_enabled"] = True
     stuck_before = timezone.now() - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
     detail["stuck_runs_closed"] = ModuleRun.objects.filter(
-        module=module, outcome=ModuleRun.Outcome.RUNNING, started_at__lt=stuck_before,
-    ).update(outcome=ModuleRun.Outcome.TIMEOUT, finished_at=timezone.now(),
-             error_message="Stuck past the task time limit; closed by recovery.")
+        module=module,
+        outcome=ModuleRun.Outcome.RUNNING,
+        started_at__lt=stuck_before,
+    ).update(
+        outcome=ModuleRun.Outcome.TIMEOUT,
+        finished_at=timezone.now(),
+        error_message="Stuck past the task time limit; closed by recovery.",
+    )
     run = schedules.run_module_now(module.code, trigger=ModuleRun.Trigger.RECOVERY)
     detail["immediate_run"] = run
     return run["outcome"] == ModuleRun.Outcome.SUCCESS, detail
@@ -122,13 +137,29 @@ def run_action(module: MetaModule | None, procedure: RecoveryProcedure, trigger:
     except Exception as exc:  # what it depends on is down (cache, broker): recorded as failed, the cycle goes on
         ok, detail = False, {"error": f"{type(exc).__name__}: {exc}"}
     attempt = RecoveryAttempt.objects.create(
-        module_code=module.code if module else DATABASE, action=procedure.action, confidence=procedure.confidence, reason=procedure.reason,
-        trigger=trigger, executed_by=actor, started_at=started, finished_at=timezone.now(),
-        outcome=RecoveryAttempt.Outcome.SUCCEEDED if ok else RecoveryAttempt.Outcome.FAILED, detail=detail,
+        module_code=module.code if module else DATABASE,
+        action=procedure.action,
+        confidence=procedure.confidence,
+        reason=procedure.reason,
+        trigger=trigger,
+        executed_by=actor,
+        started_at=started,
+        finished_at=timezone.now(),
+        outcome=RecoveryAttempt.Outcome.SUCCEEDED if ok else RecoveryAttempt.Outcome.FAILED,
+        detail=detail,
     )
-    audit.record("recovery", action=procedure.action.value, module=attempt.module_code, actor=actor, trigger=trigger,
-                 reason=procedure.reason, confidence=procedure.confidence, run_id=attempt.pk, outcome=attempt.outcome,
-                 error=detail.get("error", ""))
+    audit.record(
+        "recovery",
+        action=procedure.action.value,
+        module=attempt.module_code,
+        actor=actor,
+        trigger=trigger,
+        reason=procedure.reason,
+        confidence=procedure.confidence,
+        run_id=attempt.pk,
+        outcome=attempt.outcome,
+        error=detail.get("error", ""),
+    )
     return attempt
 
 
@@ -137,18 +168,24 @@ def run_action(module: MetaModule | None, procedure: RecoveryProcedure, trigger:
 
 def _facts(m: ModuleHealth) -> Facts:
     # An external module runs elsewhere: nothing here can restart it; its OFFLINE alert is the escalation.
-    return Facts(status=m.status, stopped_on_purpose=m.status == ModuleStatus.STOPPED,
-                 desired_running=m.desired_state == MetaModule.DesiredState.RUNNING and not m.external,
-                 is_scheduler_running=m.is_scheduler_running, is_db_healthy=m.is_db_healthy,
-                 error_count_24h=m.error_count_24h, last_error=m.last_error)
+    return Facts(
+        status=m.status,
+        stopped_on_purpose=m.status == ModuleStatus.STOPPED,
+        desired_running=m.desired_state == MetaModule.DesiredState.RUNNING and not m.external,
+        is_scheduler_running=m.is_scheduler_running,
+        is_db_healthy=m.is_db_healthy,
+        error_count_24h=m.error_count_24h,
+        last_error=m.last_error,
+    )
 
 
 def _verify(report: HealthReport) -> None:
     """Did the previous attempts heal? The module is ONLINE at this check, or not."""
     healthy = {m.code: m.status == ModuleStatus.ONLINE for m in report.modules}
     healthy[DATABASE] = report.infrastructure.database.healthy
-    for attempt in RecoveryAttempt.objects.filter(healed__isnull=True, started_at__lt=report.checked_at) \
-            .exclude(action=Action.ALERT_ADMIN):
+    for attempt in RecoveryAttempt.objects.filter(healed__isnull=True, started_at__lt=report.checked_at).exclude(
+        action=Action.ALERT_ADMIN
+    ):
         if attempt.module_code in healthy:
             attempt.healed = healthy[attempt.module_code]
             attempt.verified_at = report.checked_at
@@ -173,8 +210,11 @@ def _update_states(report: HealthReport, policy: Policy) -> dict[str, RecoverySt
 
 def _histories(states: dict[str, RecoveryState], now: datetime, policy: Policy) -> dict[str, History]:
     window_start = now - policy.window
-    attempts = RecoveryAttempt.objects.filter(trigger=RecoveryAttempt.Trigger.AUTO, started_at__gte=window_start) \
-        .exclude(action=Action.ALERT_ADMIN).values_list("module_code", "started_at")
+    attempts = (
+        RecoveryAttempt.objects.filter(trigger=RecoveryAttempt.Trigger.AUTO, started_at__gte=window_start)
+        .exclude(action=Action.ALERT_ADMIN)
+        .values_list("module_code", "started_at")
+    )
     histories: dict[str, History] = {}
     states = {DATABASE: RecoveryState(module_code=DATABASE), **states}
     for code, state in states.items():
@@ -184,7 +224,9 @@ def _histories(states: dict[str, RecoveryState], now: datetime, policy: Policy) 
     return histories
 
 
-def _summaries(codes: list[str], histories: dict[str, History], since: datetime) -> dict[str, tuple[int, str, bool | None]]:
+def _summaries(
+    codes: list[str], histories: dict[str, History], since: datetime
+) -> dict[str, tuple[int, str, bool | None]]:
     """Per module: attempts counted by the policy, the latest action in the window and its verdict."""
     latest: dict[str, RecoveryAttempt] = {}
     for attempt in RecoveryAttempt.objects.filter(module_code__in=codes, started_at__gte=since).order_by("-started_at"):
@@ -193,12 +235,19 @@ def _summaries(codes: list[str], histories: dict[str, History], since: datetime)
     def healed(attempt: RecoveryAttempt) -> bool:
         return attempt.healed if attempt.healed is not None else attempt.outcome == RecoveryAttempt.Outcome.SUCCEEDED
 
-    return {code: (histories[code].attempts_in_window if code in histories else 0,
-                   latest[code].action if code in latest else "",
-                   healed(latest[code]) if code in latest else None) for code in codes}
+    return {
+        code: (
+            histories[code].attempts_in_window if code in histories else 0,
+            latest[code].action if code in latest else "",
+            healed(latest[code]) if code in latest else None,
+        )
+        for code in codes
+    }
 
 
-def module_summaries(codes: list[str], now: datetime, policy: Policy | None = None) -> dict[str, tuple[int, str, bool | None]]:
+def module_summaries(
+    codes: list[str], now: datetime, policy: Policy | None = None
+) -> dict[str, tuple[int, str, bool | None]]:
     """For display (GET health): attempts counted by the policy, last action, whether it healed."""
     policy = policy or Policy.from_settings()
     states = {code: RecoveryState(module_code=code) for code in codes}
@@ -207,17 +256,25 @@ def module_summaries(codes: list[str], now: datetime, policy: Policy | None = No
 
 
 def _recommend(result: RecoveryReport, code: str, label: str, procedure: RecoveryProcedure, note: str) -> None:
-    result.recommendations.append({
-        "severity": "warning", "module": code, "action": procedure.action.value, "confidence": procedure.confidence,
-        "message": f"{label}: {procedure.action.value} (confidence {procedure.confidence:.0%}) — {procedure.reason}"
-                   + (f"; {note}" if note else ""),
-    })
+    result.recommendations.append(
+        {
+            "severity": "warning",
+            "module": code,
+            "action": procedure.action.value,
+            "confidence": procedure.confidence,
+            "message": f"{label}: {procedure.action.value} (confidence {procedure.confidence:.0%}) — {procedure.reason}"
+            + (f"; {note}" if note else ""),
+        }
+    )
 
 
-def _recover_database(report: HealthReport, histories: dict[str, History], policy: Policy,
-                      result: RecoveryReport) -> None:
+def _recover_database(
+    report: HealthReport, histories: dict[str, History], policy: Policy, result: RecoveryReport
+) -> None:
     """One RECONNECT_DB for the whole tower (not one per module), under its own backoff."""
-    procedure = RecoveryProcedure(Action.RECONNECT_DB, 0.85, f"database unhealthy: {report.infrastructure.database.error}")
+    procedure = RecoveryProcedure(
+        Action.RECONNECT_DB, 0.85, f"database unhealthy: {report.infrastructure.database.error}"
+    )
     verdict = decide([procedure], histories.get(DATABASE, History(0, None, False)), report.checked_at, DATABASE, policy)
     if verdict.execute:
         result.attempts.append(run_action(None, procedure, RecoveryAttempt.Trigger.AUTO, "recovery engine"))
@@ -225,19 +282,27 @@ def _recover_database(report: HealthReport, histories: dict[str, History], polic
         _recommend(result, "", "Database", procedure, verdict.note)
 
 
-def _recover_modules(report: HealthReport, histories: dict[str, History], policy: Policy,
-                     result: RecoveryReport) -> None:
+def _recover_modules(
+    report: HealthReport, histories: dict[str, History], policy: Policy, result: RecoveryReport
+) -> None:
     supervised = [m for m in report.modules if m.status != ModuleStatus.STOPPED]
     failing = [m for m in supervised if m.status in FAILING]
     breaker = breaker_open(len(failing), len(supervised), policy)
     # One escalation for all; none when an infrastructure alert already names the shared cause.
     if breaker and not any(c.severity == CRITICAL for c in infrastructure_conditions(report)):
-        result.conditions.append(AlertCondition(
-            "recovery:breaker", CRITICAL, f"Auto-recovery paused: {len(failing)} of {len(supervised)} modules failing at once",
-            "A shared cause (broker, database, Meta) is likely; restarting modules one by one would only storm. "
-            "Fix the cause; recovery resumes by itself when fewer modules fail."))
-    modules = {m.code: m for m in MetaModule.objects.select_related("periodic_task").filter(
-        code__in=[m.code for m in report.modules])}
+        result.conditions.append(
+            AlertCondition(
+                "recovery:breaker",
+                CRITICAL,
+                f"Auto-recovery paused: {len(failing)} of {len(supervised)} modules failing at once",
+                "A shared cause (broker, database, Meta) is likely; restarting modules one by one would only storm. "
+                "Fix the cause; recovery resumes by itself when fewer modules fail.",
+            )
+        )
+    modules = {
+        m.code: m
+        for m in MetaModule.objects.select_related("periodic_task").filter(code__in=[m.code for m in report.modules])
+    }
     for m in report.modules:
         procs = [p for p in procedures(_facts(m), policy) if p.action != Action.RECONNECT_DB]  # done once, above
         verdict = decide(procs, histories[m.code], report.checked_at, m.code, policy)
@@ -248,18 +313,32 @@ def _recover_modules(report: HealthReport, histories: dict[str, History], policy
         for procedure in verdict.recommend:
             _recommend(result, m.code, f"{m.code} {m.name}", procedure, "" if verdict.execute else verdict.note)
         if verdict.escalate:
-            RecoveryState.objects.filter(module_code=m.code).update(needs_human=True, needs_human_since=report.checked_at)
-            result.attempts.append(run_action(modules[m.code], RecoveryProcedure(Action.ALERT_ADMIN, 1.0, verdict.note),
-                                              RecoveryAttempt.Trigger.AUTO, "recovery engine"))
+            RecoveryState.objects.filter(module_code=m.code).update(
+                needs_human=True, needs_human_since=report.checked_at
+            )
+            result.attempts.append(
+                run_action(
+                    modules[m.code],
+                    RecoveryProcedure(Action.ALERT_ADMIN, 1.0, verdict.note),
+                    RecoveryAttempt.Trigger.AUTO,
+                    "recovery engine",
+                )
+            )
         if verdict.execute:
-            result.attempts.append(run_action(modules[m.code], verdict.execute, RecoveryAttempt.Trigger.AUTO,
-                                              "recovery engine"))
+            result.attempts.append(
+                run_action(modules[m.code], verdict.execute, RecoveryAttempt.Trigger.AUTO, "recovery engine")
+            )
     for state in RecoveryState.objects.filter(needs_human=True):
-        result.conditions.append(AlertCondition(
-            f"recovery:{state.module_code}:needs_human", CRITICAL,
-            f"Module {state.module_code} needs a human: auto-recovery gave up",
-            f"{policy.max_attempts} attempts within {policy.window} did not heal it; left alone until an operator "
-            "acts (restart_module / start_all) or it stays healthy.", state.module_code))
+        result.conditions.append(
+            AlertCondition(
+                f"recovery:{state.module_code}:needs_human",
+                CRITICAL,
+                f"Module {state.module_code} needs a human: auto-recovery gave up",
+                f"{policy.max_attempts} attempts within {policy.window} did not heal it; left alone until an operator "
+                "acts (restart_module / start_all) or it stays healthy.",
+                state.module_code,
+            )
+        )
 
 
 def success_rate(since: datetime) -> dict[str, Any]:
@@ -292,6 +371,12 @@ def recover(report: HealthReport, policy: Policy | None = None) -> RecoveryRepor
 
 def operator_action(code: str, action: str, actor: str, reason: str = "") -> RecoveryAttempt:
     """An operator runs a procedure by hand (commander.recover decides whether it may)."""
-    module = None if action == Action.RECONNECT_DB else MetaModule.objects.select_related("periodic_task").get(code=code)
-    return run_action(module, RecoveryProcedure(Action(action), 1.0, reason or "run by an operator"),
-                      RecoveryAttempt.Trigger.OPERATOR, actor)
+    module = (
+        None if action == Action.RECONNECT_DB else MetaModule.objects.select_related("periodic_task").get(code=code)
+    )
+    return run_action(
+        module,
+        RecoveryProcedure(Action(action), 1.0, reason or "run by an operator"),
+        RecoveryAttempt.Trigger.OPERATOR,
+        actor,
+    )

@@ -13,6 +13,7 @@ escalated once (ALERT_ADMIN) and left alone until an operator acts or it has bee
 RECOVERY_RESET_AFTER_HEALTHY_SECONDS. A global breaker stops all restarts when more than
 RECOVERY_BREAKER_SHARE of the modules fail at once (broker or database outage): one escalation.
 """
+
 from __future__ import annotations
 
 import zlib
@@ -89,13 +90,17 @@ def procedures(f: Facts, policy: Policy) -> list[RecoveryProcedure]:
         return []
     found: list[RecoveryProcedure] = []
     if not f.is_scheduler_running:
-        found.append(RecoveryProcedure(Action.RESTART_SCHEDULER, 0.95, "scheduler not running although the module should run"))
+        found.append(
+            RecoveryProcedure(Action.RESTART_SCHEDULER, 0.95, "scheduler not running although the module should run")
+        )
     elif f.status == "offline":
         found.append(RecoveryProcedure(Action.RESTART_SCHEDULER, 0.90, "module OFFLINE"))
     if not f.is_db_healthy:
         found.append(RecoveryProcedure(Action.RECONNECT_DB, 0.85, "database unhealthy"))
     if any(marker in f.last_error for marker in STALE_MARKERS):
-        found.append(RecoveryProcedure(Action.CLEAR_CACHE, 0.85, "errors about objects that no longer exist (stale cache)"))
+        found.append(
+            RecoveryProcedure(Action.CLEAR_CACHE, 0.85, "errors about objects that no longer exist (stale cache)")
+        )
     if f.error_count_24h > policy.error_threshold:
         found.append(RecoveryProcedure(Action.RESET_MODULE, 0.75, f"{f.error_count_24h} errors in 24 h"))
     return sorted(found, key=lambda p: -p.confidence)
@@ -105,8 +110,11 @@ def backoff(attempts: int, code: str, policy: Policy) -> timedelta:
     """Wait before the next attempt after `attempts` attempts: doubling from the base, capped,
     with a fixed per-module jitter (0–20 %) so modules failing together do not retry together."""
     spread = 1 + (zlib.crc32(code.encode()) % 1000) / 5000
-    return timedelta(seconds=meta_modules.backoff.delay(attempts, policy.backoff_base.total_seconds(),
-                                                        policy.backoff_cap.total_seconds(), jitter=spread))
+    return timedelta(
+        seconds=meta_modules.backoff.delay(
+            attempts, policy.backoff_base.total_seconds(), policy.backoff_cap.total_seconds(), jitter=spread
+        )
+    )
 
 
 @dataclass(frozen=True)

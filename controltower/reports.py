@@ -28,6 +28,7 @@ Definitions
   no emergency stop or completed resume, between its opening and its resolution. Rate = false
   positives / judged alerts (those whose next check has happened).
 """
+
 from __future__ import annotations
 
 from collections import Counter, defaultdict
@@ -44,7 +45,14 @@ from django.utils.dateparse import parse_datetime
 
 from controltower import findings, health
 from controltower.models import (
-    Alert, ControlTowerRun, ModuleStatus, RecoveryAttempt, RunState, RunType, SystemHealthLog, SystemStatus,
+    Alert,
+    ControlTowerRun,
+    ModuleStatus,
+    RecoveryAttempt,
+    RunState,
+    RunType,
+    SystemHealthLog,
+    SystemStatus,
 )
 from controltower.recovery_policy import Action
 from meta_modules.models import MetaModule, ModuleRun
@@ -91,8 +99,14 @@ def unknown_seconds(period: Period, first_point: datetime | None) -> float:
 def distribution(seconds_by_status: dict[str, float], statuses: list[str]) -> list[dict[str, Any]]:
     """Seconds and share of the known time for every status, in the given order."""
     known = sum(seconds_by_status.values())
-    return [{"status": status, "seconds": round(seconds_by_status.get(status, 0.0), 3),
-             "pct": pct(seconds_by_status.get(status, 0.0), known) or 0.0} for status in statuses]
+    return [
+        {
+            "status": status,
+            "seconds": round(seconds_by_status.get(status, 0.0), 3),
+            "pct": pct(seconds_by_status.get(status, 0.0), known) or 0.0,
+        }
+        for status in statuses
+    ]
 
 
 def iso_weeks(since: datetime, until: datetime) -> list[str]:
@@ -235,14 +249,28 @@ def _module_sql(template: str, **parts: str) -> str:
 
 
 def _module_params(period: Period) -> dict[str, Any]:
-    return _sql_params(period, check=RunType.HEALTH_CHECK, completed=RunState.COMPLETED, online=ModuleStatus.ONLINE,
-                       degraded=ModuleStatus.DEGRADED, offline=ModuleStatus.OFFLINE)
+    return _sql_params(
+        period,
+        check=RunType.HEALTH_CHECK,
+        completed=RunState.COMPLETED,
+        online=ModuleStatus.ONLINE,
+        degraded=ModuleStatus.DEGRADED,
+        offline=ModuleStatus.OFFLINE,
+    )
 
 
 def system_uptime(period: Period) -> dict[str, Any]:
     sql = _TIMELINE_SQL.format(held=_seconds("executed_at", "held_until"), runs=ControlTowerRun._meta.db_table)
-    rows = _fetch(sql, _sql_params(period, check=RunType.HEALTH_CHECK, completed=RunState.COMPLETED,
-                                   stop=RunType.EMERGENCY_STOP, resume=RunType.RESUME))
+    rows = _fetch(
+        sql,
+        _sql_params(
+            period,
+            check=RunType.HEALTH_CHECK,
+            completed=RunState.COMPLETED,
+            stop=RunType.EMERGENCY_STOP,
+            resume=RunType.RESUME,
+        ),
+    )
     seconds = {status: float(total) for status, _, total, _ in rows}
     # Summed (not subtracted) so that HEALTHY time can never exceed it by a rounding error.
     counted = sum(held for status, held in seconds.items() if status != SystemStatus.STARTING)
@@ -273,12 +301,16 @@ def module_availability(period: Period, names: dict[str, str]) -> dict[str, Any]
         by_status = seconds[code]
         counted = sum(held for status, held in by_status.items() if status not in NOT_COUNTED)
         counted_total += counted
-        modules.append({
-            "module": code, "name": names.get(code, ""), "checks": checks[code],
-            "availability_pct": pct(by_status.get(ModuleStatus.ONLINE, 0.0), counted),
-            "counted_seconds": round(counted, 3),
-            "distribution": distribution(by_status, [s.value for s in ModuleStatus]),
-        })
+        modules.append(
+            {
+                "module": code,
+                "name": names.get(code, ""),
+                "checks": checks[code],
+                "availability_pct": pct(by_status.get(ModuleStatus.ONLINE, 0.0), counted),
+                "counted_seconds": round(counted, 3),
+                "distribution": distribution(by_status, [s.value for s in ModuleStatus]),
+            }
+        )
     online = sum(s.get(ModuleStatus.ONLINE, 0.0) for s in seconds.values())
     return {"overall_pct": pct(online, counted_total), "modules": modules}
 
@@ -289,17 +321,33 @@ def mttr(period: Period, names: dict[str, str]) -> dict[str, Any]:
     modules, open_episodes = [], []
     for code in _module_order(set(by_code), names):
         _, episodes, total, longest, open_since = by_code[code]
-        modules.append({"module": code, "name": names.get(code, ""), "episodes": episodes,
-                        "mean_seconds": round(float(total) / episodes, 3) if episodes else None,
-                        "longest_seconds": round(float(longest), 3) if longest is not None else None})
+        modules.append(
+            {
+                "module": code,
+                "name": names.get(code, ""),
+                "episodes": episodes,
+                "mean_seconds": round(float(total) / episodes, 3) if episodes else None,
+                "longest_seconds": round(float(longest), 3) if longest is not None else None,
+            }
+        )
         if open_since is not None:
             started = _datetime(open_since)
-            open_episodes.append({"module": code, "name": names.get(code, ""), "since": started,
-                                  "open_seconds": round((period.until - started).total_seconds(), 3)})
+            open_episodes.append(
+                {
+                    "module": code,
+                    "name": names.get(code, ""),
+                    "since": started,
+                    "open_seconds": round((period.until - started).total_seconds(), 3),
+                }
+            )
     episodes = sum(row[1] for row in rows)
     total = sum(float(row[2]) for row in rows if row[2] is not None)
-    return {"mean_seconds": round(total / episodes, 3) if episodes else None, "episodes": episodes,
-            "modules": modules, "open_episodes": open_episodes}
+    return {
+        "mean_seconds": round(total / episodes, 3) if episodes else None,
+        "episodes": episodes,
+        "modules": modules,
+        "open_episodes": open_episodes,
+    }
 
 
 # --- aggregates -------------------------------------------------------------------------
@@ -309,20 +357,35 @@ def auto_recovery(period: Period) -> dict[str, Any]:
     auto = Q(trigger=RecoveryAttempt.Trigger.AUTO)
     rows = list(
         RecoveryAttempt.objects.filter(started_at__gte=period.since, started_at__lt=period.until)
-        .values("action").order_by("action")
-        .annotate(attempts=Count("pk", filter=auto), verified=Count("pk", filter=auto & Q(healed__isnull=False)),
-                  healed=Count("pk", filter=auto & Q(healed=True)),
-                  operator=Count("pk", filter=Q(trigger=RecoveryAttempt.Trigger.OPERATOR)))
+        .values("action")
+        .order_by("action")
+        .annotate(
+            attempts=Count("pk", filter=auto),
+            verified=Count("pk", filter=auto & Q(healed__isnull=False)),
+            healed=Count("pk", filter=auto & Q(healed=True)),
+            operator=Count("pk", filter=Q(trigger=RecoveryAttempt.Trigger.OPERATOR)),
+        )
     )
     actions = [row for row in rows if row["action"] != Action.ALERT_ADMIN]
     attempts, verified, healed = (sum(row[key] for row in actions) for key in ("attempts", "verified", "healed"))
     return {
-        "attempts": attempts, "verified": verified, "healed": healed, "success_pct": pct(healed, verified),
+        "attempts": attempts,
+        "verified": verified,
+        "healed": healed,
+        "success_pct": pct(healed, verified),
         "escalations": sum(row["attempts"] for row in rows if row["action"] == Action.ALERT_ADMIN),
         "operator_attempts": sum(row["operator"] for row in actions),
-        "by_action": [{"action": row["action"], "attempts": row["attempts"], "verified": row["verified"],
-                       "healed": row["healed"], "success_pct": pct(row["healed"], row["verified"])}
-                      for row in actions if row["attempts"]],
+        "by_action": [
+            {
+                "action": row["action"],
+                "attempts": row["attempts"],
+                "verified": row["verified"],
+                "healed": row["healed"],
+                "success_pct": pct(row["healed"], row["verified"]),
+            }
+            for row in actions
+            if row["attempts"]
+        ],
     }
 
 
@@ -330,26 +393,38 @@ def emergency_stops(period: Period, now: datetime) -> dict[str, Any]:
     """Halts begun in the period: a stop while already halted re-sweeps the same halt, so it is
     not counted; a halt lasts until the next completed resume (after the period too)."""
     events = ControlTowerRun.objects.filter(
-        Q(run_type=RunType.EMERGENCY_STOP) | Q(run_type=RunType.RESUME, state=RunState.COMPLETED))
+        Q(run_type=RunType.EMERGENCY_STOP) | Q(run_type=RunType.RESUME, state=RunState.COMPLETED)
+    )
     previous = events.filter(executed_at__lt=OuterRef("executed_at")).order_by("-executed_at")
-    resume = ControlTowerRun.objects.filter(run_type=RunType.RESUME, state=RunState.COMPLETED,
-                                            executed_at__gt=OuterRef("executed_at")).order_by("executed_at")
+    resume = ControlTowerRun.objects.filter(
+        run_type=RunType.RESUME, state=RunState.COMPLETED, executed_at__gt=OuterRef("executed_at")
+    ).order_by("executed_at")
     halts = list(
-        ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, executed_at__gte=period.since,
-                                       executed_at__lt=period.until)
-        .annotate(previous_type=Subquery(previous.values("run_type")[:1]),
-                  resumed_at=Subquery(resume.values("executed_at")[:1]),
-                  resumed_by=Subquery(resume.values("executed_by")[:1]))
+        ControlTowerRun.objects.filter(
+            run_type=RunType.EMERGENCY_STOP, executed_at__gte=period.since, executed_at__lt=period.until
+        )
+        .annotate(
+            previous_type=Subquery(previous.values("run_type")[:1]),
+            resumed_at=Subquery(resume.values("executed_at")[:1]),
+            resumed_by=Subquery(resume.values("executed_by")[:1]),
+        )
         .filter(Q(previous_type__isnull=True) | Q(previous_type=RunType.RESUME))
         .order_by("executed_at")
         .values("pk", "executed_at", "executed_by", "reason", "resumed_at", "resumed_by")
     )
-    stops = [{
-        "run_id": halt["pk"], "stopped_at": halt["executed_at"], "stopped_by": halt["executed_by"],
-        "reason": halt["reason"], "resumed_at": halt["resumed_at"], "resumed_by": halt["resumed_by"] or "",
-        "still_active": halt["resumed_at"] is None,
-        "duration_seconds": round(((halt["resumed_at"] or now) - halt["executed_at"]).total_seconds(), 3),
-    } for halt in halts]
+    stops = [
+        {
+            "run_id": halt["pk"],
+            "stopped_at": halt["executed_at"],
+            "stopped_by": halt["executed_by"],
+            "reason": halt["reason"],
+            "resumed_at": halt["resumed_at"],
+            "resumed_by": halt["resumed_by"] or "",
+            "still_active": halt["resumed_at"] is None,
+            "duration_seconds": round(((halt["resumed_at"] or now) - halt["executed_at"]).total_seconds(), 3),
+        }
+        for halt in halts
+    ]
     per_week = Counter(iso_week(stop["stopped_at"].astimezone(UTC).date()) for stop in stops)
     weeks = iso_weeks(period.since.astimezone(UTC), period.until.astimezone(UTC))
     return {
@@ -364,9 +439,11 @@ def false_positives(period: Period) -> dict[str, Any]:
     opened, resolved, module = OuterRef("opened_at"), OuterRef("resolved_at"), OuterRef("module_code")
     system_wide = Exact(module, "")
     next_check = ControlTowerRun.objects.filter(
-        run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED, executed_at__gt=opened).order_by("executed_at")
+        run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED, executed_at__gt=opened
+    ).order_by("executed_at")
     recovery_attempted = RecoveryAttempt.objects.filter(
-        Q(module_code=module) | system_wide, started_at__gte=opened, started_at__lte=resolved)
+        Q(module_code=module) | system_wide, started_at__gte=opened, started_at__lte=resolved
+    )
     # modules_affected is a JSON list: its text holds "10.5" (quoted), which "10.15" does not.
     operator_acted = ControlTowerRun.objects.annotate(
         affected=Cast("modules_affected", TextField()),
@@ -375,22 +452,28 @@ def false_positives(period: Period) -> dict[str, Any]:
         Q(run_type=RunType.EMERGENCY_STOP)
         | Q(run_type=RunType.RESUME, state=RunState.COMPLETED)
         | (Q(run_type=RunType.COMMAND, state=RunState.COMPLETED) & (Q(affected__contains=F("token")) | system_wide)),
-        executed_at__gte=opened, executed_at__lte=resolved,
+        executed_at__gte=opened,
+        executed_at__lte=resolved,
     )
     alerts = Alert.objects.filter(opened_at__gte=period.since, opened_at__lt=period.until)
     for prefix in NOT_JUDGED_PREFIXES:
         alerts = alerts.exclude(key__startswith=prefix)
     totals = alerts.annotate(
         next_check=Subquery(next_check.values("executed_at")[:1]),
-        recovery_attempted=Exists(recovery_attempted), operator_acted=Exists(operator_acted),
+        recovery_attempted=Exists(recovery_attempted),
+        operator_acted=Exists(operator_acted),
     ).aggregate(
         opened=Count("pk"),
         judged=Count("pk", filter=Q(next_check__isnull=False)),
-        false_positives=Count("pk", filter=Q(resolved_at__lte=F("next_check"), recovery_attempted=False,
-                                              operator_acted=False)),
+        false_positives=Count(
+            "pk", filter=Q(resolved_at__lte=F("next_check"), recovery_attempted=False, operator_acted=False)
+        ),
     )
-    return {**totals, "false_positive_pct": pct(totals["false_positives"], totals["judged"]),
-            "excluded_prefixes": [prefix.rstrip(":") for prefix in NOT_JUDGED_PREFIXES]}
+    return {
+        **totals,
+        "false_positive_pct": pct(totals["false_positives"], totals["judged"]),
+        "excluded_prefixes": [prefix.rstrip(":") for prefix in NOT_JUDGED_PREFIXES],
+    }
 
 
 def module_run_totals(period: Period) -> dict[str, Any]:
@@ -398,10 +481,14 @@ def module_run_totals(period: Period) -> dict[str, Any]:
         return Count("pk", filter=Q(outcome__in=values))
 
     totals = ModuleRun.objects.filter(started_at__gte=period.since, started_at__lt=period.until).aggregate(
-        module_runs=Count("pk"), successes=outcome(ModuleRun.Outcome.SUCCESS),
-        failures=outcome(ModuleRun.Outcome.FAILURE), timeouts=outcome(ModuleRun.Outcome.TIMEOUT),
-        skipped=outcome(ModuleRun.Outcome.SKIPPED), running=outcome(ModuleRun.Outcome.RUNNING),
-        api_calls=Sum("api_calls", default=0), api_errors=Sum("api_errors", default=0),
+        module_runs=Count("pk"),
+        successes=outcome(ModuleRun.Outcome.SUCCESS),
+        failures=outcome(ModuleRun.Outcome.FAILURE),
+        timeouts=outcome(ModuleRun.Outcome.TIMEOUT),
+        skipped=outcome(ModuleRun.Outcome.SKIPPED),
+        running=outcome(ModuleRun.Outcome.RUNNING),
+        api_calls=Sum("api_calls", default=0),
+        api_errors=Sum("api_errors", default=0),
     )
     return {**totals, "errors": totals["failures"] + totals["timeouts"]}
 
@@ -409,12 +496,20 @@ def module_run_totals(period: Period) -> dict[str, Any]:
 def top_errors(period: Period, limit: int = TOP_ERRORS) -> list[dict[str, Any]]:
     rows = (
         ModuleRun.objects.filter(started_at__gte=period.since, started_at__lt=period.until, outcome__in=FAILED)
-        .values("error_message", "module__code").order_by()
+        .values("error_message", "module__code")
+        .order_by()
         .annotate(count=Count("pk"), last_seen=Max("started_at"))
         .order_by("-count", "-last_seen")[:limit]
     )
-    return [{"message": row["error_message"], "module": row["module__code"], "count": row["count"],
-             "last_seen": row["last_seen"]} for row in rows]
+    return [
+        {
+            "message": row["error_message"],
+            "module": row["module__code"],
+            "count": row["count"],
+            "last_seen": row["last_seen"],
+        }
+        for row in rows
+    ]
 
 
 def build(period: Period, now: datetime | None = None) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Pruning of old history, in bounded batches so no single transaction grows with the backlog."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -32,7 +33,8 @@ def prune(now=None) -> dict[str, int]:
         "alerts": _delete_in_batches(Alert.objects.filter(resolved_at__lt=tower_cutoff)),
         "recoveries": _delete_in_batches(RecoveryAttempt.objects.filter(started_at__lt=tower_cutoff)),
         # Emergency stops and resumes are the audit trail of the kill switch: kept.
-        "runs": _delete_in_batches(ControlTowerRun.objects.filter(
-            executed_at__lt=tower_cutoff, run_type__in=["health_check", "command"])),
+        "runs": _delete_in_batches(
+            ControlTowerRun.objects.filter(executed_at__lt=tower_cutoff, run_type__in=["health_check", "command"])
+        ),
         "module_runs": _delete_in_batches(ModuleRun.objects.filter(started_at__lt=runs_cutoff)),
     }

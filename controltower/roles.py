@@ -4,6 +4,7 @@ Reading needs an active staff account (the spec: admin access only); commands, e
 resume and recovery also need `controltower.operate_tower` (superusers have every permission).
 The API, the console and the admin each enforce these rules their own way, from here.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -44,8 +45,9 @@ def sync_tower_groups(apps: Apps = global_apps) -> None:
 
     def permission(app_label: str, model_name: str, codename: str, name: str) -> Any:  # a historical Permission
         content_type, _ = content_type_model.objects.get_or_create(app_label=app_label, model=model_name)
-        return permission_model.objects.get_or_create(content_type=content_type, codename=codename,
-                                                      defaults={"name": name[:255]})[0]
+        return permission_model.objects.get_or_create(
+            content_type=content_type, codename=codename, defaults={"name": name[:255]}
+        )[0]
 
     view = [
         permission(opts.app_label, opts.model_name, f"view_{opts.model_name}", f"Can view {opts.verbose_name_raw}")

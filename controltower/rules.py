@@ -22,6 +22,7 @@ UNKNOWN (waiting for its first run: a fresh install, a module just added or star
 HEALTHY. The spec counts UNKNOWN as DEGRADED: that made every fresh install read CRITICAL for
 its first minutes; a module that never runs still turns OFFLINE once the start-up grace is over.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -165,9 +166,16 @@ def liveness(seen: datetime | None, watched_since: datetime | None, stale: timed
     return Liveness.DEAD
 
 
-def watchdog_should_run(now: datetime, last_check: datetime | None, interval: timedelta, grace: timedelta,
-                        infra_down_now: set[str], infra_down_recorded: set[str],
-                        status_now: str, status_recorded: str | None) -> bool:
+def watchdog_should_run(
+    now: datetime,
+    last_check: datetime | None,
+    interval: timedelta,
+    grace: timedelta,
+    infra_down_now: set[str],
+    infra_down_recorded: set[str],
+    status_now: str,
+    status_recorded: str | None,
+) -> bool:
     """Whether the watchdog must run the health cycle itself.
 
     When Beat or the workers stop, no scheduled cycle comes: the watchdog runs one when the
@@ -240,8 +248,9 @@ UNCONFIRMED = ResumeVerdict(Leave.UNCONFIRMED, "pause never confirmed by Meta; l
 NOT_REQUESTED = ResumeVerdict(Leave.NOT_REQUESTED, "resume_campaigns=false")
 
 
-def resume_verdict(prior_status: str, paused_updated_time: str, paused_snapshot: Mapping[str, str],
-                   current: Mapping[str, Any] | None) -> ResumeVerdict:
+def resume_verdict(
+    prior_status: str, paused_updated_time: str, paused_snapshot: Mapping[str, str], current: Mapping[str, Any] | None
+) -> ResumeVerdict:
     """Whether resume re-activates a held campaign, from the hold and Meta's current state.
 
     Only a campaign configured ACTIVE before the stop, still PAUSED exactly as our pause left it
@@ -249,8 +258,10 @@ def resume_verdict(prior_status: str, paused_updated_time: str, paused_snapshot:
     it since the stop, and their word stands. Resume and its preview both decide here.
     """
     if prior_status != "ACTIVE":
-        return ResumeVerdict(Leave.NOT_ACTIVE_BEFORE, f"configured {prior_status or 'status unknown'} before the "
-                                                      "stop, not ACTIVE: left as it is")
+        return ResumeVerdict(
+            Leave.NOT_ACTIVE_BEFORE,
+            f"configured {prior_status or 'status unknown'} before the stop, not ACTIVE: left as it is",
+        )
     if current is None:
         return ResumeVerdict(Leave.DELETED, "no longer on Meta (deleted?)")
     status = current.get("status", "")
@@ -263,8 +274,10 @@ def resume_verdict(prior_status: str, paused_updated_time: str, paused_snapshot:
     if not paused_updated_time:
         return ResumeVerdict(Leave.UNCONFIRMED, "pause was never confirmed by Meta")
     if current.get("updated_time") != paused_updated_time:
-        return ResumeVerdict(Leave.EDITED, "edited on Meta since the stop "
-                                           f"(updated_time {current.get('updated_time')} ≠ {paused_updated_time})")
+        return ResumeVerdict(
+            Leave.EDITED,
+            f"edited on Meta since the stop (updated_time {current.get('updated_time')} ≠ {paused_updated_time})",
+        )
     changed = [name for name, value in paused_snapshot.items() if name in current and _plain(current[name]) != value]
     if changed:
         return ResumeVerdict(Leave.EDITED, f"edited on Meta since the stop ({', '.join(changed)} changed)")
@@ -295,8 +308,9 @@ def halt_scope(stops: Iterable[Mapping[str, Any]]) -> HaltScope:
     )
 
 
-def halt_needs_sweep(halted: bool, last_stop_at: datetime | None, swept_at: datetime | None,
-                     stop_starting: bool, kill_switch_busy: bool) -> bool:
+def halt_needs_sweep(
+    halted: bool, last_stop_at: datetime | None, swept_at: datetime | None, stop_starting: bool, kill_switch_busy: bool
+) -> bool:
     """Whether a halt was left incomplete with nobody working on it.
 
     Complete = a whole-scope sweep began after the latest stop and left nothing pending. A stop

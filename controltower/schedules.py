@@ -9,6 +9,7 @@
   in flight.
 Who may do which, and when (refused while halted), is the orchestrator's call (commander).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -74,9 +75,15 @@ def module_task_name(spec: ModuleSpec) -> str:
     return f"module {spec.code} · {spec.name}"
 
 
-def ensure_periodic_task(name: str, task: str, every_seconds: int, description: str,
-                         enabled_if_new: bool = True, current: PeriodicTask | None = None,
-                         first_run_in: int | None = None) -> tuple[PeriodicTask, bool]:
+def ensure_periodic_task(
+    name: str,
+    task: str,
+    every_seconds: int,
+    description: str,
+    enabled_if_new: bool = True,
+    current: PeriodicTask | None = None,
+    first_run_in: int | None = None,
+) -> tuple[PeriodicTask, bool]:
     """Create or update one interval task; never changes `enabled` of an existing task.
 
     Operators disable tasks on purpose (stop commands, the admin): syncing must not undo that.
@@ -89,12 +96,22 @@ def ensure_periodic_task(name: str, task: str, every_seconds: int, description: 
     periodic = current or PeriodicTask.objects.filter(name=name).first()
     if periodic is None:
         return PeriodicTask.objects.create(
-            name=name, task=task, interval=interval, expire_seconds=expire_seconds,
-            description=description, enabled=enabled_if_new,
+            name=name,
+            task=task,
+            interval=interval,
+            expire_seconds=expire_seconds,
+            description=description,
+            enabled=enabled_if_new,
             last_run_at=first_run_at(first_run_in, every_seconds) if first_run_in is not None else None,
         ), True
-    wanted = {"name": name, "task": task, "interval_id": interval.pk, "crontab_id": None,
-              "expire_seconds": expire_seconds, "description": description}
+    wanted = {
+        "name": name,
+        "task": task,
+        "interval_id": interval.pk,
+        "crontab_id": None,
+        "expire_seconds": expire_seconds,
+        "description": description,
+    }
     changed = {field: value for field, value in wanted.items() if getattr(periodic, field) != value}
     if changed:
         for field, value in changed.items():
@@ -110,11 +127,19 @@ def sync_modules(specs: tuple[ModuleSpec, ...] = MODULES) -> SyncReport:
     for position, spec in enumerate(specs):
         module, created = MetaModule.objects.update_or_create(
             code=spec.code,
-            defaults={"name": spec.name, "function": spec.function, "task_name": spec.task,
-                      "calls_meta": spec.calls_meta, "position": position},
+            defaults={
+                "name": spec.name,
+                "function": spec.function,
+                "task_name": spec.task,
+                "calls_meta": spec.calls_meta,
+                "position": position,
+            },
         )
         periodic, _ = ensure_periodic_task(
-            module_task_name(spec), spec.task, spec.every_seconds, spec.job,
+            module_task_name(spec),
+            spec.task,
+            spec.every_seconds,
+            spec.job,
             enabled_if_new=module.desired_state == MetaModule.DesiredState.RUNNING,
             current=module.periodic_task,
             first_run_in=settings.START_STAGGER_SECONDS * (position + 1),
@@ -130,17 +155,23 @@ def sync_modules(specs: tuple[ModuleSpec, ...] = MODULES) -> SyncReport:
 def sync_tower_tasks() -> list[str]:
     """The tower's own periodic tasks, beside the modules' tasks."""
     ensure_periodic_task(
-        HEALTH_CYCLE_TASK, "controltower.tasks.run_health_cycle", settings.HEALTH_CYCLE_INTERVAL_SECONDS,
+        HEALTH_CYCLE_TASK,
+        "controltower.tasks.run_health_cycle",
+        settings.HEALTH_CYCLE_INTERVAL_SECONDS,
         "Health check of every module, recovery, persistence and alerts (the spec's 1 h cycle).",
         # The first check comes once every module has had its first (staggered) run.
         first_run_in=settings.START_STAGGER_SECONDS * (len(MODULES) + 2),
     )
     ensure_periodic_task(
-        HEARTBEAT_TASK, "controltower.tasks.heartbeat", settings.HEARTBEAT_INTERVAL_SECONDS,
+        HEARTBEAT_TASK,
+        "controltower.tasks.heartbeat",
+        settings.HEARTBEAT_INTERVAL_SECONDS,
         "Sent by Beat, executed by a worker: proves both alive.",
     )
     ensure_periodic_task(
-        RETENTION_TASK, "controltower.tasks.prune_history", DAY,
+        RETENTION_TASK,
+        "controltower.tasks.prune_history",
+        DAY,
         "Deletes health history and module runs older than the retention settings.",
     )
     PeriodicTasks.update_changed()
@@ -159,8 +190,9 @@ def enable_staggered(tasks: list[PeriodicTask | None]) -> None:
     """Enable the disabled ones of `tasks`, task #i first due stagger_delay(i) from now."""
     for index, task in enumerate(tasks):
         if task is not None and not task.enabled:
-            PeriodicTask.objects.filter(pk=task.pk).update(enabled=True,
-                                                           last_run_at=staggered_last_run(index, every(task)))
+            PeriodicTask.objects.filter(pk=task.pk).update(
+                enabled=True, last_run_at=staggered_last_run(index, every(task))
+            )
     PeriodicTasks.update_changed()
 
 
@@ -185,8 +217,12 @@ def hold_for_halt() -> list[str]:
 
 def held_to_restore(held_task_ids: list[int]) -> list[PeriodicTask]:
     """The tasks enabled before the stop of modules operators still want running, in the order they restart."""
-    return list(module_tasks().filter(pk__in=held_task_ids, meta_module__desired_state=MetaModule.DesiredState.RUNNING)
-                .select_related("interval", "meta_module").order_by("meta_module__position"))
+    return list(
+        module_tasks()
+        .filter(pk__in=held_task_ids, meta_module__desired_state=MetaModule.DesiredState.RUNNING)
+        .select_related("interval", "meta_module")
+        .order_by("meta_module__position")
+    )
 
 
 def restore_after_halt(held_task_ids: list[int], resume_schedulers: bool, actor: str) -> list[str]:
@@ -194,8 +230,11 @@ def restore_after_halt(held_task_ids: list[int], resume_schedulers: bool, actor:
     running, staggered; without `resume_schedulers`, those modules are marked stopped instead."""
     if not resume_schedulers:
         MetaModule.objects.filter(periodic_task__in=module_tasks().filter(pk__in=held_task_ids)).update(
-            desired_state=MetaModule.DesiredState.STOPPED, desired_state_by=actor,
-            desired_state_at=timezone.now(), desired_state_reason="Resumed without schedulers")
+            desired_state=MetaModule.DesiredState.STOPPED,
+            desired_state_by=actor,
+            desired_state_at=timezone.now(),
+            desired_state_reason="Resumed without schedulers",
+        )
         return []
     wanted = held_to_restore(held_task_ids)
     enable_staggered(wanted)  # all disabled by the stop: every one is enabled
@@ -225,13 +264,22 @@ def run_module_now(code: str, trigger: str = ModuleRun.Trigger.COMMAND) -> dict[
     """Run one module's job here, through @module_job, and report its recorded outcome."""
     since = timezone.now()
     result = app.tasks[registry.get(code).task].apply(kwargs={"trigger": trigger})
-    run = ModuleRun.objects.filter(module__code=code, trigger=trigger, started_at__gte=since).order_by("-started_at").first()
-    return {"module": code, "outcome": run.outcome if run else "unknown", "run_id": str(run.pk) if run else None,
-            "error": run.error_message if run else str(result.result)}
+    run = (
+        ModuleRun.objects.filter(module__code=code, trigger=trigger, started_at__gte=since)
+        .order_by("-started_at")
+        .first()
+    )
+    return {
+        "module": code,
+        "outcome": run.outcome if run else "unknown",
+        "run_id": str(run.pk) if run else None,
+        "error": run.error_message if run else str(result.result),
+    }
 
 
 def cancel_in_flight(module: MetaModule, why: str) -> int:
     """Cooperative cancel: close the module's running runs as timeouts. The job's own final
     update is conditional on `running`, so it cannot overwrite this verdict."""
     return ModuleRun.objects.filter(module=module, outcome=ModuleRun.Outcome.RUNNING).update(
-        outcome=ModuleRun.Outcome.TIMEOUT, finished_at=timezone.now(), error_message=why)
+        outcome=ModuleRun.Outcome.TIMEOUT, finished_at=timezone.now(), error_message=why
+    )

@@ -6,6 +6,7 @@ or absent when unset. A campaign without a campaign daily budget spends through 
 budgets, or a lifetime budget: it is counted apart and said so, never as 0 spend. Amounts in
 different currencies are never added together: totals are per currency.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -31,10 +32,15 @@ class Stakes:
         return minor_units(self.daily_budget_minor, self.currency)
 
     def to_json(self) -> dict[str, Any]:
-        return {"account": self.account, "currency": self.currency, "campaigns": self.campaigns,
-                "daily_budget_minor": self.daily_budget_minor, "daily_budget": self.daily_budget,
-                "adset_budget_campaigns": self.adset_budget_campaigns,
-                "lifetime_budget_campaigns": self.lifetime_budget_campaigns}
+        return {
+            "account": self.account,
+            "currency": self.currency,
+            "campaigns": self.campaigns,
+            "daily_budget_minor": self.daily_budget_minor,
+            "daily_budget": self.daily_budget,
+            "adset_budget_campaigns": self.adset_budget_campaigns,
+            "lifetime_budget_campaigns": self.lifetime_budget_campaigns,
+        }
 
 
 def budget_minor(value: Any) -> int | None:
@@ -68,9 +74,12 @@ def per_currency(accounts: Iterable[Stakes]) -> list[Stakes]:
     for row in accounts:
         seen = totals.get(row.currency, Stakes("", row.currency))
         totals[row.currency] = replace(
-            seen, campaigns=seen.campaigns + row.campaigns, daily_budget_minor=seen.daily_budget_minor + row.daily_budget_minor,
+            seen,
+            campaigns=seen.campaigns + row.campaigns,
+            daily_budget_minor=seen.daily_budget_minor + row.daily_budget_minor,
             adset_budget_campaigns=seen.adset_budget_campaigns + row.adset_budget_campaigns,
-            lifetime_budget_campaigns=seen.lifetime_budget_campaigns + row.lifetime_budget_campaigns)
+            lifetime_budget_campaigns=seen.lifetime_budget_campaigns + row.lifetime_budget_campaigns,
+        )
     return [totals[currency] for currency in sorted(totals)]
 
 
@@ -81,6 +90,12 @@ def summary(totals: Iterable[Stakes]) -> str:
     if not totals:
         return "no daily budget"
     others = sum(t.adset_budget_campaigns + t.lifetime_budget_campaigns for t in totals)
-    return (" + ".join(t.daily_budget for t in totals) + " a day"
-            + (f"; {others} campaign{'s' if others != 1 else ''} on ad-set or lifetime budgets not counted"
-               if others else ""))
+    return (
+        " + ".join(t.daily_budget for t in totals)
+        + " a day"
+        + (
+            f"; {others} campaign{'s' if others != 1 else ''} on ad-set or lifetime budgets not counted"
+            if others
+            else ""
+        )
+    )

@@ -1,5 +1,6 @@
 """The tower's Celery tasks: thin adapters over the orchestrator (commander) and the kill switch's
 background passes. Services queue them by name (queue.send), never by importing this module."""
+
 from __future__ import annotations
 
 from celery import shared_task

@@ -86,8 +86,9 @@ class ActionOnlyAdmin(RefusesForbiddenActions):
 
     def report(self, request: HttpRequest, changed: int, done: str, skipped: int, why: str) -> None:
         """What an action changed and what it left alone (the django-celery-beat message style)."""
-        left = ngettext("%(count)d skipped because it was %(why)s.", "%(count)d skipped because they were %(why)s.",
-                        skipped) % {"count": skipped, "why": why}
+        left = ngettext(
+            "%(count)d skipped because it was %(why)s.", "%(count)d skipped because they were %(why)s.", skipped
+        ) % {"count": skipped, "why": why}
         self.message_user(request, f"{done}; {left}", messages.SUCCESS if changed else messages.WARNING)
 
 
@@ -103,8 +104,9 @@ class TodayFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
         if self.value() not in ("today", "earlier"):
             return None
-        today = per_local_today(AdAccount.objects.by_local_today(clock.now()), self.account,
-                                lambda day: Q(**{self.field: day}))
+        today = per_local_today(
+            AdAccount.objects.by_local_today(clock.now()), self.account, lambda day: Q(**{self.field: day})
+        )
         return queryset.filter(today) if self.value() == "today" else queryset.exclude(today)
 
 
@@ -127,8 +129,12 @@ class RoasTargetFilter(admin.SimpleListFilter):
     parameter_name = "vs_target"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("above", "Above the band (raise)"), ("within", "Within the band"),
-                ("below", "Below the band (cut)"), ("none", "No spend")]
+        return [
+            ("above", "Above the band (raise)"),
+            ("within", "Within the band"),
+            ("below", "Below the band (cut)"),
+            ("none", "No spend"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet | None:
         target, band = Decimal(str(settings.TARGET_ROAS)), Decimal(str(settings.ROAS_BAND))
@@ -204,9 +210,22 @@ class MetaModuleAdmin(RefusesForbiddenActions):
     list_display = ("code", "name", "function", "desired_state", "schedule", "scheduler_enabled", "calls_meta")
     list_filter = ("desired_state", "calls_meta")
     search_fields = ("code", "name", "function")
-    readonly_fields = ("code", "name", "function", "task_name", "calls_meta", "position", "periodic_task",
-                       "desired_state", "desired_state_by", "desired_state_at", "desired_state_reason",
-                       "error_window_start", "created_at", "updated_at")
+    readonly_fields = (
+        "code",
+        "name",
+        "function",
+        "task_name",
+        "calls_meta",
+        "position",
+        "periodic_task",
+        "desired_state",
+        "desired_state_by",
+        "desired_state_at",
+        "desired_state_reason",
+        "error_window_start",
+        "created_at",
+        "updated_at",
+    )
     list_select_related = ("periodic_task__interval",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -224,8 +243,18 @@ class MetaModuleAdmin(RefusesForbiddenActions):
 
 @admin.register(ModuleRun)
 class ModuleRunAdmin(ReadOnlyAdmin):
-    list_display = ("module", "started_at", "outcome", "trigger", "duration", "api_calls", "api_errors",
-                    "cpu_ms", "peak_rss_mb", "short_error")
+    list_display = (
+        "module",
+        "started_at",
+        "outcome",
+        "trigger",
+        "duration",
+        "api_calls",
+        "api_errors",
+        "cpu_ms",
+        "peak_rss_mb",
+        "short_error",
+    )
     list_filter = ("outcome", "trigger", "module")
     search_fields = ("module__code", "module__name", "error_message", "celery_task_id")
     date_hierarchy = "started_at"
@@ -252,8 +281,17 @@ class AdAccountAdmin(ReadOnlyAdmin):
 
 @admin.register(Campaign)
 class CampaignAdmin(ReadOnlyAdmin):
-    list_display = ("id", "name", "account", "status", "effective_status", "objective", "daily_budget",
-                    "updated_time", "synced_at")
+    list_display = (
+        "id",
+        "name",
+        "account",
+        "status",
+        "effective_status",
+        "objective",
+        "daily_budget",
+        "updated_time",
+        "synced_at",
+    )
     list_filter = ("status", "effective_status", "objective", "account")
     search_fields = ("id", "name", "account__id", "account__name")
     date_hierarchy = "created_time"
@@ -278,8 +316,17 @@ class AdSetAdmin(ReadOnlyAdmin):
 
 @admin.register(Ad)
 class AdAdmin(ReadOnlyAdmin):
-    list_display = ("id", "name", "adset", "campaign", "status", "effective_status", "headline", "updated_time",
-                    "synced_at")
+    list_display = (
+        "id",
+        "name",
+        "adset",
+        "campaign",
+        "status",
+        "effective_status",
+        "headline",
+        "updated_time",
+        "synced_at",
+    )
     list_filter = ("status", "effective_status", "account")
     search_fields = ("id", "name", "adset__id", "adset__name", "campaign__id", "campaign__name")
     list_select_related = ("adset", "campaign")
@@ -291,8 +338,17 @@ class AdAdmin(ReadOnlyAdmin):
 
 @admin.register(DailyInsight)
 class DailyInsightAdmin(ReadOnlyAdmin):
-    list_display = ("date", "ad", "impressions", "clicks", "ctr", "spend_amount", "purchases", "purchase_value_amount",
-                    "roas")
+    list_display = (
+        "date",
+        "ad",
+        "impressions",
+        "clicks",
+        "ctr",
+        "spend_amount",
+        "purchases",
+        "purchase_value_amount",
+        "roas",
+    )
     list_filter = ("ad__account",)
     search_fields = ("ad__id", "ad__name", "ad__campaign__id", "ad__campaign__name")
     date_hierarchy = "date"
@@ -322,15 +378,36 @@ class DailyInsightAdmin(ReadOnlyAdmin):
 class CampaignDraftAdmin(RefusesForbiddenActions):
     """Operators write drafts; 10.3 creates them on Meta (paused) and 10.8 activates them at publish_at."""
 
-    list_display = ("name", "account", "objective", "daily_budget", "publish_at", "status", "meta_campaign_id",
-                    "created_by", "created_at", "published_at")
+    list_display = (
+        "name",
+        "account",
+        "objective",
+        "daily_budget",
+        "publish_at",
+        "status",
+        "meta_campaign_id",
+        "created_by",
+        "created_at",
+        "published_at",
+    )
     list_filter = ("status", PublicationFilter, "objective", "account")
     search_fields = ("name", "meta_campaign_id", "account__id", "account__name", "created_by", "error")
     date_hierarchy = "created_at"
     list_select_related = ("account",)
     raw_id_fields = ("account",)
-    fields = ("account", "name", "objective", "daily_budget_cents", "publish_at",
-              "status", "meta_campaign_id", "error", "created_by", "created_at", "published_at")
+    fields = (
+        "account",
+        "name",
+        "objective",
+        "daily_budget_cents",
+        "publish_at",
+        "status",
+        "meta_campaign_id",
+        "error",
+        "created_by",
+        "created_at",
+        "published_at",
+    )
     readonly_fields = ("status", "meta_campaign_id", "error", "created_by", "created_at", "published_at")
     # Already on Meta: editing these here would not reach the campaign.
     SENT_TO_META = ("account", "name", "objective", "daily_budget_cents")
@@ -357,8 +434,15 @@ class CampaignDraftAdmin(RefusesForbiddenActions):
 
 @admin.register(CampaignRoas)
 class CampaignRoasAdmin(ReadOnlyAdmin):
-    list_display = ("campaign", "roas_value", "spend_amount", "purchase_value_amount", "window_start", "window_end",
-                    "computed_at")
+    list_display = (
+        "campaign",
+        "roas_value",
+        "spend_amount",
+        "purchase_value_amount",
+        "window_start",
+        "window_end",
+        "computed_at",
+    )
     list_filter = (RoasTargetFilter, "campaign__account")
     search_fields = ("campaign__id", "campaign__name")
     date_hierarchy = "computed_at"
@@ -381,8 +465,19 @@ class CampaignRoasAdmin(ReadOnlyAdmin):
 class BudgetProposalAdmin(ActionOnlyAdmin):
     """10.6 proposes, policy or a human decides (the actions below), 10.7 applies what is approved."""
 
-    list_display = ("campaign", "status", "current_budget", "proposed_budget", "change", "applied_budget",
-                    "roas_value", "created_at", "decided_by", "decided_at", "applied_at")
+    list_display = (
+        "campaign",
+        "status",
+        "current_budget",
+        "proposed_budget",
+        "change",
+        "applied_budget",
+        "roas_value",
+        "created_at",
+        "decided_by",
+        "decided_at",
+        "applied_at",
+    )
     list_filter = ("status", DirectionFilter, "decided_by", "campaign__account")
     search_fields = ("campaign__id", "campaign__name", "reason", "decided_by", "error")
     date_hierarchy = "created_at"
@@ -401,9 +496,12 @@ class BudgetProposalAdmin(ActionOnlyAdmin):
         selected = queryset.count()
         # One conditional UPDATE: a proposal 10.6 policy or another operator decided meanwhile is left alone.
         changed = queryset.filter(status=BudgetProposal.Status.PROPOSED).update(
-            status=status, decided_by=request.user.get_username(), decided_at=timezone.now())
+            status=status, decided_by=request.user.get_username(), decided_at=timezone.now()
+        )
         done = ngettext("%(count)d proposal %(status)s", "%(count)d proposals %(status)s", changed) % {
-            "count": changed, "status": status.label.lower()}
+            "count": changed,
+            "status": status.label.lower(),
+        }
         self.report(request, changed, done, selected - changed, "not pending")
 
     def _currency(self, proposal: BudgetProposal) -> str:
@@ -449,8 +547,19 @@ class SpendSnapshotAdmin(ReadOnlyAdmin):
 class SpendSpikeAdmin(ActionOnlyAdmin):
     """Spikes found by 10.9; acknowledging one ends its critical alert."""
 
-    list_display = ("campaign", "day", "spike_ratio", "spend", "hourly", "baseline_hourly", "detected_at",
-                    "acknowledged", "acknowledged_by", "acknowledged_at", "requested_emergency_stop")
+    list_display = (
+        "campaign",
+        "day",
+        "spike_ratio",
+        "spend",
+        "hourly",
+        "baseline_hourly",
+        "detected_at",
+        "acknowledged",
+        "acknowledged_by",
+        "acknowledged_at",
+        "requested_emergency_stop",
+    )
     list_filter = (SpikeDayFilter, "acknowledged", "requested_emergency_stop", "campaign__account")
     search_fields = ("campaign__id", "campaign__name", "acknowledged_by")
     date_hierarchy = "day"
@@ -461,7 +570,8 @@ class SpendSpikeAdmin(ActionOnlyAdmin):
     def acknowledge(self, request: HttpRequest, queryset: QuerySet[SpendSpike]) -> None:
         selected = queryset.count()
         changed = queryset.filter(acknowledged=False).update(
-            acknowledged=True, acknowledged_by=request.user.get_username(), acknowledged_at=timezone.now())
+            acknowledged=True, acknowledged_by=request.user.get_username(), acknowledged_at=timezone.now()
+        )
         done = ngettext("%(count)d spike acknowledged", "%(count)d spikes acknowledged", changed) % {"count": changed}
         self.report(request, changed, done, selected - changed, "already acknowledged")
 
@@ -493,8 +603,16 @@ class CopyVariantAdmin(ReadOnlyAdmin):
 
 @admin.register(AudienceScore)
 class AudienceScoreAdmin(ReadOnlyAdmin):
-    list_display = ("adset", "flagged_weak", "cost_per_purchase_amount", "account_cost_per_purchase_amount",
-                    "relative_cost", "spend_amount", "purchases", "computed_at")
+    list_display = (
+        "adset",
+        "flagged_weak",
+        "cost_per_purchase_amount",
+        "account_cost_per_purchase_amount",
+        "relative_cost",
+        "spend_amount",
+        "purchases",
+        "computed_at",
+    )
     list_filter = ("flagged_weak", "adset__account")
     search_fields = ("adset__id", "adset__name", "adset__campaign__name")
     date_hierarchy = "computed_at"
@@ -521,8 +639,17 @@ class AudienceScoreAdmin(ReadOnlyAdmin):
 
 @admin.register(CreativeRank)
 class CreativeRankAdmin(ReadOnlyAdmin):
-    list_display = ("ad", "adset", "rank_in_adset", "ctr_value", "cvr_value", "impressions", "clicks", "purchases",
-                    "computed_at")
+    list_display = (
+        "ad",
+        "adset",
+        "rank_in_adset",
+        "ctr_value",
+        "cvr_value",
+        "impressions",
+        "clicks",
+        "purchases",
+        "computed_at",
+    )
     list_filter = (BestInAdSetFilter, "ad__account")
     search_fields = ("ad__id", "ad__name", "ad__adset__id", "ad__adset__name")
     date_hierarchy = "computed_at"

@@ -3,6 +3,7 @@
 Ratios of sums, never means of ratios: ROAS = Σ purchase value / Σ spend, CTR = Σ clicks /
 Σ impressions, and so on, whatever the grouping (Meta's insights are sums; its ratio fields are ratios of those sums).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,7 +22,9 @@ HOUR = timedelta(hours=1)
 # --- Parsing Meta's insights --------------------------------------------------------------
 
 
-def action_value(entries: Iterable[Mapping[str, Any]] | None, types: Sequence[str] = PURCHASE_ACTION_TYPES) -> str | None:
+def action_value(
+    entries: Iterable[Mapping[str, Any]] | None, types: Sequence[str] = PURCHASE_ACTION_TYPES
+) -> str | None:
     """The value of the first action type of `types` present in an actions/action_values list."""
     found = {entry.get("action_type"): entry.get("value") for entry in entries or ()}
     for action_type in types:
@@ -66,7 +69,9 @@ class BudgetStep:
     reason: str
 
 
-def budget_step(current_cents: int, roas_value: Decimal | None, target: float, band: float, step: float) -> BudgetStep | None:
+def budget_step(
+    current_cents: int, roas_value: Decimal | None, target: float, band: float, step: float
+) -> BudgetStep | None:
     """Raise the budget by `step` when ROAS beats the target by more than `band`, cut it when it
     falls short by more than `band`, else leave it (None). The change is rounded toward zero,
     so it never exceeds `step`."""
@@ -77,9 +82,13 @@ def budget_step(current_cents: int, roas_value: Decimal | None, target: float, b
     if delta == 0:
         return None
     if roas_value > target_d * (1 + band_d):
-        return BudgetStep(current_cents + delta, f"ROAS {roas_value} above target {target} (+{band:.0%} band): raise {step:.0%}")
+        return BudgetStep(
+            current_cents + delta, f"ROAS {roas_value} above target {target} (+{band:.0%} band): raise {step:.0%}"
+        )
     if roas_value < target_d * (1 - band_d):
-        return BudgetStep(current_cents - delta, f"ROAS {roas_value} below target {target} (−{band:.0%} band): cut {step:.0%}")
+        return BudgetStep(
+            current_cents - delta, f"ROAS {roas_value} below target {target} (−{band:.0%} band): cut {step:.0%}"
+        )
     return None
 
 
@@ -88,7 +97,9 @@ def within_change_limit(current_cents: int, proposed_cents: int, limit: float) -
     return abs(proposed_cents - current_cents) <= Decimal(current_cents) * Decimal(str(limit))
 
 
-def clamp_budget(current_cents: int, proposed_cents: int, floor_cents: int, ceiling_cents: int, max_change: float) -> int:
+def clamp_budget(
+    current_cents: int, proposed_cents: int, floor_cents: int, ceiling_cents: int, max_change: float
+) -> int:
     """The budget the guardrails allow: at most `max_change` away from the current one, within
     [floor, ceiling]. Never moves against the proposal: a cut the floor turns into a raise is no change."""
     reach = int((Decimal(current_cents) * Decimal(str(max_change))).to_integral_value(rounding=ROUND_DOWN))
@@ -136,7 +147,9 @@ def is_spike(ratio: float | None, spend_today: Decimal, min_ratio: float, min_sp
 # --- 10.12: audiences -----------------------------------------------------------------------
 
 
-def is_weak_audience(spend: Decimal, purchases: int, account_spend: Decimal, account_purchases: int, factor: float) -> bool:
+def is_weak_audience(
+    spend: Decimal, purchases: int, account_spend: Decimal, account_purchases: int, factor: float
+) -> bool:
     """Weak: money spent without a purchase, or a cost per purchase above `factor`× the account's
     (Σ spend / Σ purchases over all its ad sets)."""
     if spend <= 0:

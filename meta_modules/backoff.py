@@ -9,6 +9,7 @@ Pure: the caller supplies the random draw (or a fixed spread) and the time left,
 tested without clocks or randomness. It lives in meta_modules because controltower imports
 meta_modules, never the other way round.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,12 +21,20 @@ def delay(failures: int, base: float, cap: float = ..., *, jitter: float = ..., 
 
 
 @overload
-def delay(failures: int, base: float, cap: float = ..., *, jitter: float = ..., not_before: float = ...,
-          seconds_left: float) -> float | None: ...
+def delay(
+    failures: int, base: float, cap: float = ..., *, jitter: float = ..., not_before: float = ..., seconds_left: float
+) -> float | None: ...
 
 
-def delay(failures: int, base: float, cap: float = math.inf, *, jitter: float = 1.0, not_before: float = 0.0,
-          seconds_left: float = math.inf) -> float | None:
+def delay(
+    failures: int,
+    base: float,
+    cap: float = math.inf,
+    *,
+    jitter: float = 1.0,
+    not_before: float = 0.0,
+    seconds_left: float = math.inf,
+) -> float | None:
     """Seconds to wait after `failures` failed tries (none yet: 0): `base` doubling per failure, at
     most `cap`, times `jitter` (a draw in [0, 1) for full jitter, 1 + a fixed fraction to spread
     callers apart, 1 for none), and no sooner than `not_before`. With `seconds_left`: None when the

@@ -3,6 +3,7 @@
 Clearing a namespace bumps its version instead of deleting keys one by one: old entries
 become unreachable at once and expire by themselves. The tower's CLEAR_CACHE recovery does it.
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -7,6 +7,7 @@ read this clock once per run (`RunContext.now`), and the "today" filters of the 
 the admin read it too, so a test replays any hour of any day by `freeze(...)`, together with
 the sandbox's own business clock, and nothing else moves.
 """
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -5,6 +5,7 @@ account's time zone (`timezone_name`), so every day the jobs mean is a local day
 account. A local day is not always 24 hours long: a daylight-saving day has 23 or 25, and
 its bounds are computed here as UTC instants so elapsed hours are real hours.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict

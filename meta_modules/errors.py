@@ -4,6 +4,7 @@ Sources (each named in docs/meta-sandbox.md, "Errors"): Meta's error-handling gu
 API rate-limiting page (updated 2026-05-05) for the scope of each limit, recorded live bodies
 (Airbyte's source-facebook-marketing) for `is_transient: false` and "reduce the amount of data".
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,14 @@ class Verdict:
     retry_after: float | None = None  # seconds, when the rule knows them
 
 
-def classify(code: int | None, subcode: int | None, http_status: int | None, is_transient: bool | None = None,
-             user_title: str = "", message: str = "") -> Verdict:
+def classify(
+    code: int | None,
+    subcode: int | None,
+    http_status: int | None,
+    is_transient: bool | None = None,
+    user_title: str = "",
+    message: str = "",
+) -> Verdict:
     """What to do about one error, from what Meta put in it (first rule that matches wins)."""
     if code in AUTH_CODES:
         return Verdict(ErrorKind.AUTH)
@@ -96,10 +103,21 @@ def not_json_snippet(body: Any, limit: int = 120) -> str:
 class MetaError(Exception):
     """A Graph API call that did not do what was asked, with Meta's explanation when it gave one."""
 
-    def __init__(self, kind: ErrorKind, message: str, code: int | None = None, subcode: int | None = None,
-                 http_status: int | None = None, fbtrace_id: str = "", usage: Any = None,
-                 retry_after: float | None = None, scope: Scope | None = None, user_title: str = "",
-                 user_msg: str = "", deadline_only: bool = False) -> None:
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        code: int | None = None,
+        subcode: int | None = None,
+        http_status: int | None = None,
+        fbtrace_id: str = "",
+        usage: Any = None,
+        retry_after: float | None = None,
+        scope: Scope | None = None,
+        user_title: str = "",
+        user_msg: str = "",
+        deadline_only: bool = False,
+    ) -> None:
         super().__init__(message)
         # True: not sent because a deadline came; an earlier error of the same call says more.
         self.deadline_only = deadline_only
@@ -110,8 +128,23 @@ class MetaError(Exception):
         self.user_title, self.user_msg = user_title, user_msg
 
     def __reduce__(self) -> tuple[Any, ...]:  # picklable, so a Celery task's failure keeps its detail
-        return (self.__class__, (self.kind, self.message, self.code, self.subcode, self.http_status, self.fbtrace_id,
-                                 None, self.retry_after, self.scope, self.user_title, self.user_msg, self.deadline_only))
+        return (
+            self.__class__,
+            (
+                self.kind,
+                self.message,
+                self.code,
+                self.subcode,
+                self.http_status,
+                self.fbtrace_id,
+                None,
+                self.retry_after,
+                self.scope,
+                self.user_title,
+                self.user_msg,
+                self.deadline_only,
+            ),
+        )
 
     def __str__(self) -> str:
         code = f" {self.code}/{self.subcode}" if self.subcode else f" {self.code}" if self.code is not None else ""
@@ -128,17 +161,32 @@ class MetaError(Exception):
         code, subcode = _int(error.get("code")), _int(error.get("error_subcode"))
         transient = error.get("is_transient")
         user_title, message = str(error.get("error_user_title") or ""), str(error.get("message") or "")
-        verdict = classify(code, subcode, http_status, transient if isinstance(transient, bool) else None,
-                           user_title, message)
-        return cls(verdict.kind, message or f"HTTP {http_status}", code, subcode, http_status,
-                   str(error.get("fbtrace_id") or ""), usage, verdict.retry_after, verdict.scope, user_title,
-                   str(error.get("error_user_msg") or ""))
+        verdict = classify(
+            code, subcode, http_status, transient if isinstance(transient, bool) else None, user_title, message
+        )
+        return cls(
+            verdict.kind,
+            message or f"HTTP {http_status}",
+            code,
+            subcode,
+            http_status,
+            str(error.get("fbtrace_id") or ""),
+            usage,
+            verdict.retry_after,
+            verdict.scope,
+            user_title,
+            str(error.get("error_user_msg") or ""),
+        )
 
     @classmethod
     def not_json(cls, body: Any, http_status: int | None, usage: Any = None) -> MetaError:
         """An answer that is no Graph answer at all (an HTML page from Meta's edge or a proxy)."""
-        return cls(ErrorKind.TRANSIENT, f"HTTP {http_status} with an answer that is not a Graph API object: "
-                                        f"{not_json_snippet(body)!r}", http_status=http_status, usage=usage)
+        return cls(
+            ErrorKind.TRANSIENT,
+            f"HTTP {http_status} with an answer that is not a Graph API object: {not_json_snippet(body)!r}",
+            http_status=http_status,
+            usage=usage,
+        )
 
 
 def _int(value: Any) -> int | None:

@@ -3,6 +3,7 @@
 meta_modules never imports controltower (the dependency points one way); the tower's
 state row is looked up by name at call time instead.
 """
+
 from __future__ import annotations
 
 from django.apps import apps

@@ -20,6 +20,7 @@ What it adds to the SDK (Meta's behaviour and its sources: docs/meta-sandbox.md)
 - the write guard: while the tower is halted, writes are refused unless made by the
   emergency-stop / resume procedures (`allow_while_halted=True`).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,17 @@ from meta_modules.throttle import READ_POINTS, WRITE_POINTS, AccountThrottle, Us
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BatchCall", "BatchResult", "ErrorKind", "GraphClient", "MetaError", "Scope", "WriteRefused", "client",
-           "reset_clients"]
+__all__ = [
+    "BatchCall",
+    "BatchResult",
+    "ErrorKind",
+    "GraphClient",
+    "MetaError",
+    "Scope",
+    "WriteRefused",
+    "client",
+    "reset_clients",
+]
 
 BATCH_LIMIT = 50
 MAX_RATE_LIMIT_ROUNDS = 20
@@ -97,8 +107,10 @@ def smaller_requests(params: Mapping[str, Any], limit: int) -> list[tuple[dict[s
         return None
     middle = since + timedelta(days=(until - since).days // 2)
     halves = ((since, middle), (middle + timedelta(days=1), until))
-    return [({**params, "time_range": json.dumps({"since": a.isoformat(), "until": b.isoformat()})},
-             INSIGHTS_PAGE_SIZE) for a, b in halves]
+    return [
+        ({**params, "time_range": json.dumps({"since": a.isoformat(), "until": b.isoformat()})}, INSIGHTS_PAGE_SIZE)
+        for a, b in halves
+    ]
 
 
 def transport_error(exc: requests.RequestException) -> MetaError:
@@ -149,8 +161,10 @@ def _path(path: str) -> tuple[str, ...]:
 
 def _encoded(params: Mapping[str, Any]) -> str:
     """Batch item parameters as the SDK encodes them: JSON for anything but a string."""
-    return "&".join(f"{key}={quote(value if isinstance(value, str) else json.dumps(value), safe='')}"
-                    for key, value in params.items())
+    return "&".join(
+        f"{key}={quote(value if isinstance(value, str) else json.dumps(value), safe='')}"
+        for key, value in params.items()
+    )
 
 
 def _batch_item(call: BatchCall) -> dict[str, str]:
@@ -171,10 +185,18 @@ def _value(body: Mapping[str, Any]) -> Any:
 class GraphClient:
     """One client per thread (the SDK is not thread-safe): use `client()` to get this thread's."""
 
-    def __init__(self, graph_url: str | None = None, access_token: str | None = None,
-                 api_version: str | None = None, app_secret: str | None = None, timeout: float | None = None,
-                 max_retries: int | None = None, max_wait: float | None = None,
-                 throttle: AccountThrottle | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        graph_url: str | None = None,
+        access_token: str | None = None,
+        api_version: str | None = None,
+        app_secret: str | None = None,
+        timeout: float | None = None,
+        max_retries: int | None = None,
+        max_wait: float | None = None,
+        throttle: AccountThrottle | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.session = FacebookSession(
             app_id=settings.META_APP_ID or None,
             app_secret=(app_secret if app_secret is not None else settings.META_APP_SECRET) or None,
@@ -228,8 +250,9 @@ class GraphClient:
         it is JSON; only transport failures raise (requests' exceptions)."""
         left = self._time_left()
         if left is not None and left <= 0.05:
-            raise MetaError(ErrorKind.TRANSIENT, "Not sent: the deadline of this work came before its turn.",
-                            deadline_only=True)
+            raise MetaError(
+                ErrorKind.TRANSIENT, "Not sent: the deadline of this work came before its turn.", deadline_only=True
+            )
         self.session.timeout = self.timeout if left is None else min(self.timeout, left)
         path = _path(path) if isinstance(path, str) else path
         try:
@@ -245,8 +268,16 @@ class GraphClient:
             return _Answer(None, f"(unreadable answer: {type(exc).__name__})", {})
 
     # --- single calls -------------------------------------------------------------------
-    def _call(self, method: str, path: str, params: Mapping[str, Any] | None, account: str | None,
-              scope: Scope = Scope.ACCOUNT, write: bool = False, max_wait: float | None = None) -> dict[str, Any]:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        account: str | None,
+        scope: Scope = Scope.ACCOUNT,
+        write: bool = False,
+        max_wait: float | None = None,
+    ) -> dict[str, Any]:
         points = WRITE_POINTS if write else READ_POINTS
         attempt = rounds = 0
         error: MetaError | None = None
@@ -283,15 +314,23 @@ class GraphClient:
     def _block(self, account: str | None, error: MetaError) -> None:
         scope = error.scope or Scope.ACCOUNT
         seconds = error.retry_after if scope == Scope.MUTATIONS and error.retry_after else block_seconds(error.usage)
-        logger.info("Meta rate limit (%s) on %s: no call in that scope for %.0fs", scope.value, account or "the app", seconds)
+        logger.info(
+            "Meta rate limit (%s) on %s: no call in that scope for %.0fs", scope.value, account or "the app", seconds
+        )
         self.throttle.block(account, scope, seconds)
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None, account: str | None = None,
-            scope: Scope = Scope.ACCOUNT) -> dict[str, Any]:
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        account: str | None = None,
+        scope: Scope = Scope.ACCOUNT,
+    ) -> dict[str, Any]:
         return self._call("GET", path, params, account, scope)
 
-    def post(self, path: str, params: Mapping[str, Any], account: str | None = None,
-             allow_while_halted: bool = False) -> dict[str, Any]:
+    def post(
+        self, path: str, params: Mapping[str, Any], account: str | None = None, allow_while_halted: bool = False
+    ) -> dict[str, Any]:
         self._guard(allow_while_halted)
         return self._call("POST", path, params, account, write=True)
 
@@ -300,8 +339,14 @@ class GraphClient:
             raise WriteRefused("Meta write refused: the tower is halted (emergency stop).")
 
     # --- edges --------------------------------------------------------------------------
-    def paginate(self, path: str, params: Mapping[str, Any] | None = None, account: str | None = None,
-                 page_size: int = 100, scope: Scope = Scope.ACCOUNT) -> Iterator[dict[str, Any]]:
+    def paginate(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        account: str | None = None,
+        page_size: int = 100,
+        scope: Scope = Scope.ACCOUNT,
+    ) -> Iterator[dict[str, Any]]:
         """Every object of an edge, following `paging.cursors.after` while `next` is present."""
         query = {"limit": page_size, **(params or {})}
         while True:
@@ -334,7 +379,9 @@ class GraphClient:
             return discover()
         return ModuleCache(run.module_code).get_or_set("ad_accounts", discover, settings.META_ACCOUNTS_CACHE_SECONDS)
 
-    def campaigns(self, account: str, fields: Iterable[str], effective_status: Iterable[str] | None = None) -> list[dict]:
+    def campaigns(
+        self, account: str, fields: Iterable[str], effective_status: Iterable[str] | None = None
+    ) -> list[dict]:
         params: dict[str, Any] = {"fields": ",".join(fields)}
         if effective_status is not None:
             params["effective_status"] = json.dumps(list(effective_status))
@@ -345,11 +392,18 @@ class GraphClient:
         self.post(f"{object_id}/", {k: str(v) for k, v in fields.items()}, account, allow_while_halted)
 
     def create(self, account: str, edge: str, params: Mapping[str, Any]) -> str:
-        return self.post(f"{account}/{edge}", {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}, account)["id"]
+        return self.post(
+            f"{account}/{edge}", {k: v if isinstance(v, str) else json.dumps(v) for k, v in params.items()}, account
+        )["id"]
 
     # --- batches ------------------------------------------------------------------------
-    def batch(self, account: str | None, calls: list[BatchCall], allow_while_halted: bool = False,
-              max_wait: float | None = None) -> BatchResult:
+    def batch(
+        self,
+        account: str | None,
+        calls: list[BatchCall],
+        allow_while_halted: bool = False,
+        max_wait: float | None = None,
+    ) -> BatchResult:
         """Run calls in batches of ≤ 50 sized to the account's budget; every item gets a verdict.
 
         Transient failures and timed-out (null) items are retried up to max_retries times;
@@ -389,16 +443,32 @@ class GraphClient:
                 limit = batch_limit_after_timeout(len(chunk))
             elif retry and not self._retry_pause(max(attempts.get(c.key, 1) for c in retry)):
                 result.failed.update({call.key: last[call.key] for call in retry})  # no time for another try
-                result.failed.update({call.key: last.get(call.key, MetaError(
-                    ErrorKind.TRANSIENT, "Not sent: the deadline of this work came before its turn.",
-                            deadline_only=True))
-                    for call in pending})
+                result.failed.update(
+                    {
+                        call.key: last.get(
+                            call.key,
+                            MetaError(
+                                ErrorKind.TRANSIENT,
+                                "Not sent: the deadline of this work came before its turn.",
+                                deadline_only=True,
+                            ),
+                        )
+                        for call in pending
+                    }
+                )
                 return result
             pending = retry + pending
         return result
 
-    def _run_chunk(self, account: str | None, chunk: list[BatchCall], points: int, result: BatchResult,
-                   attempts: dict[str, int], last: dict[str, MetaError]) -> tuple[list[BatchCall], MetaError | None, bool]:
+    def _run_chunk(
+        self,
+        account: str | None,
+        chunk: list[BatchCall],
+        points: int,
+        result: BatchResult,
+        attempts: dict[str, int],
+        last: dict[str, MetaError],
+    ) -> tuple[list[BatchCall], MetaError | None, bool]:
         """One HTTP batch request. Returns (calls to retry, a rate-limit error if one was seen,
         whether the whole request timed out and its calls go again in smaller batches)."""
         retry: list[BatchCall] = []
@@ -498,23 +568,32 @@ class GraphClient:
                 return list(self.paginate(f"{run_id}/insights", {}, account, INSIGHTS_PAGE_SIZE, Scope.INSIGHTS))
             why = status.get("error_message") or status.get("async_status")
             logger.warning("Insights report run %s of %s ended %s (attempt %d)", run_id, object_id, why, attempt)
-        raise MetaError(ErrorKind.TRANSIENT, f"Insights report runs of {object_id} did not complete "
-                                             f"({ASYNC_RUN_ATTEMPTS} attempts; last: {why}).")
+        raise MetaError(
+            ErrorKind.TRANSIENT,
+            f"Insights report runs of {object_id} did not complete ({ASYNC_RUN_ATTEMPTS} attempts; last: {why}).",
+        )
 
     def _await_report(self, run_id: str, account: str | None) -> dict[str, Any]:
         give_up = time.monotonic() + settings.META_INSIGHTS_ASYNC_TIMEOUT_SECONDS
         polls = 0
         while True:
-            status = self.get(run_id, {"fields": "id,async_status,async_percent_completion,error_code,error_message"},
-                              account, Scope.INSIGHTS)
+            status = self.get(
+                run_id,
+                {"fields": "id,async_status,async_percent_completion,error_code,error_message"},
+                account,
+                Scope.INSIGHTS,
+            )
             if status.get("async_status") in ("Job Completed", "Job Failed", "Job Skipped"):
                 return status
             delay = min(5.0, 0.25 * 2**polls)
             polls += 1
             if time.monotonic() + delay > give_up or not self._pause(delay):
-                raise MetaError(ErrorKind.TRANSIENT, f"Insights report run {run_id} still "
-                                                     f"{status.get('async_status')} "
-                                                     f"({status.get('async_percent_completion', 0)}%) when given up.")
+                raise MetaError(
+                    ErrorKind.TRANSIENT,
+                    f"Insights report run {run_id} still "
+                    f"{status.get('async_status')} "
+                    f"({status.get('async_percent_completion', 0)}%) when given up.",
+                )
 
 
 _local = threading.local()

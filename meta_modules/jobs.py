@@ -10,6 +10,7 @@ of N days ends today, today included, and today is the account's today. A job's 
 `run.now` (the tower clock at the run's start). Jobs that read per-day rows group the accounts
 by their local today (at most three groups), so their queries do not grow with the accounts.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,23 @@ from meta_modules import analytics, days
 from meta_modules.analytics import AdStats
 from meta_modules.graph import ErrorKind, MetaError, client
 from meta_modules.models import (
-    Ad, AdAccount, AdSet, AudienceScore, BudgetProposal, Campaign, CampaignDraft, CampaignRoas, CopyVariant,
-    CreativeBrief, CreativeFatigue, CreativeRank, CreativeWinner, DailyInsight, ModuleRun, SpendSnapshot, SpendSpike,
+    Ad,
+    AdAccount,
+    AdSet,
+    AudienceScore,
+    BudgetProposal,
+    Campaign,
+    CampaignDraft,
+    CampaignRoas,
+    CopyVariant,
+    CreativeBrief,
+    CreativeFatigue,
+    CreativeRank,
+    CreativeWinner,
+    DailyInsight,
+    ModuleRun,
+    SpendSnapshot,
+    SpendSpike,
     per_local_today,
 )
 from meta_modules.runs import Job, RunContext, module_job
@@ -92,10 +108,12 @@ def _creative_stats(now: datetime) -> list[AdStats]:
     """Per ad with delivery in the CREATIVE_WINDOW_DAYS ending on its account's local today:
     summed impressions, clicks and purchases (two queries)."""
     groups = AdAccount.objects.by_local_today(now)
-    rows = (DailyInsight.objects.filter(_in_windows(groups, CREATIVE_WINDOW_DAYS))
-            .values("ad_id", "ad__adset_id")
-            .annotate(n_impressions=Sum("impressions"), n_clicks=Sum("clicks"), n_purchases=Sum("purchases"))
-            .order_by())
+    rows = (
+        DailyInsight.objects.filter(_in_windows(groups, CREATIVE_WINDOW_DAYS))
+        .values("ad_id", "ad__adset_id")
+        .annotate(n_impressions=Sum("impressions"), n_clicks=Sum("clicks"), n_purchases=Sum("purchases"))
+        .order_by()
+    )
     return [AdStats(r["ad_id"], r["ad__adset_id"], r["n_impressions"], r["n_clicks"], r["n_purchases"]) for r in rows]
 
 
@@ -118,27 +136,37 @@ def _check_data_layer(run: RunContext) -> Summary:
     ad account: then every other module works on nothing."""
     now = run.now
     groups = AdAccount.objects.by_local_today(now)
-    lookback = per_local_today(groups, "account_id", lambda today: Q(
-        insights__date__gte=days.window(settings.INSIGHTS_LOOKBACK_DAYS, today)[0]))
+    lookback = per_local_today(
+        groups,
+        "account_id",
+        lambda today: Q(insights__date__gte=days.window(settings.INSIGHTS_LOOKBACK_DAYS, today)[0]),
+    )
     live_campaigns = Campaign.objects.exclude(status="DELETED")
     report = {
         "accounts": sum(map(len, groups.values())),
         "campaigns": live_campaigns.count(),
         "stale_accounts": AdAccount.objects.filter(
-            synced_at__lt=now - timedelta(hours=settings.MIRROR_STALE_HOURS)).count(),
+            synced_at__lt=now - timedelta(hours=settings.MIRROR_STALE_HOURS)
+        ).count(),
         "accounts_without_campaigns": AdAccount.objects.exclude(id__in=live_campaigns.values("account_id")).count(),
-        "campaigns_without_adsets": live_campaigns.annotate(
-            n=Count("adsets", filter=~Q(adsets__status="DELETED"))).filter(n=0).count(),
-        "adsets_without_ads": AdSet.objects.exclude(status="DELETED").annotate(
-            n=Count("ads", filter=~Q(ads__status="DELETED"))).filter(n=0).count(),
-        "active_ads_without_insights": Ad.objects.filter(effective_status="ACTIVE").annotate(
-            n=Count("insights", filter=lookback)).filter(n=0).count(),
+        "campaigns_without_adsets": live_campaigns.annotate(n=Count("adsets", filter=~Q(adsets__status="DELETED")))
+        .filter(n=0)
+        .count(),
+        "adsets_without_ads": AdSet.objects.exclude(status="DELETED")
+        .annotate(n=Count("ads", filter=~Q(ads__status="DELETED")))
+        .filter(n=0)
+        .count(),
+        "active_ads_without_insights": Ad.objects.filter(effective_status="ACTIVE")
+        .annotate(n=Count("insights", filter=lookback))
+        .filter(n=0)
+        .count(),
         "ads_outside_their_adsets_campaign": Ad.objects.exclude(campaign_id=F("adset__campaign_id")).count(),
         "insights_clicks_over_impressions": DailyInsight.objects.filter(clicks__gt=F("impressions")).count(),
         "insights_negative_money": DailyInsight.objects.filter(Q(spend__lt=0) | Q(purchase_value__lt=0)).count(),
         "insights_value_without_purchases": DailyInsight.objects.filter(purchases=0, purchase_value__gt=0).count(),
         "insights_in_the_future": DailyInsight.objects.filter(
-            per_local_today(groups, "ad__account_id", lambda today: Q(date__gt=today))).count(),
+            per_local_today(groups, "ad__account_id", lambda today: Q(date__gt=today))
+        ).count(),
     }
     synced = ModuleRun.objects.filter(module__code__in=("10.2", "10.11"), outcome=ModuleRun.Outcome.SUCCESS).exists()
     if synced and report["accounts"] == 0:
@@ -152,10 +180,27 @@ check_data_layer = module_job("10.1")(_check_data_layer)
 
 # --- 10.2 Meta Ads Client: sync the mirror --------------------------------------------------
 
-CAMPAIGN_FIELDS = ("id", "name", "objective", "status", "effective_status", "daily_budget", "created_time", "updated_time")
+CAMPAIGN_FIELDS = (
+    "id",
+    "name",
+    "objective",
+    "status",
+    "effective_status",
+    "daily_budget",
+    "created_time",
+    "updated_time",
+)
 ADSET_FIELDS = ("id", "name", "status", "effective_status", "campaign_id", "daily_budget", "targeting", "updated_time")
-AD_FIELDS = ("id", "name", "status", "effective_status", "campaign_id", "adset_id",
-             "creative{id,name,title,body,call_to_action_type}", "updated_time")
+AD_FIELDS = (
+    "id",
+    "name",
+    "status",
+    "effective_status",
+    "campaign_id",
+    "adset_id",
+    "creative{id,name,title,body,call_to_action_type}",
+    "updated_time",
+)
 # Everything but DELETED: without a filter Meta's edges leave ARCHIVED objects out.
 CAMPAIGN_STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES")
 ADSET_STATUSES = (*CAMPAIGN_STATUSES, "CAMPAIGN_PAUSED")
@@ -169,22 +214,39 @@ MIRROR_FIELDS: dict[type[Model], tuple[str, ...]] = {
 
 
 def _common(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"name": obj.get("name", ""), "status": obj["status"], "effective_status": obj.get("effective_status", ""),
-            "updated_time": _meta_time(obj.get("updated_time"))}
+    return {
+        "name": obj.get("name", ""),
+        "status": obj["status"],
+        "effective_status": obj.get("effective_status", ""),
+        "updated_time": _meta_time(obj.get("updated_time")),
+    }
 
 
 def _campaign_row(obj: dict[str, Any]) -> dict[str, Any]:
-    return {**_common(obj), "objective": obj.get("objective", ""), "daily_budget_cents": _budget_cents(obj.get("daily_budget")),
-            "created_time": _meta_time(obj.get("created_time"))}
+    return {
+        **_common(obj),
+        "objective": obj.get("objective", ""),
+        "daily_budget_cents": _budget_cents(obj.get("daily_budget")),
+        "created_time": _meta_time(obj.get("created_time")),
+    }
 
 
 def _adset_row(obj: dict[str, Any]) -> dict[str, Any]:
-    return {**_common(obj), "campaign_id": obj["campaign_id"], "daily_budget_cents": _budget_cents(obj.get("daily_budget")),
-            "targeting": obj.get("targeting") or {}}
+    return {
+        **_common(obj),
+        "campaign_id": obj["campaign_id"],
+        "daily_budget_cents": _budget_cents(obj.get("daily_budget")),
+        "targeting": obj.get("targeting") or {},
+    }
 
 
 def _ad_row(obj: dict[str, Any]) -> dict[str, Any]:
-    return {**_common(obj), "campaign_id": obj["campaign_id"], "adset_id": obj["adset_id"], "creative": obj.get("creative") or {}}
+    return {
+        **_common(obj),
+        "campaign_id": obj["campaign_id"],
+        "adset_id": obj["adset_id"],
+        "creative": obj.get("creative") or {},
+    }
 
 
 def _edge(account: str, edge: str, fields: tuple[str, ...], statuses: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -192,16 +254,24 @@ def _edge(account: str, edge: str, fields: tuple[str, ...], statuses: tuple[str,
     return list(client().paginate(f"{account}/{edge}", params, account, PAGE_SIZE))
 
 
-def _mirror(model: type[Model], account: str, rows: dict[str, dict[str, Any]], now: datetime, label: str) -> dict[str, int]:
+def _mirror(
+    model: type[Model], account: str, rows: dict[str, dict[str, Any]], now: datetime, label: str
+) -> dict[str, int]:
     """Write the new and changed objects of one account in bulk, mark the vanished ones DELETED.
 
     One read of the account's rows, then bulk upserts of only what differs: a sync that finds
     nothing new writes nothing, and the query count does not grow with the number of objects."""
     fields = MIRROR_FIELDS[model]
-    existing = {pk: dict(zip(fields, values))
-                for pk, *values in model.objects.filter(account_id=account).values_list("pk", *fields)}
-    changed = [model(pk=pk, account_id=account, synced_at=now, **row) for pk, row in rows.items() if existing.get(pk) != row]
-    model.objects.bulk_create(changed, update_conflicts=True, unique_fields=["id"], update_fields=[*fields, "synced_at"])
+    existing = {
+        pk: dict(zip(fields, values))
+        for pk, *values in model.objects.filter(account_id=account).values_list("pk", *fields)
+    }
+    changed = [
+        model(pk=pk, account_id=account, synced_at=now, **row) for pk, row in rows.items() if existing.get(pk) != row
+    ]
+    model.objects.bulk_create(
+        changed, update_conflicts=True, unique_fields=["id"], update_fields=[*fields, "synced_at"]
+    )
     vanished = [pk for pk, row in existing.items() if pk not in rows and row["status"] != "DELETED"]
     if vanished:  # Meta no longer returns them: deleted there. Kept here for their history.
         model.objects.filter(pk__in=vanished).update(status="DELETED", effective_status="DELETED", synced_at=now)
@@ -222,14 +292,26 @@ def _sync_account(account: str, now: datetime) -> Counter[str]:
     adset_rows = {s["id"]: _adset_row(s) for s in adsets if s.get("campaign_id") in campaign_rows}
     ad_rows = {a["id"]: _ad_row(a) for a in ads if a.get("adset_id") in adset_rows}
     zone_name = info.get("timezone_name") or ""
-    counts: Counter[str] = Counter(orphans_skipped=len(adsets) - len(adset_rows) + len(ads) - len(ad_rows),
-                                   # Its days are then counted in UTC, and may be off by its offset.
-                                   unknown_time_zones=int(days.known_zone(zone_name) is None))
+    counts: Counter[str] = Counter(
+        orphans_skipped=len(adsets) - len(adset_rows) + len(ads) - len(ad_rows),
+        # Its days are then counted in UTC, and may be off by its offset.
+        unknown_time_zones=int(days.known_zone(zone_name) is None),
+    )
     with transaction.atomic():
         AdAccount.objects.bulk_create(
-            [AdAccount(id=account, name=info.get("name", ""), currency=info.get("currency", ""), timezone_name=zone_name,
-                       timezone_offset_hours_utc=info.get("timezone_offset_hours_utc"), synced_at=now)],
-            update_conflicts=True, unique_fields=["id"], update_fields=[*ACCOUNT_FIELDS, "synced_at"],
+            [
+                AdAccount(
+                    id=account,
+                    name=info.get("name", ""),
+                    currency=info.get("currency", ""),
+                    timezone_name=zone_name,
+                    timezone_offset_hours_utc=info.get("timezone_offset_hours_utc"),
+                    synced_at=now,
+                )
+            ],
+            update_conflicts=True,
+            unique_fields=["id"],
+            update_fields=[*ACCOUNT_FIELDS, "synced_at"],
         )
         counts.update(_mirror(Campaign, account, campaign_rows, now, "campaigns"))
         counts.update(_mirror(AdSet, account, adset_rows, now, "adsets"))
@@ -255,10 +337,17 @@ def _orchestrate_drafts(run: RunContext) -> Summary:
     counts = {"created": 0, "failed": 0}
     for draft in CampaignDraft.objects.filter(status=CampaignDraft.Status.QUEUED).order_by("created_at"):
         try:
-            draft.meta_campaign_id = client().create(draft.account_id, "campaigns", {
-                "name": draft.name, "objective": draft.objective, "status": "PAUSED",
-                "daily_budget": draft.daily_budget_cents, "special_ad_categories": [],
-            })
+            draft.meta_campaign_id = client().create(
+                draft.account_id,
+                "campaigns",
+                {
+                    "name": draft.name,
+                    "objective": draft.objective,
+                    "status": "PAUSED",
+                    "daily_budget": draft.daily_budget_cents,
+                    "special_ad_categories": [],
+                },
+            )
         except MetaError as error:
             _raise_unless_item_error(error)
             draft.status, draft.error = CampaignDraft.Status.FAILED, str(error)
@@ -283,19 +372,33 @@ def _insight_values(row: dict[str, Any]) -> tuple[int, int, Decimal, int, Decima
     """Meta's strings as the mirror's numbers; purchases from omni_purchase, else purchase."""
     purchases = analytics.action_value(row.get("actions")) or "0"
     value = analytics.action_value(row.get("action_values")) or "0"
-    return (int(row.get("impressions") or 0), int(row.get("clicks") or 0),
-            Decimal(row.get("spend") or "0").quantize(Decimal("0.01")), int(Decimal(purchases)),
-            Decimal(value).quantize(Decimal("0.01")))
+    return (
+        int(row.get("impressions") or 0),
+        int(row.get("clicks") or 0),
+        Decimal(row.get("spend") or "0").quantize(Decimal("0.01")),
+        int(Decimal(purchases)),
+        Decimal(value).quantize(Decimal("0.01")),
+    )
 
 
 def _collect_account_insights(account: str, since: date, until: date, now: datetime) -> Counter[str]:
-    rows = client().insights(account, {
-        "level": "ad", "time_increment": "1", "fields": INSIGHT_FIELDS,
-        "time_range": json.dumps({"since": since.isoformat(), "until": until.isoformat()}),
-    }, account)
+    rows = client().insights(
+        account,
+        {
+            "level": "ad",
+            "time_increment": "1",
+            "fields": INSIGHT_FIELDS,
+            "time_range": json.dumps({"since": since.isoformat(), "until": until.isoformat()}),
+        },
+        account,
+    )
     known_ads = set(Ad.objects.filter(account_id=account).values_list("pk", flat=True))
-    existing = {(ad_id, day): tuple(values) for ad_id, day, *values in DailyInsight.objects.filter(
-        ad__account_id=account, date__range=(since, until)).values_list("ad_id", "date", *INSIGHT_COLUMNS)}
+    existing = {
+        (ad_id, day): tuple(values)
+        for ad_id, day, *values in DailyInsight.objects.filter(
+            ad__account_id=account, date__range=(since, until)
+        ).values_list("ad_id", "date", *INSIGHT_COLUMNS)
+    }
     changed, unknown = [], 0
     for row in rows:
         if row.get("ad_id") not in known_ads:  # not in the mirror yet: the next sync brings it
@@ -303,9 +406,12 @@ def _collect_account_insights(account: str, since: date, until: date, now: datet
             continue
         key, values = (row["ad_id"], date.fromisoformat(row["date_start"])), _insight_values(row)
         if existing.get(key) != values:
-            changed.append(DailyInsight(ad_id=key[0], date=key[1], collected_at=now, **dict(zip(INSIGHT_COLUMNS, values))))
-    DailyInsight.objects.bulk_create(changed, update_conflicts=True, unique_fields=["ad", "date"],
-                                     update_fields=[*INSIGHT_COLUMNS, "collected_at"])
+            changed.append(
+                DailyInsight(ad_id=key[0], date=key[1], collected_at=now, **dict(zip(INSIGHT_COLUMNS, values)))
+            )
+    DailyInsight.objects.bulk_create(
+        changed, update_conflicts=True, unique_fields=["ad", "date"], update_fields=[*INSIGHT_COLUMNS, "collected_at"]
+    )
     return Counter(rows=len(rows), written=len(changed), unknown_ads=unknown)
 
 
@@ -317,8 +423,11 @@ def _collect_insights(run: RunContext) -> Summary:
         since, until = days.window(settings.INSIGHTS_LOOKBACK_DAYS, today)
         for account in accounts:
             totals.update(_collect_account_insights(account, since, until, run.now))
-    return {"accounts": sum(map(len, groups.values())), "windows": _windows(groups, settings.INSIGHTS_LOOKBACK_DAYS),
-            **totals}
+    return {
+        "accounts": sum(map(len, groups.values())),
+        "windows": _windows(groups, settings.INSIGHTS_LOOKBACK_DAYS),
+        **totals,
+    }
 
 
 collect_insights = module_job("10.4")(_collect_insights)
@@ -330,17 +439,32 @@ collect_insights = module_job("10.4")(_collect_insights)
 def _compute_roas(run: RunContext) -> Summary:
     groups = AdAccount.objects.by_local_today(run.now)
     today_of = _today_of(groups)
-    totals = (DailyInsight.objects.filter(_in_windows(groups, ROAS_WINDOW_DAYS)).values("ad__campaign_id", "ad__account_id")
-              .annotate(total_spend=Sum("spend"), total_value=Sum("purchase_value")).order_by())
+    totals = (
+        DailyInsight.objects.filter(_in_windows(groups, ROAS_WINDOW_DAYS))
+        .values("ad__campaign_id", "ad__account_id")
+        .annotate(total_spend=Sum("spend"), total_value=Sum("purchase_value"))
+        .order_by()
+    )
     rows = []
     for t in totals:
         start, end = days.window(ROAS_WINDOW_DAYS, today_of[t["ad__account_id"]])
-        rows.append(CampaignRoas(campaign_id=t["ad__campaign_id"], window_start=start, window_end=end, spend=t["total_spend"],
-                                 purchase_value=t["total_value"], roas=analytics.roas(t["total_value"], t["total_spend"]),
-                                 computed_at=run.now))
+        rows.append(
+            CampaignRoas(
+                campaign_id=t["ad__campaign_id"],
+                window_start=start,
+                window_end=end,
+                spend=t["total_spend"],
+                purchase_value=t["total_value"],
+                roas=analytics.roas(t["total_value"], t["total_spend"]),
+                computed_at=run.now,
+            )
+        )
     CampaignRoas.objects.bulk_create(rows)
-    return {"campaigns": len(rows), "without_spend": sum(r.roas is None for r in rows),
-            "windows": _windows(groups, ROAS_WINDOW_DAYS)}
+    return {
+        "campaigns": len(rows),
+        "without_spend": sum(r.roas is None for r in rows),
+        "windows": _windows(groups, ROAS_WINDOW_DAYS),
+    }
 
 
 compute_roas = module_job("10.5")(_compute_roas)
@@ -352,29 +476,50 @@ compute_roas = module_job("10.5")(_compute_roas)
 def _propose_budget_changes(run: RunContext) -> Summary:
     now = run.now
     latest = CampaignRoas.objects.filter(campaign=OuterRef("pk")).order_by("-computed_at")
-    campaigns = (Campaign.objects.filter(effective_status="ACTIVE", daily_budget_cents__gt=0)
-                 .exclude(budget_proposals__status__in=BudgetProposal.OPEN)
-                 .annotate(latest_roas=Subquery(latest.values("roas")[:1]), roas_at=Subquery(latest.values("computed_at")[:1]))
-                 .filter(roas_at__gte=now - ROAS_MAX_AGE))
+    campaigns = (
+        Campaign.objects.filter(effective_status="ACTIVE", daily_budget_cents__gt=0)
+        .exclude(budget_proposals__status__in=BudgetProposal.OPEN)
+        .annotate(latest_roas=Subquery(latest.values("roas")[:1]), roas_at=Subquery(latest.values("computed_at")[:1]))
+        .filter(roas_at__gte=now - ROAS_MAX_AGE)
+    )
     proposals = []
     for campaign in campaigns:
-        step = analytics.budget_step(campaign.daily_budget_cents, campaign.latest_roas, settings.TARGET_ROAS,
-                                     settings.ROAS_BAND, settings.BUDGET_STEP)
+        step = analytics.budget_step(
+            campaign.daily_budget_cents,
+            campaign.latest_roas,
+            settings.TARGET_ROAS,
+            settings.ROAS_BAND,
+            settings.BUDGET_STEP,
+        )
         if step is None:
             continue
-        auto = analytics.within_change_limit(campaign.daily_budget_cents, step.proposed_cents, settings.BUDGET_AUTO_APPROVE_LIMIT)
-        proposals.append(BudgetProposal(
-            campaign=campaign, current_budget_cents=campaign.daily_budget_cents, proposed_budget_cents=step.proposed_cents,
-            roas=campaign.latest_roas, reason=step.reason, created_at=now,
-            status=BudgetProposal.Status.APPROVED if auto else BudgetProposal.Status.PROPOSED,
-            decided_by=POLICY if auto else "", decided_at=now if auto else None,
-        ))
+        auto = analytics.within_change_limit(
+            campaign.daily_budget_cents, step.proposed_cents, settings.BUDGET_AUTO_APPROVE_LIMIT
+        )
+        proposals.append(
+            BudgetProposal(
+                campaign=campaign,
+                current_budget_cents=campaign.daily_budget_cents,
+                proposed_budget_cents=step.proposed_cents,
+                roas=campaign.latest_roas,
+                reason=step.reason,
+                created_at=now,
+                status=BudgetProposal.Status.APPROVED if auto else BudgetProposal.Status.PROPOSED,
+                decided_by=POLICY if auto else "",
+                decided_at=now if auto else None,
+            )
+        )
     # The unique constraint on open proposals drops any a concurrent run already made.
     BudgetProposal.objects.bulk_create(proposals, ignore_conflicts=True)
     raised = sum(p.proposed_budget_cents > p.current_budget_cents for p in proposals)
     approved = sum(p.status == BudgetProposal.Status.APPROVED for p in proposals)
-    return {"proposals": len(proposals), "raise": raised, "cut": len(proposals) - raised,
-            "auto_approved": approved, "awaiting_human": len(proposals) - approved}
+    return {
+        "proposals": len(proposals),
+        "raise": raised,
+        "cut": len(proposals) - raised,
+        "auto_approved": approved,
+        "awaiting_human": len(proposals) - approved,
+    }
 
 
 propose_budget_changes = module_job("10.6")(_propose_budget_changes)
@@ -394,9 +539,16 @@ def _apply_proposal(proposal: BudgetProposal, now: datetime) -> str:
     campaign = proposal.campaign
     current = campaign.daily_budget_cents
     if current != proposal.current_budget_cents:
-        return _decline(proposal, f"Stale: the daily budget is now {current}, not {proposal.current_budget_cents}.", now)
-    target = analytics.clamp_budget(current, proposal.proposed_budget_cents, settings.BUDGET_FLOOR_CENTS,
-                                    settings.BUDGET_CEILING_CENTS, settings.BUDGET_MAX_CHANGE)
+        return _decline(
+            proposal, f"Stale: the daily budget is now {current}, not {proposal.current_budget_cents}.", now
+        )
+    target = analytics.clamp_budget(
+        current,
+        proposal.proposed_budget_cents,
+        settings.BUDGET_FLOOR_CENTS,
+        settings.BUDGET_CEILING_CENTS,
+        settings.BUDGET_MAX_CHANGE,
+    )
     if target == current:
         return _decline(proposal, "The floor, ceiling or maximum change leave no change to apply.", now)
     try:
@@ -417,8 +569,11 @@ def _apply_budget_proposals(run: RunContext) -> Summary:
     """One Meta call per proposal, each recorded at once: a halt (WriteRefused) or an outage
     mid-run ends the job with the rest still `approved`."""
     since = run.now - timedelta(minutes=settings.BUDGET_MIN_INTERVAL_MINUTES)
-    recently_changed = set(BudgetProposal.objects.filter(status=BudgetProposal.Status.APPLIED, applied_at__gte=since)
-                           .values_list("campaign_id", flat=True))
+    recently_changed = set(
+        BudgetProposal.objects.filter(status=BudgetProposal.Status.APPLIED, applied_at__gte=since).values_list(
+            "campaign_id", flat=True
+        )
+    )
     counts = Counter(applied=0, clamped=0, rejected=0, failed=0, deferred=0)
     approved = BudgetProposal.objects.filter(status=BudgetProposal.Status.APPROVED).select_related("campaign")
     for proposal in approved.order_by("created_at"):
@@ -470,36 +625,62 @@ def _detect_spend_spikes(run: RunContext) -> Summary:
     groups = days.group_by_local_today(zones.items(), now)
     for today, accounts in sorted(groups.items()):
         latest = SpendSnapshot.objects.filter(campaign=OuterRef("pk"), day=today).order_by("-taken_at")
-        campaigns = (Campaign.objects.filter(account_id__in=accounts)
-                     .annotate(snapshot_spend=Subquery(latest.values("spend_today")[:1]),
-                               snapshot_at=Subquery(latest.values("taken_at")[:1]))
-                     .filter(snapshot_spend__isnull=False).values("pk", "account_id", "created_time", "snapshot_spend",
-                                                                  "snapshot_at"))
+        campaigns = (
+            Campaign.objects.filter(account_id__in=accounts)
+            .annotate(
+                snapshot_spend=Subquery(latest.values("spend_today")[:1]),
+                snapshot_at=Subquery(latest.values("taken_at")[:1]),
+            )
+            .filter(snapshot_spend__isnull=False)
+            .values("pk", "account_id", "created_time", "snapshot_spend", "snapshot_at")
+        )
         baseline_days = (today - timedelta(days=SPIKE_BASELINE_DAYS), today - timedelta(days=1))
-        baseline = dict(DailyInsight.objects.filter(ad__account_id__in=accounts, date__range=baseline_days)
-                        .values("ad__campaign_id").annotate(total=Sum("spend")).order_by()
-                        .values_list("ad__campaign_id", "total"))
+        baseline = dict(
+            DailyInsight.objects.filter(ad__account_id__in=accounts, date__range=baseline_days)
+            .values("ad__campaign_id")
+            .annotate(total=Sum("spend"))
+            .order_by()
+            .values_list("ad__campaign_id", "total")
+        )
         for c in campaigns:
             checked += 1
             tz = zones[c["account_id"]]
             hours = max(analytics.MIN_HOURS, days.hours_elapsed(today, tz, c["snapshot_at"]))
             rate = analytics.hourly_rate(c["snapshot_spend"], hours)
             # Real hours between local midnights: a daylight-saving day in the baseline has 23 or 25.
-            baseline_hours = analytics.exposure_hours(c["created_time"], days.day_start(baseline_days[0], tz),
-                                                      days.day_start(today, tz))
+            baseline_hours = analytics.exposure_hours(
+                c["created_time"], days.day_start(baseline_days[0], tz), days.day_start(today, tz)
+            )
             baseline_rate = analytics.hourly_rate(baseline.get(c["pk"]) or Decimal(0), baseline_hours)
             ratio = analytics.spike_ratio(rate, baseline_rate)
             if analytics.is_spike(ratio, c["snapshot_spend"], settings.SPIKE_RATIO, min_spend):
-                spikes.append(SpendSpike(campaign_id=c["pk"], day=today, detected_at=now, spend_today=c["snapshot_spend"],
-                                         hourly_rate=rate, baseline_hourly_rate=baseline_rate, ratio=round(ratio, 2),
-                                         requested_emergency_stop=stop))
+                spikes.append(
+                    SpendSpike(
+                        campaign_id=c["pk"],
+                        day=today,
+                        detected_at=now,
+                        spend_today=c["snapshot_spend"],
+                        hourly_rate=rate,
+                        baseline_hourly_rate=baseline_rate,
+                        ratio=round(ratio, 2),
+                        requested_emergency_stop=stop,
+                    )
+                )
     # One row per campaign and local day: a spike that goes on updates its figures, keeps its
     # acknowledgement, and keeps an emergency-stop request once made.
     refreshed = ["detected_at", "spend_today", "hourly_rate", "baseline_hourly_rate", "ratio"]
-    SpendSpike.objects.bulk_create(spikes, update_conflicts=True, unique_fields=["campaign", "day"],
-                                   update_fields=refreshed + (["requested_emergency_stop"] if stop else []))
-    return {"campaigns_checked": checked, "spikes": len(spikes), "emergency_stop_requested": len(spikes) if stop else 0,
-            "days": sorted(today.isoformat() for today in groups)}
+    SpendSpike.objects.bulk_create(
+        spikes,
+        update_conflicts=True,
+        unique_fields=["campaign", "day"],
+        update_fields=refreshed + (["requested_emergency_stop"] if stop else []),
+    )
+    return {
+        "campaigns_checked": checked,
+        "spikes": len(spikes),
+        "emergency_stop_requested": len(spikes) if stop else 0,
+        "days": sorted(today.isoformat() for today in groups),
+    }
 
 
 detect_spend_spikes = module_job("10.9")(_detect_spend_spikes)
@@ -510,7 +691,7 @@ detect_spend_spikes = module_job("10.9")(_detect_spend_spikes)
 
 def _generate_copy_variants(run: RunContext) -> Summary:
     eligible = [a for a in _creative_stats(run.now) if a.impressions >= settings.COPY_VARIANTS_MIN_IMPRESSIONS]
-    top = analytics.rank_by_ctr(eligible)[:settings.COPY_VARIANTS_TOP_N]
+    top = analytics.rank_by_ctr(eligible)[: settings.COPY_VARIANTS_TOP_N]
     ads = Ad.objects.in_bulk([a.ad_id for a in top])
     existing = set(CopyVariant.objects.filter(source_ad_id__in=list(ads)).values_list("source_ad_id", "template_key"))
     variants = []
@@ -564,8 +745,12 @@ run_full_cycle = module_job("10.11")(_run_full_cycle)
 
 def _score_audiences(run: RunContext) -> Summary:
     groups = AdAccount.objects.by_local_today(run.now)
-    rows = list(DailyInsight.objects.filter(_in_windows(groups, CREATIVE_WINDOW_DAYS)).values("ad__adset_id", "ad__account_id")
-                .annotate(total_spend=Sum("spend"), total_purchases=Sum("purchases")).order_by())
+    rows = list(
+        DailyInsight.objects.filter(_in_windows(groups, CREATIVE_WINDOW_DAYS))
+        .values("ad__adset_id", "ad__account_id")
+        .annotate(total_spend=Sum("spend"), total_purchases=Sum("purchases"))
+        .order_by()
+    )
     accounts: dict[str, list] = defaultdict(lambda: [Decimal(0), 0])
     for r in rows:
         accounts[r["ad__account_id"]][0] += r["total_spend"]
@@ -574,13 +759,23 @@ def _score_audiences(run: RunContext) -> Summary:
     scores = []
     for r in rows:
         account_spend, account_purchases = accounts[r["ad__account_id"]]
-        scores.append(AudienceScore(
-            adset_id=r["ad__adset_id"], computed_at=now, spend=r["total_spend"], purchases=r["total_purchases"],
-            cost_per_purchase=analytics.cost_per(r["total_spend"], r["total_purchases"]),
-            account_cost_per_purchase=analytics.cost_per(account_spend, account_purchases),
-            flagged_weak=analytics.is_weak_audience(r["total_spend"], r["total_purchases"], account_spend,
-                                                    account_purchases, settings.AUDIENCE_WEAK_FACTOR),
-        ))
+        scores.append(
+            AudienceScore(
+                adset_id=r["ad__adset_id"],
+                computed_at=now,
+                spend=r["total_spend"],
+                purchases=r["total_purchases"],
+                cost_per_purchase=analytics.cost_per(r["total_spend"], r["total_purchases"]),
+                account_cost_per_purchase=analytics.cost_per(account_spend, account_purchases),
+                flagged_weak=analytics.is_weak_audience(
+                    r["total_spend"],
+                    r["total_purchases"],
+                    account_spend,
+                    account_purchases,
+                    settings.AUDIENCE_WEAK_FACTOR,
+                ),
+            )
+        )
     AudienceScore.objects.bulk_create(scores)
     return {"adsets": len(scores), "flagged_weak": sum(s.flagged_weak for s in scores)}
 
@@ -595,8 +790,16 @@ def _rank_creatives(run: RunContext) -> Summary:
     now = run.now
     groups = _by_adset(_creative_stats(now))
     ranks = [
-        CreativeRank(ad_id=ad.ad_id, computed_at=now, impressions=ad.impressions, clicks=ad.clicks,
-                     purchases=ad.purchases, ctr=ad.ctr, cvr=ad.cvr, rank_in_adset=position)
+        CreativeRank(
+            ad_id=ad.ad_id,
+            computed_at=now,
+            impressions=ad.impressions,
+            clicks=ad.clicks,
+            purchases=ad.purchases,
+            ctr=ad.ctr,
+            cvr=ad.cvr,
+            rank_in_adset=position,
+        )
         for ads in groups.values()
         for position, ad in enumerate(analytics.rank_by_ctr(ads), start=1)
     ]
@@ -618,13 +821,25 @@ def _poll_today_spend(run: RunContext) -> Summary:
     accounts = list(AdAccount.objects.values_list("pk", flat=True))
     snapshots = []
     for account in accounts:
-        rows = client().insights(account, {"level": "campaign", "date_preset": "today", "fields": "campaign_id,spend"}, account)
-        snapshots += [SpendSnapshot(campaign_id=r["campaign_id"], taken_at=run.now, day=date.fromisoformat(r["date_start"]),
-                                    spend_today=Decimal(r["spend"]))
-                      for r in rows if r.get("campaign_id") in known and Decimal(r.get("spend") or 0) > 0]
+        rows = client().insights(
+            account, {"level": "campaign", "date_preset": "today", "fields": "campaign_id,spend"}, account
+        )
+        snapshots += [
+            SpendSnapshot(
+                campaign_id=r["campaign_id"],
+                taken_at=run.now,
+                day=date.fromisoformat(r["date_start"]),
+                spend_today=Decimal(r["spend"]),
+            )
+            for r in rows
+            if r.get("campaign_id") in known and Decimal(r.get("spend") or 0) > 0
+        ]
     SpendSnapshot.objects.bulk_create(snapshots)
-    return {"accounts": len(accounts), "snapshots": len(snapshots),
-            "days": sorted({snapshot.day.isoformat() for snapshot in snapshots})}
+    return {
+        "accounts": len(accounts),
+        "snapshots": len(snapshots),
+        "days": sorted({snapshot.day.isoformat() for snapshot in snapshots}),
+    }
 
 
 poll_today_spend = module_job("10.14")(_poll_today_spend)
@@ -645,21 +860,42 @@ def _detect_creative_fatigue(run: RunContext) -> Summary:
     today_of = _today_of(groups)
     in_previous = per_local_today(groups, "ad__account_id", lambda today: Q(date__range=_previous_window(today)))
     in_last = _in_windows(groups, FATIGUE_WINDOW_DAYS)
-    rows = (DailyInsight.objects.filter(in_previous | in_last).values("ad_id", "ad__account_id")
-            .annotate(prev_impressions=Sum("impressions", filter=in_previous), prev_clicks=Sum("clicks", filter=in_previous),
-                      last_impressions=Sum("impressions", filter=in_last), last_clicks=Sum("clicks", filter=in_last))
-            .order_by())
+    rows = (
+        DailyInsight.objects.filter(in_previous | in_last)
+        .values("ad_id", "ad__account_id")
+        .annotate(
+            prev_impressions=Sum("impressions", filter=in_previous),
+            prev_clicks=Sum("clicks", filter=in_previous),
+            last_impressions=Sum("impressions", filter=in_last),
+            last_clicks=Sum("clicks", filter=in_last),
+        )
+        .order_by()
+    )
     flagged = []
     for r in rows:
-        verdict = analytics.fatigue((r["prev_impressions"] or 0, r["prev_clicks"] or 0),
-                                    (r["last_impressions"] or 0, r["last_clicks"] or 0),
-                                    settings.FATIGUE_CTR_DROP, settings.FATIGUE_MIN_IMPRESSIONS)
+        verdict = analytics.fatigue(
+            (r["prev_impressions"] or 0, r["prev_clicks"] or 0),
+            (r["last_impressions"] or 0, r["last_clicks"] or 0),
+            settings.FATIGUE_CTR_DROP,
+            settings.FATIGUE_MIN_IMPRESSIONS,
+        )
         if verdict:
-            flagged.append(CreativeFatigue(ad_id=r["ad_id"], day=today_of[r["ad__account_id"]], detected_at=now,
-                                           ctr_previous_7d=verdict.ctr_previous, ctr_last_7d=verdict.ctr_last,
-                                           drop_pct=verdict.drop_pct))
-    CreativeFatigue.objects.bulk_create(flagged, update_conflicts=True, unique_fields=["ad", "day"],
-                                        update_fields=["detected_at", "ctr_previous_7d", "ctr_last_7d", "drop_pct"])
+            flagged.append(
+                CreativeFatigue(
+                    ad_id=r["ad_id"],
+                    day=today_of[r["ad__account_id"]],
+                    detected_at=now,
+                    ctr_previous_7d=verdict.ctr_previous,
+                    ctr_last_7d=verdict.ctr_last,
+                    drop_pct=verdict.drop_pct,
+                )
+            )
+    CreativeFatigue.objects.bulk_create(
+        flagged,
+        update_conflicts=True,
+        unique_fields=["ad", "day"],
+        update_fields=["detected_at", "ctr_previous_7d", "ctr_last_7d", "drop_pct"],
+    )
     return {"ads_checked": len(rows), "fatigued": len(flagged)}
 
 
@@ -680,9 +916,19 @@ def _select_winners(run: RunContext) -> Summary:
         test = analytics.two_proportion_z_test(best.purchases, best.clicks, runner_up.purchases, runner_up.clicks)
         tested += 1
         if test is not None and test.z > 0 and test.p_value < settings.WINNER_P_VALUE:
-            winners.append(CreativeWinner(adset_id=adset_id, ad_id=best.ad_id, runner_up_id=runner_up.ad_id, computed_at=now,
-                                          conversions=best.purchases, clicks=best.clicks, cvr=best.cvr,
-                                          z_score=test.z, p_value=test.p_value))
+            winners.append(
+                CreativeWinner(
+                    adset_id=adset_id,
+                    ad_id=best.ad_id,
+                    runner_up_id=runner_up.ad_id,
+                    computed_at=now,
+                    conversions=best.purchases,
+                    clicks=best.clicks,
+                    cvr=best.cvr,
+                    z_score=test.z,
+                    p_value=test.p_value,
+                )
+            )
     CreativeWinner.objects.bulk_create(winners)
     return {"adsets_tested": tested, "winners": len(winners)}
 
@@ -695,11 +941,17 @@ select_winners = module_job("10.16")(_select_winners)
 
 def _produce_creatives(run: RunContext) -> Summary:
     variants = list(CopyVariant.objects.filter(status=CopyVariant.Status.NEW).select_related("source_ad"))
-    briefs = [CreativeBrief(variant=v, brief=analytics.creative_brief(v.headline, v.body, v.source_ad_id, v.source_ad.creative))
-              for v in variants]
+    briefs = [
+        CreativeBrief(
+            variant=v, brief=analytics.creative_brief(v.headline, v.body, v.source_ad_id, v.source_ad.creative)
+        )
+        for v in variants
+    ]
     with transaction.atomic():
         CreativeBrief.objects.bulk_create(briefs, ignore_conflicts=True)
-        CopyVariant.objects.filter(status=CopyVariant.Status.NEW, brief__isnull=False).update(status=CopyVariant.Status.BRIEFED)
+        CopyVariant.objects.filter(status=CopyVariant.Status.NEW, brief__isnull=False).update(
+            status=CopyVariant.Status.BRIEFED
+        )
     return {"briefs": len(briefs)}
 
 

@@ -1,6 +1,7 @@
 """The supervised stack: its modules, their runs, the campaign mirror (accounts, campaigns, ad sets,
 ads, daily insights) and what the module jobs produce (drafts, ROAS, budget proposals, spend
 snapshots and spikes, copy variants, audience scores, creative ranks, fatigue, winners and briefs)."""
+
 from __future__ import annotations
 
 import uuid
@@ -94,8 +95,11 @@ class ModuleRun(models.Model):
             models.Index(fields=["started_at"], name="ix_module_runs_started"),
             # "Latest failure of this module": without it, a module that rarely fails has its whole
             # history scanned at every health check (bench/health_scale.py).
-            models.Index(fields=["module", "started_at"], name="ix_module_runs_failures",
-                         condition=models.Q(outcome__in=["failure", "timeout"])),
+            models.Index(
+                fields=["module", "started_at"],
+                name="ix_module_runs_failures",
+                condition=models.Q(outcome__in=["failure", "timeout"]),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -125,15 +129,21 @@ def per_local_today(groups: Mapping[date, list[str]], account: str, condition: C
 class AdAccount(models.Model):
     id = models.CharField(primary_key=True, max_length=40, help_text="act_<account id>")
     name = models.CharField(max_length=200, blank=True)
-    currency = models.CharField(max_length=8, blank=True, help_text="ISO 4217; Meta's money fields are in its minor units")
+    currency = models.CharField(
+        max_length=8, blank=True, help_text="ISO 4217; Meta's money fields are in its minor units"
+    )
     timezone_name = models.CharField(
-        max_length=64, blank=True,
+        max_length=64,
+        blank=True,
         help_text="IANA zone of the account's days (its today, insights days, timestamps), e.g. "
-                  "America/Los_Angeles. Blank or unknown: UTC.")
+        "America/Los_Angeles. Blank or unknown: UTC.",
+    )
     timezone_offset_hours_utc = models.FloatField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="Offset from UTC in hours at the last sync, as Meta reports it; it changes with daylight "
-                  "saving, so days are computed from the zone, not from this.")
+        "saving, so days are computed from the zone, not from this.",
+    )
     synced_at = models.DateTimeField(default=timezone.now)
 
     objects = AdAccountQuerySet.as_manager()
@@ -170,7 +180,9 @@ class _MetaObject(models.Model):
 
 class Campaign(_MetaObject):
     objective = models.CharField(max_length=64, blank=True)
-    daily_budget_cents = models.PositiveBigIntegerField(null=True, blank=True, help_text="Minor units, as Meta sends it")
+    daily_budget_cents = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Minor units, as Meta sends it"
+    )
     created_time = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -236,7 +248,9 @@ class CampaignDraft(models.Model):
     name = models.CharField(max_length=400)
     objective = models.CharField(max_length=64, default="OUTCOME_SALES")
     daily_budget_cents = models.PositiveBigIntegerField(help_text="Minor units of the account's currency")
-    publish_at = models.DateTimeField(null=True, blank=True, help_text="When 10.8 activates it; empty = never automatically")
+    publish_at = models.DateTimeField(
+        null=True, blank=True, help_text="When 10.8 activates it; empty = never automatically"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     meta_campaign_id = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True, help_text="Last Meta error for this draft")
@@ -290,7 +304,9 @@ class BudgetProposal(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="budget_proposals")
     current_budget_cents = models.PositiveBigIntegerField()
     proposed_budget_cents = models.PositiveBigIntegerField()
-    applied_budget_cents = models.PositiveBigIntegerField(null=True, blank=True, help_text="What was sent to Meta, after guardrails")
+    applied_budget_cents = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="What was sent to Meta, after guardrails"
+    )
     roas = models.DecimalField(max_digits=18, decimal_places=4, null=True, blank=True)
     reason = models.TextField(blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED)
@@ -304,8 +320,13 @@ class BudgetProposal(models.Model):
         db_table = "meta_budget_proposals"
         ordering = ["-created_at"]
         # Never two open proposals for one campaign, even if two runs overlap.
-        constraints = [models.UniqueConstraint(fields=["campaign"], condition=models.Q(status__in=["proposed", "approved"]),
-                                               name="uq_open_proposal_per_campaign")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign"],
+                condition=models.Q(status__in=["proposed", "approved"]),
+                name="uq_open_proposal_per_campaign",
+            )
+        ]
         indexes = [
             models.Index(fields=["status", "created_at"], name="ix_proposals_status_created"),
             models.Index(fields=["campaign", "applied_at"], name="ix_proposals_campaign_applied"),
@@ -321,9 +342,12 @@ class SpendSnapshot(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend_snapshots")
     taken_at = models.DateTimeField(default=timezone.now)
-    day = models.DateField(null=True, blank=True,
-                           help_text="Account-local day the spend is of (Meta's date_start); empty on snapshots "
-                                     "taken before the day was recorded")
+    day = models.DateField(
+        null=True,
+        blank=True,
+        help_text="Account-local day the spend is of (Meta's date_start); empty on snapshots "
+        "taken before the day was recorded",
+    )
     spend_today = models.DecimalField(max_digits=14, decimal_places=2)
 
     class Meta:
@@ -353,7 +377,9 @@ class SpendSpike(models.Model):
     acknowledged = models.BooleanField(default=False)
     acknowledged_by = models.CharField(max_length=150, blank=True)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
-    requested_emergency_stop = models.BooleanField(default=False, help_text="Set when SPIKE_REQUESTS_EMERGENCY_STOP is on")
+    requested_emergency_stop = models.BooleanField(
+        default=False, help_text="Set when SPIKE_REQUESTS_EMERGENCY_STOP is on"
+    )
 
     class Meta:
         db_table = "meta_spend_spikes"
@@ -396,8 +422,9 @@ class AudienceScore(models.Model):
     computed_at = models.DateTimeField(default=timezone.now)
     spend = models.DecimalField(max_digits=14, decimal_places=2)
     purchases = models.PositiveIntegerField()
-    cost_per_purchase = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True,
-                                            help_text="Null when there were no purchases")
+    cost_per_purchase = models.DecimalField(
+        max_digits=14, decimal_places=2, null=True, blank=True, help_text="Null when there were no purchases"
+    )
     account_cost_per_purchase = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
     flagged_weak = models.BooleanField(default=False)
 

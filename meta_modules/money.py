@@ -1,4 +1,5 @@
 """Money as operators read it: an amount with its ad account's currency, e.g. "1,204.50 USD" (pure)."""
+
 from __future__ import annotations
 
 from decimal import Decimal

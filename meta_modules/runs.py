@@ -5,6 +5,7 @@ RSS and the Meta API calls the client counted into the current run. A job refuse
 (and records a `skipped` run) while the tower is halted or the module is stopped, so a
 message already queued before a stop does nothing.
 """
+
 from __future__ import annotations
 
 import logging
@@ -76,8 +77,14 @@ def execute(code: str, job: Job, trigger: str = ModuleRun.Trigger.SCHEDULE, cele
     if refusal:
         now = timezone.now()
         return ModuleRun.objects.create(
-            module=module, started_at=now, finished_at=now, outcome=ModuleRun.Outcome.SKIPPED,
-            trigger=trigger, error_message=refusal, duration_ms=0, celery_task_id=celery_task_id,
+            module=module,
+            started_at=now,
+            finished_at=now,
+            outcome=ModuleRun.Outcome.SKIPPED,
+            trigger=trigger,
+            error_message=refusal,
+            duration_ms=0,
+            celery_task_id=celery_task_id,
         )
 
     run = ModuleRun.objects.create(module=module, trigger=trigger, celery_task_id=celery_task_id)

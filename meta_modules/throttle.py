@@ -13,6 +13,7 @@ utilisation plus what this process has sent since and not yet heard back about (
 reservations). Blocks (an account's, its insights', the app's, a brief pause of its writes) live in
 the shared cache, so a block one web worker learnt stops every Celery worker calling that account.
 """
+
 from __future__ import annotations
 
 import json
@@ -116,8 +117,12 @@ def parse_usage(headers: Any, account: str | None, scope: Scope = Scope.ACCOUNT)
             for entry in entries if isinstance(entries, list) else []:
                 if not isinstance(entry, Mapping) or entry.get("type") != scope.value:
                     continue
-                util = _highest(util, _number(entry.get("call_count")), _number(entry.get("total_cputime")),
-                                _number(entry.get("total_time")))
+                util = _highest(
+                    util,
+                    _number(entry.get("call_count")),
+                    _number(entry.get("total_cputime")),
+                    _number(entry.get("total_time")),
+                )
                 minutes = _number(entry.get("estimated_time_to_regain_access"))
                 if minutes:
                     regain = _highest(regain, minutes * 60.0)
@@ -233,8 +238,11 @@ class SharedBlocks:
                 self._cache_failed(exc)
 
     def _cache_failed(self, exc: Exception) -> None:
-        logger.warning("Shared cache unavailable for Meta rate-limit blocks (%s); using this process's "
-                       "own for %.0fs", exc, SHARED_CACHE_RETRY_SECONDS)
+        logger.warning(
+            "Shared cache unavailable for Meta rate-limit blocks (%s); using this process's own for %.0fs",
+            exc,
+            SHARED_CACHE_RETRY_SECONDS,
+        )
         with self._lock:
             self._cache_down_until = self._clock() + SHARED_CACHE_RETRY_SECONDS
 
@@ -255,8 +263,12 @@ class AccountThrottle:
     reservation with what Meta reported; `block` records a block for every process.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                 blocks: SharedBlocks | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        blocks: SharedBlocks | None = None,
+    ) -> None:
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
         self._accounts: dict[str, _Account] = {}
@@ -283,7 +295,9 @@ class AccountThrottle:
         """Seconds left of any block that stops this call (0 = none)."""
         return self._blocking(account, scope, write)[0]
 
-    def capacity(self, account: str | None, scope: Scope, points_each: float, write: bool, max_wait: float) -> int | None:
+    def capacity(
+        self, account: str | None, scope: Scope, points_each: float, write: bool, max_wait: float
+    ) -> int | None:
         """How many calls of this cost fit now, after waiting (bounded) for room. None for calls not
         tied to an ad account (not scored). Raises when the wait would be too long."""
         while True:
@@ -307,8 +321,9 @@ class AccountThrottle:
                         wait, binding = self._next_write_slot(state, now), Scope.MUTATIONS
             self._wait(account, binding, wait, max_wait)
 
-    def reserve(self, account: str | None, scope: Scope, points: float, write: bool, max_wait: float,
-                calls: int = 1) -> None:
+    def reserve(
+        self, account: str | None, scope: Scope, points: float, write: bool, max_wait: float, calls: int = 1
+    ) -> None:
         """Wait until the account can take `points` (for `calls` calls), then count them in flight."""
         while True:
             wait, binding = self._blocking(account, scope, write)
@@ -344,8 +359,14 @@ class AccountThrottle:
             resets = [u.reset_seconds for u in reported if u.reset_seconds is not None]
             learnt = tiers[-1] if tiers and tiers[-1] != budget.tier else None
             if tiers or utils:
-                budget.observe(Usage(max(utils) if utils else None, max(resets) if resets else None,
-                                     tier=tiers[-1] if tiers else None), now)
+                budget.observe(
+                    Usage(
+                        max(utils) if utils else None,
+                        max(resets) if resets else None,
+                        tier=tiers[-1] if tiers else None,
+                    ),
+                    now,
+                )
         if learnt:
             remember_tier(account, learnt)
 
@@ -375,14 +396,22 @@ class AccountThrottle:
     def _wait(self, account: str | None, scope: Scope, wait: float, max_wait: float) -> None:
         if wait > max_wait:
             if scope == Scope.MUTATIONS:
-                why = (f"Ad account {account}'s writes are paced to Meta's mutation rate (about "
-                       f"{MUTATIONS_PER_SECOND} a second): the next one may go in {wait:.1f}s")
+                why = (
+                    f"Ad account {account}'s writes are paced to Meta's mutation rate (about "
+                    f"{MUTATIONS_PER_SECOND} a second): the next one may go in {wait:.1f}s"
+                )
             else:
                 what = "The app" if scope == Scope.APP or account is None else f"Ad account {account}"
                 why = f"{what} is rate-limited ({scope.value}) for another {wait:.0f}s"
-            raise MetaError(ErrorKind.RATE_LIMITED, f"{why}, later than this call may wait ({max_wait:.0f}s); not sent.",
-                            retry_after=wait, scope=scope)
-        logger.info("Ad account %s (%s) has no rate budget left; waiting %.1fs before calling", account, scope.value, wait)
+            raise MetaError(
+                ErrorKind.RATE_LIMITED,
+                f"{why}, later than this call may wait ({max_wait:.0f}s); not sent.",
+                retry_after=wait,
+                scope=scope,
+            )
+        logger.info(
+            "Ad account %s (%s) has no rate budget left; waiting %.1fs before calling", account, scope.value, wait
+        )
         self._sleep(wait)
 
 
@@ -404,8 +433,9 @@ def learnt_tiers(accounts: list[str] | None = None) -> dict[str, str]:
     from meta_modules.models import AdAccount
 
     if accounts is None:
-        accounts = ([a if a.startswith("act_") else f"act_{a}" for a in settings.META_AD_ACCOUNT_IDS]
-                    or list(AdAccount.objects.order_by("pk").values_list("pk", flat=True)))
+        accounts = [a if a.startswith("act_") else f"act_{a}" for a in settings.META_AD_ACCOUNT_IDS] or list(
+            AdAccount.objects.order_by("pk").values_list("pk", flat=True)
+        )
     try:
         found = cache.get_many([TIER_KEY.format(account=a) for a in accounts])
     except Exception:  # noqa: BLE001 - a display figure

@@ -1,6 +1,6 @@
 """The sandbox's command line, shared by ``python -m meta_sandbox`` and ``manage.py meta_sandbox``:
 
-    python -m meta_sandbox --port 8765 --store var/meta_sandbox.sqlite3 [--reset ...]
+python -m meta_sandbox --port 8765 --store var/meta_sandbox.sqlite3 [--reset ...]
 """
 
 from __future__ import annotations
@@ -38,8 +38,13 @@ def run(options: Mapping[str, Any]) -> None:
         seed=options["seed"],
     )
     serve(
-        options["host"], options["port"], options["store"],
-        seed=seed, reset=options["reset"], token=options["token"], verbose=options["verbose"],
+        options["host"],
+        options["port"],
+        options["store"],
+        seed=seed,
+        reset=options["reset"],
+        token=options["token"],
+        verbose=options["verbose"],
     )
 
 
@@ -47,4 +52,3 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m meta_sandbox", description=DESCRIPTION)
     add_arguments(parser)
     run(vars(parser.parse_args(argv)))
-

@@ -42,13 +42,18 @@ def preset_error(name: str, subcode: int | None = None, original_response: Any =
     """The body of preset ``name`` (read_after_write carries the write's normal answer)."""
     if name == "not_linked_delegate_page":
         return GraphError(
-            "An unknown error occurred", code=1, subcode=2853001, is_transient=False,
+            "An unknown error occurred",
+            code=1,
+            subcode=2853001,
+            is_transient=False,
             user_title="profile is not linked to delegate page",
             user_msg="profile should always be linked to delegate page",
         )
     if name == "reduce_data":
         return GraphError(
-            "Please reduce the amount of data you're asking for, then retry your request", code=1, http_status=500,
+            "Please reduce the amount of data you're asking for, then retry your request",
+            code=1,
+            http_status=500,
         )
     if name == "insights_data_size":
         sub = subcode or 1504018
@@ -56,17 +61,24 @@ def preset_error(name: str, subcode: int | None = None, original_response: Any =
         return GraphError(
             f"(#{code}) The request for insights is too large: ask for fewer days, objects or fields, or use an "
             "asynchronous report run.",
-            code=code, subcode=sub, http_status=400 if code == 100 else 500,
+            code=code,
+            subcode=sub,
+            http_status=400 if code == 100 else 500,
         )
     if name == "deprecated_version":
         return deprecated_version()
     if name == "read_after_write":
         return GraphError(
-            "An unknown error occurred", code=1, http_status=500, extra={"original_response": original_response},
+            "An unknown error occurred",
+            code=1,
+            http_status=500,
+            extra={"original_response": original_response},
         )
     if name == "transient_user_title":
         return GraphError(
-            "(#2) Service temporarily unavailable", code=2, is_transient=True,
+            "(#2) Service temporarily unavailable",
+            code=2,
+            is_transient=True,
             user_title="Temporary problem",
             user_msg="Something went wrong on our side. Wait a few minutes and try the request again.",
         )
@@ -74,7 +86,11 @@ def preset_error(name: str, subcode: int | None = None, original_response: Any =
 
 
 PRESETS = (
-    "not_linked_delegate_page", "reduce_data", "insights_data_size", "deprecated_version", "read_after_write",
+    "not_linked_delegate_page",
+    "reduce_data",
+    "insights_data_size",
+    "deprecated_version",
+    "read_after_write",
     "transient_user_title",
 )
 
@@ -139,7 +155,10 @@ class CallKind:
         if rule.preset == "read_after_write" and not self.read_after_write:
             return False
         return {
-            "any": True, "read": not self.write, "write": self.write, "insights": self.insights,
+            "any": True,
+            "read": not self.write,
+            "write": self.write,
+            "insights": self.insights,
             "batch_item": self.batch_item,
         }[rule.on]
 

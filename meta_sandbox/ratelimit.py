@@ -46,7 +46,10 @@ DEFAULT_TIER = "standard"
 # The names Meta uses in usage headers.
 ACCESS_TIER_NAMES = {"development": "development_access", "standard": "standard_access"}
 _PARAM_KEYS = {
-    "max": "max_points", "decay_s": "decay_s", "block_s": "block_s", "hourly_base": "hourly_base",
+    "max": "max_points",
+    "decay_s": "decay_s",
+    "block_s": "block_s",
+    "hourly_base": "hourly_base",
     "per_active_ad": "per_active_ad",
 }
 _INT_PARAMS = {"max", "hourly_base", "per_active_ad"}
@@ -152,7 +155,9 @@ class RateLimiter:
         self._tiers: dict[str, dict[str, TierParams]] = {scope: dict(DEFAULT_TIERS) for scope in SCOPES}
 
     def configure(
-        self, tier_of: Mapping[str, str], tiers: Mapping[str, TierParams],
+        self,
+        tier_of: Mapping[str, str],
+        tiers: Mapping[str, TierParams],
         insights_tiers: Mapping[str, TierParams] | None = None,
     ) -> None:
         """Replace the tier assignments and parameters; scores and blocks are kept."""
@@ -175,7 +180,11 @@ class RateLimiter:
         return self._tiers[scope][self.tier_of(account)]
 
     def charge(
-        self, account: str, points: int, scope: str = "ads_management", active_ads: int = 0,
+        self,
+        account: str,
+        points: int,
+        scope: str = "ads_management",
+        active_ads: int = 0,
     ) -> Decision:
         """Charge one call; reject it if the scope is blocked, or the call would exceed the
         score's max or the hourly quota."""
@@ -304,8 +313,12 @@ class AppLimiter:
         with self._lock:
             now = self._clock()
             return {
-                "limit": None if self.limit is None else {
-                    "calls": self.limit.calls, "window_s": self.limit.window_s, "block_s": self.limit.block_s,
+                "limit": None
+                if self.limit is None
+                else {
+                    "calls": self.limit.calls,
+                    "window_s": self.limit.window_s,
+                    "block_s": self.limit.block_s,
                 },
                 "calls_in_window": self._window.prune(now),
                 "blocked_until": self._blocked_until if now < self._blocked_until else None,

@@ -13,8 +13,16 @@ from typing import Any
 
 REPORT_RUN_ID_BASE = 1_202_500_000_000_000
 REPORT_FIELDS = (
-    "id", "account_id", "time_ref", "async_status", "async_percent_completion", "date_start", "date_stop",
-    "time_completed", "error_code", "error_message",
+    "id",
+    "account_id",
+    "time_ref",
+    "async_status",
+    "async_percent_completion",
+    "date_start",
+    "date_stop",
+    "time_completed",
+    "error_code",
+    "error_message",
 )
 OUTCOMES = ("Job Completed", "Job Failed", "Job Skipped")
 # A failed run's error since v25.0 (the sandbox's choice of code and message).

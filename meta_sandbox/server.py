@@ -27,16 +27,49 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 from .presets import (
-    DEFAULT_MIN_VERSION, CallKind, ErrorPlan, ErrorRule, deprecated_version, preset_error, version_key,
+    DEFAULT_MIN_VERSION,
+    CallKind,
+    ErrorPlan,
+    ErrorRule,
+    deprecated_version,
+    preset_error,
+    version_key,
 )
 from .reports import REPORT_FIELDS, ReportRun, ReportRuns, report_json
 from .ratelimit import (
-    DEFAULT_TIERS, READ_POINTS, SCOPES, WRITE_POINTS, AppLimit, AppLimiter, MutationLimiter, ObjectLimiter,
-    RateLimiter, Usage, parse_object_limits, parse_tier_params,
+    DEFAULT_TIERS,
+    READ_POINTS,
+    SCOPES,
+    WRITE_POINTS,
+    AppLimit,
+    AppLimiter,
+    MutationLimiter,
+    ObjectLimiter,
+    RateLimiter,
+    Usage,
+    parse_object_limits,
+    parse_tier_params,
 )
 from .store import (
-    DELIVERY_STATES, DateRange, EFFECTIVE_STATUSES, NODE_TYPES, OBJECTIVES, STATUSES, GraphError, Node, SeedConfig, Store,
-    LocalDays, fb_time, insight_rows, local_day, major, money, object_not_found, offset_hours, parse_issues_info,
+    DELIVERY_STATES,
+    DateRange,
+    EFFECTIVE_STATUSES,
+    NODE_TYPES,
+    OBJECTIVES,
+    STATUSES,
+    GraphError,
+    Node,
+    SeedConfig,
+    Store,
+    LocalDays,
+    fb_time,
+    insight_rows,
+    local_day,
+    major,
+    money,
+    object_not_found,
+    offset_hours,
+    parse_issues_info,
     resolve_dates,
 )
 
@@ -135,9 +168,16 @@ class Faults:
             values["async_job_seconds"] = _number("async_job_seconds", body["async_job_seconds"], 0, 3600)
         if "sync_insights_max_rows" in body:
             values["sync_insights_max_rows"] = int(
-                _number("sync_insights_max_rows", body["sync_insights_max_rows"], 0, 10_000_000))
-        for name in ("error_rate", "timeout_rate", "html_error_rate", "html_item_rate", "async_fail_rate",
-                     "async_skip_rate"):
+                _number("sync_insights_max_rows", body["sync_insights_max_rows"], 0, 10_000_000)
+            )
+        for name in (
+            "error_rate",
+            "timeout_rate",
+            "html_error_rate",
+            "html_item_rate",
+            "async_fail_rate",
+            "async_skip_rate",
+        ):
             if name in body:
                 values[name] = _number(name, body[name], 0, 1)
         if "usage_headers" in body:
@@ -237,8 +277,16 @@ class Faults:
 
 class Counters:
     NAMES = (
-        "requests", "batch_items", "writes", "rate_limited", "mutation_limited", "object_limited",
-        "errors_injected", "timeouts_injected", "html_errors_injected", "preset_errors",
+        "requests",
+        "batch_items",
+        "writes",
+        "rate_limited",
+        "mutation_limited",
+        "object_limited",
+        "errors_injected",
+        "timeouts_injected",
+        "html_errors_injected",
+        "preset_errors",
     )
 
     def __init__(self) -> None:
@@ -340,14 +388,16 @@ def _rate_limit_error(code: int, scope: str) -> GraphError:
         return GraphError(  # as recorded in Airbyte's source-facebook-marketing unit tests
             "(#80000) There have been too many calls from this ad-account. Wait a bit and try again. For more "
             "info, please refer to https://developers.facebook.com/docs/graph-api/overview/rate-limiting.",
-            code=80000, subcode=2446079,
+            code=80000,
+            subcode=2446079,
         )
     if code == 17:
         return GraphError("User request limit reached", code=17, subcode=2446079)
     if code == 613:
         return GraphError(
             "There have been too many calls from this ad-account. Please wait a bit and try again.",
-            code=613, subcode=1487742,
+            code=613,
+            subcode=1487742,
         )
     return GraphError(
         "There have been too many calls to this ad-account. Wait a bit and try again.",
@@ -358,8 +408,9 @@ def _rate_limit_error(code: int, scope: str) -> GraphError:
 
 def _app_limit_error(scope: str) -> GraphError:
     if scope == "ads_insights":
-        return GraphError("There have been too many calls from this app. Wait a bit and try again.", code=4,
-                          subcode=1504022)
+        return GraphError(
+            "There have been too many calls from this app. Wait a bit and try again.", code=4, subcode=1504022
+        )
     return GraphError("(#4) Application request limit reached", code=4)
 
 
@@ -370,7 +421,8 @@ def _object_limit_error(kind: str) -> GraphError:
         "mutation_rate": lambda: GraphError(generic, code=613, subcode=5044001),
         "adset_budget": lambda: GraphError(
             "(#613) There have been too many changes to this ad set's budget. Please wait an hour and try again.",
-            code=613, subcode=1487632,
+            code=613,
+            subcode=1487632,
         ),
         "spend_cap": lambda: GraphError("User request limit reached", code=17, subcode=1885172),
         "ad_creation": lambda: GraphError(generic, code=613, subcode=1487225),
@@ -468,9 +520,7 @@ def _status_values(raw: Any, valid: set[str]) -> list[str]:
     values = raw if isinstance(raw, list) else [raw]
     for value in values:
         if value not in valid:
-            raise GraphError(
-                f"(#100) Filtering field effective_status with operation in with value {value} is invalid"
-            )
+            raise GraphError(f"(#100) Filtering field effective_status with operation in with value {value} is invalid")
     return values
 
 
@@ -574,19 +624,41 @@ def _account_json(row: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 
 RENDER: dict[str, Callable[[Mapping[str, Any], ZoneInfo], dict[str, Any]]] = {
-    "campaign": _campaign_json, "adset": _adset_json, "ad": _ad_json,
+    "campaign": _campaign_json,
+    "adset": _adset_json,
+    "ad": _ad_json,
 }
 EDGE_KINDS = {"campaigns": "campaign", "adsets": "adset", "ads": "ad"}
 # Money fields an edit may change; changing only these leaves updated_time alone, as on Meta.
 EDITABLE_BUDGETS = {
-    "campaign": ("daily_budget", "lifetime_budget", "spend_cap"), "adset": ("daily_budget", "lifetime_budget"), "ad": (),
+    "campaign": ("daily_budget", "lifetime_budget", "spend_cap"),
+    "adset": ("daily_budget", "lifetime_budget"),
+    "ad": (),
 }
 CHILD_EDGES = {"campaign": ("adsets", "ads"), "adset": ("ads",), "ad": ()}
 LEVELS = ("account", "campaign", "adset", "ad")
 INSIGHT_FIELDS = {
-    "account_id", "account_name", "campaign_id", "campaign_name", "adset_id", "adset_name", "ad_id",
-    "ad_name", "date_start", "date_stop", "spend", "impressions", "clicks", "reach", "frequency",
-    "ctr", "cpc", "cpm", "actions", "action_values", "purchase_roas",
+    "account_id",
+    "account_name",
+    "campaign_id",
+    "campaign_name",
+    "adset_id",
+    "adset_name",
+    "ad_id",
+    "ad_name",
+    "date_start",
+    "date_stop",
+    "spend",
+    "impressions",
+    "clicks",
+    "reach",
+    "frequency",
+    "ctr",
+    "cpc",
+    "cpm",
+    "actions",
+    "action_values",
+    "purchase_roas",
 }
 
 
@@ -613,7 +685,9 @@ def _insight_json(raw: Mapping[str, Any], fields: Sequence[str], account_name: s
         full["cpc"] = f"{major(spend, currency) / clicks:.6f}"
     if purchases:
         full["actions"] += [{"action_type": t, "value": str(purchases)} for t in ("purchase", "omni_purchase")]
-        full["action_values"] = [{"action_type": t, "value": money(value, currency)} for t in ("purchase", "omni_purchase")]
+        full["action_values"] = [
+            {"action_type": t, "value": money(value, currency)} for t in ("purchase", "omni_purchase")
+        ]
     if value and spend:
         full["purchase_roas"] = [{"action_type": "omni_purchase", "value": f"{value / spend:.6f}"}]
     row = {name: full[name] for name in fields if name in full and full[name] != []}
@@ -631,11 +705,13 @@ def _usage_headers(account: int, usage: Usage, scope: str, mode: str, app_pct: f
         return buc
     app = round(app_pct)
     return {
-        "X-Ad-Account-Usage": _compact({
-            "acc_id_util_pct": usage.util_pct,
-            "reset_time_duration": usage.reset_time_duration,
-            "ads_api_access_tier": usage.access_tier,
-        }),
+        "X-Ad-Account-Usage": _compact(
+            {
+                "acc_id_util_pct": usage.util_pct,
+                "reset_time_duration": usage.reset_time_duration,
+                "ads_api_access_tier": usage.access_tier,
+            }
+        ),
         **buc,
         "X-App-Usage": _compact({"call_count": app, "total_time": app, "total_cputime": app}),
     }
@@ -723,20 +799,22 @@ class Sandbox:
             for snapshot in scopes.values():
                 del snapshot["tier"]
             limits = scopes["ads_management"]
-            accounts.append({
-                "id": key,
-                "name": account["name"],
-                "tier": self.limiter.tier_of(key),
-                "timezone_name": account["timezone_name"],
-                "currency": account["currency"],
-                "campaigns": self.store.campaign_counts(account["id"]),
-                "active_ads": active_ads,
-                # ads_management, at the top level as before; each scope in full below.
-                "score": limits["score"],
-                "blocked_until": limits["blocked_until"],
-                "rejected_while_blocked": limits["rejected_while_blocked"],
-                "scopes": scopes,
-            })
+            accounts.append(
+                {
+                    "id": key,
+                    "name": account["name"],
+                    "tier": self.limiter.tier_of(key),
+                    "timezone_name": account["timezone_name"],
+                    "currency": account["currency"],
+                    "campaigns": self.store.campaign_counts(account["id"]),
+                    "active_ads": active_ads,
+                    # ads_management, at the top level as before; each scope in full below.
+                    "score": limits["score"],
+                    "blocked_until": limits["blocked_until"],
+                    "rejected_while_blocked": limits["rejected_while_blocked"],
+                    "scopes": scopes,
+                }
+            )
         return {
             "accounts": accounts,
             "app": self.app_limiter.snapshot(),
@@ -852,11 +930,13 @@ class Sandbox:
     def _usage_headers(self, account: int, usage: Usage, scope: str, mode: str) -> dict[str, str]:
         headers = _usage_headers(account, usage, scope, mode, self.app_limiter.util_pct())
         if scope == "ads_insights" and mode != "none":  # Meta's insights answers also carry this
-            headers["X-FB-Ads-Insights-Throttle"] = _compact({
-                "app_id_util_pct": self.app_limiter.util_pct(),
-                "acc_id_util_pct": usage.util_pct,
-                "ads_api_access_tier": usage.access_tier,
-            })
+            headers["X-FB-Ads-Insights-Throttle"] = _compact(
+                {
+                    "app_id_util_pct": self.app_limiter.util_pct(),
+                    "acc_id_util_pct": usage.util_pct,
+                    "ads_api_access_tier": usage.access_tier,
+                }
+            )
         return headers
 
     def _authenticate(self, params: Mapping[str, str], faults: Faults) -> None:
@@ -893,7 +973,10 @@ class Sandbox:
             if route.account is not None:
                 points = WRITE_POINTS if route.write else READ_POINTS
                 decision = self.limiter.charge(
-                    f"act_{route.account}", points, route.scope, self.store.active_ads(route.account),
+                    f"act_{route.account}",
+                    points,
+                    route.scope,
+                    self.store.active_ads(route.account),
                 )
                 headers = self._usage_headers(route.account, decision.usage, route.scope, faults.usage_headers)
                 if not decision.allowed:
@@ -902,10 +985,15 @@ class Sandbox:
                 if route.write and not self.mutation_limiter.charge(route.account):
                     self.counters.add("mutation_limited")
                     raise _object_limit_error("mutation_rate")
-            rule = self._error_plan.take(CallKind(
-                route.write, route.scope == "ads_insights", in_batch, route.account,
-                route.write and "fields" in req.params,
-            ))
+            rule = self._error_plan.take(
+                CallKind(
+                    route.write,
+                    route.scope == "ads_insights",
+                    in_batch,
+                    route.account,
+                    route.write and "fields" in req.params,
+                )
+            )
             if rule is not None and rule.preset != "read_after_write":
                 self.counters.add("preset_errors")
                 raise preset_error(rule.preset, rule.subcode)
@@ -940,7 +1028,13 @@ class Sandbox:
         return Response(200, results, headers)
 
     def _batch_item(
-        self, item: Any, version: str, host: str, token: str, faults: Faults, include_headers: bool,
+        self,
+        item: Any,
+        version: str,
+        host: str,
+        token: str,
+        faults: Faults,
+        include_headers: bool,
         usage: dict[str, list[dict[str, Any]]],
     ) -> dict[str, Any] | None:
         self.counters.add("batch_items")
@@ -1029,8 +1123,9 @@ class Sandbox:
         account_id = account["id"]
         if edge is None and req.method == "GET":
             fields = _parse_fields(req.params.get("fields"), ("id", "account_id"))
-            return _Route(account_id, False, lambda: _select(
-                "AdAccount", _account_json(account, self.store.clock()), fields))
+            return _Route(
+                account_id, False, lambda: _select("AdAccount", _account_json(account, self.store.clock()), fields)
+            )
         if edge is None and req.method == "POST":
             return _Route(account_id, True, lambda: self._update_account(account, req.params))
         if edge in EDGE_KINDS and req.method == "GET":
@@ -1104,16 +1199,27 @@ class Sandbox:
     def _list_edge(self, req: GraphRequest, kind: str, column: str, scope_id: int) -> dict[str, Any]:
         fields = _parse_fields(req.params.get("fields"), ("id",))
         page = self.store.list_edge(
-            kind, column, scope_id, _filter_statuses(kind, req.params),
-            _decode_cursor(req.params.get("after"), "id"), _limit(req.params), _truthy(req.params.get("summary")),
+            kind,
+            column,
+            scope_id,
+            _filter_statuses(kind, req.params),
+            _decode_cursor(req.params.get("after"), "id"),
+            _limit(req.params),
+            _truthy(req.params.get("summary")),
         )
-        data = [_select(NODE_TYPES[kind], RENDER[kind](row, self.store.zone(row["account_id"])), fields)
-                for row in page.rows]
+        data = [
+            _select(NODE_TYPES[kind], RENDER[kind](row, self.store.zone(row["account_id"])), fields)
+            for row in page.rows
+        ]
         return self._list_body(req, data, [row["id"] for row in page.rows], page.has_more, page.total)
 
     @staticmethod
     def _list_body(
-        req: GraphRequest, data: list[dict[str, Any]], ids: list[int], has_more: bool, total: int | None,
+        req: GraphRequest,
+        data: list[dict[str, Any]],
+        ids: list[int],
+        has_more: bool,
+        total: int | None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"data": data}
         if ids:
@@ -1136,12 +1242,24 @@ class Sandbox:
         """POST …/insights: an async report run; its rows are computed now, when it is created."""
         rows, dates = self._insight_rows(req.params, scope)
         faults = self._faults
-        outcome = "Job Failed" if self._roll(faults.async_fail_rate) else (
-            "Job Skipped" if self._roll(faults.async_skip_rate) else "Job Completed")
-        run = self.report_runs.create(lambda run_id: ReportRun(
-            run_id, scope.account_id, rows, dates.since.isoformat(), dates.until.isoformat(),
-            int(self.store.clock()), self.clock(), faults.async_job_seconds, outcome,
-        ))
+        outcome = (
+            "Job Failed"
+            if self._roll(faults.async_fail_rate)
+            else ("Job Skipped" if self._roll(faults.async_skip_rate) else "Job Completed")
+        )
+        run = self.report_runs.create(
+            lambda run_id: ReportRun(
+                run_id,
+                scope.account_id,
+                rows,
+                dates.since.isoformat(),
+                dates.until.isoformat(),
+                int(self.store.clock()),
+                self.clock(),
+                faults.async_job_seconds,
+                outcome,
+            )
+        )
         return {"report_run_id": str(run.id)}
 
     def _report_status(self, req: GraphRequest, run: ReportRun) -> dict[str, Any]:
@@ -1163,7 +1281,7 @@ class Sandbox:
         """Every row an insights request asks for, with days in the ad account's time zone."""
         level = params.get("level", scope.level)
         if level not in LEVELS or LEVELS.index(level) < LEVELS.index(scope.level):
-            raise GraphError(f"(#100) level must be one of {', '.join(LEVELS[LEVELS.index(scope.level):])}")
+            raise GraphError(f"(#100) level must be one of {', '.join(LEVELS[LEVELS.index(scope.level) :])}")
         if "breakdowns" in params:
             raise GraphError("(#100) The sandbox does not support breakdowns")
         fields = _parse_fields(params.get("fields"), ("impressions", "spend"))
@@ -1183,7 +1301,14 @@ class Sandbox:
         ads = self.store.ads_in_scope(scope.column, scope.object_id)
         daily = increment == "1"
         raw = insight_rows(
-            self.store.seed, ads, dates, level, daily, now, self._faults.spend_multiplier, LocalDays(tz),
+            self.store.seed,
+            ads,
+            dates,
+            level,
+            daily,
+            now,
+            self._faults.spend_multiplier,
+            LocalDays(tz),
         )
         account = self.store.account(scope.account_id) or {"name": "", "currency": "USD"}
         return [_insight_json(r, fields, account["name"], account["currency"]) for r in raw], dates
@@ -1192,7 +1317,7 @@ class Sandbox:
     def _offset_page(req: GraphRequest, rows: list[dict[str, Any]]) -> dict[str, Any]:
         start = _decode_cursor(req.params.get("after"), "offset") or 0
         limit = _limit(req.params)
-        page = rows[start:start + limit]
+        page = rows[start : start + limit]
         body: dict[str, Any] = {"data": page}
         if page:
             after = _encode_cursor("offset", start + len(page))
@@ -1246,8 +1371,9 @@ class Sandbox:
         if "fields" in params:
             fresh = self.store.account(account["id"])
             assert fresh is not None
-            result.update(_select("AdAccount", _account_json(fresh, self.store.clock()),
-                                  _parse_fields(params["fields"], ())))
+            result.update(
+                _select("AdAccount", _account_json(fresh, self.store.clock()), _parse_fields(params["fields"], ()))
+            )
         return result
 
     def _create(self, kind: str, account_id: int, params: Mapping[str, str]) -> dict[str, str]:
@@ -1256,27 +1382,33 @@ class Sandbox:
         if kind == "campaign":
             new_id = self.store.create_campaign(account_id, self._campaign_fields(params, name, status))
         elif kind == "adset":
-            new_id = self.store.create_adset(account_id, {
-                "name": name,
-                "status": status,
-                "campaign_id": self._id_param(params, "campaign_id"),
-                "daily_budget": _budget(params, "daily_budget"),
-                "lifetime_budget": _budget(params, "lifetime_budget"),
-                "optimization_goal": params.get("optimization_goal", "OFFSITE_CONVERSIONS"),
-                "billing_event": params.get("billing_event", "IMPRESSIONS"),
-                "targeting": self._object_param(params, "targeting"),
-            })
+            new_id = self.store.create_adset(
+                account_id,
+                {
+                    "name": name,
+                    "status": status,
+                    "campaign_id": self._id_param(params, "campaign_id"),
+                    "daily_budget": _budget(params, "daily_budget"),
+                    "lifetime_budget": _budget(params, "lifetime_budget"),
+                    "optimization_goal": params.get("optimization_goal", "OFFSITE_CONVERSIONS"),
+                    "billing_event": params.get("billing_event", "IMPRESSIONS"),
+                    "targeting": self._object_param(params, "targeting"),
+                },
+            )
         else:
             limit = self._faults.ad_creation_limit.get(f"act_{account_id}")
             if limit is not None and self.ads_created[account_id] >= limit:
                 self.counters.add("object_limited")
                 raise _object_limit_error("ad_creation")
-            new_id = self.store.create_ad(account_id, {
-                "name": name,
-                "status": status,
-                "adset_id": self._id_param(params, "adset_id"),
-                "creative": self._creative(params),
-            })
+            new_id = self.store.create_ad(
+                account_id,
+                {
+                    "name": name,
+                    "status": status,
+                    "adset_id": self._id_param(params, "adset_id"),
+                    "creative": self._creative(params),
+                },
+            )
             with self._writes_lock:
                 self.ads_created[account_id] += 1
         return {"id": str(new_id)}
@@ -1295,8 +1427,12 @@ class Sandbox:
         if daily and lifetime:
             raise GraphError("(#100) Set either daily_budget or lifetime_budget, not both")
         return {
-            "name": name, "objective": objective, "status": status, "daily_budget": daily,
-            "lifetime_budget": lifetime, "special_ad_categories": categories,
+            "name": name,
+            "objective": objective,
+            "status": status,
+            "daily_budget": daily,
+            "lifetime_budget": lifetime,
+            "special_ad_categories": categories,
             "spend_cap": _budget(params, "spend_cap"),
         }
 

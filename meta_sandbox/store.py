@@ -43,13 +43,27 @@ EFFECTIVE_STATUSES = {
     "campaign": {"ACTIVE", "PAUSED", "ARCHIVED", "DELETED", "IN_PROCESS", "WITH_ISSUES"},
     "adset": {"ACTIVE", "PAUSED", "ARCHIVED", "DELETED", "CAMPAIGN_PAUSED", "IN_PROCESS", "WITH_ISSUES"},
     "ad": {
-        "ACTIVE", "PAUSED", "ARCHIVED", "DELETED", "CAMPAIGN_PAUSED", "ADSET_PAUSED", "IN_PROCESS",
-        "WITH_ISSUES", "DISAPPROVED", "PENDING_REVIEW", "PREAPPROVED", "PENDING_BILLING_INFO",
+        "ACTIVE",
+        "PAUSED",
+        "ARCHIVED",
+        "DELETED",
+        "CAMPAIGN_PAUSED",
+        "ADSET_PAUSED",
+        "IN_PROCESS",
+        "WITH_ISSUES",
+        "DISAPPROVED",
+        "PENDING_REVIEW",
+        "PREAPPROVED",
+        "PENDING_BILLING_INFO",
     },
 }
 OBJECTIVES = (
-    "OUTCOME_SALES", "OUTCOME_TRAFFIC", "OUTCOME_LEADS", "OUTCOME_ENGAGEMENT",
-    "OUTCOME_AWARENESS", "OUTCOME_APP_PROMOTION",
+    "OUTCOME_SALES",
+    "OUTCOME_TRAFFIC",
+    "OUTCOME_LEADS",
+    "OUTCOME_ENGAGEMENT",
+    "OUTCOME_AWARENESS",
+    "OUTCOME_APP_PROMOTION",
 )
 ACCOUNT_ID_BASE = 1_000_000_000
 ID_BASES = {
@@ -237,8 +251,10 @@ class DeliveryIssue:
 
     @classmethod
     def from_json(cls, raw: Any) -> DeliveryIssue:
-        form = ('{"account": 1, "nth_paused": 1, "effective_status": "WITH_ISSUES"} '
-                '("account" optional: every account; or "nth_active")')
+        form = (
+            '{"account": 1, "nth_paused": 1, "effective_status": "WITH_ISSUES"} '
+            '("account" optional: every account; or "nth_active")'
+        )
         if not isinstance(raw, Mapping) or set(raw) - {"account", "nth_paused", "nth_active", "effective_status"}:
             raise ValueError(f"each delivery_issues entry looks like {form}")
         picks = [k for k in ("nth_paused", "nth_active") if k in raw]
@@ -383,15 +399,28 @@ def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
 
 
 _THEMES = (
-    "Summer Sale", "Black Friday", "New Arrivals", "Retargeting", "Lookalike", "Brand Lift",
-    "Holiday Gifts", "Clearance", "Best Sellers", "Product Launch", "Bundles", "Free Shipping",
+    "Summer Sale",
+    "Black Friday",
+    "New Arrivals",
+    "Retargeting",
+    "Lookalike",
+    "Brand Lift",
+    "Holiday Gifts",
+    "Clearance",
+    "Best Sellers",
+    "Product Launch",
+    "Bundles",
+    "Free Shipping",
 )
 _AUDIENCES = ("US 25-44", "UK Broad", "DE LAL 1%", "FR Interests", "CA Retarget 30d", "AU Broad")
 _COUNTRIES = ("US", "GB", "DE", "FR", "CA", "AU")
 _TITLES = ("Made to last", "Limited time offer", "Your new favourite", "Back in stock", "Free returns")
 _BODIES = (
-    "Shop the collection today.", "Loved by 10,000+ customers.", "Order now, ships tomorrow.",
-    "Upgrade your routine.", "Only while stocks last.",
+    "Shop the collection today.",
+    "Loved by 10,000+ customers.",
+    "Order now, ships tomorrow.",
+    "Upgrade your routine.",
+    "Only while stocks last.",
 )
 _CTAS = ("SHOP_NOW", "LEARN_MORE", "SIGN_UP", "BUY_NOW", "GET_OFFER")
 _OBJECTIVE_MIX = ("OUTCOME_SALES",) * 6 + ("OUTCOME_TRAFFIC", "OUTCOME_LEADS", "OUTCOME_AWARENESS")
@@ -432,9 +461,16 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
         tz = zone(cfg.account_zone(a))
         # History starts at a local midnight: insights days are the account's days.
         history_start = local_day_start(local_day(now, tz) - timedelta(days=cfg.history_days), tz)
-        rows.accounts.append((
-            account_id, f"Sandbox Account {a}", history_start, cfg.account_zone(a), cfg.account_currency(a), None,
-        ))
+        rows.accounts.append(
+            (
+                account_id,
+                f"Sandbox Account {a}",
+                history_start,
+                cfg.account_zone(a),
+                cfg.account_currency(a),
+                None,
+            )
+        )
         for k, status in enumerate(_campaign_statuses(cfg, rng), start=1):
             # Most campaigns exist for the whole history; some start later (new launches).
             offset = rng.randrange(3 * 3600) if rng.random() < 0.8 else rng.randrange(cfg.history_days * DAY)
@@ -444,10 +480,23 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
             budget = rng.randrange(10, 201) * 500  # 50.00 .. 1,000.00 USD in cents
             campaign_id = next_id("campaign")
             name = f"A{a} {rng.choice(_THEMES)} - {rng.choice(_AUDIENCES)} #{k:04d}"
-            rows.campaigns.append([
-                campaign_id, account_id, name, rng.choice(_OBJECTIVE_MIX), status, budget, None,
-                "[]", created, updated, None, None, None,
-            ])
+            rows.campaigns.append(
+                [
+                    campaign_id,
+                    account_id,
+                    name,
+                    rng.choice(_OBJECTIVE_MIX),
+                    status,
+                    budget,
+                    None,
+                    "[]",
+                    created,
+                    updated,
+                    None,
+                    None,
+                    None,
+                ]
+            )
             _generate_children(cfg, rng, rows, next_id, account_id, campaign_id, name, budget, created, updated)
         _assign_delivery(cfg, a, [c for c in rows.campaigns if c[1] == account_id])
     return rows
@@ -466,8 +515,16 @@ def _assign_delivery(cfg: SeedConfig, account_index: int, campaigns: list[list])
 
 
 def _generate_children(
-    cfg: SeedConfig, rng: random.Random, rows: _SeedRows, next_id: Callable[[str], int],
-    account_id: int, campaign_id: int, campaign_name: str, budget: int, created: int, updated: int,
+    cfg: SeedConfig,
+    rng: random.Random,
+    rows: _SeedRows,
+    next_id: Callable[[str], int],
+    account_id: int,
+    campaign_id: int,
+    campaign_name: str,
+    budget: int,
+    created: int,
+    updated: int,
 ) -> None:
     ads: list[list] = []
     for j in range(1, cfg.adsets_per_campaign + 1):
@@ -478,11 +535,22 @@ def _generate_children(
             "age_max": rng.choice((45, 55, 65)),
             "genders": rng.choice(([1], [2], [1, 2])),
         }
-        rows.adsets.append((
-            adset_id, account_id, campaign_id, f"{campaign_name} / Ad set {j}",
-            "ACTIVE" if rng.random() < 0.9 else "PAUSED", budget // cfg.adsets_per_campaign,
-            "OFFSITE_CONVERSIONS", "IMPRESSIONS", json.dumps(targeting), created + 60, updated, None,
-        ))
+        rows.adsets.append(
+            (
+                adset_id,
+                account_id,
+                campaign_id,
+                f"{campaign_name} / Ad set {j}",
+                "ACTIVE" if rng.random() < 0.9 else "PAUSED",
+                budget // cfg.adsets_per_campaign,
+                "OFFSITE_CONVERSIONS",
+                "IMPRESSIONS",
+                json.dumps(targeting),
+                created + 60,
+                updated,
+                None,
+            )
+        )
         for k in range(1, cfg.ads_per_adset + 1):
             ad_id = next_id("ad")
             creative = {
@@ -493,11 +561,20 @@ def _generate_children(
                 "call_to_action_type": rng.choice(_CTAS),
             }
             weight = rng.uniform(0.5, 1.5)
-            ads.append([
-                ad_id, account_id, campaign_id, adset_id, f"Ad {j}.{k} - {creative['title']}",
-                "ACTIVE" if rng.random() < 0.85 else "PAUSED", json.dumps(creative), weight,
-                created + 120, updated,
-            ])
+            ads.append(
+                [
+                    ad_id,
+                    account_id,
+                    campaign_id,
+                    adset_id,
+                    f"Ad {j}.{k} - {creative['title']}",
+                    "ACTIVE" if rng.random() < 0.85 else "PAUSED",
+                    json.dumps(creative),
+                    weight,
+                    created + 120,
+                    updated,
+                ]
+            )
     # Split the campaign's daily budget across its ads by weight: that is their spend base.
     total_weight = sum(ad[7] for ad in ads) or 1.0
     for ad in ads:
@@ -646,8 +723,14 @@ class Store:
         return None
 
     def list_edge(
-        self, kind: str, scope_column: str, scope_id: int, effective: Sequence[str],
-        after: int | None, limit: int, with_total: bool,
+        self,
+        kind: str,
+        scope_column: str,
+        scope_id: int,
+        effective: Sequence[str],
+        after: int | None,
+        limit: int,
+        with_total: bool,
     ) -> Page:
         """Objects of ``kind`` under a parent, by ascending id, filtered by effective status."""
         marks = ",".join("?" * len(effective))
@@ -656,7 +739,8 @@ class Store:
         with self._lock:
             total = (
                 self._conn.execute(f"SELECT COUNT(*) FROM {VIEWS[kind]} WHERE {where}", params).fetchone()[0]
-                if with_total else None
+                if with_total
+                else None
             )
             if after is not None:
                 where += " AND id > ?"
@@ -684,7 +768,10 @@ class Store:
         return counts
 
     def compact_campaigns(
-        self, account_id: int | None, status: str | None, campaign_id: int | None = None,
+        self,
+        account_id: int | None,
+        status: str | None,
+        campaign_id: int | None = None,
     ) -> list[dict[str, Any]]:
         where, params = ["1 = 1"], []
         if campaign_id is not None:
@@ -763,9 +850,19 @@ class Store:
             new_id = self._next_id(conn, "campaign")
             conn.execute(
                 "INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)",
-                (new_id, account_id, fields["name"], fields["objective"], fields["status"],
-                 fields.get("daily_budget"), fields.get("lifetime_budget"),
-                 json.dumps(fields.get("special_ad_categories", [])), now, now, fields.get("spend_cap")),
+                (
+                    new_id,
+                    account_id,
+                    fields["name"],
+                    fields["objective"],
+                    fields["status"],
+                    fields.get("daily_budget"),
+                    fields.get("lifetime_budget"),
+                    json.dumps(fields.get("special_ad_categories", [])),
+                    now,
+                    now,
+                    fields.get("spend_cap"),
+                ),
             )
         return new_id
 
@@ -776,9 +873,20 @@ class Store:
             new_id = self._next_id(conn, "adset")
             conn.execute(
                 "INSERT INTO adsets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (new_id, account_id, fields["campaign_id"], fields["name"], fields["status"],
-                 fields.get("daily_budget"), fields["optimization_goal"], fields["billing_event"],
-                 json.dumps(fields["targeting"]), now, now, fields.get("lifetime_budget")),
+                (
+                    new_id,
+                    account_id,
+                    fields["campaign_id"],
+                    fields["name"],
+                    fields["status"],
+                    fields.get("daily_budget"),
+                    fields["optimization_goal"],
+                    fields["billing_event"],
+                    json.dumps(fields["targeting"]),
+                    now,
+                    now,
+                    fields.get("lifetime_budget"),
+                ),
             )
         return new_id
 
@@ -789,16 +897,24 @@ class Store:
             campaign = conn.execute(
                 "SELECT daily_budget FROM campaigns WHERE id = ?", (adset["campaign_id"],)
             ).fetchone()
-            siblings = conn.execute(
-                "SELECT COUNT(*) FROM ads WHERE adset_id = ?", (adset["id"],)
-            ).fetchone()[0]
+            siblings = conn.execute("SELECT COUNT(*) FROM ads WHERE adset_id = ?", (adset["id"],)).fetchone()[0]
             new_id = self._next_id(conn, "ad")
             creative = {"id": str(new_id - ID_BASES["ad"] + ID_BASES["creative"]), **fields["creative"]}
             budget = adset["daily_budget"] or campaign["daily_budget"] or 2000
             conn.execute(
                 "INSERT INTO ads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (new_id, account_id, adset["campaign_id"], adset["id"], fields["name"],
-                 fields["status"], json.dumps(creative), max(1, budget // (siblings + 1)), now, now),
+                (
+                    new_id,
+                    account_id,
+                    adset["campaign_id"],
+                    adset["id"],
+                    fields["name"],
+                    fields["status"],
+                    json.dumps(creative),
+                    max(1, budget // (siblings + 1)),
+                    now,
+                    now,
+                ),
             )
         return new_id
 
@@ -821,17 +937,14 @@ def _check_edit(node_type: str, status: str, changes: Mapping[str, Any]) -> None
     new_status = changes.get("status", "ARCHIVED")
     if new_status not in ("ARCHIVED", "DELETED"):
         raise GraphError(
-            f"(#100) An archived {node_type} can only be changed to DELETED; "
-            f"it cannot be set to {new_status}."
+            f"(#100) An archived {node_type} can only be changed to DELETED; it cannot be set to {new_status}."
         )
     other = sorted(set(changes) - {"status", "name"})
     if other:
         raise GraphError(f"(#100) An archived {node_type} can only be renamed or deleted; cannot edit {other[0]}.")
 
 
-def _live_parent(
-    conn: sqlite3.Connection, table: str, parent_id: int, account_id: int, param: str
-) -> sqlite3.Row:
+def _live_parent(conn: sqlite3.Connection, table: str, parent_id: int, account_id: int, param: str) -> sqlite3.Row:
     row = conn.execute(f"SELECT * FROM {table} WHERE id = ?", (parent_id,)).fetchone()
     if row is None or row["account_id"] != account_id or row["status"] in ("ARCHIVED", "DELETED"):
         raise GraphError(f"(#100) Param {param} must be an active or paused object of this ad account.")
@@ -957,8 +1070,14 @@ class LocalDays:
 
 
 def insight_rows(
-    seed: int, ads: Sequence[Mapping[str, Any]], dates: DateRange, level: str, daily: bool,
-    now: float, spend_multiplier: Mapping[str, float], days: LocalDays,
+    seed: int,
+    ads: Sequence[Mapping[str, Any]],
+    dates: DateRange,
+    level: str,
+    daily: bool,
+    now: float,
+    spend_multiplier: Mapping[str, float],
+    days: LocalDays,
 ) -> list[dict[str, Any]]:
     """Rows of summed integer metrics per object of ``level`` (and per local day if ``daily``).
 
@@ -969,8 +1088,9 @@ def insight_rows(
     for ad in ads:
         created = days.ordinal(ad["created_ts"])
         for day in range(max(dates.since.toordinal(), created), min(dates.until.toordinal(), today) + 1):
-            metrics = _ad_metrics_on(seed, ad, day, day - created, today, days.share(day, ad["created_ts"], now),
-                                     spend_multiplier)
+            metrics = _ad_metrics_on(
+                seed, ad, day, day - created, today, days.share(day, ad["created_ts"], now), spend_multiplier
+            )
             if metrics[1] == 0:
                 continue  # Meta returns no row for a day without delivery
             key = (ad[LEVEL_KEYS[level]], day if daily else 0)
@@ -984,7 +1104,13 @@ def insight_rows(
 
 
 def _ad_metrics_on(
-    seed: int, ad: Mapping[str, Any], day: int, age: int, today: int, share: float, multiplier: Mapping[str, float],
+    seed: int,
+    ad: Mapping[str, Any],
+    day: int,
+    age: int,
+    today: int,
+    share: float,
+    multiplier: Mapping[str, float],
 ) -> tuple[int, ...]:
     if day < today:
         return ad_day_metrics(seed, ad, day, age, share)

@@ -58,7 +58,10 @@ class RunningSandbox:
         return self._control("GET", f"/_sandbox/campaigns?{query}")["data"]
 
     def set_delivery(
-        self, campaign_id: str, effective_status: str | None, issues_info: list[dict[str, Any]] | None = None,
+        self,
+        campaign_id: str,
+        effective_status: str | None,
+        issues_info: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Let Meta's delivery system mark a campaign IN_PROCESS / WITH_ISSUES (None clears); returns its row."""
         body = {"effective_status": effective_status, "issues_info": issues_info}

@@ -1,4 +1,5 @@
 """Helpers for tests that drive real processes."""
+
 from __future__ import annotations
 
 import os
@@ -37,8 +38,12 @@ def _database_url() -> str:
 def child_env(**extra: str) -> dict[str, str]:
     """Environment for a project process that must share this test run's database and broker."""
     env = dict(os.environ)
-    env.update(DJANGO_SETTINGS_MODULE="config.test_settings", DATABASE_URL=_database_url(),
-               TOWER_VAR_DIR=str(settings.VAR_DIR), PYTHONPATH=str(ROOT))
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.test_settings",
+        DATABASE_URL=_database_url(),
+        TOWER_VAR_DIR=str(settings.VAR_DIR),
+        PYTHONPATH=str(ROOT),
+    )
     env.update(extra)
     return env
 
@@ -51,7 +56,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, message: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -153,8 +160,15 @@ class private_broker:  # noqa: N801
         queue, control = self.folder / "broker" / "queue", self.folder / "broker" / "control"
         for folder in (queue, control):
             folder.mkdir(parents=True, exist_ok=True)
-        use_broker(url, {**self._saved[1], "data_folder_in": str(queue), "data_folder_out": str(queue),
-                         "control_folder": str(control)})
+        use_broker(
+            url,
+            {
+                **self._saved[1],
+                "data_folder_in": str(queue),
+                "data_folder_out": str(queue),
+                "control_folder": str(control),
+            },
+        )
         return {"TOWER_VAR_DIR": str(self.folder)}  # the settings derive the same folders from it
 
     def __exit__(self, *exc: object) -> None:
@@ -165,8 +179,23 @@ def start_worker(env: dict[str, str], log_path: Path, *args: str) -> subprocess.
     """A real `celery worker` process; returns once it is ready to take tasks."""
     log = open(log_path, "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel", "info", "--without-gossip",
-         "--without-mingle", *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "--loglevel",
+            "info",
+            "--without-gossip",
+            "--without-mingle",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     log.close()
     deadline = time.monotonic() + 60
@@ -201,8 +230,22 @@ class RedisServer:
         import redis
 
         self._proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.folder)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.folder),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
         wait_for(lambda: _answers(client), timeout=10, message=f"redis-server on port {self.port}")
 

@@ -11,6 +11,7 @@ positive (schema-valid) cases are made to respect those rules before they are se
 `respect_the_rules`); negative cases go out as generated. Commands run in the request, never
 queued: a queued one would run later in whatever worker consumes this test run's broker.
 """
+
 from __future__ import annotations
 
 import io
@@ -46,15 +47,21 @@ MODULE_CODES = [*registry.BY_CODE, EXTERNAL_MODULE]
 CONFIG = {
     "seed": int(os.environ.get("FUZZ_SEED", "20250115")),
     "headers": {"Authorization": f"Bearer {OPERATOR_KEY}"},
-    "generation": {"mode": "all", "max-examples": int(os.environ.get("FUZZ_MAX_EXAMPLES", "25")),
-                   "deterministic": True, "database": "none"},
+    "generation": {
+        "mode": "all",
+        "max-examples": int(os.environ.get("FUZZ_MAX_EXAMPLES", "25")),
+        "deterministic": True,
+        "database": "none",
+    },
     # No stateful phase: it follows OpenAPI links between operations, and this schema declares none.
     "phases": {"examples": {"enabled": True}, "coverage": {"enabled": True}, "fuzzing": {"enabled": True}},
     "checks": {"enabled": True},  # every check (max_response_time needs a limit: none here)
 }
 API = "/meta/control-tower"
-PARAMETERS = {"emergency_stop": set(StopParametersSerializer().fields),
-              "resume": set(ResumeParametersSerializer().fields)}
+PARAMETERS = {
+    "emergency_stop": set(StopParametersSerializer().fields),
+    "resume": set(ResumeParametersSerializer().fields),
+}
 
 
 # --- the rules a positive case must follow beyond its schema -----------------------------------
@@ -185,6 +192,7 @@ def respect_the_rules(context: Any, case: schemathesis.Case) -> schemathesis.Cas
 
 # --- the run -----------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def _connection_kept() -> Iterator[None]:
     """Keep the test's database connection open between requests, as Django's test client does
@@ -197,18 +205,33 @@ def _connection_kept() -> Iterator[None]:
 
 
 @pytest.fixture
-def api_schema(synced: None, meta_sandbox: object, settings,
-               _connection_kept: None) -> Iterator[schemathesis.BaseSchema]:
+def api_schema(
+    synced: None, meta_sandbox: object, settings, _connection_kept: None
+) -> Iterator[schemathesis.BaseSchema]:
     """/api/schema/ as the operator of OPERATOR_KEY gets it, over 17 modules and one external one."""
     # The throttles would answer most writes 429 (documented, so conformant) before any logic ran.
-    settings.KILL_SWITCH_THROTTLE_RATE = settings.KILL_SWITCH_PREVIEW_THROTTLE_RATE = settings.COMMAND_THROTTLE_RATE = ""
-    call_command("register_external_module", EXTERNAL_MODULE, "Partner feed", "--function", "Catalog sync",
-                 "--every", "900", stdout=io.StringIO())
+    settings.KILL_SWITCH_THROTTLE_RATE = settings.KILL_SWITCH_PREVIEW_THROTTLE_RATE = settings.COMMAND_THROTTLE_RATE = (
+        ""
+    )
+    call_command(
+        "register_external_module",
+        EXTERNAL_MODULE,
+        "Partner feed",
+        "--function",
+        "Catalog sync",
+        "--every",
+        "900",
+        stdout=io.StringIO(),
+    )
     user = User.objects.create_user("fuzz-operator", is_staff=True)
     user.groups.add(Group.objects.get(name=OPERATORS_GROUP))
     api_token(user, key=OPERATOR_KEY)
-    schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application(),
-                                            config=schemathesis.Config.from_dict(CONFIG), headers=CONFIG["headers"])
+    schema = schemathesis.openapi.from_wsgi(
+        "/api/schema/?format=json",
+        get_wsgi_application(),
+        config=schemathesis.Config.from_dict(CONFIG),
+        headers=CONFIG["headers"],
+    )
     schema.hook("map_case")(respect_the_rules)
     yield schema
     # The requests got past validation into the logic: a stop paused sandbox campaigns through the

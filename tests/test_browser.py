@@ -10,6 +10,7 @@ and currency, and warns that nobody will be alerted; with a webhook configured (
 the stop delivers and its result page shows the delivery; the resume preview lists exactly the
 campaigns the sandbox then shows re-activated. Screenshots of every page land in artifacts/.
 """
+
 from __future__ import annotations
 
 import json
@@ -49,9 +50,17 @@ def browser_page(monkeypatch: pytest.MonkeyPatch):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
-                  "--no-first-run", "--disable-sync"])
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-gpu",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(30_000)
         yield page
@@ -121,8 +130,9 @@ def _rename_on_meta(sandbox, campaign_id: str) -> None:
         assert json.loads(response.read())["success"]
 
 
-def test_a_new_operator_can_trust_what_the_console_says(synced, meta_sandbox, live_server, browser_page, http_receiver,
-                                                        settings) -> None:
+def test_a_new_operator_can_trust_what_the_console_says(
+    synced, meta_sandbox, live_server, browser_page, http_receiver, settings
+) -> None:
     meta_sandbox.reset(accounts=2, statuses={"ACTIVE": 4, "PAUSED": 2}, currencies=["USD", "JPY"], seed=7)
     accounts = {a["id"]: a for a in meta_sandbox.state()["accounts"]}
     active = {c["id"]: c for c in meta_sandbox.campaigns(status="ACTIVE")}
@@ -150,8 +160,9 @@ def test_a_new_operator_can_trust_what_the_console_says(synced, meta_sandbox, li
         assert row.count() == 1, account
         held_here = [c for c in active.values() if c["account_id"] == account.removeprefix("act_")]
         assert str(len(held_here)) in row.inner_text()
-    assert set(page.locator("#stop-stakes-total strong[data-currency]").evaluate_all(
-        "els => els.map(e => e.dataset.currency)")) == {"USD", "JPY"}
+    assert set(
+        page.locator("#stop-stakes-total strong[data-currency]").evaluate_all("els => els.map(e => e.dataset.currency)")
+    ) == {"USD", "JPY"}
     assert page.is_visible("#alert-warning")
     _shot(page, "stop-page-nobody-alerted")
 
@@ -174,21 +185,32 @@ def test_a_new_operator_can_trust_what_the_console_says(synced, meta_sandbox, li
     page.click("#resume-button")
     page.wait_for_selector("#resume-preview")
     rows = page.locator("#resume-preview tr[data-campaign-id]")
-    plan = dict(zip(rows.evaluate_all("els => els.map(e => e.dataset.campaignId)"),
-                    rows.evaluate_all("els => els.map(e => e.dataset.action)")))
+    plan = dict(
+        zip(
+            rows.evaluate_all("els => els.map(e => e.dataset.campaignId)"),
+            rows.evaluate_all("els => els.map(e => e.dataset.action)"),
+        )
+    )
     assert set(plan) == set(active)
     assert plan[edited] == "leave"
     _shot(page, "resume-preview")
     page.click("#confirm-resume")
     page.wait_for_selector("#system-status")
-    assert {c["id"] for c in meta_sandbox.campaigns(status="ACTIVE")} == {
-        cid for cid, action in plan.items() if action == "reactivate"} == set(active) - {edited}
+    assert (
+        {c["id"] for c in meta_sandbox.campaigns(status="ACTIVE")}
+        == {cid for cid, action in plan.items() if action == "reactivate"}
+        == set(active) - {edited}
+    )
 
     # Every other page, as the operator sees it now.
-    for name, path, ready in (("runs", "/runs/", "body"), ("notifications", "/notifications/", "body"),
-                              ("report", "/report/?days=1", "#stop-frequency"), ("module", "/modules/10.7/", "body"),
-                              ("api-root", "/meta/control-tower/", "#api-console-link"),
-                              ("api-docs", "/api/docs/", ".swagger-ui .info")):  # Swagger draws the schema it fetched
+    for name, path, ready in (
+        ("runs", "/runs/", "body"),
+        ("notifications", "/notifications/", "body"),
+        ("report", "/report/?days=1", "#stop-frequency"),
+        ("module", "/modules/10.7/", "body"),
+        ("api-root", "/meta/control-tower/", "#api-console-link"),
+        ("api-docs", "/api/docs/", ".swagger-ui .info"),
+    ):  # Swagger draws the schema it fetched
         page.goto(f"{live_server.url}{path}")
         page.wait_for_selector(ready)
         _shot(page, name)

@@ -1,4 +1,5 @@
 """With REQUIRE_SERVICES=1 (CI) the suite must really run on PostgreSQL and Redis."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """docker-compose.yml describes the production shape (it cannot be run on this machine)."""
+
 from __future__ import annotations
 
 import re

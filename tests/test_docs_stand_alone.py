@@ -1,4 +1,5 @@
 """README.md and docs/ refer only to files in this repository, so a fresh clone is enough to follow them."""
+
 from __future__ import annotations
 
 import re
@@ -21,7 +22,9 @@ def repository_paths(text: str) -> set[str]:
 
 
 def test_it_keeps_the_references_into_the_repository() -> None:
-    text = "[design](docs/design.md), `tests/test_x.py`, `var/secret_key`, `config/`, `/admin/`, `runs/`, `adobjects/x.py`"
+    text = (
+        "[design](docs/design.md), `tests/test_x.py`, `var/secret_key`, `config/`, `/admin/`, `runs/`, `adobjects/x.py`"
+    )
     assert repository_paths(text) == {"docs/design.md", "tests/test_x.py", "config/"}
 
 

@@ -6,6 +6,7 @@ recorded them — the worst moment. Whatever dies, the ledger is picked up again
 redelivered to a new worker child; the watchdog after a web process), every campaign that was
 ACTIVE ends PAUSED with exactly one pause request on Meta, and resume restores exactly them.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,13 +51,19 @@ class Drill:
 @pytest.fixture
 def drill(meta_sandbox, synced, settings, tmp_path: Path) -> Iterator[Drill]:
     meta_sandbox.reset(accounts=2, statuses=MIX, adsets_per_campaign=1, ads_per_adset=1)
-    timing = {"HOLD_CLAIM_SECONDS": CLAIM_SECONDS, "EMERGENCY_STOP_DEADLINE_SECONDS": 5,
-              "KILL_SWITCH_RETRY_BASE_SECONDS": 1}
+    timing = {
+        "HOLD_CLAIM_SECONDS": CLAIM_SECONDS,
+        "EMERGENCY_STOP_DEADLINE_SECONDS": 5,
+        "KILL_SWITCH_RETRY_BASE_SECONDS": 1,
+    }
     for name, value in timing.items():
         setattr(settings, name, value)
     with private_broker(tmp_path) as broker_env:
-        yield Drill(meta_sandbox, child_env(META_GRAPH_URL=meta_sandbox.url, **broker_env,
-                                            **{k: str(v) for k, v in timing.items()}), tmp_path)
+        yield Drill(
+            meta_sandbox,
+            child_env(META_GRAPH_URL=meta_sandbox.url, **broker_env, **{k: str(v) for k, v in timing.items()}),
+            tmp_path,
+        )
 
 
 def _active(truth: dict[str, dict]) -> set[str]:
@@ -81,7 +88,8 @@ def _assert_paused_once_and_resumed_exactly(drill: Drill, before: dict[str, dict
     active = _active(before)
     after = drill.truth()
     assert {cid for cid, c in after.items() if c["status"] == "PAUSED"} == {
-        cid for cid, c in before.items() if c["status"] in ("ACTIVE", "PAUSED")}
+        cid for cid, c in before.items() if c["status"] in ("ACTIVE", "PAUSED")
+    }
     assert {cid: after[cid]["status_writes"] for cid in before} == {cid: int(cid in active) for cid in before}
     holds = {h.campaign_id: h for h in CampaignHold.objects.all()}
     assert set(holds) == active
@@ -125,8 +133,12 @@ def _operator_token() -> str:
 
 
 def _post(url: str, token: str, body: dict) -> None:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST", headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         urllib.request.urlopen(request, timeout=120).read()
     except OSError:
@@ -140,12 +152,24 @@ def test_a_web_process_killed_in_the_middle_of_a_stop_is_finished_by_the_watchdo
     token = _operator_token()
     drill.sandbox.faults(latency_ms=LATENCY_MS)
     env = {**drill.env, "ALERT_WEBHOOK_URL": http_receiver.url, "WATCHDOG_INTERVAL_SECONDS": "5"}
-    web = subprocess.Popen([*tower.web_command("127.0.0.1", port), "--workers", "1"], cwd=ROOT, env=env, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=open(drill.folder / "web.log", "w"))
+    web = subprocess.Popen(
+        [*tower.web_command("127.0.0.1", port), "--workers", "1"],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=open(drill.folder / "web.log", "w"),
+    )
     try:
         wait_for(lambda: _answers(port), timeout=30, message="gunicorn to answer")
-        press = threading.Thread(target=_post, args=(f"http://127.0.0.1:{port}/meta/control-tower/emergency-stop",
-                                                     token, {"reason": "Budget spike: drill"}))
+        press = threading.Thread(
+            target=_post,
+            args=(
+                f"http://127.0.0.1:{port}/meta/control-tower/emergency-stop",
+                token,
+                {"reason": "Budget spike: drill"},
+            ),
+        )
         press.start()
         wait_for(lambda: _mid_pause(drill, active), timeout=60, interval=0.05, message="the stop to be half-way")
         assert CampaignHold.objects.count() == len(active)  # written before the pauses...
@@ -159,14 +183,26 @@ def test_a_web_process_killed_in_the_middle_of_a_stop_is_finished_by_the_watchdo
     stop = ControlTowerRun.objects.get(run_type=RunType.EMERGENCY_STOP)
     assert stop.state == RunState.RUNNING and TowerState.get().emergency_stop_active
 
-    watchdog = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "watchdog"], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=open(drill.folder / "watchdog.log", "w"))
+    watchdog = subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "watchdog"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(drill.folder / "watchdog.log", "w"),
+    )
     try:
         closed = ControlTowerRun.objects.filter(pk=stop.pk, state=RunState.FAILED)
-        wait_for(lambda: _halt_complete() and closed.exists(), timeout=120, interval=0.5,
-                 message="the watchdog to finish the halt and close the stop")
-        wait_for(lambda: any(r["json"].get("event") == "emergency_stop_interrupted" for r in http_receiver.received),
-                 timeout=30, message="the interrupted-stop alert")
+        wait_for(
+            lambda: _halt_complete() and closed.exists(),
+            timeout=120,
+            interval=0.5,
+            message="the watchdog to finish the halt and close the stop",
+        )
+        wait_for(
+            lambda: any(r["json"].get("event") == "emergency_stop_interrupted" for r in http_receiver.received),
+            timeout=30,
+            message="the interrupted-stop alert",
+        )
     finally:
         stop_process(watchdog)
 

@@ -5,6 +5,7 @@ refused port picked for the occasion. The slow database is the real PostgreSQL b
 loopback proxy that holds each of its answers. The tower must answer clearly, record what
 is down, keep its kill switch working, not storm with restarts, and come back by itself.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -54,8 +55,13 @@ def redis_server(tmp_path: Path, settings) -> Iterator[RedisServer]:
     server.start()
     saved = (app.conf.broker_url, dict(app.conf.broker_transport_options or {}))
     use_broker(server.url, {"visibility_timeout": 3600})
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": server.url,
-                                   "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": server.url,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
     yield server
     server.kill()
     use_broker(*saved)
@@ -65,8 +71,9 @@ def _queue(client: APIClient):
     return client.post(f"{BASE}/command", {"command_type": "sync_data", "execute_immediately": False}, format="json")
 
 
-def test_with_redis_down_a_queued_command_gets_a_503_and_is_recorded_as_not_queued(synced, operator,
-                                                                                   redis_server) -> None:
+def test_with_redis_down_a_queued_command_gets_a_503_and_is_recorded_as_not_queued(
+    synced, operator, redis_server
+) -> None:
     redis_server.kill()
 
     refused = _queue(operator)
@@ -83,8 +90,9 @@ def test_with_redis_down_a_queued_command_gets_a_503_and_is_recorded_as_not_queu
     assert ControlTowerRun.objects.get(pk=accepted.json()["command_id"]).state == RunState.QUEUED
 
 
-def test_with_redis_down_the_emergency_stop_and_resume_still_work_through_the_api(synced, operator, redis_server,
-                                                                                  meta_sandbox) -> None:
+def test_with_redis_down_the_emergency_stop_and_resume_still_work_through_the_api(
+    synced, operator, redis_server, meta_sandbox
+) -> None:
     meta_sandbox.reset(accounts=2, statuses={"ACTIVE": 12, "PAUSED": 3})
     redis_server.kill()  # its throttle counters live in that cache: they must not stand in the way
 
@@ -103,7 +111,8 @@ def test_with_redis_down_the_emergency_stop_and_resume_still_work_through_the_ap
 
 
 def test_with_redis_down_the_cycle_records_it_without_a_restart_storm_and_recovers_when_it_returns(
-        synced, redis_server, settings) -> None:
+    synced, redis_server, settings
+) -> None:
     settings.ALERT_EMAILS = ["ops@example.com"]
     redis_server.kill()
     # What ten minutes without a broker leave behind: no heartbeat got through to a worker.
@@ -130,7 +139,8 @@ def test_with_redis_down_the_cycle_records_it_without_a_restart_storm_and_recove
 
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_database_is_marked_unhealthy_and_reconnected_no_more_often_than_the_backoff_allows(
-        postgres_db, synced, settings) -> None:
+    postgres_db, synced, settings
+) -> None:
     settings.DB_HEALTHY_LATENCY_MS = 50
     settings.RECOVERY_BACKOFF_BASE_SECONDS, settings.RECOVERY_BACKOFF_CAP_SECONDS = 5, 20
     policy = Policy.from_settings()

@@ -9,6 +9,7 @@ Admin actions are really posted to their changelist: a role that may run one get
 redirect back to the list, or Django's delete confirmation page); any other role gets 403, or
 the login page when anonymous.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -37,8 +38,15 @@ MODULE = "10.1"
 API = "/meta/control-tower"
 
 API_READS = [
-    f"{API}/status", f"{API}/health", f"{API}/report", f"{API}/runs/", f"{API}/health-logs/",
-    f"{API}/modules/", f"{API}/modules/{MODULE}/", "/api/schema/", "/api/docs/",
+    f"{API}/status",
+    f"{API}/health",
+    f"{API}/report",
+    f"{API}/runs/",
+    f"{API}/health-logs/",
+    f"{API}/modules/",
+    f"{API}/modules/{MODULE}/",
+    "/api/schema/",
+    "/api/docs/",
 ]
 # (path, JSON body): safe for an operator to send (dry run, refused in this state, or invalid).
 API_WRITES = [
@@ -181,13 +189,19 @@ ADMIN_ACTIONS: dict[tuple[str, str], frozenset[str]] = {
 
 def _campaign() -> Campaign:
     account = AdAccount.objects.get_or_create(id="act_matrix", defaults={"currency": "USD"})[0]
-    return Campaign.objects.get_or_create(id="matrix", defaults={"account": account, "name": "Matrix",
-                                                                 "status": "ACTIVE", "daily_budget_cents": 5000})[0]
+    return Campaign.objects.get_or_create(
+        id="matrix", defaults={"account": account, "name": "Matrix", "status": "ACTIVE", "daily_budget_cents": 5000}
+    )[0]
 
 
 def _access(model: type) -> Any:
-    fields = {"username": "mallory", "ip_address": "192.0.2.7", "user_agent": "curl", "http_accept": "*/*",
-              "path_info": "/admin/login/"}
+    fields = {
+        "username": "mallory",
+        "ip_address": "192.0.2.7",
+        "user_agent": "curl",
+        "http_accept": "*/*",
+        "path_info": "/admin/login/",
+    }
     if model is AccessAttempt:
         fields.update(get_data="", post_data="", failures_since_start=1)
     return model.objects.create(**fields).pk
@@ -200,25 +214,40 @@ ADMIN_ROWS: dict[str, Callable[[], Any]] = {
     "axes.accessattempt": lambda: _access(AccessAttempt),
     "axes.accesslog": lambda: _access(AccessLog),
     "axes.accessfailurelog": lambda: _access(AccessFailureLog),
-    "meta_modules.campaigndraft": lambda: CampaignDraft.objects.create(
-        account=_campaign().account, name="Spring", daily_budget_cents=1000).pk,
-    "meta_modules.budgetproposal": lambda: BudgetProposal.objects.create(
-        campaign=_campaign(), current_budget_cents=5000, proposed_budget_cents=7500, roas=Decimal("3.1")).pk,
-    "meta_modules.spendspike": lambda: SpendSpike.objects.create(
-        campaign=_campaign(), day=timezone.now().date(), spend_today=Decimal("240"), hourly_rate=Decimal("20"),
-        baseline_hourly_rate=Decimal("5"), ratio=4.0).pk,
+    "meta_modules.campaigndraft": lambda: (
+        CampaignDraft.objects.create(account=_campaign().account, name="Spring", daily_budget_cents=1000).pk
+    ),
+    "meta_modules.budgetproposal": lambda: (
+        BudgetProposal.objects.create(
+            campaign=_campaign(), current_budget_cents=5000, proposed_budget_cents=7500, roas=Decimal("3.1")
+        ).pk
+    ),
+    "meta_modules.spendspike": lambda: (
+        SpendSpike.objects.create(
+            campaign=_campaign(),
+            day=timezone.now().date(),
+            spend_today=Decimal("240"),
+            hourly_rate=Decimal("20"),
+            baseline_hourly_rate=Decimal("5"),
+            ratio=4.0,
+        ).pk
+    ),
     "meta_modules.metamodule": lambda: MetaModule.objects.get(code=MODULE).pk,
     "django_celery_beat.periodictask": lambda: PeriodicTask.objects.get(meta_module__code=MODULE).pk,
-    "controltower.apitoken": lambda: ApiToken.issue(User.objects.create_user("holder", is_staff=True), "ci", None,
-                                                    created_by="matrix")[0].pk,
+    "controltower.apitoken": lambda: (
+        ApiToken.issue(User.objects.create_user("holder", is_staff=True), "ci", None, created_by="matrix")[0].pk
+    ),
 }
 
 
 def _offered_admin_actions() -> set[tuple[str, str]]:
     request = RequestFactory().get("/admin/")
     request.user = User(username="root", is_staff=True, is_superuser=True, is_active=True)
-    return {(model._meta.label_lower, name) for model, model_admin in admin.site._registry.items()
-            for name in model_admin.get_actions(request)}
+    return {
+        (model._meta.label_lower, name)
+        for model, model_admin in admin.site._registry.items()
+        for name in model_admin.get_actions(request)
+    }
 
 
 def test_every_admin_action_has_its_place_in_the_matrix() -> None:
@@ -232,12 +261,14 @@ def test_admin_actions(world, label: str, action: str, role: str) -> None:
     changelist = reverse(f"admin:{label.replace('.', '_')}_changelist")
     row = ADMIN_ROWS[label]()
 
-    response = _console_client(role).post(changelist, {"action": action, "_selected_action": [row], "index": 0,
-                                                       "reason": "permission matrix"})
+    response = _console_client(role).post(
+        changelist, {"action": action, "_selected_action": [row], "index": 0, "reason": "permission matrix"}
+    )
 
     if role in ADMIN_ACTIONS[(label, action)]:
         ran = (response.status_code == 302 and response["Location"] == changelist) or (
-            response.status_code == 200 and "admin/delete_selected_confirmation.html" in response.template_name)
+            response.status_code == 200 and "admin/delete_selected_confirmation.html" in response.template_name
+        )
         assert ran, (role, response.status_code, response.get("Location"))
     elif role == "anonymous":
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/")

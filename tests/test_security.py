@@ -1,4 +1,5 @@
 """Security baseline: login lockout (django-axes), write throttling, `check --deploy`, no secrets in logs."""
+
 from __future__ import annotations
 
 import io
@@ -39,14 +40,19 @@ PRODUCTION_ENV = {
 
 
 def _manage(*args: str, tmp_path, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in (*PRODUCTION_ENV, "DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in (*PRODUCTION_ENV, "DATABASE_URL", "DJANGO_SETTINGS_MODULE")
+    }
     clean.update(env, DJANGO_SETTINGS_MODULE="config.settings", TOWER_VAR_DIR=str(tmp_path))
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=120
+    )
 
 
 def _python(code: str, tmp_path, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in (*PRODUCTION_ENV, "DATABASE_URL", "DJANGO_SETTINGS_MODULE")}
+    clean = {
+        k: v for k, v in os.environ.items() if k not in (*PRODUCTION_ENV, "DATABASE_URL", "DJANGO_SETTINGS_MODULE")
+    }
     clean.update(env, DJANGO_SETTINGS_MODULE="config.settings", TOWER_VAR_DIR=str(tmp_path), SECRET_KEY="k" * 50)
     code = "import django; django.setup(); from django.conf import settings as s; " + code
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60)
@@ -71,14 +77,24 @@ def test_check_deploy_flags_a_development_environment(tmp_path) -> None:
 
 
 def test_security_settings_come_from_the_environment(tmp_path) -> None:
-    code = ("print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), s.KILL_SWITCH_THROTTLE_RATE, "
-            "s.COMMAND_THROTTLE_RATE, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD)")
+    code = (
+        "print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds(), s.KILL_SWITCH_THROTTLE_RATE, "
+        "s.COMMAND_THROTTLE_RATE, s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_HSTS_PRELOAD)"
+    )
     defaults = _python(code, tmp_path)
     assert defaults.returncode == 0, defaults.stderr
     assert defaults.stdout.split() == ["5", "900.0", "30/min", "60/min", "False", "False"]
 
-    custom = _python(code, tmp_path, AXES_FAILURE_LIMIT="3", AXES_COOLOFF_MINUTES="60", KILL_SWITCH_THROTTLE_RATE="5/s",
-                     COMMAND_THROTTLE_RATE="", SECURE_HSTS_INCLUDE_SUBDOMAINS="1", SECURE_HSTS_PRELOAD="1")
+    custom = _python(
+        code,
+        tmp_path,
+        AXES_FAILURE_LIMIT="3",
+        AXES_COOLOFF_MINUTES="60",
+        KILL_SWITCH_THROTTLE_RATE="5/s",
+        COMMAND_THROTTLE_RATE="",
+        SECURE_HSTS_INCLUDE_SUBDOMAINS="1",
+        SECURE_HSTS_PRELOAD="1",
+    )
     assert custom.returncode == 0, custom.stderr
     assert custom.stdout.split() == ["3", "3600.0", "5/s", "None", "True", "True"]
 
@@ -339,16 +355,19 @@ PROOF = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 API_KEY = "9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b"
 
 
-@pytest.mark.parametrize("text", [
-    f"GET /v21.0/act_1/campaigns?access_token={TOKEN}&limit=25",
-    f"POST https://graph.facebook.com/v21.0/123?fields=id&appsecret_proof={PROOF}&access_token={TOKEN}",
-    f'{{"access_token": "{TOKEN}", "appsecret_proof": "{PROOF}"}}',
-    f"headers={{'Authorization': 'Bearer {API_KEY}'}}",
-    f"Authorization: Token {API_KEY}",
-    f"Authorization: Module {API_KEY}",
-    f"HTTP_AUTHORIZATION=Bearer {API_KEY}",
-    f"curl -H 'Authorization: bearer {API_KEY}'",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"GET /v21.0/act_1/campaigns?access_token={TOKEN}&limit=25",
+        f"POST https://graph.facebook.com/v21.0/123?fields=id&appsecret_proof={PROOF}&access_token={TOKEN}",
+        f'{{"access_token": "{TOKEN}", "appsecret_proof": "{PROOF}"}}',
+        f"headers={{'Authorization': 'Bearer {API_KEY}'}}",
+        f"Authorization: Token {API_KEY}",
+        f"Authorization: Module {API_KEY}",
+        f"HTTP_AUTHORIZATION=Bearer {API_KEY}",
+        f"curl -H 'Authorization: bearer {API_KEY}'",
+    ],
+)
 def test_mask_secrets(text: str) -> None:
     masked = mask_secrets(text)
 

@@ -1,4 +1,5 @@
 """docs/settings.md lists every environment variable config/settings.py reads."""
+
 from __future__ import annotations
 
 import ast
@@ -12,9 +13,15 @@ READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_choic
 
 def env_names(source: str) -> set[str]:
     """The variable names read by `READERS` calls with a literal first argument."""
-    return {node.args[0].value for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in READERS
-            and node.args and isinstance(node.args[0], ast.Constant)}
+    return {
+        node.args[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in READERS
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+    }
 
 
 def test_it_finds_the_names_read_by_every_kind_of_reader() -> None:

@@ -1,4 +1,5 @@
 """tower.py's terminal: each process's lines under its name, nothing lost when it exits, the start-up box."""
+
 from __future__ import annotations
 
 import os
@@ -61,8 +62,14 @@ sys.exit(tower.supervise({"web": [sys.executable, "-c", child, "web"],
 
 
 def test_supervise_prefixes_each_process_and_keeps_its_last_lines_after_ctrl_c() -> None:
-    proc = subprocess.Popen([sys.executable, "-c", SUPERVISED], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISED],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     seen = []
     for line in proc.stdout:  # until both children said hello
         seen.append(line.rstrip("\n"))
@@ -83,13 +90,23 @@ def test_the_watchdog_ends_quietly_on_ctrl_c(tmp_path) -> None:
     # Ctrl-C on `tower.py up` reaches every process; each ends without a traceback on the terminal.
     log = tmp_path / "watchdog.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "watchdog"], cwd=ROOT,
-                                env={**{k: v for k, v in os.environ.items()  # its own embedded database and broker
-                                        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL")},
-                                     "DJANGO_SETTINGS_MODULE": "config.test_settings",
-                                     "TOWER_VAR_DIR": str(tmp_path), "PYTHONPATH": str(ROOT),
-                                     "WATCHDOG_INTERVAL_SECONDS": "60"},
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "watchdog"],
+            cwd=ROOT,
+            env={
+                **{
+                    k: v
+                    for k, v in os.environ.items()  # its own embedded database and broker
+                    if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL")
+                },
+                "DJANGO_SETTINGS_MODULE": "config.test_settings",
+                "TOWER_VAR_DIR": str(tmp_path),
+                "PYTHONPATH": str(ROOT),
+                "WATCHDOG_INTERVAL_SECONDS": "60",
+            },
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     # In its loop once its first check is done: on this empty database that check fails (and is logged).
     wait_for(lambda: "Watchdog check failed" in log.read_text(), timeout=60, message="the watchdog's first check")
     proc.send_signal(signal.SIGINT)

@@ -3,6 +3,7 @@
 while hundreds of clients hold connections open sending nothing or their headers a byte at a
 time, and while two operators press stop against a Meta that fails every call.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,9 +52,11 @@ class Web:
 
     def stop(self, reason: str) -> tuple[int, dict]:
         request = urllib.request.Request(
-            self.url + "/meta/control-tower/emergency-stop", method="POST",
+            self.url + "/meta/control-tower/emergency-stop",
+            method="POST",
             data=json.dumps({"reason": reason}).encode(),
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=120) as response:
                 return response.status, json.loads(response.read())
@@ -70,10 +73,15 @@ def web(meta_sandbox, tmp_path: Path) -> Iterator[Web]:
     log = tmp_path / "web.log"
     env = child_env(META_GRAPH_URL=meta_sandbox.url, EMERGENCY_STOP_DEADLINE_SECONDS=str(DEADLINE))
     env.pop("WEB_CONCURRENCY", None)  # the documented default
-    proc = subprocess.Popen(tower.web_command("127.0.0.1", port), cwd=ROOT, env=env, start_new_session=True,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
-    server = Web(f"http://127.0.0.1:{port}", api_token(user),
-                 client.cookies["sessionid"].value, log)
+    proc = subprocess.Popen(
+        tower.web_command("127.0.0.1", port),
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    server = Web(f"http://127.0.0.1:{port}", api_token(user), client.cookies["sessionid"].value, log)
     try:
         wait_for(lambda: _answers(server), timeout=60, message="the web process to answer")
         yield server
@@ -156,8 +164,9 @@ def test_hundreds_of_idle_and_slow_header_connections_do_not_take_the_console_or
     assert "GET /meta/control-tower/status" in web.log.read_text()  # the access log is still written
 
 
-def test_two_stops_against_a_failing_meta_never_block_status_and_the_second_joins_the_first(web: Web,
-                                                                                            meta_sandbox) -> None:
+def test_two_stops_against_a_failing_meta_never_block_status_and_the_second_joins_the_first(
+    web: Web, meta_sandbox
+) -> None:
     meta_sandbox.faults(error_rate=1.0)  # every Graph call fails transiently: the first stop retries to its deadline
     answers: dict[str, tuple[int, dict]] = {}
 
@@ -194,9 +203,13 @@ def test_two_stops_against_a_failing_meta_never_block_status_and_the_second_join
 
 def test_the_web_process_keeps_no_database_connection_past_a_request() -> None:
     # Each ASGI request runs in a thread of its own: a kept connection could never be used again.
-    probe = ("import config.asgi; from django.db import connection; "
-             "print(connection.settings_dict['CONN_MAX_AGE'])")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "x" * 50,
-           "DATABASE_URL": "postgres://tower@127.0.0.1:5432/tower", "DB_CONN_MAX_AGE": "60"}
+    probe = "import config.asgi; from django.db import connection; print(connection.settings_dict['CONN_MAX_AGE'])"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SECRET_KEY": "x" * 50,
+        "DATABASE_URL": "postgres://tower@127.0.0.1:5432/tower",
+        "DB_CONN_MAX_AGE": "60",
+    }
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"

@@ -3,6 +3,7 @@
 They run arbitrary job bodies through the real `execute` path of @module_job, so tests can
 make a module's job fail, or prove that a skipped job did nothing.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

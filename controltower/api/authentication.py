@@ -4,6 +4,7 @@ The spec's curl examples send Bearer; DRF clients and its docs send Token. Both 
 ApiToken (manage.py issue_token, or the admin), found by the sha256 of the key: only that digest
 is stored, and a random 256-bit key needs no slower hash. Revoked and expired tokens get 401.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -70,10 +71,17 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
         return [
-            {"type": "http", "scheme": "bearer",
-             "description": "`Authorization: Bearer <token>` (manage.py issue_token; stored hashed, shown once)."},
-            {"type": "apiKey", "in": "header", "name": "Authorization",
-             "description": "`Authorization: Token <token>`: the same token with DRF's prefix."},
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "`Authorization: Bearer <token>` (manage.py issue_token; stored hashed, shown once).",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "`Authorization: Token <token>`: the same token with DRF's prefix.",
+            },
         ]
 
     def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[str]]]:

@@ -6,6 +6,7 @@ which is good for that module only. Reported runs are ordinary ModuleRuns (trigg
 so the module is supervised like ours: success rate, errors, overdue → OFFLINE, alerts. The
 answer says whether the module may act (not while the tower is halted or the module stopped).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -91,10 +92,18 @@ class ModuleTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> list[dict[str, str]]:
         return [
-            {"type": "apiKey", "in": "header", "name": "Authorization",
-             "description": "`Authorization: Module <key>`: the module's own token (manage.py issue_token --module)."},
-            {"type": "apiKey", "in": "header", "name": "X-Module-Token",
-             "description": "The same module token in its own header."},
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": "`Authorization: Module <key>`: the module's own token (manage.py issue_token --module).",
+            },
+            {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Module-Token",
+                "description": "The same module token in its own header.",
+            },
         ]
 
     def get_security_requirement(self, auto_schema: Any) -> list[dict[str, list[str]]]:
@@ -142,13 +151,15 @@ class ExternalRunView(APIView):
     permission_classes = [IsOperatorOrTheModule]
 
     @extend_schema(
-        operation_id="control_tower_module_report_run", request=ExternalRunSerializer, tags=TAGS,
+        operation_id="control_tower_module_report_run",
+        request=ExternalRunSerializer,
+        tags=TAGS,
         summary="Report a run of an external module",
         description="For modules registered with `manage.py register_external_module` (they run elsewhere, on their "
-                    "own schedule). The run counts like any other: success rate, errors, and overdue (OFFLINE) when "
-                    "none is reported for longer than the module's interval plus SCHEDULER_GRACE_SECONDS. Report "
-                    "`running` then the end with the same run_id, or only the finished run. The answer's may_act is "
-                    "false while the tower is halted or the module stopped: the module must not act then.",
+        "own schedule). The run counts like any other: success rate, errors, and overdue (OFFLINE) when "
+        "none is reported for longer than the module's interval plus SCHEDULER_GRACE_SECONDS. Report "
+        "`running` then the end with the same run_id, or only the finished run. The answer's may_act is "
+        "false while the tower is halted or the module stopped: the module must not act then.",
         responses={
             201: OpenApiResponse(ExternalRunResultSerializer, "Recorded as a new run."),
             200: OpenApiResponse(ExternalRunResultSerializer, "The running run with this run_id was updated."),
@@ -156,8 +167,9 @@ class ExternalRunView(APIView):
             401: OpenApiResponse(ErrorSerializer, "No or invalid credentials (WWW-Authenticate: Module)."),
             403: OpenApiResponse(ErrorSerializer, "Neither an operator nor this module's token."),
             404: OpenApiResponse(ErrorSerializer, "No module with this code."),
-            409: OpenApiResponse(ErrorSerializer, "Not an external module, or the run_id is another module's or "
-                                                  "already finished."),
+            409: OpenApiResponse(
+                ErrorSerializer, "Not an external module, or the run_id is another module's or already finished."
+            ),
         },
     )
     def post(self, request: Request, code: str) -> Response:

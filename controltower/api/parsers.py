@@ -5,6 +5,7 @@ emergency stop; here a repeated key is a 400 naming it. Nesting is bounded (MAX_
 request body of this API goes deeper than a few levels, and Python's decoder recurses, so ~1,000
 levels would otherwise end in a RecursionError (an HTML 500).
 """
+
 from __future__ import annotations
 
 import codecs
@@ -53,8 +54,11 @@ class StrictJSONParser(parsers.JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: dict[str, Any] | None = None) -> Any:
         encoding = parsers.get_encoding(parser_context or {})
         try:
-            data = json.load(codecs.getreader(encoding)(stream), object_pairs_hook=unique_object,
-                             parse_constant=json.strict_constant if self.strict else None)
+            data = json.load(
+                codecs.getreader(encoding)(stream),
+                object_pairs_hook=unique_object,
+                parse_constant=json.strict_constant if self.strict else None,
+            )
         except DuplicateKey as exc:
             raise exceptions.ValidationError({exc.key: [DUPLICATE_KEY]}) from None
         except RecursionError:

@@ -1,4 +1,5 @@
 """The API's DRF permission classes, over the tower's roles (controltower.roles)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

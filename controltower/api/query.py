@@ -5,6 +5,7 @@ keeps its last value, so `?until=`, `?since=a&since=b` or a misspelt filter woul
 an unfiltered page. Here each of them is a 400 naming the parameter. NUL is refused for every
 parameter in one place: PostgreSQL cannot store or compare text containing it.
 """
+
 from __future__ import annotations
 
 from rest_framework import serializers
@@ -32,8 +33,9 @@ def query_errors(params: dict[str, list[str]], declared: set[str]) -> dict[str, 
 def validated_query(serializer_class: type[serializers.Serializer], request: Request) -> serializers.Serializer:
     """The request's query parameters, validated by `serializer_class` (raises a 400)."""
     declared = set(serializer_class().fields)
-    params = {name: values for name, values in request.query_params.lists()
-              if name != RENDERER_OVERRIDE or name in declared}
+    params = {
+        name: values for name, values in request.query_params.lists() if name != RENDERER_OVERRIDE or name in declared
+    }
     errors = query_errors(params, declared)
     if errors:
         raise serializers.ValidationError(errors)

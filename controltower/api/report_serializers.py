@@ -3,6 +3,7 @@
 Query-parameter serializers validate every filter (a bad value is a 400 with field errors)
 and turn it into ORM lookups; response serializers describe every field for the OpenAPI schema.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,11 @@ from rest_framework import serializers
 
 from controltower.api.serializers import RecommendationSerializer
 from controltower.api.strict import (
-    JsonCharField, JsonIntegerField, JsonObjectSerializer, JsonUUIDField, storable_json,
+    JsonCharField,
+    JsonIntegerField,
+    JsonObjectSerializer,
+    JsonUUIDField,
+    storable_json,
 )
 from controltower.commander import COMMANDS
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemHealthLog, SystemStatus
@@ -45,12 +50,17 @@ class ReportQuerySerializer(serializers.Serializer):
     """The period: `days` back from `until` (default now), or `since`…`until`."""
 
     days = serializers.IntegerField(
-        required=False, min_value=1, max_value=MAX_REPORT_DAYS,
-        help_text=f"Length of the period in days, ending at `until` (default {DEFAULT_REPORT_DAYS}).")
-    since = serializers.DateTimeField(required=False,
-                                      help_text="Start of the period (ISO 8601; naive = UTC). Not with days.")
-    until = serializers.DateTimeField(required=False, help_text="End of the period (ISO 8601), default now; "
-                                                                "a future end is taken as now.")
+        required=False,
+        min_value=1,
+        max_value=MAX_REPORT_DAYS,
+        help_text=f"Length of the period in days, ending at `until` (default {DEFAULT_REPORT_DAYS}).",
+    )
+    since = serializers.DateTimeField(
+        required=False, help_text="Start of the period (ISO 8601; naive = UTC). Not with days."
+    )
+    until = serializers.DateTimeField(
+        required=False, help_text="End of the period (ISO 8601), default now; a future end is taken as now."
+    )
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         now = timezone.now()
@@ -62,8 +72,11 @@ class ReportQuerySerializer(serializers.Serializer):
         until = min(requested_until, now)  # the future has no history yet
         since = data.get("since") or days_before(until, data.get("days", DEFAULT_REPORT_DAYS))
         if since >= until:  # without since, only an until at the calendar's first instant leaves nothing
-            raise serializers.ValidationError({"since": ["since is in the future."]} if "since" in data else
-                                              {"until": [f"until must be after {EARLIEST.isoformat()}."]})
+            raise serializers.ValidationError(
+                {"since": ["since is in the future."]}
+                if "since" in data
+                else {"until": [f"until must be after {EARLIEST.isoformat()}."]}
+            )
         if until - since > timedelta(days=MAX_REPORT_DAYS):
             raise serializers.ValidationError({"since": [f"The period is at most {MAX_REPORT_DAYS} days."]})
         return {"since": since, "until": until}
@@ -93,8 +106,10 @@ def _pct(help_text: str) -> serializers.FloatField:
 
 
 class SystemUptimeSerializer(serializers.Serializer):
-    uptime_pct = _pct("Share of the known time the system was HEALTHY, STARTING time left out (neither up nor "
-                      "down); null without any check in the period, or when it was starting throughout.")
+    uptime_pct = _pct(
+        "Share of the known time the system was HEALTHY, STARTING time left out (neither up nor "
+        "down); null without any check in the period, or when it was starting throughout."
+    )
     known_seconds = serializers.FloatField(min_value=0, help_text="From the first check of the period to its end.")
     unknown_seconds = serializers.FloatField(min_value=0, help_text="Before the first check: left out of the shares.")
     points = serializers.IntegerField(min_value=0, help_text="Completed health checks, emergency stops and resumes.")
@@ -105,10 +120,13 @@ class ModuleAvailabilitySerializer(serializers.Serializer):
     module = serializers.CharField()
     name = serializers.CharField(allow_blank=True)
     checks = serializers.IntegerField(min_value=0)
-    availability_pct = _pct("ONLINE share of the known time, time STOPPED on purpose or UNKNOWN (waiting for its "
-                            "first run) left out; null when it was stopped or waiting throughout.")
-    counted_seconds = serializers.FloatField(min_value=0, help_text="Known time minus time stopped on purpose or "
-                                                                     "waiting for its first run.")
+    availability_pct = _pct(
+        "ONLINE share of the known time, time STOPPED on purpose or UNKNOWN (waiting for its "
+        "first run) left out; null when it was stopped or waiting throughout."
+    )
+    counted_seconds = serializers.FloatField(
+        min_value=0, help_text="Known time minus time stopped on purpose or waiting for its first run."
+    )
     distribution = ModuleShareSerializer(many=True)
 
 
@@ -177,16 +195,19 @@ class EmergencyStopsSerializer(serializers.Serializer):
     count = serializers.IntegerField(min_value=0, help_text="Halts begun in the period (re-sweeps are not new halts).")
     per_week = WeekCountSerializer(many=True)
     mean_per_week = serializers.FloatField(
-        min_value=0, allow_null=True,
-        help_text="count per 7 days; null over a period shorter than a week (not extrapolated: see count).")
+        min_value=0,
+        allow_null=True,
+        help_text="count per 7 days; null over a period shorter than a week (not extrapolated: see count).",
+    )
     stops = EmergencyStopEntrySerializer(many=True)
 
 
 class AlertQualitySerializer(serializers.Serializer):
     opened = serializers.IntegerField(min_value=0, help_text="Alerts opened in the period (excluded kinds apart).")
     judged = serializers.IntegerField(min_value=0, help_text="Those whose next check has happened.")
-    false_positives = serializers.IntegerField(min_value=0,
-                                               help_text="Cleared by the next check with no action on their module.")
+    false_positives = serializers.IntegerField(
+        min_value=0, help_text="Cleared by the next check with no action on their module."
+    )
     false_positive_pct = _pct("false_positives / judged.")
     excluded_prefixes = serializers.ListField(child=serializers.CharField(), help_text="Alert kinds not judged.")
 
@@ -239,8 +260,9 @@ class ListQuerySerializer(serializers.Serializer):
     default_ordering: tuple[str, ...] = ()
 
     page = serializers.IntegerField(required=False, min_value=1, help_text="Page number (from 1).")
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE,
-                                         help_text=f"Items per page (at most {MAX_PAGE_SIZE}).")
+    page_size = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_PAGE_SIZE, help_text=f"Items per page (at most {MAX_PAGE_SIZE})."
+    )
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if "since" in data and "until" in data and data["since"] >= data["until"]:
@@ -251,26 +273,38 @@ class ListQuerySerializer(serializers.Serializer):
         data = self.validated_data
         filters = {lookup: data[name] for name, lookup in self.lookups.items() if name in data}
         if self.time_field:
-            filters.update({f"{self.time_field}__{op}": data[name]
-                            for name, op in (("since", "gte"), ("until", "lt")) if name in data})
+            filters.update(
+                {
+                    f"{self.time_field}__{op}": data[name]
+                    for name, op in (("since", "gte"), ("until", "lt"))
+                    if name in data
+                }
+            )
         ordering = [data["ordering"]] if "ordering" in data else list(self.default_ordering)
         # The primary key breaks ties, so pages never overlap or skip rows.
         return queryset.filter(**filters).order_by(*ordering, "pk")
 
 
 def _window(what: str) -> tuple[serializers.DateTimeField, serializers.DateTimeField]:
-    return (serializers.DateTimeField(required=False, help_text=f"Only {what} at or after this instant (ISO 8601)."),
-            serializers.DateTimeField(required=False, help_text=f"Only {what} before this instant (ISO 8601)."))
+    return (
+        serializers.DateTimeField(required=False, help_text=f"Only {what} at or after this instant (ISO 8601)."),
+        serializers.DateTimeField(required=False, help_text=f"Only {what} before this instant (ISO 8601)."),
+    )
 
 
 def _ordering(field: str) -> serializers.ChoiceField:
-    return serializers.ChoiceField(choices=[field, f"-{field}"], required=False,
-                                   help_text=f"Sort by {field}; '-' for newest first (default).")
+    return serializers.ChoiceField(
+        choices=[field, f"-{field}"], required=False, help_text=f"Sort by {field}; '-' for newest first (default)."
+    )
 
 
 class RunQuerySerializer(ListQuerySerializer):
-    lookups = {"run_type": "run_type", "system_status": "system_status", "command_type": "command_type",
-               "state": "state"}
+    lookups = {
+        "run_type": "run_type",
+        "system_status": "system_status",
+        "command_type": "command_type",
+        "state": "state",
+    }
     time_field = "executed_at"
     default_ordering = ("-executed_at",)
 
@@ -299,11 +333,12 @@ class ModuleQuerySerializer(ListQuerySerializer):
     default_ordering = ("position", "code")  # registry order: 10.2 before 10.10
 
     desired_state = serializers.ChoiceField(choices=MetaModule.DesiredState.choices, required=False)
-    health_status = serializers.ChoiceField(choices=ModuleStatus.choices, required=False,
-                                            help_text="Status at the latest health check.")
-    external = serializers.BooleanField(required=False,
-                                        help_text="true: only modules reporting from outside; false: only ours "
-                                                  "(default: both).")
+    health_status = serializers.ChoiceField(
+        choices=ModuleStatus.choices, required=False, help_text="Status at the latest health check."
+    )
+    external = serializers.BooleanField(
+        required=False, help_text="true: only modules reporting from outside; false: only ours (default: both)."
+    )
 
 
 # --- history rows ----------------------------------------------------------------------------
@@ -315,12 +350,38 @@ class RunSerializer(serializers.ModelSerializer):
     class Meta:
         model = ControlTowerRun
         fields = [
-            "id", "run_type", "state", "command_type", "system_status", "total_modules_checked", "online_modules",
-            "degraded_modules", "offline_modules", "modules_expected", "modules_run", "module_health_details", "actions_executed",
-            "errors_encountered", "recoveries_performed", "total_api_calls_24h", "total_errors_24h",
-            "total_campaigns_active", "total_daily_budget_usd", "db_connection_pool_size", "db_active_connections",
-            "db_query_avg_ms", "execution_time_ms", "executed_by", "executed_at", "recommendations", "alerts", "mode",
-            "reason", "parameters", "modules_affected", "message",
+            "id",
+            "run_type",
+            "state",
+            "command_type",
+            "system_status",
+            "total_modules_checked",
+            "online_modules",
+            "degraded_modules",
+            "offline_modules",
+            "modules_expected",
+            "modules_run",
+            "module_health_details",
+            "actions_executed",
+            "errors_encountered",
+            "recoveries_performed",
+            "total_api_calls_24h",
+            "total_errors_24h",
+            "total_campaigns_active",
+            "total_daily_budget_usd",
+            "db_connection_pool_size",
+            "db_active_connections",
+            "db_query_avg_ms",
+            "execution_time_ms",
+            "executed_by",
+            "executed_at",
+            "recommendations",
+            "alerts",
+            "mode",
+            "reason",
+            "parameters",
+            "modules_affected",
+            "message",
         ]
 
 
@@ -332,10 +393,30 @@ class HealthLogSerializer(serializers.ModelSerializer):
     class Meta:
         model = SystemHealthLog
         fields = [
-            "id", "run", "module_name", "module_full_name", "health_status", "success_rate", "avg_execution_time_ms",
-            "error_count_24h", "api_calls_24h", "is_scheduler_running", "is_db_healthy", "is_api_healthy",
-            "last_run", "next_run", "last_error", "last_error_time", "recovery_attempts", "last_recovery_action",
-            "recovery_successful", "db_connections", "memory_usage_mb", "cpu_usage_pct", "checked_at", "mode",
+            "id",
+            "run",
+            "module_name",
+            "module_full_name",
+            "health_status",
+            "success_rate",
+            "avg_execution_time_ms",
+            "error_count_24h",
+            "api_calls_24h",
+            "is_scheduler_running",
+            "is_db_healthy",
+            "is_api_healthy",
+            "last_run",
+            "next_run",
+            "last_error",
+            "last_error_time",
+            "recovery_attempts",
+            "last_recovery_action",
+            "recovery_successful",
+            "db_connections",
+            "memory_usage_mb",
+            "cpu_usage_pct",
+            "checked_at",
+            "mode",
         ]
 
 
@@ -344,8 +425,20 @@ class ModuleRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModuleRun
-        fields = ["id", "started_at", "finished_at", "outcome", "trigger", "error_message", "duration_ms",
-                  "api_calls", "api_errors", "cpu_ms", "peak_rss_mb", "summary"]
+        fields = [
+            "id",
+            "started_at",
+            "finished_at",
+            "outcome",
+            "trigger",
+            "error_message",
+            "duration_ms",
+            "api_calls",
+            "api_errors",
+            "cpu_ms",
+            "peak_rss_mb",
+            "summary",
+        ]
 
 
 class ModuleSerializer(serializers.Serializer):
@@ -359,14 +452,18 @@ class ModuleSerializer(serializers.Serializer):
     desired_state_by = serializers.CharField(allow_blank=True)
     desired_state_at = serializers.DateTimeField(allow_null=True)
     desired_state_reason = serializers.CharField(allow_blank=True)
-    external = serializers.BooleanField(source="is_external",
-                                        help_text="Runs outside this codebase and reports its runs.")
-    interval_seconds = serializers.IntegerField(allow_null=True, min_value=0,
-                                                help_text="Its schedule (external: the interval it reports at).")
-    scheduler_enabled = serializers.BooleanField(allow_null=True,
-                                                 help_text="Its periodic task is enabled; null without one (external).")
-    health_status = serializers.ChoiceField(choices=ModuleStatus.choices, allow_null=True,
-                                            help_text="At the latest health check; null before the first.")
+    external = serializers.BooleanField(
+        source="is_external", help_text="Runs outside this codebase and reports its runs."
+    )
+    interval_seconds = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="Its schedule (external: the interval it reports at)."
+    )
+    scheduler_enabled = serializers.BooleanField(
+        allow_null=True, help_text="Its periodic task is enabled; null without one (external)."
+    )
+    health_status = serializers.ChoiceField(
+        choices=ModuleStatus.choices, allow_null=True, help_text="At the latest health check; null before the first."
+    )
     health_checked_at = serializers.DateTimeField(allow_null=True)
 
 
@@ -377,8 +474,9 @@ class ModuleDetailSerializer(ModuleSerializer):
 
 
 class ModuleActionSerializer(JsonObjectSerializer):
-    reason = JsonCharField(max_length=2000, required=False, allow_blank=True, default="",
-                           help_text="Recorded with the command.")
+    reason = JsonCharField(
+        max_length=2000, required=False, allow_blank=True, default="", help_text="Recorded with the command."
+    )
 
 
 # --- external run reports --------------------------------------------------------------------
@@ -387,12 +485,15 @@ class ModuleActionSerializer(JsonObjectSerializer):
 class ExternalRunSerializer(JsonObjectSerializer):
     """A run reported by a module that runs outside this codebase (like a heartbeat)."""
 
-    run_id = JsonUUIDField(required=False,
-                           help_text="Report the same run again (e.g. `running`, then its end) or retry "
-                                     "safely: created once, then updated while running.")
+    run_id = JsonUUIDField(
+        required=False,
+        help_text="Report the same run again (e.g. `running`, then its end) or retry "
+        "safely: created once, then updated while running.",
+    )
     started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField(required=False, allow_null=True,
-                                            help_text="Default for a finished run: started_at + duration_ms, else now.")
+    finished_at = serializers.DateTimeField(
+        required=False, allow_null=True, help_text="Default for a finished run: started_at + duration_ms, else now."
+    )
     outcome = serializers.ChoiceField(choices=ModuleRun.Outcome.choices)
     duration_ms = JsonIntegerField(required=False, allow_null=True, min_value=0, max_value=PG_INTEGER_MAX)
     api_calls = JsonIntegerField(required=False, default=0, min_value=0, max_value=PG_INTEGER_MAX)
@@ -430,6 +531,8 @@ class ExternalRunSerializer(JsonObjectSerializer):
 class ExternalRunResultSerializer(serializers.Serializer):
     module = serializers.CharField()
     run = ModuleRunSerializer()
-    may_act = serializers.BooleanField(help_text="false while the tower is halted or the module is stopped: "
-                                                 "the module must not act until this turns true again.")
+    may_act = serializers.BooleanField(
+        help_text="false while the tower is halted or the module is stopped: "
+        "the module must not act until this turns true again."
+    )
     refusal = serializers.CharField(allow_blank=True, help_text="Why it may not act ('' when it may).")

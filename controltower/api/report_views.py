@@ -1,4 +1,5 @@
 """GET report: the spec's success metrics over a period (definitions in controltower/reports.py)."""
+
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -17,15 +18,19 @@ class ReportView(APIView):
     permission_classes = [IsTowerViewer]
 
     @extend_schema(
-        operation_id="control_tower_report", tags=TAGS, parameters=[ReportQuerySerializer],
+        operation_id="control_tower_report",
+        tags=TAGS,
+        parameters=[ReportQuerySerializer],
         summary="System report over a period",
         description="System uptime (time-weighted between checks), module availability, MTTR, auto-recovery success, "
-                    "emergency stops per ISO week, false-positive alerts, run totals, top errors and the current "
-                    "recommendations. `days` (1–366, default 7) back from `until` (default now), or `since`/`until`. "
-                    "Computed by the database in a fixed number of queries whatever the period.",
-        responses={200: ReportSerializer,
-                   400: OpenApiResponse(description="Invalid period: an object of field name → list of messages."),
-                   **AUTH_ERRORS},
+        "emergency stops per ISO week, false-positive alerts, run totals, top errors and the current "
+        "recommendations. `days` (1–366, default 7) back from `until` (default now), or `since`/`until`. "
+        "Computed by the database in a fixed number of queries whatever the period.",
+        responses={
+            200: ReportSerializer,
+            400: OpenApiResponse(description="Invalid period: an object of field name → list of messages."),
+            **AUTH_ERRORS,
+        },
     )
     def get(self, request: Request) -> Response:
         query = validated_query(ReportQuerySerializer, request)

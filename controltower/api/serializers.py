@@ -5,6 +5,7 @@ serializers render what the tower's functions return (a health.ModuleHealth as i
 switch's results, dicts where the view composes the answer) and are the schema that clients (and
 the schemathesis run) check responses against. Unknown values are null.
 """
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -14,7 +15,11 @@ from rest_framework import serializers
 
 from controltower import channels
 from controltower.api.strict import (
-    JsonBooleanField, JsonCharField, JsonObjectSerializer, JsonRegexField, ModuleCodeField,
+    JsonBooleanField,
+    JsonCharField,
+    JsonObjectSerializer,
+    JsonRegexField,
+    ModuleCodeField,
 )
 from controltower.commander import ALIASES, COMMANDS, canonical
 from controltower.recovery_policy import Action
@@ -37,10 +42,14 @@ def _nullable_datetime(help_text: str) -> serializers.DateTimeField:
 class SchemaQuerySerializer(serializers.Serializer):
     """The parameters of GET /api/schema/."""
 
-    format = serializers.ChoiceField(choices=sorted({r.format for r in SpectacularAPIView.renderer_classes}),
-                                     required=False, help_text="Default: by the Accept header (YAML without one).")
-    lang = serializers.ChoiceField(choices=[code for code, _ in settings.LANGUAGES], required=False,
-                                   help_text="Language of the descriptions.")
+    format = serializers.ChoiceField(
+        choices=sorted({r.format for r in SpectacularAPIView.renderer_classes}),
+        required=False,
+        help_text="Default: by the Accept header (YAML without one).",
+    )
+    lang = serializers.ChoiceField(
+        choices=[code for code, _ in settings.LANGUAGES], required=False, help_text="Language of the descriptions."
+    )
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -53,7 +62,8 @@ class StatusSerializer(serializers.Serializer):
     """GET status: the spec's fields, plus unknown/stopped counts and, while halted, who/when/why."""
 
     is_operational = serializers.BooleanField(
-        help_text="True when no emergency stop is active and system_status is healthy, degraded or starting.")
+        help_text="True when no emergency stop is active and system_status is healthy, degraded or starting."
+    )
     emergency_stop_active = serializers.BooleanField()
     last_health_check = _nullable_datetime("When the latest completed health check ran; null before the first.")
     system_status = serializers.ChoiceField(choices=SystemStatus.choices)
@@ -64,21 +74,27 @@ class StatusSerializer(serializers.Serializer):
     unknown_modules = _count("UNKNOWN (never finished a run) at the latest check.")
     stopped_modules = _count("Stopped on purpose by an operator at the latest check.")
     modules_run = serializers.IntegerField(
-        allow_null=True, min_value=0,
+        allow_null=True,
+        min_value=0,
         help_text="Of modules_expected, those that have finished a run (STARTING until all have: 'STARTING — "
-                  "modules_run of modules_expected modules have run'); null before the first check when not starting.")
+        "modules_run of modules_expected modules have run'); null before the first check when not starting.",
+    )
     modules_expected = serializers.IntegerField(
-        allow_null=True, min_value=0, help_text="Modules expected to run: all but those stopped on purpose.")
+        allow_null=True, min_value=0, help_text="Modules expected to run: all but those stopped on purpose."
+    )
     mode = serializers.ChoiceField(choices=Mode.choices)
     meta_access_tiers = serializers.DictField(
         child=serializers.CharField(allow_blank=True),
         help_text="Ad account → the Marketing API access tier Meta reported in its usage headers, as of the "
-                  "latest health check (development_access: about 20 pauses per 5 minutes per account; "
-                  "standard_access: about 3,000), '' until Meta has said.")
+        "latest health check (development_access: about 20 pauses per 5 minutes per account; "
+        "standard_access: about 3,000), '' until Meta has said.",
+    )
     halted_by = serializers.CharField(required=False, help_text="Only while an emergency stop is active.")
     # Not nullable: DRF would render an absent nullable field as null instead of leaving it out.
     halted_at = serializers.DateTimeField(required=False, help_text="Only while an emergency stop is active.")
-    halt_reason = serializers.CharField(required=False, allow_blank=True, help_text="Only while an emergency stop is active.")
+    halt_reason = serializers.CharField(
+        required=False, allow_blank=True, help_text="Only while an emergency stop is active."
+    )
 
 
 class ModuleHealthSerializer(serializers.Serializer):
@@ -89,13 +105,18 @@ class ModuleHealthSerializer(serializers.Serializer):
     module_name = serializers.CharField(source="code", help_text="Module code, e.g. 10.7.")
     module_full_name = serializers.CharField(source="name")
     health_status = serializers.ChoiceField(source="status", choices=ModuleStatus.choices)
-    success_rate = serializers.FloatField(allow_null=True, min_value=0.0, max_value=1.0,
-                                          help_text="Share of finished runs that succeeded in 24 h; null without runs.")
+    success_rate = serializers.FloatField(
+        allow_null=True,
+        min_value=0.0,
+        max_value=1.0,
+        help_text="Share of finished runs that succeeded in 24 h; null without runs.",
+    )
     avg_execution_time_ms = serializers.IntegerField(allow_null=True, min_value=0)
     error_count_24h = _count("Failed or timed-out runs in 24 h.")
     api_calls_24h = _count("Meta Graph API requests made by its runs in 24 h.")
     is_scheduler_running = serializers.BooleanField(
-        help_text="Its periodic task is enabled, Beat and a worker are alive, and it is not overdue.")
+        help_text="Its periodic task is enabled, Beat and a worker are alive, and it is not overdue."
+    )
     is_db_healthy = serializers.BooleanField()
     is_api_healthy = serializers.BooleanField()
     last_run = _nullable_datetime("Start of its latest finished run.")
@@ -105,8 +126,9 @@ class ModuleHealthSerializer(serializers.Serializer):
     recovery_attempts = _count("Auto-recovery attempts.")
     last_recovery_action = serializers.CharField(allow_blank=True)
     recovery_successful = serializers.BooleanField(allow_null=True)
-    db_connections = serializers.IntegerField(allow_null=True, min_value=0,
-                                              help_text="Active database connections (PostgreSQL only).")
+    db_connections = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="Active database connections (PostgreSQL only)."
+    )
     memory_usage_mb = serializers.FloatField(allow_null=True, help_text="Peak worker RSS measured by its runs.")
     cpu_usage_pct = serializers.FloatField(allow_null=True, help_text="CPU time over wall time of its runs.")
     function = serializers.CharField()
@@ -161,8 +183,9 @@ class RecoveryRateSerializer(serializers.Serializer):
     attempts = serializers.IntegerField(min_value=0, help_text="Automatic actions run (escalations excluded).")
     verified = serializers.IntegerField(min_value=0, help_text="Attempts a later check has judged.")
     healed = serializers.IntegerField(min_value=0, help_text="Verified attempts after which the module was ONLINE.")
-    success_rate = serializers.FloatField(allow_null=True, min_value=0.0, max_value=1.0,
-                                          help_text="healed / verified; null before any verification.")
+    success_rate = serializers.FloatField(
+        allow_null=True, min_value=0.0, max_value=1.0, help_text="healed / verified; null before any verification."
+    )
     escalations = serializers.IntegerField(min_value=0, help_text="Modules handed to a human (ALERT_ADMIN).")
 
 
@@ -175,8 +198,9 @@ class SystemMetricsSerializer(serializers.Serializer):
     stopped_modules = _count("Modules stopped on purpose.")
     total_api_calls_24h = _count("Meta Graph API requests of all modules in 24 h.")
     total_errors_24h = _count("Failed runs of all modules in 24 h.")
-    total_campaigns_active = serializers.IntegerField(allow_null=True, min_value=0,
-                                                      help_text="ACTIVE campaigns in the mirror; null before any sync.")
+    total_campaigns_active = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="ACTIVE campaigns in the mirror; null before any sync."
+    )
     total_daily_budget_usd = serializers.FloatField(allow_null=True, help_text="Their daily budgets (USD accounts).")
     db_connection_pool_size = serializers.IntegerField(allow_null=True, min_value=0, help_text="PostgreSQL only.")
     db_active_connections = serializers.IntegerField(allow_null=True, min_value=0, help_text="PostgreSQL only.")
@@ -187,8 +211,10 @@ class SystemMetricsSerializer(serializers.Serializer):
     beat_alive = serializers.BooleanField(help_text="beat_liveness is not dead.")
     workers_alive = serializers.BooleanField(help_text="workers_liveness is not dead.")
     beat_liveness = serializers.ChoiceField(
-        choices=LIVENESS, help_text="From the heartbeat: waiting_for_first_heartbeat for HEARTBEAT_STALE_SECONDS "
-                                    "after install, then alive or dead.")
+        choices=LIVENESS,
+        help_text="From the heartbeat: waiting_for_first_heartbeat for HEARTBEAT_STALE_SECONDS "
+        "after install, then alive or dead.",
+    )
     workers_liveness = serializers.ChoiceField(choices=LIVENESS, help_text="As beat_liveness, for the workers.")
     beat_last_seen = _nullable_datetime("When Beat last sent the heartbeat task.")
     worker_last_seen = _nullable_datetime("When a worker last executed the heartbeat task.")
@@ -242,14 +268,22 @@ class StopParametersSerializer(JsonObjectSerializer):
     pause_campaigns = _flag(True, "Pause every ACTIVE campaign on Meta.")
     send_alerts = _flag(True, "Alert admins by email / Slack / webhook.")
     ad_account_ids = serializers.ListField(
-        child=JsonRegexField(AD_ACCOUNT_ID, max_length=24), required=False, max_length=500,
-        allow_empty=False, min_length=1,  # allow_empty for its message, min_length for the schema's minItems
-        help_text="Only these ad accounts (act_123 or 123); default: every account the token sees.")
+        child=JsonRegexField(AD_ACCOUNT_ID, max_length=24),
+        required=False,
+        max_length=500,
+        allow_empty=False,
+        min_length=1,  # allow_empty for its message, min_length for the schema's minItems
+        help_text="Only these ad accounts (act_123 or 123); default: every account the token sees.",
+    )
 
 
 class EmergencyStopRequestSerializer(StopParametersSerializer):
-    reason = JsonCharField(max_length=REASON_MAX, allow_blank=False, trim_whitespace=True,
-                           help_text="Why money must stop now (required, recorded with who and when).")
+    reason = JsonCharField(
+        max_length=REASON_MAX,
+        allow_blank=False,
+        trim_whitespace=True,
+        help_text="Why money must stop now (required, recorded with who and when).",
+    )
     dry_run = _flag(False, "List exactly what would be stopped and paused; change nothing.")
 
 
@@ -261,8 +295,11 @@ class ResumeParametersSerializer(JsonObjectSerializer):
 
 class ResumeRequestSerializer(ResumeParametersSerializer):
     reason = JsonCharField(max_length=REASON_MAX, required=False, allow_blank=True, default="")
-    dry_run = _flag(False, "List exactly which campaigns would be re-activated or left (and why), which schedulers "
-                           "would restart and when, and the daily budget that would spend again; change nothing.")
+    dry_run = _flag(
+        False,
+        "List exactly which campaigns would be re-activated or left (and why), which schedulers "
+        "would restart and when, and the daily budget that would spend again; change nothing.",
+    )
 
 
 class CampaignIssueSerializer(serializers.Serializer):
@@ -283,23 +320,29 @@ class TargetSerializer(serializers.Serializer):
     graph_url = serializers.CharField()
     api_version = serializers.CharField(help_text="The Graph API version every call uses (META_API_VERSION).")
     label = serializers.CharField(help_text='"STUB sandbox at <url>" or "LIVE Meta (<url>)".')
-    tiers = serializers.DictField(child=serializers.CharField(),
-                                  help_text="Ad account → Marketing API access tier learnt from Meta's answers "
-                                            "(only accounts whose tier is known).")
+    tiers = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="Ad account → Marketing API access tier learnt from Meta's answers "
+        "(only accounts whose tier is known).",
+    )
 
 
 class StakesSerializer(serializers.Serializer):
     account = serializers.CharField(allow_blank=True, help_text="The ad account; blank on a per-currency total.")
-    currency = serializers.CharField(help_text="The ad account's currency; amounts of different currencies are "
-                                               "never added together.")
+    currency = serializers.CharField(
+        help_text="The ad account's currency; amounts of different currencies are never added together."
+    )
     campaigns = serializers.IntegerField(min_value=0)
     daily_budget_minor = serializers.IntegerField(
-        min_value=0, help_text="Sum of the campaigns' own daily budgets, in the currency's minor units (as Meta).")
+        min_value=0, help_text="Sum of the campaigns' own daily budgets, in the currency's minor units (as Meta)."
+    )
     daily_budget = serializers.CharField(help_text='The same, for people: "1,250.00 USD".')
     adset_budget_campaigns = serializers.IntegerField(
-        min_value=0, help_text="Campaigns without a campaign budget: their ad sets' budgets spend (not counted above).")
+        min_value=0, help_text="Campaigns without a campaign budget: their ad sets' budgets spend (not counted above)."
+    )
     lifetime_budget_campaigns = serializers.IntegerField(
-        min_value=0, help_text="Campaigns on a lifetime budget (not counted above).")
+        min_value=0, help_text="Campaigns on a lifetime budget (not counted above)."
+    )
 
 
 class StopStakesSerializer(serializers.Serializer):
@@ -309,8 +352,10 @@ class StopStakesSerializer(serializers.Serializer):
 
 class StopPreviewSerializer(serializers.Serializer):
     schedulers = serializers.ListField(child=serializers.CharField(), help_text="Module codes whose task is enabled.")
-    campaigns = serializers.DictField(child=serializers.ListField(child=serializers.DictField()),
-                                      help_text="Ad account → ACTIVE campaigns ({id, name}).")
+    campaigns = serializers.DictField(
+        child=serializers.ListField(child=serializers.DictField()),
+        help_text="Ad account → ACTIVE campaigns ({id, name}).",
+    )
     target = TargetSerializer()
     stakes = StopStakesSerializer()
 
@@ -319,8 +364,9 @@ class ResumeCampaignSerializer(serializers.Serializer):
     campaign_id = serializers.CharField()
     account_id = serializers.CharField()
     name = serializers.CharField(allow_blank=True)
-    action = serializers.ChoiceField(choices=["reactivate", "leave", "unknown"],
-                                     help_text="unknown: Meta could not be read now (see errors).")
+    action = serializers.ChoiceField(
+        choices=["reactivate", "leave", "unknown"], help_text="unknown: Meta could not be read now (see errors)."
+    )
     why = serializers.ChoiceField(choices=["", *Leave], help_text="Why it would be left; blank otherwise.")
     reason = serializers.CharField(allow_blank=True)
 
@@ -357,11 +403,15 @@ class AlertChannelSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=[(kind, kind) for kind in channels.KINDS], source="kind")
     setting = serializers.CharField(help_text="The setting that configures it.")
     configured = serializers.BooleanField()
-    target = serializers.CharField(allow_blank=True, help_text="Where it sends: the email recipients, or only the "
-                                                               "host of a webhook URL (its path is a secret); empty "
-                                                               "when not configured.")
-    last_delivery = LastDeliverySerializer(source="last", allow_null=True,
-                                           help_text="Its latest delivery of any kind; null when none yet.")
+    target = serializers.CharField(
+        allow_blank=True,
+        help_text="Where it sends: the email recipients, or only the "
+        "host of a webhook URL (its path is a secret); empty "
+        "when not configured.",
+    )
+    last_delivery = LastDeliverySerializer(
+        source="last", allow_null=True, help_text="Its latest delivery of any kind; null when none yet."
+    )
 
 
 class AlertTestSerializer(serializers.Serializer):
@@ -374,9 +424,11 @@ class AlertTestSerializer(serializers.Serializer):
 
 
 def _alerts_outcome() -> serializers.CharField:
-    return serializers.CharField(help_text="Why as many alerts went out as did: \"no alert channel configured\", "
-                                           "\"alerts not requested\", or per channel \"<channel> delivered\" / "
-                                           "\"<channel> failed: <error>\" joined by \"; \".")
+    return serializers.CharField(
+        help_text='Why as many alerts went out as did: "no alert channel configured", '
+        '"alerts not requested", or per channel "<channel> delivered" / '
+        '"<channel> failed: <error>" joined by "; ".'
+    )
 
 
 class EmergencyStopResponseSerializer(serializers.Serializer):
@@ -386,7 +438,9 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
     already_halted = serializers.BooleanField(help_text="The tower was already halted: this stop re-swept.")
     schedulers_stopped = serializers.IntegerField(min_value=0)
     campaigns_paused = serializers.IntegerField(min_value=0)
-    campaigns_pending = serializers.IntegerField(min_value=0, help_text="Not yet confirmed paused; retried in the background.")
+    campaigns_pending = serializers.IntegerField(
+        min_value=0, help_text="Not yet confirmed paused; retried in the background."
+    )
     campaigns_failed = CampaignIssueSerializer(many=True)
     alerts_sent = serializers.IntegerField(min_value=0)
     errors = serializers.ListField(child=serializers.CharField())
@@ -394,14 +448,19 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
     message = serializers.CharField()
     campaigns_by_account = serializers.DictField(child=AccountCountsSerializer())
     preview = StopPreviewSerializer(allow_null=True)
-    joined = serializers.BooleanField(help_text="A stop was already running: this one joined it (202; recorded as its "
-                                                "own run) and run_id is the running stop's.")
-    progress_url = serializers.CharField(allow_null=True, help_text="The stop's progress page in the console; null "
-                                                                    "for a dry run.")
-    would_stop = serializers.IntegerField(allow_null=True, min_value=0,
-                                          help_text="Dry run: schedulers the stop would disable (null otherwise).")
-    would_pause = serializers.IntegerField(allow_null=True, min_value=0,
-                                           help_text="Dry run: ACTIVE campaigns the stop would pause (null otherwise).")
+    joined = serializers.BooleanField(
+        help_text="A stop was already running: this one joined it (202; recorded as its "
+        "own run) and run_id is the running stop's."
+    )
+    progress_url = serializers.CharField(
+        allow_null=True, help_text="The stop's progress page in the console; null for a dry run."
+    )
+    would_stop = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="Dry run: schedulers the stop would disable (null otherwise)."
+    )
+    would_pause = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="Dry run: ACTIVE campaigns the stop would pause (null otherwise)."
+    )
     alerts_outcome = _alerts_outcome()
     alert_deliveries = AlertDeliverySerializer(many=True, help_text="One per channel attempt.")
 
@@ -409,23 +468,29 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
 class ResumeResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     run_id = serializers.UUIDField(allow_null=True)
-    awaiting_approval = serializers.BooleanField(help_text="Two-person rule: recorded, waiting for a different operator.")
+    awaiting_approval = serializers.BooleanField(
+        help_text="Two-person rule: recorded, waiting for a different operator."
+    )
     schedulers_resumed = serializers.IntegerField(min_value=0)
     campaigns_resumed = serializers.IntegerField(min_value=0)
     campaigns_skipped = CampaignIssueSerializer(many=True)
     campaigns_pending = serializers.IntegerField(
-        min_value=0, help_text="Eligible for re-activation but not yet re-activated: still PAUSED, retried in the "
-                               "background until done (or given up with an alert). `errors` says why per account.")
+        min_value=0,
+        help_text="Eligible for re-activation but not yet re-activated: still PAUSED, retried in the "
+        "background until done (or given up with an alert). `errors` says why per account.",
+    )
     errors = serializers.ListField(child=serializers.CharField())
     system_status = serializers.ChoiceField(choices=SystemStatus.choices)
     health_check_run_id = serializers.UUIDField(allow_null=True)
     resumed_at = serializers.DateTimeField()
     message = serializers.CharField()
     dry_run = serializers.BooleanField()
-    would_restart = serializers.IntegerField(allow_null=True, min_value=0,
-                                             help_text="Dry run: schedulers resume would re-enable (null otherwise).")
+    would_restart = serializers.IntegerField(
+        allow_null=True, min_value=0, help_text="Dry run: schedulers resume would re-enable (null otherwise)."
+    )
     would_reactivate = serializers.IntegerField(
-        allow_null=True, min_value=0, help_text="Dry run: campaigns resume would re-activate (null otherwise).")
+        allow_null=True, min_value=0, help_text="Dry run: campaigns resume would re-activate (null otherwise)."
+    )
     preview = ResumePreviewSerializer(allow_null=True)
     alerts_sent = serializers.IntegerField(min_value=0)
     alerts_outcome = _alerts_outcome()
@@ -444,15 +509,27 @@ class CommandParametersField(serializers.DictField):
 class CommandRequestSerializer(JsonObjectSerializer):
     command_type = serializers.ChoiceField(choices=[*COMMAND_CHOICES])
     target_modules = serializers.ListField(
-        child=ModuleCodeField(), required=False, default=list, max_length=100,
-        help_text="Module codes (e.g. 10.7). start_all/stop_all: only these; restart_module: required.")
-    reason = JsonCharField(max_length=REASON_MAX, required=False, allow_blank=True, default="",
-                           help_text="Optional for commands; required for emergency_stop.")
+        child=ModuleCodeField(),
+        required=False,
+        default=list,
+        max_length=100,
+        help_text="Module codes (e.g. 10.7). start_all/stop_all: only these; restart_module: required.",
+    )
+    reason = JsonCharField(
+        max_length=REASON_MAX,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Optional for commands; required for emergency_stop.",
+    )
     execute_immediately = _flag(True, "false: queue on Celery and answer 202 with the run id.")
-    parameters = CommandParametersField(required=False, default=dict,
-                                        help_text="emergency_stop: stop_schedulers, pause_campaigns, send_alerts, "
-                                                  "ad_account_ids; resume: resume_schedulers, resume_campaigns, "
-                                                  "run_health_check; other commands take none.")
+    parameters = CommandParametersField(
+        required=False,
+        default=dict,
+        help_text="emergency_stop: stop_schedulers, pause_campaigns, send_alerts, "
+        "ad_account_ids; resume: resume_schedulers, resume_campaigns, "
+        "run_health_check; other commands take none.",
+    )
 
     def validate_target_modules(self, codes: list[str]) -> list[str]:
         return list(dict.fromkeys(codes))

@@ -5,6 +5,7 @@ DRF's fields coerce as if the body were a form: 0 or "false" is a boolean, 12 a 
 `"dry-run": true` would run a real emergency stop. In a JSON body each of these is the client's
 mistake: a 400 with field errors. The schema says so too (`additionalProperties: false`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -34,7 +35,6 @@ class RequestTooLarge(exceptions.APIException):
 # A request body that may carry only the declared fields (a comment: drf-spectacular would take a
 # docstring for the description of every request body).
 class JsonObjectSerializer(serializers.Serializer):
-
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, Mapping):
             unknown = sorted(set(data) - set(self.fields))

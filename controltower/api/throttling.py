@@ -2,6 +2,7 @@
 
 The budgets themselves (scopes, rates, the shared counter) are the tower's: controltower.rate_limits.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -1,4 +1,5 @@
 """Routes under /meta/control-tower/. The spec's curl examples have no trailing slash; both forms work."""
+
 from django.urls import re_path
 
 from controltower.api import external, report_views, views, viewsets

@@ -5,6 +5,7 @@ Writes (WriteView: operators only, throttled per user and scope): command, emerg
 recovery and an alert channel's test. Also the API root, the JSON 404 under the prefix, the schema
 view and the exception handler that keeps every error an object.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -32,9 +33,20 @@ from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.query import validated_query
 from controltower.api.strict import RequestTooLarge
 from controltower.api.serializers import (
-    AlertChannelSerializer, AlertTestSerializer, CommandRequestSerializer, EmergencyStopRequestSerializer, EmergencyStopResponseSerializer, ErrorSerializer,
-    HealthSerializer, OrchestrationResultSerializer, RecoveryAttemptSerializer, RecoveryRequestSerializer,
-    ResumeRequestSerializer, ResumeResponseSerializer, SchemaQuerySerializer, StatusSerializer,
+    AlertChannelSerializer,
+    AlertTestSerializer,
+    CommandRequestSerializer,
+    EmergencyStopRequestSerializer,
+    EmergencyStopResponseSerializer,
+    ErrorSerializer,
+    HealthSerializer,
+    OrchestrationResultSerializer,
+    RecoveryAttemptSerializer,
+    RecoveryRequestSerializer,
+    ResumeRequestSerializer,
+    ResumeResponseSerializer,
+    SchemaQuerySerializer,
+    StatusSerializer,
 )
 from controltower.api.throttling import KillSwitchThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
@@ -164,9 +176,13 @@ _STATUS_SERIALIZER = StatusSerializer()
 class StatusView(APIView):
     permission_classes = [IsTowerViewer]
 
-    @extend_schema(operation_id="control_tower_status", responses={200: StatusSerializer, **AUTH_ERRORS},
-                   tags=TAGS, summary="Control Tower status",
-                   description="Cheap: the tower's state and the counts of the latest completed health check.")
+    @extend_schema(
+        operation_id="control_tower_status",
+        responses={200: StatusSerializer, **AUTH_ERRORS},
+        tags=TAGS,
+        summary="Control Tower status",
+        description="Cheap: the tower's state and the counts of the latest completed health check.",
+    )
     def get(self, request: Request) -> Response:
         return Response(_STATUS_SERIALIZER.to_representation(status_payload()))
 
@@ -174,33 +190,50 @@ class StatusView(APIView):
 class HealthView(APIView):
     permission_classes = [IsTowerViewer]
 
-    @extend_schema(operation_id="control_tower_health", responses={200: HealthSerializer, **AUTH_ERRORS},
-                   tags=TAGS, summary="System health (live)",
-                   description="Evaluates all modules and the infrastructure now, from recorded facts. Writes nothing.")
+    @extend_schema(
+        operation_id="control_tower_health",
+        responses={200: HealthSerializer, **AUTH_ERRORS},
+        tags=TAGS,
+        summary="System health (live)",
+        description="Evaluates all modules and the infrastructure now, from recorded facts. Writes nothing.",
+    )
     def get(self, request: Request) -> Response:
         return Response(HealthSerializer(health_payload(health.evaluate())).data)
 
 
 # --- Commands, emergency stop, resume -------------------------------------------------
 
-CONFLICT = OpenApiResponse(ErrorSerializer, "Not possible in the tower's current state (e.g. not halted, halted, busy).")
+CONFLICT = OpenApiResponse(
+    ErrorSerializer, "Not possible in the tower's current state (e.g. not halted, halted, busy)."
+)
 OPERATOR_ERRORS = {
     400: OpenApiResponse(description="Invalid input: an object of field name → list of messages."),
     401: AUTH_ERRORS[401],
     403: OpenApiResponse(ErrorSerializer, "Authenticated, but without the operate_tower permission."),
 }
 THROTTLED = {
-    429: OpenApiResponse(ErrorSerializer, "Too many requests from this user (KILL_SWITCH_THROTTLE_RATE, "
-                                          "KILL_SWITCH_PREVIEW_THROTTLE_RATE for dry runs, COMMAND_THROTTLE_RATE); "
-                                          "Retry-After gives the seconds to wait."),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        "Too many requests from this user (KILL_SWITCH_THROTTLE_RATE, "
+        "KILL_SWITCH_PREVIEW_THROTTLE_RATE for dry runs, COMMAND_THROTTLE_RATE); "
+        "Retry-After gives the seconds to wait.",
+    ),
 }
 
 
-def write_schema(operation_id: str, summary: str, description: str, request: Any, responses: dict[int, Any],
-                 **extra: Any) -> Callable[[Any], Any]:
+def write_schema(
+    operation_id: str, summary: str, description: str, request: Any, responses: dict[int, Any], **extra: Any
+) -> Callable[[Any], Any]:
     """The schema of a write endpoint: its own answers, then those every write can give (400, 401, 403, 429)."""
-    return extend_schema(operation_id=operation_id, request=request, tags=TAGS, summary=summary,
-                         description=description, responses={**responses, **OPERATOR_ERRORS, **THROTTLED}, **extra)
+    return extend_schema(
+        operation_id=operation_id,
+        request=request,
+        tags=TAGS,
+        summary=summary,
+        description=description,
+        responses={**responses, **OPERATOR_ERRORS, **THROTTLED},
+        **extra,
+    )
 
 
 class WriteView(APIView):
@@ -218,19 +251,28 @@ class CommandView(WriteView):
     throttle_scope = "command"
 
     @write_schema(
-        operation_id="control_tower_command", request=CommandRequestSerializer,
+        operation_id="control_tower_command",
+        request=CommandRequestSerializer,
         summary="Execute a master orchestration command",
         description="start_all, stop_all, restart_module, emergency_stop, resume, sync_data, optimize, health_check "
-                    "(aliases optimize_all, sync_all_data, run_health_check, resume_operations). Every command is "
-                    "recorded as a run. execute_immediately=false queues it on Celery (202).",
-        responses={200: OrchestrationResultSerializer,
-                   202: OpenApiResponse(OrchestrationResultSerializer, "Queued: the run id shows its progress."),
-                   409: CONFLICT,
-                   503: OpenApiResponse(ErrorSerializer, "The task queue is unavailable; nothing was queued.")})
+        "(aliases optimize_all, sync_all_data, run_health_check, resume_operations). Every command is "
+        "recorded as a run. execute_immediately=false queues it on Celery (202).",
+        responses={
+            200: OrchestrationResultSerializer,
+            202: OpenApiResponse(OrchestrationResultSerializer, "Queued: the run id shows its progress."),
+            409: CONFLICT,
+            503: OpenApiResponse(ErrorSerializer, "The task queue is unavailable; nothing was queued."),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = _validated(CommandRequestSerializer, request)
-        command = commander.Command(command_type=data["command_type"], actor=_actor(request), reason=data["reason"],
-                                    target_modules=data["target_modules"], parameters=data["parameters"])
+        command = commander.Command(
+            command_type=data["command_type"],
+            actor=_actor(request),
+            reason=data["reason"],
+            target_modules=data["target_modules"],
+            parameters=data["parameters"],
+        )
         if not data["execute_immediately"]:
             try:
                 run = commander.enqueue(command)
@@ -249,24 +291,30 @@ class EmergencyStopView(WriteView):
     throttle_scope = "emergency_stop"
 
     @write_schema(
-        operation_id="control_tower_emergency_stop", request=EmergencyStopRequestSerializer,
+        operation_id="control_tower_emergency_stop",
+        request=EmergencyStopRequestSerializer,
         summary="Emergency stop: halt every scheduler and pause every ACTIVE campaign now",
         description="Runs in the request (never waits on the task queue): records the halt first, disables the "
-                    "modules' schedules, pauses ACTIVE campaigns on Meta through the ledger, alerts admins. "
-                    "Campaigns not confirmed within the deadline stay pending and are retried in the background. "
-                    "A stop while halted re-sweeps; a stop while another is still running joins it (202, at once). "
-                    "dry_run=true changes nothing and answers 200 even when Meta cannot be listed (see errors): "
-                    "would_stop and would_pause say what the stop would do (schedulers_stopped and campaigns_paused "
-                    "stay 0), preview.target where (sandbox or live Meta, API version, tiers learnt) and "
-                    "preview.stakes the daily budget per ad account and per currency.",
-        responses={200: EmergencyStopResponseSerializer,
-                   202: OpenApiResponse(EmergencyStopResponseSerializer, "Joined the stop already running (run_id).")})
+        "modules' schedules, pauses ACTIVE campaigns on Meta through the ledger, alerts admins. "
+        "Campaigns not confirmed within the deadline stay pending and are retried in the background. "
+        "A stop while halted re-sweeps; a stop while another is still running joins it (202, at once). "
+        "dry_run=true changes nothing and answers 200 even when Meta cannot be listed (see errors): "
+        "would_stop and would_pause say what the stop would do (schedulers_stopped and campaigns_paused "
+        "stay 0), preview.target where (sandbox or live Meta, API version, tiers learnt) and "
+        "preview.stakes the daily budget per ad account and per currency.",
+        responses={
+            200: EmergencyStopResponseSerializer,
+            202: OpenApiResponse(EmergencyStopResponseSerializer, "Joined the stop already running (run_id)."),
+        },
+    )
     def post(self, request: Request) -> Response:
         data = _validated(EmergencyStopRequestSerializer, request)
         result = commander.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
         progress = reverse("console:stop-result", args=[result.run_id]) if result.run_id else None
-        return Response(EmergencyStopResponseSerializer({**asdict(result), "progress_url": progress}).data,
-                        status=202 if result.joined else 200)
+        return Response(
+            EmergencyStopResponseSerializer({**asdict(result), "progress_url": progress}).data,
+            status=202 if result.joined else 200,
+        )
 
 
 class ResumeView(WriteView):
@@ -274,18 +322,22 @@ class ResumeView(WriteView):
     throttle_scope = "resume"
 
     @write_schema(
-        operation_id="control_tower_resume", request=ResumeRequestSerializer,
+        operation_id="control_tower_resume",
+        request=ResumeRequestSerializer,
         summary="Resume after an emergency stop",
         description="Re-enables exactly the schedules enabled before the stop and re-activates exactly the held "
-                    "campaigns still PAUSED and unchanged since; reports every one it skipped. With the two-person "
-                    "rule on, the first request is recorded (202) and a different operator's request carries it out. "
-                    "dry_run=true changes nothing and records nothing: it lists every held campaign with what resume "
-                    "would do (reactivate / leave, and why), the schedulers it would restart with their first run, "
-                    "and the daily budget per currency that would spend again; it is refused (409) exactly when "
-                    "resume would be.",
-        responses={200: ResumeResponseSerializer,
-                   202: OpenApiResponse(ResumeResponseSerializer, "Recorded; waiting for a second operator."),
-                   409: CONFLICT})
+        "campaigns still PAUSED and unchanged since; reports every one it skipped. With the two-person "
+        "rule on, the first request is recorded (202) and a different operator's request carries it out. "
+        "dry_run=true changes nothing and records nothing: it lists every held campaign with what resume "
+        "would do (reactivate / leave, and why), the schedulers it would restart with their first run, "
+        "and the daily budget per currency that would spend again; it is refused (409) exactly when "
+        "resume would be.",
+        responses={
+            200: ResumeResponseSerializer,
+            202: OpenApiResponse(ResumeResponseSerializer, "Recorded; waiting for a second operator."),
+            409: CONFLICT,
+        },
+    )
     def post(self, request: Request) -> Response:
         data = _validated(ResumeRequestSerializer, request)
         try:
@@ -304,11 +356,15 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
 class AlertChannelsView(APIView):
     permission_classes = [IsTowerViewer]
 
-    @extend_schema(operation_id="control_tower_alert_channels", tags=TAGS, summary="Alert channels",
-                   description="Every channel kind (email, slack, webhook): configured or not, where it sends "
-                               "(webhook URLs reduced to their host) and its latest delivery. None configured: nobody "
-                               "is told of a stop, a resume or an outage.",
-                   responses={200: AlertChannelSerializer(many=True), **AUTH_ERRORS})
+    @extend_schema(
+        operation_id="control_tower_alert_channels",
+        tags=TAGS,
+        summary="Alert channels",
+        description="Every channel kind (email, slack, webhook): configured or not, where it sends "
+        "(webhook URLs reduced to their host) and its latest delivery. None configured: nobody "
+        "is told of a stop, a resume or an outage.",
+        responses={200: AlertChannelSerializer(many=True), **AUTH_ERRORS},
+    )
     def get(self, request: Request) -> Response:
         return Response(AlertChannelSerializer(channels.states(), many=True).data)
 
@@ -316,14 +372,19 @@ class AlertChannelsView(APIView):
 class AlertTestView(WriteView):
     throttle_scope = "command"
 
-    @write_schema(operation_id="control_tower_alert_test", request=None,
-                  parameters=[OpenApiParameter("channel", str, OpenApiParameter.PATH, enum=list(channels.KINDS))],
-                  summary="Send a test message through one alert channel",
-                  description="A clearly marked test message, recorded as a notification of kind `test` with who "
-                              "asked. `ok` false with `error` when the channel refused it.",
-                  responses={200: AlertTestSerializer,
-                             404: OpenApiResponse(ErrorSerializer, "No such channel (email, slack, webhook)."),
-                             409: OpenApiResponse(ErrorSerializer, "The channel is not configured.")})
+    @write_schema(
+        operation_id="control_tower_alert_test",
+        request=None,
+        parameters=[OpenApiParameter("channel", str, OpenApiParameter.PATH, enum=list(channels.KINDS))],
+        summary="Send a test message through one alert channel",
+        description="A clearly marked test message, recorded as a notification of kind `test` with who "
+        "asked. `ok` false with `error` when the channel refused it.",
+        responses={
+            200: AlertTestSerializer,
+            404: OpenApiResponse(ErrorSerializer, "No such channel (email, slack, webhook)."),
+            409: OpenApiResponse(ErrorSerializer, "The channel is not configured."),
+        },
+    )
     def post(self, request: Request, channel: str) -> Response:
         if channel not in channels.KINDS:
             raise NotFound("No such alert channel: email, slack or webhook.")
@@ -338,12 +399,14 @@ class RecoveryView(WriteView):
     throttle_scope = "recovery"
 
     @write_schema(
-        operation_id="control_tower_recovery", request=RecoveryRequestSerializer,
+        operation_id="control_tower_recovery",
+        request=RecoveryRequestSerializer,
         summary="Run a recovery procedure by hand",
         description="restart_scheduler, clear_cache, reconnect_db or reset_module on one module — e.g. a "
-                    "recommendation below the auto-execute threshold. Recorded as an operator attempt; it also "
-                    "restarts the module's recovery counter. Refused while the tower is halted.",
-        responses={200: RecoveryAttemptSerializer, 409: CONFLICT})
+        "recommendation below the auto-execute threshold. Recorded as an operator attempt; it also "
+        "restarts the module's recovery counter. Refused while the tower is halted.",
+        responses={200: RecoveryAttemptSerializer, 409: CONFLICT},
+    )
     def post(self, request: Request) -> Response:
         data = _validated(RecoveryRequestSerializer, request)
         try:
@@ -359,8 +422,18 @@ class ApiRootView(APIView):
 
     name = "Control Tower API"  # the breadcrumb's text
     schema = None  # an index, not an operation of the API
-    ENDPOINTS = ("status", "health", "command", "emergency-stop", "resume", "recovery", "report", "run-list",
-                 "health-log-list", "module-list")
+    ENDPOINTS = (
+        "status",
+        "health",
+        "command",
+        "emergency-stop",
+        "resume",
+        "recovery",
+        "report",
+        "run-list",
+        "health-log-list",
+        "module-list",
+    )
 
     def get(self, request: Request) -> Response:
         links = {name: reverse(f"controltower_api:{name}") for name in self.ENDPOINTS}
@@ -393,12 +466,16 @@ class SchemaView(SpectacularAPIView):
             request.accepted_renderer, request.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
         return super().finalize_response(request, response, *args, **kwargs)
 
-    @extend_schema(parameters=[SchemaQuerySerializer],
-                   description="The OpenAPI 3 document of this API: YAML (application/vnd.oai.openapi) or JSON "
-                               "(application/vnd.oai.openapi+json), by `format` or the Accept header.",
-                   responses={200: OpenApiTypes.OBJECT,
-                              400: OpenApiResponse(description="Invalid parameter: field name → list of messages."),
-                              **AUTH_ERRORS})
+    @extend_schema(
+        parameters=[SchemaQuerySerializer],
+        description="The OpenAPI 3 document of this API: YAML (application/vnd.oai.openapi) or JSON "
+        "(application/vnd.oai.openapi+json), by `format` or the Accept header.",
+        responses={
+            200: OpenApiTypes.OBJECT,
+            400: OpenApiResponse(description="Invalid parameter: field name → list of messages."),
+            **AUTH_ERRORS,
+        },
+    )
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         validated_query(SchemaQuerySerializer, request)
         return super().get(request, *args, **kwargs)

@@ -4,6 +4,7 @@ start/stop/restart of one module (operators, through the commander like POST com
 Filters are query-parameter serializers (report_serializers): every value is validated, and a
 bad one is a 400 with field errors, never an unfiltered page.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -24,8 +25,16 @@ from controltower import commander, killswitch
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.query import validated_query
 from controltower.api.report_serializers import (
-    MAX_PAGE_SIZE, HealthLogQuerySerializer, HealthLogSerializer, ListQuerySerializer, ModuleActionSerializer,
-    ModuleDetailSerializer, ModuleQuerySerializer, ModuleSerializer, RunQuerySerializer, RunSerializer,
+    MAX_PAGE_SIZE,
+    HealthLogQuerySerializer,
+    HealthLogSerializer,
+    ListQuerySerializer,
+    ModuleActionSerializer,
+    ModuleDetailSerializer,
+    ModuleQuerySerializer,
+    ModuleSerializer,
+    RunQuerySerializer,
+    RunSerializer,
 )
 from controltower.api.serializers import ErrorSerializer, OrchestrationResultSerializer
 from controltower.rate_limits import TowerWriteThrottle
@@ -36,8 +45,11 @@ from meta_modules.models import MetaModule, ModuleRun
 RECENT_RUNS = 20
 BAD_FILTER = OpenApiResponse(description="Invalid filter or page parameter: field name → list of messages.")
 NOT_FOUND = OpenApiResponse(ErrorSerializer, "No such item.")
-LIST_ERRORS = {400: BAD_FILTER, 404: OpenApiResponse(ErrorSerializer, "No such page: `page` is past the last one."),
-               **AUTH_ERRORS}
+LIST_ERRORS = {
+    400: BAD_FILTER,
+    404: OpenApiResponse(ErrorSerializer, "No such page: `page` is past the last one."),
+    **AUTH_ERRORS,
+}
 
 
 class OptionalSlashRouter(SimpleRouter):
@@ -75,26 +87,39 @@ class ReadOnlyViewSet(FilteredListMixin, mixins.ListModelMixin, mixins.RetrieveM
 def _list_and_retrieve(name: str, query: type[ListQuerySerializer], item: type, what: str) -> Any:
     label = name.replace("_", " ")
     return extend_schema_view(
-        list=extend_schema(operation_id=f"control_tower_{name}_list", tags=TAGS, parameters=[query],
-                           summary=f"List {label} (filtered, paginated)",
-                           description=f"{what}, newest first by default.",
-                           responses={200: item(many=True), **LIST_ERRORS}),
-        retrieve=extend_schema(operation_id=f"control_tower_{name}_retrieve", tags=TAGS, summary=f"One of the {label}",
-                               description=f"{what}: one, by id.",
-                               responses={200: item, 404: NOT_FOUND, **AUTH_ERRORS}),
+        list=extend_schema(
+            operation_id=f"control_tower_{name}_list",
+            tags=TAGS,
+            parameters=[query],
+            summary=f"List {label} (filtered, paginated)",
+            description=f"{what}, newest first by default.",
+            responses={200: item(many=True), **LIST_ERRORS},
+        ),
+        retrieve=extend_schema(
+            operation_id=f"control_tower_{name}_retrieve",
+            tags=TAGS,
+            summary=f"One of the {label}",
+            description=f"{what}: one, by id.",
+            responses={200: item, 404: NOT_FOUND, **AUTH_ERRORS},
+        ),
     )
 
 
-@_list_and_retrieve("runs", RunQuerySerializer, RunSerializer,
-                    "Health checks and commands (the spec's meta_control_tower_runs)")
+@_list_and_retrieve(
+    "runs", RunQuerySerializer, RunSerializer, "Health checks and commands (the spec's meta_control_tower_runs)"
+)
 class RunViewSet(ReadOnlyViewSet):
     queryset = ControlTowerRun.objects.all()
     serializer_class = RunSerializer
     query_serializer_class = RunQuerySerializer
 
 
-@_list_and_retrieve("health_logs", HealthLogQuerySerializer, HealthLogSerializer,
-                    "Per-module health at each check (the spec's meta_system_health_logs)")
+@_list_and_retrieve(
+    "health_logs",
+    HealthLogQuerySerializer,
+    HealthLogSerializer,
+    "Per-module health at each check (the spec's meta_system_health_logs)",
+)
 class HealthLogViewSet(ReadOnlyViewSet):
     queryset = SystemHealthLog.objects.all()
     serializer_class = HealthLogSerializer
@@ -113,19 +138,29 @@ def modules_with_health() -> QuerySet[MetaModule]:
     )
 
 
-MODULE_ACTION = {"request": ModuleActionSerializer,
-                 "responses": {200: OrchestrationResultSerializer, 404: NOT_FOUND, 409: CONFLICT}}
+MODULE_ACTION = {
+    "request": ModuleActionSerializer,
+    "responses": {200: OrchestrationResultSerializer, 404: NOT_FOUND, 409: CONFLICT},
+}
 
 
 @extend_schema_view(
-    list=extend_schema(operation_id="control_tower_modules_list", tags=TAGS, parameters=[ModuleQuerySerializer],
-                       summary="List the supervised modules",
-                       description="Code, name, function, desired state, schedule and the status at the latest check.",
-                       responses={200: ModuleSerializer(many=True), **LIST_ERRORS}),
-    retrieve=extend_schema(operation_id="control_tower_modules_retrieve", tags=TAGS, summary="One module, by code",
-                           description="The module, its newest health log, its health logs of the last 24 h and "
-                                       f"its last {RECENT_RUNS} runs.",
-                           responses={200: ModuleDetailSerializer, 404: NOT_FOUND, **AUTH_ERRORS}),
+    list=extend_schema(
+        operation_id="control_tower_modules_list",
+        tags=TAGS,
+        parameters=[ModuleQuerySerializer],
+        summary="List the supervised modules",
+        description="Code, name, function, desired state, schedule and the status at the latest check.",
+        responses={200: ModuleSerializer(many=True), **LIST_ERRORS},
+    ),
+    retrieve=extend_schema(
+        operation_id="control_tower_modules_retrieve",
+        tags=TAGS,
+        summary="One module, by code",
+        description="The module, its newest health log, its health logs of the last 24 h and "
+        f"its last {RECENT_RUNS} runs.",
+        responses={200: ModuleDetailSerializer, 404: NOT_FOUND, **AUTH_ERRORS},
+    ),
 )
 class ModuleViewSet(ReadOnlyViewSet):
     serializer_class = ModuleSerializer
@@ -142,27 +177,42 @@ class ModuleViewSet(ReadOnlyViewSet):
         module = self.get_object()
         day = SystemHealthLog.objects.filter(module_name=code, checked_at__gte=timezone.now() - timedelta(hours=24))
         module.health_24h = list(day.order_by("-checked_at"))
-        module.latest_health = module.health_24h[0] if module.health_24h else (
-            SystemHealthLog.objects.filter(module_name=code).order_by("-checked_at").first())
+        module.latest_health = (
+            module.health_24h[0]
+            if module.health_24h
+            else (SystemHealthLog.objects.filter(module_name=code).order_by("-checked_at").first())
+        )
         module.recent_runs = list(ModuleRun.objects.filter(module=module).order_by("-started_at")[:RECENT_RUNS])
         return Response(ModuleDetailSerializer(module).data)
 
-    @write_schema(operation_id="control_tower_module_start", summary="Start one module (start_all on it)",
-                  description="Sets its desired state to running and enables its schedule.", **MODULE_ACTION)
+    @write_schema(
+        operation_id="control_tower_module_start",
+        summary="Start one module (start_all on it)",
+        description="Sets its desired state to running and enables its schedule.",
+        **MODULE_ACTION,
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def start(self, request: Request, code: str) -> Response:
         return self._command(request, "start_all")
 
-    @write_schema(operation_id="control_tower_module_stop", summary="Stop one module (stop_all on it)",
-                  description="Sets its desired state to stopped and disables its schedule: not a failure, no "
-                              "alert, no auto-recovery.", **MODULE_ACTION)
+    @write_schema(
+        operation_id="control_tower_module_stop",
+        summary="Stop one module (stop_all on it)",
+        description="Sets its desired state to stopped and disables its schedule: not a failure, no "
+        "alert, no auto-recovery.",
+        **MODULE_ACTION,
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def stop(self, request: Request, code: str) -> Response:
         return self._command(request, "stop_all")
 
-    @write_schema(operation_id="control_tower_module_restart", summary="Restart one module (restart_module)",
-                  description="Cancels its in-flight run, starts it and runs its job once now. 409 for an "
-                              "external module (it runs elsewhere) and while halted.", **MODULE_ACTION)
+    @write_schema(
+        operation_id="control_tower_module_restart",
+        summary="Restart one module (restart_module)",
+        description="Cancels its in-flight run, starts it and runs its job once now. 409 for an "
+        "external module (it runs elsewhere) and while halted.",
+        **MODULE_ACTION,
+    )
     @action(detail=True, methods=["post"], permission_classes=[IsTowerOperator], throttle_classes=[TowerWriteThrottle])
     def restart(self, request: Request, code: str) -> Response:
         return self._command(request, "restart_module")
@@ -172,10 +222,19 @@ class ModuleViewSet(ReadOnlyViewSet):
         body = ModuleActionSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         if command_type == "restart_module" and module.is_external:
-            return Response({"detail": f"Module {module.code} runs outside this codebase: it cannot be restarted "
-                                       "from here (start/stop set what its run reports are answered)."}, status=409)
-        command = commander.Command(command_type=command_type, actor=request.user.get_username(),
-                                    reason=body.validated_data["reason"], target_modules=[module.code])
+            return Response(
+                {
+                    "detail": f"Module {module.code} runs outside this codebase: it cannot be restarted "
+                    "from here (start/stop set what its run reports are answered)."
+                },
+                status=409,
+            )
+        command = commander.Command(
+            command_type=command_type,
+            actor=request.user.get_username(),
+            reason=body.validated_data["reason"],
+            target_modules=[module.code],
+        )
         try:
             run = commander.execute(command)
         except (commander.CommandRefused, killswitch.KillSwitchError) as exc:

@@ -4,6 +4,7 @@ The tower's roles (controltower.roles), as the API has them: every page needs an
 account; every action also needs `controltower.operate_tower`. Anonymous visitors are sent
 to the admin login; signed-in users without the right get a 403 page.
 """
+
 from __future__ import annotations
 
 import math
@@ -76,8 +77,11 @@ def throttled(scope: str) -> Callable[[View], View]:
             wait = seconds_to_wait(request, scope) if request.method == "POST" else None
             if wait is None:
                 return view(request, *args, **kwargs)
-            response = _forbidden(request, f"Too many requests of this kind from your account: try again in "
-                                           f"{math.ceil(wait)} s.", status=429)
+            response = _forbidden(
+                request,
+                f"Too many requests of this kind from your account: try again in {math.ceil(wait)} s.",
+                status=429,
+            )
             response["Retry-After"] = str(math.ceil(wait))
             return response
 

@@ -3,6 +3,7 @@
 Every piece of text that reaches the markup goes through `escape`, so a module name or an
 error message can never break out of the SVG.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -98,14 +99,19 @@ def nice_ceiling(value: float) -> float:
 
 
 def _open(frame: Frame, title: str) -> list[str]:
-    return [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {frame.width} {frame.height}" '
-            f'width="100%" role="img" aria-label="{_text(title)}">', f"<title>{_text(title)}</title>"]
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {frame.width} {frame.height}" '
+        f'width="100%" role="img" aria-label="{_text(title)}">',
+        f"<title>{_text(title)}</title>",
+    ]
 
 
 def _empty(frame: Frame, title: str, message: str) -> SafeString:
     parts = _open(frame, title)
-    parts.append(f'<text x="{frame.width / 2:.0f}" y="{frame.height / 2:.0f}" text-anchor="middle" '
-                 f'class="chart-empty">{_text(message)}</text></svg>')
+    parts.append(
+        f'<text x="{frame.width / 2:.0f}" y="{frame.height / 2:.0f}" text-anchor="middle" '
+        f'class="chart-empty">{_text(message)}</text></svg>'
+    )
     return mark_safe("".join(parts))
 
 
@@ -118,20 +124,26 @@ def _time_labels(frame: Frame, start: datetime, end: datetime) -> list[str]:
     y = frame.top + frame.plot_height + 16
     parts = [f'<text x="{frame.left}" y="{y}" font-size="{AXIS_FONT}">{_text(times.zoned(start))}</text>']
     if end != start:
-        parts.append(f'<text x="{frame.left + frame.plot_width}" y="{y}" text-anchor="end" font-size="{AXIS_FONT}">'
-                     f"{_text(times.zoned(end))}</text>")
+        parts.append(
+            f'<text x="{frame.left + frame.plot_width}" y="{y}" text-anchor="end" font-size="{AXIS_FONT}">'
+            f"{_text(times.zoned(end))}</text>"
+        )
     return parts
 
 
 def _axes(frame: Frame, y_max: float, start: datetime, end: datetime) -> list[str]:
     base_y, right_x = frame.top + frame.plot_height, frame.left + frame.plot_width
-    parts = [f'<line class="axis" x1="{frame.left}" y1="{frame.top}" x2="{frame.left}" y2="{base_y}" stroke="#999"/>',
-             f'<line class="axis" x1="{frame.left}" y1="{base_y}" x2="{right_x}" y2="{base_y}" stroke="#999"/>']
+    parts = [
+        f'<line class="axis" x1="{frame.left}" y1="{frame.top}" x2="{frame.left}" y2="{base_y}" stroke="#999"/>',
+        f'<line class="axis" x1="{frame.left}" y1="{base_y}" x2="{right_x}" y2="{base_y}" stroke="#999"/>',
+    ]
     for fraction in Y_TICKS:
         y = base_y - fraction * frame.plot_height
         parts.append(f'<line x1="{frame.left}" y1="{y:.1f}" x2="{right_x}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{frame.left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="{AXIS_FONT}">'
-                     f"{_text(format_ms(fraction * y_max))}</text>")
+        parts.append(
+            f'<text x="{frame.left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="{AXIS_FONT}">'
+            f"{_text(format_ms(fraction * y_max))}</text>"
+        )
     return parts + _time_labels(frame, start, end)
 
 
@@ -139,8 +151,10 @@ def _legend(frame: Frame, outcomes: set[str]) -> list[str]:
     parts, x, y = [], frame.left, frame.height - 8
     for outcome in [o for o in OUTCOME_COLOURS if o in outcomes] + sorted(outcomes - set(OUTCOME_COLOURS)):
         colour = OUTCOME_COLOURS.get(outcome, OTHER_COLOUR)
-        parts.append(f'<circle cx="{x + 4:.1f}" cy="{y - 4}" r="4" fill="{colour}"/>'
-                     f'<text x="{x + 12:.1f}" y="{y}" font-size="{AXIS_FONT}">{_text(outcome)}</text>')
+        parts.append(
+            f'<circle cx="{x + 4:.1f}" cy="{y - 4}" r="4" fill="{colour}"/>'
+            f'<text x="{x + 12:.1f}" y="{y}" font-size="{AXIS_FONT}">{_text(outcome)}</text>'
+        )
         x += 24 + text_width(outcome, AXIS_FONT)
     return parts
 
@@ -166,8 +180,10 @@ def run_durations(points: Sequence[RunPoint], title: str = "Run durations", fram
         colour = OUTCOME_COLOURS.get(point.outcome, OTHER_COLOUR)
         duration = format_ms(point.duration_ms) if point.duration_ms is not None else "no duration"
         tooltip = " · ".join(filter(None, [times.zoned(point.at), point.outcome, duration, point.label]))
-        parts.append(f'<circle class="run run-{_text(point.outcome)}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" '
-                     f'fill="{colour}"><title>{_text(tooltip)}</title></circle>')
+        parts.append(
+            f'<circle class="run run-{_text(point.outcome)}" cx="{x:.1f}" cy="{y:.1f}" r="3.5" '
+            f'fill="{colour}"><title>{_text(tooltip)}</title></circle>'
+        )
     parts += _legend(frame, {p.outcome for p in ordered})
     parts.append("</svg>")
     return mark_safe("".join(parts))
@@ -175,15 +191,28 @@ def run_durations(points: Sequence[RunPoint], title: str = "Run durations", fram
 
 # Status → colour for the report's charts (the page's CSS uses the same palette).
 STATUS_COLOURS = {
-    "healthy": "#2e7d32", "online": "#2e7d32", "degraded": "#b26a00", "critical": "#c62828", "offline": "#c62828",
-    "emergency_stop": "#7f0000", "unknown": "#6b6b6b", "stopped": "#455a64", "starting": "#1565c0",
+    "healthy": "#2e7d32",
+    "online": "#2e7d32",
+    "degraded": "#b26a00",
+    "critical": "#c62828",
+    "offline": "#c62828",
+    "emergency_stop": "#7f0000",
+    "unknown": "#6b6b6b",
+    "stopped": "#455a64",
+    "starting": "#1565c0",
 }
 # Worst first: a time slice holding several checks shows the worst of them.
 SEVERITY = ("emergency_stop", "critical", "offline", "degraded", "starting", "unknown", "stopped", "healthy", "online")
 
 
-def status_timeline(points: Sequence[tuple[datetime, str]], start: datetime, end: datetime, slices: int = 120,
-                    title: str = "System status over time", frame: Frame = Frame(height=90, bottom=30)) -> SafeString:
+def status_timeline(
+    points: Sequence[tuple[datetime, str]],
+    start: datetime,
+    end: datetime,
+    slices: int = 120,
+    title: str = "System status over time",
+    frame: Frame = Frame(height=90, bottom=30),
+) -> SafeString:
     """The period cut into equal slices, each coloured by the worst status checked in it; a
     slice with no check keeps the status before it (a status holds until the next check)."""
     span = (end - start).total_seconds()
@@ -206,9 +235,11 @@ def status_timeline(points: Sequence[tuple[datetime, str]], start: datetime, end
         if shown is None:
             continue  # before the first check: unknown, left blank
         x = frame.left + index * width
-        parts.append(f'<rect class="slice st-{_text(shown)}" x="{x:.2f}" y="{frame.top}" width="{width + 0.2:.2f}" '
-                     f'height="{frame.plot_height}" fill="{STATUS_COLOURS.get(shown, OTHER_COLOUR)}">'
-                     f"<title>{_text(shown.upper())}</title></rect>")
+        parts.append(
+            f'<rect class="slice st-{_text(shown)}" x="{x:.2f}" y="{frame.top}" width="{width + 0.2:.2f}" '
+            f'height="{frame.plot_height}" fill="{STATUS_COLOURS.get(shown, OTHER_COLOUR)}">'
+            f"<title>{_text(shown.upper())}</title></rect>"
+        )
     parts += _time_labels(frame, start, end)
     parts.append("</svg>")
     return mark_safe("".join(parts))
@@ -229,14 +260,26 @@ def availability_bars(rows: Sequence[tuple[str, float | None]], title: str = "Av
     for index, ((label, value), short) in enumerate(zip(rows, shown)):
         y = frame.top + index * 22
         tooltip = f"<title>{_text(label)}</title>" if short != label else ""
-        parts.append(f'<text x="{frame.left - 8}" y="{y + 14}" text-anchor="end" font-size="{BAR_FONT}">'
-                     f"{_text(short)}{tooltip}</text>")
+        parts.append(
+            f'<text x="{frame.left - 8}" y="{y + 14}" text-anchor="end" font-size="{BAR_FONT}">'
+            f"{_text(short)}{tooltip}</text>"
+        )
         parts.append(f'<rect x="{frame.left}" y="{y + 3}" width="{frame.plot_width}" height="14" fill="#eee"/>')
         if value is not None:
-            colour = STATUS_COLOURS["online"] if value >= 99 else STATUS_COLOURS["degraded"] if value >= 90 else STATUS_COLOURS["offline"]
-            parts.append(f'<rect class="bar" x="{frame.left}" y="{y + 3}" width="{frame.plot_width * value / 100:.1f}" '
-                         f'height="14" fill="{colour}"><title>{_text(f"{label}: {value:.1f}% ONLINE")}</title></rect>')
+            colour = (
+                STATUS_COLOURS["online"]
+                if value >= 99
+                else STATUS_COLOURS["degraded"]
+                if value >= 90
+                else STATUS_COLOURS["offline"]
+            )
+            parts.append(
+                f'<rect class="bar" x="{frame.left}" y="{y + 3}" width="{frame.plot_width * value / 100:.1f}" '
+                f'height="14" fill="{colour}"><title>{_text(f"{label}: {value:.1f}% ONLINE")}</title></rect>'
+            )
         text = "no data" if value is None else f"{value:.1f}%"
-        parts.append(f'<text x="{frame.left + frame.plot_width + 6}" y="{y + 14}" font-size="{BAR_FONT}">{_text(text)}</text>')
+        parts.append(
+            f'<text x="{frame.left + frame.plot_width + 6}" y="{y + 14}" font-size="{BAR_FONT}">{_text(text)}</text>'
+        )
     parts.append("</svg>")
     return mark_safe("".join(parts))

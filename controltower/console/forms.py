@@ -1,4 +1,5 @@
 """Forms of the console: the kill switch, resume, commands, and the history filters."""
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,9 +23,12 @@ def _option(label: str, help_text: str = "") -> forms.BooleanField:
 
 class StopForm(forms.Form):
     reason = forms.CharField(
-        max_length=REASON_MAX, strip=True, label="Reason (required, recorded and sent with the alert)",
-        widget=forms.Textarea(attrs={"id": "stop-reason", "rows": 3, "required": True,
-                                     "placeholder": "e.g. Budget spike: $10k in 1h"}),
+        max_length=REASON_MAX,
+        strip=True,
+        label="Reason (required, recorded and sent with the alert)",
+        widget=forms.Textarea(
+            attrs={"id": "stop-reason", "rows": 3, "required": True, "placeholder": "e.g. Budget spike: $10k in 1h"}
+        ),
         error_messages={"required": "Say why you are stopping everything: the reason is recorded and alerted."},
     )
     pause_campaigns = _option("Pause every ACTIVE campaign on Meta")
@@ -35,13 +39,21 @@ class StopForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Name who will be told, as configured now: a ticked box that reaches nobody must say so.
         on = channels.configured()
-        self.fields["send_alerts"].label = (f"Alert admins ({', '.join(on)})" if on
-                                            else "Alert admins (no alert channel is configured: nobody will be told)")
+        self.fields["send_alerts"].label = (
+            f"Alert admins ({', '.join(on)})"
+            if on
+            else "Alert admins (no alert channel is configured: nobody will be told)"
+        )
 
 
 class ResumeForm(forms.Form):
-    reason = forms.CharField(max_length=REASON_MAX, strip=True, required=False, label="Reason (optional)",
-                             widget=forms.Textarea(attrs={"id": "resume-reason", "rows": 2}))
+    reason = forms.CharField(
+        max_length=REASON_MAX,
+        strip=True,
+        required=False,
+        label="Reason (optional)",
+        widget=forms.Textarea(attrs={"id": "resume-reason", "rows": 2}),
+    )
     resume_schedulers = _option("Resume the schedulers that ran before the stop")
     resume_campaigns = _option("Re-activate the campaigns the stop paused (if unchanged since)")
     run_health_check = _option("Run a health check afterwards")
@@ -50,8 +62,13 @@ class ResumeForm(forms.Form):
 class ReasonForm(forms.Form):
     """Commands and module actions: an optional reason, recorded on the run."""
 
-    reason = forms.CharField(max_length=REASON_MAX, strip=True, required=False, label="Reason (optional)",
-                             widget=forms.TextInput(attrs={"size": 50}))
+    reason = forms.CharField(
+        max_length=REASON_MAX,
+        strip=True,
+        required=False,
+        label="Reason (optional)",
+        widget=forms.TextInput(attrs={"size": 50}),
+    )
 
 
 def _blank(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -91,8 +108,9 @@ class RunFilterForm(forms.Form):
 
 
 class NotificationFilterForm(forms.Form):
-    ok = forms.ChoiceField(required=False, label="Delivered",
-                           choices=[("", "any"), ("yes", "delivered"), ("no", "failed")])
+    ok = forms.ChoiceField(
+        required=False, label="Delivered", choices=[("", "any"), ("yes", "delivered"), ("no", "failed")]
+    )
     kind = forms.ChoiceField(required=False, choices=_blank(Notification.Kind.choices))
     channel = forms.ChoiceField(required=False)
 
@@ -135,8 +153,9 @@ def _within_calendar(day: date | None) -> date | None:
 
 
 class ReportForm(forms.Form):
-    days = forms.IntegerField(min_value=1, max_value=366, initial=7, required=False,
-                              help_text="Period: this many days up to now.")
+    days = forms.IntegerField(
+        min_value=1, max_value=366, initial=7, required=False, help_text="Period: this many days up to now."
+    )
 
     def period_days(self) -> int:
         return (self.cleaned_data.get("days") if self.is_valid() else None) or 7

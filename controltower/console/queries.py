@@ -1,4 +1,5 @@
 """Reads behind the console pages, each a fixed number of queries whatever the data size."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -20,8 +21,12 @@ CHART_RUNS = 500
 CHART_DAYS = 7
 LEDGER_ROWS = 500
 # States a hold reaches only after the kill switch confirmed it paused.
-WAS_PAUSED = (CampaignHold.State.PAUSED, CampaignHold.State.RESUMED, CampaignHold.State.SKIPPED,
-              CampaignHold.State.RELEASED)
+WAS_PAUSED = (
+    CampaignHold.State.PAUSED,
+    CampaignHold.State.RESUMED,
+    CampaignHold.State.SKIPPED,
+    CampaignHold.State.RELEASED,
+)
 
 
 @dataclass(frozen=True)
@@ -34,14 +39,18 @@ class StripCell:
 def health_strips(codes: list[str] | None = None, checks: int = STRIP_CHECKS) -> dict[str, list[StripCell]]:
     """The last `checks` completed health checks of every module (or of `codes`), oldest first:
     ONE query (the latest checks are a subquery) however many modules and checks exist."""
-    latest = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
-              .order_by("-executed_at").values("pk")[:checks])
+    latest = (
+        ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
+        .order_by("-executed_at")
+        .values("pk")[:checks]
+    )
     logs = SystemHealthLog.objects.filter(run_id__in=Subquery(latest))
     if codes is not None:
         logs = logs.filter(module_name__in=codes)
     strips: dict[str, list[StripCell]] = defaultdict(list)
-    rows = logs.order_by("checked_at").values_list("module_name", "health_status", "checked_at", "success_rate",
-                                                   "error_count_24h", "last_error")
+    rows = logs.order_by("checked_at").values_list(
+        "module_name", "health_status", "checked_at", "success_rate", "error_count_24h", "last_error"
+    )
     for code, status, checked_at, rate, errors, last_error in rows:
         strips[code].append(StripCell(status, checked_at, _cell_title(status, checked_at, rate, errors, last_error)))
     return strips
@@ -59,17 +68,35 @@ def _cell_title(status: str, checked_at: datetime, rate: float | None, errors: i
 
 
 def recent_runs(module: MetaModule, limit: int = RECENT_RUNS) -> list[ModuleRun]:
-    return list(ModuleRun.objects.filter(module=module).order_by("-started_at")
-                .only("started_at", "finished_at", "outcome", "trigger", "error_message", "duration_ms",
-                      "api_calls", "api_errors", "cpu_ms", "peak_rss_mb")[:limit])
+    return list(
+        ModuleRun.objects.filter(module=module)
+        .order_by("-started_at")
+        .only(
+            "started_at",
+            "finished_at",
+            "outcome",
+            "trigger",
+            "error_message",
+            "duration_ms",
+            "api_calls",
+            "api_errors",
+            "cpu_ms",
+            "peak_rss_mb",
+        )[:limit]
+    )
 
 
 def chart_points(module: MetaModule, now: datetime | None = None) -> list[RunPoint]:
     since = (now or timezone.now()) - timedelta(days=CHART_DAYS)
-    rows = (ModuleRun.objects.filter(module=module, started_at__gte=since).order_by("-started_at")
-            .values_list("started_at", "duration_ms", "outcome", "trigger", "error_message")[:CHART_RUNS])
-    return [RunPoint(at, ms, outcome, f"{trigger}{': ' + error[:120] if error else ''}")
-            for at, ms, outcome, trigger, error in rows]
+    rows = (
+        ModuleRun.objects.filter(module=module, started_at__gte=since)
+        .order_by("-started_at")
+        .values_list("started_at", "duration_ms", "outcome", "trigger", "error_message")[:CHART_RUNS]
+    )
+    return [
+        RunPoint(at, ms, outcome, f"{trigger}{': ' + error[:120] if error else ''}")
+        for at, ms, outcome, trigger, error in rows
+    ]
 
 
 @dataclass
@@ -103,11 +130,14 @@ def hold_summary(run: ControlTowerRun) -> HoldSummary:
     totals = {state: sum(counts[state] for counts in by_account.values()) for state in CampaignHold.State.values}
     for counts in by_account.values():
         counts["was_paused"] = sum(counts[state] for state in WAS_PAUSED)
-    problems = list(holds.filter(state__in=[CampaignHold.State.FAILED, CampaignHold.State.PENDING])
-                    .only("campaign_id", "campaign_name", "account_id", "state", "last_error", "attempts")
-                    [:LEDGER_ROWS])
+    problems = list(
+        holds.filter(state__in=[CampaignHold.State.FAILED, CampaignHold.State.PENDING]).only(
+            "campaign_id", "campaign_name", "account_id", "state", "last_error", "attempts"
+        )[:LEDGER_ROWS]
+    )
     return HoldSummary(
-        by_account=dict(by_account), totals=totals,
+        by_account=dict(by_account),
+        totals=totals,
         failed=[h for h in problems if h.state == CampaignHold.State.FAILED],
         pending=[h for h in problems if h.state == CampaignHold.State.PENDING],
     )

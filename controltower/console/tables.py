@@ -1,5 +1,6 @@
 """What a run recorded (lists of JSON objects: actions, errors, recoveries) as a table an operator
 reads at a glance, instead of JSON to decode. Pure: records in, headers and cells out."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -8,8 +9,26 @@ from typing import Any
 
 # Keys that get a column of their own, in this order, when any record has them. Every other key
 # is shown in a last "Other" column as `key value`: nothing a run recorded is dropped.
-COLUMNS = ("action", "module", "modules", "target", "outcome", "count", "sent", "paused", "resumed", "pending",
-           "failed", "skipped", "attempt", "confidence", "reason", "detail", "error", "run_id")
+COLUMNS = (
+    "action",
+    "module",
+    "modules",
+    "target",
+    "outcome",
+    "count",
+    "sent",
+    "paused",
+    "resumed",
+    "pending",
+    "failed",
+    "skipped",
+    "attempt",
+    "confidence",
+    "reason",
+    "detail",
+    "error",
+    "run_id",
+)
 OTHER = "Other"
 
 

@@ -1,5 +1,6 @@
 """How the console writes an instant: in the tower's time zone (TIME_ZONE) with the zone named, so
 no time on a page is ambiguous; console.js adds the reader's own local time on hover."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """The operator console at the site root (staff only; actions need operate_tower)."""
+
 from django.urls import path
 
 from controltower.console import views

@@ -5,6 +5,7 @@ through the commander, the kill switch and the recovery engine, exactly as the A
 Pages that refresh have a fragments endpoint answering JSON with their partials
 pre-rendered; console.js swaps them in, and without JavaScript the pages work as they are.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -29,7 +30,12 @@ from controltower import channels, commander, findings, health, killswitch, reco
 from controltower.console import charts, queries, tables, times
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
-    NotificationFilterForm, ReasonForm, ReportForm, ResumeForm, RunFilterForm, StopForm,
+    NotificationFilterForm,
+    ReasonForm,
+    ReportForm,
+    ResumeForm,
+    RunFilterForm,
+    StopForm,
 )
 from controltower.models import ControlTowerRun, Notification, RecoveryAttempt, RunState, RunType, TowerState
 from meta_modules import throttle
@@ -56,8 +62,12 @@ class Action:
 
 COMMANDS = {
     "start_all": Action("Start all", "start_all"),
-    "stop_all": Action("Stop all", "stop_all", confirm="Every module's scheduler is disabled and its desired state "
-                       "set to stopped; nothing runs until someone starts them again. Campaigns keep running."),
+    "stop_all": Action(
+        "Stop all",
+        "stop_all",
+        confirm="Every module's scheduler is disabled and its desired state "
+        "set to stopped; nothing runs until someone starts them again. Campaigns keep running.",
+    ),
     "sync_data": Action("Sync data", "sync_data"),
     "optimize": Action("Optimize", "optimize"),
     "health_check": Action("Run health check", "health_check"),
@@ -66,15 +76,27 @@ MODULE_ACTIONS = {
     "start": Action("Start", "start_all"),
     "restart": Action("Restart (run now)", "restart_module"),
     "stop": Action("Stop", "stop_all", confirm="The module's scheduler is disabled until someone starts it again."),
-    "clear_cache": Action("Clear cache", "clear_cache", recovery=True,
-                          confirm="The module's cache namespace is emptied; its next run rebuilds it."),
-    "reset_module": Action("Reset module", "reset_module", recovery=True,
-                           confirm="Its running runs are closed, its cache emptied, its 24 h error window restarted, "
-                                   "and it runs once now."),
+    "clear_cache": Action(
+        "Clear cache",
+        "clear_cache",
+        recovery=True,
+        confirm="The module's cache namespace is emptied; its next run rebuilds it.",
+    ),
+    "reset_module": Action(
+        "Reset module",
+        "reset_module",
+        recovery=True,
+        confirm="Its running runs are closed, its cache emptied, its 24 h error window restarted, "
+        "and it runs once now.",
+    ),
 }
-DASHBOARD_FRAGMENTS = {"system-status": "console/_status.html", "halt": "console/_halt.html",
-                       "modules": "console/_modules.html", "findings": "console/_findings.html",
-                       "alert-channels": "console/_alert_channels.html"}
+DASHBOARD_FRAGMENTS = {
+    "system-status": "console/_status.html",
+    "halt": "console/_halt.html",
+    "modules": "console/_modules.html",
+    "findings": "console/_findings.html",
+    "alert-channels": "console/_alert_channels.html",
+}
 MODULE_FRAGMENTS = {"module-facts": "console/_module_facts.html", "module-runs": "console/_module_runs.html"}
 STOP_FRAGMENTS = {"stop-result": "console/_stop_result.html"}
 
@@ -87,11 +109,16 @@ def _page(request: HttpRequest, template: str, context: dict[str, Any], status: 
     return render(request, template, {"can_operate": can_operate(request), **context}, status=status)
 
 
-def _fragments(request: HttpRequest, templates: dict[str, str], context: dict[str, Any],
-               done: bool = False) -> JsonResponse:
+def _fragments(
+    request: HttpRequest, templates: dict[str, str], context: dict[str, Any], done: bool = False
+) -> JsonResponse:
     context = {"can_operate": can_operate(request), **context}
-    return JsonResponse({"fragments": {key: render_to_string(name, context, request=request)
-                                       for key, name in templates.items()}, "done": done})
+    return JsonResponse(
+        {
+            "fragments": {key: render_to_string(name, context, request=request) for key, name in templates.items()},
+            "done": done,
+        }
+    )
 
 
 def halt_refusal(state: TowerState) -> str:
@@ -122,9 +149,13 @@ def favicon(request: HttpRequest) -> FileResponse:
 
 def _halt_context(request: HttpRequest, state: TowerState) -> dict[str, Any]:
     pending = state.resume_awaiting_approval()
-    return {"state": state, "resume_pending": pending, "halt_refusal": halt_refusal(state),
-            "own_resume_request": pending and state.resume_requested_by == _actor(request),
-            "two_person_rule": settings.RESUME_REQUIRES_SECOND_APPROVER}
+    return {
+        "state": state,
+        "resume_pending": pending,
+        "halt_refusal": halt_refusal(state),
+        "own_resume_request": pending and state.resume_requested_by == _actor(request),
+        "two_person_rule": settings.RESUME_REQUIRES_SECOND_APPROVER,
+    }
 
 
 def _alerting() -> dict[str, Any]:
@@ -138,7 +169,8 @@ def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
     strips = queries.health_strips()
     channel_states = channels.states()
     return {
-        "channel_states": channel_states, "alert_configured": any(c.configured for c in channel_states),
+        "channel_states": channel_states,
+        "alert_configured": any(c.configured for c in channel_states),
         **_halt_context(request, state),
         "report": report,
         "modules": [{"health": m, "strip": strips.get(m.code, [])} for m in report.modules],
@@ -179,17 +211,22 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
             messages.error(request, error)
         return redirect("console:stop-result", run_id=result.run_id)
     # The confirmation shows exactly what would stop, read from the scheduler and from Meta now.
-    preview = commander.emergency_stop(killswitch.StopRequest(reason="console preview", actor=_actor(request),
-                                                               dry_run=True))
-    return _page(request, "console/emergency_stop.html", {"form": form, "preview": preview,
-                                                          "state": TowerState.get(), **_alerting()},
-                 status=400 if form.is_bound else 200)
+    preview = commander.emergency_stop(
+        killswitch.StopRequest(reason="console preview", actor=_actor(request), dry_run=True)
+    )
+    return _page(
+        request,
+        "console/emergency_stop.html",
+        {"form": form, "preview": preview, "state": TowerState.get(), **_alerting()},
+        status=400 if form.is_bound else 200,
+    )
 
 
 def _stop_context(run_id: UUID) -> dict[str, Any]:
     run = get_object_or_404(ControlTowerRun, pk=run_id, run_type=RunType.EMERGENCY_STOP)
     return {
-        "run": run, "summary": queries.hold_summary(run),
+        "run": run,
+        "summary": queries.hold_summary(run),
         "schedulers": queries.action(run, "disable_schedulers").get("modules", []),
         "alerts_sent": queries.action(run, "alerts").get("sent"),
         "alerts_outcome": queries.action(run, "alerts").get("outcome", ""),
@@ -226,16 +263,24 @@ def resume(request: HttpRequest) -> HttpResponse:
         if result.awaiting_approval:
             messages.info(request, result.message)
             return redirect("console:dashboard")
-        messages.add_message(request, messages.SUCCESS if result.success else messages.WARNING,
-                             _run_link(result.message, result.run_id))
+        messages.add_message(
+            request, messages.SUCCESS if result.success else messages.WARNING, _run_link(result.message, result.run_id)
+        )
         for error in result.errors:
             messages.error(request, error)
         return redirect("console:dashboard")  # where the status is seen coming back
     state = TowerState.get()
-    return _page(request, "console/resume.html", {"form": form, **_halt_context(request, state),
-                                                  **_alerting(),
-                                                  **(_resume_preview(request) if state.emergency_stop_active else {})},
-                 status=400 if form.is_bound else 200)
+    return _page(
+        request,
+        "console/resume.html",
+        {
+            "form": form,
+            **_halt_context(request, state),
+            **_alerting(),
+            **(_resume_preview(request) if state.emergency_stop_active else {}),
+        },
+        status=400 if form.is_bound else 200,
+    )
 
 
 def _resume_preview(request: HttpRequest) -> dict[str, Any]:
@@ -275,8 +320,11 @@ def _execute(request: HttpRequest, command: commander.Command) -> None:
         messages.error(request, str(exc))
         return
     failed = run.errors_encountered and run.run_type != RunType.HEALTH_CHECK
-    messages.add_message(request, messages.ERROR if failed else messages.SUCCESS,
-                         _run_link(run.message or f"{command.command_type} done.", run.pk))
+    messages.add_message(
+        request,
+        messages.ERROR if failed else messages.SUCCESS,
+        _run_link(run.message or f"{command.command_type} done.", run.pk),
+    )
     for error in run.errors_encountered if failed else []:
         messages.error(request, str(error))
 
@@ -292,16 +340,25 @@ def command(request: HttpRequest, name: str) -> HttpResponse:
     if form.is_valid():
         _execute(request, commander.Command(spec.command, actor=_actor(request), reason=form.cleaned_data["reason"]))
         return redirect("console:dashboard")
-    return _page(request, "console/confirm.html", {
-        "form": form, "action": spec, "title": f"{spec.label}: confirm", "halt_refusal": halt_refusal(TowerState.get()),
-        "post_url": reverse("console:command", args=[name]), "cancel_url": reverse("console:dashboard"),
-    })
+    return _page(
+        request,
+        "console/confirm.html",
+        {
+            "form": form,
+            "action": spec,
+            "title": f"{spec.label}: confirm",
+            "halt_refusal": halt_refusal(TowerState.get()),
+            "post_url": reverse("console:command", args=[name]),
+            "cancel_url": reverse("console:dashboard"),
+        },
+    )
 
 
 def _module_action(request: HttpRequest, module: MetaModule, spec: Action, reason: str) -> None:
     if not spec.recovery:
-        _execute(request, commander.Command(spec.command, actor=_actor(request), reason=reason,
-                                            target_modules=[module.code]))
+        _execute(
+            request, commander.Command(spec.command, actor=_actor(request), reason=reason, target_modules=[module.code])
+        )
         return
     try:
         attempt = commander.recover(module.code, spec.command, _actor(request), reason)
@@ -309,8 +366,11 @@ def _module_action(request: HttpRequest, module: MetaModule, spec: Action, reaso
         messages.error(request, str(exc))
         return
     ok = attempt.outcome == RecoveryAttempt.Outcome.SUCCEEDED
-    messages.add_message(request, messages.SUCCESS if ok else messages.ERROR,
-                         f"{spec.label} on {module.code}: {attempt.get_outcome_display().lower()}.")
+    messages.add_message(
+        request,
+        messages.SUCCESS if ok else messages.ERROR,
+        f"{spec.label} on {module.code}: {attempt.get_outcome_display().lower()}.",
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -325,12 +385,19 @@ def module_action(request: HttpRequest, code: str, name: str) -> HttpResponse:
     if form.is_valid():
         _module_action(request, module, spec, form.cleaned_data["reason"])
         return redirect("console:module", code=code)
-    return _page(request, "console/confirm.html", {
-        "form": form, "action": spec, "module": module, "title": f"{spec.label} {module}: confirm",
-        "halt_refusal": halt_refusal(TowerState.get()),
-        "post_url": reverse("console:module-action", args=[code, name]),
-        "cancel_url": reverse("console:module", args=[code]),
-    })
+    return _page(
+        request,
+        "console/confirm.html",
+        {
+            "form": form,
+            "action": spec,
+            "module": module,
+            "title": f"{spec.label} {module}: confirm",
+            "halt_refusal": halt_refusal(TowerState.get()),
+            "post_url": reverse("console:module-action", args=[code, name]),
+            "cancel_url": reverse("console:module", args=[code]),
+        },
+    )
 
 
 # --- module page ----------------------------------------------------------------------
@@ -342,15 +409,20 @@ def _module_context(code: str) -> dict[str, Any]:
     facts = next(m for m in report.modules if m.code == code)
     attempts, last_action, healed = recovery.module_summaries([code], report.checked_at)[code]
     return {
-        "module": module, "facts": facts, "report": report,
+        "module": module,
+        "facts": facts,
+        "report": report,
         "runs": queries.recent_runs(module),
         "attempts": list(RecoveryAttempt.objects.filter(module_code=code)[:RECOVERY_ATTEMPTS_SHOWN]),
         "recovery_summary": {"attempts": attempts, "last_action": last_action, "healed": healed},
         "strip": queries.health_strips([code]).get(code, []),
         "chart": charts.run_durations(
             queries.chart_points(module, report.checked_at),
-            title=f"{module.code} {module.name}: run durations, last {queries.CHART_DAYS} days"),
-        "actions": MODULE_ACTIONS, "chart_days": queries.CHART_DAYS, "strip_size": queries.STRIP_CHECKS,
+            title=f"{module.code} {module.name}: run durations, last {queries.CHART_DAYS} days",
+        ),
+        "actions": MODULE_ACTIONS,
+        "chart_days": queries.CHART_DAYS,
+        "strip_size": queries.STRIP_CHECKS,
         "halt_refusal": halt_refusal(TowerState.get()),
     }
 
@@ -384,11 +456,22 @@ def _paginated(request: HttpRequest, rows: Any) -> Any:
 @staff_required
 def run_list(request: HttpRequest) -> HttpResponse:
     form = RunFilterForm(request.GET)
-    runs = form.filter(ControlTowerRun.objects.defer(
-        "module_health_details", "actions_executed", "recoveries_performed", "recommendations", "alerts", "parameters",
-    ).order_by("-executed_at"))
-    return _page(request, "console/runs.html", {"form": form, "page": _paginated(request, runs)},
-                 status=400 if form.errors else 200)
+    runs = form.filter(
+        ControlTowerRun.objects.defer(
+            "module_health_details",
+            "actions_executed",
+            "recoveries_performed",
+            "recommendations",
+            "alerts",
+            "parameters",
+        ).order_by("-executed_at")
+    )
+    return _page(
+        request,
+        "console/runs.html",
+        {"form": form, "page": _paginated(request, runs)},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_GET
@@ -397,19 +480,25 @@ def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = get_object_or_404(ControlTowerRun, pk=run_id)
     holds = queries.holds_of(run).order_by("account_id", "campaign_id")
     result = run.result()
-    return _page(request, "console/run.html", {
-        "run": run, "result": result,
-        "actions": tables.record_table(run.actions_executed),
-        "errors": tables.record_table(result["errors"], text_key="error"),
-        "recoveries": tables.record_table(run.recoveries_performed),
-        "module_details": sorted(run.module_health_details.items(), key=lambda item: _code_key(item[0])),
-        "health_logs": sorted(run.health_logs.all(), key=lambda log: _code_key(log.module_name)),
-        "holds": list(holds[:queries.LEDGER_ROWS]), "holds_total": holds.count(),
-        "ledger_limit": queries.LEDGER_ROWS,
-        "recovery_attempts": list(run.recoveries.all()),
-        "notifications": list(run.notifications.order_by("sent_at")),
-        "is_stop": run.run_type == RunType.EMERGENCY_STOP,
-    })
+    return _page(
+        request,
+        "console/run.html",
+        {
+            "run": run,
+            "result": result,
+            "actions": tables.record_table(run.actions_executed),
+            "errors": tables.record_table(result["errors"], text_key="error"),
+            "recoveries": tables.record_table(run.recoveries_performed),
+            "module_details": sorted(run.module_health_details.items(), key=lambda item: _code_key(item[0])),
+            "health_logs": sorted(run.health_logs.all(), key=lambda log: _code_key(log.module_name)),
+            "holds": list(holds[: queries.LEDGER_ROWS]),
+            "holds_total": holds.count(),
+            "ledger_limit": queries.LEDGER_ROWS,
+            "recovery_attempts": list(run.recoveries.all()),
+            "notifications": list(run.notifications.order_by("sent_at")),
+            "is_stop": run.run_type == RunType.EMERGENCY_STOP,
+        },
+    )
 
 
 @require_GET
@@ -417,8 +506,12 @@ def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
 def notification_list(request: HttpRequest) -> HttpResponse:
     form = NotificationFilterForm(request.GET)
     rows = form.filter(Notification.objects.select_related("run").order_by("-sent_at"))
-    return _page(request, "console/notifications.html", {"form": form, "page": _paginated(request, rows)},
-                 status=400 if form.errors else 200)
+    return _page(
+        request,
+        "console/notifications.html",
+        {"form": form, "page": _paginated(request, rows)},
+        status=400 if form.errors else 200,
+    )
 
 
 @require_GET
@@ -432,12 +525,23 @@ def report(request: HttpRequest) -> HttpResponse:
     period = reports.Period(since=until - timedelta(days=form.period_days()), until=until)
     data = reports.build(period, now=until)
     # The chart's points: one small row per check (hourly: 8,760 a year), bucketed by charts.py.
-    checks = ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED,
-                                            executed_at__range=(period.since, period.until))
-    timeline = charts.status_timeline(list(checks.values_list("executed_at", "system_status")), period.since, period.until)
-    availability = charts.availability_bars([(f"{m['module']} {m['name']}", m["availability_pct"])
-                                             for m in data["module_availability"]["modules"]])
-    return _page(request, "console/report.html", {
-        "form": form, "report": data, "timeline": timeline, "availability": availability,
-        "stop_frequency": reports.stop_frequency(data["emergency_stops"]["count"], period.seconds),
-    })
+    checks = ControlTowerRun.objects.filter(
+        run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED, executed_at__range=(period.since, period.until)
+    )
+    timeline = charts.status_timeline(
+        list(checks.values_list("executed_at", "system_status")), period.since, period.until
+    )
+    availability = charts.availability_bars(
+        [(f"{m['module']} {m['name']}", m["availability_pct"]) for m in data["module_availability"]["modules"]]
+    )
+    return _page(
+        request,
+        "console/report.html",
+        {
+            "form": form,
+            "report": data,
+            "timeline": timeline,
+            "availability": availability,
+            "stop_frequency": reports.stop_frequency(data["emergency_stops"]["count"], period.seconds),
+        },
+    )

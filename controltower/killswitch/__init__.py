@@ -34,22 +34,49 @@ two-person rule, the background re-activation), `ledger` (the CampaignHold ledge
 switch's lock); the Meta fan-out they share is `controltower.fanout`. This package exposes the
 use cases and their request and result types.
 """
+
 from __future__ import annotations
 
 from controltower.killswitch import ledger, stop
 from controltower.killswitch.resume import (
-    KillSwitchError, Lifted, ResumeRequest, ResumeResult, finish_resume, report_resume, resume, resume_preview,
+    KillSwitchError,
+    Lifted,
+    ResumeRequest,
+    ResumeResult,
+    finish_resume,
+    report_resume,
+    resume,
+    resume_preview,
 )
 from controltower.killswitch.stop import (
-    StopRequest, StopResult, emergency_stop, preview, resweep, stop_for_requested_spikes, sweep_needed,
+    StopRequest,
+    StopResult,
+    emergency_stop,
+    preview,
+    resweep,
+    stop_for_requested_spikes,
+    sweep_needed,
 )
 from controltower.locks import is_held
 from controltower.models import TowerState
 
 __all__ = [
-    "KillSwitchError", "Lifted", "ResumeRequest", "ResumeResult", "StopRequest", "StopResult", "emergency_stop",
-    "finish_abandoned", "finish_resume", "preview", "report_resume", "resume", "resume_preview", "resweep",
-    "stop_for_requested_spikes", "sweep_needed",
+    "KillSwitchError",
+    "Lifted",
+    "ResumeRequest",
+    "ResumeResult",
+    "StopRequest",
+    "StopResult",
+    "emergency_stop",
+    "finish_abandoned",
+    "finish_resume",
+    "preview",
+    "report_resume",
+    "resume",
+    "resume_preview",
+    "resweep",
+    "stop_for_requested_spikes",
+    "sweep_needed",
 ]
 
 

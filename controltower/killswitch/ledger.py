@@ -4,6 +4,7 @@ paused, claimed by the sweep pausing it, settled with Meta's answer, and closed 
 Also the kill switch's lock (stops, sweeps and resumes take turns over the ledger) and what a
 stop or resume leaves to the background (Pending, SweepResult).
 """
+
 from __future__ import annotations
 
 import time
@@ -44,8 +45,11 @@ class Pending:
 
     def reasons(self, doing: str) -> list[str]:
         """Per account, how many are left and the commonest reason."""
-        return [f"{account}: {sum(reasons.values())} campaigns still pending — {reasons.most_common(1)[0][0].rstrip('.')}; "
-                f"the background keeps {doing} them." for account, reasons in sorted(self.why.items())]
+        return [
+            f"{account}: {sum(reasons.values())} campaigns still pending — {reasons.most_common(1)[0][0].rstrip('.')}; "
+            f"the background keeps {doing} them."
+            for account, reasons in sorted(self.why.items())
+        ]
 
 
 @dataclass
@@ -72,8 +76,9 @@ def kill_switch_lease(wait_until: float | None = None) -> Any:
     return lease(KILL_SWITCH_LOCK, timedelta(seconds=settings.HOLD_CLAIM_SECONDS), wait=wait)
 
 
-def hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]],
-                   accounts: list[str], owner: str) -> tuple[list[CampaignHold], dict[str, int]] | None:
+def hold_and_claim(
+    halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]], accounts: list[str], owner: str
+) -> tuple[list[CampaignHold], dict[str, int]] | None:
     """Write one hold per ACTIVE campaign (before pausing it) and claim the pending ones.
 
     Returns the holds claimed, and per account how many pending ones someone else still claims.
@@ -84,28 +89,48 @@ def hold_and_claim(halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: 
         if not state.emergency_stop_active or state.halt_run_id != halt_run.pk:
             return None
         CampaignHold.objects.bulk_create(
-            [CampaignHold(halt_run=halt_run, stop_run=stop_run, campaign_id=c["id"], account_id=c["account"],
-                          campaign_name=c.get("name", "")[:400], prior_status=c.get("status", ""),
-                          prior_effective_status=c.get("effective_status", ""),
-                          prior_updated_time=c.get("updated_time", ""), snapshot=rules.snapshot(c)) for c in found],
+            [
+                CampaignHold(
+                    halt_run=halt_run,
+                    stop_run=stop_run,
+                    campaign_id=c["id"],
+                    account_id=c["account"],
+                    campaign_name=c.get("name", "")[:400],
+                    prior_status=c.get("status", ""),
+                    prior_effective_status=c.get("effective_status", ""),
+                    prior_updated_time=c.get("updated_time", ""),
+                    snapshot=rules.snapshot(c),
+                )
+                for c in found
+            ],
             ignore_conflicts=True,
         )
         # Held before and ACTIVE again (someone re-activated it during the halt): pause it again.
         CampaignHold.objects.filter(halt_run=halt_run, campaign_id__in=[c["id"] for c in found]).exclude(
-            state=CampaignHold.State.PENDING).update(state=CampaignHold.State.PENDING, stop_run=stop_run)
+            state=CampaignHold.State.PENDING
+        ).update(state=CampaignHold.State.PENDING, stop_run=stop_run)
         claimable = CampaignHold.objects.filter(
             Q(claimed_until__isnull=True) | Q(claimed_until__lt=now),
-            halt_run=halt_run, state=CampaignHold.State.PENDING, account_id__in=accounts,
+            halt_run=halt_run,
+            state=CampaignHold.State.PENDING,
+            account_id__in=accounts,
         )
         claimable.update(claimed_by=owner, claimed_until=now + timedelta(seconds=settings.HOLD_CLAIM_SECONDS))
-        pending = CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PENDING,
-                                              account_id__in=accounts)
+        pending = CampaignHold.objects.filter(
+            halt_run=halt_run, state=CampaignHold.State.PENDING, account_id__in=accounts
+        )
         elsewhere = pending.exclude(claimed_by=owner).values_list("account_id").annotate(n=Count("pk"))
         return list(pending.filter(claimed_by=owner)), dict(elsewhere)
 
 
-def settle(hold: CampaignHold, error: graph.MetaError | None, body: dict[str, Any] | None, pauses_sent: int,
-           now: datetime, result: SweepResult) -> None:
+def settle(
+    hold: CampaignHold,
+    error: graph.MetaError | None,
+    body: dict[str, Any] | None,
+    pauses_sent: int,
+    now: datetime,
+    result: SweepResult,
+) -> None:
     """Record one hold's outcome: confirmed not running (with Meta's updated_time), failed, or still pending."""
     account = hold.account_id
     hold.attempts += pauses_sent
@@ -140,8 +165,12 @@ def save_holds(holds: list[CampaignHold], fields: list[str]) -> None:
 
 
 def resumes_left_pending() -> list[Any]:
-    return list(CampaignHold.objects.filter(state=CampaignHold.State.RESUMING)
-                .values_list("resume_run_id", flat=True).distinct().order_by())
+    return list(
+        CampaignHold.objects.filter(state=CampaignHold.State.RESUMING)
+        .values_list("resume_run_id", flat=True)
+        .distinct()
+        .order_by()
+    )
 
 
 def close_unconfirmed(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[dict[str, str]]:
@@ -156,8 +185,10 @@ def close_unconfirmed(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[d
 
 def release(halt_run: ControlTowerRun, run: ControlTowerRun) -> list[dict[str, str]]:
     holds = CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED)
-    released = [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": rules.NOT_REQUESTED.reason}
-                for h in holds]
-    holds.update(state=CampaignHold.State.RELEASED, resume_run=run,
-                 resume_note=f"Left paused: {rules.NOT_REQUESTED.reason}")
+    released = [
+        {"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": rules.NOT_REQUESTED.reason} for h in holds
+    ]
+    holds.update(
+        state=CampaignHold.State.RELEASED, resume_run=run, resume_note=f"Left paused: {rules.NOT_REQUESTED.reason}"
+    )
     return released

@@ -4,6 +4,7 @@ Re-activates a hold only if it was configured ACTIVE before the stop and is stil
 pause left it; what cannot be re-activated within the deadline stays `resuming` and is carried
 on in the background (finish_resume). Also its dry run (resume_preview), decided the same way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -21,7 +22,13 @@ from django.utils import timezone
 from controltower import audit, channels, fanout, health, rules, schedules, stakes
 from controltower.killswitch import ledger, stop
 from controltower.models import (
-    CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
+    CampaignHold,
+    ControlTowerRun,
+    Notification,
+    RunState,
+    RunType,
+    SystemStatus,
+    TowerState,
 )
 from meta_modules import graph
 from meta_modules.errors import RETRYABLE
@@ -54,8 +61,12 @@ class ResumeRequest:
     def from_options(cls, actor: str, reason: str, options: Mapping[str, Any], dry_run: bool = False) -> ResumeRequest:
         """A resume with the options given (a command's parameters, a recorded request); what they leave
         out takes the defaults."""
-        return cls(actor=actor, reason=reason, dry_run=dry_run,
-                   **{name: options[name] for name in RESUME_OPTIONS if name in options})
+        return cls(
+            actor=actor,
+            reason=reason,
+            dry_run=dry_run,
+            **{name: options[name] for name in RESUME_OPTIONS if name in options},
+        )
 
 
 @dataclass
@@ -107,9 +118,15 @@ def _approval_gate(state: TowerState, request: ResumeRequest) -> bool:
     if not settings.RESUME_REQUIRES_SECOND_APPROVER:
         return True
     if not _approval_pending(state):
-        state.request_resume(request.actor, {"reason": request.reason, "resume_schedulers": request.resume_schedulers,
-                                             "resume_campaigns": request.resume_campaigns,
-                                             "run_health_check": request.run_health_check})
+        state.request_resume(
+            request.actor,
+            {
+                "reason": request.reason,
+                "resume_schedulers": request.resume_schedulers,
+                "resume_campaigns": request.resume_campaigns,
+                "run_health_check": request.run_health_check,
+            },
+        )
         return False
     if state.resume_requested_by == request.actor:
         raise KillSwitchError(f"Resume was requested by {request.actor}; a different operator must approve it.")
@@ -119,6 +136,7 @@ def _approval_gate(state: TowerState, request: ResumeRequest) -> bool:
 @dataclass
 class Lifted:
     """A resume that lifted the halt, before its health check: what report_resume needs."""
+
     request: ResumeRequest  # as carried out (an approver carries out what the first operator asked)
     run: ControlTowerRun
     started: float
@@ -146,17 +164,30 @@ def resume(request: ResumeRequest) -> ResumeResult | Lifted:
             if not _approval_gate(state, request):
                 audit.record("resume", actor=request.actor, reason=request.reason, outcome="awaiting_approval")
                 return ResumeResult(
-                    success=False, run_id=None, awaiting_approval=True, schedulers_resumed=0, campaigns_resumed=0,
-                    campaigns_skipped=[], campaigns_pending=0, errors=[], system_status=state.system_status,
-                    health_check_run_id=None, resumed_at=timezone.now(),
+                    success=False,
+                    run_id=None,
+                    awaiting_approval=True,
+                    schedulers_resumed=0,
+                    campaigns_resumed=0,
+                    campaigns_skipped=[],
+                    campaigns_pending=0,
+                    errors=[],
+                    system_status=state.system_status,
+                    health_check_run_id=None,
+                    resumed_at=timezone.now(),
                     message=f"Resume requested by {request.actor}; it takes effect when a different operator approves.",
-                    alerts_outcome="awaiting approval: alerts go out when the resume is carried out")
+                    alerts_outcome="awaiting approval: alerts go out when the resume is carried out",
+                )
             approved_from = state.resume_requested_by
             if approved_from:  # the approver confirms what the first operator asked for
                 request = _as_approved(state, request)
             run = ControlTowerRun.objects.create(
-                run_type=RunType.RESUME, command_type="resume", state=RunState.RUNNING,
-                system_status=SystemStatus.EMERGENCY_STOP, mode=settings.META_MODE, reason=request.reason,
+                run_type=RunType.RESUME,
+                command_type="resume",
+                state=RunState.RUNNING,
+                system_status=SystemStatus.EMERGENCY_STOP,
+                mode=settings.META_MODE,
+                reason=request.reason,
                 executed_by=f"{approved_from} (approved by {request.actor})" if approved_from else request.actor,
             )
             halt_run, stop_stamp, held_tasks = state.halt_run, state.last_stop_at, list(state.held_task_ids)
@@ -173,16 +204,35 @@ def resume(request: ResumeRequest) -> ResumeResult | Lifted:
             state = TowerState.locked()
             if state.last_stop_at != stop_stamp:
                 errors.append("A new emergency stop arrived during resume: the halt stays in force.")
-                run.fail(started, actions_executed=[], errors_encountered=errors,
-                         recommendations=ControlTowerRun.note("Resume overtaken by a new stop."))
-                audit.record("resume", actor=run.executed_by, reason=request.reason, run_id=run.pk,
-                             outcome="overtaken", campaigns_resumed=outcome.resumed)
+                run.fail(
+                    started,
+                    actions_executed=[],
+                    errors_encountered=errors,
+                    recommendations=ControlTowerRun.note("Resume overtaken by a new stop."),
+                )
+                audit.record(
+                    "resume",
+                    actor=run.executed_by,
+                    reason=request.reason,
+                    run_id=run.pk,
+                    outcome="overtaken",
+                    campaigns_resumed=outcome.resumed,
+                )
                 return ResumeResult(
-                    success=False, run_id=str(run.pk), awaiting_approval=False, schedulers_resumed=0,
-                    campaigns_resumed=outcome.resumed, campaigns_skipped=skipped,
-                    campaigns_pending=outcome.left.count, errors=errors, system_status=SystemStatus.EMERGENCY_STOP,
-                    health_check_run_id=None, resumed_at=timezone.now(), message=errors[-1],
-                    alerts_outcome="overtaken by a new stop, which sends the alerts")
+                    success=False,
+                    run_id=str(run.pk),
+                    awaiting_approval=False,
+                    schedulers_resumed=0,
+                    campaigns_resumed=outcome.resumed,
+                    campaigns_skipped=skipped,
+                    campaigns_pending=outcome.left.count,
+                    errors=errors,
+                    system_status=SystemStatus.EMERGENCY_STOP,
+                    health_check_run_id=None,
+                    resumed_at=timezone.now(),
+                    message=errors[-1],
+                    alerts_outcome="overtaken by a new stop, which sends the alerts",
+                )
             state.end_halt()
     if outcome.left.count:
         schedule_resume_retry(run)
@@ -193,32 +243,78 @@ def report_resume(lifted: Lifted, check: ControlTowerRun | None) -> ResumeResult
     """After the halt is lifted and the health check (`check`, when asked) ran: the system status,
     the alerts, the run's record and the answer."""
     request, run, started, schedulers, outcome, skipped, errors = (
-        lifted.request, lifted.run, lifted.started, lifted.schedulers, lifted.outcome, lifted.skipped, lifted.errors)
+        lifted.request,
+        lifted.run,
+        lifted.started,
+        lifted.schedulers,
+        lifted.outcome,
+        lifted.skipped,
+        lifted.errors,
+    )
     status = check.system_status if check else health.evaluate().system_status
     TowerState.set(system_status=status)
-    message = (f"Resumed: {len(schedulers)} schedulers re-enabled, {outcome.resumed} campaigns re-activated, "
-               f"{len(skipped)} left as they are"
-               + (f", {outcome.left.count} still being re-activated in the background" if outcome.left.count else "")
-               + f". System status {status.upper()}.")
-    sent = channels.deliver(channels.Message(kind=Notification.Kind.EMERGENCY, subject=f"RESUMED by {run.executed_by}",
-                                             body="\n".join([message, *errors]),
-                                             payload={"event": "resume", "run_id": str(run.pk)}), run)
+    message = (
+        f"Resumed: {len(schedulers)} schedulers re-enabled, {outcome.resumed} campaigns re-activated, "
+        f"{len(skipped)} left as they are"
+        + (f", {outcome.left.count} still being re-activated in the background" if outcome.left.count else "")
+        + f". System status {status.upper()}."
+    )
+    sent = channels.deliver(
+        channels.Message(
+            kind=Notification.Kind.EMERGENCY,
+            subject=f"RESUMED by {run.executed_by}",
+            body="\n".join([message, *errors]),
+            payload={"event": "resume", "run_id": str(run.pk)},
+        ),
+        run,
+    )
     alerts, alerts_sent = channels.outcome(True, sent), sum(n.ok for n in sent)
-    run.finish(started, actions_executed=[{"action": "resume_schedulers", "modules": schedulers},
-                                          {"action": "resume_campaigns", "resumed": outcome.resumed, "skipped": skipped,
-                                           "pending": outcome.left.count},
-                                          {"action": "alerts", "sent": alerts_sent, "outcome": alerts}],
-               errors_encountered=errors, recommendations=ControlTowerRun.note(message), system_status=status)
-    audit.record("resume", actor=run.executed_by, reason=request.reason, run_id=run.pk,
-                 outcome="incomplete" if errors else "ok", schedulers_resumed=len(schedulers),
-                 campaigns_resumed=outcome.resumed, campaigns_skipped=len(skipped), campaigns_pending=outcome.left.count,
-                 system_status=status, alerts=alerts)
-    return ResumeResult(success=not errors, run_id=str(run.pk), awaiting_approval=False,
-                        schedulers_resumed=len(schedulers), campaigns_resumed=outcome.resumed,
-                        campaigns_skipped=skipped, campaigns_pending=outcome.left.count, errors=errors,
-                        system_status=status, health_check_run_id=str(check.pk) if check else None,
-                        resumed_at=timezone.now(), message=message, alerts_sent=alerts_sent,
-                        alerts_outcome=alerts, alert_deliveries=channels.delivery_rows(sent))
+    run.finish(
+        started,
+        actions_executed=[
+            {"action": "resume_schedulers", "modules": schedulers},
+            {
+                "action": "resume_campaigns",
+                "resumed": outcome.resumed,
+                "skipped": skipped,
+                "pending": outcome.left.count,
+            },
+            {"action": "alerts", "sent": alerts_sent, "outcome": alerts},
+        ],
+        errors_encountered=errors,
+        recommendations=ControlTowerRun.note(message),
+        system_status=status,
+    )
+    audit.record(
+        "resume",
+        actor=run.executed_by,
+        reason=request.reason,
+        run_id=run.pk,
+        outcome="incomplete" if errors else "ok",
+        schedulers_resumed=len(schedulers),
+        campaigns_resumed=outcome.resumed,
+        campaigns_skipped=len(skipped),
+        campaigns_pending=outcome.left.count,
+        system_status=status,
+        alerts=alerts,
+    )
+    return ResumeResult(
+        success=not errors,
+        run_id=str(run.pk),
+        awaiting_approval=False,
+        schedulers_resumed=len(schedulers),
+        campaigns_resumed=outcome.resumed,
+        campaigns_skipped=skipped,
+        campaigns_pending=outcome.left.count,
+        errors=errors,
+        system_status=status,
+        health_check_run_id=str(check.pk) if check else None,
+        resumed_at=timezone.now(),
+        message=message,
+        alerts_sent=alerts_sent,
+        alerts_outcome=alerts,
+        alert_deliveries=channels.delivery_rows(sent),
+    )
 
 
 def _current(meta: graph.GraphClient, account: str) -> dict[str, dict[str, Any]]:
@@ -234,8 +330,9 @@ class Reactivation:
     left: ledger.Pending = field(default_factory=ledger.Pending)
 
 
-def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float,
-                halted: Callable[[], bool] = lambda: False) -> Reactivation:
+def _reactivate(
+    holds: list[CampaignHold], run: ControlTowerRun, deadline: float, halted: Callable[[], bool] = lambda: False
+) -> Reactivation:
     """Re-activate exactly the held campaigns still PAUSED as our pause left them.
 
     In rounds until the deadline: read the current state of the holds still undecided from
@@ -292,8 +389,9 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
                     if hold.campaign_id in sent and rules.reactivated_unanswered(now_on_meta):
                         done(hold, read_at, "ACTIVE again after a re-activation whose answer was lost")
                         continue
-                    verdict = rules.resume_verdict(hold.prior_status, hold.paused_updated_time, hold.snapshot,
-                                                   now_on_meta)
+                    verdict = rules.resume_verdict(
+                        hold.prior_status, hold.paused_updated_time, hold.snapshot, now_on_meta
+                    )
                     if verdict.reactivate:
                         to_activate[account].append(hold)
                     else:
@@ -318,7 +416,9 @@ def _reactivate(holds: list[CampaignHold], run: ControlTowerRun, deadline: float
             for campaign_id in undecided:
                 last_failure[campaign_id] = f"unexpected {type(exc).__name__}: {exc}"
             break
-        delay = rules.retry_delay(rounds, deadline - time.monotonic(), fanout.not_before(failures)) if undecided else None
+        delay = (
+            rules.retry_delay(rounds, deadline - time.monotonic(), fanout.not_before(failures)) if undecided else None
+        )
         if delay is None:
             break
         time.sleep(delay)
@@ -358,20 +458,30 @@ def finish_resume(resume_run_id: str, attempt: int, follow_up: bool = True) -> d
         if operations_halted():  # a new stop began: it wins over what is left
             note = "left PAUSED: a new emergency stop began before it could be re-activated"
             left = CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING)
-            outcome.skipped += [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": note}
-                                for h in left]
+            outcome.skipped += [
+                {"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": note} for h in left
+            ]
             left.update(state=CampaignHold.State.SKIPPED, resume_note=note)
             outcome.left = ledger.Pending()
-    record: dict[str, Any] = {"action": "resume_campaigns_background", "attempt": attempt + 1,
-                              "resumed": outcome.resumed, "skipped": outcome.skipped, "pending": outcome.left.count}
+    record: dict[str, Any] = {
+        "action": "resume_campaigns_background",
+        "attempt": attempt + 1,
+        "resumed": outcome.resumed,
+        "skipped": outcome.skipped,
+        "pending": outcome.left.count,
+    }
     if outcome.left.count and follow_up and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:
         schedule_resume_retry(run, attempt + 1)
     elif outcome.left.count and follow_up:
         _give_up_resume(run, attempt + 1, outcome)
         record["gave_up"] = outcome.left.count
     _record_background(run, record)
-    return {"resumed": outcome.resumed, "skipped": len(outcome.skipped), "pending": outcome.left.count,
-            "errors": outcome.errors + outcome.left.reasons("re-activating")}
+    return {
+        "resumed": outcome.resumed,
+        "skipped": len(outcome.skipped),
+        "pending": outcome.left.count,
+        "errors": outcome.errors + outcome.left.reasons("re-activating"),
+    }
 
 
 def _give_up_resume(run: ControlTowerRun, attempts: int, outcome: Reactivation) -> None:
@@ -379,14 +489,26 @@ def _give_up_resume(run: ControlTowerRun, attempts: int, outcome: Reactivation) 
     reasons = outcome.left.reasons("re-activating")
     holds = CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING)
     ids = list(holds.values_list("campaign_id", flat=True))
-    holds.update(state=CampaignHold.State.SKIPPED,
-                 resume_note=f"gave up after {attempts} background attempts; left PAUSED (re-activate it by hand)")
-    channels.deliver(channels.Message(
-        kind=Notification.Kind.EMERGENCY, subject=f"RESUME incomplete: {len(ids)} campaigns left PAUSED",
-        body=(f"After {attempts} background attempts, {len(ids)} campaigns that were running before the stop "
-              "could not be re-activated and stay PAUSED:\n" + "\n".join(reasons)
-              + "\nCampaigns: " + ", ".join(ids[:200]) + (" …" if len(ids) > 200 else "")),
-        payload={"event": "resume_incomplete", "run_id": str(run.pk), "campaign_ids": ids}), run)
+    holds.update(
+        state=CampaignHold.State.SKIPPED,
+        resume_note=f"gave up after {attempts} background attempts; left PAUSED (re-activate it by hand)",
+    )
+    channels.deliver(
+        channels.Message(
+            kind=Notification.Kind.EMERGENCY,
+            subject=f"RESUME incomplete: {len(ids)} campaigns left PAUSED",
+            body=(
+                f"After {attempts} background attempts, {len(ids)} campaigns that were running before the stop "
+                "could not be re-activated and stay PAUSED:\n"
+                + "\n".join(reasons)
+                + "\nCampaigns: "
+                + ", ".join(ids[:200])
+                + (" …" if len(ids) > 200 else "")
+            ),
+            payload={"event": "resume_incomplete", "run_id": str(run.pk), "campaign_ids": ids},
+        ),
+        run,
+    )
 
 
 def _record_background(run: ControlTowerRun, action: dict[str, Any]) -> None:
@@ -416,16 +538,26 @@ def resume_preview(request: ResumeRequest) -> ResumeResult:
         raise KillSwitchError(refusal)
     if _approval_pending(state):  # what the approver would carry out
         request = _as_approved(state, request)
-    holds = list(CampaignHold.objects.filter(halt_run_id=state.halt_run_id,
-                                             state__in=[CampaignHold.State.PAUSED, *ledger.UNCONFIRMED_STATES])
-                 .order_by("account_id", "campaign_id"))
+    holds = list(
+        CampaignHold.objects.filter(
+            halt_run_id=state.halt_run_id, state__in=[CampaignHold.State.PAUSED, *ledger.UNCONFIRMED_STATES]
+        ).order_by("account_id", "campaign_id")
+    )
     paused = [h for h in holds if h.state == CampaignHold.State.PAUSED]
     reading = sorted({h.account_id for h in paused}) if request.resume_campaigns else []
-    read = fanout.parallel(lambda meta, a: (stop.account_currency(meta, a, deadline),
-                                            fanout.within_deadline(lambda: _current(meta, a), deadline)),
-                           reading, deadline)
-    errors = [f"{a}: could not read its campaigns ({r}); resume would try again" for a, r in read.items()
-              if isinstance(r, graph.MetaError)]
+    read = fanout.parallel(
+        lambda meta, a: (
+            stop.account_currency(meta, a, deadline),
+            fanout.within_deadline(lambda: _current(meta, a), deadline),
+        ),
+        reading,
+        deadline,
+    )
+    errors = [
+        f"{a}: could not read its campaigns ({r}); resume would try again"
+        for a, r in read.items()
+        if isinstance(r, graph.MetaError)
+    ]
     campaigns: list[dict[str, str]] = []
     back: dict[str, list[dict[str, Any]]] = defaultdict(list)  # account → its campaigns coming back
     for hold in holds:
@@ -434,12 +566,23 @@ def resume_preview(request: ResumeRequest) -> ResumeResult:
         if isinstance(seen, graph.MetaError):
             campaigns.append({**row, "action": "unknown", "why": "", "reason": f"could not read it from Meta: {seen}"})
             continue
-        verdict = (rules.UNCONFIRMED if hold.state != CampaignHold.State.PAUSED
-                   else rules.NOT_REQUESTED if not request.resume_campaigns
-                   else rules.resume_verdict(hold.prior_status, hold.paused_updated_time, hold.snapshot,
-                                             seen[1].get(hold.campaign_id)))
-        campaigns.append({**row, "action": "reactivate" if verdict.reactivate else "leave",
-                          "why": verdict.leave or "", "reason": verdict.reason})
+        verdict = (
+            rules.UNCONFIRMED
+            if hold.state != CampaignHold.State.PAUSED
+            else rules.NOT_REQUESTED
+            if not request.resume_campaigns
+            else rules.resume_verdict(
+                hold.prior_status, hold.paused_updated_time, hold.snapshot, seen[1].get(hold.campaign_id)
+            )
+        )
+        campaigns.append(
+            {
+                **row,
+                "action": "reactivate" if verdict.reactivate else "leave",
+                "why": verdict.leave or "",
+                "reason": verdict.reason,
+            }
+        )
         if verdict.reactivate:
             back[hold.account_id].append(seen[1][hold.campaign_id])
     try:
@@ -449,20 +592,42 @@ def resume_preview(request: ResumeRequest) -> ResumeResult:
         spend = []
     now = timezone.now()
     tasks = schedules.held_to_restore(state.held_task_ids) if request.resume_schedulers else []
-    schedulers = [{"code": t.meta_module.code, "name": t.meta_module.name, "every_seconds": schedules.every(t),
-                   "first_run_in_seconds": schedules.stagger_delay(i, schedules.every(t)),
-                   "first_run_at": now + timedelta(seconds=schedules.stagger_delay(i, schedules.every(t)))}
-                  for i, t in enumerate(tasks)]
+    schedulers = [
+        {
+            "code": t.meta_module.code,
+            "name": t.meta_module.name,
+            "every_seconds": schedules.every(t),
+            "first_run_in_seconds": schedules.stagger_delay(i, schedules.every(t)),
+            "first_run_at": now + timedelta(seconds=schedules.stagger_delay(i, schedules.every(t))),
+        }
+        for i, t in enumerate(tasks)
+    ]
     reactivating = sum(len(c) for c in back.values())
     leaving = sum(c["action"] == "leave" for c in campaigns)
     unread = sum(c["action"] == "unknown" for c in campaigns)
     return ResumeResult(
-        success=not errors, run_id=None, awaiting_approval=False, schedulers_resumed=0, campaigns_resumed=0,
-        campaigns_skipped=[], campaigns_pending=0, errors=errors, system_status=state.system_status,
-        health_check_run_id=None, resumed_at=now,
+        success=not errors,
+        run_id=None,
+        awaiting_approval=False,
+        schedulers_resumed=0,
+        campaigns_resumed=0,
+        campaigns_skipped=[],
+        campaigns_pending=0,
+        errors=errors,
+        system_status=state.system_status,
+        health_check_run_id=None,
+        resumed_at=now,
         message=f"Dry run: would restart {len(schedulers)} schedulers and re-activate {reactivating} campaigns "
-                f"({stakes.summary(spend)}); {leaving} would be left as they are"
-                + (f"; {unread} could not be read from Meta now" if unread else "") + ". Nothing was changed.",
-        dry_run=True, would_restart=len(schedulers), would_reactivate=reactivating,
-        preview={"target": stop.target(reading), "campaigns": campaigns, "schedulers": schedulers,
-                 "spend": [row.to_json() for row in spend]})
+        f"({stakes.summary(spend)}); {leaving} would be left as they are"
+        + (f"; {unread} could not be read from Meta now" if unread else "")
+        + ". Nothing was changed.",
+        dry_run=True,
+        would_restart=len(schedulers),
+        would_reactivate=reactivating,
+        preview={
+            "target": stop.target(reading),
+            "campaigns": campaigns,
+            "schedulers": schedulers,
+            "spend": [row.to_json() for row in spend],
+        },
+    )

@@ -4,6 +4,7 @@ The stop runs in the web request and never waits on the task queue (see the pack
 for its steps). Also here: its dry run (what it would pause and the daily budget at stake), where
 a stop or resume acts (target), the re-sweeps and the watchdog's part, and stops 10.9 asks for.
 """
+
 from __future__ import annotations
 
 import logging
@@ -23,7 +24,13 @@ from controltower import audit, channels, fanout, queue, rules, schedules, stake
 from controltower.killswitch import ledger
 from controltower.locks import is_held
 from controltower.models import (
-    CampaignHold, ControlTowerRun, Notification, RunState, RunType, SystemStatus, TowerState,
+    CampaignHold,
+    ControlTowerRun,
+    Notification,
+    RunState,
+    RunType,
+    SystemStatus,
+    TowerState,
 )
 from meta_modules import backoff, graph, throttle
 from meta_modules.models import SpendSpike
@@ -93,14 +100,20 @@ def target(accounts: list[str]) -> dict[str, Any]:
     """Where a stop or resume acts: the sandbox or live Meta, the Graph API version, and the access
     tier Meta's answers showed for each of `accounts` (those it read; unknown ones left out)."""
     stub = settings.META_MODE == "stub"
-    return {"mode": settings.META_MODE, "graph_url": settings.META_GRAPH_URL, "api_version": settings.META_API_VERSION,
-            "label": f"STUB sandbox at {settings.META_GRAPH_URL}" if stub else f"LIVE Meta ({settings.META_GRAPH_URL})",
-            "tiers": {account: tier for account, tier in throttle.learnt_tiers(accounts).items() if tier}}
+    return {
+        "mode": settings.META_MODE,
+        "graph_url": settings.META_GRAPH_URL,
+        "api_version": settings.META_API_VERSION,
+        "label": f"STUB sandbox at {settings.META_GRAPH_URL}" if stub else f"LIVE Meta ({settings.META_GRAPH_URL})",
+        "tiers": {account: tier for account, tier in throttle.learnt_tiers(accounts).items() if tier},
+    }
 
 
 def account_currency(meta: graph.GraphClient, account: str, deadline: float) -> str:
     """The ad account's currency, which its budgets are counted in (minor units)."""
-    currency = fanout.within_deadline(lambda: meta.get(account, {"fields": "currency"}, account), deadline).get("currency")
+    currency = fanout.within_deadline(lambda: meta.get(account, {"fields": "currency"}, account), deadline).get(
+        "currency"
+    )
     if not currency:
         raise graph.MetaError(graph.ErrorKind.TRANSIENT, "Meta did not say the account's currency")
     return str(currency)
@@ -116,31 +129,46 @@ def preview(request: StopRequest) -> StopResult:
     schedulers = list(schedules.module_tasks().filter(enabled=True).values_list("meta_module__code", flat=True))
     listed, errors = _preview_listing(request, deadline) if request.pause_campaigns else ({}, [])
     found = {a: r for a, r in listed.items() if not isinstance(r, graph.MetaError)}
-    campaigns = {a: [{"id": c["id"], "name": c.get("name", "")} for c in running]
-                 for a, (_, running, _) in found.items()}
+    campaigns = {
+        a: [{"id": c["id"], "name": c.get("name", "")} for c in running] for a, (_, running, _) in found.items()
+    }
     at_stake = [row for _, _, row in found.values()]
     totals = stakes.per_currency(at_stake)
     pausing = sum(row.campaigns for row in at_stake)
     stopping = len(schedulers) if request.stop_schedulers else 0
     unlisted = " Meta could not be listed everywhere: see the errors." if errors else ""
     return StopResult(
-        success=not errors, run_id=None, dry_run=True, already_halted=TowerState.get().emergency_stop_active,
-        schedulers_stopped=0, campaigns_paused=0,
-        campaigns_pending=0, campaigns_failed=[], alerts_sent=0, errors=errors, stopped_at=timezone.now(),
+        success=not errors,
+        run_id=None,
+        dry_run=True,
+        already_halted=TowerState.get().emergency_stop_active,
+        schedulers_stopped=0,
+        campaigns_paused=0,
+        campaigns_pending=0,
+        campaigns_failed=[],
+        alerts_sent=0,
+        errors=errors,
+        stopped_at=timezone.now(),
         message=f"Dry run: would stop {stopping} schedulers and pause {pausing} campaigns in {len(found)} "
-                f"ad accounts ({stakes.summary(totals)}).{unlisted} Nothing was changed.",
+        f"ad accounts ({stakes.summary(totals)}).{unlisted} Nothing was changed.",
         campaigns_by_account={a: {"active": len(c)} for a, c in campaigns.items()},
-        preview={"schedulers": schedulers if request.stop_schedulers else [], "campaigns": campaigns,
-                 "target": target(sorted(listed)), "stakes": {"accounts": [row.to_json() for row in at_stake],
-                                                 "totals": [row.to_json() for row in totals]}},
-        would_stop=stopping, would_pause=pausing,
-        alerts_outcome=f"dry run, nothing sent; a stop would alert: {channels.describe()}" if request.send_alerts
+        preview={
+            "schedulers": schedulers if request.stop_schedulers else [],
+            "campaigns": campaigns,
+            "target": target(sorted(listed)),
+            "stakes": {"accounts": [row.to_json() for row in at_stake], "totals": [row.to_json() for row in totals]},
+        },
+        would_stop=stopping,
+        would_pause=pausing,
+        alerts_outcome=f"dry run, nothing sent; a stop would alert: {channels.describe()}"
+        if request.send_alerts
         else channels.NOT_REQUESTED,
     )
 
 
 def _preview_listing(request: StopRequest, deadline: float) -> tuple[dict[str, Any], list[str]]:
     """Per account its currency, running campaigns and their stakes, and why whatever could not be listed was not."""
+
     def listing(meta: graph.GraphClient, account: str) -> tuple[str, list[dict[str, Any]], stakes.Stakes]:
         currency, running = account_currency(meta, account, deadline), _running(meta, account, deadline)
         return currency, running, stakes.of_account(account, currency, running)
@@ -171,22 +199,42 @@ def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool, ControlTow
     with transaction.atomic():
         state = TowerState.locked()
         already = state.emergency_stop_active
-        running = (ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
-                                                  executed_at__gt=_live_since()).order_by("executed_at").first()
-                   if already else None)
+        running = (
+            ControlTowerRun.objects.filter(
+                run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING, executed_at__gt=_live_since()
+            )
+            .order_by("executed_at")
+            .first()
+            if already
+            else None
+        )
         now = timezone.now()
-        joining = {"state": RunState.COMPLETED, "message": _joined_message(running), "execution_time_ms": 0,
-                   "actions_executed": [{"action": "joined", "run_id": str(running.pk)}],
-                   "recommendations": ControlTowerRun.note(_joined_message(running)),
-                   } if running else {"state": RunState.RUNNING}
+        joining = (
+            {
+                "state": RunState.COMPLETED,
+                "message": _joined_message(running),
+                "execution_time_ms": 0,
+                "actions_executed": [{"action": "joined", "run_id": str(running.pk)}],
+                "recommendations": ControlTowerRun.note(_joined_message(running)),
+            }
+            if running
+            else {"state": RunState.RUNNING}
+        )
         # What was asked is kept with the run: whoever finishes the halt sweeps exactly its scope.
         run = ControlTowerRun.objects.create(
-            run_type=RunType.EMERGENCY_STOP, command_type="emergency_stop",
-            system_status=SystemStatus.EMERGENCY_STOP, executed_by=request.actor, executed_at=now,
-            reason=request.reason, mode=settings.META_MODE,
-            parameters={"stop_schedulers": request.stop_schedulers, "pause_campaigns": request.pause_campaigns,
-                        "send_alerts": request.send_alerts,
-                        "ad_account_ids": fanout.act_ids(request.ad_account_ids) if request.ad_account_ids else None},
+            run_type=RunType.EMERGENCY_STOP,
+            command_type="emergency_stop",
+            system_status=SystemStatus.EMERGENCY_STOP,
+            executed_by=request.actor,
+            executed_at=now,
+            reason=request.reason,
+            mode=settings.META_MODE,
+            parameters={
+                "stop_schedulers": request.stop_schedulers,
+                "pause_campaigns": request.pause_campaigns,
+                "send_alerts": request.send_alerts,
+                "ad_account_ids": fanout.act_ids(request.ad_account_ids) if request.ad_account_ids else None,
+            },
             **joining,
         )
         state.begin_halt(run)
@@ -194,17 +242,31 @@ def _begin_halt(request: StopRequest) -> tuple[ControlTowerRun, bool, ControlTow
 
 
 def _joined_message(running: ControlTowerRun) -> str:
-    return (f"An emergency stop by {running.executed_by} is already running (since "
-            f"{timezone.localtime(running.executed_at):%H:%M:%S}): this stop joined it and was recorded. "
-            "The halt covers what you asked; follow its progress on its page.")
+    return (
+        f"An emergency stop by {running.executed_by} is already running (since "
+        f"{timezone.localtime(running.executed_at):%H:%M:%S}): this stop joined it and was recorded. "
+        "The halt covers what you asked; follow its progress on its page."
+    )
 
 
 def _joined(run: ControlTowerRun, running: ControlTowerRun) -> StopResult:
     return StopResult(
-        success=False, run_id=str(running.pk), dry_run=False, already_halted=True, schedulers_stopped=0,
-        campaigns_paused=0, campaigns_pending=0, campaigns_failed=[], alerts_sent=0, errors=[],
-        stopped_at=run.executed_at, message=run.message, campaigns_by_account={}, joined=True,
-        alerts_outcome="joined the running stop, which sends the alerts")
+        success=False,
+        run_id=str(running.pk),
+        dry_run=False,
+        already_halted=True,
+        schedulers_stopped=0,
+        campaigns_paused=0,
+        campaigns_pending=0,
+        campaigns_failed=[],
+        alerts_sent=0,
+        errors=[],
+        stopped_at=run.executed_at,
+        message=run.message,
+        campaigns_by_account={},
+        joined=True,
+        alerts_outcome="joined the running stop, which sends the alerts",
+    )
 
 
 def _halt_scope(state: TowerState) -> rules.HaltScope:
@@ -214,7 +276,9 @@ def _halt_scope(state: TowerState) -> rules.HaltScope:
     return rules.halt_scope(stops.values_list("parameters", flat=True))
 
 
-def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: float) -> tuple[list[str], ledger.SweepResult]:
+def _secure(
+    halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: float
+) -> tuple[list[str], ledger.SweepResult]:
     """Steps 2 and 3 over the halt's whole scope; the halt is complete when nothing is left pending.
 
     Idempotent: the stop itself, its background sweeps and the watchdog all come through here.
@@ -227,8 +291,10 @@ def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: floa
         # Serialised with resume and other sweeps; a sweep waits (bounded) rather than refuses.
         with ledger.kill_switch_lease(deadline) as held:
             if not held:
-                result.errors.append("Another stop or resume held the kill switch past the deadline; "
-                                     "the background sweep will pause the campaigns.")
+                result.errors.append(
+                    "Another stop or resume held the kill switch past the deadline; "
+                    "the background sweep will pause the campaigns."
+                )
             else:
                 try:
                     accounts = fanout.within_deadline(lambda: _accounts(scope.accounts, deadline), deadline)
@@ -237,14 +303,18 @@ def _secure(halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: floa
                     result.errors.append(f"Could not list ad accounts: {exc}")
                 except Exception as exc:  # noqa: BLE001 - the halt stands; the background sweep carries on
                     logger.exception("The campaign sweep of halt %s failed", halt_run.pk)
-                    result.errors.append(f"The sweep failed unexpectedly ({type(exc).__name__}: {exc}); "
-                                         "the background sweep keeps pausing campaigns.")
+                    result.errors.append(
+                        f"The sweep failed unexpectedly ({type(exc).__name__}: {exc}); "
+                        "the background sweep keeps pausing campaigns."
+                    )
     if not result.pending and not result.errors:
         TowerState.halt_swept(halt_run, began)
     return schedulers, result
 
 
-def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[str], deadline: float) -> ledger.SweepResult:
+def sweep(
+    halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[str], deadline: float
+) -> ledger.SweepResult:
     """Step 3: list running campaigns from Meta, write holds, pause them; idempotent."""
     result = ledger.SweepResult()
     listed = _list_running(accounts, deadline)
@@ -280,8 +350,9 @@ def sweep(halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[s
     for hold in claimed:
         error, body = answers[hold.campaign_id]
         ledger.settle(hold, error, body, sent[hold.campaign_id], now, result)
-    ledger.save_holds(claimed, ["state", "attempts", "claimed_by", "claimed_until", "paused_at",
-                                "paused_updated_time", "last_error"])
+    ledger.save_holds(
+        claimed, ["state", "attempts", "claimed_by", "claimed_until", "paused_at", "paused_updated_time", "last_error"]
+    )
     # A snapshot is per campaign: written with the hold, and again only where the pause answer differs.
     for hold in claimed:
         if hold.snapshot != listed_as[hold.pk]:
@@ -296,7 +367,9 @@ def _unconfirmed(answer: fanout.Answer | None) -> bool:
 
 def _running(meta: graph.GraphClient, account: str, deadline: float) -> list[dict[str, Any]]:
     """The campaigns of an account a person left running (configured ACTIVE), listed by effective status."""
-    campaigns = fanout.within_deadline(lambda: meta.campaigns(account, CAMPAIGN_FIELDS, RUNNING_EFFECTIVE_STATUSES), deadline)
+    campaigns = fanout.within_deadline(
+        lambda: meta.campaigns(account, CAMPAIGN_FIELDS, RUNNING_EFFECTIVE_STATUSES), deadline
+    )
     return [c for c in campaigns if rules.is_running(c)]
 
 
@@ -305,7 +378,9 @@ def _list_running(accounts: list[str], deadline: float) -> dict[str, list[dict[s
 
 
 def _pause_call(hold: CampaignHold) -> graph.BatchCall:
-    return graph.BatchCall(hold.campaign_id, "POST", f"{hold.campaign_id}/", {"status": "PAUSED", "fields": PAUSED_FIELDS})
+    return graph.BatchCall(
+        hold.campaign_id, "POST", f"{hold.campaign_id}/", {"status": "PAUSED", "fields": PAUSED_FIELDS}
+    )
 
 
 def _read_call(hold: CampaignHold) -> graph.BatchCall:
@@ -324,11 +399,19 @@ def _stop_message(result: StopResult) -> str:
 
 def _stop_alert(request: StopRequest, result: StopResult) -> channels.Message:
     return channels.Message(
-        kind=Notification.Kind.EMERGENCY, subject=f"EMERGENCY STOP by {request.actor}",
+        kind=Notification.Kind.EMERGENCY,
+        subject=f"EMERGENCY STOP by {request.actor}",
         body=f"Reason: {request.reason}\n{result.message}",
-        payload={"event": "emergency_stop", "actor": request.actor, "reason": request.reason,
-                 "campaigns_paused": result.campaigns_paused, "campaigns_pending": result.campaigns_pending,
-                 "campaigns_failed": len(result.campaigns_failed), "run_id": result.run_id})
+        payload={
+            "event": "emergency_stop",
+            "actor": request.actor,
+            "reason": request.reason,
+            "campaigns_paused": result.campaigns_paused,
+            "campaigns_pending": result.campaigns_pending,
+            "campaigns_failed": len(result.campaigns_failed),
+            "run_id": result.run_id,
+        },
+    )
 
 
 def emergency_stop(request: StopRequest) -> StopResult:
@@ -338,18 +421,31 @@ def emergency_stop(request: StopRequest) -> StopResult:
     deadline = started + settings.EMERGENCY_STOP_DEADLINE_SECONDS
     run, already, running = _begin_halt(request)
     if running is not None:
-        audit.record("emergency_stop", actor=request.actor, reason=request.reason, run_id=run.pk, outcome="joined",
-                     joined_run_id=running.pk)
+        audit.record(
+            "emergency_stop",
+            actor=request.actor,
+            reason=request.reason,
+            run_id=run.pk,
+            outcome="joined",
+            joined_run_id=running.pk,
+        )
         return _joined(run, running)
     halt_run = TowerState.get().halt_run
     # A stop while halted re-sweeps the whole halt, which now includes what this one asked for.
     schedulers, sweep_result = _secure(halt_run, run, deadline)
     result = StopResult(
         success=not (sweep_result.pending or sweep_result.failed or sweep_result.errors),
-        run_id=str(run.pk), dry_run=False, already_halted=already, schedulers_stopped=len(schedulers),
-        campaigns_paused=sweep_result.paused, campaigns_pending=sweep_result.pending,
-        campaigns_failed=sweep_result.failed, alerts_sent=0, errors=sweep_result.errors + sweep_result.pending_reasons(),
-        stopped_at=run.executed_at, message="",
+        run_id=str(run.pk),
+        dry_run=False,
+        already_halted=already,
+        schedulers_stopped=len(schedulers),
+        campaigns_paused=sweep_result.paused,
+        campaigns_pending=sweep_result.pending,
+        campaigns_failed=sweep_result.failed,
+        alerts_sent=0,
+        errors=sweep_result.errors + sweep_result.pending_reasons(),
+        stopped_at=run.executed_at,
+        message="",
         campaigns_by_account={a: dict(c) for a, c in sweep_result.by_account.items()},
     )
     result.message = _stop_message(result)
@@ -359,19 +455,35 @@ def emergency_stop(request: StopRequest) -> StopResult:
     result.alert_deliveries = channels.delivery_rows(sent)
     if sweep_result.pending or sweep_result.errors:
         schedule_resweep(halt_run)
-    run.finish(started, actions_executed=[{"action": "disable_schedulers", "modules": schedulers},
-                                          {"action": "pause_campaigns", "paused": result.campaigns_paused,
-                                           "pending": result.campaigns_pending, "failed": len(result.campaigns_failed),
-                                           "by_account": result.campaigns_by_account},
-                                          {"action": "alerts", "sent": result.alerts_sent,
-                                           "outcome": result.alerts_outcome}],
-               errors_encountered=result.errors + [f"{f['campaign_id']}: {f['reason']}" for f in result.campaigns_failed],
-               recommendations=ControlTowerRun.note(result.message))
-    audit.record("emergency_stop", actor=request.actor, reason=request.reason, run_id=run.pk,
-                 outcome="ok" if result.success else "incomplete", already_halted=already,
-                 schedulers_stopped=result.schedulers_stopped, campaigns_paused=result.campaigns_paused,
-                 campaigns_pending=result.campaigns_pending, campaigns_failed=len(result.campaigns_failed),
-                 alerts=result.alerts_outcome)
+    run.finish(
+        started,
+        actions_executed=[
+            {"action": "disable_schedulers", "modules": schedulers},
+            {
+                "action": "pause_campaigns",
+                "paused": result.campaigns_paused,
+                "pending": result.campaigns_pending,
+                "failed": len(result.campaigns_failed),
+                "by_account": result.campaigns_by_account,
+            },
+            {"action": "alerts", "sent": result.alerts_sent, "outcome": result.alerts_outcome},
+        ],
+        errors_encountered=result.errors + [f"{f['campaign_id']}: {f['reason']}" for f in result.campaigns_failed],
+        recommendations=ControlTowerRun.note(result.message),
+    )
+    audit.record(
+        "emergency_stop",
+        actor=request.actor,
+        reason=request.reason,
+        run_id=run.pk,
+        outcome="ok" if result.success else "incomplete",
+        already_halted=already,
+        schedulers_stopped=result.schedulers_stopped,
+        campaigns_paused=result.campaigns_paused,
+        campaigns_pending=result.campaigns_pending,
+        campaigns_failed=len(result.campaigns_failed),
+        alerts=result.alerts_outcome,
+    )
     return result
 
 
@@ -379,8 +491,11 @@ def queue_pass(task_name: str, run: ControlTowerRun, attempt: int, what: str) ->
     """Queue a background pass after a doubling countdown; with the queue down, the watchdog and the
     health cycle carry the work on instead."""
     try:
-        queue.send(task_name, [str(run.pk), attempt],
-                   countdown=backoff.delay(attempt + 1, settings.KILL_SWITCH_RETRY_BASE_SECONDS, 600))
+        queue.send(
+            task_name,
+            [str(run.pk), attempt],
+            countdown=backoff.delay(attempt + 1, settings.KILL_SWITCH_RETRY_BASE_SECONDS, 600),
+        )
         return True
     except Exception as exc:  # broker down
         logger.warning("Could not queue %s (%s); the watchdog and the health cycle carry it on", what, exc)
@@ -389,7 +504,9 @@ def queue_pass(task_name: str, run: ControlTowerRun, attempt: int, what: str) ->
 
 def schedule_resweep(halt_run: ControlTowerRun | None, attempt: int = 0) -> bool:
     """Queue the background sweep of a halt."""
-    return halt_run is not None and queue_pass("controltower.tasks.resweep_halt", halt_run, attempt, "the kill-switch sweep")
+    return halt_run is not None and queue_pass(
+        "controltower.tasks.resweep_halt", halt_run, attempt, "the kill-switch sweep"
+    )
 
 
 def resweep(halt_run_id: str, attempt: int, follow_up: bool = True) -> dict[str, Any]:
@@ -406,57 +523,86 @@ def resweep(halt_run_id: str, attempt: int, follow_up: bool = True) -> dict[str,
     if remaining and follow_up and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:
         schedule_resweep(state.halt_run, attempt + 1)
     elif remaining and follow_up:
-        channels.deliver(channels.Message(
-            kind=Notification.Kind.EMERGENCY, subject="EMERGENCY STOP incomplete: campaigns still not paused",
-            body=f"After {attempt + 1} sweeps, {result.pending} campaigns are still pending.\n"
-                 + "\n".join(result.errors + result.pending_reasons()),
-        ), state.halt_run)
-    return {"paused": result.paused, "pending": result.pending, "failed": len(result.failed),
-            "errors": result.errors + result.pending_reasons()}
+        channels.deliver(
+            channels.Message(
+                kind=Notification.Kind.EMERGENCY,
+                subject="EMERGENCY STOP incomplete: campaigns still not paused",
+                body=f"After {attempt + 1} sweeps, {result.pending} campaigns are still pending.\n"
+                + "\n".join(result.errors + result.pending_reasons()),
+            ),
+            state.halt_run,
+        )
+    return {
+        "paused": result.paused,
+        "pending": result.pending,
+        "failed": len(result.failed),
+        "errors": result.errors + result.pending_reasons(),
+    }
 
 
 def sweep_needed() -> bool:
     """A halt left incomplete that nobody is finishing (its process died, or the queue is down)."""
     state = TowerState.get()
     starting = ControlTowerRun.objects.filter(
-        run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
-        executed_at__gt=timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS)).exists()
-    return rules.halt_needs_sweep(state.emergency_stop_active, state.last_stop_at, state.halt_swept_at, starting,
-                                  is_held(ledger.KILL_SWITCH_LOCK))
+        run_type=RunType.EMERGENCY_STOP,
+        state=RunState.RUNNING,
+        executed_at__gt=timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS),
+    ).exists()
+    return rules.halt_needs_sweep(
+        state.emergency_stop_active, state.last_stop_at, state.halt_swept_at, starting, is_held(ledger.KILL_SWITCH_LOCK)
+    )
 
 
 def close_interrupted_stops() -> None:
     """A stop still `running` long after any live one could be: the process running it died."""
-    interrupted = list(ControlTowerRun.objects.filter(run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING,
-                                                      executed_at__lt=_live_since()))
+    interrupted = list(
+        ControlTowerRun.objects.filter(
+            run_type=RunType.EMERGENCY_STOP, state=RunState.RUNNING, executed_at__lt=_live_since()
+        )
+    )
     if not interrupted:
         return
-    halt = ("The halt is still in force; the watchdog and the background sweeps finish it."
-            if TowerState.get().emergency_stop_active else "The halt has since been lifted.")
+    halt = (
+        "The halt is still in force; the watchdog and the background sweeps finish it."
+        if TowerState.get().emergency_stop_active
+        else "The halt has since been lifted."
+    )
     for run in interrupted:
-        holds = dict(CampaignHold.objects.filter(Q(halt_run=run) | Q(stop_run=run))
-                     .values_list("state").annotate(n=Count("pk")))
-        message = (f"Interrupted: the process running this stop ended before it finished. {halt} Ledger now: "
-                   f"{holds.get(CampaignHold.State.PAUSED, 0)} paused, {holds.get(CampaignHold.State.PENDING, 0)} "
-                   f"pending, {holds.get(CampaignHold.State.FAILED, 0)} failed.")
+        holds = dict(
+            CampaignHold.objects.filter(Q(halt_run=run) | Q(stop_run=run)).values_list("state").annotate(n=Count("pk"))
+        )
+        message = (
+            f"Interrupted: the process running this stop ended before it finished. {halt} Ledger now: "
+            f"{holds.get(CampaignHold.State.PAUSED, 0)} paused, {holds.get(CampaignHold.State.PENDING, 0)} "
+            f"pending, {holds.get(CampaignHold.State.FAILED, 0)} failed."
+        )
         if not run.interrupt(message):
             continue  # another watchdog closed it first
-        channels.deliver(channels.Message(
-            kind=Notification.Kind.EMERGENCY, subject=f"EMERGENCY STOP by {run.executed_by} was interrupted",
-            body=f"Reason: {run.reason}\n{message}", payload={"event": "emergency_stop_interrupted",
-                                                              "run_id": str(run.pk), "actor": run.executed_by}), run)
+        channels.deliver(
+            channels.Message(
+                kind=Notification.Kind.EMERGENCY,
+                subject=f"EMERGENCY STOP by {run.executed_by} was interrupted",
+                body=f"Reason: {run.reason}\n{message}",
+                payload={"event": "emergency_stop_interrupted", "run_id": str(run.pk), "actor": run.executed_by},
+            ),
+            run,
+        )
 
 
 def stop_for_requested_spikes() -> StopResult | None:
     """10.9 asks for an emergency stop (opt-in SPIKE_REQUESTS_EMERGENCY_STOP): carry it out once."""
-    spikes = list(SpendSpike.objects.filter(requested_emergency_stop=True, acknowledged=False)
-                  .select_related("campaign__account"))
+    spikes = list(
+        SpendSpike.objects.filter(requested_emergency_stop=True, acknowledged=False).select_related("campaign__account")
+    )
     if not spikes:
         return None
     reason = "Budget spike (10.9): " + "; ".join(
         f"{s.campaign.name} at {s.ratio:.1f}× its baseline, {money(s.spend_today, s.campaign.account.currency)} "
-        f"spent today" for s in spikes)
+        f"spent today"
+        for s in spikes
+    )
     result = emergency_stop(StopRequest(reason=reason[:2000], actor="10.9 Budget Spike Manager"))
     SpendSpike.objects.filter(pk__in=[s.pk for s in spikes]).update(
-        acknowledged=True, acknowledged_at=timezone.now(), acknowledged_by=f"emergency stop {result.run_id}")
+        acknowledged=True, acknowledged_at=timezone.now(), acknowledged_by=f"emergency stop {result.run_id}"
+    )
     return result

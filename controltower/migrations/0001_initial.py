@@ -8,99 +8,200 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='ControlTowerRun',
+            name="ControlTowerRun",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('run_type', models.CharField(choices=[('health_check', 'Health check'), ('command', 'Command'), ('emergency_stop', 'Emergency stop'), ('resume', 'Resume')], max_length=32)),
-                ('command_type', models.CharField(blank=True, max_length=32, null=True)),
-                ('system_status', models.CharField(choices=[('healthy', 'HEALTHY'), ('degraded', 'DEGRADED'), ('critical', 'CRITICAL'), ('emergency_stop', 'EMERGENCY_STOP'), ('unknown', 'UNKNOWN')], default='unknown', max_length=32)),
-                ('total_modules_checked', models.PositiveIntegerField(default=0)),
-                ('online_modules', models.PositiveIntegerField(default=0)),
-                ('degraded_modules', models.PositiveIntegerField(default=0)),
-                ('offline_modules', models.PositiveIntegerField(default=0)),
-                ('module_health_details', models.JSONField(blank=True, default=dict, help_text='module code → status')),
-                ('actions_executed', models.JSONField(blank=True, default=list)),
-                ('errors_encountered', models.JSONField(blank=True, default=list)),
-                ('recoveries_performed', models.JSONField(blank=True, default=list)),
-                ('total_api_calls_24h', models.PositiveIntegerField(default=0)),
-                ('total_errors_24h', models.PositiveIntegerField(default=0)),
-                ('total_campaigns_active', models.PositiveIntegerField(blank=True, null=True)),
-                ('total_daily_budget_usd', models.FloatField(blank=True, null=True)),
-                ('db_connection_pool_size', models.PositiveIntegerField(blank=True, null=True)),
-                ('db_active_connections', models.PositiveIntegerField(blank=True, null=True)),
-                ('db_query_avg_ms', models.FloatField(blank=True, null=True)),
-                ('execution_time_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('executed_by', models.CharField(help_text='scheduler, a user name, or api', max_length=150)),
-                ('executed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('recommendations', models.JSONField(blank=True, default=list)),
-                ('alerts', models.JSONField(blank=True, default=list)),
-                ('mode', models.CharField(choices=[('stub', 'Stub (Meta sandbox)'), ('live', 'Live (graph.facebook.com)')], max_length=8)),
-                ('reason', models.TextField(blank=True)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                (
+                    "run_type",
+                    models.CharField(
+                        choices=[
+                            ("health_check", "Health check"),
+                            ("command", "Command"),
+                            ("emergency_stop", "Emergency stop"),
+                            ("resume", "Resume"),
+                        ],
+                        max_length=32,
+                    ),
+                ),
+                ("command_type", models.CharField(blank=True, max_length=32, null=True)),
+                (
+                    "system_status",
+                    models.CharField(
+                        choices=[
+                            ("healthy", "HEALTHY"),
+                            ("degraded", "DEGRADED"),
+                            ("critical", "CRITICAL"),
+                            ("emergency_stop", "EMERGENCY_STOP"),
+                            ("unknown", "UNKNOWN"),
+                        ],
+                        default="unknown",
+                        max_length=32,
+                    ),
+                ),
+                ("total_modules_checked", models.PositiveIntegerField(default=0)),
+                ("online_modules", models.PositiveIntegerField(default=0)),
+                ("degraded_modules", models.PositiveIntegerField(default=0)),
+                ("offline_modules", models.PositiveIntegerField(default=0)),
+                ("module_health_details", models.JSONField(blank=True, default=dict, help_text="module code → status")),
+                ("actions_executed", models.JSONField(blank=True, default=list)),
+                ("errors_encountered", models.JSONField(blank=True, default=list)),
+                ("recoveries_performed", models.JSONField(blank=True, default=list)),
+                ("total_api_calls_24h", models.PositiveIntegerField(default=0)),
+                ("total_errors_24h", models.PositiveIntegerField(default=0)),
+                ("total_campaigns_active", models.PositiveIntegerField(blank=True, null=True)),
+                ("total_daily_budget_usd", models.FloatField(blank=True, null=True)),
+                ("db_connection_pool_size", models.PositiveIntegerField(blank=True, null=True)),
+                ("db_active_connections", models.PositiveIntegerField(blank=True, null=True)),
+                ("db_query_avg_ms", models.FloatField(blank=True, null=True)),
+                ("execution_time_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("executed_by", models.CharField(help_text="scheduler, a user name, or api", max_length=150)),
+                ("executed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("recommendations", models.JSONField(blank=True, default=list)),
+                ("alerts", models.JSONField(blank=True, default=list)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[("stub", "Stub (Meta sandbox)"), ("live", "Live (graph.facebook.com)")], max_length=8
+                    ),
+                ),
+                ("reason", models.TextField(blank=True)),
             ],
             options={
-                'db_table': 'meta_control_tower_runs',
-                'ordering': ['-executed_at'],
-                'indexes': [controltower.models.NamedIndex(fields=['system_status', 'executed_at'], name='ix_control_runs_status_executed'), controltower.models.NamedIndex(fields=['run_type', 'system_status'], name='ix_control_runs_type_status'), controltower.models.NamedIndex(fields=['command_type', 'executed_at'], name='ix_control_runs_command_executed')],
+                "db_table": "meta_control_tower_runs",
+                "ordering": ["-executed_at"],
+                "indexes": [
+                    controltower.models.NamedIndex(
+                        fields=["system_status", "executed_at"], name="ix_control_runs_status_executed"
+                    ),
+                    controltower.models.NamedIndex(
+                        fields=["run_type", "system_status"], name="ix_control_runs_type_status"
+                    ),
+                    controltower.models.NamedIndex(
+                        fields=["command_type", "executed_at"], name="ix_control_runs_command_executed"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='SystemHealthLog',
+            name="SystemHealthLog",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('module_name', models.CharField(help_text='Module code (10.1–10.17)', max_length=16)),
-                ('module_full_name', models.CharField(max_length=100)),
-                ('health_status', models.CharField(choices=[('online', 'ONLINE'), ('degraded', 'DEGRADED'), ('offline', 'OFFLINE'), ('unknown', 'UNKNOWN'), ('stopped', 'STOPPED')], max_length=16)),
-                ('success_rate', models.FloatField(blank=True, help_text='0.0–1.0 over 24 h; null without runs', null=True)),
-                ('avg_execution_time_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('error_count_24h', models.PositiveIntegerField(default=0)),
-                ('api_calls_24h', models.PositiveIntegerField(default=0)),
-                ('is_scheduler_running', models.BooleanField(default=False)),
-                ('is_db_healthy', models.BooleanField(default=False)),
-                ('is_api_healthy', models.BooleanField(default=False)),
-                ('last_run', models.DateTimeField(blank=True, null=True)),
-                ('next_run', models.DateTimeField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_error_time', models.DateTimeField(blank=True, null=True)),
-                ('recovery_attempts', models.PositiveIntegerField(default=0)),
-                ('last_recovery_action', models.CharField(blank=True, max_length=32)),
-                ('recovery_successful', models.BooleanField(blank=True, null=True)),
-                ('db_connections', models.PositiveIntegerField(blank=True, null=True)),
-                ('memory_usage_mb', models.FloatField(blank=True, null=True)),
-                ('cpu_usage_pct', models.FloatField(blank=True, null=True)),
-                ('checked_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('mode', models.CharField(choices=[('stub', 'Stub (Meta sandbox)'), ('live', 'Live (graph.facebook.com)')], max_length=8)),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='health_logs', to='controltower.controltowerrun')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("module_name", models.CharField(help_text="Module code (10.1–10.17)", max_length=16)),
+                ("module_full_name", models.CharField(max_length=100)),
+                (
+                    "health_status",
+                    models.CharField(
+                        choices=[
+                            ("online", "ONLINE"),
+                            ("degraded", "DEGRADED"),
+                            ("offline", "OFFLINE"),
+                            ("unknown", "UNKNOWN"),
+                            ("stopped", "STOPPED"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "success_rate",
+                    models.FloatField(blank=True, help_text="0.0–1.0 over 24 h; null without runs", null=True),
+                ),
+                ("avg_execution_time_ms", models.PositiveIntegerField(blank=True, null=True)),
+                ("error_count_24h", models.PositiveIntegerField(default=0)),
+                ("api_calls_24h", models.PositiveIntegerField(default=0)),
+                ("is_scheduler_running", models.BooleanField(default=False)),
+                ("is_db_healthy", models.BooleanField(default=False)),
+                ("is_api_healthy", models.BooleanField(default=False)),
+                ("last_run", models.DateTimeField(blank=True, null=True)),
+                ("next_run", models.DateTimeField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("last_error_time", models.DateTimeField(blank=True, null=True)),
+                ("recovery_attempts", models.PositiveIntegerField(default=0)),
+                ("last_recovery_action", models.CharField(blank=True, max_length=32)),
+                ("recovery_successful", models.BooleanField(blank=True, null=True)),
+                ("db_connections", models.PositiveIntegerField(blank=True, null=True)),
+                ("memory_usage_mb", models.FloatField(blank=True, null=True)),
+                ("cpu_usage_pct", models.FloatField(blank=True, null=True)),
+                ("checked_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[("stub", "Stub (Meta sandbox)"), ("live", "Live (graph.facebook.com)")], max_length=8
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="health_logs",
+                        to="controltower.controltowerrun",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_system_health_logs',
-                'ordering': ['-checked_at'],
-                'indexes': [controltower.models.NamedIndex(fields=['module_name', 'health_status'], name='ix_health_logs_module_status'), controltower.models.NamedIndex(fields=['module_name', 'checked_at'], name='ix_health_logs_module_checked'), controltower.models.NamedIndex(fields=['is_scheduler_running', 'is_db_healthy'], name='ix_health_logs_scheduler_db'), controltower.models.NamedIndex(fields=['error_count_24h', 'checked_at'], name='ix_health_logs_errors')],
+                "db_table": "meta_system_health_logs",
+                "ordering": ["-checked_at"],
+                "indexes": [
+                    controltower.models.NamedIndex(
+                        fields=["module_name", "health_status"], name="ix_health_logs_module_status"
+                    ),
+                    controltower.models.NamedIndex(
+                        fields=["module_name", "checked_at"], name="ix_health_logs_module_checked"
+                    ),
+                    controltower.models.NamedIndex(
+                        fields=["is_scheduler_running", "is_db_healthy"], name="ix_health_logs_scheduler_db"
+                    ),
+                    controltower.models.NamedIndex(
+                        fields=["error_count_24h", "checked_at"], name="ix_health_logs_errors"
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='TowerState',
+            name="TowerState",
             fields=[
-                ('id', models.PositiveSmallIntegerField(default=1, editable=False, primary_key=True, serialize=False)),
-                ('system_status', models.CharField(choices=[('healthy', 'HEALTHY'), ('degraded', 'DEGRADED'), ('critical', 'CRITICAL'), ('emergency_stop', 'EMERGENCY_STOP'), ('unknown', 'UNKNOWN')], default='unknown', max_length=32)),
-                ('emergency_stop_active', models.BooleanField(default=False)),
-                ('halted_by', models.CharField(blank=True, max_length=150)),
-                ('halted_at', models.DateTimeField(blank=True, null=True)),
-                ('halt_reason', models.TextField(blank=True)),
-                ('last_health_check', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('halt_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='controltower.controltowerrun')),
+                ("id", models.PositiveSmallIntegerField(default=1, editable=False, primary_key=True, serialize=False)),
+                (
+                    "system_status",
+                    models.CharField(
+                        choices=[
+                            ("healthy", "HEALTHY"),
+                            ("degraded", "DEGRADED"),
+                            ("critical", "CRITICAL"),
+                            ("emergency_stop", "EMERGENCY_STOP"),
+                            ("unknown", "UNKNOWN"),
+                        ],
+                        default="unknown",
+                        max_length=32,
+                    ),
+                ),
+                ("emergency_stop_active", models.BooleanField(default=False)),
+                ("halted_by", models.CharField(blank=True, max_length=150)),
+                ("halted_at", models.DateTimeField(blank=True, null=True)),
+                ("halt_reason", models.TextField(blank=True)),
+                ("last_health_check", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "halt_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="controltower.controltowerrun",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_control_tower_state',
-                'constraints': [models.CheckConstraint(condition=models.Q(('id', 1)), name='tower_state_singleton')],
+                "db_table": "meta_control_tower_state",
+                "constraints": [models.CheckConstraint(condition=models.Q(("id", 1)), name="tower_state_singleton")],
             },
         ),
     ]

@@ -7,82 +7,127 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controltower', '0002_tower_state_singleton'),
+        ("controltower", "0002_tower_state_singleton"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TowerLock',
+            name="TowerLock",
             fields=[
-                ('name', models.CharField(max_length=64, primary_key=True, serialize=False)),
-                ('holder', models.CharField(max_length=64)),
-                ('expires_at', models.DateTimeField()),
+                ("name", models.CharField(max_length=64, primary_key=True, serialize=False)),
+                ("holder", models.CharField(max_length=64)),
+                ("expires_at", models.DateTimeField()),
             ],
             options={
-                'db_table': 'meta_control_tower_locks',
+                "db_table": "meta_control_tower_locks",
             },
         ),
         migrations.AlterModelOptions(
-            name='towerstate',
-            options={'permissions': [('operate_tower', 'Can run commands, emergency stop and resume')]},
+            name="towerstate",
+            options={"permissions": [("operate_tower", "Can run commands, emergency stop and resume")]},
         ),
         migrations.AddField(
-            model_name='controltowerrun',
-            name='state',
-            field=models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('completed', 'Completed'), ('failed', 'Failed'), ('skipped', 'Skipped')], default='completed', max_length=16),
+            model_name="controltowerrun",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("queued", "Queued"),
+                    ("running", "Running"),
+                    ("completed", "Completed"),
+                    ("failed", "Failed"),
+                    ("skipped", "Skipped"),
+                ],
+                default="completed",
+                max_length=16,
+            ),
         ),
         migrations.AddField(
-            model_name='towerstate',
-            name='probes',
+            model_name="towerstate",
+            name="probes",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='towerstate',
-            name='worker_heartbeat_at',
+            model_name="towerstate",
+            name="worker_heartbeat_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.CreateModel(
-            name='Notification',
+            name="Notification",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('channel', models.CharField(help_text='email, slack or webhook', max_length=16)),
-                ('kind', models.CharField(choices=[('alert', 'Alert'), ('emergency', 'Emergency stop / resume'), ('escalation', 'Escalation')], default='alert', max_length=16)),
-                ('subject', models.CharField(max_length=300)),
-                ('body', models.TextField()),
-                ('alert_keys', models.JSONField(blank=True, default=list)),
-                ('sent_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ok', models.BooleanField(default=False)),
-                ('error', models.TextField(blank=True)),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='notifications', to='controltower.controltowerrun')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("channel", models.CharField(help_text="email, slack or webhook", max_length=16)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("alert", "Alert"),
+                            ("emergency", "Emergency stop / resume"),
+                            ("escalation", "Escalation"),
+                        ],
+                        default="alert",
+                        max_length=16,
+                    ),
+                ),
+                ("subject", models.CharField(max_length=300)),
+                ("body", models.TextField()),
+                ("alert_keys", models.JSONField(blank=True, default=list)),
+                ("sent_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ok", models.BooleanField(default=False)),
+                ("error", models.TextField(blank=True)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="notifications",
+                        to="controltower.controltowerrun",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_control_tower_notifications',
-                'ordering': ['-sent_at'],
+                "db_table": "meta_control_tower_notifications",
+                "ordering": ["-sent_at"],
             },
         ),
         migrations.CreateModel(
-            name='Alert',
+            name="Alert",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('key', models.CharField(max_length=200)),
-                ('severity', models.CharField(choices=[('warning', 'Warning'), ('critical', 'Critical')], max_length=16)),
-                ('title', models.CharField(max_length=300)),
-                ('detail', models.TextField(blank=True)),
-                ('module_code', models.CharField(blank=True, max_length=16)),
-                ('opened_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_seen_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_notified_at', models.DateTimeField(blank=True, null=True)),
-                ('notifications_sent', models.PositiveIntegerField(default=0)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('opened_by_run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='controltower.controltowerrun')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("key", models.CharField(max_length=200)),
+                (
+                    "severity",
+                    models.CharField(choices=[("warning", "Warning"), ("critical", "Critical")], max_length=16),
+                ),
+                ("title", models.CharField(max_length=300)),
+                ("detail", models.TextField(blank=True)),
+                ("module_code", models.CharField(blank=True, max_length=16)),
+                ("opened_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_seen_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_notified_at", models.DateTimeField(blank=True, null=True)),
+                ("notifications_sent", models.PositiveIntegerField(default=0)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "opened_by_run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="controltower.controltowerrun",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_control_tower_alerts',
-                'ordering': ['-opened_at'],
-                'indexes': [models.Index(fields=['resolved_at', 'opened_at'], name='ix_alerts_resolved_opened')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('resolved_at__isnull', True)), fields=('key',), name='uq_alert_open_key')],
+                "db_table": "meta_control_tower_alerts",
+                "ordering": ["-opened_at"],
+                "indexes": [models.Index(fields=["resolved_at", "opened_at"], name="ix_alerts_resolved_opened")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("resolved_at__isnull", True)), fields=("key",), name="uq_alert_open_key"
+                    )
+                ],
             },
         ),
     ]

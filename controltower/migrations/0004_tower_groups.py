@@ -1,4 +1,5 @@
 """The groups "Tower viewers" (read) and "Tower operators" (read + operate_tower)."""
+
 from django.db import migrations
 
 from controltower.roles import sync_tower_groups

@@ -7,47 +7,68 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controltower', '0005_kill_switch_ledger'),
+        ("controltower", "0005_kill_switch_ledger"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RecoveryState',
+            name="RecoveryState",
             fields=[
-                ('module_code', models.CharField(max_length=16, primary_key=True, serialize=False)),
-                ('counter_reset_at', models.DateTimeField(blank=True, null=True)),
-                ('needs_human', models.BooleanField(default=False)),
-                ('needs_human_since', models.DateTimeField(blank=True, null=True)),
-                ('healthy_since', models.DateTimeField(blank=True, null=True)),
+                ("module_code", models.CharField(max_length=16, primary_key=True, serialize=False)),
+                ("counter_reset_at", models.DateTimeField(blank=True, null=True)),
+                ("needs_human", models.BooleanField(default=False)),
+                ("needs_human_since", models.DateTimeField(blank=True, null=True)),
+                ("healthy_since", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'db_table': 'meta_control_tower_recovery_state',
+                "db_table": "meta_control_tower_recovery_state",
             },
         ),
         migrations.CreateModel(
-            name='RecoveryAttempt',
+            name="RecoveryAttempt",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('module_code', models.CharField(max_length=16)),
-                ('action', models.CharField(max_length=32)),
-                ('confidence', models.FloatField()),
-                ('reason', models.TextField()),
-                ('trigger', models.CharField(choices=[('auto', 'Automatic (health cycle)'), ('operator', 'Operator')], default='auto', max_length=16)),
-                ('executed_by', models.CharField(max_length=150)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('succeeded', 'Succeeded'), ('failed', 'Failed')], max_length=16)),
-                ('detail', models.JSONField(blank=True, default=dict, help_text='What the action did and its immediate check')),
-                ('verified_at', models.DateTimeField(blank=True, null=True)),
-                ('healed', models.BooleanField(blank=True, null=True)),
-                ('run', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='recoveries', to='controltower.controltowerrun')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("module_code", models.CharField(max_length=16)),
+                ("action", models.CharField(max_length=32)),
+                ("confidence", models.FloatField()),
+                ("reason", models.TextField()),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[("auto", "Automatic (health cycle)"), ("operator", "Operator")],
+                        default="auto",
+                        max_length=16,
+                    ),
+                ),
+                ("executed_by", models.CharField(max_length=150)),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(choices=[("succeeded", "Succeeded"), ("failed", "Failed")], max_length=16),
+                ),
+                (
+                    "detail",
+                    models.JSONField(blank=True, default=dict, help_text="What the action did and its immediate check"),
+                ),
+                ("verified_at", models.DateTimeField(blank=True, null=True)),
+                ("healed", models.BooleanField(blank=True, null=True)),
+                (
+                    "run",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="recoveries",
+                        to="controltower.controltowerrun",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_control_tower_recoveries',
-                'ordering': ['-started_at'],
-                'indexes': [models.Index(fields=['module_code', 'started_at'], name='ix_recoveries_module_started')],
+                "db_table": "meta_control_tower_recoveries",
+                "ordering": ["-started_at"],
+                "indexes": [models.Index(fields=["module_code", "started_at"], name="ix_recoveries_module_started")],
             },
         ),
     ]

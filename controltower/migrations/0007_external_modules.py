@@ -6,25 +6,36 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controltower', '0006_recovery'),
-        ('meta_modules', '0004_error_window'),
+        ("controltower", "0006_recovery"),
+        ("meta_modules", "0004_error_window"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ExternalModule',
+            name="ExternalModule",
             fields=[
-                ('module', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='external', serialize=False, to='meta_modules.metamodule')),
-                ('expected_interval_seconds', models.PositiveIntegerField(help_text='How often it reports a run')),
-                ('registered_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('token_hash', models.CharField(blank=True, help_text='sha256 of its report token; empty = none', max_length=64)),
-                ('token_issued_at', models.DateTimeField(blank=True, null=True)),
-                ('token_last_used_at', models.DateTimeField(blank=True, null=True)),
+                (
+                    "module",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="external",
+                        serialize=False,
+                        to="meta_modules.metamodule",
+                    ),
+                ),
+                ("expected_interval_seconds", models.PositiveIntegerField(help_text="How often it reports a run")),
+                ("registered_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "token_hash",
+                    models.CharField(blank=True, help_text="sha256 of its report token; empty = none", max_length=64),
+                ),
+                ("token_issued_at", models.DateTimeField(blank=True, null=True)),
+                ("token_last_used_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'db_table': 'meta_control_tower_external_modules',
+                "db_table": "meta_control_tower_external_modules",
             },
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controltower', '0007_external_modules'),
+        ("controltower", "0007_external_modules"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='towerstate',
-            name='halt_swept_at',
+            model_name="towerstate",
+            name="halt_swept_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

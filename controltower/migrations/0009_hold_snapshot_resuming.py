@@ -4,20 +4,35 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controltower', '0008_halt_swept_at'),
+        ("controltower", "0008_halt_swept_at"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='campaignhold',
-            name='snapshot',
-            field=models.JSONField(blank=True, default=dict, help_text='Name and budgets as Meta answered our pause: edits Meta does not stamp in updated_time, compared at resume'),
+            model_name="campaignhold",
+            name="snapshot",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Name and budgets as Meta answered our pause: edits Meta does not stamp in updated_time, compared at resume",
+            ),
         ),
         migrations.AlterField(
-            model_name='campaignhold',
-            name='state',
-            field=models.CharField(choices=[('pending', 'Pending (not yet confirmed paused)'), ('paused', 'Paused by the kill switch'), ('failed', 'Could not be paused'), ('resumed', 'Re-activated by resume'), ('resuming', 'Re-activation pending (retried in the background)'), ('skipped', 'Not re-activated (its note says why)'), ('released', 'Left paused by resume (resume_campaigns=false)')], default='pending', max_length=16),
+            model_name="campaignhold",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("pending", "Pending (not yet confirmed paused)"),
+                    ("paused", "Paused by the kill switch"),
+                    ("failed", "Could not be paused"),
+                    ("resumed", "Re-activated by resume"),
+                    ("resuming", "Re-activation pending (retried in the background)"),
+                    ("skipped", "Not re-activated (its note says why)"),
+                    ("released", "Left paused by resume (resume_campaigns=false)"),
+                ],
+                default="pending",
+                max_length=16,
+            ),
         ),
     ]

@@ -29,40 +29,62 @@ def hash_legacy_tokens(apps, schema_editor) -> None:
         cursor.execute(f'SELECT "key", "user_id", "created" FROM {LEGACY_TABLE}')
         rows = cursor.fetchall()
     api_token.objects.bulk_create(
-        api_token(user_id=user_id, name="migrated", prefix=key[:8], digest=hashlib.sha256(key.encode()).hexdigest(),
-                  created_at=_aware(created), created_by="migration from rest_framework.authtoken")
-        for key, user_id, created in rows)
+        api_token(
+            user_id=user_id,
+            name="migrated",
+            prefix=key[:8],
+            digest=hashlib.sha256(key.encode()).hexdigest(),
+            created_at=_aware(created),
+            created_by="migration from rest_framework.authtoken",
+        )
+        for key, user_id, created in rows
+    )
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE {LEGACY_TABLE}")
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controltower', '0009_hold_snapshot_resuming'),
+        ("controltower", "0009_hold_snapshot_resuming"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ApiToken',
+            name="ApiToken",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('prefix', models.CharField(help_text="The key's first characters, to tell tokens apart", max_length=8)),
-                ('digest', models.CharField(help_text='sha256 of the key', max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.CharField(blank=True, max_length=150)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('expires_at', models.DateTimeField(blank=True, help_text='Empty = never expires', null=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('revoked_by', models.CharField(blank=True, max_length=150)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "prefix",
+                    models.CharField(help_text="The key's first characters, to tell tokens apart", max_length=8),
+                ),
+                ("digest", models.CharField(help_text="sha256 of the key", max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("created_by", models.CharField(blank=True, max_length=150)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                ("expires_at", models.DateTimeField(blank=True, help_text="Empty = never expires", null=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                ("revoked_by", models.CharField(blank=True, max_length=150)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_tokens",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_control_tower_api_tokens',
-                'ordering': ['user', 'name'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('revoked_at__isnull', True)), fields=('user', 'name'), name='api_token_name_unique_while_live')],
+                "db_table": "meta_control_tower_api_tokens",
+                "ordering": ["user", "name"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("revoked_at__isnull", True)),
+                        fields=("user", "name"),
+                        name="api_token_name_unique_while_live",
+                    )
+                ],
             },
         ),
         migrations.RunPython(hash_legacy_tokens, migrations.RunPython.noop),

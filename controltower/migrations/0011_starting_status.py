@@ -4,30 +4,51 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controltower', '0010_api_tokens'),
+        ("controltower", "0010_api_tokens"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='controltowerrun',
-            name='modules_expected',
+            model_name="controltowerrun",
+            name="modules_expected",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='controltowerrun',
-            name='modules_run',
+            model_name="controltowerrun",
+            name="modules_run",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='controltowerrun',
-            name='system_status',
-            field=models.CharField(choices=[('healthy', 'HEALTHY'), ('degraded', 'DEGRADED'), ('critical', 'CRITICAL'), ('emergency_stop', 'EMERGENCY_STOP'), ('starting', 'STARTING'), ('unknown', 'UNKNOWN')], default='unknown', max_length=32),
+            model_name="controltowerrun",
+            name="system_status",
+            field=models.CharField(
+                choices=[
+                    ("healthy", "HEALTHY"),
+                    ("degraded", "DEGRADED"),
+                    ("critical", "CRITICAL"),
+                    ("emergency_stop", "EMERGENCY_STOP"),
+                    ("starting", "STARTING"),
+                    ("unknown", "UNKNOWN"),
+                ],
+                default="unknown",
+                max_length=32,
+            ),
         ),
         migrations.AlterField(
-            model_name='towerstate',
-            name='system_status',
-            field=models.CharField(choices=[('healthy', 'HEALTHY'), ('degraded', 'DEGRADED'), ('critical', 'CRITICAL'), ('emergency_stop', 'EMERGENCY_STOP'), ('starting', 'STARTING'), ('unknown', 'UNKNOWN')], default='unknown', max_length=32),
+            model_name="towerstate",
+            name="system_status",
+            field=models.CharField(
+                choices=[
+                    ("healthy", "HEALTHY"),
+                    ("degraded", "DEGRADED"),
+                    ("critical", "CRITICAL"),
+                    ("emergency_stop", "EMERGENCY_STOP"),
+                    ("starting", "STARTING"),
+                    ("unknown", "UNKNOWN"),
+                ],
+                default="unknown",
+                max_length=32,
+            ),
         ),
     ]

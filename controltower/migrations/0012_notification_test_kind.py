@@ -4,24 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('controltower', '0011_starting_status'),
+        ("controltower", "0011_starting_status"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='notification',
-            name='requested_by',
-            field=models.CharField(blank=True, help_text='The operator who asked for a test message', max_length=150),
+            model_name="notification",
+            name="requested_by",
+            field=models.CharField(blank=True, help_text="The operator who asked for a test message", max_length=150),
         ),
         migrations.AlterField(
-            model_name='notification',
-            name='kind',
-            field=models.CharField(choices=[('alert', 'Alert'), ('emergency', 'Emergency stop / resume'), ('escalation', 'Escalation'), ('test', 'Test message')], default='alert', max_length=16),
+            model_name="notification",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("alert", "Alert"),
+                    ("emergency", "Emergency stop / resume"),
+                    ("escalation", "Escalation"),
+                    ("test", "Test message"),
+                ],
+                default="alert",
+                max_length=16,
+            ),
         ),
         migrations.AddIndex(
-            model_name='notification',
-            index=models.Index(fields=['channel', 'sent_at'], name='ix_notifications_channel_sent'),
+            model_name="notification",
+            index=models.Index(fields=["channel", "sent_at"], name="ix_notifications_channel_sent"),
         ),
     ]

@@ -1,5 +1,6 @@
 """Template filters for instants (a builtin of every template, see settings.TEMPLATES):
 `{{ t|timestamp }}` is a <time> element, `{{ t|zoned }}` plain text for titles and attributes."""
+
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,4 +1,5 @@
 """Alert channels an operator can see and test: who a stop will tell, and what each delivery did."""
+
 from __future__ import annotations
 
 import re
@@ -137,8 +138,15 @@ def test_the_dashboard_says_plainly_when_no_channel_is_configured(operator) -> N
 def test_the_dashboard_shows_each_channel_its_masked_target_and_last_delivery(operator, settings, webhook) -> None:
     settings.ALERT_EMAILS = ["ops@example.com"]
     settings.SLACK_WEBHOOK_URL = f"https://hooks.slack.com{SECRET_PATH}"
-    Notification.objects.create(channel="webhook", kind=Notification.Kind.ALERT, subject="s", body="b", ok=False,
-                                error="HTTPError: 503 Server Error", sent_at=timezone.now())
+    Notification.objects.create(
+        channel="webhook",
+        kind=Notification.Kind.ALERT,
+        subject="s",
+        body="b",
+        ok=False,
+        error="HTTPError: 503 Server Error",
+        sent_at=timezone.now(),
+    )
     Notification.objects.create(channel="email", kind=Notification.Kind.EMERGENCY, subject="s", body="b", ok=True)
 
     html = operator.get("/").content.decode()
@@ -203,10 +211,13 @@ def test_the_stop_result_shows_a_failed_delivery_with_its_error(operator, webhoo
 
 
 @pytest.mark.usefixtures("meta_sandbox")
-@pytest.mark.parametrize("form, why", [
-    (STOP_FORM, "no alert channel configured"),
-    ({k: v for k, v in STOP_FORM.items() if k != "send_alerts"}, "alerts not requested"),
-])
+@pytest.mark.parametrize(
+    "form, why",
+    [
+        (STOP_FORM, "no alert channel configured"),
+        ({k: v for k, v in STOP_FORM.items() if k != "send_alerts"}, "alerts not requested"),
+    ],
+)
 def test_the_stop_result_says_why_no_alert_was_sent(operator, form, why) -> None:
     html = operator.post("/emergency-stop/", form, follow=True).content.decode()
 
@@ -239,8 +250,12 @@ def test_an_operator_test_send_reaches_the_receiver_and_is_recorded(operator, we
     assert response.status_code == 200
     assert "Test message delivered via webhook" in response.content.decode()
     assert len(webhook.received) == 1 and webhook.received[0]["path"] == SECRET_PATH
-    assert webhook.received[0]["json"] == {"subject": "TEST message requested by olivia — no action needed",
-                                           "kind": "test", "event": "test", "actor": "olivia"}
+    assert webhook.received[0]["json"] == {
+        "subject": "TEST message requested by olivia — no action needed",
+        "kind": "test",
+        "event": "test",
+        "actor": "olivia",
+    }
     sent = Notification.objects.get()
     assert (sent.kind, sent.channel, sent.ok, sent.requested_by, sent.run) == ("test", "webhook", True, "olivia", None)
     assert ">ok<" in _row(response.content.decode(), "webhook")
@@ -307,15 +322,26 @@ def test_a_joined_press_says_the_running_stop_alerts(settings, webhook) -> None:
 
 def test_the_api_lists_the_channels_without_secrets(settings, webhook) -> None:
     settings.SLACK_WEBHOOK_URL = f"https://hooks.slack.com{SECRET_PATH}"
-    Notification.objects.create(channel="webhook", kind=Notification.Kind.ALERT, subject="s", body="b", ok=False,
-                                error="ConnectionError: refused")
+    Notification.objects.create(
+        channel="webhook",
+        kind=Notification.Kind.ALERT,
+        subject="s",
+        body="b",
+        ok=False,
+        error="ConnectionError: refused",
+    )
 
     response = api_client("victor", VIEWERS_GROUP).get("/meta/control-tower/alert-channels")
 
     assert response.status_code == 200 and SECRET_PATH not in response.content.decode()
     rows = {row["channel"]: row for row in response.json()}
-    assert rows["email"] == {"channel": "email", "setting": "ALERT_EMAILS", "configured": False, "target": "",
-                             "last_delivery": None}
+    assert rows["email"] == {
+        "channel": "email",
+        "setting": "ALERT_EMAILS",
+        "configured": False,
+        "target": "",
+        "last_delivery": None,
+    }
     assert rows["slack"]["configured"] and rows["slack"]["target"] == "hooks.slack.com"
     assert rows["webhook"]["last_delivery"]["ok"] is False
     assert rows["webhook"]["last_delivery"]["error"] == "ConnectionError: refused"
@@ -332,13 +358,16 @@ def test_the_api_test_send_delivers_and_logs_who_asked(webhook, caplog) -> None:
     assert body["notification_id"] == str(Notification.objects.get(kind="test").pk)
     assert len(webhook.received) == 1
     assert [r.getMessage() for r in caplog.records if r.name == "controltower.audit"] == [
-        'event=alert_test actor=olivia channel=webhook outcome=ok error=""']
+        'event=alert_test actor=olivia channel=webhook outcome=ok error=""'
+    ]
 
 
 def test_the_api_test_send_refuses_viewers_unconfigured_and_unknown_channels(webhook) -> None:
     operator = api_client("olivia", OPERATORS_GROUP)
 
-    assert api_client("victor", VIEWERS_GROUP).post("/meta/control-tower/alert-channels/webhook/test").status_code == 403
+    assert (
+        api_client("victor", VIEWERS_GROUP).post("/meta/control-tower/alert-channels/webhook/test").status_code == 403
+    )
     unconfigured = operator.post("/meta/control-tower/alert-channels/slack/test")
     assert unconfigured.status_code == 409 and "SLACK_WEBHOOK_URL" in unconfigured.json()["detail"]
     assert operator.post("/meta/control-tower/alert-channels/pager/test").status_code == 404

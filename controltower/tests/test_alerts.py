@@ -1,4 +1,5 @@
 """Alerts: sent on a flip, not repeated within the interval, resolved with a notice."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -27,10 +28,27 @@ def _runs(code: str, successes: int, failures: int) -> None:
     module = MetaModule.objects.get(code=code)
     now = timezone.now()
     ModuleRun.objects.bulk_create(
-        [ModuleRun(module=module, started_at=now - timedelta(minutes=i + 1), finished_at=now, duration_ms=10,
-                   outcome=ModuleRun.Outcome.SUCCESS) for i in range(successes)]
-        + [ModuleRun(module=module, started_at=now - timedelta(minutes=successes + i + 1), finished_at=now,
-                     duration_ms=10, outcome=ModuleRun.Outcome.FAILURE, error_message="Meta said no") for i in range(failures)]
+        [
+            ModuleRun(
+                module=module,
+                started_at=now - timedelta(minutes=i + 1),
+                finished_at=now,
+                duration_ms=10,
+                outcome=ModuleRun.Outcome.SUCCESS,
+            )
+            for i in range(successes)
+        ]
+        + [
+            ModuleRun(
+                module=module,
+                started_at=now - timedelta(minutes=successes + i + 1),
+                finished_at=now,
+                duration_ms=10,
+                outcome=ModuleRun.Outcome.FAILURE,
+                error_message="Meta said no",
+            )
+            for i in range(failures)
+        ]
     )
 
 

@@ -1,5 +1,6 @@
 """Who gets in: tokens (Bearer and Token), sessions, staff only, operators, groups, schema (tokens
 themselves: test_api_tokens)."""
+
 from __future__ import annotations
 
 import re
@@ -101,8 +102,9 @@ def test_a_revoked_token_gets_401(staff: User) -> None:
     assert response.status_code == 401 and response["WWW-Authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer a b", "Bearer nope", "Token \xe9t\xe9", "Bearer ab\x00cd",
-                                    "Bearer ab%cd"])
+@pytest.mark.parametrize(
+    "header", ["Bearer", "Bearer a b", "Bearer nope", "Token \xe9t\xe9", "Bearer ab\x00cd", "Bearer ab%cd"]
+)
 def test_a_malformed_or_unknown_token_gets_401(header: str) -> None:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=header)
@@ -144,14 +146,19 @@ def _user(username: str, group: str | None = None, **flags: bool) -> User:
 
 
 def _codenames(group: str) -> set[str]:
-    return {f"{p.content_type.app_label}.{p.codename}"
-            for p in Group.objects.get(name=group).permissions.select_related("content_type")}
+    return {
+        f"{p.content_type.app_label}.{p.codename}"
+        for p in Group.objects.get(name=group).permissions.select_related("content_type")
+    }
 
 
 def test_migrations_create_both_groups_with_their_permissions() -> None:
-    view_all = {f"{label}.view_{model._meta.model_name}"
-                for label in VIEWED_APPS for model in apps.get_app_config(label).get_models()
-                if model._meta.label_lower not in NOT_VIEWED_MODELS}
+    view_all = {
+        f"{label}.view_{model._meta.model_name}"
+        for label in VIEWED_APPS
+        for model in apps.get_app_config(label).get_models()
+        if model._meta.label_lower not in NOT_VIEWED_MODELS
+    }
 
     assert "controltower.view_controltowerrun" in view_all and "django_celery_beat.view_periodictask" in view_all
     assert "controltower.view_apitoken" not in view_all  # who holds which token: superusers only
@@ -199,7 +206,11 @@ def test_the_schema_is_valid_and_lists_the_endpoints_and_the_token_schemes(staff
     validate_schema(generated)
     assert {"/meta/control-tower/status", "/meta/control-tower/health"} <= set(schema["paths"])
     schemes = schema["components"]["securitySchemes"]
-    assert schemes["bearerAuth"] == {"type": "http", "scheme": "bearer", "description": schemes["bearerAuth"]["description"]}
+    assert schemes["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["bearerAuth"]["description"],
+    }
     assert schemes["tokenAuth"]["in"] == "header" and schemes["tokenAuth"]["name"] == "Authorization"
     security = schema["paths"]["/meta/control-tower/status"]["get"]["security"]
     assert {"bearerAuth": []} in security and {"tokenAuth": []} in security
@@ -210,8 +221,15 @@ def test_the_schema_generates_without_warnings(tmp_path) -> None:
     call_command("spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
 
 
-@pytest.mark.parametrize("params, field", [({"lang": "xx"}, "lang"), ({"format": "xml"}, "format"),
-                                           ({"lang": ""}, "lang"), ({"lang": "de", "version": "2"}, "version")])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"lang": "xx"}, "lang"),
+        ({"format": "xml"}, "format"),
+        ({"lang": ""}, "lang"),
+        ({"lang": "de", "version": "2"}, "version"),
+    ],
+)
 def test_the_schema_parameters_are_validated(staff: User, params: dict, field: str) -> None:
     # Found by schemathesis: an unknown lang silently gave English, an unknown format a 404 in YAML.
     response = _token_client(staff).get("/api/schema/", params)

@@ -1,4 +1,5 @@
 """GET status (cheap, from the latest persisted check) and GET health (live, writes nothing)."""
+
 from __future__ import annotations
 
 from copy import deepcopy
@@ -25,17 +26,40 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 STATUS, HEALTH = "/meta/control-tower/status", "/meta/control-tower/health"
 # The spec's GET status example, key for key.
 SPEC_STATUS_KEYS = {
-    "is_operational", "emergency_stop_active", "last_health_check", "system_status", "total_modules_monitored",
-    "online_modules", "degraded_modules", "offline_modules", "mode",
+    "is_operational",
+    "emergency_stop_active",
+    "last_health_check",
+    "system_status",
+    "total_modules_monitored",
+    "online_modules",
+    "degraded_modules",
+    "offline_modules",
+    "mode",
 }
 HALT_KEYS = {"halted_by", "halted_at", "halt_reason"}
 # The spec's meta_system_health_logs columns that describe one module (id, checked_at and mode
 # belong to the stored row: the report carries them once, as timestamp and mode).
 SPEC_LOG_COLUMNS = {
-    "module_name", "module_full_name", "health_status", "success_rate", "avg_execution_time_ms", "error_count_24h",
-    "api_calls_24h", "is_scheduler_running", "is_db_healthy", "is_api_healthy", "last_run", "next_run",
-    "last_error", "last_error_time", "recovery_attempts", "last_recovery_action", "recovery_successful",
-    "db_connections", "memory_usage_mb", "cpu_usage_pct",
+    "module_name",
+    "module_full_name",
+    "health_status",
+    "success_rate",
+    "avg_execution_time_ms",
+    "error_count_24h",
+    "api_calls_24h",
+    "is_scheduler_running",
+    "is_db_healthy",
+    "is_api_healthy",
+    "last_run",
+    "next_run",
+    "last_error",
+    "last_error_time",
+    "recovery_attempts",
+    "last_recovery_action",
+    "recovery_successful",
+    "db_connections",
+    "memory_usage_mb",
+    "cpu_usage_pct",
 }
 
 
@@ -50,12 +74,30 @@ def _runs(code: str, successes: int, failures: int = 0) -> None:
     module = MetaModule.objects.get(code=code)
     now = timezone.now()
     ModuleRun.objects.bulk_create(
-        [ModuleRun(module=module, started_at=now - timedelta(minutes=i + 1), finished_at=now, duration_ms=100,
-                   cpu_ms=40, peak_rss_mb=80.5, outcome=ModuleRun.Outcome.SUCCESS, api_calls=2)
-         for i in range(successes)]
-        + [ModuleRun(module=module, started_at=now - timedelta(minutes=successes + i + 1), finished_at=now,
-                     duration_ms=300, outcome=ModuleRun.Outcome.FAILURE, error_message=f"boom {i}")
-           for i in range(failures)]
+        [
+            ModuleRun(
+                module=module,
+                started_at=now - timedelta(minutes=i + 1),
+                finished_at=now,
+                duration_ms=100,
+                cpu_ms=40,
+                peak_rss_mb=80.5,
+                outcome=ModuleRun.Outcome.SUCCESS,
+                api_calls=2,
+            )
+            for i in range(successes)
+        ]
+        + [
+            ModuleRun(
+                module=module,
+                started_at=now - timedelta(minutes=successes + i + 1),
+                finished_at=now,
+                duration_ms=300,
+                outcome=ModuleRun.Outcome.FAILURE,
+                error_message=f"boom {i}",
+            )
+            for i in range(failures)
+        ]
     )
 
 
@@ -110,16 +152,24 @@ def test_status_before_any_check(client: APIClient) -> None:
 
 def test_status_counts_are_those_of_the_latest_persisted_check(client: APIClient, meta_sandbox, mixed_stack) -> None:
     commander.health_cycle("test")
-    ControlTowerRun.objects.create(run_type="health_check", state="skipped", executed_by="test", mode="stub",
-                                   executed_at=timezone.now() + timedelta(minutes=1))  # not a check: ignored
+    ControlTowerRun.objects.create(
+        run_type="health_check",
+        state="skipped",
+        executed_by="test",
+        mode="stub",
+        executed_at=timezone.now() + timedelta(minutes=1),
+    )  # not a check: ignored
     run = ControlTowerRun.objects.get(state="completed")
 
     body = client.get(STATUS).json()
 
     assert SPEC_STATUS_KEYS <= set(body)
     assert body["total_modules_monitored"] == run.total_modules_checked == 17
-    assert (body["online_modules"], body["degraded_modules"], body["offline_modules"]) == (
-        run.online_modules, run.degraded_modules, run.offline_modules) == (15, 0, 1)
+    assert (
+        (body["online_modules"], body["degraded_modules"], body["offline_modules"])
+        == (run.online_modules, run.degraded_modules, run.offline_modules)
+        == (15, 0, 1)
+    )
     assert body["unknown_modules"] == 1 and body["stopped_modules"] == 0
     assert body["last_health_check"] == run.executed_at.isoformat().replace("+00:00", "Z")
     assert body["system_status"] == run.system_status == TowerState.get().system_status == SystemStatus.CRITICAL
@@ -142,8 +192,13 @@ def test_status_is_operational_when_healthy_or_degraded(client: APIClient, meta_
 def test_status_while_halted_says_who_when_and_why(client: APIClient) -> None:
     halted_at = timezone.now()
     TowerState.get()
-    TowerState.objects.filter(pk=1).update(emergency_stop_active=True, system_status=SystemStatus.EMERGENCY_STOP,
-                                           halted_by="alice", halted_at=halted_at, halt_reason="Budget anomaly")
+    TowerState.objects.filter(pk=1).update(
+        emergency_stop_active=True,
+        system_status=SystemStatus.EMERGENCY_STOP,
+        halted_by="alice",
+        halted_at=halted_at,
+        halt_reason="Budget anomaly",
+    )
 
     body = client.get(STATUS).json()
 
@@ -155,7 +210,8 @@ def test_status_while_halted_says_who_when_and_why(client: APIClient) -> None:
 
 
 def test_status_shows_the_access_tier_meta_reported_per_account_as_of_the_latest_check(
-        client: APIClient, meta_sandbox, settings) -> None:
+    client: APIClient, meta_sandbox, settings
+) -> None:
     first, second = (a["id"] for a in meta_sandbox.state()["accounts"])
     settings.META_AD_ACCOUNT_IDS = [first, second]
     meta_sandbox.faults(tier={first: "development"}, usage_headers="buc_only")
@@ -185,8 +241,16 @@ def test_health_reports_every_module_with_every_spec_column(client: APIClient, m
 
     body = client.get(HEALTH).json()
 
-    assert {"timestamp", "mode", "system_status", "emergency_stop_active", "modules", "system_metrics",
-            "recommendations", "alerts"} <= set(body)
+    assert {
+        "timestamp",
+        "mode",
+        "system_status",
+        "emergency_stop_active",
+        "modules",
+        "system_metrics",
+        "recommendations",
+        "alerts",
+    } <= set(body)
     assert [m["module_name"] for m in body["modules"]] == list(MetaModule.objects.values_list("code", flat=True))
     for module in body["modules"]:
         assert SPEC_LOG_COLUMNS <= set(module), SPEC_LOG_COLUMNS - set(module)
@@ -196,7 +260,10 @@ def test_health_reports_every_module_with_every_spec_column(client: APIClient, m
     assert roas["error_count_24h"] == roas["failures_24h"] == 4 and roas["last_error"] == "boom 0"
     assert roas["api_calls_24h"] == 12 and roas["memory_usage_mb"] >= 80.5  # the highest peak, incl. the recovery run
     assert (roas["recovery_attempts"], roas["last_recovery_action"], roas["recovery_successful"]) == (
-        1, "restart_scheduler", True)
+        1,
+        "restart_scheduler",
+        True,
+    )
     assert body["system_status"] == "critical" and body["mode"] == "stub" and body["emergency_stop_active"] is False
     _assert_matches_schema(body, HEALTH)
 
@@ -214,7 +281,10 @@ def test_health_system_metrics_and_findings(client: APIClient, meta_sandbox, mix
     assert metrics["database"]["healthy"] is True and metrics["beat_alive"] and metrics["workers_alive"]
     # The probe results pass through whole: the schema describes every key they have.
     assert (metrics["broker"], metrics["meta_api"], metrics["workers_ping"]) == (
-        probes["broker"], probes["meta_api"], probes["workers"])
+        probes["broker"],
+        probes["meta_api"],
+        probes["workers"],
+    )
     assert metrics["meta_api"]["ok"] is True
     assert "module:10.5:offline" in {alert["key"] for alert in body["alerts"]}
     assert any(r["module"] == "10.5" for r in body["recommendations"])

@@ -1,5 +1,6 @@
 """API tokens are secrets: stored as a sha256 only, shown once, several per user (named, with last use
 and expiry), each revocable alone; `manage.py issue_token` and the admin issue, list and revoke them."""
+
 from __future__ import annotations
 
 import hashlib
@@ -139,7 +140,6 @@ def test_a_token_of_a_deactivated_user_gets_401(staff: User) -> None:
 # --- admin ---------------------------------------------------------------------------------------
 
 
-
 def test_a_superuser_issues_a_token_in_the_admin_and_sees_it_once(staff: User) -> None:
     root = admin_client("root", superuser=True)
     form = root.get(f"{TOKENS}add/").content.decode()
@@ -171,8 +171,9 @@ def test_the_admin_refuses_a_duplicate_live_name_with_a_field_error(staff: User)
 def test_a_superuser_revokes_one_token_in_the_admin(staff: User) -> None:
     laptop, ci = _issue("staff", "--name", "laptop"), _issue("staff", "--name", "ci")
 
-    response = admin_client("root", superuser=True).post(TOKENS, {
-        "action": "revoke_tokens", "_selected_action": [ApiToken.objects.get(name="laptop").pk], "index": 0})
+    response = admin_client("root", superuser=True).post(
+        TOKENS, {"action": "revoke_tokens", "_selected_action": [ApiToken.objects.get(name="laptop").pk], "index": 0}
+    )
 
     assert response.status_code == 302
     assert _status_code(laptop) == 401 and _status_code(ci) == 200
@@ -195,8 +196,10 @@ def test_the_migration_hashes_drf_authtoken_keys_and_drops_their_table(staff: Us
     legacy = "0123456789abcdef0123456789abcdef01234567"  # a DRF key, stored in clear by rest_framework.authtoken
     created = "timestamp with time zone" if connection.vendor == "postgresql" else "datetime"
     with connection.cursor() as cursor:  # the table as DRF's migrations made it
-        cursor.execute(f'CREATE TABLE authtoken_token ("key" varchar(40) PRIMARY KEY, "created" {created} NOT NULL, '
-                       '"user_id" integer NOT NULL UNIQUE)')
+        cursor.execute(
+            f'CREATE TABLE authtoken_token ("key" varchar(40) PRIMARY KEY, "created" {created} NOT NULL, '
+            '"user_id" integer NOT NULL UNIQUE)'
+        )
         cursor.execute("INSERT INTO authtoken_token VALUES (%s, %s, %s)", [legacy, timezone.now(), staff.pk])
 
     migration = import_module("controltower.migrations.0010_api_tokens")

@@ -1,4 +1,5 @@
 """The audit log: one logfmt line per stop, resume, command and recovery attempt, on the process log."""
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,11 @@ def parse(line: str) -> dict[str, str]:
         assert match.start() == at, f"garbage at {at} in {line!r}"
         key, raw = match.groups()
         assert key not in fields, f"key {key} twice in {line!r}"
-        fields[key] = ESCAPE.sub(lambda m: UNESCAPED.get(m[1]) or chr(int(m[1][1:], 16)), raw[1:-1]) \
-            if raw.startswith('"') else raw
+        fields[key] = (
+            ESCAPE.sub(lambda m: UNESCAPED.get(m[1]) or chr(int(m[1][1:], 16)), raw[1:-1])
+            if raw.startswith('"')
+            else raw
+        )
         at = match.end()
     assert at == len(line), f"garbage at {at} in {line!r}"
     return fields
@@ -73,10 +77,13 @@ def test_it_reaches_the_process_log_on_stderr_at_info() -> None:
     env = child_env(DATABASE_URL="sqlite:///:memory:")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert re.search(r' INFO controltower\.audit: event=probe reason="why not"$', done.stderr, re.MULTILINE), done.stderr
+    assert re.search(r' INFO controltower\.audit: event=probe reason="why not"$', done.stderr, re.MULTILINE), (
+        done.stderr
+    )
 
 
 # --- one line per action ------------------------------------------------------------------
+
 
 @pytest.mark.django_db
 @pytest.mark.usefixtures("synced", "meta_sandbox")
@@ -88,9 +95,16 @@ def test_it_logs_one_line_for_a_stop_with_its_counts_and_one_for_the_resume(capl
     lines = audit_lines(caplog)
     assert len(lines) == 1
     assert lines[0] == {
-        "event": "emergency_stop", "actor": "alice", "reason": "Budget spike\nevent=fake", "run_id": stop.run_id,
-        "outcome": "ok", "already_halted": "false", "schedulers_stopped": "17",
-        "campaigns_paused": str(stop.campaigns_paused), "campaigns_pending": "0", "campaigns_failed": "0",
+        "event": "emergency_stop",
+        "actor": "alice",
+        "reason": "Budget spike\nevent=fake",
+        "run_id": stop.run_id,
+        "outcome": "ok",
+        "already_halted": "false",
+        "schedulers_stopped": "17",
+        "campaigns_paused": str(stop.campaigns_paused),
+        "campaigns_pending": "0",
+        "campaigns_failed": "0",
         "alerts": "email delivered",
     }
     assert stop.campaigns_paused > 0
@@ -123,15 +137,26 @@ def test_it_logs_a_press_that_joins_a_running_stop_as_joined(caplog) -> None:
 def test_it_logs_a_command_with_the_modules_it_affected(caplog) -> None:
     caplog.set_level("INFO", logger="controltower.audit")
 
-    run = commander.execute(commander.Command("stop_all", actor="carol", reason="maintenance window",
-                                              target_modules=["10.5", "10.6"]))
+    run = commander.execute(
+        commander.Command("stop_all", actor="carol", reason="maintenance window", target_modules=["10.5", "10.6"])
+    )
 
     lines = audit_lines(caplog)
     assert len(lines) == 1
-    assert {k: lines[0][k] for k in ("event", "command", "actor", "reason", "run_id", "outcome", "modules_affected",
-                                     "modules", "errors")} == {
-        "event": "command", "command": "stop_all", "actor": "carol", "reason": "maintenance window",
-        "run_id": str(run.pk), "outcome": "ok", "modules_affected": "10.5,10.6", "modules": "2", "errors": "0"}
+    assert {
+        k: lines[0][k]
+        for k in ("event", "command", "actor", "reason", "run_id", "outcome", "modules_affected", "modules", "errors")
+    } == {
+        "event": "command",
+        "command": "stop_all",
+        "actor": "carol",
+        "reason": "maintenance window",
+        "run_id": str(run.pk),
+        "outcome": "ok",
+        "modules_affected": "10.5,10.6",
+        "modules": "2",
+        "errors": "0",
+    }
 
 
 @pytest.mark.django_db
@@ -168,6 +193,15 @@ def test_it_logs_each_recovery_attempt(caplog) -> None:
 
     lines = audit_lines(caplog)
     assert len(lines) == 1
-    assert {k: lines[0][k] for k in ("event", "action", "module", "actor", "trigger", "reason", "run_id", "outcome")} == {
-        "event": "recovery", "action": "clear_cache", "module": "10.5", "actor": "dave", "trigger": "operator",
-        "reason": "stale cache", "run_id": str(attempt.pk), "outcome": "succeeded"}
+    assert {
+        k: lines[0][k] for k in ("event", "action", "module", "actor", "trigger", "reason", "run_id", "outcome")
+    } == {
+        "event": "recovery",
+        "action": "clear_cache",
+        "module": "10.5",
+        "actor": "dave",
+        "trigger": "operator",
+        "reason": "stale cache",
+        "run_id": str(attempt.pk),
+        "outcome": "succeeded",
+    }

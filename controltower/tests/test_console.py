@@ -1,4 +1,5 @@
 """The operator console: who sees what, who may act, and that every action does what it says."""
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,14 @@ from django_celery_beat.models import PeriodicTask
 
 from controltower import commander, killswitch
 from controltower.models import (
-    CampaignHold, ControlTowerRun, Notification, RecoveryAttempt, RunState, RunType, SystemStatus, TowerState,
+    CampaignHold,
+    ControlTowerRun,
+    Notification,
+    RecoveryAttempt,
+    RunState,
+    RunType,
+    SystemStatus,
+    TowerState,
 )
 from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules.models import MetaModule
@@ -56,15 +64,28 @@ def viewer() -> Client:
 def stop_run() -> ControlTowerRun:
     """A recorded emergency stop with a small ledger (no Meta needed to display it)."""
     run = ControlTowerRun.objects.create(
-        run_type=RunType.EMERGENCY_STOP, command_type="emergency_stop", executed_by="alice", reason="Budget spike",
-        system_status=SystemStatus.EMERGENCY_STOP, mode="stub",
-        actions_executed=[{"action": "disable_schedulers", "modules": ["10.1", "10.2"]},
-                          {"action": "alerts", "sent": 1}],
+        run_type=RunType.EMERGENCY_STOP,
+        command_type="emergency_stop",
+        executed_by="alice",
+        reason="Budget spike",
+        system_status=SystemStatus.EMERGENCY_STOP,
+        mode="stub",
+        actions_executed=[
+            {"action": "disable_schedulers", "modules": ["10.1", "10.2"]},
+            {"action": "alerts", "sent": 1},
+        ],
     )
     for index, state in enumerate(["paused", "paused", "failed"]):
-        CampaignHold.objects.create(halt_run=run, stop_run=run, campaign_id=f"c{index}", account_id="act_1",
-                                    campaign_name=f"Campaign {index}", prior_status="ACTIVE", state=state,
-                                    last_error="(#100) Invalid parameter" if state == "failed" else "")
+        CampaignHold.objects.create(
+            halt_run=run,
+            stop_run=run,
+            campaign_id=f"c{index}",
+            account_id="act_1",
+            campaign_name=f"Campaign {index}",
+            prior_status="ACTIVE",
+            state=state,
+            last_error="(#100) Invalid parameter" if state == "failed" else "",
+        )
     return run
 
 
@@ -76,17 +97,23 @@ def _fragment_urls(run: ControlTowerRun) -> list[str]:
     return ["/fragments/", f"/modules/{MODULE}/fragments/", f"/stops/{run.pk}/fragments/"]
 
 
-ACTION_URLS = ["/emergency-stop/", "/resume/",
-               *(f"/commands/{name}/" for name in ("start_all", "stop_all", "sync_data", "optimize", "health_check")),
-               *(f"/modules/{MODULE}/actions/{name}/" for name in ("start", "stop", "restart", "clear_cache",
-                                                                   "reset_module"))]
+ACTION_URLS = [
+    "/emergency-stop/",
+    "/resume/",
+    *(f"/commands/{name}/" for name in ("start_all", "stop_all", "sync_data", "optimize", "health_check")),
+    *(f"/modules/{MODULE}/actions/{name}/" for name in ("start", "stop", "restart", "clear_cache", "reset_module")),
+]
 
 
 def _world() -> tuple:
     """What an action would change: runs, recoveries, halt, enabled schedules, desired states."""
-    return (ControlTowerRun.objects.count(), RecoveryAttempt.objects.count(), TowerState.get().emergency_stop_active,
-            PeriodicTask.objects.filter(meta_module__isnull=False, enabled=True).count(),
-            sorted(MetaModule.objects.values_list("code", "desired_state")))
+    return (
+        ControlTowerRun.objects.count(),
+        RecoveryAttempt.objects.count(),
+        TowerState.get().emergency_stop_active,
+        PeriodicTask.objects.filter(meta_module__isnull=False, enabled=True).count(),
+        sorted(MetaModule.objects.values_list("code", "desired_state")),
+    )
 
 
 # --- access -----------------------------------------------------------------------------
@@ -108,8 +135,9 @@ def test_non_staff_users_get_403(stop_run) -> None:
 
 
 def test_a_viewer_sees_every_page_without_any_action(viewer: Client, stop_run) -> None:
-    TowerState.objects.filter(pk=1).update(emergency_stop_active=True, halted_by="alice", halt_run=stop_run,
-                                           halted_at=timezone.now(), halt_reason="spike")
+    TowerState.objects.filter(pk=1).update(
+        emergency_stop_active=True, halted_by="alice", halt_run=stop_run, halted_at=timezone.now(), halt_reason="spike"
+    )
     for url in _pages(stop_run):
         response = viewer.get(url)
         assert response.status_code == 200, url
@@ -161,8 +189,9 @@ def test_a_post_without_a_csrf_token_is_refused(settings) -> None:
 
 
 def test_the_dashboard_shows_status_modules_and_their_facts(operator: Client) -> None:
-    MetaModule.objects.filter(code="10.9").update(desired_state="stopped", desired_state_by="sam",
-                                                  desired_state_reason="maintenance window")
+    MetaModule.objects.filter(code="10.9").update(
+        desired_state="stopped", desired_state_by="sam", desired_state_reason="maintenance window"
+    )
 
     response = operator.get("/")
 
@@ -213,8 +242,14 @@ def test_todays_spend_spikes_are_on_the_dashboard(operator: Client) -> None:
 
     account = AdAccount.objects.create(id="act_1", currency="USD")
     campaign = Campaign.objects.create(id="42", account=account, name="Black <Friday>", status="ACTIVE")
-    SpendSpike.objects.create(campaign=campaign, day=timezone.now().date(), spend_today="1234.50", hourly_rate=100,
-                              baseline_hourly_rate=20, ratio=5.0)
+    SpendSpike.objects.create(
+        campaign=campaign,
+        day=timezone.now().date(),
+        spend_today="1234.50",
+        hourly_rate=100,
+        baseline_hourly_rate=20,
+        ratio=5.0,
+    )
 
     html = operator.get("/").content.decode()
 
@@ -229,14 +264,16 @@ def test_the_dashboard_shows_the_spikes_of_each_accounts_local_today(operator: C
 
     tower_clock(datetime(2024, 3, 12, 3, tzinfo=UTC))  # 20:00 on 11 March in Los Angeles, 12:00 in Tokyo
     for account_id, zone, currency, day, name in (
-            ("act_1", "America/Los_Angeles", "USD", date(2024, 3, 11), "West today"),
-            ("act_2", "America/Los_Angeles", "USD", date(2024, 3, 10), "West yesterday"),
-            ("act_3", "Asia/Tokyo", "JPY", date(2024, 3, 12), "Tokyo today"),
-            ("act_4", "", "EUR", date(2024, 3, 11), "UTC yesterday")):
+        ("act_1", "America/Los_Angeles", "USD", date(2024, 3, 11), "West today"),
+        ("act_2", "America/Los_Angeles", "USD", date(2024, 3, 10), "West yesterday"),
+        ("act_3", "Asia/Tokyo", "JPY", date(2024, 3, 12), "Tokyo today"),
+        ("act_4", "", "EUR", date(2024, 3, 11), "UTC yesterday"),
+    ):
         account = AdAccount.objects.create(id=account_id, currency=currency, timezone_name=zone)
         campaign = Campaign.objects.create(id=account_id[-1], account=account, name=name, status="ACTIVE")
-        SpendSpike.objects.create(campaign=campaign, day=day, spend_today="120450.00", hourly_rate=100,
-                                  baseline_hourly_rate=20, ratio=5.0)
+        SpendSpike.objects.create(
+            campaign=campaign, day=day, spend_today="120450.00", hourly_rate=100, baseline_hourly_rate=20, ratio=5.0
+        )
 
     html = operator.get("/").content.decode()
 
@@ -321,7 +358,6 @@ def test_recovery_by_hand_is_refused_while_halted(operator: Client) -> None:
 # --- emergency stop and resume through the console --------------------------------------
 
 
-
 def test_emergency_stop_and_resume_through_the_console(operator: Client, meta_sandbox) -> None:
     active = meta_sandbox.campaigns(status="ACTIVE")
     assert active
@@ -350,7 +386,7 @@ def test_emergency_stop_and_resume_through_the_console(operator: Client, meta_sa
     result = operator.get(stopped["Location"]).content.decode()
     assert re.search(rf'id="campaigns-paused"[^>]*>{len(active)}<', result)
     assert re.search(r'id="schedulers-stopped"[^>]*>17<', result)
-    assert 'id="stop-result"' in result and 'id="refresh-link"' in result and 'http-equiv' not in result
+    assert 'id="stop-result"' in result and 'id="refresh-link"' in result and "http-equiv" not in result
     assert operator.get(f"/stops/{run.pk}/fragments/").json()["done"] is True
 
     dashboard = operator.get("/").content.decode()
@@ -430,10 +466,26 @@ def test_a_stop_result_is_only_for_stops(operator: Client) -> None:
 def test_runs_are_filtered_and_paginated(operator: Client) -> None:
     now = timezone.now()
     ControlTowerRun.objects.bulk_create(
-        [ControlTowerRun(run_type=RunType.HEALTH_CHECK, executed_by="scheduler", mode="stub",
-                         executed_at=now - timedelta(hours=i)) for i in range(60)]
-        + [ControlTowerRun(run_type=RunType.COMMAND, command_type="stop_all", executed_by="olivia", mode="stub",
-                           system_status=SystemStatus.DEGRADED, executed_at=now - timedelta(days=10))])
+        [
+            ControlTowerRun(
+                run_type=RunType.HEALTH_CHECK,
+                executed_by="scheduler",
+                mode="stub",
+                executed_at=now - timedelta(hours=i),
+            )
+            for i in range(60)
+        ]
+        + [
+            ControlTowerRun(
+                run_type=RunType.COMMAND,
+                command_type="stop_all",
+                executed_by="olivia",
+                mode="stub",
+                system_status=SystemStatus.DEGRADED,
+                executed_at=now - timedelta(days=10),
+            )
+        ]
+    )
 
     everything = operator.get("/runs/").content.decode()
     commands = operator.get("/runs/?run_type=command").content.decode()
@@ -455,13 +507,18 @@ def test_runs_are_filtered_and_paginated(operator: Client) -> None:
 
 def test_a_run_page_shows_everything_the_run_recorded(operator: Client) -> None:
     run = ControlTowerRun.objects.create(
-        run_type=RunType.COMMAND, command_type="sync_data", executed_by="olivia", mode="stub", state=RunState.COMPLETED,
+        run_type=RunType.COMMAND,
+        command_type="sync_data",
+        executed_by="olivia",
+        mode="stub",
+        state=RunState.COMPLETED,
         actions_executed=[{"action": "run", "module": "10.2", "outcome": "failure"}],
         errors_encountered=["10.2: failure <b>boom</b>"],
         recoveries_performed=[{"module": "10.2", "action": "clear_cache"}],
         alerts=[{"severity": "critical", "title": "Module 10.2 is OFFLINE", "detail": "", "key": "k"}],
         recommendations=[{"severity": "warning", "module": "10.2", "message": "restart it"}],
-        message="10.2 failure.", modules_affected=["10.2"],
+        message="10.2 failure.",
+        modules_affected=["10.2"],
     )
 
     html = operator.get(f"/runs/{run.pk}/").content.decode()
@@ -503,13 +560,28 @@ def _checks(count: int) -> None:
     codes = list(MetaModule.objects.values_list("code", "name"))
     now = timezone.now()
     runs = ControlTowerRun.objects.bulk_create(
-        ControlTowerRun(run_type=RunType.HEALTH_CHECK, executed_by="scheduler", mode="stub",
-                        system_status=SystemStatus.HEALTHY, executed_at=now - timedelta(hours=count - i))
-        for i in range(count))
+        ControlTowerRun(
+            run_type=RunType.HEALTH_CHECK,
+            executed_by="scheduler",
+            mode="stub",
+            system_status=SystemStatus.HEALTHY,
+            executed_at=now - timedelta(hours=count - i),
+        )
+        for i in range(count)
+    )
     SystemHealthLog.objects.bulk_create(
-        SystemHealthLog(run=run, module_name=code, module_full_name=name, health_status="online", success_rate=0.98,
-                        checked_at=run.executed_at, mode="stub")
-        for run in runs for code, name in codes)
+        SystemHealthLog(
+            run=run,
+            module_name=code,
+            module_full_name=name,
+            health_status="online",
+            success_rate=0.98,
+            checked_at=run.executed_at,
+            mode="stub",
+        )
+        for run in runs
+        for code, name in codes
+    )
 
 
 def _runs(count: int) -> None:
@@ -518,9 +590,16 @@ def _runs(count: int) -> None:
     module = MetaModule.objects.get(code=MODULE)
     now = timezone.now()
     ModuleRun.objects.bulk_create(
-        ModuleRun(module=module, started_at=now - timedelta(minutes=10 * i), finished_at=now,
-                  outcome="failure" if i % 5 == 0 else "success", duration_ms=100 + i, api_calls=2)
-        for i in range(count))
+        ModuleRun(
+            module=module,
+            started_at=now - timedelta(minutes=10 * i),
+            finished_at=now,
+            outcome="failure" if i % 5 == 0 else "success",
+            duration_ms=100 + i,
+            api_calls=2,
+        )
+        for i in range(count)
+    )
 
 
 @pytest.mark.parametrize("url", ["/", "/fragments/", f"/modules/{MODULE}/", f"/modules/{MODULE}/fragments/"])

@@ -1,4 +1,5 @@
 """charts.py: pure SVG functions (no database)."""
+
 from __future__ import annotations
 
 import re
@@ -37,8 +38,11 @@ def test_one_point_is_centred_and_has_a_tooltip() -> None:
 
 
 def test_points_are_placed_by_time_and_duration_and_coloured_by_outcome() -> None:
-    points = [RunPoint(T0, 1000, "success"), RunPoint(T0 + timedelta(hours=1), 2000, "failure"),
-              RunPoint(T0 + timedelta(hours=2), None, "running")]
+    points = [
+        RunPoint(T0, 1000, "success"),
+        RunPoint(T0 + timedelta(hours=1), 2000, "failure"),
+        RunPoint(T0 + timedelta(hours=2), None, "running"),
+    ]
 
     runs = [c for c in _parse(charts.run_durations(points)).iter(f"{SVG}circle") if "run" in c.get("class", "")]
 
@@ -97,11 +101,14 @@ def _assert_inside(svg: str) -> None:
         assert 0 <= start and end <= width, (content, start, end, width)
 
 
-@pytest.mark.parametrize("rows", [
-    [("10.1 Meta Models", 100.0), ("10.13 Creative Intelligence", 93.2), ("10.17 Creative Production", None)],
-    [(LONG, 99.5), ("10.2 Meta Ads Client", 0.0)],
-    [("x", 50.0)],
-])
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [("10.1 Meta Models", 100.0), ("10.13 Creative Intelligence", 93.2), ("10.17 Creative Production", None)],
+        [(LONG, 99.5), ("10.2 Meta Ads Client", 0.0)],
+        [("x", 50.0)],
+    ],
+)
 def test_every_bar_label_fits_inside_the_picture(rows) -> None:
     _assert_inside(charts.availability_bars(rows))
 
@@ -117,7 +124,9 @@ def test_a_label_too_long_is_cut_with_an_ellipsis_and_whole_in_its_tooltip() -> 
 
 
 def test_the_margin_grows_with_the_longest_label_and_the_bars_start_after_it() -> None:
-    short, long = (charts.availability_bars([(label, 90.0)]) for label in ("10.1 Models", "10.13 Creative Intelligence"))
+    short, long = (
+        charts.availability_bars([(label, 90.0)]) for label in ("10.1 Models", "10.13 Creative Intelligence")
+    )
 
     def bar_x(svg: str) -> float:
         return float(next(r for r in _parse(svg).iter(f"{SVG}rect")).get("x"))
@@ -129,9 +138,13 @@ def test_the_margin_grows_with_the_longest_label_and_the_bars_start_after_it() -
 
 @pytest.mark.parametrize("duration_ms", [5, 1500, 59_000, 3_600_000, 90_000_000])
 def test_run_duration_axis_and_time_labels_fit_inside_the_picture(duration_ms: int) -> None:
-    points = [RunPoint(T0, duration_ms, "success"), RunPoint(T0 + timedelta(days=7), 1, "failure"),
-              RunPoint(T0 + timedelta(days=3), None, "timeout"), RunPoint(T0 + timedelta(days=4), 2, "skipped"),
-              RunPoint(T0 + timedelta(days=5), 3, "running")]
+    points = [
+        RunPoint(T0, duration_ms, "success"),
+        RunPoint(T0 + timedelta(days=7), 1, "failure"),
+        RunPoint(T0 + timedelta(days=3), None, "timeout"),
+        RunPoint(T0 + timedelta(days=4), 2, "skipped"),
+        RunPoint(T0 + timedelta(days=5), 3, "running"),
+    ]
 
     _assert_inside(charts.run_durations(points))
 

@@ -1,5 +1,6 @@
 """Polish that reads as care: the favicon, times with their zone, refused actions shown disabled with
 the reason, the run page's tables, the notifications' channel choice, the browsable API and Swagger."""
+
 from __future__ import annotations
 
 import re
@@ -42,12 +43,19 @@ def test_it_links_the_favicon_and_answers_favicon_ico_with_an_image(operator: Cl
 
 
 def test_it_shows_every_time_with_its_zone_and_an_iso_instant(operator: Client) -> None:
-    run = ControlTowerRun.objects.create(run_type=RunType.COMMAND, command_type="sync_data", executed_by="olivia",
-                                         mode="stub", executed_at=datetime(2026, 12, 3, 5, 40, 12, 345678, tzinfo=UTC))
+    run = ControlTowerRun.objects.create(
+        run_type=RunType.COMMAND,
+        command_type="sync_data",
+        executed_by="olivia",
+        mode="stub",
+        executed_at=datetime(2026, 12, 3, 5, 40, 12, 345678, tzinfo=UTC),
+    )
     Notification.objects.create(channel="email", subject="s", body="b", ok=True, sent_at=run.executed_at, run=run)
 
-    pages = {url: operator.get(url).content.decode()
-             for url in ("/", "/modules/10.5/", "/runs/", f"/runs/{run.pk}/", "/notifications/", "/report/")}
+    pages = {
+        url: operator.get(url).content.decode()
+        for url in ("/", "/modules/10.5/", "/runs/", f"/runs/{run.pk}/", "/notifications/", "/report/")
+    }
 
     for url, html in pages.items():
         times = TIME.findall(html)
@@ -62,13 +70,17 @@ def test_it_shows_every_time_with_its_zone_and_an_iso_instant(operator: Client) 
 
 def test_it_names_the_towers_zone_when_it_is_not_utc(operator: Client, settings) -> None:
     settings.TIME_ZONE = "America/Los_Angeles"
-    run = ControlTowerRun.objects.create(run_type=RunType.COMMAND, command_type="sync_data", executed_by="olivia",
-                                         mode="stub", executed_at=datetime(2026, 12, 3, 5, 40, 12, tzinfo=UTC))
+    run = ControlTowerRun.objects.create(
+        run_type=RunType.COMMAND,
+        command_type="sync_data",
+        executed_by="olivia",
+        mode="stub",
+        executed_at=datetime(2026, 12, 3, 5, 40, 12, tzinfo=UTC),
+    )
 
     html = operator.get(f"/runs/{run.pk}/").content.decode()
 
     assert '<time datetime="2026-12-02T21:40:12-08:00">2026-12-02 21:40:12 PST</time>' in html
-
 
 
 # --- actions refused while halted -------------------------------------------------------
@@ -83,14 +95,22 @@ def _button(html: str, element_id: str) -> str:
 def _halt() -> None:
     from controltower.models import TowerState
 
-    TowerState.objects.filter(pk=1).update(emergency_stop_active=True, halted_by="alice", halt_reason="spike",
-                                           halted_at=datetime(2026, 12, 3, 5, 40, 12, tzinfo=UTC))
+    TowerState.objects.filter(pk=1).update(
+        emergency_stop_active=True,
+        halted_by="alice",
+        halt_reason="spike",
+        halted_at=datetime(2026, 12, 3, 5, 40, 12, tzinfo=UTC),
+    )
 
 
-REFUSED = {"/": ["command-start_all"], "/modules/10.5/": ["module-start", "module-restart", "module-clear_cache",
-                                                          "module-reset_module"]}
-STILL_ALLOWED = {"/": ["command-stop_all", "command-sync_data", "command-optimize", "command-health_check"],
-                 "/modules/10.5/": ["module-stop"]}
+REFUSED = {
+    "/": ["command-start_all"],
+    "/modules/10.5/": ["module-start", "module-restart", "module-clear_cache", "module-reset_module"],
+}
+STILL_ALLOWED = {
+    "/": ["command-stop_all", "command-sync_data", "command-optimize", "command-health_check"],
+    "/modules/10.5/": ["module-stop"],
+}
 
 
 def test_it_shows_actions_the_server_refuses_while_halted_as_disabled_with_the_reason(operator: Client) -> None:
@@ -122,8 +142,13 @@ def test_the_server_still_refuses_what_the_page_shows_disabled(operator: Client)
     PeriodicTask.objects.filter(meta_module__isnull=False).update(enabled=False)
     _halt()
 
-    for url in ("/commands/start_all/", "/modules/10.5/actions/start/", "/modules/10.5/actions/restart/",
-                "/modules/10.5/actions/clear_cache/", "/modules/10.5/actions/reset_module/"):
+    for url in (
+        "/commands/start_all/",
+        "/modules/10.5/actions/start/",
+        "/modules/10.5/actions/restart/",
+        "/modules/10.5/actions/clear_cache/",
+        "/modules/10.5/actions/reset_module/",
+    ):
         page = operator.post(url, {"reason": "forcing it"}, follow=True).content.decode()
         assert 'class="msg msg-error"' in page, url
 
@@ -165,16 +190,24 @@ def test_it_shows_a_real_stops_actions_as_a_table_not_json(operator: Client, met
 def test_it_keeps_unknown_keys_in_the_last_column_and_errors_and_recoveries_as_tables() -> None:
     from controltower.console import tables
 
-    table = tables.record_table([{"action": "run", "module": "10.2", "outcome": "failure", "took": {"ms": 12}},
-                                 {"action": "restart", "cancelled_in_flight": {"10.2": 1}}])
+    table = tables.record_table(
+        [
+            {"action": "run", "module": "10.2", "outcome": "failure", "took": {"ms": 12}},
+            {"action": "restart", "cancelled_in_flight": {"10.2": 1}},
+        ]
+    )
     errors = tables.record_table(["10.2: failure"], text_key="error")
 
     assert table.headers == ["Action", "Module", "Outcome", "Other"]
-    assert table.rows == [[["run"], ["10.2"], ["failure"], ["took: ms 12"]],
-                          [["restart"], [], [], ["cancelled_in_flight: 10.2 1"]]]
+    assert table.rows == [
+        [["run"], ["10.2"], ["failure"], ["took: ms 12"]],
+        [["restart"], [], [], ["cancelled_in_flight: 10.2 1"]],
+    ]
     assert errors.headers == ["Error"] and errors.rows == [[["10.2: failure"]]]
     assert tables.cell([{"campaign_id": "c1", "reason": "edited"}, {"campaign_id": "c2", "reason": None}]) == [
-        "campaign_id c1, reason edited", "campaign_id c2, reason —"]
+        "campaign_id c1, reason edited",
+        "campaign_id c2, reason —",
+    ]
 
 
 # --- browsable API and Swagger ----------------------------------------------------------
@@ -187,12 +220,15 @@ def _breadcrumbs(html: str) -> list[str]:
     return re.findall(r"<a [^>]*>(.*?)</a>", crumbs)
 
 
-@pytest.mark.parametrize("path,crumbs", [
-    ("/status", ["Control Tower API", "Status"]),
-    ("/runs/", ["Control Tower API", "Run List"]),
-    ("/modules/10.5/", ["Control Tower API", "Module List", "Module Instance"]),
-    ("/", ["Control Tower API"]),
-])
+@pytest.mark.parametrize(
+    "path,crumbs",
+    [
+        ("/status", ["Control Tower API", "Status"]),
+        ("/runs/", ["Control Tower API", "Run List"]),
+        ("/modules/10.5/", ["Control Tower API", "Module List", "Module Instance"]),
+        ("/", ["Control Tower API"]),
+    ],
+)
 def test_the_browsable_api_has_no_unknown_endpoint_breadcrumb(operator: Client, path: str, crumbs: list[str]) -> None:
     html = operator.get(f"{API}{path}", HTTP_ACCEPT="text/html").content.decode()
 
@@ -204,10 +240,23 @@ def test_the_api_root_lists_every_endpoint_and_the_way_back(operator: Client) ->
     links = operator.get(f"{API}/", HTTP_ACCEPT="application/json").json()
 
     assert links["status"] == f"http://testserver{API}/status" and links["console"] == "http://testserver/"
-    assert {"health", "command", "emergency-stop", "resume", "recovery", "report", "run-list", "health-log-list",
-            "module-list", "schema", "docs"} <= set(links)
+    assert {
+        "health",
+        "command",
+        "emergency-stop",
+        "resume",
+        "recovery",
+        "report",
+        "run-list",
+        "health-log-list",
+        "module-list",
+        "schema",
+        "docs",
+    } <= set(links)
     for name, url in links.items():
-        assert operator.get(url.removeprefix("http://testserver"), HTTP_ACCEPT="text/html").status_code in (200, 405), name
+        assert operator.get(url.removeprefix("http://testserver"), HTTP_ACCEPT="text/html").status_code in (200, 405), (
+            name
+        )
     assert operator.get(f"{API}/no-such-thing").status_code == 404  # everything else is still unknown
 
 

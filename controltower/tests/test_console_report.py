@@ -1,4 +1,5 @@
 """The console's report page: the report's figures with its two charts, for staff only."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -14,10 +15,22 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 
 
 def _check(at: datetime, status: str, module_status: str) -> None:
-    run = ControlTowerRun.objects.create(run_type="health_check", system_status=status, executed_by="scheduler",
-                                         executed_at=at, mode="stub", total_modules_checked=1)
-    SystemHealthLog.objects.create(run=run, module_name="10.5", module_full_name="ROAS Engine",
-                                   health_status=module_status, checked_at=at, mode="stub")
+    run = ControlTowerRun.objects.create(
+        run_type="health_check",
+        system_status=status,
+        executed_by="scheduler",
+        executed_at=at,
+        mode="stub",
+        total_modules_checked=1,
+    )
+    SystemHealthLog.objects.create(
+        run=run,
+        module_name="10.5",
+        module_full_name="ROAS Engine",
+        health_status=module_status,
+        checked_at=at,
+        mode="stub",
+    )
 
 
 def _viewer(client) -> None:
@@ -46,10 +59,21 @@ def test_the_report_page_shows_uptime_availability_and_both_charts(client, meta_
 
 def test_a_one_day_report_counts_its_stops_and_does_not_extrapolate_a_week(client) -> None:
     for hours in (2, 5, 9):
-        ControlTowerRun.objects.create(run_type="emergency_stop", command_type="emergency_stop", executed_by="alice",
-                                       executed_at=django_timezone.now() - timedelta(hours=hours), mode="stub")
-        ControlTowerRun.objects.create(run_type="resume", command_type="resume", executed_by="bob", state="completed",
-                                       executed_at=django_timezone.now() - timedelta(hours=hours - 1), mode="stub")
+        ControlTowerRun.objects.create(
+            run_type="emergency_stop",
+            command_type="emergency_stop",
+            executed_by="alice",
+            executed_at=django_timezone.now() - timedelta(hours=hours),
+            mode="stub",
+        )
+        ControlTowerRun.objects.create(
+            run_type="resume",
+            command_type="resume",
+            executed_by="bob",
+            state="completed",
+            executed_at=django_timezone.now() - timedelta(hours=hours - 1),
+            mode="stub",
+        )
     _viewer(client)
 
     day = client.get("/report/?days=1").content.decode()
@@ -74,7 +98,11 @@ START = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
 def test_the_timeline_keeps_a_status_until_the_next_check_and_shows_the_worst_of_a_slice() -> None:
-    points = [(START, "healthy"), (START + timedelta(hours=5), "critical"), (START + timedelta(hours=5, minutes=1), "healthy")]
+    points = [
+        (START, "healthy"),
+        (START + timedelta(hours=5), "critical"),
+        (START + timedelta(hours=5, minutes=1), "healthy"),
+    ]
 
     svg = str(charts.status_timeline(points, START, START + timedelta(hours=10), slices=10))
 

@@ -1,4 +1,5 @@
 """The cycle's infrastructure facts, its lock, the watchdog and retention."""
+
 from __future__ import annotations
 
 import threading
@@ -23,14 +24,22 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced", "meta_san
 def _healthy_stack() -> None:
     now = timezone.now()
     ModuleRun.objects.bulk_create(
-        ModuleRun(module=m, started_at=now - timedelta(minutes=1), finished_at=now, duration_ms=5,
-                  outcome=ModuleRun.Outcome.SUCCESS) for m in MetaModule.objects.all())
+        ModuleRun(
+            module=m,
+            started_at=now - timedelta(minutes=1),
+            finished_at=now,
+            duration_ms=5,
+            outcome=ModuleRun.Outcome.SUCCESS,
+        )
+        for m in MetaModule.objects.all()
+    )
 
 
 def _age_heartbeats(by: timedelta) -> None:
     TowerState.objects.filter(pk=1).update(worker_heartbeat_at=timezone.now() - by)
     PeriodicTask.objects.filter(name=HEARTBEAT_TASK).update(
-        last_run_at=timezone.now() - by, date_changed=timezone.now() - by)
+        last_run_at=timezone.now() - by, date_changed=timezone.now() - by
+    )
 
 
 def test_a_dead_beat_marks_every_scheduler_not_running(settings) -> None:
@@ -152,7 +161,9 @@ def test_the_watchdog_runs_a_cycle_when_workers_die_and_again_when_they_return(s
 
 
 def test_the_watchdog_runs_a_first_check_that_beat_never_ran(settings) -> None:
-    late = timezone.now() - timedelta(seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS * 2 + settings.SCHEDULER_GRACE_SECONDS)
+    late = timezone.now() - timedelta(
+        seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS * 2 + settings.SCHEDULER_GRACE_SECONDS
+    )
     PeriodicTask.objects.filter(name=HEALTH_CYCLE_TASK).update(last_run_at=late)
 
     run = check_once()

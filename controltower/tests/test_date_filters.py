@@ -1,4 +1,5 @@
 """History filters at the ends of the calendar: a day or instant that cannot be searched is a 400, never a 500."""
+
 from __future__ import annotations
 
 from datetime import date
@@ -67,9 +68,14 @@ def test_the_notifications_filter_answers_a_bad_value_with_a_400(console: Client
     assert response.status_code == 400 and "Select a valid choice" in response.content.decode()
 
 
-@pytest.mark.parametrize("query", [
-    "until=9999-12-31T23:59:59-05:00", "since=0001-01-01T00:00:00%2B05:00", "date_to=9999-12-31",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "until=9999-12-31T23:59:59-05:00",
+        "since=0001-01-01T00:00:00%2B05:00",
+        "date_to=9999-12-31",
+    ],
+)
 def test_the_api_refuses_instants_outside_the_calendar(api: APIClient, query: str) -> None:
     for path in ("runs/", "health-logs/"):
         response = api.get(f"{API}/{path}?{query}")

@@ -1,4 +1,5 @@
 """External modules: registration, hashed tokens, run reports, and supervision like the built-in ones."""
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,16 @@ INTERVAL = 900
 
 def _register(code: str = CODE, every: int = INTERVAL) -> str:
     out = StringIO()
-    call_command("register_external_module", code, "Partner feed", "--function", "Catalog sync", "--every",
-                 str(every), stdout=out)
+    call_command(
+        "register_external_module",
+        code,
+        "Partner feed",
+        "--function",
+        "Catalog sync",
+        "--every",
+        str(every),
+        stdout=out,
+    )
     return out.getvalue()
 
 
@@ -77,18 +86,25 @@ def test_register_creates_the_module_and_its_expected_interval() -> None:
 
     module = MetaModule.objects.get(code=CODE)
     assert (module.name, module.function, module.periodic_task, module.task_name) == (
-        "Partner feed", "Catalog sync", None, "")
+        "Partner feed",
+        "Catalog sync",
+        None,
+        "",
+    )
     assert module.position == 17  # after the 17 built-in modules
     assert ExternalModule.objects.get(module=module).expected_interval_seconds == INTERVAL
     assert "Updated external module" in _register(every=1800)  # idempotent; updates the interval
     assert ExternalModule.objects.get(module=module).expected_interval_seconds == 1800
 
 
-@pytest.mark.parametrize("code, every, message", [
-    ("10.7", 900, "built-in"),
-    (CODE, 30, "at least 60"),
-    ("a/b", 900, "without '/'"),
-])
+@pytest.mark.parametrize(
+    "code, every, message",
+    [
+        ("10.7", 900, "built-in"),
+        (CODE, 30, "at least 60"),
+        ("a/b", 900, "without '/'"),
+    ],
+)
 def test_register_refuses_bad_input(code: str, every: int, message: str) -> None:
     with pytest.raises(CommandError, match=message):
         _register(code, every)
@@ -124,7 +140,12 @@ def test_the_module_reports_with_its_token(key: str, header: str) -> None:
     body = response.json()
     run = ModuleRun.objects.get(pk=body["run"]["id"])
     assert (run.module.code, run.trigger, run.outcome, run.api_calls, run.duration_ms) == (
-        CODE, "external", "success", 3, 1200)
+        CODE,
+        "external",
+        "success",
+        3,
+        1200,
+    )
     assert run.finished_at == run.started_at + timedelta(milliseconds=1200) and run.summary == {"items": 42}
     assert body["module"] == CODE and body["may_act"] is True and body["refusal"] == ""
     assert ExternalModule.objects.get(module__code=CODE).token_last_used_at is not None
@@ -156,32 +177,43 @@ def test_built_in_and_unknown_modules(key: str) -> None:
     assert built_in.status_code == 409 and "scheduler" in built_in.json()["detail"]
     assert operator.post("/meta/control-tower/modules/99.9/runs", _success(), format="json").status_code == 404
     # A module token never opens another module's endpoint.
-    assert _module_client(key).post("/meta/control-tower/modules/10.5/runs", _success(), format="json").status_code == 401
+    assert (
+        _module_client(key).post("/meta/control-tower/modules/10.5/runs", _success(), format="json").status_code == 401
+    )
 
 
 # --- the report itself ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body, field", [
-    ({"outcome": "success"}, "started_at"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "exploded"}, "outcome"),
-    ({"started_at": "2025-01-01T00:00:00Z", "finished_at": "2024-12-31T00:00:00Z", "outcome": "success"}, "finished_at"),
-    ({"started_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:01:00Z", "outcome": "running"}, "finished_at"),
-    ({"started_at": "2999-01-01T00:00:00Z", "outcome": "success"}, "started_at"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "api_calls": 1, "api_errors": 2}, "api_errors"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "duration_ms": -1}, "duration_ms"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "failure", "error_message": "x" * 5001}, "error_message"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": ["not", "an", "object"]}, "summary"),
-    # Found by schemathesis: JSON types were coerced (5 became a UUID, "3" a count), and jsonb on
-    # PostgreSQL refuses \u0000 (a 500 there). An undeclared field is refused, not ignored.
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "run_id": 5}, "run_id"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "api_calls": "3"}, "api_calls"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "duration_ms": 1200.0}, "duration_ms"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "failure", "error_message": 502}, "error_message"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": {"rows\x00": 1}}, "summary"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": {"note": ["a\x00b"]}}, "summary"),
-    ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "apicalls": 3}, "apicalls"),
-])
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ({"outcome": "success"}, "started_at"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "exploded"}, "outcome"),
+        (
+            {"started_at": "2025-01-01T00:00:00Z", "finished_at": "2024-12-31T00:00:00Z", "outcome": "success"},
+            "finished_at",
+        ),
+        (
+            {"started_at": "2025-01-01T00:00:00Z", "finished_at": "2025-01-01T00:01:00Z", "outcome": "running"},
+            "finished_at",
+        ),
+        ({"started_at": "2999-01-01T00:00:00Z", "outcome": "success"}, "started_at"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "api_calls": 1, "api_errors": 2}, "api_errors"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "duration_ms": -1}, "duration_ms"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "failure", "error_message": "x" * 5001}, "error_message"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": ["not", "an", "object"]}, "summary"),
+        # Found by schemathesis: JSON types were coerced (5 became a UUID, "3" a count), and jsonb on
+        # PostgreSQL refuses \u0000 (a 500 there). An undeclared field is refused, not ignored.
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "run_id": 5}, "run_id"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "api_calls": "3"}, "api_calls"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "duration_ms": 1200.0}, "duration_ms"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "failure", "error_message": 502}, "error_message"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": {"rows\x00": 1}}, "summary"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "summary": {"note": ["a\x00b"]}}, "summary"),
+        ({"started_at": "2025-01-01T00:00:00Z", "outcome": "success", "apicalls": 3}, "apicalls"),
+    ],
+)
 def test_bad_reports_are_400_with_field_errors(key: str, body: dict, field: str) -> None:
     response = _module_client(key).post(RUNS, body, format="json")
 
@@ -206,9 +238,14 @@ def test_running_then_finished_with_the_same_run_id(key: str) -> None:
 
     opened = client.post(RUNS, {"started_at": started.isoformat(), "outcome": "running"}, format="json")
     run_id = opened.json()["run"]["id"]
-    closed = client.post(RUNS, {"run_id": run_id, "started_at": started.isoformat(), "outcome": "failure",
-                                "error_message": "Upstream 502"}, format="json")
-    again = client.post(RUNS, {"run_id": run_id, "started_at": started.isoformat(), "outcome": "success"}, format="json")
+    closed = client.post(
+        RUNS,
+        {"run_id": run_id, "started_at": started.isoformat(), "outcome": "failure", "error_message": "Upstream 502"},
+        format="json",
+    )
+    again = client.post(
+        RUNS, {"run_id": run_id, "started_at": started.isoformat(), "outcome": "success"}, format="json"
+    )
 
     assert opened.status_code == 201 and opened.json()["run"]["outcome"] == "running"
     assert opened.json()["run"]["finished_at"] is None
@@ -283,8 +320,11 @@ def test_failing_reports_degrade_it_like_any_module(key: str) -> None:
     for minutes in range(1, 9):
         client.post(RUNS, _success(minutes_ago=minutes), format="json")
     for minutes in range(9, 11):
-        client.post(RUNS, {**_success(minutes_ago=minutes), "outcome": "failure", "error_message": "Upstream 502"},
-                    format="json")
+        client.post(
+            RUNS,
+            {**_success(minutes_ago=minutes), "outcome": "failure", "error_message": "Upstream 502"},
+            format="json",
+        )
 
     module = _status()
 
@@ -311,10 +351,12 @@ def test_the_cycle_alerts_on_an_overdue_external_module_without_restarting_it(ke
 
 def test_an_external_module_cannot_be_restarted_by_command_or_recovery(key: str) -> None:
     operator_client = _staff("olivia", "Tower operators")
-    command = operator_client.post("/meta/control-tower/command", {"command_type": "restart_module",
-                                                                   "target_modules": [CODE]}, format="json")
-    reset = operator_client.post("/meta/control-tower/recovery", {"module_code": CODE, "action": "reset_module"},
-                                 format="json")
+    command = operator_client.post(
+        "/meta/control-tower/command", {"command_type": "restart_module", "target_modules": [CODE]}, format="json"
+    )
+    reset = operator_client.post(
+        "/meta/control-tower/recovery", {"module_code": CODE, "action": "reset_module"}, format="json"
+    )
 
     assert command.status_code == 409 and "outside this codebase" in command.json()["detail"]
     assert reset.status_code == 409 and "outside this codebase" in reset.json()["detail"]

@@ -1,4 +1,5 @@
 """The health cycle: facts from recorded runs, 1 run + one log per module, tower state updated."""
+
 from __future__ import annotations
 
 from dataclasses import fields
@@ -24,10 +25,29 @@ def _runs(code: str, successes: int, failures: int, api_calls: int = 0) -> None:
     module = MetaModule.objects.get(code=code)
     now = timezone.now()
     ModuleRun.objects.bulk_create(
-        [ModuleRun(module=module, started_at=now - timedelta(minutes=i + 1), finished_at=now, duration_ms=100,
-                   cpu_ms=40, outcome=ModuleRun.Outcome.SUCCESS, api_calls=api_calls) for i in range(successes)]
-        + [ModuleRun(module=module, started_at=now - timedelta(minutes=successes + i + 1), finished_at=now,
-                     duration_ms=300, outcome=ModuleRun.Outcome.FAILURE, error_message=f"boom {i}") for i in range(failures)]
+        [
+            ModuleRun(
+                module=module,
+                started_at=now - timedelta(minutes=i + 1),
+                finished_at=now,
+                duration_ms=100,
+                cpu_ms=40,
+                outcome=ModuleRun.Outcome.SUCCESS,
+                api_calls=api_calls,
+            )
+            for i in range(successes)
+        ]
+        + [
+            ModuleRun(
+                module=module,
+                started_at=now - timedelta(minutes=successes + i + 1),
+                finished_at=now,
+                duration_ms=300,
+                outcome=ModuleRun.Outcome.FAILURE,
+                error_message=f"boom {i}",
+            )
+            for i in range(failures)
+        ]
     )
 
 
@@ -85,8 +105,9 @@ def test_an_overdue_module_is_not_running() -> None:
 
 def test_a_stopped_module_is_reported_stopped_and_does_not_degrade_the_system() -> None:
     _all_ran()
-    MetaModule.objects.filter(code="10.8").update(desired_state=MetaModule.DesiredState.STOPPED,
-                                                  desired_state_by="alice", desired_state_reason="maintenance")
+    MetaModule.objects.filter(code="10.8").update(
+        desired_state=MetaModule.DesiredState.STOPPED, desired_state_by="alice", desired_state_reason="maintenance"
+    )
     PeriodicTask.objects.filter(meta_module__code="10.8").update(enabled=False)
 
     report = health.evaluate()
@@ -101,8 +122,10 @@ def test_the_query_count_does_not_grow_with_the_number_of_modules() -> None:
     _all_ran()
     with CaptureQueriesContext(connection) as with_17:
         health.evaluate()
-    extra = tuple(ModuleSpec(f"99.{i}", f"Extra {i}", "test", "meta_modules.jobs.check_data_layer", 3600, False, "")
-                  for i in range(33))
+    extra = tuple(
+        ModuleSpec(f"99.{i}", f"Extra {i}", "test", "meta_modules.jobs.check_data_layer", 3600, False, "")
+        for i in range(33)
+    )
     sync_modules(MODULES + extra)
     for spec in extra:
         _runs(spec.code, successes=3, failures=1)

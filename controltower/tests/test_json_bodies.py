@@ -1,4 +1,5 @@
 """Request bodies mean one thing: a key given twice, or nesting past MAX_JSON_DEPTH, is a 400."""
+
 from __future__ import annotations
 
 import pytest
@@ -64,9 +65,17 @@ def test_the_same_key_in_sibling_objects_is_not_a_duplicate() -> None:
     assert unique_object([("a", {"k": 1}), ("b", {"k": 2})]) == {"a": {"k": 1}, "b": {"k": 2}}
 
 
-@pytest.mark.parametrize(("value", "limit", "exceeds"), [
-    (1, 0, False), ({}, 0, True), ({}, 1, False), ({"a": [1, {"b": []}]}, 3, True), ({"a": [1, {"b": []}]}, 4, False),
-    ([[], [[[]]]], 3, True), ([[], [[[]]]], 4, False),
-])
+@pytest.mark.parametrize(
+    ("value", "limit", "exceeds"),
+    [
+        (1, 0, False),
+        ({}, 0, True),
+        ({}, 1, False),
+        ({"a": [1, {"b": []}]}, 3, True),
+        ({"a": [1, {"b": []}]}, 4, False),
+        ([[], [[[]]]], 3, True),
+        ([[], [[[]]]], 4, False),
+    ],
+)
 def test_exceeds_depth_counts_objects_and_arrays(value, limit: int, exceeds: bool) -> None:
     assert exceeds_depth(value, limit) is exceeds

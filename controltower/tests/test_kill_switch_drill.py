@@ -39,6 +39,7 @@ too). No shrinking: an example takes seconds, so a failure shows it as generated
 example runs in one database transaction rolled back at its end (the kill switch's own
 atomics nest as savepoints), on a freshly reseeded sandbox.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,18 @@ pytestmark = [pytest.mark.django_db, pytest.mark.slow, pytest.mark.usefixtures("
 
 # What a human may do to a campaign on Meta (POST /{id}); the sandbox applies Meta's rules
 # (ARCHIVED only to DELETED, DELETED is final, same status is a no-op).
-ACTIONS = ("activate", "pause", "archive", "delete", "budget", "spend_cap", "rename", "issues", "in_process",
-           "delivering")
+ACTIONS = (
+    "activate",
+    "pause",
+    "archive",
+    "delete",
+    "budget",
+    "spend_cap",
+    "rename",
+    "issues",
+    "in_process",
+    "delivering",
+)
 DELIVERY = {"issues": "WITH_ISSUES", "in_process": "IN_PROCESS", "delivering": None}
 
 
@@ -92,13 +103,19 @@ class Faults:
 
     def body(self, accounts: list[str], phase: int) -> dict[str, Any]:
         return {
-            "error_rate": self.error_rate, "timeout_rate": self.timeout_rate, "timeout_ms": TIMEOUT_MS,
+            "error_rate": self.error_rate,
+            "timeout_rate": self.timeout_rate,
+            "timeout_ms": TIMEOUT_MS,
             "per_item_ms": self.per_item_ms,
             "tier": {accounts[i]: "development" for i in self.development if i < len(accounts)},
             "tier_params": {"development": {"decay_s": self.decay_s, "block_s": self.block_s}},
-            "rate_limit_code": self.rate_limit_code, "fault_seed": self.fault_seed * 2 + phase,
-            "html_error_rate": self.html_rate, "html_item_rate": self.html_rate, "html_statuses": [500, 502, 503],
-            "mutation_rate_per_s": self.mutation_rate_per_s, "usage_headers": "buc_only" if self.buc_only else "all",
+            "rate_limit_code": self.rate_limit_code,
+            "fault_seed": self.fault_seed * 2 + phase,
+            "html_error_rate": self.html_rate,
+            "html_item_rate": self.html_rate,
+            "html_statuses": [500, 502, 503],
+            "mutation_rate_per_s": self.mutation_rate_per_s,
+            "usage_headers": "buc_only" if self.buc_only else "all",
         }
 
     @property
@@ -147,12 +164,21 @@ faults = st.builds(
     mutation_rate_per_s=st.sampled_from([0, 0, 20]),
     buc_only=st.booleans(),
 ).map(lambda f: replace(f, development=()) if f.buc_only else f)
-issues = st.lists(st.builds(Issue, nth=st.integers(1, 3), of=st.sampled_from(["nth_paused", "nth_active"]),
-                            effective_status=st.sampled_from(["WITH_ISSUES", "IN_PROCESS"])), max_size=3).map(tuple)
+issues = st.lists(
+    st.builds(
+        Issue,
+        nth=st.integers(1, 3),
+        of=st.sampled_from(["nth_paused", "nth_active"]),
+        effective_status=st.sampled_from(["WITH_ISSUES", "IN_PROCESS"]),
+    ),
+    max_size=3,
+).map(tuple)
 drills = st.builds(
     Drill,
     accounts=st.integers(1, 3),
-    mix=st.fixed_dictionaries({"ACTIVE": st.integers(1, MAX_ACTIVE), "PAUSED": st.integers(0, 5), "ARCHIVED": st.integers(0, 2)}),
+    mix=st.fixed_dictionaries(
+        {"ACTIVE": st.integers(1, MAX_ACTIVE), "PAUSED": st.integers(0, 5), "ARCHIVED": st.integers(0, 2)}
+    ),
     seed=st.integers(1, 10_000),
     before_stop=edits,
     during_halt=edits,
@@ -172,11 +198,15 @@ def _human_edit(sandbox, campaign: dict[str, Any], action: str) -> bool:
             return False
         sandbox.set_delivery(campaign["id"], DELIVERY[action])
         return True
-    fields = ({"daily_budget": str(int(campaign["daily_budget"] or 0) + 100)} if action == "budget"
-              else {"spend_cap": str(int(campaign["spend_cap"] or 0) + 500_000)} if action == "spend_cap"
-              else {"name": f"{campaign['name']} (edited)"} if action == "rename"
-              else {"status": {"activate": "ACTIVE", "pause": "PAUSED", "archive": "ARCHIVED",
-                               "delete": "DELETED"}[action]})
+    fields = (
+        {"daily_budget": str(int(campaign["daily_budget"] or 0) + 100)}
+        if action == "budget"
+        else {"spend_cap": str(int(campaign["spend_cap"] or 0) + 500_000)}
+        if action == "spend_cap"
+        else {"name": f"{campaign['name']} (edited)"}
+        if action == "rename"
+        else {"status": {"activate": "ACTIVE", "pause": "PAUSED", "archive": "ARCHIVED", "delete": "DELETED"}[action]}
+    )
     data = urllib.parse.urlencode({**fields, "access_token": "human"}).encode()
     try:
         with urllib.request.urlopen(f"{sandbox.url}/v26.0/{campaign['id']}", data=data, timeout=30) as response:
@@ -247,9 +277,15 @@ def _wait_out_blocks(accounts: list[str]) -> None:
 
 
 def run_drill(sandbox, drill: Drill) -> None:
-    sandbox.reset(accounts=drill.accounts, statuses=drill.mix, seed=drill.seed,
-                  adsets_per_campaign=1, ads_per_adset=1, history_days=1,
-                  delivery_issues=[{i.of: i.nth, "effective_status": i.effective_status} for i in drill.issues])
+    sandbox.reset(
+        accounts=drill.accounts,
+        statuses=drill.mix,
+        seed=drill.seed,
+        adsets_per_campaign=1,
+        ads_per_adset=1,
+        history_days=1,
+        delivery_issues=[{i.of: i.nth, "effective_status": i.effective_status} for i in drill.issues],
+    )
     graph.reset_clients()  # what the client learnt of rate limits belongs to the previous example
     accounts = [a["id"] for a in sandbox.state()["accounts"]]
     _edit(sandbox, drill.before_stop)
@@ -273,12 +309,14 @@ def run_drill(sandbox, drill: Drill) -> None:
     assert [cid for cid, c in stopped.items() if c["status"] == "ACTIVE"] == [], result
     assert {cid for cid, c in stopped.items() if c["status"] == "PAUSED" and cid in held} == held
     assert {cid: c for cid, c in stopped.items() if cid not in held} == {
-        cid: c for cid, c in before.items() if cid not in held}, "the stop touched a campaign it did not hold"
+        cid: c for cid, c in before.items() if cid not in held
+    }, "the stop touched a campaign it did not hold"
     holds = {h.campaign_id: h for h in CampaignHold.objects.filter(halt_run_id=halt_run_id)}
     assert set(holds) == held, "the ledger must hold exactly the campaigns ACTIVE before the stop"
     assert {h.state for h in holds.values()} <= {CampaignHold.State.PAUSED}, "every hold confirmed paused"
     assert {cid: h.paused_updated_time for cid, h in holds.items()} == {
-        cid: stopped[cid]["updated_time"] for cid in held}, "the ledger must record the updated_time Meta shows"
+        cid: stopped[cid]["updated_time"] for cid in held
+    }, "the ledger must record the updated_time Meta shows"
     if not drill.faults.answers_may_be_lost:  # every answer arrived: each held campaign was paused exactly once
         assert _writes(sandbox) - writes == len(held), "a campaign was paused more than once"
     writes = _writes(sandbox)
@@ -306,9 +344,11 @@ def run_drill(sandbox, drill: Drill) -> None:
     assert {cid: c["status"] for cid, c in after.items()} == expected, resumed
     paused_by_a_person = {cid for cid, c in before.items() if c["status"] == "PAUSED"}
     assert {cid for cid in paused_by_a_person if after[cid]["status"] == "ACTIVE"} <= {
-        cid for cid in paused_by_a_person if halted[cid]["status"] == "ACTIVE"}, "resume re-activated a person's pause"
+        cid for cid in paused_by_a_person if halted[cid]["status"] == "ACTIVE"
+    }, "resume re-activated a person's pause"
     assert {cid: c["updated_time"] for cid, c in after.items() if cid not in unchanged} == {
-        cid: c["updated_time"] for cid, c in halted.items() if cid not in unchanged}, "resume touched a campaign it must leave"
+        cid: c["updated_time"] for cid, c in halted.items() if cid not in unchanged
+    }, "resume touched a campaign it must leave"
     ledger = CampaignHold.objects.filter(halt_run_id=halt_run_id)
     skipped = {h.campaign_id: h.resume_note for h in ledger if h.state == CampaignHold.State.SKIPPED}
     assert set(skipped) == held - unchanged, skipped
@@ -317,12 +357,14 @@ def run_drill(sandbox, drill: Drill) -> None:
     if not drill.faults.answers_may_be_lost:
         assert _writes(sandbox) - writes == len(unchanged), "a campaign was re-activated more than once"
     states = dict(CampaignHold.objects.filter(halt_run_id=halt_run_id).values_list("campaign_id", "state"))
-    assert states == {cid: CampaignHold.State.RESUMED if cid in unchanged else CampaignHold.State.SKIPPED
-                      for cid in held}
+    assert states == {
+        cid: CampaignHold.State.RESUMED if cid in unchanged else CampaignHold.State.SKIPPED for cid in held
+    }
     assert not TowerState.get().emergency_stop_active
     if not drill.faults.answers_may_be_lost:  # (what a lost answer's calls cost the account, the client cannot know)
-        assert [a["rejected_while_blocked"] for a in sandbox.state()["accounts"]] == [0] * len(accounts), \
+        assert [a["rejected_while_blocked"] for a in sandbox.state()["accounts"]] == [0] * len(accounts), (
             "the tower called an ad account while it was blocked"
+        )
 
 
 @pytest.fixture
@@ -336,21 +378,41 @@ def drill_settings(settings) -> None:
 # finds (resume and the stop giving up after the client's retries) have focused regression tests in
 # test_killswitch.py, which reproduce them exactly.
 SLOW_BATCHES = Drill(
-    accounts=1, mix={"ACTIVE": 30, "PAUSED": 2, "ARCHIVED": 0}, seed=7, before_stop=(), during_halt=(),
-    faults=Faults(error_rate=0.0, timeout_rate=0.0, per_item_ms=SLOW_ITEM_MS, development=(), decay_s=1, block_s=1,
-                  rate_limit_code=80004, fault_seed=1))
+    accounts=1,
+    mix={"ACTIVE": 30, "PAUSED": 2, "ARCHIVED": 0},
+    seed=7,
+    before_stop=(),
+    during_halt=(),
+    faults=Faults(
+        error_rate=0.0,
+        timeout_rate=0.0,
+        per_item_ms=SLOW_ITEM_MS,
+        development=(),
+        decay_s=1,
+        block_s=1,
+        rate_limit_code=80004,
+        fault_seed=1,
+    ),
+)
 
 
-@hypothesis_settings(max_examples=8, derandomize=True, deadline=None, database=None, print_blob=False,
-                     phases=[Phase.explicit, Phase.generate],
-                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@hypothesis_settings(
+    max_examples=8,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    print_blob=False,
+    phases=[Phase.explicit, Phase.generate],
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(drill=drills)
 @example(drill=SLOW_BATCHES)
 def test_stop_and_resume_under_random_states_edits_and_faults(meta_sandbox, drill_settings, drill: Drill) -> None:
     with transaction.atomic():  # one example, one transaction: each starts from the same database
         try:
-            with override_settings(META_TIMEOUT_SECONDS=SLOW_CLIENT_TIMEOUT_S if drill.faults.per_item_ms
-                                   else CLIENT_TIMEOUT_S):
+            with override_settings(
+                META_TIMEOUT_SECONDS=SLOW_CLIENT_TIMEOUT_S if drill.faults.per_item_ms else CLIENT_TIMEOUT_S
+            ):
                 run_drill(meta_sandbox, drill)
         finally:
             transaction.set_rollback(True)

@@ -1,5 +1,6 @@
 """The stop and resume dry runs against the Meta sandbox over HTTP: what is at stake and where,
 and a resume preview that lists exactly what resume then does."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ BASE = "/meta/control-tower"
 
 def _graph(sandbox, method: str, path: str, **fields: str) -> dict:
     query = urllib.parse.urlencode({**fields, "access_token": "human"})
-    request = (urllib.request.Request(f"{sandbox.url}/v26.0/{path}?{query}", method=method) if method == "DELETE"
-               else urllib.request.Request(f"{sandbox.url}/v26.0/{path}", data=query.encode(), method=method))
+    request = (
+        urllib.request.Request(f"{sandbox.url}/v26.0/{path}?{query}", method=method)
+        if method == "DELETE"
+        else urllib.request.Request(f"{sandbox.url}/v26.0/{path}", data=query.encode(), method=method)
+    )
     with urllib.request.urlopen(request) as response:
         return json.loads(response.read())
 
@@ -62,8 +66,15 @@ def two_currencies(meta_sandbox):
 def test_it_totals_the_daily_budget_at_stake_per_account_and_per_currency(two_currencies) -> None:
     account = two_currencies.state()["accounts"][0]["id"]
     # A campaign without a campaign budget spends through its ad sets: said, not counted as 0.
-    _graph(two_currencies, "POST", f"{account}/campaigns", name="ABO test", objective="OUTCOME_SALES",
-           status="ACTIVE", special_ad_categories="[]")
+    _graph(
+        two_currencies,
+        "POST",
+        f"{account}/campaigns",
+        name="ABO test",
+        objective="OUTCOME_SALES",
+        status="ACTIVE",
+        special_ad_categories="[]",
+    )
     currencies = _currencies(two_currencies)
     expected: dict[str, Counter] = defaultdict(Counter)
     for c in _truth(two_currencies).values():
@@ -80,7 +91,10 @@ def test_it_totals_the_daily_budget_at_stake_per_account_and_per_currency(two_cu
     for act, row in rows.items():
         assert row["currency"] == currencies[act]
         assert (row["campaigns"], row["daily_budget_minor"], row["adset_budget_campaigns"]) == (
-            expected[act]["campaigns"], expected[act]["daily"], expected[act]["adset"])
+            expected[act]["campaigns"],
+            expected[act]["daily"],
+            expected[act]["adset"],
+        )
     assert rows[account]["adset_budget_campaigns"] == 1
     totals = {row["currency"]: row for row in result.preview["stakes"]["totals"]}
     assert set(totals) == {"JPY", "USD"}  # never added together
@@ -156,13 +170,15 @@ def test_the_resume_preview_lists_exactly_what_resume_then_re_activates_and_leav
     assert set(rows) == set(CampaignHold.objects.values_list("campaign_id", flat=True))
     truth = _truth(two_currencies)
     back = {cid for cid, c in rows.items() if c["action"] == "reactivate"}
-    assert back == {cid for cid in rows if truth[cid]["status"] == "ACTIVE"} - {next(
-        cid for cid, why in disturbed.items() if why == "active_again")}
+    assert back == {cid for cid in rows if truth[cid]["status"] == "ACTIVE"} - {
+        next(cid for cid, why in disturbed.items() if why == "active_again")
+    }
     assert preview.would_reactivate == len(back) == resumed.campaigns_resumed
     left = {cid: c for cid, c in rows.items() if c["action"] == "leave"}
     assert {cid: c["why"] for cid, c in left.items()} == disturbed
     assert {s["campaign_id"]: s["reason"] for s in resumed.campaigns_skipped} == {
-        cid: c["reason"] for cid, c in left.items()}
+        cid: c["reason"] for cid, c in left.items()
+    }
     # The daily budget coming back, per currency, is what those campaigns now have on Meta.
     currencies = _currencies(two_currencies)
     spend: Counter[str] = Counter()
@@ -229,8 +245,9 @@ def test_the_resume_preview_lists_the_schedulers_resume_restarts_with_their_firs
 def test_a_resume_dry_run_without_campaigns_or_schedulers_previews_that_too(meta_sandbox) -> None:
     _stop()
 
-    preview = killswitch.resume(ResumeRequest(actor="bob", resume_campaigns=False, resume_schedulers=False,
-                                              dry_run=True))
+    preview = killswitch.resume(
+        ResumeRequest(actor="bob", resume_campaigns=False, resume_schedulers=False, dry_run=True)
+    )
 
     assert preview.would_restart == 0 and preview.would_reactivate == 0 and not preview.preview["spend"]
     assert {c["why"] for c in preview.preview["campaigns"]} == {"not_requested"}

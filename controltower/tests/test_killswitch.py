@@ -1,4 +1,5 @@
 """Emergency stop and resume against the Meta sandbox over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -56,7 +57,9 @@ def test_stop_pauses_every_active_campaign_and_resume_restores_exactly_them(mixe
     assert "EMERGENCY STOP by alice" in mail.outbox[0].subject and "Budget spike" in mail.outbox[0].body
     after_stop = _statuses(mixed)
     assert "ACTIVE" not in after_stop.values()
-    assert {cid for cid, s in after_stop.items() if s == "ARCHIVED"} == {c for c, s in before.items() if s == "ARCHIVED"}
+    assert {cid for cid, s in after_stop.items() if s == "ARCHIVED"} == {
+        c for c, s in before.items() if s == "ARCHIVED"
+    }
     assert not PeriodicTask.objects.filter(meta_module__isnull=False, enabled=True).exists()
     state = TowerState.get()
     assert state.emergency_stop_active and state.halted_by == "alice" and state.system_status == "emergency_stop"
@@ -110,8 +113,14 @@ def test_faults_and_a_rate_limit_during_stop_and_resume_still_restore_exactly_wh
     before = _statuses(meta_sandbox)
     first = meta_sandbox.state()["accounts"][0]["id"]
     settings.META_TIMEOUT_SECONDS = 1  # a timed-out request answers (and applies) after 1.5 s
-    meta_sandbox.faults(error_rate=0.2, timeout_rate=0.05, timeout_ms=1500, fault_seed=3, tier={first: "development"},
-                        tier_params={"development": {"decay_s": 1, "block_s": 1}})
+    meta_sandbox.faults(
+        error_rate=0.2,
+        timeout_rate=0.05,
+        timeout_ms=1500,
+        fault_seed=3,
+        tier={first: "development"},
+        tier_params={"development": {"decay_s": 1, "block_s": 1}},
+    )
 
     result = _stop()
 
@@ -265,8 +274,10 @@ def test_two_simultaneous_stops_and_a_resume_give_one_consistent_outcome(postgre
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=act, args=(fn,)) for fn in
-               (_stop, _stop, lambda: commander.resume(ResumeRequest(actor="carol")))]
+    threads = [
+        threading.Thread(target=act, args=(fn,))
+        for fn in (_stop, _stop, lambda: commander.resume(ResumeRequest(actor="carol")))
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -323,8 +334,9 @@ def test_the_background_sweep_of_a_stop_limited_to_some_accounts_stays_within_th
     assert not CampaignHold.objects.filter(account_id=other).exists()
 
 
-def test_a_sweep_reads_a_pending_campaign_that_meta_already_paused_instead_of_pausing_it_again(meta_sandbox,
-                                                                                               settings) -> None:
+def test_a_sweep_reads_a_pending_campaign_that_meta_already_paused_instead_of_pausing_it_again(
+    meta_sandbox, settings
+) -> None:
     _leave_pending(meta_sandbox, settings, accounts=1, statuses={"ACTIVE": 30})
     _stop()
     meta_sandbox.faults()
@@ -392,7 +404,8 @@ def test_resume_keeps_re_activations_still_failing_at_its_deadline_pending_and_s
     assert resumed.campaigns_skipped == [] and resumed.campaigns_pending == 5  # pending, not "skipped"
     account = meta_sandbox.state()["accounts"][0]["id"]
     assert resumed.errors == [resumed.errors[0]] and resumed.errors[0].startswith(
-        f"{account}: 5 campaigns still pending — could not read its current state: Meta transient error")
+        f"{account}: 5 campaigns still pending — could not read its current state: Meta transient error"
+    )
     holds = CampaignHold.objects.filter(resume_run_id=resumed.run_id)
     assert {h.state for h in holds} == {CampaignHold.State.RESUMING}
     assert all(h.resume_note.startswith("re-activation pending: could not read") for h in holds)
@@ -427,7 +440,8 @@ def test_a_re_activation_whose_answer_was_lost_but_applied_counts_as_resumed(met
     assert resumed.campaigns_resumed == 3 and not resumed.campaigns_skipped, resumed.campaigns_skipped
     assert len(meta_sandbox.campaigns(status="ACTIVE")) == 3
     assert set(CampaignHold.objects.values_list("resume_note", flat=True)) == {
-        "ACTIVE again after a re-activation whose answer was lost"}
+        "ACTIVE again after a re-activation whose answer was lost"
+    }
 
 
 def test_the_stop_keeps_retrying_pauses_that_fail_transiently_within_its_deadline(meta_sandbox, settings) -> None:

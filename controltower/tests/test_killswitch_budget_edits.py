@@ -1,5 +1,6 @@
 """Edits while halted that Meta does not stamp: a campaign's updated_time does not move when its
 budget or spend cap changes (campaign reference). Resume compares what the hold kept."""
+
 from __future__ import annotations
 
 import urllib.parse
@@ -19,8 +20,9 @@ def _edit(sandbox, campaign_id: str, **fields: str) -> None:
     urllib.request.urlopen(f"{sandbox.url}/v26.0/{campaign_id}", data=data).close()
 
 
-@pytest.mark.parametrize("field, value", [("daily_budget", "98700"), ("lifetime_budget", "5000000"),
-                                          ("spend_cap", "1234500")])
+@pytest.mark.parametrize(
+    "field, value", [("daily_budget", "98700"), ("lifetime_budget", "5000000"), ("spend_cap", "1234500")]
+)
 def test_a_budget_edit_during_the_halt_keeps_the_campaign_paused(meta_sandbox, field: str, value: str) -> None:
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 4}, adsets_per_campaign=1, ads_per_adset=1)
     killswitch.emergency_stop(StopRequest(reason="drill", actor="alice", send_alerts=False))

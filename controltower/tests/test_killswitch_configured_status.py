@@ -1,6 +1,7 @@
 """The kill switch holds what a person left running (configured ACTIVE), whatever Meta's effective
 status says: IN_PROCESS and WITH_ISSUES are shown for configured ACTIVE and PAUSED campaigns alike
 (docs/meta-sandbox.md, with its sources). Over HTTP against the sandbox."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,9 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 @pytest.fixture
 def troubled(meta_sandbox):
     """One account: 6 ACTIVE, 4 PAUSED campaigns; two of each read IN_PROCESS / WITH_ISSUES."""
-    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 6, "PAUSED": 4}, adsets_per_campaign=1, ads_per_adset=1,
-                       delivery_issues=[])
+    meta_sandbox.reset(
+        accounts=1, statuses={"ACTIVE": 6, "PAUSED": 4}, adsets_per_campaign=1, ads_per_adset=1, delivery_issues=[]
+    )
     campaigns = meta_sandbox.campaigns()
     active = [c["id"] for c in campaigns if c["status"] == "ACTIVE"]
     paused = [c["id"] for c in campaigns if c["status"] == "PAUSED"]

@@ -1,6 +1,7 @@
 """Meta's edge (or a proxy) sometimes answers 5xx with an HTML page, which the SDK hands on as a
 success. The stop and the resume treat such answers as transient failures and never let anything
 escape: the halt stands, admins are alerted, the rest is handed to the background sweep."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,5 +1,6 @@
 """Credentials a person can follow: the start-up summary shows a generated password once, a lost one is
 reset by a command that records who did it, and no password reaches a log record or a file."""
+
 from __future__ import annotations
 
 import io
@@ -76,17 +77,28 @@ def test_it_says_nobody_will_be_alerted_until_a_channel_is_configured(settings) 
 
 
 def test_it_names_the_target_the_tower_acts_on() -> None:
-    assert mode_line("stub", "http://127.0.0.1:8765", "v26.0", []).startswith("STUB — the Meta sandbox at http://127.0.0.1:8765")
+    assert mode_line("stub", "http://127.0.0.1:8765", "v26.0", []).startswith(
+        "STUB — the Meta sandbox at http://127.0.0.1:8765"
+    )
     assert mode_line("live", "https://graph.facebook.com", "v26.0", ["act_1", "act_2"]) == (
-        "LIVE Meta — https://graph.facebook.com v26.0, act_1, act_2")
+        "LIVE Meta — https://graph.facebook.com v26.0, act_1, act_2"
+    )
     assert mode_line("live", "https://graph.facebook.com", "v26.0", []).endswith("every ad account the token sees")
 
 
 @pytest.mark.django_db
 def test_reset_password_replaces_it_records_who_and_lifts_the_lockout() -> None:
     user = get_user_model().objects.create_superuser("admin", "", "forgotten-password-1")
-    AccessAttempt.objects.create(username="admin", ip_address="127.0.0.1", user_agent="", http_accept="",
-                                 path_info="/admin/login/", get_data="", post_data="", failures_since_start=5)
+    AccessAttempt.objects.create(
+        username="admin",
+        ip_address="127.0.0.1",
+        user_agent="",
+        http_accept="",
+        path_info="/admin/login/",
+        get_data="",
+        post_data="",
+        failures_since_start=5,
+    )
 
     output = _run("reset_password")
     password = output.splitlines()[0].rsplit(" ", 1)[1]
@@ -122,16 +134,35 @@ def test_no_log_record_carries_a_generated_password(caplog) -> None:
 def test_the_real_commands_on_a_fresh_machine_write_no_password_to_a_file(tmp_path: Path) -> None:
     """As a person runs them: embedded defaults in a fresh var/, the generated secret key, then a reset."""
     var = tmp_path / "var"
-    env = {k: v for k, v in os.environ.items() if k not in (
-        "DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "CELERY_BROKER_URL", "CACHE_URL", "REDIS_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "SECRET_KEY", "CELERY_BROKER_URL", "CACHE_URL", "REDIS_URL")
+    }
     env.update(TOWER_VAR_DIR=str(var), LOG_LEVEL="DEBUG")
     start = subprocess.run(
-        [sys.executable, "-c", "import tower; env = tower.base_env(); tower.manage(env, 'migrate', '--no-input', '-v0');"
-                               " tower.manage(env, 'startup_summary')"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-c",
+            "import tower; env = tower.base_env(); tower.manage(env, 'migrate', '--no-input', '-v0');"
+            " tower.manage(env, 'startup_summary')",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert start.returncode == 0, start.stderr
-    reset = subprocess.run([sys.executable, "tower.py", "reset-password", "admin"], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300)
+    reset = subprocess.run(
+        [sys.executable, "tower.py", "reset-password", "admin"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert reset.returncode == 0, reset.stderr
 
     passwords = [_field(start.stdout, "password").split()[0], reset.stdout.splitlines()[-2].rsplit(" ", 1)[1]]

@@ -1,4 +1,5 @@
 """Auto-recovery over real runs, scheduler state and the sandbox: heals, verifies, never storms."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -21,10 +22,28 @@ def _runs(code: str, successes: int, failures: int = 0, error: str = "boom") -> 
     module = MetaModule.objects.get(code=code)
     now = timezone.now()
     ModuleRun.objects.bulk_create(
-        [ModuleRun(module=module, started_at=now - timedelta(minutes=i + 1), finished_at=now, duration_ms=5,
-                   outcome="success") for i in range(successes)]
-        + [ModuleRun(module=module, started_at=now - timedelta(minutes=successes + i + 1), finished_at=now,
-                     duration_ms=5, outcome="failure", error_message=error) for i in range(failures)])
+        [
+            ModuleRun(
+                module=module,
+                started_at=now - timedelta(minutes=i + 1),
+                finished_at=now,
+                duration_ms=5,
+                outcome="success",
+            )
+            for i in range(successes)
+        ]
+        + [
+            ModuleRun(
+                module=module,
+                started_at=now - timedelta(minutes=successes + i + 1),
+                finished_at=now,
+                duration_ms=5,
+                outcome="failure",
+                error_message=error,
+            )
+            for i in range(failures)
+        ]
+    )
 
 
 @pytest.fixture
@@ -68,7 +87,8 @@ def test_a_task_disabled_behind_the_operators_back_is_re_enabled_and_verified(he
 
 
 def test_a_module_that_keeps_failing_gets_n_attempts_with_growing_gaps_then_escalation_and_silence(
-        healthy, meta_sandbox, settings) -> None:
+    healthy, meta_sandbox, settings
+) -> None:
     settings.ALERT_EMAILS = ["ops@example.com"]
     ModuleRun.objects.filter(module__code="10.2").delete()
     _runs("10.2", 6, 4)  # OFFLINE
@@ -87,7 +107,11 @@ def test_a_module_that_keeps_failing_gets_n_attempts_with_growing_gaps_then_esca
         commander.health_cycle("test")
         assert RecoveryAttempt.objects.filter(module_code="10.2").exclude(action="alert_admin").count() == expected
     assert gaps[1] > gaps[0]
-    assert not RecoveryAttempt.objects.filter(module_code="10.2", outcome="succeeded").exclude(action="alert_admin").exists()
+    assert (
+        not RecoveryAttempt.objects.filter(module_code="10.2", outcome="succeeded")
+        .exclude(action="alert_admin")
+        .exists()
+    )
 
     _age_attempts("10.2", timedelta(minutes=30))
     escalation_run = commander.health_cycle("test")
@@ -200,13 +224,20 @@ def test_an_operator_runs_a_recovery_through_the_api(healthy) -> None:
     client.force_authenticate(user)
     RecoveryState.objects.create(module_code="10.6", needs_human=True)
 
-    response = client.post("/meta/control-tower/recovery", {"module_code": "10.6", "action": "clear_cache",
-                                                            "reason": "stale ids"}, format="json")
+    response = client.post(
+        "/meta/control-tower/recovery",
+        {"module_code": "10.6", "action": "clear_cache", "reason": "stale ids"},
+        format="json",
+    )
 
     assert response.status_code == 200
     body = response.json()
     assert (body["action"], body["trigger"], body["executed_by"], body["outcome"]) == (
-        "clear_cache", "operator", "olivia", "succeeded")
+        "clear_cache",
+        "operator",
+        "olivia",
+        "succeeded",
+    )
     assert not RecoveryState.objects.get(module_code="10.6").needs_human
     bad = client.post("/meta/control-tower/recovery", {"module_code": "10.99", "action": "alert_admin"}, format="json")
     assert bad.status_code == 400 and {"module_code", "action"} <= set(bad.json())
@@ -224,8 +255,11 @@ def test_the_admin_restarts_a_module_through_the_commander(healthy, client) -> N
     PeriodicTask.objects.filter(meta_module__code="10.9").update(enabled=False)
     module = MetaModule.objects.get(code="10.9")
 
-    response = client.post("/admin/meta_modules/metamodule/", {
-        "action": "restart_modules", "_selected_action": [module.pk], "reason": "stuck since noon"}, follow=True)
+    response = client.post(
+        "/admin/meta_modules/metamodule/",
+        {"action": "restart_modules", "_selected_action": [module.pk], "reason": "stuck since noon"},
+        follow=True,
+    )
 
     assert response.status_code == 200
     assert PeriodicTask.objects.get(meta_module__code="10.9").enabled
@@ -234,8 +268,9 @@ def test_the_admin_restarts_a_module_through_the_commander(healthy, client) -> N
 
 
 def test_an_action_whose_dependency_is_down_is_recorded_as_failed_not_raised(healthy, settings) -> None:
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                                   "LOCATION": "redis://127.0.0.1:9/0"}}  # nothing listens: the cache is down
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:9/0"}
+    }  # nothing listens: the cache is down
 
     attempt = commander.recover("10.13", "clear_cache", actor="olga")
 

@@ -1,4 +1,5 @@
 """The recovery rules and restart discipline, at their boundaries (pure: no database)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,14 +8,36 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from controltower.recovery_policy import (
-    Action, Facts, History, Policy, RecoveryProcedure, backoff, breaker_open, decide, procedures,
+    Action,
+    Facts,
+    History,
+    Policy,
+    RecoveryProcedure,
+    backoff,
+    breaker_open,
+    decide,
+    procedures,
 )
 
-POLICY = Policy(auto_execute_threshold=0.85, error_threshold=50, backoff_base=timedelta(seconds=30),
-                backoff_cap=timedelta(minutes=10), max_attempts=3, window=timedelta(hours=6),
-                reset_after_healthy=timedelta(minutes=10), breaker_share=0.5)
-OK = Facts(status="online", stopped_on_purpose=False, desired_running=True, is_scheduler_running=True,
-           is_db_healthy=True, error_count_24h=0, last_error="")
+POLICY = Policy(
+    auto_execute_threshold=0.85,
+    error_threshold=50,
+    backoff_base=timedelta(seconds=30),
+    backoff_cap=timedelta(minutes=10),
+    max_attempts=3,
+    window=timedelta(hours=6),
+    reset_after_healthy=timedelta(minutes=10),
+    breaker_share=0.5,
+)
+OK = Facts(
+    status="online",
+    stopped_on_purpose=False,
+    desired_running=True,
+    is_scheduler_running=True,
+    is_db_healthy=True,
+    error_count_24h=0,
+    last_error="",
+)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
 
@@ -22,18 +45,24 @@ def _actions(facts: Facts) -> list[tuple[Action, float]]:
     return [(p.action, p.confidence) for p in procedures(facts, POLICY)]
 
 
-@pytest.mark.parametrize("change, expected", [
-    ({}, []),
-    ({"is_scheduler_running": False, "status": "offline"}, [(Action.RESTART_SCHEDULER, 0.95)]),
-    ({"status": "offline"}, [(Action.RESTART_SCHEDULER, 0.90)]),
-    ({"is_db_healthy": False, "status": "degraded"}, [(Action.RECONNECT_DB, 0.85)]),
-    ({"error_count_24h": 50}, []),
-    ({"error_count_24h": 51, "status": "degraded"}, [(Action.RESET_MODULE, 0.75)]),
-    ({"last_error": "MetaError: Meta invalid error 100/33: Object with ID '1' does not exist"}, [(Action.CLEAR_CACHE, 0.85)]),
-    ({"status": "offline", "error_count_24h": 60}, [(Action.RESTART_SCHEDULER, 0.90), (Action.RESET_MODULE, 0.75)]),
-    ({"stopped_on_purpose": True, "status": "stopped", "is_scheduler_running": False}, []),
-    ({"desired_running": False, "is_scheduler_running": False}, []),  # never against the operator's wish
-])
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({}, []),
+        ({"is_scheduler_running": False, "status": "offline"}, [(Action.RESTART_SCHEDULER, 0.95)]),
+        ({"status": "offline"}, [(Action.RESTART_SCHEDULER, 0.90)]),
+        ({"is_db_healthy": False, "status": "degraded"}, [(Action.RECONNECT_DB, 0.85)]),
+        ({"error_count_24h": 50}, []),
+        ({"error_count_24h": 51, "status": "degraded"}, [(Action.RESET_MODULE, 0.75)]),
+        (
+            {"last_error": "MetaError: Meta invalid error 100/33: Object with ID '1' does not exist"},
+            [(Action.CLEAR_CACHE, 0.85)],
+        ),
+        ({"status": "offline", "error_count_24h": 60}, [(Action.RESTART_SCHEDULER, 0.90), (Action.RESET_MODULE, 0.75)]),
+        ({"stopped_on_purpose": True, "status": "stopped", "is_scheduler_running": False}, []),
+        ({"desired_running": False, "is_scheduler_running": False}, []),  # never against the operator's wish
+    ],
+)
 def test_procedures(change: dict, expected: list) -> None:
     assert _actions(replace(OK, **change)) == expected
 

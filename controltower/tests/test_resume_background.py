@@ -1,5 +1,6 @@
 """What resume cannot re-activate within its request is never forgotten: it stays pending
 (`resuming`), the background keeps re-activating it, a new stop wins, and giving up alerts."""
+
 from __future__ import annotations
 
 import urllib.parse

@@ -1,5 +1,6 @@
 """The named state transitions of a run (start, claim, finish, fail, interrupt) and of the tower's
 halt (begin, sweep, resume request, end, health check while halted)."""
+
 from __future__ import annotations
 
 import time
@@ -15,8 +16,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _run(state: str = RunState.RUNNING, actor: str = "alice", reason: str = "Budget spike") -> ControlTowerRun:
-    return ControlTowerRun.objects.create(run_type=RunType.EMERGENCY_STOP, state=state, executed_by=actor,
-                                          reason=reason, mode="stub")
+    return ControlTowerRun.objects.create(
+        run_type=RunType.EMERGENCY_STOP, state=state, executed_by=actor, reason=reason, mode="stub"
+    )
 
 
 def _halted(actor: str = "alice") -> tuple[TowerState, ControlTowerRun]:

@@ -1,5 +1,6 @@
 """The schedules in the admin: read-only rows; a module's schedule moves only through the module
 commands (who, why, refusal while halted, the command throttle); the tower's own tasks never move."""
+
 from __future__ import annotations
 
 import pytest
@@ -24,8 +25,9 @@ def _task(code: str) -> PeriodicTask:
 
 
 def _act(client: Client, action: str, tasks: list[PeriodicTask], reason: str = "maintenance window") -> str:
-    response = client.post(TASKS, {"action": action, "_selected_action": [t.pk for t in tasks], "index": 0,
-                                   "reason": reason}, follow=True)
+    response = client.post(
+        TASKS, {"action": action, "_selected_action": [t.pk for t in tasks], "index": 0, "reason": reason}, follow=True
+    )
     assert response.status_code == 200
     return "\n".join(str(m) for m in response.context["messages"])
 
@@ -41,7 +43,10 @@ def test_an_operator_disables_a_module_schedule_as_a_recorded_stop(synced) -> No
     assert not _task("10.7").enabled
     module = MetaModule.objects.get(code="10.7")
     assert (module.desired_state, module.desired_state_by, module.desired_state_reason) == (
-        "stopped", "olivia", "budget freeze")
+        "stopped",
+        "olivia",
+        "budget freeze",
+    )
     run = ControlTowerRun.objects.get(command_type="stop_all")
     assert (run.executed_by, run.reason, run.modules_affected) == ("olivia", "budget freeze", ["10.7"])
 
@@ -59,8 +64,9 @@ def test_a_viewer_can_neither_disable_nor_run_a_schedule(synced) -> None:
     assert vera.get(TASKS).status_code == 200  # she may look
 
     for action in ("disable_schedules", "run_now"):
-        response = vera.post(TASKS, {"action": action, "_selected_action": [_task("10.7").pk], "index": 0,
-                                     "reason": "curious"})
+        response = vera.post(
+            TASKS, {"action": action, "_selected_action": [_task("10.7").pk], "index": 0, "reason": "curious"}
+        )
         assert response.status_code == 403
     assert _task("10.7").enabled
     assert not ControlTowerRun.objects.exists()
@@ -79,12 +85,20 @@ def test_re_enabling_a_schedule_is_refused_while_halted(synced, meta_sandbox) ->
 def test_recovering_modules_from_the_admin_is_refused_while_halted_as_the_api_refuses_it(synced, meta_sandbox) -> None:
     killswitch.emergency_stop(killswitch.StopRequest(reason="spend spike", actor="alice"))
 
-    page = admin_client("root", superuser=True).post("/admin/meta_modules/metamodule/", {
-        "action": "reset_modules", "_selected_action": [MetaModule.objects.get(code="10.7").pk], "index": 0,
-        "reason": "stale"}, follow=True)
+    page = admin_client("root", superuser=True).post(
+        "/admin/meta_modules/metamodule/",
+        {
+            "action": "reset_modules",
+            "_selected_action": [MetaModule.objects.get(code="10.7").pk],
+            "index": 0,
+            "reason": "stale",
+        },
+        follow=True,
+    )
 
     assert "Emergency stop active: resume before recovering modules." in "\n".join(
-        str(m) for m in page.context["messages"])
+        str(m) for m in page.context["messages"]
+    )
     assert not RecoveryAttempt.objects.exists()
 
 
@@ -136,9 +150,16 @@ def test_admin_module_commands_share_the_api_command_budget(synced, settings) ->
     assert "Stopped 1 modules" in _act(console, "disable_schedules", [_task("10.8")])
 
     assert "Too many requests" in _act(console, "enable_schedules", [_task("10.8")])
-    module_admin = console.post("/admin/meta_modules/metamodule/", {
-        "action": "start_modules", "_selected_action": [MetaModule.objects.get(code="10.8").pk], "index": 0,
-        "reason": "three"}, follow=True)
+    module_admin = console.post(
+        "/admin/meta_modules/metamodule/",
+        {
+            "action": "start_modules",
+            "_selected_action": [MetaModule.objects.get(code="10.8").pk],
+            "index": 0,
+            "reason": "three",
+        },
+        follow=True,
+    )
     assert "Too many requests" in "\n".join(str(m) for m in module_admin.context["messages"])
     throttled = api.post("/meta/control-tower/modules/10.7/start", {"reason": "four"}, format="json")
     assert throttled.status_code == 429 and int(throttled["Retry-After"]) > 0
@@ -150,10 +171,19 @@ def test_admin_module_commands_share_the_api_command_budget(synced, settings) ->
 def test_a_superuser_cannot_edit_a_module_around_the_commands(synced) -> None:
     module = MetaModule.objects.get(code="10.7")
 
-    admin_client("root", superuser=True).post(f"/admin/meta_modules/metamodule/{module.pk}/change/", {
-        "desired_state": "stopped", "periodic_task": "", "error_window_start_0": "2030-01-01",
-        "error_window_start_1": "00:00:00"})
+    admin_client("root", superuser=True).post(
+        f"/admin/meta_modules/metamodule/{module.pk}/change/",
+        {
+            "desired_state": "stopped",
+            "periodic_task": "",
+            "error_window_start_0": "2030-01-01",
+            "error_window_start_1": "00:00:00",
+        },
+    )
 
     module.refresh_from_db()
     assert (module.desired_state, module.periodic_task_id, module.error_window_start) == (
-        "running", _task("10.7").pk, None)
+        "running",
+        _task("10.7").pk,
+        None,
+    )

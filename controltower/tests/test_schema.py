@@ -1,4 +1,5 @@
 """The spec's two tables exist with every column and the seven named indices."""
+
 from __future__ import annotations
 
 import pytest
@@ -7,17 +8,56 @@ from django.db import connection
 pytestmark = pytest.mark.django_db
 
 RUN_COLUMNS = {
-    "id", "run_type", "command_type", "system_status", "total_modules_checked", "online_modules",
-    "degraded_modules", "offline_modules", "module_health_details", "actions_executed", "errors_encountered",
-    "recoveries_performed", "total_api_calls_24h", "total_errors_24h", "total_campaigns_active",
-    "total_daily_budget_usd", "db_connection_pool_size", "db_active_connections", "db_query_avg_ms",
-    "execution_time_ms", "executed_by", "executed_at", "recommendations", "alerts", "mode",
+    "id",
+    "run_type",
+    "command_type",
+    "system_status",
+    "total_modules_checked",
+    "online_modules",
+    "degraded_modules",
+    "offline_modules",
+    "module_health_details",
+    "actions_executed",
+    "errors_encountered",
+    "recoveries_performed",
+    "total_api_calls_24h",
+    "total_errors_24h",
+    "total_campaigns_active",
+    "total_daily_budget_usd",
+    "db_connection_pool_size",
+    "db_active_connections",
+    "db_query_avg_ms",
+    "execution_time_ms",
+    "executed_by",
+    "executed_at",
+    "recommendations",
+    "alerts",
+    "mode",
 }
 LOG_COLUMNS = {
-    "id", "module_name", "module_full_name", "health_status", "success_rate", "avg_execution_time_ms",
-    "error_count_24h", "api_calls_24h", "is_scheduler_running", "is_db_healthy", "is_api_healthy", "last_run",
-    "next_run", "last_error", "last_error_time", "recovery_attempts", "last_recovery_action",
-    "recovery_successful", "db_connections", "memory_usage_mb", "cpu_usage_pct", "checked_at", "mode",
+    "id",
+    "module_name",
+    "module_full_name",
+    "health_status",
+    "success_rate",
+    "avg_execution_time_ms",
+    "error_count_24h",
+    "api_calls_24h",
+    "is_scheduler_running",
+    "is_db_healthy",
+    "is_api_healthy",
+    "last_run",
+    "next_run",
+    "last_error",
+    "last_error_time",
+    "recovery_attempts",
+    "last_recovery_action",
+    "recovery_successful",
+    "db_connections",
+    "memory_usage_mb",
+    "cpu_usage_pct",
+    "checked_at",
+    "mode",
 }
 INDICES = {
     "meta_control_tower_runs": {
@@ -39,7 +79,9 @@ def _columns(table: str) -> dict[str, str]:
         return {col.name: col.type_code for col in connection.introspection.get_table_description(cursor, table)}
 
 
-@pytest.mark.parametrize("table, expected", [("meta_control_tower_runs", RUN_COLUMNS), ("meta_system_health_logs", LOG_COLUMNS)])
+@pytest.mark.parametrize(
+    "table, expected", [("meta_control_tower_runs", RUN_COLUMNS), ("meta_system_health_logs", LOG_COLUMNS)]
+)
 def test_it_creates_every_spec_column(table: str, expected: set[str]) -> None:
     assert expected <= set(_columns(table))
 

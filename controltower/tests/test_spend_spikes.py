@@ -1,4 +1,5 @@
 """Spend spikes found by 10.9: a critical alert, and (opt-in) an emergency stop within a minute."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -19,9 +20,15 @@ def _spike(requested: bool) -> SpendSpike:
     jobs.sync_campaigns.apply()
     campaign = Campaign.objects.filter(status="ACTIVE").select_related("account").first()
     today = days.local_today(clock.now(), campaign.account.zone)  # the sandbox's account 1 is in Los Angeles
-    return SpendSpike.objects.create(campaign=campaign, day=today, spend_today=Decimal("10000.00"),
-                                     hourly_rate=Decimal("1000"), baseline_hourly_rate=Decimal("50"), ratio=20.0,
-                                     requested_emergency_stop=requested)
+    return SpendSpike.objects.create(
+        campaign=campaign,
+        day=today,
+        spend_today=Decimal("10000.00"),
+        hourly_rate=Decimal("1000"),
+        baseline_hourly_rate=Decimal("50"),
+        ratio=20.0,
+        requested_emergency_stop=requested,
+    )
 
 
 def test_a_spike_raises_a_critical_alert(meta_sandbox, settings) -> None:

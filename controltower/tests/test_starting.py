@@ -1,5 +1,6 @@
 """First run is STARTING, not CRITICAL: the start-up rule, liveness before the first heartbeat,
 and GET status, the dashboard and the alerts telling the same story for every system status."""
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,13 @@ from controltower.models import ModuleStatus as M
 from controltower.models import Notification, SystemHealthLog, SystemStatus, TowerState
 from controltower.models import SystemStatus as S
 from controltower.rules import (
-    FirstRuns, Liveness, first_run_overdue, first_runs, liveness, system_status, watchdog_should_run,
+    FirstRuns,
+    Liveness,
+    first_run_overdue,
+    first_runs,
+    liveness,
+    system_status,
+    watchdog_should_run,
 )
 from meta_modules.models import MetaModule, ModuleRun
 from tests.support import admin_client
@@ -31,26 +38,31 @@ MINUTE = timedelta(minutes=1)
 # --- pure rules -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("statuses, halted, expected", [
-    ([M.UNKNOWN] * 17, False, S.STARTING),
-    ([M.ONLINE] * 3 + [M.UNKNOWN] * 14, False, S.STARTING),
-    ([M.ONLINE] * 15 + [M.UNKNOWN, M.STOPPED], False, S.STARTING),
-    ([M.ONLINE] * 16 + [M.STOPPED], False, S.HEALTHY),  # a module stopped on purpose needs no first run
-    ([M.UNKNOWN] * 16 + [M.OFFLINE], False, S.CRITICAL),  # a real outage is not hidden by the start-up
-    ([M.UNKNOWN] * 16 + [M.DEGRADED], False, S.DEGRADED),
-    ([M.UNKNOWN] * 14 + [M.DEGRADED] * 3, False, S.CRITICAL),
-    ([M.UNKNOWN] * 17, True, S.EMERGENCY_STOP),  # an emergency stop wins over STARTING
-])
-def test_it_says_starting_while_a_module_waits_for_its_first_run(statuses: list[M], halted: bool,
-                                                                 expected: S) -> None:
+@pytest.mark.parametrize(
+    "statuses, halted, expected",
+    [
+        ([M.UNKNOWN] * 17, False, S.STARTING),
+        ([M.ONLINE] * 3 + [M.UNKNOWN] * 14, False, S.STARTING),
+        ([M.ONLINE] * 15 + [M.UNKNOWN, M.STOPPED], False, S.STARTING),
+        ([M.ONLINE] * 16 + [M.STOPPED], False, S.HEALTHY),  # a module stopped on purpose needs no first run
+        ([M.UNKNOWN] * 16 + [M.OFFLINE], False, S.CRITICAL),  # a real outage is not hidden by the start-up
+        ([M.UNKNOWN] * 16 + [M.DEGRADED], False, S.DEGRADED),
+        ([M.UNKNOWN] * 14 + [M.DEGRADED] * 3, False, S.CRITICAL),
+        ([M.UNKNOWN] * 17, True, S.EMERGENCY_STOP),  # an emergency stop wins over STARTING
+    ],
+)
+def test_it_says_starting_while_a_module_waits_for_its_first_run(statuses: list[M], halted: bool, expected: S) -> None:
     assert system_status(statuses, halted) == expected
 
 
-@pytest.mark.parametrize("has_run, since, expected", [
-    (False, T0 - 30 * MINUTE, False),  # at the bound: still starting
-    (False, T0 - 30 * MINUTE - timedelta(seconds=1), True),
-    (True, T0 - 300 * MINUTE, False),  # it ran: the start-up rule has nothing to say
-])
+@pytest.mark.parametrize(
+    "has_run, since, expected",
+    [
+        (False, T0 - 30 * MINUTE, False),  # at the bound: still starting
+        (False, T0 - 30 * MINUTE - timedelta(seconds=1), True),
+        (True, T0 - 300 * MINUTE, False),  # it ran: the start-up rule has nothing to say
+    ],
+)
 def test_it_bounds_the_wait_for_a_first_run(has_run: bool, since: datetime, expected: bool) -> None:
     assert first_run_overdue(has_run, since, 30 * MINUTE, T0) is expected
 
@@ -62,27 +74,34 @@ def test_it_counts_first_runs_of_the_modules_expected_to_run() -> None:
     assert first_runs(modules) == FirstRuns(run=3, expected=16)
 
 
-@pytest.mark.parametrize("seen, watched_since, expected", [
-    (T0 - MINUTE, T0 - 60 * MINUTE, Liveness.ALIVE),
-    (T0 - 5 * MINUTE, None, Liveness.ALIVE),  # at the stale bound
-    (T0 - 6 * MINUTE, T0 - MINUTE, Liveness.DEAD),  # seen once, long ago: a newer watch does not excuse it
-    (None, T0 - MINUTE, Liveness.WAITING),  # fresh install
-    (None, T0 - 5 * MINUTE, Liveness.WAITING),
-    (None, T0 - 6 * MINUTE, Liveness.DEAD),  # no first heartbeat within the stale limit
-    (None, None, Liveness.DEAD),  # nothing sends a heartbeat
-])
+@pytest.mark.parametrize(
+    "seen, watched_since, expected",
+    [
+        (T0 - MINUTE, T0 - 60 * MINUTE, Liveness.ALIVE),
+        (T0 - 5 * MINUTE, None, Liveness.ALIVE),  # at the stale bound
+        (T0 - 6 * MINUTE, T0 - MINUTE, Liveness.DEAD),  # seen once, long ago: a newer watch does not excuse it
+        (None, T0 - MINUTE, Liveness.WAITING),  # fresh install
+        (None, T0 - 5 * MINUTE, Liveness.WAITING),
+        (None, T0 - 6 * MINUTE, Liveness.DEAD),  # no first heartbeat within the stale limit
+        (None, None, Liveness.DEAD),  # nothing sends a heartbeat
+    ],
+)
 def test_it_waits_for_the_first_heartbeat_before_calling_beat_or_workers_dead(
-        seen: datetime | None, watched_since: datetime | None, expected: Liveness) -> None:
+    seen: datetime | None, watched_since: datetime | None, expected: Liveness
+) -> None:
     assert liveness(seen, watched_since, 5 * MINUTE, T0) == expected
 
 
-@pytest.mark.parametrize("now, recorded, expected", [
-    (S.HEALTHY, S.STARTING, True),  # the start-up ended: record it now, not in an hour
-    (S.CRITICAL, S.STARTING, True),
-    (S.STARTING, S.STARTING, False),
-    (S.HEALTHY, S.HEALTHY, False),
-    (S.STARTING, None, False),  # before the first check GET status evaluates live; Beat runs the first check
-])
+@pytest.mark.parametrize(
+    "now, recorded, expected",
+    [
+        (S.HEALTHY, S.STARTING, True),  # the start-up ended: record it now, not in an hour
+        (S.CRITICAL, S.STARTING, True),
+        (S.STARTING, S.STARTING, False),
+        (S.HEALTHY, S.HEALTHY, False),
+        (S.STARTING, None, False),  # before the first check GET status evaluates live; Beat runs the first check
+    ],
+)
 def test_the_watchdog_records_the_end_of_the_start_up(now: S, recorded: S | None, expected: bool) -> None:
     assert watchdog_should_run(T0, T0 - MINUTE, 60 * MINUTE, 10 * MINUTE, set(), set(), now, recorded) is expected
 
@@ -97,17 +116,24 @@ def _ran(codes: Iterable[str]) -> None:
     now = timezone.now()
     ModuleRun.objects.bulk_create(
         ModuleRun(module=m, started_at=now - MINUTE, finished_at=now, duration_ms=5, outcome=ModuleRun.Outcome.SUCCESS)
-        for m in MetaModule.objects.filter(code__in=list(codes)))
+        for m in MetaModule.objects.filter(code__in=list(codes))
+    )
 
 
 def _runs(code: str, successes: int, failures: int) -> None:
     module = MetaModule.objects.get(code=code)
     now = timezone.now()
     ModuleRun.objects.bulk_create(
-        ModuleRun(module=module, started_at=now - (i + 2) * MINUTE, finished_at=now, duration_ms=5,
-                  outcome=ModuleRun.Outcome.SUCCESS if i < successes else ModuleRun.Outcome.FAILURE,
-                  error_message="" if i < successes else "boom")
-        for i in range(successes + failures))
+        ModuleRun(
+            module=module,
+            started_at=now - (i + 2) * MINUTE,
+            finished_at=now,
+            duration_ms=5,
+            outcome=ModuleRun.Outcome.SUCCESS if i < successes else ModuleRun.Outcome.FAILURE,
+            error_message="" if i < successes else "boom",
+        )
+        for i in range(successes + failures)
+    )
 
 
 def _all_codes() -> list[str]:
@@ -175,8 +201,7 @@ def test_a_module_stopped_on_purpose_is_not_waited_for(staff: Client) -> None:
 
 @pytest.mark.django_db
 @fresh_install
-def test_a_cycle_during_the_start_up_raises_no_alert_and_sends_nothing(staff: Client, settings,
-                                                                        http_receiver) -> None:
+def test_a_cycle_during_the_start_up_raises_no_alert_and_sends_nothing(staff: Client, settings, http_receiver) -> None:
     settings.ALERT_WEBHOOK_URL = f"{http_receiver.url}/hook"
     _ran(["10.1", "10.2"])
 
@@ -199,7 +224,9 @@ def test_a_start_up_that_never_completes_turns_critical_after_the_grace(staff: C
     MetaModule.objects.filter(code__in=["10.6", "10.12"]).update(created_at=timezone.now() - 31 * MINUTE)
     MetaModule.objects.filter(code="10.12").update(desired_state_at=timezone.now())  # just started: a new grace
     assert {m.code: m.status for m in health.evaluate().modules if m.code in ("10.6", "10.12")} == {
-        "10.6": "offline", "10.12": "unknown"}
+        "10.6": "offline",
+        "10.12": "unknown",
+    }
 
     run = commander.health_cycle("scheduler")
 
@@ -250,12 +277,24 @@ def _critical() -> None:  # 10.5 OFFLINE: 1 of 4 runs succeeds
 
 def _halted() -> None:
     now = timezone.now()
-    TowerState.set(emergency_stop_active=True, system_status=SystemStatus.EMERGENCY_STOP, halted_by="alice",
-                   halted_at=now, halt_reason="drill", last_stop_at=now - MINUTE, halt_swept_at=now)
+    TowerState.set(
+        emergency_stop_active=True,
+        system_status=SystemStatus.EMERGENCY_STOP,
+        halted_by="alice",
+        halted_at=now,
+        halt_reason="drill",
+        last_stop_at=now - MINUTE,
+        halt_swept_at=now,
+    )
 
 
-SITUATIONS = {"starting": lambda: None, "healthy": _healthy, "degraded": _degraded, "critical": _critical,
-              "emergency_stop": _halted}
+SITUATIONS = {
+    "starting": lambda: None,
+    "healthy": _healthy,
+    "degraded": _degraded,
+    "critical": _critical,
+    "emergency_stop": _halted,
+}
 
 
 @pytest.mark.django_db
@@ -268,7 +307,9 @@ def test_status_dashboard_and_alert_text_agree(expected: str, staff: Client) -> 
     body = _status(staff)
     banner, text = _dashboard(staff).split("|")
     system_alerts = list(Alert.objects.filter(resolved_at__isnull=True, key__startswith="system:"))
-    module_alerts = {a.module_code: a for a in Alert.objects.filter(resolved_at__isnull=True, key__startswith="module:")}
+    module_alerts = {
+        a.module_code: a for a in Alert.objects.filter(resolved_at__isnull=True, key__startswith="module:")
+    }
 
     assert body["system_status"] == banner == expected
     assert text.startswith(expected.upper())
@@ -293,10 +334,21 @@ def test_status_dashboard_and_alert_text_agree(expected: str, staff: Client) -> 
 @pytest.mark.django_db
 def test_the_report_leaves_starting_time_out_of_uptime_and_availability() -> None:
     def check(hours: int, system: str, module: str) -> None:
-        run = ControlTowerRun.objects.create(run_type="health_check", system_status=system, executed_by="scheduler",
-                                             executed_at=T0 + timedelta(hours=hours), mode="stub")
-        SystemHealthLog.objects.create(run=run, module_name="10.4", module_full_name="Insights Collector",
-                                       health_status=module, checked_at=run.executed_at, mode="stub")
+        run = ControlTowerRun.objects.create(
+            run_type="health_check",
+            system_status=system,
+            executed_by="scheduler",
+            executed_at=T0 + timedelta(hours=hours),
+            mode="stub",
+        )
+        SystemHealthLog.objects.create(
+            run=run,
+            module_name="10.4",
+            module_full_name="Insights Collector",
+            health_status=module,
+            checked_at=run.executed_at,
+            mode="stub",
+        )
 
     check(0, "starting", "unknown")  # 0–2 h: starting
     check(2, "healthy", "online")  # 2–5 h: up
@@ -314,11 +366,24 @@ def test_the_report_leaves_starting_time_out_of_uptime_and_availability() -> Non
 @pytest.mark.django_db
 def test_availability_of_modules_online_only_briefly_after_their_start_stays_within_100_pct() -> None:
     for hours, status in ((0, "unknown"), (2, "online")):
-        run = ControlTowerRun.objects.create(run_type="health_check", system_status="healthy", executed_by="scheduler",
-                                             executed_at=T0 + timedelta(hours=hours), mode="stub")
+        run = ControlTowerRun.objects.create(
+            run_type="health_check",
+            system_status="healthy",
+            executed_by="scheduler",
+            executed_at=T0 + timedelta(hours=hours),
+            mode="stub",
+        )
         SystemHealthLog.objects.bulk_create(
-            SystemHealthLog(run=run, module_name=code, module_full_name=code, health_status=status,
-                            checked_at=run.executed_at, mode="stub") for code in ("10.1", "10.2", "10.3"))
+            SystemHealthLog(
+                run=run,
+                module_name=code,
+                module_full_name=code,
+                health_status=status,
+                checked_at=run.executed_at,
+                mode="stub",
+            )
+            for code in ("10.1", "10.2", "10.3")
+        )
 
     # 1.0004 s ONLINE each: summing the rounded per-module times gave 100.04 %.
     availability = reports.module_availability(reports.Period(T0, T0 + timedelta(hours=2, seconds=1.0004)), {})

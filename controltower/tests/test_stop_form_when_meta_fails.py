@@ -1,4 +1,5 @@
 """The stop form and the API's dry run work when Meta does not: unreachable, token rejected, HTML 5xx."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,7 +15,7 @@ from tests.support import free_port
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced")]
 
-SENTENCE = ("— the stop will still halt every scheduler and keep pausing in the background when Meta answers")
+SENTENCE = "— the stop will still halt every scheduler and keep pausing in the background when Meta answers"
 FAILURES = ["unreachable", "token_rejected", "html_5xx"]
 
 
@@ -47,7 +48,7 @@ def test_the_confirmation_page_renders_with_the_reason_and_keeps_the_stop_button
     assert response.status_code == 200
     page = response.content.decode()
     assert 'id="confirm-stop"' in page and "STOP EVERYTHING NOW" in page
-    errors = page[page.index('id="preview-errors"'):]
+    errors = page[page.index('id="preview-errors"') :]
     assert "Meta could not be listed: " in errors and SENTENCE in errors
     reason = errors.split("Meta could not be listed: ", 1)[1].split(SENTENCE, 1)[0].strip()
     assert reason  # the reason Meta gave (or why it could not be reached), not an empty sentence
@@ -68,8 +69,10 @@ def test_the_api_dry_run_answers_200_with_the_errors(failing_meta, operator_user
 def test_the_stop_pressed_from_that_page_still_halts_every_scheduler(failing_meta, operator_user) -> None:
     client = Client()
     client.force_login(operator_user)
-    response = client.post("/emergency-stop/", {"reason": "Meta is down and spend is running",
-                                                "pause_campaigns": "on", "stop_schedulers": "on"})
+    response = client.post(
+        "/emergency-stop/",
+        {"reason": "Meta is down and spend is running", "pause_campaigns": "on", "stop_schedulers": "on"},
+    )
 
     assert response.status_code == 302
     state = TowerState.get()

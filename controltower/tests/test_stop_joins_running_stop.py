@@ -1,4 +1,5 @@
 """A stop pressed while another is still running joins it instead of sweeping Meta again."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -28,8 +29,9 @@ def _status_writes(meta_sandbox) -> int:
 
 
 def test_a_second_stop_joins_the_running_one_records_who_and_does_not_touch_meta(running_stop, meta_sandbox) -> None:
-    result = killswitch.emergency_stop(StopRequest(reason="Same spike, seen by me", actor="bob",
-                                                   ad_account_ids=["1000000001"]))
+    result = killswitch.emergency_stop(
+        StopRequest(reason="Same spike, seen by me", actor="bob", ad_account_ids=["1000000001"])
+    )
 
     assert result.joined and result.run_id == str(running_stop.pk) and "already running" in result.message
     assert _status_writes(meta_sandbox) == 0  # nothing was listed or paused by the joining press
@@ -43,7 +45,9 @@ def test_a_second_stop_joins_the_running_one_records_who_and_does_not_touch_meta
 
 
 def test_a_stop_whose_process_died_long_ago_is_not_joined(running_stop, settings, meta_sandbox) -> None:
-    stale = timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS + settings.HOLD_CLAIM_SECONDS + 1)
+    stale = timezone.now() - timedelta(
+        seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS + settings.HOLD_CLAIM_SECONDS + 1
+    )
     ControlTowerRun.objects.filter(pk=running_stop.pk).update(executed_at=stale)
 
     result = killswitch.emergency_stop(StopRequest(reason="Still spending", actor="bob"))

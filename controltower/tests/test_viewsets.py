@@ -1,4 +1,5 @@
 """runs/, health-logs/, modules/: filters (400 on a bad value), pagination, lookup by code, module actions."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -40,13 +41,20 @@ def operator() -> APIClient:
 
 def _run(minutes_ago: int, **fields) -> ControlTowerRun:
     defaults = {"run_type": "health_check", "system_status": "healthy", "executed_by": "scheduler", "mode": "stub"}
-    return ControlTowerRun.objects.create(executed_at=timezone.now() - timedelta(minutes=minutes_ago),
-                                          **{**defaults, **fields})
+    return ControlTowerRun.objects.create(
+        executed_at=timezone.now() - timedelta(minutes=minutes_ago), **{**defaults, **fields}
+    )
 
 
 def _log(code: str, minutes_ago: int, status: str = "online", run: ControlTowerRun | None = None) -> SystemHealthLog:
-    return SystemHealthLog.objects.create(module_name=code, module_full_name=code, health_status=status, run=run,
-                                          checked_at=timezone.now() - timedelta(minutes=minutes_ago), mode="stub")
+    return SystemHealthLog.objects.create(
+        module_name=code,
+        module_full_name=code,
+        health_status=status,
+        run=run,
+        checked_at=timezone.now() - timedelta(minutes=minutes_ago),
+        mode="stub",
+    )
 
 
 def _ids(response) -> list[str]:
@@ -69,15 +77,18 @@ def runs() -> dict[str, ControlTowerRun]:
     }
 
 
-@pytest.mark.parametrize("params, expected", [
-    ({}, ["check", "degraded", "skipped", "stop", "halt", "old"]),
-    ({"run_type": "health_check"}, ["check", "degraded", "skipped", "old"]),
-    ({"system_status": "degraded"}, ["degraded"]),
-    ({"command_type": "stop_all"}, ["stop"]),
-    ({"state": "skipped"}, ["skipped"]),
-    ({"run_type": "emergency_stop", "system_status": "emergency_stop"}, ["halt"]),
-    ({"ordering": "executed_at"}, ["old", "halt", "stop", "skipped", "degraded", "check"]),
-])
+@pytest.mark.parametrize(
+    "params, expected",
+    [
+        ({}, ["check", "degraded", "skipped", "stop", "halt", "old"]),
+        ({"run_type": "health_check"}, ["check", "degraded", "skipped", "old"]),
+        ({"system_status": "degraded"}, ["degraded"]),
+        ({"command_type": "stop_all"}, ["stop"]),
+        ({"state": "skipped"}, ["skipped"]),
+        ({"run_type": "emergency_stop", "system_status": "emergency_stop"}, ["halt"]),
+        ({"ordering": "executed_at"}, ["old", "halt", "stop", "skipped", "degraded", "check"]),
+    ],
+)
 def test_runs_filters_and_ordering(viewer: APIClient, runs: dict, params: dict, expected: list[str]) -> None:
     assert _ids(viewer.get(f"{BASE}/runs", params)) == [str(runs[name].pk) for name in expected]
 
@@ -101,18 +112,21 @@ def test_runs_are_paginated_by_page_number(viewer: APIClient) -> None:
     assert viewer.get(f"{BASE}/runs", {"page": 4, "page_size": 2}).status_code == 404  # past the end
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"run_type": "coffee_break"}, "run_type"),
-    ({"system_status": "fine"}, "system_status"),
-    ({"command_type": "rm_rf"}, "command_type"),
-    ({"state": "sleeping"}, "state"),
-    ({"since": "last tuesday"}, "since"),
-    ({"since": "2025-01-02T00:00:00Z", "until": "2025-01-01T00:00:00Z"}, "since"),
-    ({"ordering": "reason"}, "ordering"),
-    ({"page_size": 201}, "page_size"),
-    ({"page_size": 0}, "page_size"),
-    ({"page": "two"}, "page"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"run_type": "coffee_break"}, "run_type"),
+        ({"system_status": "fine"}, "system_status"),
+        ({"command_type": "rm_rf"}, "command_type"),
+        ({"state": "sleeping"}, "state"),
+        ({"since": "last tuesday"}, "since"),
+        ({"since": "2025-01-02T00:00:00Z", "until": "2025-01-01T00:00:00Z"}, "since"),
+        ({"ordering": "reason"}, "ordering"),
+        ({"page_size": 201}, "page_size"),
+        ({"page_size": 0}, "page_size"),
+        ({"page": "two"}, "page"),
+    ],
+)
 def test_runs_bad_filter_values_are_400(viewer: APIClient, params: dict, field: str) -> None:
     response = viewer.get(f"{BASE}/runs", params)
 
@@ -121,15 +135,19 @@ def test_runs_bad_filter_values_are_400(viewer: APIClient, params: dict, field: 
 
 # Found by schemathesis: DRF reads a QueryDict like a form, so an empty value, a misspelt name
 # or the first of two values was dropped silently, answering an unfiltered page.
-@pytest.mark.parametrize("query, field", [
-    ("until=", "until"),
-    ("system_status=", "system_status"),
-    ("since=2025-01-01T00:00:00Z&since=2025-02-01T00:00:00Z", "since"),
-    ("sytem_status=healthy", "sytem_status"),
-    ("command_type=stop_all%00", "command_type"),
-])
-def test_runs_query_parameters_are_declared_given_once_and_not_empty(viewer: APIClient, runs: dict, query: str,
-                                                                    field: str) -> None:
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("until=", "until"),
+        ("system_status=", "system_status"),
+        ("since=2025-01-01T00:00:00Z&since=2025-02-01T00:00:00Z", "since"),
+        ("sytem_status=healthy", "sytem_status"),
+        ("command_type=stop_all%00", "command_type"),
+    ],
+)
+def test_runs_query_parameters_are_declared_given_once_and_not_empty(
+    viewer: APIClient, runs: dict, query: str, field: str
+) -> None:
     response = viewer.get(f"{BASE}/runs?{query}")
 
     assert response.status_code == 400 and field in response.json(), response.content
@@ -173,7 +191,9 @@ def test_health_logs_filters(viewer: APIClient) -> None:
     assert _ids(viewer.get(f"{BASE}/health-logs", {"module": "10.5"})) == [str(recent.pk), str(older.pk)]
     assert _ids(viewer.get(f"{BASE}/health-logs", {"health_status": "offline"})) == [str(recent.pk)]
     assert _ids(viewer.get(f"{BASE}/health-logs", {"run": str(check.pk), "ordering": "checked_at"})) in (
-        [str(recent.pk), str(other.pk)], [str(other.pk), str(recent.pk)])
+        [str(recent.pk), str(other.pk)],
+        [str(other.pk), str(recent.pk)],
+    )
     since = (timezone.now() - timedelta(minutes=30)).isoformat()
     assert set(_ids(viewer.get(f"{BASE}/health-logs", {"since": since}))) == {str(recent.pk), str(other.pk)}
     assert _ids(viewer.get(f"{BASE}/health-logs", {"until": since})) == [str(older.pk)]
@@ -181,12 +201,15 @@ def test_health_logs_filters(viewer: APIClient) -> None:
     assert body["run"] == str(check.pk) and body["health_status"] == "offline"
 
 
-@pytest.mark.parametrize("params, field", [
-    ({"health_status": "sad"}, "health_status"),
-    ({"run": "42"}, "run"),
-    ({"module": "x" * 17}, "module"),
-    ({"until": "soon"}, "until"),
-])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"health_status": "sad"}, "health_status"),
+        ({"run": "42"}, "run"),
+        ({"module": "x" * 17}, "module"),
+        ({"until": "soon"}, "until"),
+    ],
+)
 def test_health_logs_bad_filter_values_are_400(viewer: APIClient, params: dict, field: str) -> None:
     response = viewer.get(f"{BASE}/health-logs", params)
 
@@ -243,15 +266,18 @@ def test_module_detail_by_code(viewer: APIClient) -> None:
     _log("10.7", 60 * 30, "offline")  # older than 24 h
     _log("10.17", 1, "offline")  # another module with a similar code
     now = timezone.now()
-    ModuleRun.objects.bulk_create(ModuleRun(module=module, started_at=now - timedelta(minutes=i), outcome="success")
-                                  for i in range(25))
+    ModuleRun.objects.bulk_create(
+        ModuleRun(module=module, started_at=now - timedelta(minutes=i), outcome="success") for i in range(25)
+    )
 
     body = viewer.get(f"{BASE}/modules/10.7").json()
 
     assert body["code"] == "10.7" and body["health_status"] == "degraded"
     assert body["latest_health"]["id"] == str(latest.pk)
     assert [log["health_status"] for log in body["health_24h"]] == ["degraded", "online"]
-    assert len(body["recent_runs"]) == 20 and body["recent_runs"][0]["started_at"] > body["recent_runs"][-1]["started_at"]
+    assert (
+        len(body["recent_runs"]) == 20 and body["recent_runs"][0]["started_at"] > body["recent_runs"][-1]["started_at"]
+    )
     assert viewer.get(f"{BASE}/modules/10.7/").status_code == 200  # the trailing slash is optional
     assert viewer.get(f"{BASE}/modules/99.9").status_code == 404
 
@@ -297,7 +323,9 @@ def test_stop_then_start_one_module(operator: APIClient) -> None:
     started = operator.post(f"{BASE}/modules/10.5/start", format="json").json()
 
     assert started["success"] and started["modules_affected"] == ["10.5"]
-    assert MetaModule.objects.get(code="10.5").desired_state == "running" and PeriodicTask.objects.get(pk=task.pk).enabled
+    assert (
+        MetaModule.objects.get(code="10.5").desired_state == "running" and PeriodicTask.objects.get(pk=task.pk).enabled
+    )
 
 
 def test_restart_one_module_runs_its_job_now(operator: APIClient) -> None:

@@ -7,59 +7,123 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('django_celery_beat', '0019_alter_periodictasks_options'),
+        ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MetaModule',
+            name="MetaModule",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('code', models.CharField(help_text='Module code, e.g. 10.7', max_length=16, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('function', models.CharField(max_length=200)),
-                ('task_name', models.CharField(blank=True, help_text="Celery task of the module's job", max_length=200)),
-                ('calls_meta', models.BooleanField(default=False, help_text='Whether the job talks to the Meta Graph API')),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('desired_state', models.CharField(choices=[('running', 'Running'), ('stopped', 'Stopped')], default='running', max_length=16)),
-                ('desired_state_by', models.CharField(blank=True, max_length=150)),
-                ('desired_state_at', models.DateTimeField(blank=True, null=True)),
-                ('desired_state_reason', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('periodic_task', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='meta_module', to='django_celery_beat.periodictask')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("code", models.CharField(help_text="Module code, e.g. 10.7", max_length=16, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("function", models.CharField(max_length=200)),
+                (
+                    "task_name",
+                    models.CharField(blank=True, help_text="Celery task of the module's job", max_length=200),
+                ),
+                (
+                    "calls_meta",
+                    models.BooleanField(default=False, help_text="Whether the job talks to the Meta Graph API"),
+                ),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "desired_state",
+                    models.CharField(
+                        choices=[("running", "Running"), ("stopped", "Stopped")], default="running", max_length=16
+                    ),
+                ),
+                ("desired_state_by", models.CharField(blank=True, max_length=150)),
+                ("desired_state_at", models.DateTimeField(blank=True, null=True)),
+                ("desired_state_reason", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "periodic_task",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="meta_module",
+                        to="django_celery_beat.periodictask",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_modules',
-                'ordering': ['position', 'code'],
+                "db_table": "meta_modules",
+                "ordering": ["position", "code"],
             },
         ),
         migrations.CreateModel(
-            name='ModuleRun',
+            name="ModuleRun",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('running', 'Running'), ('success', 'Success'), ('failure', 'Failure'), ('timeout', 'Timeout'), ('skipped', 'Skipped')], default='running', max_length=16)),
-                ('trigger', models.CharField(choices=[('schedule', 'Schedule'), ('command', 'Command'), ('recovery', 'Recovery'), ('external', 'External report')], default='schedule', max_length=16)),
-                ('error_message', models.TextField(blank=True)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('api_calls', models.PositiveIntegerField(default=0, help_text='Meta Graph API requests made by the run')),
-                ('api_errors', models.PositiveIntegerField(default=0, help_text='Meta Graph API requests that failed')),
-                ('cpu_ms', models.PositiveIntegerField(blank=True, help_text="CPU time of the job's thread", null=True)),
-                ('peak_rss_mb', models.FloatField(blank=True, help_text='Peak RSS of the worker process at the end', null=True)),
-                ('celery_task_id', models.CharField(blank=True, max_length=64)),
-                ('summary', models.JSONField(blank=True, default=dict, help_text='What the job did, as it reported it')),
-                ('module', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='meta_modules.metamodule')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("running", "Running"),
+                            ("success", "Success"),
+                            ("failure", "Failure"),
+                            ("timeout", "Timeout"),
+                            ("skipped", "Skipped"),
+                        ],
+                        default="running",
+                        max_length=16,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("schedule", "Schedule"),
+                            ("command", "Command"),
+                            ("recovery", "Recovery"),
+                            ("external", "External report"),
+                        ],
+                        default="schedule",
+                        max_length=16,
+                    ),
+                ),
+                ("error_message", models.TextField(blank=True)),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "api_calls",
+                    models.PositiveIntegerField(default=0, help_text="Meta Graph API requests made by the run"),
+                ),
+                ("api_errors", models.PositiveIntegerField(default=0, help_text="Meta Graph API requests that failed")),
+                (
+                    "cpu_ms",
+                    models.PositiveIntegerField(blank=True, help_text="CPU time of the job's thread", null=True),
+                ),
+                (
+                    "peak_rss_mb",
+                    models.FloatField(blank=True, help_text="Peak RSS of the worker process at the end", null=True),
+                ),
+                ("celery_task_id", models.CharField(blank=True, max_length=64)),
+                (
+                    "summary",
+                    models.JSONField(blank=True, default=dict, help_text="What the job did, as it reported it"),
+                ),
+                (
+                    "module",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="runs", to="meta_modules.metamodule"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_module_runs',
-                'ordering': ['-started_at'],
-                'indexes': [models.Index(fields=['module', 'started_at'], name='ix_module_runs_module_started'), models.Index(fields=['started_at'], name='ix_module_runs_started')],
+                "db_table": "meta_module_runs",
+                "ordering": ["-started_at"],
+                "indexes": [
+                    models.Index(fields=["module", "started_at"], name="ix_module_runs_module_started"),
+                    models.Index(fields=["started_at"], name="ix_module_runs_started"),
+                ],
             },
         ),
     ]

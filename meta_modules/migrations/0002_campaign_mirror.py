@@ -7,110 +7,162 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('meta_modules', '0001_initial'),
+        ("meta_modules", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='AdAccount',
+            name="AdAccount",
             fields=[
-                ('id', models.CharField(help_text='act_<account id>', max_length=40, primary_key=True, serialize=False)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('currency', models.CharField(blank=True, max_length=8)),
-                ('synced_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "id",
+                    models.CharField(help_text="act_<account id>", max_length=40, primary_key=True, serialize=False),
+                ),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("currency", models.CharField(blank=True, max_length=8)),
+                ("synced_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'db_table': 'meta_ad_accounts',
-                'ordering': ['id'],
+                "db_table": "meta_ad_accounts",
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Campaign',
+            name="Campaign",
             fields=[
-                ('id', models.CharField(max_length=40, primary_key=True, serialize=False)),
-                ('name', models.CharField(blank=True, max_length=400)),
-                ('status', models.CharField(help_text='Configured status: ACTIVE, PAUSED, ARCHIVED, DELETED', max_length=32)),
-                ('effective_status', models.CharField(blank=True, max_length=32)),
-                ('updated_time', models.DateTimeField(blank=True, null=True)),
-                ('synced_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('objective', models.CharField(blank=True, max_length=64)),
-                ('daily_budget_cents', models.PositiveBigIntegerField(blank=True, help_text='Minor units, as Meta sends it', null=True)),
-                ('created_time', models.DateTimeField(blank=True, null=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='meta_modules.adaccount')),
+                ("id", models.CharField(max_length=40, primary_key=True, serialize=False)),
+                ("name", models.CharField(blank=True, max_length=400)),
+                (
+                    "status",
+                    models.CharField(help_text="Configured status: ACTIVE, PAUSED, ARCHIVED, DELETED", max_length=32),
+                ),
+                ("effective_status", models.CharField(blank=True, max_length=32)),
+                ("updated_time", models.DateTimeField(blank=True, null=True)),
+                ("synced_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("objective", models.CharField(blank=True, max_length=64)),
+                (
+                    "daily_budget_cents",
+                    models.PositiveBigIntegerField(blank=True, help_text="Minor units, as Meta sends it", null=True),
+                ),
+                ("created_time", models.DateTimeField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="meta_modules.adaccount"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_campaigns',
-                'ordering': ['id'],
+                "db_table": "meta_campaigns",
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='AdSet',
+            name="AdSet",
             fields=[
-                ('id', models.CharField(max_length=40, primary_key=True, serialize=False)),
-                ('name', models.CharField(blank=True, max_length=400)),
-                ('status', models.CharField(help_text='Configured status: ACTIVE, PAUSED, ARCHIVED, DELETED', max_length=32)),
-                ('effective_status', models.CharField(blank=True, max_length=32)),
-                ('updated_time', models.DateTimeField(blank=True, null=True)),
-                ('synced_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('daily_budget_cents', models.PositiveBigIntegerField(blank=True, null=True)),
-                ('targeting', models.JSONField(blank=True, default=dict)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='meta_modules.adaccount')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='adsets', to='meta_modules.campaign')),
+                ("id", models.CharField(max_length=40, primary_key=True, serialize=False)),
+                ("name", models.CharField(blank=True, max_length=400)),
+                (
+                    "status",
+                    models.CharField(help_text="Configured status: ACTIVE, PAUSED, ARCHIVED, DELETED", max_length=32),
+                ),
+                ("effective_status", models.CharField(blank=True, max_length=32)),
+                ("updated_time", models.DateTimeField(blank=True, null=True)),
+                ("synced_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("daily_budget_cents", models.PositiveBigIntegerField(blank=True, null=True)),
+                ("targeting", models.JSONField(blank=True, default=dict)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="meta_modules.adaccount"
+                    ),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="adsets", to="meta_modules.campaign"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_adsets',
-                'ordering': ['id'],
+                "db_table": "meta_adsets",
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Ad',
+            name="Ad",
             fields=[
-                ('id', models.CharField(max_length=40, primary_key=True, serialize=False)),
-                ('name', models.CharField(blank=True, max_length=400)),
-                ('status', models.CharField(help_text='Configured status: ACTIVE, PAUSED, ARCHIVED, DELETED', max_length=32)),
-                ('effective_status', models.CharField(blank=True, max_length=32)),
-                ('updated_time', models.DateTimeField(blank=True, null=True)),
-                ('synced_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('creative', models.JSONField(blank=True, default=dict, help_text='id, name, title, body, call_to_action_type')),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='meta_modules.adaccount')),
-                ('adset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ads', to='meta_modules.adset')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ads', to='meta_modules.campaign')),
+                ("id", models.CharField(max_length=40, primary_key=True, serialize=False)),
+                ("name", models.CharField(blank=True, max_length=400)),
+                (
+                    "status",
+                    models.CharField(help_text="Configured status: ACTIVE, PAUSED, ARCHIVED, DELETED", max_length=32),
+                ),
+                ("effective_status", models.CharField(blank=True, max_length=32)),
+                ("updated_time", models.DateTimeField(blank=True, null=True)),
+                ("synced_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "creative",
+                    models.JSONField(blank=True, default=dict, help_text="id, name, title, body, call_to_action_type"),
+                ),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="meta_modules.adaccount"
+                    ),
+                ),
+                (
+                    "adset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ads", to="meta_modules.adset"
+                    ),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ads", to="meta_modules.campaign"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_ads',
-                'ordering': ['id'],
+                "db_table": "meta_ads",
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='DailyInsight',
+            name="DailyInsight",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('date', models.DateField()),
-                ('impressions', models.PositiveBigIntegerField(default=0)),
-                ('clicks', models.PositiveBigIntegerField(default=0)),
-                ('spend', models.DecimalField(decimal_places=2, default=0, max_digits=14)),
-                ('purchases', models.PositiveIntegerField(default=0)),
-                ('purchase_value', models.DecimalField(decimal_places=2, default=0, max_digits=14)),
-                ('collected_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ad', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='insights', to='meta_modules.ad')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("date", models.DateField()),
+                ("impressions", models.PositiveBigIntegerField(default=0)),
+                ("clicks", models.PositiveBigIntegerField(default=0)),
+                ("spend", models.DecimalField(decimal_places=2, default=0, max_digits=14)),
+                ("purchases", models.PositiveIntegerField(default=0)),
+                ("purchase_value", models.DecimalField(decimal_places=2, default=0, max_digits=14)),
+                ("collected_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "ad",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="insights", to="meta_modules.ad"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_daily_insights',
-                'ordering': ['-date'],
+                "db_table": "meta_daily_insights",
+                "ordering": ["-date"],
             },
         ),
         migrations.AddIndex(
-            model_name='campaign',
-            index=models.Index(fields=['account', 'status'], name='ix_campaigns_account_status'),
+            model_name="campaign",
+            index=models.Index(fields=["account", "status"], name="ix_campaigns_account_status"),
         ),
         migrations.AddIndex(
-            model_name='dailyinsight',
-            index=models.Index(fields=['date'], name='ix_insights_date'),
+            model_name="dailyinsight",
+            index=models.Index(fields=["date"], name="ix_insights_date"),
         ),
         migrations.AddConstraint(
-            model_name='dailyinsight',
-            constraint=models.UniqueConstraint(fields=('ad', 'date'), name='uq_insight_ad_date'),
+            model_name="dailyinsight",
+            constraint=models.UniqueConstraint(fields=("ad", "date"), name="uq_insight_ad_date"),
         ),
     ]

@@ -7,236 +7,385 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('meta_modules', '0002_campaign_mirror'),
+        ("meta_modules", "0002_campaign_mirror"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='CopyVariant',
+            name="CopyVariant",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('template_key', models.CharField(max_length=32)),
-                ('headline', models.CharField(max_length=255)),
-                ('body', models.TextField()),
-                ('status', models.CharField(choices=[('new', 'New'), ('briefed', 'Briefed')], default='new', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('source_ad', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='copy_variants', to='meta_modules.ad')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("template_key", models.CharField(max_length=32)),
+                ("headline", models.CharField(max_length=255)),
+                ("body", models.TextField()),
+                (
+                    "status",
+                    models.CharField(choices=[("new", "New"), ("briefed", "Briefed")], default="new", max_length=16),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "source_ad",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="copy_variants", to="meta_modules.ad"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_copy_variants',
-                'ordering': ['-created_at'],
+                "db_table": "meta_copy_variants",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='CreativeBrief',
+            name="CreativeBrief",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('brief', models.JSONField(help_text='headline, body, source_ad, call_to_action, format')),
-                ('variant', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='brief', to='meta_modules.copyvariant')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("brief", models.JSONField(help_text="headline, body, source_ad, call_to_action, format")),
+                (
+                    "variant",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="brief", to="meta_modules.copyvariant"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_creative_briefs',
-                'ordering': ['-created_at'],
+                "db_table": "meta_creative_briefs",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='CreativeFatigue',
+            name="CreativeFatigue",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('day', models.DateField(help_text='UTC day of detection')),
-                ('detected_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ctr_previous_7d', models.FloatField()),
-                ('ctr_last_7d', models.FloatField()),
-                ('drop_pct', models.FloatField(help_text='Relative CTR drop in percent')),
-                ('ad', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='fatigue', to='meta_modules.ad')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("day", models.DateField(help_text="UTC day of detection")),
+                ("detected_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ctr_previous_7d", models.FloatField()),
+                ("ctr_last_7d", models.FloatField()),
+                ("drop_pct", models.FloatField(help_text="Relative CTR drop in percent")),
+                (
+                    "ad",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="fatigue", to="meta_modules.ad"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_creative_fatigue',
-                'ordering': ['-detected_at'],
+                "db_table": "meta_creative_fatigue",
+                "ordering": ["-detected_at"],
             },
         ),
         migrations.CreateModel(
-            name='CreativeRank',
+            name="CreativeRank",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('computed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('impressions', models.PositiveBigIntegerField()),
-                ('clicks', models.PositiveBigIntegerField()),
-                ('purchases', models.PositiveIntegerField()),
-                ('ctr', models.FloatField()),
-                ('cvr', models.FloatField()),
-                ('rank_in_adset', models.PositiveSmallIntegerField(help_text='1 = best')),
-                ('ad', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ranks', to='meta_modules.ad')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("computed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("impressions", models.PositiveBigIntegerField()),
+                ("clicks", models.PositiveBigIntegerField()),
+                ("purchases", models.PositiveIntegerField()),
+                ("ctr", models.FloatField()),
+                ("cvr", models.FloatField()),
+                ("rank_in_adset", models.PositiveSmallIntegerField(help_text="1 = best")),
+                (
+                    "ad",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ranks", to="meta_modules.ad"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_creative_ranks',
-                'ordering': ['-computed_at', 'rank_in_adset'],
+                "db_table": "meta_creative_ranks",
+                "ordering": ["-computed_at", "rank_in_adset"],
             },
         ),
         migrations.CreateModel(
-            name='CreativeWinner',
+            name="CreativeWinner",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('computed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('conversions', models.PositiveIntegerField(help_text="The winner's purchases")),
-                ('clicks', models.PositiveBigIntegerField(help_text="The winner's clicks")),
-                ('cvr', models.FloatField()),
-                ('z_score', models.FloatField()),
-                ('p_value', models.FloatField()),
-                ('ad', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='wins', to='meta_modules.ad')),
-                ('adset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='winners', to='meta_modules.adset')),
-                ('runner_up', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runner_up_in', to='meta_modules.ad')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("computed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("conversions", models.PositiveIntegerField(help_text="The winner's purchases")),
+                ("clicks", models.PositiveBigIntegerField(help_text="The winner's clicks")),
+                ("cvr", models.FloatField()),
+                ("z_score", models.FloatField()),
+                ("p_value", models.FloatField()),
+                (
+                    "ad",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="wins", to="meta_modules.ad"
+                    ),
+                ),
+                (
+                    "adset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="winners", to="meta_modules.adset"
+                    ),
+                ),
+                (
+                    "runner_up",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="runner_up_in", to="meta_modules.ad"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_creative_winners',
-                'ordering': ['-computed_at'],
+                "db_table": "meta_creative_winners",
+                "ordering": ["-computed_at"],
             },
         ),
         migrations.CreateModel(
-            name='SpendSnapshot',
+            name="SpendSnapshot",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('taken_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('spend_today', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='spend_snapshots', to='meta_modules.campaign')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("taken_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("spend_today", models.DecimalField(decimal_places=2, max_digits=14)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="spend_snapshots",
+                        to="meta_modules.campaign",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_spend_snapshots',
-                'ordering': ['-taken_at'],
+                "db_table": "meta_spend_snapshots",
+                "ordering": ["-taken_at"],
             },
         ),
         migrations.CreateModel(
-            name='SpendSpike',
+            name="SpendSpike",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('day', models.DateField(help_text='UTC day of the spike')),
-                ('detected_at', models.DateTimeField(default=django.utils.timezone.now, help_text='Last time the spike was measured')),
-                ('spend_today', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('hourly_rate', models.DecimalField(decimal_places=4, max_digits=14)),
-                ('baseline_hourly_rate', models.DecimalField(decimal_places=4, max_digits=14)),
-                ('ratio', models.FloatField()),
-                ('acknowledged', models.BooleanField(default=False)),
-                ('acknowledged_by', models.CharField(blank=True, max_length=150)),
-                ('acknowledged_at', models.DateTimeField(blank=True, null=True)),
-                ('requested_emergency_stop', models.BooleanField(default=False, help_text='Set when SPIKE_REQUESTS_EMERGENCY_STOP is on')),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='spend_spikes', to='meta_modules.campaign')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("day", models.DateField(help_text="UTC day of the spike")),
+                (
+                    "detected_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, help_text="Last time the spike was measured"
+                    ),
+                ),
+                ("spend_today", models.DecimalField(decimal_places=2, max_digits=14)),
+                ("hourly_rate", models.DecimalField(decimal_places=4, max_digits=14)),
+                ("baseline_hourly_rate", models.DecimalField(decimal_places=4, max_digits=14)),
+                ("ratio", models.FloatField()),
+                ("acknowledged", models.BooleanField(default=False)),
+                ("acknowledged_by", models.CharField(blank=True, max_length=150)),
+                ("acknowledged_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "requested_emergency_stop",
+                    models.BooleanField(default=False, help_text="Set when SPIKE_REQUESTS_EMERGENCY_STOP is on"),
+                ),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="spend_spikes",
+                        to="meta_modules.campaign",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_spend_spikes',
-                'ordering': ['-detected_at'],
+                "db_table": "meta_spend_spikes",
+                "ordering": ["-detected_at"],
             },
         ),
         migrations.CreateModel(
-            name='AudienceScore',
+            name="AudienceScore",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('computed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('spend', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('purchases', models.PositiveIntegerField()),
-                ('cost_per_purchase', models.DecimalField(blank=True, decimal_places=2, help_text='Null when there were no purchases', max_digits=14, null=True)),
-                ('account_cost_per_purchase', models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True)),
-                ('flagged_weak', models.BooleanField(default=False)),
-                ('adset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='audience_scores', to='meta_modules.adset')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("computed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("spend", models.DecimalField(decimal_places=2, max_digits=14)),
+                ("purchases", models.PositiveIntegerField()),
+                (
+                    "cost_per_purchase",
+                    models.DecimalField(
+                        blank=True,
+                        decimal_places=2,
+                        help_text="Null when there were no purchases",
+                        max_digits=14,
+                        null=True,
+                    ),
+                ),
+                (
+                    "account_cost_per_purchase",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=14, null=True),
+                ),
+                ("flagged_weak", models.BooleanField(default=False)),
+                (
+                    "adset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="audience_scores",
+                        to="meta_modules.adset",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_audience_scores',
-                'ordering': ['-computed_at'],
-                'indexes': [models.Index(fields=['adset', 'computed_at'], name='ix_audience_adset_computed')],
+                "db_table": "meta_audience_scores",
+                "ordering": ["-computed_at"],
+                "indexes": [models.Index(fields=["adset", "computed_at"], name="ix_audience_adset_computed")],
             },
         ),
         migrations.CreateModel(
-            name='BudgetProposal',
+            name="BudgetProposal",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('current_budget_cents', models.PositiveBigIntegerField()),
-                ('proposed_budget_cents', models.PositiveBigIntegerField()),
-                ('applied_budget_cents', models.PositiveBigIntegerField(blank=True, help_text='What was sent to Meta, after guardrails', null=True)),
-                ('roas', models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True)),
-                ('reason', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('proposed', 'Proposed (waiting for a human)'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('applied', 'Applied on Meta'), ('failed', 'Failed')], default='proposed', max_length=16)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('decided_by', models.CharField(blank=True, max_length=150)),
-                ('decided_at', models.DateTimeField(blank=True, null=True)),
-                ('applied_at', models.DateTimeField(blank=True, null=True)),
-                ('error', models.TextField(blank=True)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='budget_proposals', to='meta_modules.campaign')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("current_budget_cents", models.PositiveBigIntegerField()),
+                ("proposed_budget_cents", models.PositiveBigIntegerField()),
+                (
+                    "applied_budget_cents",
+                    models.PositiveBigIntegerField(
+                        blank=True, help_text="What was sent to Meta, after guardrails", null=True
+                    ),
+                ),
+                ("roas", models.DecimalField(blank=True, decimal_places=4, max_digits=18, null=True)),
+                ("reason", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("proposed", "Proposed (waiting for a human)"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("applied", "Applied on Meta"),
+                            ("failed", "Failed"),
+                        ],
+                        default="proposed",
+                        max_length=16,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("decided_by", models.CharField(blank=True, max_length=150)),
+                ("decided_at", models.DateTimeField(blank=True, null=True)),
+                ("applied_at", models.DateTimeField(blank=True, null=True)),
+                ("error", models.TextField(blank=True)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="budget_proposals",
+                        to="meta_modules.campaign",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_budget_proposals',
-                'ordering': ['-created_at'],
-                'indexes': [models.Index(fields=['status', 'created_at'], name='ix_proposals_status_created'), models.Index(fields=['campaign', 'applied_at'], name='ix_proposals_campaign_applied')],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ['proposed', 'approved'])), fields=('campaign',), name='uq_open_proposal_per_campaign')],
+                "db_table": "meta_budget_proposals",
+                "ordering": ["-created_at"],
+                "indexes": [
+                    models.Index(fields=["status", "created_at"], name="ix_proposals_status_created"),
+                    models.Index(fields=["campaign", "applied_at"], name="ix_proposals_campaign_applied"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("status__in", ["proposed", "approved"])),
+                        fields=("campaign",),
+                        name="uq_open_proposal_per_campaign",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='CampaignDraft',
+            name="CampaignDraft",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('name', models.CharField(max_length=400)),
-                ('objective', models.CharField(default='OUTCOME_SALES', max_length=64)),
-                ('daily_budget_cents', models.PositiveBigIntegerField(help_text="Minor units of the account's currency")),
-                ('publish_at', models.DateTimeField(blank=True, help_text='When 10.8 activates it; empty = never automatically', null=True)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('created', 'Created on Meta (paused)'), ('published', 'Published (active)'), ('failed', 'Failed')], default='queued', max_length=16)),
-                ('meta_campaign_id', models.CharField(blank=True, max_length=40)),
-                ('error', models.TextField(blank=True, help_text='Last Meta error for this draft')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('created_by', models.CharField(blank=True, max_length=150)),
-                ('published_at', models.DateTimeField(blank=True, null=True)),
-                ('account', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='drafts', to='meta_modules.adaccount')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=400)),
+                ("objective", models.CharField(default="OUTCOME_SALES", max_length=64)),
+                (
+                    "daily_budget_cents",
+                    models.PositiveBigIntegerField(help_text="Minor units of the account's currency"),
+                ),
+                (
+                    "publish_at",
+                    models.DateTimeField(
+                        blank=True, help_text="When 10.8 activates it; empty = never automatically", null=True
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("created", "Created on Meta (paused)"),
+                            ("published", "Published (active)"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("meta_campaign_id", models.CharField(blank=True, max_length=40)),
+                ("error", models.TextField(blank=True, help_text="Last Meta error for this draft")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("created_by", models.CharField(blank=True, max_length=150)),
+                ("published_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "account",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="drafts", to="meta_modules.adaccount"
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_campaign_drafts',
-                'ordering': ['created_at'],
-                'indexes': [models.Index(fields=['status', 'publish_at'], name='ix_drafts_status_publish')],
+                "db_table": "meta_campaign_drafts",
+                "ordering": ["created_at"],
+                "indexes": [models.Index(fields=["status", "publish_at"], name="ix_drafts_status_publish")],
             },
         ),
         migrations.CreateModel(
-            name='CampaignRoas',
+            name="CampaignRoas",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('window_start', models.DateField()),
-                ('window_end', models.DateField()),
-                ('spend', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('purchase_value', models.DecimalField(decimal_places=2, max_digits=14)),
-                ('roas', models.DecimalField(blank=True, decimal_places=4, help_text='Null when spend is 0', max_digits=18, null=True)),
-                ('computed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('campaign', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='roas_history', to='meta_modules.campaign')),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("window_start", models.DateField()),
+                ("window_end", models.DateField()),
+                ("spend", models.DecimalField(decimal_places=2, max_digits=14)),
+                ("purchase_value", models.DecimalField(decimal_places=2, max_digits=14)),
+                (
+                    "roas",
+                    models.DecimalField(
+                        blank=True, decimal_places=4, help_text="Null when spend is 0", max_digits=18, null=True
+                    ),
+                ),
+                ("computed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "campaign",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="roas_history",
+                        to="meta_modules.campaign",
+                    ),
+                ),
             ],
             options={
-                'db_table': 'meta_campaign_roas',
-                'ordering': ['-computed_at'],
-                'indexes': [models.Index(fields=['campaign', 'computed_at'], name='ix_roas_campaign_computed')],
+                "db_table": "meta_campaign_roas",
+                "ordering": ["-computed_at"],
+                "indexes": [models.Index(fields=["campaign", "computed_at"], name="ix_roas_campaign_computed")],
             },
         ),
         migrations.AddConstraint(
-            model_name='copyvariant',
-            constraint=models.UniqueConstraint(fields=('source_ad', 'template_key'), name='uq_variant_ad_template'),
+            model_name="copyvariant",
+            constraint=models.UniqueConstraint(fields=("source_ad", "template_key"), name="uq_variant_ad_template"),
         ),
         migrations.AddConstraint(
-            model_name='creativefatigue',
-            constraint=models.UniqueConstraint(fields=('ad', 'day'), name='uq_fatigue_ad_day'),
+            model_name="creativefatigue",
+            constraint=models.UniqueConstraint(fields=("ad", "day"), name="uq_fatigue_ad_day"),
         ),
         migrations.AddIndex(
-            model_name='creativerank',
-            index=models.Index(fields=['ad', 'computed_at'], name='ix_ranks_ad_computed'),
+            model_name="creativerank",
+            index=models.Index(fields=["ad", "computed_at"], name="ix_ranks_ad_computed"),
         ),
         migrations.AddIndex(
-            model_name='creativewinner',
-            index=models.Index(fields=['adset', 'computed_at'], name='ix_winners_adset_computed'),
+            model_name="creativewinner",
+            index=models.Index(fields=["adset", "computed_at"], name="ix_winners_adset_computed"),
         ),
         migrations.AddIndex(
-            model_name='spendsnapshot',
-            index=models.Index(fields=['campaign', 'taken_at'], name='ix_snapshots_campaign_taken'),
+            model_name="spendsnapshot",
+            index=models.Index(fields=["campaign", "taken_at"], name="ix_snapshots_campaign_taken"),
         ),
         migrations.AddIndex(
-            model_name='spendsnapshot',
-            index=models.Index(fields=['taken_at'], name='ix_snapshots_taken'),
+            model_name="spendsnapshot",
+            index=models.Index(fields=["taken_at"], name="ix_snapshots_taken"),
         ),
         migrations.AddConstraint(
-            model_name='spendspike',
-            constraint=models.UniqueConstraint(fields=('campaign', 'day'), name='uq_spike_campaign_day'),
+            model_name="spendspike",
+            constraint=models.UniqueConstraint(fields=("campaign", "day"), name="uq_spike_campaign_day"),
         ),
     ]

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('meta_modules', '0003_job_outputs'),
+        ("meta_modules", "0003_job_outputs"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='metamodule',
-            name='error_window_start',
+            model_name="metamodule",
+            name="error_window_start",
             field=models.DateTimeField(blank=True, null=True),
         ),
     ]

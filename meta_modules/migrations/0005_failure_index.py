@@ -4,14 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('meta_modules', '0004_error_window'),
+        ("meta_modules", "0004_error_window"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='modulerun',
-            index=models.Index(condition=models.Q(('outcome__in', ['failure', 'timeout'])), fields=['module', 'started_at'], name='ix_module_runs_failures'),
+            model_name="modulerun",
+            index=models.Index(
+                condition=models.Q(("outcome__in", ["failure", "timeout"])),
+                fields=["module", "started_at"],
+                name="ix_module_runs_failures",
+            ),
         ),
     ]

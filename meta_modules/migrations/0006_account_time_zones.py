@@ -4,48 +4,61 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('meta_modules', '0005_failure_index'),
+        ("meta_modules", "0005_failure_index"),
     ]
 
     operations = [
         migrations.RemoveIndex(
-            model_name='spendsnapshot',
-            name='ix_snapshots_campaign_taken',
+            model_name="spendsnapshot",
+            name="ix_snapshots_campaign_taken",
         ),
         migrations.AddField(
-            model_name='adaccount',
-            name='timezone_name',
-            field=models.CharField(blank=True, help_text="IANA zone of the account's days (its today, insights days, timestamps), e.g. America/Los_Angeles. Blank or unknown: UTC.", max_length=64),
+            model_name="adaccount",
+            name="timezone_name",
+            field=models.CharField(
+                blank=True,
+                help_text="IANA zone of the account's days (its today, insights days, timestamps), e.g. America/Los_Angeles. Blank or unknown: UTC.",
+                max_length=64,
+            ),
         ),
         migrations.AddField(
-            model_name='adaccount',
-            name='timezone_offset_hours_utc',
-            field=models.FloatField(blank=True, help_text='Offset from UTC in hours at the last sync, as Meta reports it; it changes with daylight saving, so days are computed from the zone, not from this.', null=True),
+            model_name="adaccount",
+            name="timezone_offset_hours_utc",
+            field=models.FloatField(
+                blank=True,
+                help_text="Offset from UTC in hours at the last sync, as Meta reports it; it changes with daylight saving, so days are computed from the zone, not from this.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='spendsnapshot',
-            name='day',
-            field=models.DateField(blank=True, help_text="Account-local day the spend is of (Meta's date_start); empty on snapshots taken before the day was recorded", null=True),
+            model_name="spendsnapshot",
+            name="day",
+            field=models.DateField(
+                blank=True,
+                help_text="Account-local day the spend is of (Meta's date_start); empty on snapshots taken before the day was recorded",
+                null=True,
+            ),
         ),
         migrations.AlterField(
-            model_name='adaccount',
-            name='currency',
-            field=models.CharField(blank=True, help_text="ISO 4217; Meta's money fields are in its minor units", max_length=8),
+            model_name="adaccount",
+            name="currency",
+            field=models.CharField(
+                blank=True, help_text="ISO 4217; Meta's money fields are in its minor units", max_length=8
+            ),
         ),
         migrations.AlterField(
-            model_name='creativefatigue',
-            name='day',
-            field=models.DateField(help_text='The account-local day of detection'),
+            model_name="creativefatigue",
+            name="day",
+            field=models.DateField(help_text="The account-local day of detection"),
         ),
         migrations.AlterField(
-            model_name='spendspike',
-            name='day',
-            field=models.DateField(help_text='The account-local day of the spike'),
+            model_name="spendspike",
+            name="day",
+            field=models.DateField(help_text="The account-local day of the spike"),
         ),
         migrations.AddIndex(
-            model_name='spendsnapshot',
-            index=models.Index(fields=['campaign', 'day', 'taken_at'], name='ix_snapshots_campaign_day'),
+            model_name="spendsnapshot",
+            index=models.Index(fields=["campaign", "day", "taken_at"], name="ix_snapshots_campaign_day"),
         ),
     ]

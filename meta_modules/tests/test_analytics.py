@@ -1,4 +1,5 @@
 """The pure arithmetic of the module jobs, at its boundaries."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,11 @@ D = Decimal
 
 
 def test_action_value_prefers_omni_purchase_and_falls_back_to_purchase() -> None:
-    both = [{"action_type": "link_click", "value": "40"}, {"action_type": "purchase", "value": "3"},
-            {"action_type": "omni_purchase", "value": "4"}]
+    both = [
+        {"action_type": "link_click", "value": "40"},
+        {"action_type": "purchase", "value": "3"},
+        {"action_type": "omni_purchase", "value": "4"},
+    ]
     assert analytics.action_value(both) == "4"
     assert analytics.action_value([{"action_type": "purchase", "value": "3"}]) == "3"
     assert analytics.action_value([{"action_type": "link_click", "value": "40"}]) is None
@@ -34,14 +38,17 @@ def test_rates_are_zero_without_a_denominator() -> None:
     assert analytics.cost_per(D("100.00"), 3) == D("33.33") and analytics.cost_per(D("100.00"), 0) is None
 
 
-@pytest.mark.parametrize(("roas", "proposed"), [
-    (D("2.21"), 12_000),  # above target × 1.1: raise by the step
-    (D("2.20"), None),  # on the band's edge: no change
-    (D("2.00"), None),
-    (D("1.80"), None),
-    (D("1.79"), 8_000),  # below target × 0.9: cut by the step
-    (None, None),  # no spend, no ROAS: no opinion
-])
+@pytest.mark.parametrize(
+    ("roas", "proposed"),
+    [
+        (D("2.21"), 12_000),  # above target × 1.1: raise by the step
+        (D("2.20"), None),  # on the band's edge: no change
+        (D("2.00"), None),
+        (D("1.80"), None),
+        (D("1.79"), 8_000),  # below target × 0.9: cut by the step
+        (None, None),  # no spend, no ROAS: no opinion
+    ],
+)
 def test_budget_step_moves_only_outside_the_band(roas: Decimal | None, proposed: int | None) -> None:
     step = analytics.budget_step(10_000, roas, target=2.0, band=0.1, step=0.2)
     assert (step.proposed_cents if step else None) == proposed
@@ -102,8 +109,12 @@ def test_weak_audience_is_above_the_factor_or_spends_without_purchases() -> None
 
 
 def test_rank_by_ctr_breaks_ties_by_conversion_rate_then_id() -> None:
-    ads = [AdStats("a", "s", 1000, 20, 1), AdStats("b", "s", 1000, 30, 1), AdStats("c", "s", 1000, 30, 3),
-           AdStats("d", "s", 1000, 30, 3)]
+    ads = [
+        AdStats("a", "s", 1000, 20, 1),
+        AdStats("b", "s", 1000, 30, 1),
+        AdStats("c", "s", 1000, 30, 3),
+        AdStats("d", "s", 1000, 30, 3),
+    ]
     assert [a.ad_id for a in analytics.rank_by_ctr(ads)] == ["c", "d", "b", "a"]
 
 
@@ -158,5 +169,11 @@ def test_templates_fill_with_the_ads_copy_literally() -> None:
 
 def test_creative_brief_defaults_its_call_to_action_and_format() -> None:
     brief = analytics.creative_brief("H", "B", "123", {"call_to_action_type": "SHOP_NOW"})
-    assert brief == {"headline": "H", "body": "B", "source_ad": "123", "call_to_action": "SHOP_NOW", "format": "single_image"}
+    assert brief == {
+        "headline": "H",
+        "body": "B",
+        "source_ad": "123",
+        "call_to_action": "SHOP_NOW",
+        "format": "single_image",
+    }
     assert analytics.creative_brief("H", "B", "123", {})["call_to_action"] == "LEARN_MORE"

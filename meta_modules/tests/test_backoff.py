@@ -1,4 +1,5 @@
 """The one backoff formula (meta_modules.backoff), with each caller's parameters."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,9 @@ import pytest
 from meta_modules.backoff import delay
 
 
-@pytest.mark.parametrize("failures, expected", [(0, 0.0), (-1, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (5, 8.0), (6, 8.0),
-                                                (60, 8.0)])
+@pytest.mark.parametrize(
+    "failures, expected", [(0, 0.0), (-1, 0.0), (1, 0.5), (2, 1.0), (3, 2.0), (5, 8.0), (6, 8.0), (60, 8.0)]
+)
 def test_it_doubles_from_the_base_after_each_failure_up_to_the_cap(failures, expected) -> None:
     assert delay(failures, 0.5, 8.0) == expected
 
@@ -30,11 +32,18 @@ def test_it_waits_at_least_for_a_known_block(not_before, expected) -> None:
     assert delay(1, 0.5, 4.0, not_before=not_before) == expected
 
 
-@pytest.mark.parametrize("failures, not_before, seconds_left, expected", [
-    (1, 0.0, 0.51, 0.5), (1, 0.0, 0.5, None), (3, 0.0, 2.0, None), (1, 0.0, -1.0, None),
-    (1, 280.0, 15.0, None),  # blocked past the deadline: no time for another try
-    (0, 0.0, 0.01, 0.0),
-])
-def test_with_a_deadline_it_gives_up_when_the_wait_would_not_leave_time(failures, not_before, seconds_left,
-                                                                       expected) -> None:
+@pytest.mark.parametrize(
+    "failures, not_before, seconds_left, expected",
+    [
+        (1, 0.0, 0.51, 0.5),
+        (1, 0.0, 0.5, None),
+        (3, 0.0, 2.0, None),
+        (1, 0.0, -1.0, None),
+        (1, 280.0, 15.0, None),  # blocked past the deadline: no time for another try
+        (0, 0.0, 0.01, 0.0),
+    ],
+)
+def test_with_a_deadline_it_gives_up_when_the_wait_would_not_leave_time(
+    failures, not_before, seconds_left, expected
+) -> None:
     assert delay(failures, 0.5, 4.0, not_before=not_before, seconds_left=seconds_left) == expected

@@ -1,4 +1,5 @@
 """Account-local days: zones behind, ahead of and at UTC, half-hour zones, daylight-saving days."""
+
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
@@ -23,37 +24,46 @@ def test_it_reads_a_blank_or_unknown_zone_as_utc() -> None:
     assert days.known_zone("UTC") is days.UTC_ZONE
 
 
-@pytest.mark.parametrize(("tz", "instant", "today"), [
-    (LA, utc(2024, 3, 12, 2, 0), date(2024, 3, 11)),  # behind UTC: still yesterday at 02:00 UTC
-    (LA, utc(2024, 3, 12, 7, 0), date(2024, 3, 12)),  # PDT: midnight is 07:00 UTC
-    (KOLKATA, utc(2024, 3, 11, 18, 29, 59), date(2024, 3, 11)),  # +05:30: midnight is 18:30 UTC the day before
-    (KOLKATA, utc(2024, 3, 11, 18, 30), date(2024, 3, 12)),
-    (ZoneInfo("Pacific/Kiritimati"), utc(2024, 3, 11, 10, 0), date(2024, 3, 12)),  # +14
-    (ZoneInfo("Pacific/Pago_Pago"), utc(2024, 3, 11, 10, 0), date(2024, 3, 10)),  # -11
-    (days.UTC_ZONE, utc(2024, 3, 11, 23, 59, 59), date(2024, 3, 11)),
-])
+@pytest.mark.parametrize(
+    ("tz", "instant", "today"),
+    [
+        (LA, utc(2024, 3, 12, 2, 0), date(2024, 3, 11)),  # behind UTC: still yesterday at 02:00 UTC
+        (LA, utc(2024, 3, 12, 7, 0), date(2024, 3, 12)),  # PDT: midnight is 07:00 UTC
+        (KOLKATA, utc(2024, 3, 11, 18, 29, 59), date(2024, 3, 11)),  # +05:30: midnight is 18:30 UTC the day before
+        (KOLKATA, utc(2024, 3, 11, 18, 30), date(2024, 3, 12)),
+        (ZoneInfo("Pacific/Kiritimati"), utc(2024, 3, 11, 10, 0), date(2024, 3, 12)),  # +14
+        (ZoneInfo("Pacific/Pago_Pago"), utc(2024, 3, 11, 10, 0), date(2024, 3, 10)),  # -11
+        (days.UTC_ZONE, utc(2024, 3, 11, 23, 59, 59), date(2024, 3, 11)),
+    ],
+)
 def test_it_knows_the_local_today_of_an_instant(tz: ZoneInfo, instant: datetime, today: date) -> None:
     assert days.local_today(instant, tz) == today
 
 
-@pytest.mark.parametrize(("tz", "day", "start", "hours"), [
-    (LA, date(2024, 3, 9), utc(2024, 3, 9, 8), 24),
-    (LA, date(2024, 3, 10), utc(2024, 3, 10, 8), 23),  # spring forward: PST midnight, PDT next midnight
-    (LA, date(2024, 3, 11), utc(2024, 3, 11, 7), 24),
-    (LA, date(2024, 11, 3), utc(2024, 11, 3, 7), 25),  # fall back
-    (BERLIN, date(2024, 3, 31), utc(2024, 3, 30, 23), 23),
-    (BERLIN, date(2024, 10, 27), utc(2024, 10, 26, 22), 25),
-    (KOLKATA, date(2024, 3, 12), utc(2024, 3, 11, 18, 30), 24),
-    (ZoneInfo("Australia/Lord_Howe"), date(2024, 10, 6), utc(2024, 10, 5, 13, 30), 23.5),  # a half-hour DST shift
-    # Santiago springs forward at midnight: 00:00 never happens, the day begins at 01:00 (-03).
-    (ZoneInfo("America/Santiago"), date(2024, 9, 8), utc(2024, 9, 8, 4), 23),
-])
-def test_a_local_day_has_its_utc_bounds_and_its_real_length(tz: ZoneInfo, day: date, start: datetime,
-                                                            hours: float) -> None:
+@pytest.mark.parametrize(
+    ("tz", "day", "start", "hours"),
+    [
+        (LA, date(2024, 3, 9), utc(2024, 3, 9, 8), 24),
+        (LA, date(2024, 3, 10), utc(2024, 3, 10, 8), 23),  # spring forward: PST midnight, PDT next midnight
+        (LA, date(2024, 3, 11), utc(2024, 3, 11, 7), 24),
+        (LA, date(2024, 11, 3), utc(2024, 11, 3, 7), 25),  # fall back
+        (BERLIN, date(2024, 3, 31), utc(2024, 3, 30, 23), 23),
+        (BERLIN, date(2024, 10, 27), utc(2024, 10, 26, 22), 25),
+        (KOLKATA, date(2024, 3, 12), utc(2024, 3, 11, 18, 30), 24),
+        (ZoneInfo("Australia/Lord_Howe"), date(2024, 10, 6), utc(2024, 10, 5, 13, 30), 23.5),  # a half-hour DST shift
+        # Santiago springs forward at midnight: 00:00 never happens, the day begins at 01:00 (-03).
+        (ZoneInfo("America/Santiago"), date(2024, 9, 8), utc(2024, 9, 8, 4), 23),
+    ],
+)
+def test_a_local_day_has_its_utc_bounds_and_its_real_length(
+    tz: ZoneInfo, day: date, start: datetime, hours: float
+) -> None:
     assert days.day_start(day, tz) == start
     assert days.day_bounds(day, tz) == (start, start + timedelta(hours=hours))
     assert days.day_hours(day, tz) == hours
-    assert days.local_today(start, tz) == day and days.local_today(start - timedelta(seconds=1), tz) == day - timedelta(days=1)
+    assert days.local_today(start, tz) == day and days.local_today(start - timedelta(seconds=1), tz) == day - timedelta(
+        days=1
+    )
 
 
 def test_hours_elapsed_count_real_hours_across_a_daylight_saving_change() -> None:
@@ -74,9 +84,13 @@ def test_accounts_are_grouped_by_their_local_today() -> None:
     zones = [("la", LA), ("utc", days.UTC_ZONE), ("berlin", BERLIN), ("kolkata", KOLKATA), ("la2", LA)]
 
     assert days.group_by_local_today(zones, utc(2024, 3, 12, 2)) == {
-        date(2024, 3, 11): ["la", "la2"], date(2024, 3, 12): ["utc", "berlin", "kolkata"]}
+        date(2024, 3, 11): ["la", "la2"],
+        date(2024, 3, 12): ["utc", "berlin", "kolkata"],
+    }
     assert days.group_by_local_today(zones, utc(2024, 3, 12, 20)) == {
-        date(2024, 3, 12): ["la", "utc", "berlin", "la2"], date(2024, 3, 13): ["kolkata"]}
+        date(2024, 3, 12): ["la", "utc", "berlin", "la2"],
+        date(2024, 3, 13): ["kolkata"],
+    }
     assert days.group_by_local_today([], utc(2024, 3, 12)) == {}
 
 

@@ -1,4 +1,5 @@
 """The Graph API client over real HTTP against the Meta sandbox."""
+
 from __future__ import annotations
 
 import json
@@ -8,7 +9,15 @@ import pytest
 
 from controltower.models import TowerState
 from controltower.schedules import sync_modules
-from meta_modules.graph import BatchCall, ErrorKind, GraphClient, MetaError, WriteRefused, batch_limit_after_timeout, client
+from meta_modules.graph import (
+    BatchCall,
+    ErrorKind,
+    GraphClient,
+    MetaError,
+    WriteRefused,
+    batch_limit_after_timeout,
+    client,
+)
 from meta_modules.models import ModuleRun
 from meta_modules.runs import execute
 from meta_sandbox.tests.sandbox_http import exhaust_score

@@ -1,6 +1,7 @@
 """The client against the live API's habits, as the sandbox reproduces them (docs/meta-sandbox.md):
 answers that are not JSON, usage learnt from BUC headers alone, each limit in its own scope,
 errors as Meta marks them, async insights and expired versions. Over HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -182,8 +183,12 @@ def test_a_transient_error_with_a_title_is_retried_and_keeps_its_explanation(met
 @pytest.mark.parametrize("preset", [{"preset": "reduce_data"}, {"preset": "insights_data_size", "subcode": 1487534}])
 def test_asked_for_less_data_it_asks_in_smaller_pieces(meta_sandbox, preset: dict) -> None:
     account = _account(meta_sandbox)
-    params = {"level": "campaign", "time_increment": "1", "fields": "campaign_id,spend",
-              "time_range": json.dumps({"since": "2026-11-20", "until": "2026-11-26"})}
+    params = {
+        "level": "campaign",
+        "time_increment": "1",
+        "fields": "campaign_id,spend",
+        "time_range": json.dumps({"since": "2026-11-20", "until": "2026-11-26"}),
+    }
     expected = client().insights(account, params, account)
     meta_sandbox.faults(errors=[{**preset, "on": "insights", "times": 5}])
 
@@ -198,8 +203,10 @@ def test_a_read_after_write_whose_read_failed_is_a_write_that_happened(meta_sand
     account = _account(meta_sandbox)
     campaigns = meta_sandbox.campaigns()
     meta_sandbox.faults(errors=[{"preset": "read_after_write", "on": "batch_item", "times": 2}])
-    calls = [BatchCall(c["id"], "POST", f"{c['id']}/", {"status": "PAUSED", "fields": "status,updated_time"})
-             for c in campaigns]
+    calls = [
+        BatchCall(c["id"], "POST", f"{c['id']}/", {"status": "PAUSED", "fields": "status,updated_time"})
+        for c in campaigns
+    ]
 
     result = GraphClient(max_retries=0).batch(account, calls)
 
@@ -208,28 +215,31 @@ def test_a_read_after_write_whose_read_failed_is_a_write_that_happened(meta_sand
     assert meta_sandbox.campaigns(status="ACTIVE") == []
 
 
-@pytest.mark.parametrize("code, subcode, http, transient, title, message, kind, scope", [
-    (1, 2853001, 400, False, "profile is not linked to delegate page", "", ErrorKind.INVALID, None),
-    (1, None, 500, None, "", "Please reduce the amount of data you're asking for", ErrorKind.TOO_MUCH_DATA, None),
-    (100, 1504018, 400, None, "", "", ErrorKind.TOO_MUCH_DATA, None),
-    (2, None, 400, True, "Temporary problem", "", ErrorKind.TRANSIENT, None),
-    (1, None, 500, None, "", "An unknown error occurred", ErrorKind.TRANSIENT, None),
-    (80004, 2446079, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.ACCOUNT),
-    (17, 2446079, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.ACCOUNT),
-    (613, 1487742, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.ACCOUNT),
-    (80000, 2446079, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.INSIGHTS),
-    (4, None, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.APP),
-    (4, 1504022, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.APP),
-    (613, 5044001, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.MUTATIONS),
-    (613, 1487632, 400, None, "", "", ErrorKind.OBJECT_LIMITED, None),
-    (17, 1487632, 400, None, "", "", ErrorKind.OBJECT_LIMITED, None),
-    (17, 1885172, 400, None, "", "", ErrorKind.OBJECT_LIMITED, None),
-    (613, 1487225, 400, None, "", "", ErrorKind.OBJECT_LIMITED, None),
-    (2635, None, 400, None, "", "", ErrorKind.DEPRECATED_VERSION, None),
-    (190, 463, 400, None, "", "", ErrorKind.AUTH, None),
-    (10, None, 400, None, "", "", ErrorKind.PERMISSION, None),
-    (100, 33, 400, None, "", "", ErrorKind.INVALID, None),
-])
+@pytest.mark.parametrize(
+    "code, subcode, http, transient, title, message, kind, scope",
+    [
+        (1, 2853001, 400, False, "profile is not linked to delegate page", "", ErrorKind.INVALID, None),
+        (1, None, 500, None, "", "Please reduce the amount of data you're asking for", ErrorKind.TOO_MUCH_DATA, None),
+        (100, 1504018, 400, None, "", "", ErrorKind.TOO_MUCH_DATA, None),
+        (2, None, 400, True, "Temporary problem", "", ErrorKind.TRANSIENT, None),
+        (1, None, 500, None, "", "An unknown error occurred", ErrorKind.TRANSIENT, None),
+        (80004, 2446079, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.ACCOUNT),
+        (17, 2446079, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.ACCOUNT),
+        (613, 1487742, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.ACCOUNT),
+        (80000, 2446079, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.INSIGHTS),
+        (4, None, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.APP),
+        (4, 1504022, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.APP),
+        (613, 5044001, 400, None, "", "", ErrorKind.RATE_LIMITED, Scope.MUTATIONS),
+        (613, 1487632, 400, None, "", "", ErrorKind.OBJECT_LIMITED, None),
+        (17, 1487632, 400, None, "", "", ErrorKind.OBJECT_LIMITED, None),
+        (17, 1885172, 400, None, "", "", ErrorKind.OBJECT_LIMITED, None),
+        (613, 1487225, 400, None, "", "", ErrorKind.OBJECT_LIMITED, None),
+        (2635, None, 400, None, "", "", ErrorKind.DEPRECATED_VERSION, None),
+        (190, 463, 400, None, "", "", ErrorKind.AUTH, None),
+        (10, None, 400, None, "", "", ErrorKind.PERMISSION, None),
+        (100, 33, 400, None, "", "", ErrorKind.INVALID, None),
+    ],
+)
 def test_each_error_is_classified_as_meta_marks_it(code, subcode, http, transient, title, message, kind, scope) -> None:
     verdict = classify(code, subcode, http, transient, title, message)
     assert (verdict.kind, verdict.scope) == (kind, scope)
@@ -238,13 +248,16 @@ def test_each_error_is_classified_as_meta_marks_it(code, subcode, http, transien
 # --- insights as Meta wants large reads ----------------------------------------------------
 
 
-@pytest.mark.parametrize("params, is_async", [
-    ({"level": "ad", "time_range": json.dumps({"since": "2026-11-01", "until": "2026-11-07"})}, True),
-    ({"level": "ad", "time_range": json.dumps({"since": "2026-11-07", "until": "2026-11-07"})}, False),
-    ({"level": "ad", "date_preset": "today"}, False),
-    ({"level": "ad"}, True),  # Meta's default range is the last 30 days
-    ({"level": "campaign", "date_preset": "last_30d"}, False),
-])
+@pytest.mark.parametrize(
+    "params, is_async",
+    [
+        ({"level": "ad", "time_range": json.dumps({"since": "2026-11-01", "until": "2026-11-07"})}, True),
+        ({"level": "ad", "time_range": json.dumps({"since": "2026-11-07", "until": "2026-11-07"})}, False),
+        ({"level": "ad", "date_preset": "today"}, False),
+        ({"level": "ad"}, True),  # Meta's default range is the last 30 days
+        ({"level": "campaign", "date_preset": "last_30d"}, False),
+    ],
+)
 def test_large_reads_go_through_report_runs(params, is_async: bool) -> None:
     assert wants_async(params) is is_async
 
@@ -253,8 +266,10 @@ def test_a_page_size_is_halved_then_a_range_split_then_given_up() -> None:
     week = {"time_range": json.dumps({"since": "2026-11-01", "until": "2026-11-07"})}
     assert smaller_requests(week, 500) == [(week, 250)]
     halves = smaller_requests(week, 25)
-    assert [json.loads(p["time_range"]) for p, _ in halves] == [{"since": "2026-11-01", "until": "2026-11-04"},
-                                                                {"since": "2026-11-05", "until": "2026-11-07"}]
+    assert [json.loads(p["time_range"]) for p, _ in halves] == [
+        {"since": "2026-11-01", "until": "2026-11-04"},
+        {"since": "2026-11-05", "until": "2026-11-07"},
+    ]
     assert smaller_requests({"time_range": json.dumps({"since": "2026-11-07", "until": "2026-11-07"})}, 25) is None
 
 
@@ -266,8 +281,12 @@ def _report_status(account: str, run_id: str) -> str:
 
 
 def _ad_week(sandbox) -> dict[str, str]:
-    return {"level": "ad", "time_increment": "1", "fields": "ad_id,date_start,spend,impressions",
-            "time_range": json.dumps({"since": "2026-11-20", "until": "2026-11-26"})}
+    return {
+        "level": "ad",
+        "time_increment": "1",
+        "fields": "ad_id,date_start,spend,impressions",
+        "time_range": json.dumps({"since": "2026-11-20", "until": "2026-11-26"}),
+    }
 
 
 def test_a_multi_day_ad_level_read_goes_through_a_report_run(meta_sandbox) -> None:
@@ -312,8 +331,19 @@ def test_a_meta_error_keeps_its_detail_through_pickling() -> None:
     """A Celery task's failure is pickled: the recorded error must still say what Meta said."""
     import pickle
 
-    error = MetaError(ErrorKind.RATE_LIMITED, "too many calls", 80004, 2446079, 400, "trace", None, 60.0,
-                      Scope.ACCOUNT, "Title", "Message")
+    error = MetaError(
+        ErrorKind.RATE_LIMITED,
+        "too many calls",
+        80004,
+        2446079,
+        400,
+        "trace",
+        None,
+        60.0,
+        Scope.ACCOUNT,
+        "Title",
+        "Message",
+    )
 
     copy = pickle.loads(pickle.dumps(error))
 

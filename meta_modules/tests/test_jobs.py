@@ -1,5 +1,6 @@
 """The 17 module jobs: against the Meta sandbox over real HTTP where Meta is involved, on
 hand-made mirror rows with a known answer where it is not."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,23 @@ from controltower.schedules import sync_modules
 from meta_modules import clock, days, jobs
 from meta_modules.graph import GraphClient, WriteRefused
 from meta_modules.models import (
-    Ad, AdAccount, AdSet, AudienceScore, BudgetProposal, Campaign, CampaignDraft, CampaignRoas, CopyVariant,
-    CreativeBrief, CreativeFatigue, CreativeRank, CreativeWinner, DailyInsight, ModuleRun, SpendSnapshot, SpendSpike,
+    Ad,
+    AdAccount,
+    AdSet,
+    AudienceScore,
+    BudgetProposal,
+    Campaign,
+    CampaignDraft,
+    CampaignRoas,
+    CopyVariant,
+    CreativeBrief,
+    CreativeFatigue,
+    CreativeRank,
+    CreativeWinner,
+    DailyInsight,
+    ModuleRun,
+    SpendSnapshot,
+    SpendSpike,
 )
 from meta_modules.registry import MODULES
 from meta_modules.runs import RunContext, execute
@@ -47,7 +63,9 @@ def graph_get(sandbox: Any, path: str, **params: Any) -> Any:
 
 def graph_post(sandbox: Any, path: str, **data: Any) -> Any:
     body = urllib.parse.urlencode({"access_token": "t", **data}).encode()
-    with urllib.request.urlopen(urllib.request.Request(f"{sandbox.url}/v25.0/{path}", data=body), timeout=10) as response:
+    with urllib.request.urlopen(
+        urllib.request.Request(f"{sandbox.url}/v25.0/{path}", data=body), timeout=10
+    ) as response:
         return json.loads(response.read())
 
 
@@ -74,24 +92,52 @@ LOS_ANGELES, ON_UTC, BERLIN = "act_1000000001", "act_1000000002", "act_100000000
 
 def make_campaign(cid: str, account: str = "act_1", budget: int | None = 10_000, status: str = "ACTIVE") -> Campaign:
     AdAccount.objects.get_or_create(id=account)
-    return Campaign.objects.create(id=cid, account_id=account, name=f"Campaign {cid}", status=status,
-                                   effective_status=status, daily_budget_cents=budget)
+    return Campaign.objects.create(
+        id=cid,
+        account_id=account,
+        name=f"Campaign {cid}",
+        status=status,
+        effective_status=status,
+        daily_budget_cents=budget,
+    )
 
 
 def make_adset(sid: str, campaign: Campaign) -> AdSet:
-    return AdSet.objects.create(id=sid, account_id=campaign.account_id, campaign=campaign, name=f"Ad set {sid}",
-                                status="ACTIVE", effective_status="ACTIVE")
+    return AdSet.objects.create(
+        id=sid,
+        account_id=campaign.account_id,
+        campaign=campaign,
+        name=f"Ad set {sid}",
+        status="ACTIVE",
+        effective_status="ACTIVE",
+    )
 
 
 def make_ad(aid: str, adset: AdSet, creative: dict | None = None) -> Ad:
-    return Ad.objects.create(id=aid, account_id=adset.account_id, campaign_id=adset.campaign_id, adset=adset,
-                             name=f"Ad {aid}", status="ACTIVE", effective_status="ACTIVE", creative=creative or {})
+    return Ad.objects.create(
+        id=aid,
+        account_id=adset.account_id,
+        campaign_id=adset.campaign_id,
+        adset=adset,
+        name=f"Ad {aid}",
+        status="ACTIVE",
+        effective_status="ACTIVE",
+        creative=creative or {},
+    )
 
 
-def make_insight(ad: Ad, day: date, impressions: int = 0, clicks: int = 0, spend: str = "0", purchases: int = 0,
-                 value: str = "0") -> DailyInsight:
-    return DailyInsight.objects.create(ad=ad, date=day, impressions=impressions, clicks=clicks, spend=Decimal(spend),
-                                       purchases=purchases, purchase_value=Decimal(value))
+def make_insight(
+    ad: Ad, day: date, impressions: int = 0, clicks: int = 0, spend: str = "0", purchases: int = 0, value: str = "0"
+) -> DailyInsight:
+    return DailyInsight.objects.create(
+        ad=ad,
+        date=day,
+        impressions=impressions,
+        clicks=clicks,
+        spend=Decimal(spend),
+        purchases=purchases,
+        purchase_value=Decimal(value),
+    )
 
 
 def one_ad(prefix: str, account: str = "act_1", budget: int | None = 10_000) -> Ad:
@@ -144,14 +190,20 @@ def test_sync_mirrors_the_sandbox_and_a_second_sync_changes_nothing(meta_sandbox
 
 def test_the_sync_stores_each_accounts_time_zone_and_currency(meta_sandbox, tower_clock) -> None:
     move_clocks(meta_sandbox, tower_clock, datetime(2024, 1, 15, 12, tzinfo=UTC))
-    meta_sandbox.reset(accounts=3, campaigns_per_account=1, timezones=["America/Los_Angeles", "Asia/Kolkata", "UTC"],
-                       currencies=["USD", "JPY", "EUR"])
+    meta_sandbox.reset(
+        accounts=3,
+        campaigns_per_account=1,
+        timezones=["America/Los_Angeles", "Asia/Kolkata", "UTC"],
+        currencies=["USD", "JPY", "EUR"],
+    )
 
     run = run_of(jobs.sync_campaigns)
 
     assert list(AdAccount.objects.values_list("pk", "timezone_name", "timezone_offset_hours_utc", "currency")) == [
-        (LOS_ANGELES, "America/Los_Angeles", -8.0, "USD"), (ON_UTC, "Asia/Kolkata", 5.5, "JPY"),
-        (BERLIN, "UTC", 0.0, "EUR")]
+        (LOS_ANGELES, "America/Los_Angeles", -8.0, "USD"),
+        (ON_UTC, "Asia/Kolkata", 5.5, "JPY"),
+        (BERLIN, "UTC", 0.0, "EUR"),
+    ]
     assert run.summary["unknown_time_zones"] == 0
     campaign = Campaign.objects.get(account_id=LOS_ANGELES)
     meta_created = graph_get(meta_sandbox, campaign.pk, fields="created_time")["created_time"]
@@ -220,17 +272,28 @@ def test_insights_land_on_each_accounts_local_days_and_equal_the_sandbox_numbers
         assert (min(dates), max(dates)) == (today - timedelta(days=6), today), account
     # Los Angeles' 23-hour day: the tower's row is Meta's row for that local day.
     insight = DailyInsight.objects.filter(ad__account_id=LOS_ANGELES, date=date(2024, 3, 10), purchases__gt=0).first()
-    [truth] = graph_get(meta_sandbox, f"{insight.ad_id}/insights", fields="impressions,clicks,spend,actions,action_values",
-                        time_range=json.dumps({"since": "2024-03-10", "until": "2024-03-10"}))["data"]
+    [truth] = graph_get(
+        meta_sandbox,
+        f"{insight.ad_id}/insights",
+        fields="impressions,clicks,spend,actions,action_values",
+        time_range=json.dumps({"since": "2024-03-10", "until": "2024-03-10"}),
+    )["data"]
     purchases = {a["action_type"]: a["value"] for a in truth["actions"]}["omni_purchase"]
     value = {a["action_type"]: a["value"] for a in truth["action_values"]}["omni_purchase"]
     assert (insight.impressions, insight.clicks, insight.spend, insight.purchases, insight.purchase_value) == (
-        int(truth["impressions"]), int(truth["clicks"]), Decimal(truth["spend"]), int(purchases), Decimal(value))
+        int(truth["impressions"]),
+        int(truth["clicks"]),
+        Decimal(truth["spend"]),
+        int(purchases),
+        Decimal(value),
+    )
 
     again = run_of(jobs.collect_insights)
     assert DailyInsight.objects.count() == run.summary["rows"]
-    todays = DailyInsight.objects.filter(Q(ad__account_id=LOS_ANGELES, date=date(2024, 3, 11))
-                                         | Q(ad__account_id__in=[ON_UTC, BERLIN], date=date(2024, 3, 12)))
+    todays = DailyInsight.objects.filter(
+        Q(ad__account_id=LOS_ANGELES, date=date(2024, 3, 11))
+        | Q(ad__account_id__in=[ON_UTC, BERLIN], date=date(2024, 3, 12))
+    )
     assert again.summary["written"] <= todays.count()  # only each account's today moves
 
 
@@ -259,8 +322,14 @@ def test_roas_is_the_sum_of_values_over_the_sum_of_spend() -> None:
 
 def set_roas(campaign_id: str, roas: str) -> None:
     today = local_today(Campaign.objects.get(pk=campaign_id).account_id)
-    CampaignRoas.objects.create(campaign_id=campaign_id, window_start=today - timedelta(days=6), window_end=today,
-                                spend=Decimal("100"), purchase_value=Decimal("100") * Decimal(roas), roas=Decimal(roas))
+    CampaignRoas.objects.create(
+        campaign_id=campaign_id,
+        window_start=today - timedelta(days=6),
+        window_end=today,
+        spend=Decimal("100"),
+        purchase_value=Decimal("100") * Decimal(roas),
+        roas=Decimal(roas),
+    )
 
 
 def test_proposals_follow_roas_against_the_target(settings) -> None:
@@ -317,14 +386,25 @@ def test_approved_proposals_are_applied_on_meta_and_big_ones_wait(meta_sandbox, 
     assert after[big.pk] == before[big.pk]
     assert BudgetProposal.objects.get(campaign=big).status == BudgetProposal.Status.PROPOSED
     applied = BudgetProposal.objects.get(campaign=up)
-    assert applied.status == BudgetProposal.Status.APPLIED and applied.applied_at and applied.applied_budget_cents == after[up.pk]
+    assert (
+        applied.status == BudgetProposal.Status.APPLIED
+        and applied.applied_at
+        and applied.applied_budget_cents == after[up.pk]
+    )
     assert Campaign.objects.get(pk=up.pk).daily_budget_cents == after[up.pk]
     assert run.summary == {"applied": 2, "clamped": 0, "rejected": 0, "failed": 0, "deferred": 0}
 
 
-def propose(campaign: Campaign, proposed: int, status: str = BudgetProposal.Status.APPROVED, **fields: Any) -> BudgetProposal:
-    return BudgetProposal.objects.create(campaign=campaign, current_budget_cents=campaign.daily_budget_cents,
-                                         proposed_budget_cents=proposed, status=status, **fields)
+def propose(
+    campaign: Campaign, proposed: int, status: str = BudgetProposal.Status.APPROVED, **fields: Any
+) -> BudgetProposal:
+    return BudgetProposal.objects.create(
+        campaign=campaign,
+        current_budget_cents=campaign.daily_budget_cents,
+        proposed_budget_cents=proposed,
+        status=status,
+        **fields,
+    )
 
 
 def test_guardrails_clamp_defer_and_decline(meta_sandbox, settings) -> None:
@@ -335,12 +415,19 @@ def test_guardrails_clamp_defer_and_decline(meta_sandbox, settings) -> None:
     settings.BUDGET_FLOOR_CENTS = low.daily_budget_cents - 100
     propose(high, high.daily_budget_cents * 2)
     propose(low, low.daily_budget_cents // 2)
-    propose(recent, recent.daily_budget_cents + 500, status=BudgetProposal.Status.APPLIED,
-            applied_at=timezone.now() - timedelta(minutes=10))
+    propose(
+        recent,
+        recent.daily_budget_cents + 500,
+        status=BudgetProposal.Status.APPLIED,
+        applied_at=timezone.now() - timedelta(minutes=10),
+    )
     waiting = propose(recent, recent.daily_budget_cents + 1000)
-    outdated = BudgetProposal.objects.create(campaign=stale, current_budget_cents=stale.daily_budget_cents + 1,
-                                             proposed_budget_cents=stale.daily_budget_cents * 2,
-                                             status=BudgetProposal.Status.APPROVED)
+    outdated = BudgetProposal.objects.create(
+        campaign=stale,
+        current_budget_cents=stale.daily_budget_cents + 1,
+        proposed_budget_cents=stale.daily_budget_cents * 2,
+        status=BudgetProposal.Status.APPROVED,
+    )
     Campaign.objects.filter(pk=floored.pk).update(daily_budget_cents=settings.BUDGET_FLOOR_CENTS - 50)
     floored.refresh_from_db()
     below_floor = propose(floored, floored.daily_budget_cents - 100)
@@ -406,10 +493,16 @@ def test_a_queued_draft_becomes_a_paused_campaign_then_active_at_publish_time(me
     meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 1})
     run_of(jobs.sync_campaigns)
     account = AdAccount.objects.get()
-    draft = CampaignDraft.objects.create(account=account, name="Winter launch", daily_budget_cents=5_000,
-                                         publish_at=timezone.now() + timedelta(hours=1), created_by="alice")
-    broken = CampaignDraft.objects.create(account=account, name="Bad objective", objective="OUTCOME_NONSENSE",
-                                          daily_budget_cents=5_000)
+    draft = CampaignDraft.objects.create(
+        account=account,
+        name="Winter launch",
+        daily_budget_cents=5_000,
+        publish_at=timezone.now() + timedelta(hours=1),
+        created_by="alice",
+    )
+    broken = CampaignDraft.objects.create(
+        account=account, name="Bad objective", objective="OUTCOME_NONSENSE", daily_budget_cents=5_000
+    )
 
     run = run_of(jobs.orchestrate_drafts)
 
@@ -458,17 +551,21 @@ def test_a_spend_spike_on_meta_flags_that_campaign_only(meta_sandbox, settings) 
     assert spike.spend_today == latest.spend_today
 
 
-@pytest.mark.parametrize(("zone", "now", "hours", "baseline_hours"), [
-    ("UTC", datetime(2024, 3, 12, 10, tzinfo=UTC), 10, 168),
-    # 04:00 on 12 March in Kolkata (+05:30) while it is still 11 March in UTC.
-    ("Asia/Kolkata", datetime(2024, 3, 11, 22, 30, tzinfo=UTC), 4, 168),
-    # 19:00 PDT on 10 March, Los Angeles' 23-hour day: 18 hours have passed since its midnight.
-    ("America/Los_Angeles", datetime(2024, 3, 11, 2, tzinfo=UTC), 18, 168),
-    # 21:00 PDT on 11 March: its baseline of 4–10 March holds the 23-hour day.
-    ("America/Los_Angeles", datetime(2024, 3, 12, 4, tzinfo=UTC), 21, 167),
-])
-def test_spikes_from_hand_made_figures_in_the_accounts_local_day(settings, tower_clock, zone: str, now: datetime,
-                                                                 hours: int, baseline_hours: int) -> None:
+@pytest.mark.parametrize(
+    ("zone", "now", "hours", "baseline_hours"),
+    [
+        ("UTC", datetime(2024, 3, 12, 10, tzinfo=UTC), 10, 168),
+        # 04:00 on 12 March in Kolkata (+05:30) while it is still 11 March in UTC.
+        ("Asia/Kolkata", datetime(2024, 3, 11, 22, 30, tzinfo=UTC), 4, 168),
+        # 19:00 PDT on 10 March, Los Angeles' 23-hour day: 18 hours have passed since its midnight.
+        ("America/Los_Angeles", datetime(2024, 3, 11, 2, tzinfo=UTC), 18, 168),
+        # 21:00 PDT on 11 March: its baseline of 4–10 March holds the 23-hour day.
+        ("America/Los_Angeles", datetime(2024, 3, 12, 4, tzinfo=UTC), 21, 167),
+    ],
+)
+def test_spikes_from_hand_made_figures_in_the_accounts_local_day(
+    settings, tower_clock, zone: str, now: datetime, hours: int, baseline_hours: int
+) -> None:
     settings.SPIKE_REQUESTS_EMERGENCY_STOP = True
     tower_clock(now)
     AdAccount.objects.create(id="act_1", timezone_name=zone)
@@ -477,7 +574,9 @@ def test_spikes_from_hand_made_figures_in_the_accounts_local_day(settings, tower
         ad = one_ad(prefix)
         for n in range(1, 8):
             make_insight(ad, days_ago(n), spend="24.00")  # 1.00 an hour on a 24-hour day
-        SpendSnapshot.objects.create(campaign_id=f"{prefix}c", taken_at=now, day=today, spend_today=Decimal(rate) * hours)
+        SpendSnapshot.objects.create(
+            campaign_id=f"{prefix}c", taken_at=now, day=today, spend_today=Decimal(rate) * hours
+        )
     # Yesterday's local day ended fast, but it is over: only today's snapshot counts.
     SpendSnapshot.objects.filter(campaign_id="stalec").update(day=today - timedelta(days=1))
     settings.SPIKE_MIN_SPEND = 3.6 * hours  # "small" is fast enough but not enough money
@@ -627,8 +726,12 @@ def test_the_full_cycle_runs_its_steps_inside_one_run(meta_sandbox) -> None:
     run = run_of(jobs.run_full_cycle)
 
     assert run.outcome == ModuleRun.Outcome.SUCCESS
-    assert [s["step"] for s in run.summary["steps"]] == ["sync_campaigns", "collect_insights", "compute_roas",
-                                                        "propose_budget_changes"]
+    assert [s["step"] for s in run.summary["steps"]] == [
+        "sync_campaigns",
+        "collect_insights",
+        "compute_roas",
+        "propose_budget_changes",
+    ]
     assert run.api_calls > 0 and CampaignRoas.objects.exists()
     assert not ModuleRun.objects.filter(module__code__in=("10.2", "10.4", "10.5", "10.6")).exists()
 
@@ -647,10 +750,31 @@ def test_the_full_cycle_stops_at_the_first_failing_step(meta_sandbox) -> None:
 
 def test_all_17_jobs_succeed_against_the_sandbox_in_dependency_order(meta_sandbox) -> None:
     run_of(jobs.sync_campaigns)
-    CampaignDraft.objects.create(account=AdAccount.objects.first(), name="Launch", daily_budget_cents=5_000,
-                                 publish_at=timezone.now() - timedelta(minutes=1))
-    order = ["10.2", "10.4", "10.14", "10.1", "10.3", "10.5", "10.6", "10.7", "10.8", "10.9", "10.10", "10.11",
-             "10.12", "10.13", "10.15", "10.16", "10.17"]
+    CampaignDraft.objects.create(
+        account=AdAccount.objects.first(),
+        name="Launch",
+        daily_budget_cents=5_000,
+        publish_at=timezone.now() - timedelta(minutes=1),
+    )
+    order = [
+        "10.2",
+        "10.4",
+        "10.14",
+        "10.1",
+        "10.3",
+        "10.5",
+        "10.6",
+        "10.7",
+        "10.8",
+        "10.9",
+        "10.10",
+        "10.11",
+        "10.12",
+        "10.13",
+        "10.15",
+        "10.16",
+        "10.17",
+    ]
     assert sorted(order) == sorted(spec.code for spec in MODULES)
     tasks = {spec.code: getattr(jobs, spec.task.rsplit(".", 1)[1]) for spec in MODULES}
 
@@ -674,14 +798,23 @@ def accounts_in_three_zones(numbers: range, today_at: datetime) -> None:
             ad = one_ad(account.pk, account=account.pk)
             for back in range(14):
                 make_insight(ad, days_ago(back, account.pk), impressions=1_000, clicks=10, spend="24.00", purchases=1)
-            SpendSnapshot.objects.create(campaign=ad.campaign, taken_at=today_at, day=local_today(account.pk),
-                                         spend_today=Decimal("90.00"))
+            SpendSnapshot.objects.create(
+                campaign=ad.campaign, taken_at=today_at, day=local_today(account.pk), spend_today=Decimal("90.00")
+            )
 
 
 def test_the_day_based_jobs_make_as_many_queries_for_nine_accounts_as_for_three(tower_clock) -> None:
     tower_clock(datetime(2024, 3, 12, 3, tzinfo=UTC))  # two local todays: 11 March in Los Angeles, 12 elsewhere
-    day_based = (jobs.check_data_layer, jobs.compute_roas, jobs.detect_spend_spikes, jobs.generate_copy_variants,
-                 jobs.score_audiences, jobs.rank_creatives, jobs.detect_creative_fatigue, jobs.select_winners)
+    day_based = (
+        jobs.check_data_layer,
+        jobs.compute_roas,
+        jobs.detect_spend_spikes,
+        jobs.generate_copy_variants,
+        jobs.score_audiences,
+        jobs.rank_creatives,
+        jobs.detect_creative_fatigue,
+        jobs.select_winners,
+    )
 
     def queries() -> list[int]:
         counts = []

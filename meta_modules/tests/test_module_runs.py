@@ -1,4 +1,5 @@
 """@module_job: every execution by a real Celery worker is recorded in ModuleRun."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -61,7 +62,9 @@ def test_it_skips_and_does_nothing_while_halted(celery_worker_process, tmp_path:
 
 def test_it_skips_a_module_an_operator_stopped(celery_worker_process, tmp_path: Path) -> None:
     sync_modules()
-    MetaModule.objects.filter(code="10.4").update(desired_state=MetaModule.DesiredState.STOPPED, desired_state_by="alice")
+    MetaModule.objects.filter(code="10.4").update(
+        desired_state=MetaModule.DesiredState.STOPPED, desired_state_by="alice"
+    )
     marker = tmp_path / "job-ran"
     worker_jobs.marker_job.delay("10.4", str(marker))
 

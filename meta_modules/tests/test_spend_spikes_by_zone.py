@@ -1,6 +1,7 @@
 """Spend spikes over a whole day in three time zones, end to end over HTTP: the sandbox reports in
 each account's zone, and 10.2 → 10.4 → 10.14 → 10.9 run as scheduled at every hour, with the
 tower's clock and the sandbox's moved together."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -35,7 +36,8 @@ def at(sandbox: Any, tower_clock: Any, now: datetime) -> None:
 
 
 def test_steady_spend_is_never_a_spike_and_a_3x_spike_is_caught_at_every_hour_in_every_zone(
-        meta_sandbox, tower_clock, settings) -> None:
+    meta_sandbox, tower_clock, settings
+) -> None:
     sync_modules()
     settings.INSIGHTS_LOOKBACK_DAYS = 8  # today and the 7 days of the baseline
     # A steady campaign's daily spend is 60–100 % of its budget, so today's rate over the week's
@@ -44,8 +46,16 @@ def test_steady_spend_is_never_a_spike_and_a_3x_spike_is_caught_at_every_hour_in
     settings.SPIKE_MIN_SPEND = float(MIN_SPEND)
     at(meta_sandbox, tower_clock, DAY)
     # Seed 1: every campaign's one ad is ACTIVE (about 15 % of seeded ads are PAUSED).
-    meta_sandbox.reset(accounts=3, statuses={"ACTIVE": 3}, adsets_per_campaign=1, ads_per_adset=1, history_days=9,
-                       timezones=list(ZONES), delivery_issues=[], seed=1)
+    meta_sandbox.reset(
+        accounts=3,
+        statuses={"ACTIVE": 3},
+        adsets_per_campaign=1,
+        ads_per_adset=1,
+        history_days=9,
+        timezones=list(ZONES),
+        delivery_issues=[],
+        seed=1,
+    )
     zones = {f"act_100000000{n}": ZoneInfo(zone) for n, zone in enumerate(ZONES, start=1)}
     targets: dict[str, str] = {}
     caught: Counter[str] = Counter()
@@ -84,5 +94,8 @@ def test_steady_spend_is_never_a_spike_and_a_3x_spike_is_caught_at_every_hour_in
 
     assert all(caught[account] >= 20 for account in zones), caught
     local_days = set(SpendSpike.objects.values_list("campaign__account_id", "day"))
-    assert local_days == {(account, (DAY + timedelta(hours=h, minutes=25)).astimezone(zones[account]).date())
-                          for account in zones for h in range(24)}
+    assert local_days == {
+        (account, (DAY + timedelta(hours=h, minutes=25)).astimezone(zones[account]).date())
+        for account in zones
+        for h in range(24)
+    }

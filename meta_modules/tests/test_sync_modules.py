@@ -1,4 +1,5 @@
 """`manage.py sync_modules`: 17 modules with their periodic tasks, idempotent, respectful of operators."""
+
 from __future__ import annotations
 
 import pytest
@@ -70,7 +71,9 @@ def test_new_modules_first_run_soon_and_one_after_another(settings) -> None:
 
     call_command("sync_modules")
 
-    tasks = [MetaModule.objects.select_related("periodic_task__interval").get(code=s.code).periodic_task for s in MODULES]
+    tasks = [
+        MetaModule.objects.select_related("periodic_task__interval").get(code=s.code).periodic_task for s in MODULES
+    ]
     due = [t.last_run_at + timedelta(seconds=t.interval.every) for t in tasks]
     now = timezone.now()
     assert all(now < d <= now + timedelta(seconds=settings.START_STAGGER_SECONDS * 17 + 1) for d in due)

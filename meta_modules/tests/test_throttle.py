@@ -1,5 +1,6 @@
 """Rate limits learnt from what Meta reports: the header rules (pure), the budget that follows
 Meta down as well as up, and blocks that every process sees (two processes, one cache)."""
+
 from __future__ import annotations
 
 import json
@@ -22,10 +23,22 @@ def _buc(*entries: dict, key: str = "1000000001") -> dict[str, str]:
     return {"X-Business-Use-Case-Usage": json.dumps({key: list(entries)})}
 
 
-def _entry(type_: str = "ads_management", calls: float = 0, cpu: float = 0, time_: float = 0, regain: float = 0,
-           tier: str = "standard_access") -> dict:
-    return {"type": type_, "call_count": calls, "total_cputime": cpu, "total_time": time_,
-            "estimated_time_to_regain_access": regain, "ads_api_access_tier": tier}
+def _entry(
+    type_: str = "ads_management",
+    calls: float = 0,
+    cpu: float = 0,
+    time_: float = 0,
+    regain: float = 0,
+    tier: str = "standard_access",
+) -> dict:
+    return {
+        "type": type_,
+        "call_count": calls,
+        "total_cputime": cpu,
+        "total_time": time_,
+        "estimated_time_to_regain_access": regain,
+        "ads_api_access_tier": tier,
+    }
 
 
 # --- what the headers say ------------------------------------------------------------------
@@ -39,16 +52,17 @@ def test_utilisation_is_the_highest_of_the_three_buc_percentages_of_the_scope() 
 
 
 def test_buc_entries_of_the_account_win_over_other_business_objects() -> None:
-    headers = {"x-business-use-case-usage": json.dumps({"1000000001": [_entry(calls=10)],
-                                                        "999": [_entry(calls=99)]})}
+    headers = {"x-business-use-case-usage": json.dumps({"1000000001": [_entry(calls=10)], "999": [_entry(calls=99)]})}
 
     assert parse_usage(headers, ACCOUNT).util_pct == 10
     assert parse_usage(headers, "act_555").util_pct == 99  # no entry of its own: the business's are all there is
 
 
 def test_regain_is_in_minutes_and_a_block_lasts_the_longer_of_the_two_figures() -> None:
-    headers = {**_buc(_entry(calls=100, regain=3)),
-               "X-Ad-Account-Usage": json.dumps({"acc_id_util_pct": 100, "reset_time_duration": 20})}
+    headers = {
+        **_buc(_entry(calls=100, regain=3)),
+        "X-Ad-Account-Usage": json.dumps({"acc_id_util_pct": 100, "reset_time_duration": 20}),
+    }
 
     usage = parse_usage(headers, ACCOUNT)
 
@@ -59,16 +73,28 @@ def test_regain_is_in_minutes_and_a_block_lasts_the_longer_of_the_two_figures() 
 
 
 def test_the_insights_throttle_header_counts_for_insights_only() -> None:
-    headers = {"X-FB-Ads-Insights-Throttle": json.dumps({"app_id_util_pct": 20, "acc_id_util_pct": 91,
-                                                         "ads_api_access_tier": "development_access"})}
+    headers = {
+        "X-FB-Ads-Insights-Throttle": json.dumps(
+            {"app_id_util_pct": 20, "acc_id_util_pct": 91, "ads_api_access_tier": "development_access"}
+        )
+    }
 
-    assert parse_usage(headers, ACCOUNT, Scope.INSIGHTS) == Usage(util_pct=91, tier="development_access",
-                                                                  app_util_pct=20)
+    assert parse_usage(headers, ACCOUNT, Scope.INSIGHTS) == Usage(
+        util_pct=91, tier="development_access", app_util_pct=20
+    )
     assert parse_usage(headers, ACCOUNT).util_pct is None
 
 
-@pytest.mark.parametrize("headers", [{"X-Business-Use-Case-Usage": "<html>"}, {"X-Ad-Account-Usage": "[1]"},
-                                     {"X-Business-Use-Case-Usage": json.dumps({"1": "x"})}, None, []])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Business-Use-Case-Usage": "<html>"},
+        {"X-Ad-Account-Usage": "[1]"},
+        {"X-Business-Use-Case-Usage": json.dumps({"1": "x"})},
+        None,
+        [],
+    ],
+)
 def test_unreadable_usage_headers_say_nothing(headers) -> None:
     assert parse_usage(headers, ACCOUNT) == Usage()
 
@@ -173,8 +199,9 @@ def test_a_block_learnt_by_one_process_stops_every_other_process_calling(meta_sa
         f"try: GraphClient(graph_url={meta_sandbox.url!r}, max_wait=0).get({account!r}, {{'fields': 'id'}}, {account!r})\n"
         "except MetaError as e: print(e.kind, e.scope)\n"
     )
-    learnt = subprocess.run([sys.executable, "-c", other_process], env=child_env(), capture_output=True, text=True,
-                            timeout=60)
+    learnt = subprocess.run(
+        [sys.executable, "-c", other_process], env=child_env(), capture_output=True, text=True, timeout=60
+    )
     assert learnt.stdout.strip() == "rate_limited ads_management", learnt.stderr
     requests_before = meta_sandbox.state()["counters"]["requests"]
 

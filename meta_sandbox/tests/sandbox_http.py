@@ -13,7 +13,11 @@ TOKEN = "sandbox-token"
 
 
 def graph_get(
-    sandbox: RunningSandbox, path: str, version: str = "v25.0", token: str | None = TOKEN, **params: Any,
+    sandbox: RunningSandbox,
+    path: str,
+    version: str = "v25.0",
+    token: str | None = TOKEN,
+    **params: Any,
 ) -> requests.Response:
     """GET ``/{version}/{path}`` with ``params`` as the query; ``token=None`` sends no access token."""
     return requests.get(f"{sandbox.url}/{version}/{path}", params={"access_token": token, **params}, timeout=10)

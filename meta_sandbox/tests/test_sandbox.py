@@ -83,8 +83,9 @@ def test_unfiltered_edge_hides_archived_and_deleted(sandbox: RunningSandbox) -> 
     assert {c["status"] for c in listed} == {"ACTIVE", "PAUSED"}
     only_archived = graph_get(sandbox, f"{ACT}/campaigns", effective_status='["ARCHIVED"]', limit=500).json()["data"]
     assert archived in {c["id"] for c in only_archived}
-    with_deleted = graph_get(
-        sandbox, f"{ACT}/campaigns", effective_status='["DELETED","PAUSED"]', limit=500).json()["data"]
+    with_deleted = graph_get(sandbox, f"{ACT}/campaigns", effective_status='["DELETED","PAUSED"]', limit=500).json()[
+        "data"
+    ]
     assert deleted not in {c["id"] for c in with_deleted}
     assert graph_get(sandbox, deleted, fields="status").json() == {"status": "DELETED", "id": deleted}
     filtering = '[{"field":"effective_status","operator":"IN","value":["ARCHIVED"]}]'
@@ -92,8 +93,13 @@ def test_unfiltered_edge_hides_archived_and_deleted(sandbox: RunningSandbox) -> 
 
 
 def test_paging_wire_format(sandbox: RunningSandbox) -> None:
-    first = graph_get(sandbox, f"{ACT}/campaigns", limit=25, summary="true",
-                      effective_status='["ACTIVE","PAUSED","IN_PROCESS","WITH_ISSUES"]')
+    first = graph_get(
+        sandbox,
+        f"{ACT}/campaigns",
+        limit=25,
+        summary="true",
+        effective_status='["ACTIVE","PAUSED","IN_PROCESS","WITH_ISSUES"]',
+    )
     body = first.json()
     assert len(body["data"]) == 25 and body["data"][0] == {"id": body["data"][0]["id"]}
     assert set(body["paging"]["cursors"]) == {"before", "after"}
@@ -127,7 +133,7 @@ def test_sdk_batches_report_exactly_the_campaigns_left_active() -> None:
         failed: dict[str, FacebookRequestError] = {}
         for start in range(0, len(targets), 50):
             batch = api.new_batch()
-            for campaign_id in targets[start:start + 50]:
+            for campaign_id in targets[start : start + 50]:
                 Campaign(campaign_id, api=api).api_update(
                     params={"status": "PAUSED"},
                     batch=batch,
@@ -148,8 +154,20 @@ def test_sdk_batches_report_exactly_the_campaigns_left_active() -> None:
 
 def test_sdk_insights_are_strings_and_roas_is_a_ratio_of_sums(sandbox: RunningSandbox) -> None:
     campaign = Campaign(campaign_ids(sandbox, "ACTIVE")[0], api=sdk_api(sandbox.url))
-    fields = ["campaign_id", "spend", "impressions", "clicks", "ctr", "cpc", "reach", "actions",
-              "action_values", "purchase_roas", "date_start", "date_stop"]
+    fields = [
+        "campaign_id",
+        "spend",
+        "impressions",
+        "clicks",
+        "ctr",
+        "cpc",
+        "reach",
+        "actions",
+        "action_values",
+        "purchase_roas",
+        "date_start",
+        "date_stop",
+    ]
     [total] = campaign.get_insights(fields=fields, params={"date_preset": "last_7d"})
     days = list(campaign.get_insights(fields=fields, params={"date_preset": "last_7d", "time_increment": 1}))
 
@@ -184,7 +202,12 @@ def test_insights_levels_are_exact_sums_of_ads(sandbox: RunningSandbox) -> None:
 
 def test_ads_differ_and_some_creatives_fatigue(sandbox: RunningSandbox) -> None:
     rows = graph_get(
-        sandbox, f"{ACT}/insights", level="ad", fields="ad_id,ctr", date_preset="last_14d", time_increment=1,
+        sandbox,
+        f"{ACT}/insights",
+        level="ad",
+        fields="ad_id,ctr",
+        date_preset="last_14d",
+        time_increment=1,
         limit=5000,
     ).json()["data"]
     by_ad: dict[str, list[float]] = {}
@@ -267,17 +290,37 @@ def test_bad_requests_get_meta_errors(sandbox: RunningSandbox) -> None:
 
 
 def test_create_campaign_adset_and_ad(sandbox: RunningSandbox) -> None:
-    campaign = graph_post(sandbox, f"{ACT}/campaigns", name="Launch", objective="OUTCOME_SALES", status="PAUSED",
-                          daily_budget="5000", special_ad_categories="[]").json()
-    adset = graph_post(sandbox, f"{ACT}/adsets", name="Launch / US", campaign_id=campaign["id"], daily_budget="5000",
-                       targeting=json.dumps({"geo_locations": {"countries": ["US"]}})).json()
-    ad = graph_post(sandbox, f"{ACT}/ads", name="Launch ad", adset_id=adset["id"],
-                    creative=json.dumps({"title": "Hi", "body": "Buy", "call_to_action_type": "SHOP_NOW"})).json()
+    campaign = graph_post(
+        sandbox,
+        f"{ACT}/campaigns",
+        name="Launch",
+        objective="OUTCOME_SALES",
+        status="PAUSED",
+        daily_budget="5000",
+        special_ad_categories="[]",
+    ).json()
+    adset = graph_post(
+        sandbox,
+        f"{ACT}/adsets",
+        name="Launch / US",
+        campaign_id=campaign["id"],
+        daily_budget="5000",
+        targeting=json.dumps({"geo_locations": {"countries": ["US"]}}),
+    ).json()
+    ad = graph_post(
+        sandbox,
+        f"{ACT}/ads",
+        name="Launch ad",
+        adset_id=adset["id"],
+        creative=json.dumps({"title": "Hi", "body": "Buy", "call_to_action_type": "SHOP_NOW"}),
+    ).json()
     fetched = graph_get(sandbox, ad["id"], fields="campaign_id,adset_id,effective_status,creative").json()
     assert fetched["campaign_id"] == campaign["id"] and fetched["adset_id"] == adset["id"]
     assert fetched["effective_status"] == "CAMPAIGN_PAUSED" and fetched["creative"]["title"] == "Hi"
     assert graph_get(sandbox, campaign["id"], fields="daily_budget,special_ad_categories").json() == {
-        "daily_budget": "5000", "special_ad_categories": [], "id": campaign["id"],
+        "daily_budget": "5000",
+        "special_ad_categories": [],
+        "id": campaign["id"],
     }
     orphan = graph_post(sandbox, f"{ACT}/ads", name="x", adset_id="1", creative='{"creative_id": "1"}')
     assert error_of(orphan)["code"] == 100
@@ -329,8 +372,13 @@ def test_unscored_calls_and_standard_headers(sandbox: RunningSandbox) -> None:
     assert me.json() == {"id": "100000000000001", "name": "Sandbox User"}
     assert "X-Ad-Account-Usage" not in me.headers
     accounts = graph_get(sandbox, "me/adaccounts", fields="id,account_id,currency,account_status,timezone_name").json()
-    assert accounts["data"][0] == {"id": ACT, "account_id": "1000000001", "currency": "USD",
-                                   "account_status": 1, "timezone_name": "America/Los_Angeles"}
+    assert accounts["data"][0] == {
+        "id": ACT,
+        "account_id": "1000000001",
+        "currency": "USD",
+        "account_status": 1,
+        "timezone_name": "America/Los_Angeles",
+    }
     read = graph_get(sandbox, f"{ACT}/campaigns")
     assert json.loads(read.headers["X-Ad-Account-Usage"])["ads_api_access_tier"] == "standard_access"
     assert set(json.loads(read.headers["X-App-Usage"])) == {"call_count", "total_time", "total_cputime"}
@@ -342,12 +390,15 @@ def test_unscored_calls_and_standard_headers(sandbox: RunningSandbox) -> None:
 def test_batch_wire_format_and_per_item_errors(sandbox: RunningSandbox) -> None:
     active = campaign_ids(sandbox, "ACTIVE")[0]
     archived = campaign_ids(sandbox, "ARCHIVED")[0]
-    response = graph_batch(sandbox, [
-        {"method": "POST", "relative_url": f"{active}/", "body": "status=PAUSED"},
-        {"method": "POST", "relative_url": f"v25.0/{archived}", "body": "status=ACTIVE"},
-        {"method": "GET", "relative_url": "1202199999999999?fields=id"},
-        {"method": "GET", "relative_url": f"/v25.0/{ACT}/campaigns?fields=status&limit=2"},
-    ])
+    response = graph_batch(
+        sandbox,
+        [
+            {"method": "POST", "relative_url": f"{active}/", "body": "status=PAUSED"},
+            {"method": "POST", "relative_url": f"v25.0/{archived}", "body": "status=ACTIVE"},
+            {"method": "GET", "relative_url": "1202199999999999?fields=id"},
+            {"method": "GET", "relative_url": f"/v25.0/{ACT}/campaigns?fields=status&limit=2"},
+        ],
+    )
     assert response.status_code == 200
     items = response.json()
     assert [item["code"] for item in items] == [200, 400, 400, 200]
@@ -358,8 +409,10 @@ def test_batch_wire_format_and_per_item_errors(sandbox: RunningSandbox) -> None:
     assert json.loads(items[2]["body"])["error"]["error_subcode"] == 33
     assert len(json.loads(items[3]["body"])["data"]) == 2
     assert truth(sandbox, active)["status"] == "PAUSED" and truth(sandbox, archived)["status"] == "ARCHIVED"
-    assert "headers" not in graph_batch(sandbox, items=[{"method": "GET", "relative_url": ACT}],
-                                        include_headers="false").json()[0]
+    assert (
+        "headers"
+        not in graph_batch(sandbox, items=[{"method": "GET", "relative_url": ACT}], include_headers="false").json()[0]
+    )
 
 
 def test_batch_limit_is_50(sandbox: RunningSandbox) -> None:
@@ -436,7 +489,9 @@ def test_latency_and_slow_requests(sandbox: RunningSandbox) -> None:
 
 
 def test_fault_config_is_validated_and_replaced(sandbox: RunningSandbox) -> None:
-    assert sandbox.faults(error_rate=0.5, tier={"1000000002": "development"})["tier"] == {"act_1000000002": "development"}
+    assert sandbox.faults(error_rate=0.5, tier={"1000000002": "development"})["tier"] == {
+        "act_1000000002": "development"
+    }
     assert sandbox.faults(latency_ms=1)["error_rate"] == 0.0  # a body replaces the config
     with pytest.raises(ValueError, match="error_rate"):
         sandbox.faults(error_rate=2)
@@ -477,8 +532,13 @@ def test_status_writes_count_every_accepted_status_edit_including_no_ops(sandbox
 
 def test_reseed_with_the_same_seed_is_identical(sandbox: RunningSandbox) -> None:
     def snapshot() -> list[tuple]:
-        rows = graph_get(sandbox, f"{ACT}/campaigns", fields="name,daily_budget,status,objective",
-                         effective_status='["ACTIVE","PAUSED","ARCHIVED"]', limit=5000).json()["data"]
+        rows = graph_get(
+            sandbox,
+            f"{ACT}/campaigns",
+            fields="name,daily_budget,status,objective",
+            effective_status='["ACTIVE","PAUSED","ARCHIVED"]',
+            limit=5000,
+        ).json()["data"]
         return [tuple(sorted(r.items())) for r in rows]
 
     sandbox.reset(accounts=2, campaigns_per_account=60, seed=11)
@@ -520,16 +580,32 @@ def free_port() -> int:
 
 def test_cli_starts_and_answers(tmp_path: Path) -> None:
     port = free_port()
-    command = [sys.executable, "-m", "meta_sandbox", "--port", str(port),
-               "--store", str(tmp_path / "cli.sqlite3"), "--reset", "--accounts", "1", "--campaigns-per-account", "3"]
+    command = [
+        sys.executable,
+        "-m",
+        "meta_sandbox",
+        "--port",
+        str(port),
+        "--store",
+        str(tmp_path / "cli.sqlite3"),
+        "--reset",
+        "--accounts",
+        "1",
+        "--campaigns-per-account",
+        "3",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:
         assert "listening on" in process.stdout.readline()
-        response = requests.get(f"http://127.0.0.1:{port}/v25.0/{ACT}/campaigns",
-                                params={"access_token": "t", "effective_status":
-                                        '["ACTIVE","PAUSED","ARCHIVED","IN_PROCESS","WITH_ISSUES"]'},
-                                timeout=10)
+        response = requests.get(
+            f"http://127.0.0.1:{port}/v25.0/{ACT}/campaigns",
+            params={
+                "access_token": "t",
+                "effective_status": '["ACTIVE","PAUSED","ARCHIVED","IN_PROCESS","WITH_ISSUES"]',
+            },
+            timeout=10,
+        )
         assert len(response.json()["data"]) == 3
         assert requests.get(f"http://127.0.0.1:{port}/_sandbox/state", timeout=10).json()["accounts"][0]["id"] == ACT
     finally:
@@ -540,10 +616,13 @@ def test_cli_starts_and_answers(tmp_path: Path) -> None:
 
 def test_the_package_loads_neither_django_nor_the_tower() -> None:
     """It runs where only Python is installed (``python -m meta_sandbox``), so it stays standard library."""
-    code = ("import sys, meta_sandbox, meta_sandbox.cli, meta_sandbox.testing;"
-            "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))")
+    code = (
+        "import sys, meta_sandbox, meta_sandbox.cli, meta_sandbox.testing;"
+        "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True, timeout=60,
-                            capture_output=True, text=True).stdout.split()
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=env, check=True, timeout=60, capture_output=True, text=True
+    ).stdout.split()
     assert "meta_sandbox" in loaded
     assert not {"django", "config", "controltower", "meta_modules", "requests", "facebook_business"} & set(loaded)

@@ -33,8 +33,11 @@ def test_it_seeds_harsh_delivery_states_in_every_account_by_default(sandbox: Run
         assert issue["level"] == "CAMPAIGN" and issue["error_code"] == 1815869 and issue["error_summary"]
         assert paused[1]["issues_info"] == [] and paused[2]["issues_info"] == []
 
-    node = graph_get(sandbox, by_status(sandbox, ACT, "PAUSED")[0]["id"],
-                     fields="status,configured_status,effective_status,issues_info").json()
+    node = graph_get(
+        sandbox,
+        by_status(sandbox, ACT, "PAUSED")[0]["id"],
+        fields="status,configured_status,effective_status,issues_info",
+    ).json()
     assert (node["status"], node["configured_status"], node["effective_status"]) == ("PAUSED", "PAUSED", "WITH_ISSUES")
     assert node["issues_info"][0]["error_message"]
     plain = graph_get(sandbox, by_status(sandbox, ACT, "ACTIVE")[1]["id"], fields="issues_info").json()
@@ -43,8 +46,13 @@ def test_it_seeds_harsh_delivery_states_in_every_account_by_default(sandbox: Run
 
 def test_it_does_not_change_ids_names_budgets_or_statuses_of_a_seed(sandbox: RunningSandbox) -> None:
     def snapshot() -> list[tuple]:
-        response = graph_get(sandbox, f"{ACT}/campaigns", fields="name,daily_budget,status,created_time",
-                             effective_status='["ACTIVE","PAUSED","ARCHIVED","IN_PROCESS","WITH_ISSUES"]', limit=500)
+        response = graph_get(
+            sandbox,
+            f"{ACT}/campaigns",
+            fields="name,daily_budget,status,created_time",
+            effective_status='["ACTIVE","PAUSED","ARCHIVED","IN_PROCESS","WITH_ISSUES"]',
+            limit=500,
+        )
         return [tuple(sorted(r.items())) for r in response.json()["data"]]
 
     harsh = snapshot()
@@ -57,26 +65,35 @@ def test_it_does_not_change_ids_names_budgets_or_statuses_of_a_seed(sandbox: Run
 
 
 def test_it_seeds_chosen_delivery_issues_per_account(sandbox: RunningSandbox) -> None:
-    sandbox.reset(accounts=2, campaigns_per_account=40, delivery_issues=[
-        {"account": 2, "nth_active": 3, "effective_status": "IN_PROCESS"},
-    ])
+    sandbox.reset(
+        accounts=2,
+        campaigns_per_account=40,
+        delivery_issues=[
+            {"account": 2, "nth_active": 3, "effective_status": "IN_PROCESS"},
+        ],
+    )
     marked = [c for c in sandbox.campaigns() if c["effective_status"] != c["status"]]
     assert len(marked) == 1 and marked[0]["account_id"] == "1000000002"
     assert marked[0]["id"] == by_status(sandbox, "act_1000000002", "ACTIVE")[2]["id"]
-    for bad in ([{"nth_active": 0, "effective_status": "IN_PROCESS"}],
-                [{"nth_active": 1, "nth_paused": 1, "effective_status": "IN_PROCESS"}],
-                [{"nth_active": 1, "effective_status": "CAMPAIGN_PAUSED"}], {"nth_active": 1}):
+    for bad in (
+        [{"nth_active": 0, "effective_status": "IN_PROCESS"}],
+        [{"nth_active": 1, "nth_paused": 1, "effective_status": "IN_PROCESS"}],
+        [{"nth_active": 1, "effective_status": "CAMPAIGN_PAUSED"}],
+        {"nth_active": 1},
+    ):
         with pytest.raises(ValueError, match="delivery_issues"):
             sandbox.reset(delivery_issues=bad)
 
 
 def test_it_filters_edges_on_the_effective_status(sandbox: RunningSandbox) -> None:
     with_issues = {c["id"] for c in sandbox.campaigns(account=ACT) if c["effective_status"] == "WITH_ISSUES"}
-    active = graph_get(
-        sandbox, f"{ACT}/campaigns", effective_status='["ACTIVE"]', limit=500, fields="status").json()["data"]
+    active = graph_get(sandbox, f"{ACT}/campaigns", effective_status='["ACTIVE"]', limit=500, fields="status").json()[
+        "data"
+    ]
     assert not with_issues & {c["id"] for c in active}  # a configured-ACTIVE WITH_ISSUES one is not "ACTIVE"
     listed = graph_get(
-        sandbox, f"{ACT}/campaigns", effective_status='["WITH_ISSUES"]', limit=500, fields="status").json()["data"]
+        sandbox, f"{ACT}/campaigns", effective_status='["WITH_ISSUES"]', limit=500, fields="status"
+    ).json()["data"]
     assert {c["id"] for c in listed} == with_issues and {c["status"] for c in listed} == {"ACTIVE", "PAUSED"}
     unfiltered = {c["id"] for c in graph_get(sandbox, f"{ACT}/campaigns", limit=500).json()["data"]}
     assert with_issues <= unfiltered

@@ -27,8 +27,12 @@ def row(sandbox: RunningSandbox, campaign_id: str) -> dict[str, Any]:
 def test_it_does_not_bump_updated_time_for_budget_only_campaign_edits(sandbox: RunningSandbox) -> None:
     campaign = sandbox.campaigns(status="ACTIVE")[0]
     assert (campaign["lifetime_budget"], campaign["spend_cap"], campaign["name"]) == (None, None, campaign["name"])
-    for change in ({"daily_budget": "7000"}, {"lifetime_budget": "900000"}, {"spend_cap": "5000000"},
-                   {"daily_budget": "8000", "spend_cap": "6000000"}):
+    for change in (
+        {"daily_budget": "7000"},
+        {"lifetime_budget": "900000"},
+        {"spend_cap": "5000000"},
+        {"daily_budget": "8000", "spend_cap": "6000000"},
+    ):
         assert graph_post(sandbox, campaign["id"], **change).json() == {"success": True}
     after = row(sandbox, campaign["id"])
     assert (after["daily_budget"], after["lifetime_budget"], after["spend_cap"]) == ("8000", "900000", "6000000")
@@ -45,8 +49,9 @@ def test_it_does_not_bump_updated_time_for_budget_only_campaign_edits(sandbox: R
 
 def test_it_edits_ad_set_budgets_without_bumping_updated_time(sandbox: RunningSandbox) -> None:
     campaign_id = sandbox.campaigns(status="ACTIVE")[0]["id"]
-    adset = graph_get(
-        sandbox, f"{campaign_id}/adsets", fields="updated_time,daily_budget,lifetime_budget").json()["data"][0]
+    adset = graph_get(sandbox, f"{campaign_id}/adsets", fields="updated_time,daily_budget,lifetime_budget").json()[
+        "data"
+    ][0]
     assert adset["lifetime_budget"] == "0"
     assert graph_post(sandbox, adset["id"], lifetime_budget="300000").json() == {"success": True}
     edited = graph_get(sandbox, adset["id"], fields="updated_time,lifetime_budget").json()
@@ -59,7 +64,11 @@ def test_it_refuses_budget_fields_that_the_object_does_not_have(sandbox: Running
     campaign_id = sandbox.campaigns(status="ACTIVE")[0]["id"]
     adset_id = graph_get(sandbox, f"{campaign_id}/adsets").json()["data"][0]["id"]
     ad_id = graph_get(sandbox, f"{campaign_id}/ads").json()["data"][0]["id"]
-    for target, change in ((adset_id, {"spend_cap": "100"}), (ad_id, {"daily_budget": "100"}),
-                           (campaign_id, {"spend_cap": "-1"}), (campaign_id, {"lifetime_budget": "abc"})):
+    for target, change in (
+        (adset_id, {"spend_cap": "100"}),
+        (ad_id, {"daily_budget": "100"}),
+        (campaign_id, {"spend_cap": "-1"}),
+        (campaign_id, {"lifetime_budget": "abc"}),
+    ):
         response = graph_post(sandbox, target, **change)
         assert response.status_code == 400 and response.json()["error"]["code"] == 100

@@ -39,7 +39,9 @@ def active(sandbox: RunningSandbox) -> list[str]:
 
 @pytest.mark.parametrize(("status", "applied"), [(500, False), (502, True), (504, True)])
 def test_it_answers_an_html_page_and_applies_the_call_only_behind_a_lost_gateway(
-    sandbox: RunningSandbox, status: int, applied: bool,
+    sandbox: RunningSandbox,
+    status: int,
+    applied: bool,
 ) -> None:
     campaign_id = active(sandbox)[0]
     sandbox.faults(html_error_rate=1.0, html_statuses=[status])
@@ -85,7 +87,8 @@ def test_it_answers_html_in_batch_items_that_the_sdk_reports_as_successes(sandbo
     batch = api.new_batch()
     for campaign_id in targets:
         Campaign(campaign_id, api=api).api_update(
-            params={"status": "PAUSED"}, batch=batch,
+            params={"status": "PAUSED"},
+            batch=batch,
             success=lambda r, cid=campaign_id: succeeded.__setitem__(cid, r.body()),
             failure=lambda r, cid=campaign_id: failed.add(cid),
         )

@@ -80,8 +80,11 @@ def test_it_grows_the_hourly_quota_with_active_ads(sandbox: RunningSandbox) -> N
 
 
 def test_it_rejects_calls_beyond_the_hourly_quota_with_regain_in_minutes(sandbox: RunningSandbox) -> None:
-    sandbox.faults(tier={ACT: "development"}, tier_params={"development": {"hourly_base": 3, "per_active_ad": 0}},
-                   usage_headers="buc_only")
+    sandbox.faults(
+        tier={ACT: "development"},
+        tier_params={"development": {"hourly_base": 3, "per_active_ad": 0}},
+        usage_headers="buc_only",
+    )
     targets = active(sandbox)
     for campaign_id in targets[:3]:
         assert graph_post(sandbox, campaign_id, status="PAUSED").status_code == 200
@@ -96,13 +99,19 @@ def test_it_rejects_calls_beyond_the_hourly_quota_with_regain_in_minutes(sandbox
 # --------------------------------------------------------------------------- each limit in its own scope
 
 
-@pytest.mark.parametrize(("code", "subcode", "message"), [
-    (80004, 2446079, "There have been too many calls to this ad-account. Wait a bit and try again."),
-    (17, 2446079, "User request limit reached"),
-    (613, 1487742, "There have been too many calls from this ad-account. Please wait a bit and try again."),
-])
+@pytest.mark.parametrize(
+    ("code", "subcode", "message"),
+    [
+        (80004, 2446079, "There have been too many calls to this ad-account. Wait a bit and try again."),
+        (17, 2446079, "User request limit reached"),
+        (613, 1487742, "There have been too many calls from this ad-account. Please wait a bit and try again."),
+    ],
+)
 def test_it_blocks_reads_and_writes_of_one_account_with_the_chosen_code(
-    sandbox: RunningSandbox, code: int, subcode: int, message: str,
+    sandbox: RunningSandbox,
+    code: int,
+    subcode: int,
+    message: str,
 ) -> None:
     sandbox.faults(tier={ACT: "development"}, tier_params={"development": {"max": 3}}, rate_limit_code=code)
     assert graph_post(sandbox, active(sandbox)[0], status="PAUSED").status_code == 200
@@ -208,9 +217,12 @@ def test_it_limits_ad_creation_per_account(sandbox: RunningSandbox) -> None:
 
 
 def test_it_validates_the_limit_faults(sandbox: RunningSandbox) -> None:
-    for bad, field in (({"rate_limit_code": 4}, "rate_limit_code"), ({"app_limit": {"calls": 1}}, "app_limit"),
-                       ({"object_limits": {"budget": 1}}, "object_limits"),
-                       ({"insights_tier_params": {"gold": {}}}, "tier"),
-                       ({"mutation_rate_per_s": -1}, "mutation_rate_per_s")):
+    for bad, field in (
+        ({"rate_limit_code": 4}, "rate_limit_code"),
+        ({"app_limit": {"calls": 1}}, "app_limit"),
+        ({"object_limits": {"budget": 1}}, "object_limits"),
+        ({"insights_tier_params": {"gold": {}}}, "tier"),
+        ({"mutation_rate_per_s": -1}, "mutation_rate_per_s"),
+    ):
         with pytest.raises(ValueError, match=field):
             sandbox.faults(**bad)

@@ -47,14 +47,19 @@ def test_it_answers_the_not_linked_delegate_page_body_airbyte_recorded(sandbox: 
 
 
 def test_it_matches_rules_by_kind_of_call_and_account(sandbox: RunningSandbox) -> None:
-    sandbox.faults(errors=[
-        {"preset": "reduce_data", "on": "insights", "account": ACT, "times": 1},
-        {"preset": "transient_user_title", "on": "write", "times": 1},
-    ])
+    sandbox.faults(
+        errors=[
+            {"preset": "reduce_data", "on": "insights", "account": ACT, "times": 1},
+            {"preset": "transient_user_title", "on": "write", "times": 1},
+        ]
+    )
     assert graph_get(sandbox, ACT).status_code == 200 and graph_get(sandbox, f"{OTHER}/insights").status_code == 200
     reduce = graph_get(sandbox, f"{ACT}/insights")
     assert reduce.status_code == 500 and reduce.json()["error"]["code"] == 1
-    assert reduce.json()["error"]["message"] == "Please reduce the amount of data you're asking for, then retry your request"
+    assert (
+        reduce.json()["error"]["message"]
+        == "Please reduce the amount of data you're asking for, then retry your request"
+    )
     campaign = active(sandbox)[0]
     transient = graph_post(sandbox, campaign, status="PAUSED").json()["error"]
     assert (transient["code"], transient["is_transient"]) == (2, True)
@@ -107,9 +112,14 @@ def test_it_answers_2635_for_versions_older_than_the_minimum(sandbox: RunningSan
 
 
 def test_it_validates_error_rules(sandbox: RunningSandbox) -> None:
-    for bad in ([{"preset": "nope"}], [{"preset": "reduce_data", "on": "sometimes"}],
-                [{"preset": "reduce_data", "times": 0}], [{"preset": "reduce_data", "subcode": 1504018}],
-                [{"preset": "read_after_write", "on": "read"}], {"preset": "reduce_data"}):
+    for bad in (
+        [{"preset": "nope"}],
+        [{"preset": "reduce_data", "on": "sometimes"}],
+        [{"preset": "reduce_data", "times": 0}],
+        [{"preset": "reduce_data", "subcode": 1504018}],
+        [{"preset": "read_after_write", "on": "read"}],
+        {"preset": "reduce_data"},
+    ):
         with pytest.raises(ValueError, match="errors"):
             sandbox.faults(errors=bad)
     with pytest.raises(ValueError, match="version"):

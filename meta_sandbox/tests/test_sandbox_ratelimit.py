@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from meta_sandbox.ratelimit import (
-    DEFAULT_TIERS, READ_POINTS, WRITE_POINTS, RateLimiter, TierParams, parse_tier_params,
+    DEFAULT_TIERS,
+    READ_POINTS,
+    WRITE_POINTS,
+    RateLimiter,
+    TierParams,
+    parse_tier_params,
 )
 
 ACCOUNT = "act_1000000001"
@@ -106,7 +111,11 @@ def test_configure_keeps_scores_and_clear_forgets_them(clock: FakeClock) -> None
     assert limiter.usage(ACCOUNT).util_pct == 5.0
     limiter.clear()
     assert limiter.snapshot(ACCOUNT) == {
-        "tier": "development", "score": 0, "calls_this_hour": 0, "hourly_quota": 300, "blocked_until": None,
+        "tier": "development",
+        "score": 0,
+        "calls_this_hour": 0,
+        "hourly_quota": 300,
+        "blocked_until": None,
         "rejected_while_blocked": 0,
     }
 
@@ -130,8 +139,9 @@ def test_it_rejects_calls_beyond_the_hourly_quota_until_one_leaves_the_hour(cloc
 
 def test_it_keeps_the_insights_scope_apart_with_its_own_params(clock: FakeClock) -> None:
     limiter = RateLimiter(clock)
-    limiter.configure({ACCOUNT: "development"}, parse_tier_params({}),
-                      parse_tier_params({"development": {"max": 2, "block_s": 30}}))
+    limiter.configure(
+        {ACCOUNT: "development"}, parse_tier_params({}), parse_tier_params({"development": {"max": 2, "block_s": 30}})
+    )
     assert limiter.charge(ACCOUNT, READ_POINTS, "ads_insights").allowed
     assert limiter.charge(ACCOUNT, READ_POINTS, "ads_insights").allowed
     assert not limiter.charge(ACCOUNT, READ_POINTS, "ads_insights").allowed

@@ -29,8 +29,13 @@ def sandbox() -> Iterator[RunningSandbox]:
 def test_it_progresses_from_not_started_to_completed() -> None:
     run = ReportRun(1, 1, [], "2026-12-01", "2026-12-01", 0, 0.0, 10.0, "Job Completed")
     seen = [progress(run, t) for t in (0, 1.5, 5, 9, 10)]
-    assert seen == [("Job Not Started", 0), ("Job Started", 0), ("Job Running", 50), ("Job Running", 90),
-                    ("Job Completed", 100)]
+    assert seen == [
+        ("Job Not Started", 0),
+        ("Job Started", 0),
+        ("Job Running", 50),
+        ("Job Running", 90),
+        ("Job Completed", 100),
+    ]
     assert progress(ReportRun(1, 1, [], "", "", 0, 0.0, 0, "Job Skipped"), 0) == ("Job Skipped", 0)
 
 
@@ -39,10 +44,16 @@ def test_it_runs_a_report_whose_rows_match_the_synchronous_answer(sandbox: Runni
     params = {"level": "ad", "fields": "ad_id,spend,impressions", "date_preset": "last_7d", "time_increment": 1}
     started = graph_post(sandbox, f"{ACT}/insights", **params)
     run_id = started.json()["report_run_id"]
-    assert run_id.isdigit() and json.loads(started.headers["X-Business-Use-Case-Usage"])["1000000001"][0]["type"] == "ads_insights"
+    assert (
+        run_id.isdigit()
+        and json.loads(started.headers["X-Business-Use-Case-Usage"])["1000000001"][0]["type"] == "ads_insights"
+    )
     first = graph_get(sandbox, run_id).json()
     assert first["async_status"] in ("Job Not Started", "Job Started") and first["async_percent_completion"] == 0
-    assert (first["account_id"], first["date_start"]) == ("1000000001", graph_get(sandbox, f"{ACT}/insights", **params).json()["data"][0]["date_start"])
+    assert (first["account_id"], first["date_start"]) == (
+        "1000000001",
+        graph_get(sandbox, f"{ACT}/insights", **params).json()["data"][0]["date_start"],
+    )
     assert "time_completed" not in first and isinstance(first["time_ref"], int)
     early = graph_get(sandbox, f"{run_id}/insights")
     assert early.status_code == 400 and early.json()["error"]["code"] == 100
@@ -69,7 +80,10 @@ def test_it_works_with_the_sdks_async_insights(sandbox: RunningSandbox) -> None:
     api = FacebookAdsApi(session, api_version="v25.0")
     job = AdAccount(ACT, api=api).get_insights(fields=["spend"], params={"date_preset": "last_7d"}, is_async=True)
     job = job.api_get()
-    assert job[AdReportRun.Field.async_status] == "Job Completed" and job[AdReportRun.Field.async_percent_completion] == 100
+    assert (
+        job[AdReportRun.Field.async_status] == "Job Completed"
+        and job[AdReportRun.Field.async_percent_completion] == 100
+    )
     [row] = list(job.get_result())
     assert float(row["spend"]) > 0
 
@@ -99,7 +113,10 @@ def test_it_refuses_too_large_synchronous_reads_but_not_report_runs(sandbox: Run
     params = {"level": "ad", "date_preset": "last_7d", "time_increment": 1}
     refused = graph_get(sandbox, f"{ACT}/insights", **params)
     assert refused.status_code == 500
-    assert refused.json()["error"]["message"] == "Please reduce the amount of data you're asking for, then retry your request"
+    assert (
+        refused.json()["error"]["message"]
+        == "Please reduce the amount of data you're asking for, then retry your request"
+    )
     assert len(graph_get(sandbox, f"{ACT}/insights", date_preset="last_7d").json()["data"]) == 1  # small enough
     run_id = graph_post(sandbox, f"{ACT}/insights", **params).json()["report_run_id"]
     assert len(graph_get(sandbox, f"{run_id}/insights", limit=500).json()["data"]) > 5

@@ -25,14 +25,17 @@ def test_it_gives_accounts_time_zones_and_currencies_cycled_over_the_defaults(sa
     fields = "timezone_name,timezone_offset_hours_utc,currency"
     accounts = graph_get(sandbox, "me/adaccounts", fields=fields).json()["data"]
     assert [(a["timezone_name"], a["timezone_offset_hours_utc"], a["currency"]) for a in accounts] == [
-        ("America/Los_Angeles", -8, "USD"), ("UTC", 0, "EUR"), ("Europe/Berlin", 1, "GBP"),
+        ("America/Los_Angeles", -8, "USD"),
+        ("UTC", 0, "EUR"),
+        ("Europe/Berlin", 1, "GBP"),
     ]
     sandbox.set_clock("2026-07-01T12:00:00+00:00")  # daylight saving time
     assert graph_get(sandbox, LA, fields=fields).json()["timezone_offset_hours_utc"] == -7
     sandbox.reset(accounts=2, campaigns_per_account=2, timezones=["Asia/Kolkata"], currencies=["JPY", "INR"])
     accounts = graph_get(sandbox, "me/adaccounts", fields=fields).json()["data"]
     assert [(a["timezone_offset_hours_utc"], a["currency"]) for a in accounts] == [
-        (5.5, "JPY"), (5.5, "INR"),
+        (5.5, "JPY"),
+        (5.5, "INR"),
     ]
     for bad in ({"timezones": ["Mars/Olympus"]}, {"timezones": []}, {"currencies": ["usd"]}):
         with pytest.raises(ValueError, match="timezones|currencies"):
@@ -67,8 +70,10 @@ def test_it_counts_todays_spend_over_the_accounts_local_day(sandbox: RunningSand
     assert today and {r["date_start"] for r in today} == {"2026-12-02"}  # the LA date, the day before in UTC
 
     sandbox.set_clock("2026-12-03T12:00:00-08:00")  # the next LA day: 2 December is now complete
-    yesterday = {r["ad_id"]: Decimal(r["spend"]) for r in graph_get(
-        sandbox, f"{LA}/insights", date_preset="yesterday", **params).json()["data"]}
+    yesterday = {
+        r["ad_id"]: Decimal(r["spend"])
+        for r in graph_get(sandbox, f"{LA}/insights", date_preset="yesterday", **params).json()["data"]
+    }
     partial = {r["ad_id"]: Decimal(r["spend"]) for r in today if r["ad_id"] in settled}
     assert len(partial) >= 5
     ratio = sum(partial.values()) / sum(yesterday[ad] for ad in partial)
@@ -83,8 +88,9 @@ def test_it_resolves_presets_and_ranges_in_local_days(sandbox: RunningSandbox) -
     assert (utc["date_start"], utc["date_stop"]) == ("2026-11-26", "2026-12-02")
     month = graph_get(sandbox, f"{LA}/insights", date_preset="this_month").json()["data"][0]
     assert (month["date_start"], month["date_stop"]) == ("2026-12-01", "2026-12-02")
-    ranged = graph_get(sandbox, f"{BERLIN}/insights", time_range='{"since":"2026-11-30","until":"2026-12-01"}',
-                       time_increment=1).json()["data"]
+    ranged = graph_get(
+        sandbox, f"{BERLIN}/insights", time_range='{"since":"2026-11-30","until":"2026-12-01"}', time_increment=1
+    ).json()["data"]
     assert [r["date_start"] for r in ranged] == ["2026-11-30", "2026-12-01"]
 
 

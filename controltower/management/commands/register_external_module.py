@@ -1,4 +1,5 @@
 """`manage.py register_external_module <code> <name> --function ... --every SECONDS`: a module that runs elsewhere."""
+
 from __future__ import annotations
 
 from argparse import ArgumentParser
@@ -27,12 +28,18 @@ class Command(BaseCommand):
         parser.add_argument("code", help="Module code, e.g. 10.18 (at most 16 characters).")
         parser.add_argument("name")
         parser.add_argument("--function", required=True, help="What it does, in a few words.")
-        parser.add_argument("--every", type=int, required=True, metavar="SECONDS",
-                            help=f"How often it reports a run (at least {MIN_INTERVAL_SECONDS}).")
+        parser.add_argument(
+            "--every",
+            type=int,
+            required=True,
+            metavar="SECONDS",
+            help=f"How often it reports a run (at least {MIN_INTERVAL_SECONDS}).",
+        )
         parser.add_argument("--calls-meta", action="store_true", help="It talks to the Meta Graph API.")
 
-    def handle(self, *args: Any, code: str, name: str, function: str, every: int, calls_meta: bool,
-               **options: Any) -> None:
+    def handle(
+        self, *args: Any, code: str, name: str, function: str, every: int, calls_meta: bool, **options: Any
+    ) -> None:
         if len(code) > 16 or "/" in code or not code.strip():
             raise CommandError("The code must be 1–16 characters without '/'.")
         if every < MIN_INTERVAL_SECONDS:
@@ -46,13 +53,20 @@ class Command(BaseCommand):
                 raise CommandError(f"{code} has a periodic task here: it is not an external module.")
             if module is None:
                 last = MetaModule.objects.aggregate(last=Max("position"))["last"]
-                module = MetaModule.objects.create(code=code, name=name, function=function, calls_meta=calls_meta,
-                                                   position=0 if last is None else last + 1)
+                module = MetaModule.objects.create(
+                    code=code,
+                    name=name,
+                    function=function,
+                    calls_meta=calls_meta,
+                    position=0 if last is None else last + 1,
+                )
                 created = True
             else:
                 module.name, module.function, module.calls_meta = name, function, calls_meta
                 module.save(update_fields=["name", "function", "calls_meta", "updated_at"])
                 created = False
             ExternalModule.objects.update_or_create(module=module, defaults={"expected_interval_seconds": every})
-        self.stdout.write(f"{'Registered' if created else 'Updated'} external module {code} {name}, reporting every "
-                          f"{every} s. Issue its token with: manage.py issue_token --module {code}")
+        self.stdout.write(
+            f"{'Registered' if created else 'Updated'} external module {code} {name}, reporting every "
+            f"{every} s. Issue its token with: manage.py issue_token --module {code}"
+        )

@@ -14,12 +14,18 @@ def who_ran_it() -> str:
 
 
 class Command(BaseCommand):
-    help = ("Give an account a new random password, printed once, and lift its login lockouts. "
-            "Recorded in the admin's history of the account and in the log (who ran it, when).")
+    help = (
+        "Give an account a new random password, printed once, and lift its login lockouts. "
+        "Recorded in the admin's history of the account and in the log (who ran it, when)."
+    )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("username", nargs="?", default=os.environ.get("TOWER_OPERATOR_USERNAME", "admin"),
-                            help="Default: TOWER_OPERATOR_USERNAME, else admin.")
+        parser.add_argument(
+            "username",
+            nargs="?",
+            default=os.environ.get("TOWER_OPERATOR_USERNAME", "admin"),
+            help="Default: TOWER_OPERATOR_USERNAME, else admin.",
+        )
 
     def handle(self, *args, username: str, **options) -> None:
         password = reset_password(username, by=who_ran_it())

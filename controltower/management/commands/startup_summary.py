@@ -1,6 +1,7 @@
 """What a person needs once `tower.py up` has started everything: where to go, how to log in, what the
 tower acts on and who it will alert. Makes the first operator account if there is none, so a generated
 password reaches the terminal (this command's standard output) and nothing else."""
+
 from __future__ import annotations
 
 import os
@@ -48,9 +49,11 @@ class Command(BaseCommand):
         parser.add_argument("--url", default="http://127.0.0.1:8000/", help="Where the console is served.")
 
     def handle(self, *args, url: str, **options) -> None:
-        operator = ensure_operator(os.environ.get("TOWER_OPERATOR_USERNAME", "admin"),
-                                   os.environ.get("TOWER_OPERATOR_PASSWORD"))
-        mode = mode_line(settings.META_MODE, settings.META_GRAPH_URL, settings.META_API_VERSION,
-                         settings.META_AD_ACCOUNT_IDS)
+        operator = ensure_operator(
+            os.environ.get("TOWER_OPERATOR_USERNAME", "admin"), os.environ.get("TOWER_OPERATOR_PASSWORD")
+        )
+        mode = mode_line(
+            settings.META_MODE, settings.META_GRAPH_URL, settings.META_API_VERSION, settings.META_AD_ACCOUNT_IDS
+        )
         for line in summary_lines(url, operator, mode, channels.describe()):
             self.stdout.write(line)

@@ -24,23 +24,33 @@ def check_once() -> ControlTowerRun | None:
     commander.upkeep()  # a stop whose process died must not wait for the hourly cycle
     report = health.evaluate()
     down_now = {c.key for c in findings.infrastructure_conditions(report)} & WATCHED
-    last = (ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
-            .only("executed_at", "errors_encountered", "system_status").first())
+    last = (
+        ControlTowerRun.objects.filter(run_type=RunType.HEALTH_CHECK, state=RunState.COMPLETED)
+        .only("executed_at", "errors_encountered", "system_status")
+        .first()
+    )
     down_recorded = {e.get("key") for e in last.errors_encountered} & WATCHED if last else set()
     # Before the first check, the scheduled first one is the reference.
     scheduled = PeriodicTask.objects.filter(name=HEALTH_CYCLE_TASK).values_list("last_run_at", flat=True).first()
     due = rules.watchdog_should_run(
-        timezone.now(), last.executed_at if last else scheduled,
-        timedelta(seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS), timedelta(seconds=settings.SCHEDULER_GRACE_SECONDS),
-        down_now, down_recorded, report.system_status, last.system_status if last else None,
+        timezone.now(),
+        last.executed_at if last else scheduled,
+        timedelta(seconds=settings.HEALTH_CYCLE_INTERVAL_SECONDS),
+        timedelta(seconds=settings.SCHEDULER_GRACE_SECONDS),
+        down_now,
+        down_recorded,
+        report.system_status,
+        last.system_status if last else None,
     )
     return commander.health_cycle(executed_by="watchdog") if due else None
 
 
 class Command(BaseCommand):
-    help = ("Watch the watchers: carry out spend-spike emergency stops (10.9, opt-in) within a minute, finish "
-            "an emergency stop whose process died, and run the health cycle here when Beat or the workers are not "
-            "running it (overdue, or a change in what is down). --once checks a single time.")
+    help = (
+        "Watch the watchers: carry out spend-spike emergency stops (10.9, opt-in) within a minute, finish "
+        "an emergency stop whose process died, and run the health cycle here when Beat or the workers are not "
+        "running it (overdue, or a change in what is down). --once checks a single time."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true")
