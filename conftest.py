@@ -72,7 +72,7 @@ def celery_worker_process(
 
 
 @pytest.fixture(scope="session")
-def _sandbox_server() -> Iterator["RunningSandbox"]:
+def _sandbox_server() -> Iterator[RunningSandbox]:
     from meta_sandbox.testing import start_sandbox
 
     with start_sandbox(accounts=2, campaigns_per_account=10, seed=7) as sandbox:
@@ -80,7 +80,7 @@ def _sandbox_server() -> Iterator["RunningSandbox"]:
 
 
 @pytest.fixture
-def meta_sandbox(_sandbox_server, settings) -> "RunningSandbox":
+def meta_sandbox(_sandbox_server, settings) -> RunningSandbox:
     """The Meta sandbox over HTTP, freshly seeded (2 accounts × 10 campaigns; the default seed's
     harsh sides included: account 1 in Los Angeles, campaigns reading WITH_ISSUES), faults cleared
     except that async insights report runs finish at their first poll (a test of the async flow
@@ -108,7 +108,7 @@ def tower_clock() -> Iterator[Callable[[datetime | None], None]]:
 
 
 @pytest.fixture
-def http_receiver() -> Iterator["HttpReceiver"]:
+def http_receiver() -> Iterator[HttpReceiver]:
     from tests.support import HttpReceiver
 
     receiver = HttpReceiver()

@@ -3,7 +3,7 @@
 
     python3 tower.py up                        # venv + install + migrate + modules, then run every process
     python3 tower.py test                      # venv + install (with test extras), then the whole test suite
-    python3 tower.py lint                      # venv + install (with test extras), then the layer contract
+    python3 tower.py lint                      # venv + install (with test extras), then the layer contract and ruff
     python3 tower.py reset-password [username] # a new password for a lost one, printed once
 
 Only the standard library is used until the virtual environment exists; everything else
@@ -251,10 +251,13 @@ def test(args: list[str]) -> int:
     return subprocess.run([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env).returncode
 
 
-def lint(args: list[str]) -> int:
-    """The import contracts of .importlinter: who may import whom (see docs/design.md)."""
+def lint() -> int:
+    """The import contracts of .importlinter (who may import whom, see docs/design.md), then ruff's
+    lint and format check (ruff.toml). Every check runs; the first failure's code is returned."""
     ensure_venv("requirements-dev.txt")
-    return subprocess.run([str(VENV / "bin" / "lint-imports"), *args], cwd=ROOT).returncode
+    checks = [["lint-imports"], ["ruff", "check", "."], ["ruff", "format", "--check", "."]]
+    codes = [subprocess.run([str(VENV / "bin" / tool), *rest], cwd=ROOT).returncode for tool, *rest in checks]
+    return next((code for code in codes if code), 0)
 
 
 def reset_password(args: list[str]) -> int:
@@ -273,7 +276,7 @@ def main() -> int:
     if command == "test":
         return test(rest)
     if command == "lint":
-        return lint(rest)
+        return lint()
     if command == "reset-password":
         return reset_password(rest)
     print(__doc__)

@@ -12,8 +12,9 @@ plus 10 % PAUSED and 5 % ARCHIVED per account), reseeded before every measuremen
      in parallel, rate-limit aware), standard tier, --repeat times, each followed by a resume
      (killswitch.resume without its health check: every held campaign re-activated);
   2. unless --skip-processes: the same stop through the real endpoint, POST
-     /meta/control-tower/emergency-stop on the web process as `tower.py up` starts it (tower.web_command, 2 workers) (fresh per size, so its
-     rate budget starts clean), timed by the client; the peak RSS (VmHWM) of the worker that served it;
+     /meta/control-tower/emergency-stop on the web process as `tower.py up` starts it
+     (tower.web_command, 2 workers) (fresh per size, so its rate budget starts clean), timed by the
+     client; the peak RSS (VmHWM) of the worker that served it;
   3. unless --skip-processes: the background sweep on a real `celery -A config worker --concurrency 1`
      process: Meta fails every call during the stop (error_rate 1.0), so the stop pauses nothing and
      queues `resweep_halt` itself; Meta recovers; the worker's sweep pauses everything (its duration

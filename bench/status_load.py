@@ -8,7 +8,8 @@ With a postgres:// DATABASE_URL the script creates its own database (bench_statu
 server and drops it at the end; without one it uses a SQLite file in a temporary TOWER_VAR_DIR.
 It prepares the database (migrate, sync_modules, a staff user with a DRF token, one completed
 health-check ControlTowerRun as a cycle would have written it), starts
-the web process as `tower.py up` starts it (tower.web_command, `--workers 2`) on a free loopback port (DEBUG=0), then drives
+the web process as `tower.py up` starts it (tower.web_command, `--workers 2`) on a free loopback
+port (DEBUG=0), then drives
 --clients concurrent keep-alive clients for --seconds against each endpoint with wrk when it is
 installed (a Lua script reports p50/p95/p99 and non-2xx), else with Python threads + http.client.
 Reports requests/s, latency percentiles, errors, and the peak RSS (VmHWM) of each gunicorn worker.
@@ -74,7 +75,7 @@ def prepare(env: dict[str, str]) -> str:
         system_status="healthy",
         total_modules_checked=len(codes),
         online_modules=len(codes),
-        module_health_details={code: "online" for code in codes},
+        module_health_details=dict.fromkeys(codes, "online"),
         executed_by="bench",
         mode=settings.META_MODE,
     )

@@ -59,6 +59,7 @@ def prepare(env: dict[str, str]) -> tuple[str, str]:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django.test import Client
+
     from controltower.models import ApiToken
 
     user = get_user_model().objects.create_user("drill", password=None, is_staff=True, is_superuser=True)
@@ -326,7 +327,8 @@ def main() -> None:
         )
     )
     print(
-        "\n| phase | status p50 / p99 (ms) | p99 ÷ rest | dashboard p50 / p99 (ms) | p99 ÷ rest | failures | stops (code, joined, s) |"
+        "\n| phase | status p50 / p99 (ms) | p99 ÷ rest | dashboard p50 / p99 (ms) | p99 ÷ rest | failures"
+        " | stops (code, joined, s) |"
     )
     print("|---|---|---|---|---|---|---|")
     for result in results:

@@ -41,7 +41,7 @@ class SecretMaskingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         try:
             message = record.getMessage()
-        except Exception:  # a broken format string: let the handler report it as usual
+        except Exception:  # noqa: BLE001 - a broken format string: let the handler report it as usual
             return True
         masked = mask_secrets(message)
         if masked != message:

@@ -106,7 +106,7 @@ def _database(url: str) -> dict:
         config = dj_database_url.parse(
             url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0), conn_health_checks=True
         )
-    except Exception as exc:  # the library raises several types for a bad URL
+    except Exception as exc:  # noqa: BLE001 - the library raises several types for a bad URL
         raise ImproperlyConfigured(f"DATABASE_URL={url!r} is not a usable database URL: {exc}") from None
     engine = config["ENGINE"]
     if engine == "django.db.backends.sqlite3":

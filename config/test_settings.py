@@ -1,7 +1,6 @@
 """Settings for the test suite: the real settings, with a throw-away SECRET_KEY and fast hashing."""
 
 import os
-
 from pathlib import Path
 
 # Tests keep their own runtime folder (SQLite file, broker queue) apart from a running console.

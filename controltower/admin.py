@@ -36,7 +36,6 @@ from controltower.rate_limits import seconds_to_wait
 from meta_modules.admin import MetaModuleAdmin, ReadOnlyAdmin, RefusesForbiddenActions
 from meta_modules.models import MetaModule
 
-
 # The admin's "View site" link leads to the operator console.
 admin.site.site_header = "Control Tower"
 admin.site.site_url = "/"

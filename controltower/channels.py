@@ -189,7 +189,7 @@ def _deliver_one(channel: str, message: Message, run: ControlTowerRun | None, re
     error = ""
     try:
         _send(channel, message)
-    except Exception as exc:  # a broken channel must not stop the others or the caller
+    except Exception as exc:  # noqa: BLE001 - a broken channel must not stop the others or the caller
         error = f"{type(exc).__name__}: {exc}"
         logger.warning("Alert delivery via %s failed: %s", channel, error)
     return Notification.objects.create(

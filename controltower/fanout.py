@@ -111,7 +111,7 @@ def send(
         for campaign in todo:
             by_account[campaign.account_id].append(campaign)
         outcomes = parallel(
-            lambda meta, a: meta.batch(a, [call(c) for c in by_account[a]], allow_while_halted=True),
+            lambda meta, a: meta.batch(a, [call(c) for c in by_account[a]], allow_while_halted=True),  # noqa: B023 - called within this iteration
             by_account,
             deadline,
         )

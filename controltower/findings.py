@@ -1,10 +1,10 @@
 """What a health report means for people: recommendations and alert conditions (pure).
 
 Alert conditions carry a dedup key: the same condition seen at every check is one alert.
-Spend spikes found by 10.9 raise their own critical alert. Inhibition, as Alertmanager does it: while an infrastructure condition (database, broker,
-Beat, workers) holds, the per-module conditions it causes are not raised separately; while
-the tower is halted, module and system conditions are not raised at all (the emergency stop
-is the alert).
+Spend spikes found by 10.9 raise their own critical alert. Inhibition, as Alertmanager does it:
+while an infrastructure condition (database, broker, Beat, workers) holds, the per-module
+conditions it causes are not raised separately; while the tower is halted, module and system
+conditions are not raised at all (the emergency stop is the alert).
 """
 
 from __future__ import annotations

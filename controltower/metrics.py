@@ -20,9 +20,9 @@ from ipaddress import ip_address, ip_network
 from django.conf import settings
 from django.db.models import Count, OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.urls import path
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
-from django.urls import path
 from django.views.decorators.http import require_GET
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric

@@ -71,7 +71,7 @@ class ControlTowerRun(models.Model):
     run_type = models.CharField(max_length=32, choices=RunType.choices)
     # Progress of the run itself (a queued command shows here until a worker finishes it).
     state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.COMPLETED)
-    command_type = models.CharField(max_length=32, null=True, blank=True)
+    command_type = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001 - the spec's column is nullable
     system_status = models.CharField(max_length=32, choices=SystemStatus.choices, default=SystemStatus.UNKNOWN)
     total_modules_checked = models.PositiveIntegerField(default=0)
     online_modules = models.PositiveIntegerField(default=0)

@@ -45,7 +45,7 @@ class TowerWriteThrottle(ScopedRateThrottle):
     def allow_request(self, request: Any, view: Any) -> bool:
         try:
             return super().allow_request(request, view)
-        except Exception as exc:  # the cache backend's own errors (redis, file system) have no common base
+        except Exception as exc:  # noqa: BLE001 - the cache backend's own errors (redis, file system) have no common base
             logger.warning(
                 "Throttle for %s not applied: the cache is unavailable (%s: %s)", self.scope, type(exc).__name__, exc
             )

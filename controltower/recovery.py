@@ -97,12 +97,12 @@ def _reconnect_db() -> tuple[bool, dict[str, Any]]:
     detail: dict[str, Any] = {"before": before, "workers_told": True}
     try:  # worker processes compare this before each task and reconnect when it moved (see tasks.py)
         cache.set(DB_GENERATION_KEY, time.time_ns(), timeout=None)
-    except Exception as exc:  # the shared cache is down too: this process reconnects all the same
+    except Exception as exc:  # noqa: BLE001 - the shared cache is down too: this process reconnects all the same
         detail.update(workers_told=False, cache_error=f"{type(exc).__name__}: {exc}")
     started = time.perf_counter()
     try:
         detail["after"] = backend_id()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - still unreachable: the attempt failed, recorded as such
         return False, {**detail, "error": f"{type(exc).__name__}: {exc}"}
     return True, {**detail, "probe_ms": round((time.perf_counter() - started) * 1000, 2)}
 
@@ -134,7 +134,7 @@ def run_action(module: MetaModule | None, procedure: RecoveryProcedure, trigger:
             ok, detail = _reset_module(module)
         else:  # ALERT_ADMIN: the escalation is sent through the alert lifecycle of the cycle
             ok, detail = True, {"escalated": True}
-    except Exception as exc:  # what it depends on is down (cache, broker): recorded as failed, the cycle goes on
+    except Exception as exc:  # noqa: BLE001 - what it depends on is down (cache, broker): recorded as failed, the cycle goes on
         ok, detail = False, {"error": f"{type(exc).__name__}: {exc}"}
     attempt = RecoveryAttempt.objects.create(
         module_code=module.code if module else DATABASE,

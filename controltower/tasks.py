@@ -11,7 +11,6 @@ from django.db import connections
 from controltower import commander, cycle, killswitch, retention
 from controltower.recovery import DB_GENERATION_KEY
 
-
 _db_generation: dict[str, object] = {"seen": None}
 
 

@@ -305,10 +305,9 @@ class GraphClient:
                 rounds += 1
                 self._block(account, error)
                 continue
-            if error.kind == ErrorKind.TRANSIENT and attempt < self.max_retries:
-                if self._retry_pause(attempt + 1):
-                    attempt += 1
-                    continue
+            if error.kind == ErrorKind.TRANSIENT and attempt < self.max_retries and self._retry_pause(attempt + 1):
+                attempt += 1
+                continue
             raise error
 
     def _block(self, account: str | None, error: MetaError) -> None:

@@ -230,6 +230,9 @@ class DailyInsight(models.Model):
         constraints = [models.UniqueConstraint(fields=["ad", "date"], name="uq_insight_ad_date")]
         indexes = [models.Index(fields=["date"], name="ix_insights_date")]
 
+    def __str__(self) -> str:
+        return f"{self.ad_id} {self.date}"
+
 
 # --- What the module jobs produce ---
 

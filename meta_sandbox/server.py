@@ -19,8 +19,8 @@ import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
@@ -35,7 +35,6 @@ from .presets import (
     preset_error,
     version_key,
 )
-from .reports import REPORT_FIELDS, ReportRun, ReportRuns, report_json
 from .ratelimit import (
     DEFAULT_TIERS,
     READ_POINTS,
@@ -50,18 +49,19 @@ from .ratelimit import (
     parse_object_limits,
     parse_tier_params,
 )
+from .reports import REPORT_FIELDS, ReportRun, ReportRuns, report_json
 from .store import (
     DELIVERY_STATES,
-    DateRange,
     EFFECTIVE_STATUSES,
     NODE_TYPES,
     OBJECTIVES,
     STATUSES,
+    DateRange,
     GraphError,
+    LocalDays,
     Node,
     SeedConfig,
     Store,
-    LocalDays,
     fb_time,
     insight_rows,
     local_day,
@@ -157,7 +157,7 @@ class Faults:
 
     @classmethod
     def from_json(cls, body: Mapping[str, Any]) -> Faults:
-        unknown = set(body) - {f for f in cls.__dataclass_fields__}
+        unknown = set(body) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
         values: dict[str, Any] = {}
@@ -1539,9 +1539,9 @@ class _Handler(BaseHTTPRequestHandler):
                 return sandbox.handle_control(method, path, params, body)
             if method == "POST":
                 params.update(_single_values(parse_qs(body.decode("utf-8"), keep_blank_values=True)))
-            host = self.headers.get("Host") or "%s:%s" % self.server.server_address[:2]
+            host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
             return sandbox.handle_graph(method, path, params, host)
-        except Exception:  # a sandbox bug: show it, and still answer like Meta's code 1
+        except Exception:  # noqa: BLE001 - a sandbox bug: show it, and still answer like Meta's code 1
             if not self.server.closing:  # (a request that outlived stop() finds the store closed)
                 traceback.print_exc()
             error = {"message": "An unknown error occurred", "type": "OAuthException", "code": 1}

@@ -46,7 +46,8 @@ def test_settings_create_the_embedded_folders_and_database_owner_only(tmp_path) 
             "import json, os, pathlib, stat; import django; django.setup()\n"
             "from django.core.cache import cache; cache.set('k', 1)\n"
             "from django.db import connection\n"
-            "with connection.cursor() as c: c.execute('CREATE TABLE t (x int)'); c.execute('INSERT INTO t VALUES (1)')\n"
+            "with connection.cursor() as c:\n"
+            "    c.execute('CREATE TABLE t (x int)'); c.execute('INSERT INTO t VALUES (1)')\n"
             "var = pathlib.Path(os.environ['TOWER_VAR_DIR'])\n"
             "print(json.dumps({str(f.relative_to(var)): oct(stat.S_IMODE(f.stat().st_mode))\n"
             "                  for f in var.rglob('*') if f.is_file()}))\n",
@@ -67,7 +68,7 @@ def test_settings_create_the_embedded_folders_and_database_owner_only(tmp_path) 
     assert {str(f): oct(_mode(f)) for f in folders} == {str(f): "0o700" for f in folders}
     assert {"db.sqlite3", "db.sqlite3-wal", "db.sqlite3-shm"} <= set(files)
     assert any(name.startswith("cache/") for name in files)
-    assert files == {name: "0o600" for name in files}
+    assert files == dict.fromkeys(files, "0o600")
 
 
 def test_tower_py_creates_the_var_folder_and_secret_key_owner_only(tmp_path) -> None:

@@ -111,7 +111,7 @@ def test_axes_is_wired_as_its_docs_require() -> None:
     assert django_settings.MIDDLEWARE[-1] == "axes.middleware.AxesMiddleware"
     assert django_settings.AXES_ENABLED is not False  # on in the tests too
     assert django_settings.AXES_FAILURE_LIMIT == 5
-    assert django_settings.AXES_COOLOFF_TIME == timedelta(minutes=15)
+    assert timedelta(minutes=15) == django_settings.AXES_COOLOFF_TIME
     assert django_settings.AXES_LOCKOUT_PARAMETERS == [["username", "ip_address"]]
 
 

@@ -96,7 +96,9 @@ class ModuleTokenScheme(OpenApiAuthenticationExtension):
                 "type": "apiKey",
                 "in": "header",
                 "name": "Authorization",
-                "description": "`Authorization: Module <key>`: the module's own token (manage.py issue_token --module).",
+                "description": (
+                    "`Authorization: Module <key>`: the module's own token (manage.py issue_token --module)."
+                ),
             },
             {
                 "type": "apiKey",

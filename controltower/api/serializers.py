@@ -22,8 +22,8 @@ from controltower.api.strict import (
     ModuleCodeField,
 )
 from controltower.commander import ALIASES, COMMANDS, canonical
-from controltower.recovery_policy import Action
 from controltower.models import Alert, Mode, ModuleStatus, Notification, RunState, SystemStatus
+from controltower.recovery_policy import Action
 from controltower.rules import Leave, Liveness
 from meta_modules.models import MetaModule, ModuleRun
 

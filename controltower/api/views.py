@@ -31,7 +31,6 @@ from rest_framework.views import APIView, exception_handler
 from controltower import channels, commander, findings, health, killswitch, recovery
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.query import validated_query
-from controltower.api.strict import RequestTooLarge
 from controltower.api.serializers import (
     AlertChannelSerializer,
     AlertTestSerializer,
@@ -48,6 +47,7 @@ from controltower.api.serializers import (
     SchemaQuerySerializer,
     StatusSerializer,
 )
+from controltower.api.strict import RequestTooLarge
 from controltower.api.throttling import KillSwitchThrottle
 from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
 from controltower.rate_limits import TowerWriteThrottle

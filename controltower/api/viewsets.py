@@ -37,9 +37,9 @@ from controltower.api.report_serializers import (
     RunSerializer,
 )
 from controltower.api.serializers import ErrorSerializer, OrchestrationResultSerializer
-from controltower.rate_limits import TowerWriteThrottle
 from controltower.api.views import AUTH_ERRORS, CONFLICT, TAGS, write_schema
 from controltower.models import ControlTowerRun, SystemHealthLog
+from controltower.rate_limits import TowerWriteThrottle
 from meta_modules.models import MetaModule, ModuleRun
 
 RECENT_RUNS = 20

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from math import ceil
 from html import escape
+from math import ceil
 
 from django.utils.safestring import SafeString, mark_safe
 

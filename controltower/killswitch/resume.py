@@ -396,7 +396,7 @@ def _reactivate(
                         to_activate[account].append(hold)
                     else:
                         skip(hold, verdict.reason)
-            outcomes = fanout.parallel(lambda meta, a: reactivation(meta, a, to_activate[a]), to_activate, deadline)
+            outcomes = fanout.parallel(lambda meta, a: reactivation(meta, a, to_activate[a]), to_activate, deadline)  # noqa: B023 - called within this iteration
             answered_at = timezone.now()
             for account, result in outcomes.items():
                 for hold in to_activate[account]:

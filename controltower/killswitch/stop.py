@@ -497,7 +497,7 @@ def queue_pass(task_name: str, run: ControlTowerRun, attempt: int, what: str) ->
             countdown=backoff.delay(attempt + 1, settings.KILL_SWITCH_RETRY_BASE_SECONDS, 600),
         )
         return True
-    except Exception as exc:  # broker down
+    except Exception as exc:  # noqa: BLE001 - broker down
         logger.warning("Could not queue %s (%s); the watchdog and the health cycle carry it on", what, exc)
         return False
 

@@ -140,7 +140,7 @@ def _assert_matches_schema(body: dict[str, Any], path: str) -> None:
 def test_status_before_any_check(client: APIClient) -> None:
     body = client.get(STATUS).json()
 
-    assert SPEC_STATUS_KEYS <= set(body) and not HALT_KEYS & set(body)
+    assert set(body) >= SPEC_STATUS_KEYS and not HALT_KEYS & set(body)
     # Evaluated live until the first check: a fresh install is starting (test_starting.py).
     assert body["last_health_check"] is None and body["system_status"] == "starting"
     assert body["total_modules_monitored"] == MetaModule.objects.count() == 17
@@ -163,7 +163,7 @@ def test_status_counts_are_those_of_the_latest_persisted_check(client: APIClient
 
     body = client.get(STATUS).json()
 
-    assert SPEC_STATUS_KEYS <= set(body)
+    assert set(body) >= SPEC_STATUS_KEYS
     assert body["total_modules_monitored"] == run.total_modules_checked == 17
     assert (
         (body["online_modules"], body["degraded_modules"], body["offline_modules"])
@@ -253,7 +253,7 @@ def test_health_reports_every_module_with_every_spec_column(client: APIClient, m
     } <= set(body)
     assert [m["module_name"] for m in body["modules"]] == list(MetaModule.objects.values_list("code", flat=True))
     for module in body["modules"]:
-        assert SPEC_LOG_COLUMNS <= set(module), SPEC_LOG_COLUMNS - set(module)
+        assert set(module) >= SPEC_LOG_COLUMNS, SPEC_LOG_COLUMNS - set(module)
     roas = next(m for m in body["modules"] if m["module_name"] == "10.5")
     # The cycle's auto-recovery restarted the OFFLINE module and ran its job once more (a success).
     assert roas["health_status"] == "offline" and roas["success_rate"] == pytest.approx(7 / 11)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from controltower.console import charts
 from controltower.console.charts import RunPoint
 
-T0 = datetime(2025, 1, 15, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -98,7 +98,7 @@ def _assert_inside(svg: str) -> None:
     width, boxes = _text_boxes(svg)
     assert boxes
     for start, end, content in boxes:
-        assert 0 <= start and end <= width, (content, start, end, width)
+        assert start >= 0 and end <= width, (content, start, end, width)
 
 
 @pytest.mark.parametrize(

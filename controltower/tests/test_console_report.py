@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -94,7 +94,7 @@ def test_anonymous_is_sent_to_login(client) -> None:
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
 
 
-START = datetime(2026, 11, 1, tzinfo=timezone.utc)
+START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 def test_the_timeline_keeps_a_status_until_the_next_check_and_shows_the_worst_of_a_slice() -> None:

@@ -114,9 +114,8 @@ def test_a_second_cycle_exits_cleanly_while_one_holds_the_lock() -> None:
 
 
 def test_an_expired_lease_is_taken_over() -> None:
-    with lease("x", timedelta(seconds=-1)) as first:
-        with lease("x", timedelta(minutes=1)) as second:
-            assert first and second
+    with lease("x", timedelta(seconds=-1)) as first, lease("x", timedelta(minutes=1)) as second:
+        assert first and second
 
 
 @pytest.mark.django_db(transaction=True)

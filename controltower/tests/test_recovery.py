@@ -10,8 +10,8 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from controltower import commander, cycle, recovery
-from controltower.recovery_policy import Policy, backoff
 from controltower.models import Alert, RecoveryAttempt, RecoveryState, SystemHealthLog, TowerState
+from controltower.recovery_policy import Policy, backoff
 from meta_modules.models import MetaModule, ModuleRun
 from meta_modules.registry import MODULES
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -89,7 +89,7 @@ def test_system_status(statuses: list[M], halted: bool, expected: S) -> None:
 
 
 def test_overdue_only_past_interval_plus_grace() -> None:
-    last = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+    last = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
     hour, grace = timedelta(hours=1), timedelta(minutes=10)
     assert not is_overdue(last, hour, grace, last + hour + grace)
     assert is_overdue(last, hour, grace, last + hour + grace + timedelta(seconds=1))
@@ -118,7 +118,7 @@ def test_a_halt_covers_the_union_of_what_its_stops_asked_for(stops: list[dict], 
     assert halt_scope(stops) == expected
 
 
-STOP = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+STOP = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,9 +14,8 @@ from django.utils import timezone
 
 from controltower import commander, cycle, health, reports
 from controltower.management.commands.watchdog import check_once
-from controltower.models import Alert, ControlTowerRun
+from controltower.models import Alert, ControlTowerRun, Notification, SystemHealthLog, SystemStatus, TowerState
 from controltower.models import ModuleStatus as M
-from controltower.models import Notification, SystemHealthLog, SystemStatus, TowerState
 from controltower.models import SystemStatus as S
 from controltower.rules import (
     FirstRuns,
@@ -31,7 +30,7 @@ from meta_modules.models import MetaModule, ModuleRun
 from tests.support import admin_client
 
 STATUS = "/meta/control-tower/status"
-T0 = datetime(2026, 12, 1, 12, 0, tzinfo=dt_timezone.utc)
+T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
 
 

@@ -75,7 +75,7 @@ def test_steady_spend_is_never_a_spike_and_a_3x_spike_is_caught_at_every_hour_in
                 targets.setdefault(campaign.account_id, campaign.pk)
             assert set(targets) == set(zones)
 
-        meta_sandbox.faults(spend_multiplier={campaign: 3 for campaign in targets.values()})
+        meta_sandbox.faults(spend_multiplier=dict.fromkeys(targets.values(), 3))
         now += timedelta(minutes=5)  # 10.14's next poll
         at(meta_sandbox, tower_clock, now)
         run(jobs.poll_today_spend)

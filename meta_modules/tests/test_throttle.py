@@ -196,7 +196,8 @@ def test_a_block_learnt_by_one_process_stops_every_other_process_calling(meta_sa
     other_process = (
         "import django; django.setup()\n"
         "from meta_modules.graph import GraphClient, MetaError\n"
-        f"try: GraphClient(graph_url={meta_sandbox.url!r}, max_wait=0).get({account!r}, {{'fields': 'id'}}, {account!r})\n"
+        f"try: GraphClient(graph_url={meta_sandbox.url!r}, max_wait=0)"
+        f".get({account!r}, {{'fields': 'id'}}, {account!r})\n"
         "except MetaError as e: print(e.kind, e.scope)\n"
     )
     learnt = subprocess.run(

@@ -43,7 +43,10 @@ def summary_lines(url: str, operator: Operator, mode: str, alerts: str) -> list[
 
 
 class Command(BaseCommand):
-    help = "Print where the console is, the operator's login (creating the account if missing), the mode and the alert channels."
+    help = (
+        "Print where the console is, the operator's login (creating the account if missing), the mode and the"
+        " alert channels."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000/", help="Where the console is served.")
