@@ -22,6 +22,7 @@ from controltower.api.strict import (
     ModuleCodeField,
 )
 from controltower.commander import ALIASES, COMMANDS, canonical
+from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import Alert, Mode, ModuleStatus, Notification, RunState, SystemStatus
 from controltower.recovery_policy import Action
 from controltower.rules import Leave, Liveness
@@ -264,9 +265,9 @@ def _flag(default: bool, help_text: str) -> JsonBooleanField:
 
 
 class StopParametersSerializer(JsonObjectSerializer):
-    stop_schedulers = _flag(True, "Disable every module's periodic task.")
-    pause_campaigns = _flag(True, "Pause every ACTIVE campaign on Meta.")
-    send_alerts = _flag(True, "Alert admins by email / Slack / webhook.")
+    stop_schedulers = _flag(StopRequest.stop_schedulers, "Disable every module's periodic task.")
+    pause_campaigns = _flag(StopRequest.pause_campaigns, "Pause every ACTIVE campaign on Meta.")
+    send_alerts = _flag(StopRequest.send_alerts, "Alert admins by email / Slack / webhook.")
     ad_account_ids = serializers.ListField(
         child=JsonRegexField(AD_ACCOUNT_ID, max_length=24),
         required=False,
@@ -288,9 +289,15 @@ class EmergencyStopRequestSerializer(StopParametersSerializer):
 
 
 class ResumeParametersSerializer(JsonObjectSerializer):
-    resume_schedulers = _flag(True, "Re-enable exactly the periodic tasks enabled before the stop.")
-    resume_campaigns = _flag(True, "Re-activate the held campaigns still paused and unchanged since the stop.")
-    run_health_check = _flag(True, "Run and persist a health check, and set the status from it.")
+    resume_schedulers = _flag(
+        ResumeRequest.resume_schedulers, "Re-enable exactly the periodic tasks enabled before the stop."
+    )
+    resume_campaigns = _flag(
+        ResumeRequest.resume_campaigns, "Re-activate the held campaigns still paused and unchanged since the stop."
+    )
+    run_health_check = _flag(
+        ResumeRequest.run_health_check, "Run and persist a health check, and set the status from it."
+    )
 
 
 class ResumeRequestSerializer(ResumeParametersSerializer):

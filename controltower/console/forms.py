@@ -11,14 +11,15 @@ from django.utils import timezone
 
 from controltower import channels
 from controltower.commander import COMMANDS
+from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import ControlTowerRun, Notification, RunType, SystemStatus
 
 REASON_MAX = 2000
 
 
-def _option(label: str, help_text: str = "") -> forms.BooleanField:
-    # Ticked by default; an unticked box is simply absent from the POST, as HTML sends it.
-    return forms.BooleanField(label=label, required=False, initial=True, help_text=help_text)
+def _option(label: str, default: bool, help_text: str = "") -> forms.BooleanField:
+    # Ticked as the request's default is; an unticked box is simply absent from the POST, as HTML sends it.
+    return forms.BooleanField(label=label, required=False, initial=default, help_text=help_text)
 
 
 class StopForm(forms.Form):
@@ -31,9 +32,9 @@ class StopForm(forms.Form):
         ),
         error_messages={"required": "Say why you are stopping everything: the reason is recorded and alerted."},
     )
-    pause_campaigns = _option("Pause every ACTIVE campaign on Meta")
-    stop_schedulers = _option("Stop every module scheduler")
-    send_alerts = _option("Alert admins")
+    pause_campaigns = _option("Pause every ACTIVE campaign on Meta", StopRequest.pause_campaigns)
+    stop_schedulers = _option("Stop every module scheduler", StopRequest.stop_schedulers)
+    send_alerts = _option("Alert admins", StopRequest.send_alerts)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,9 +55,11 @@ class ResumeForm(forms.Form):
         label="Reason (optional)",
         widget=forms.Textarea(attrs={"id": "resume-reason", "rows": 2}),
     )
-    resume_schedulers = _option("Resume the schedulers that ran before the stop")
-    resume_campaigns = _option("Re-activate the campaigns the stop paused (if unchanged since)")
-    run_health_check = _option("Run a health check afterwards")
+    resume_schedulers = _option("Resume the schedulers that ran before the stop", ResumeRequest.resume_schedulers)
+    resume_campaigns = _option(
+        "Re-activate the campaigns the stop paused (if unchanged since)", ResumeRequest.resume_campaigns
+    )
+    run_health_check = _option("Run a health check afterwards", ResumeRequest.run_health_check)
 
 
 class ReasonForm(forms.Form):

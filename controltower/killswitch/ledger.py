@@ -153,9 +153,8 @@ def settle(
 def save_holds(holds: list[CampaignHold], fields: list[str]) -> None:
     """bulk_update(holds, fields) as one UPDATE per distinct set of values. The holds of a sweep or
     a resume share a handful of values (state, Meta's updated_time to the second, the error), while
-    bulk_update builds a CASE/WHEN per row and field (on PostgreSQL one 5,000-branch CASE per field):
-    with it a 5,000-campaign stop took 31 s instead of 4.4 s there, 9.7 s instead of 5.5 s on SQLite
-    (docs/BENCHMARKS.md)."""
+    bulk_update builds a CASE/WHEN per row and field (on PostgreSQL one 5,000-branch CASE per field),
+    several times slower on a large stop (docs/BENCHMARKS.md, "Profile of the 5,000 stop")."""
     groups: dict[tuple[Any, ...], list[uuid.UUID]] = defaultdict(list)
     for hold in holds:
         groups[tuple(getattr(hold, name) for name in fields)].append(hold.pk)
