@@ -299,7 +299,7 @@ def measure(end: datetime, repeat: int) -> list[dict[str, Any]]:
     from controltower import reports
     from meta_modules.models import MetaModule
 
-    client = APIClient(SERVER_NAME="localhost")
+    client = APIClient(SERVER_NAME="127.0.0.1")  # in bench.common.tower_env's ALLOWED_HOSTS
     client.force_authenticate(User.objects.create_user("bench", is_staff=True))
     names = dict(MetaModule.objects.values_list("code", "name"))
     rows = []
