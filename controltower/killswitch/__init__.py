@@ -32,7 +32,7 @@ Threads only talk to Meta; every database write happens in the calling thread.
 Where it lives: `stop` (the stop, its dry run, the sweeps), `resume` (resume, its dry run, the
 two-person rule, the background re-activation), `ledger` (the CampaignHold ledger and the kill
 switch's lock); the Meta fan-out they share is `controltower.fanout`. This package exposes the
-use cases and their request and result types.
+use cases and their request and result types (a dry run is a request with `dry_run`).
 """
 
 from __future__ import annotations
@@ -46,13 +46,11 @@ from controltower.killswitch.resume import (
     finish_resume,
     report_resume,
     resume,
-    resume_preview,
 )
 from controltower.killswitch.stop import (
     StopRequest,
     StopResult,
     emergency_stop,
-    preview,
     resweep,
     stop_for_requested_spikes,
     sweep_needed,
@@ -70,10 +68,8 @@ __all__ = [
     "emergency_stop",
     "finish_abandoned",
     "finish_resume",
-    "preview",
     "report_resume",
     "resume",
-    "resume_preview",
     "resweep",
     "stop_for_requested_spikes",
     "sweep_needed",
