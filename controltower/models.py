@@ -494,6 +494,55 @@ class CampaignHold(models.Model):
         return f"{self.campaign_id} ({self.account_id}) {self.state}"
 
 
+class AccountGroup(models.Model):
+    """A share of a stop's or a resume's work on Meta: some ad accounts, worked on as one unit by
+    whichever process takes it first — a Celery worker (from the front) or the web process that took
+    the request (from the back). Taking is a conditional update, so each group is worked once; a
+    group whose taker died is taken again once its claim lapses."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(ControlTowerRun, on_delete=models.CASCADE, related_name="account_groups")
+    position = models.PositiveIntegerField()
+    accounts = models.JSONField(default=list)
+    taken_by = models.CharField(max_length=120, blank=True, help_text="web or worker, host and process")
+    taken_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.JSONField(default=dict, blank=True, help_text="What working on these accounts did")
+
+    class Meta:
+        db_table = "meta_control_tower_account_groups"
+        ordering = ["run", "position"]
+        constraints = [models.UniqueConstraint(fields=["run", "position"], name="uq_account_group_position")]
+        indexes = [models.Index(fields=["finished_at", "taken_until"], name="ix_account_groups_open")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} group {self.position} ({len(self.accounts)} accounts)"
+
+    def take(self, by: str) -> bool:
+        """Claim the group for `by` unless it is finished or someone alive holds it; True if claimed."""
+        now = timezone.now()
+        until = now + timedelta(seconds=settings.HOLD_CLAIM_SECONDS)
+        taken = (
+            AccountGroup.objects.filter(pk=self.pk, finished_at__isnull=True)
+            .filter(models.Q(taken_until__isnull=True) | models.Q(taken_until__lt=now))
+            .update(taken_by=by, taken_until=until)
+        )
+        if taken:
+            self.taken_by, self.taken_until = by, until
+        return bool(taken)
+
+    def finish(self, outcome: dict[str, Any]) -> bool:
+        """Record what the taker did; False if its claim was lost (it lapsed and another took the group)."""
+        now = timezone.now()
+        done = AccountGroup.objects.filter(pk=self.pk, taken_by=self.taken_by, finished_at__isnull=True).update(
+            finished_at=now, taken_until=None, outcome=outcome
+        )
+        if done:
+            self.finished_at, self.outcome = now, outcome
+        return bool(done)
+
+
 class RecoveryAttempt(models.Model):
     """One recovery action on one module: what ran, why, what it did, and whether it healed."""
 

@@ -34,3 +34,10 @@ def send(task_name: str, args: list[Any], **options: Any) -> None:
     A signature by name applies the registered task's own options (as `task.apply_async` does)."""
     with connection() as conn:
         app.signature(task_name, args=args).apply_async(connection=conn, retry=False, **options)
+
+
+def send_each(task_name: str, arg_lists: list[list[Any]]) -> None:
+    """Publish the task once per argument list, over one connection; raises when the broker cannot take them."""
+    with connection() as conn:
+        for args in arg_lists:
+            app.signature(task_name, args=args).apply_async(connection=conn, retry=False)

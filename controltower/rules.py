@@ -330,6 +330,12 @@ def reactivated_unanswered(current: dict[str, str] | None) -> bool:
     return current is not None and current.get("status") == "ACTIVE"
 
 
+def account_groups(accounts: Iterable[str], size: int) -> list[list[str]]:
+    """Ad accounts in groups of at most `size`, in the order given (a stop's or resume's units of work)."""
+    accounts = list(accounts)
+    return [accounts[i : i + size] for i in range(0, len(accounts), size)]
+
+
 def retry_delay(attempt: int, seconds_left: float, not_before: float = 0.0) -> float | None:
     """How long the kill switch waits after round `attempt` (1, 2, ...) of a retry loop that must end
     by a deadline: doubling from 0.5 s to at most 4 s, and no sooner than `not_before` (the

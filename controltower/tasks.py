@@ -58,3 +58,9 @@ def execute_command(run_id: str) -> None:
 def finish_resume(resume_run_id: str, attempt: int = 0) -> dict:
     """Keep re-activating what a resume left pending (idempotent: the ledger says what is left)."""
     return killswitch.finish_resume(resume_run_id, attempt)
+
+
+@shared_task(name="controltower.tasks.work_account_group")
+def work_account_group(group_id: str) -> dict:
+    """A worker's share of a stop or a resume (an account group), unless the web process took it first."""
+    return killswitch.work_group(group_id)

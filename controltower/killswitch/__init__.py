@@ -37,6 +37,9 @@ use cases and their request and result types (a dry run is a request with `dry_r
 
 from __future__ import annotations
 
+from typing import Any
+
+from controltower import account_groups
 from controltower.killswitch import ledger, stop
 from controltower.killswitch.resume import (
     KillSwitchError,
@@ -44,6 +47,7 @@ from controltower.killswitch.resume import (
     ResumeRequest,
     ResumeResult,
     finish_resume,
+    reactivate_group,
     report_resume,
     resume,
 )
@@ -56,7 +60,7 @@ from controltower.killswitch.stop import (
     sweep_needed,
 )
 from controltower.locks import is_held
-from controltower.models import TowerState
+from controltower.models import AccountGroup, RunType, TowerState
 
 __all__ = [
     "KillSwitchError",
@@ -73,6 +77,7 @@ __all__ = [
     "resweep",
     "stop_for_requested_spikes",
     "sweep_needed",
+    "work_group",
 ]
 
 
@@ -85,3 +90,13 @@ def finish_abandoned() -> None:
     if not is_held(ledger.KILL_SWITCH_LOCK):
         for run_id in ledger.resumes_left_pending():
             finish_resume(str(run_id), attempt=0, follow_up=False)
+
+
+def work_group(group_id: str) -> dict[str, Any]:
+    """A worker's share of a stop or a resume: its account group, unless another process took it."""
+    group = AccountGroup.objects.select_related("run").filter(pk=group_id).first()
+    if group is None or not group.take(account_groups.taker("worker")):
+        return {"done": True, "reason": "taken by another process, or gone"}
+    if group.run.run_type == RunType.RESUME:
+        return reactivate_group(group)
+    return stop.sweep_group(group)

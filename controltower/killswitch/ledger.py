@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -51,15 +51,27 @@ class Pending:
             for account, reasons in sorted(self.why.items())
         ]
 
+    def only(self, accounts: set[str]) -> Pending:
+        return Pending(defaultdict(Counter, {a: Counter(r) for a, r in self.why.items() if a in accounts}))
+
+    def merge(self, other: Pending) -> None:
+        for account, reasons in other.why.items():
+            self.why[account].update(reasons)
+
 
 @dataclass
 class SweepResult:
     paused: int = 0
     pending: int = 0
     failed: list[dict[str, str]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what went wrong beyond one account
+    unlisted: dict[str, str] = field(default_factory=dict)  # account → why its campaigns could not be listed
     by_account: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     left: Pending = field(default_factory=Pending)
+
+    @property
+    def errors(self) -> list[str]:
+        return self.notes + [f"Could not list campaigns of {a}: {why}" for a, why in sorted(self.unlisted.items())]
 
     def leave_pending(self, account: str, why: str, n: int = 1) -> None:
         self.pending += n
@@ -68,6 +80,58 @@ class SweepResult:
 
     def pending_reasons(self) -> list[str]:
         return self.left.reasons("pausing")
+
+    def only(self, accounts: list[str], notes: bool) -> SweepResult:
+        """This result's part for some of its accounts (an account group's outcome); `notes` with the general notes."""
+        mine = set(accounts)
+        part = SweepResult(
+            failed=[f for f in self.failed if f["account_id"] in mine],
+            notes=list(self.notes) if notes else [],
+            unlisted={a: why for a, why in self.unlisted.items() if a in mine},
+            left=self.left.only(mine),
+        )
+        for account, counts in self.by_account.items():
+            if account in mine:
+                part.by_account[account].update(counts)
+        part.paused = sum(c.get("paused", 0) for c in part.by_account.values())
+        part.pending = part.left.count
+        return part
+
+    def merge(self, other: SweepResult) -> None:
+        self.paused += other.paused
+        self.pending += other.pending
+        self.failed += other.failed
+        self.notes += other.notes
+        self.unlisted.update(other.unlisted)
+        for account, counts in other.by_account.items():
+            for key, n in counts.items():
+                self.by_account[account][key] += n
+        self.left.merge(other.left)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "paused": self.paused,
+            "pending": self.pending,
+            "failed": self.failed,
+            "notes": self.notes,
+            "unlisted": self.unlisted,
+            "by_account": {a: dict(c) for a, c in self.by_account.items()},
+            "left": {a: dict(r) for a, r in self.left.why.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SweepResult:
+        result = cls(
+            paused=data["paused"],
+            pending=data["pending"],
+            failed=data["failed"],
+            notes=data["notes"],
+            unlisted=data["unlisted"],
+            left=Pending(defaultdict(Counter, {a: Counter(r) for a, r in data["left"].items()})),
+        )
+        for account, counts in data["by_account"].items():
+            result.by_account[account].update(counts)
+        return result
 
 
 def kill_switch_lease(wait_until: float | None = None) -> Any:
@@ -88,23 +152,7 @@ def hold_and_claim(
         state = TowerState.locked()
         if not state.emergency_stop_active or state.halt_run_id != halt_run.pk:
             return None
-        CampaignHold.objects.bulk_create(
-            [
-                CampaignHold(
-                    halt_run=halt_run,
-                    stop_run=stop_run,
-                    campaign_id=c["id"],
-                    account_id=c["account"],
-                    campaign_name=c.get("name", "")[:400],
-                    prior_status=c.get("status", ""),
-                    prior_effective_status=c.get("effective_status", ""),
-                    prior_updated_time=c.get("updated_time", ""),
-                    snapshot=rules.snapshot(c),
-                )
-                for c in found
-            ],
-            ignore_conflicts=True,
-        )
+        _insert_holds(halt_run, stop_run, found, now)
         # Held before and ACTIVE again (someone re-activated it during the halt): pause it again.
         CampaignHold.objects.filter(halt_run=halt_run, campaign_id__in=[c["id"] for c in found]).exclude(
             state=CampaignHold.State.PENDING
@@ -121,6 +169,79 @@ def hold_and_claim(
         )
         elsewhere = pending.exclude(claimed_by=owner).values_list("account_id").annotate(n=Count("pk"))
         return list(pending.filter(claimed_by=owner)), dict(elsewhere)
+
+
+# Every column of a new hold, in the order _insert_holds gives them.
+HOLD_COLUMNS = (
+    "id",
+    "halt_run",
+    "stop_run",
+    "campaign_id",
+    "account_id",
+    "campaign_name",
+    "prior_status",
+    "prior_effective_status",
+    "prior_updated_time",
+    "paused_updated_time",
+    "snapshot",
+    "state",
+    "attempts",
+    "last_error",
+    "claimed_by",
+    "created_at",
+    "resume_note",
+)
+
+
+def _insert_holds(
+    halt_run: ControlTowerRun, stop_run: ControlTowerRun, found: list[dict[str, Any]], now: datetime
+) -> None:
+    """One new hold per campaign (a campaign already held in this halt is left alone), in as few
+    INSERT statements as the database allows: one on PostgreSQL. Not bulk_create, which prepares
+    every field of every model instance: at agency scale that, not the database, was the stop's
+    slowest step (docs/BENCHMARKS.md, "Agency scale")."""
+    if not found:
+        return
+    fields = [CampaignHold._meta.get_field(name) for name in HOLD_COLUMNS]
+    prep = {f.name: f.get_db_prep_save for f in fields}
+    halt, stop, created = (
+        prep["halt_run"](halt_run.pk, connection),
+        prep["stop_run"](stop_run.pk, connection),
+        prep["created_at"](now, connection),
+    )
+    rows = [
+        (
+            prep["id"](uuid.uuid4(), connection),
+            halt,
+            stop,
+            c["id"],
+            c["account"],
+            c.get("name", "")[:400],
+            c.get("status", ""),
+            c.get("effective_status", ""),
+            c.get("updated_time", ""),
+            "",
+            prep["snapshot"](rules.snapshot(c), connection),
+            CampaignHold.State.PENDING.value,
+            0,
+            "",
+            "",
+            created,
+            "",
+        )
+        for c in found
+    ]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    placeholders = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    per_statement = (connection.features.max_query_params or len(rows) * len(fields)) // len(fields)
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            cursor.execute(
+                f"INSERT INTO {connection.ops.quote_name(CampaignHold._meta.db_table)} ({columns}) "
+                f"VALUES {', '.join([placeholders] * len(chunk))} ON CONFLICT DO NOTHING",
+                [value for row in chunk for value in row],
+            )
 
 
 def settle(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,11 +17,13 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from controltower import audit, channels, fanout, health, rules, schedules, stakes
+from controltower import account_groups, audit, channels, fanout, health, rules, schedules, stakes
 from controltower.killswitch import ledger, stop
 from controltower.models import (
+    AccountGroup,
     CampaignHold,
     ControlTowerRun,
     Notification,
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 ALL_LISTED_STATUSES = ("ACTIVE", "PAUSED", "ARCHIVED", "IN_PROCESS", "WITH_ISSUES")
 STILL_PAUSING = "An emergency stop is still pausing campaigns; resume when it has finished."
+NOT_YET = "re-activation pending: not worked on yet"
+NEW_STOP = "left PAUSED: a new emergency stop began before it could be re-activated"
 # What a resume command's parameters (and a resume waiting for approval) may set.
 RESUME_OPTIONS = ("resume_schedulers", "resume_campaigns", "run_health_check")
 
@@ -108,7 +112,10 @@ def _resume_refusal(state: TowerState) -> str | None:
     """Why resume cannot proceed now (its dry run answers the same), or None."""
     if not state.emergency_stop_active:
         return "The tower is not halted: there is nothing to resume."
-    if CampaignHold.objects.filter(halt_run_id=state.halt_run_id, claimed_until__gt=timezone.now()).exists():
+    if (
+        CampaignHold.objects.filter(halt_run_id=state.halt_run_id, claimed_until__gt=timezone.now()).exists()
+        or stop.stops_in_flight()
+    ):
         return STILL_PAUSING
     return None
 
@@ -193,8 +200,7 @@ def resume(request: ResumeRequest) -> ResumeResult | Lifted:
             halt_run, stop_stamp, held_tasks = state.halt_run, state.last_stop_at, list(state.held_task_ids)
         unconfirmed = ledger.close_unconfirmed(halt_run, run)
         if request.resume_campaigns:
-            holds = list(CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED))
-            outcome = _reactivate(holds, run, deadline)
+            outcome = _spread(halt_run, run, deadline)
         else:
             outcome = Reactivation(skipped=ledger.release(halt_run, run))
         skipped = unconfirmed + outcome.skipped
@@ -317,6 +323,78 @@ def report_resume(lifted: Lifted, check: ControlTowerRun | None) -> ResumeResult
     )
 
 
+def _spread(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float) -> Reactivation:
+    """Re-activation shared with the workers (controltower.account_groups). The ledger says first,
+    in one statement, which holds this resume re-activates (`resuming`); this process then works
+    on the account groups nobody took; the answer adds what the workers did and still do."""
+    held = CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED)
+    accounts = sorted(set(held.values_list("account_id", flat=True)))
+    held.update(state=CampaignHold.State.RESUMING, resume_run=run, resume_note=NOT_YET)
+
+    def on(mine: list[AccountGroup]) -> None:
+        accounts = [a for group in mine for a in group.accounts]
+        holds = list(
+            CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING, account_id__in=accounts)
+        )
+        part = _reactivate(holds, run, deadline, halted=lambda: _overtaken(run))
+        for group in mine:
+            group.finish(part.only(group.accounts).to_json())
+
+    account_groups.work(account_groups.plan(run, accounts), on, deadline)
+    return _groups_outcome(run)
+
+
+def _groups_outcome(run: ControlTowerRun) -> Reactivation:
+    """What the resume's account groups did, and those still being re-activated elsewhere."""
+    outcome = Reactivation()
+    elsewhere: list[str] = []
+    for group in run.account_groups.all():
+        if group.finished_at:
+            outcome.merge(Reactivation.from_json(group.outcome))
+        else:
+            elsewhere += group.accounts
+    left = (
+        CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING, account_id__in=elsewhere)
+        .values_list("account_id")
+        .annotate(n=Count("pk"))
+    )
+    for account, n in left:
+        outcome.left.add(account, "being re-activated by a Celery worker", n)
+    return outcome
+
+
+def _overtaken(run: ControlTowerRun) -> bool:
+    """A new emergency stop began after this resume did: it wins over what is not re-activated yet."""
+    last_stop = TowerState.get().last_stop_at
+    return last_stop is not None and last_stop > run.executed_at
+
+
+def reactivate_group(group: AccountGroup) -> dict[str, Any]:
+    """A worker's share of a resume: re-activate the group's `resuming` holds, unless a new stop began."""
+    run = group.run
+    holds = list(
+        CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING, account_id__in=group.accounts)
+    )
+    deadline = time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS
+    outcome = _reactivate(holds, run, deadline, halted=lambda: _overtaken(run))
+    if _overtaken(run):
+        outcome.skipped += _leave_paused(
+            CampaignHold.objects.filter(
+                resume_run=run, state=CampaignHold.State.RESUMING, account_id__in=group.accounts
+            )
+        )
+        outcome.left = ledger.Pending()
+    group.finish(outcome.to_json())
+    return {"resumed": outcome.resumed, "skipped": len(outcome.skipped), "pending": outcome.left.count}
+
+
+def _leave_paused(left: QuerySet[CampaignHold]) -> list[dict[str, str]]:
+    """A new stop began: what is not re-activated yet stays PAUSED, and says so."""
+    skipped = [{"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": NEW_STOP} for h in left]
+    left.update(state=CampaignHold.State.SKIPPED, resume_note=NEW_STOP)
+    return skipped
+
+
 def _current(meta: graph.GraphClient, account: str) -> dict[str, dict[str, Any]]:
     """Meta's current state of an account's campaigns (not deleted), which resume compares with the holds."""
     return {c["id"]: c for c in meta.campaigns(account, stop.CAMPAIGN_FIELDS, ALL_LISTED_STATUSES)}
@@ -324,10 +402,52 @@ def _current(meta: graph.GraphClient, account: str) -> dict[str, dict[str, Any]]
 
 @dataclass
 class Reactivation:
-    resumed: int = 0
+    resumed_by_account: Counter[str] = field(default_factory=Counter)
     skipped: list[dict[str, str]] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    failures: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))  # account → errors
     left: ledger.Pending = field(default_factory=ledger.Pending)
+
+    @property
+    def resumed(self) -> int:
+        return sum(self.resumed_by_account.values())
+
+    @property
+    def errors(self) -> list[str]:
+        return [error for _, errors in sorted(self.failures.items()) for error in errors]
+
+    def only(self, accounts: list[str]) -> Reactivation:
+        """This outcome's part for some of its accounts (an account group's)."""
+        mine = set(accounts)
+        return Reactivation(
+            Counter({a: n for a, n in self.resumed_by_account.items() if a in mine}),
+            [s for s in self.skipped if s["account_id"] in mine],
+            defaultdict(list, {a: list(e) for a, e in self.failures.items() if a in mine}),
+            self.left.only(mine),
+        )
+
+    def merge(self, other: Reactivation) -> None:
+        self.resumed_by_account.update(other.resumed_by_account)
+        self.skipped += other.skipped
+        for account, errors in other.failures.items():
+            self.failures[account] += errors
+        self.left.merge(other.left)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "resumed": dict(self.resumed_by_account),
+            "skipped": self.skipped,
+            "failures": dict(self.failures),
+            "left": {a: dict(r) for a, r in self.left.why.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reactivation:
+        return cls(
+            Counter(data["resumed"]),
+            data["skipped"],
+            defaultdict(list, data["failures"]),
+            ledger.Pending(defaultdict(Counter, {a: Counter(r) for a, r in data["left"].items()})),
+        )
 
 
 def _reactivate(
@@ -352,12 +472,12 @@ def _reactivate(
         hold.state, hold.resume_note = CampaignHold.State.SKIPPED, reason
         outcome.skipped.append({"campaign_id": hold.campaign_id, "account_id": hold.account_id, "reason": reason})
         if error:
-            outcome.errors.append(f"{hold.campaign_id}: {reason}")
+            outcome.failures[hold.account_id].append(f"{hold.campaign_id}: {reason}")
         del undecided[hold.campaign_id]
 
     def done(hold: CampaignHold, at: datetime, note: str = "") -> None:
         hold.state, hold.resumed_at, hold.resume_note = CampaignHold.State.RESUMED, at, note
-        outcome.resumed += 1
+        outcome.resumed_by_account[hold.account_id] += 1
         del undecided[hold.campaign_id]
 
     def reactivation(meta: graph.GraphClient, account: str, holds: list[CampaignHold]) -> graph.BatchResult:
@@ -451,17 +571,16 @@ def finish_resume(resume_run_id: str, attempt: int, follow_up: bool = True) -> d
             if follow_up:
                 schedule_resume_retry(run, attempt)
             return {"done": False, "reason": "kill switch busy"}
-        holds = list(CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING))
+        # Accounts a worker is still re-activating are theirs (the resume's account groups).
+        resuming = CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING).exclude(
+            account_id__in=account_groups.accounts_in_flight(run)
+        )
+        holds = list(resuming)
         if not holds:
             return {"done": True}
         outcome = _reactivate(holds, run, deadline, halted=operations_halted)
         if operations_halted():  # a new stop began: it wins over what is left
-            note = "left PAUSED: a new emergency stop began before it could be re-activated"
-            left = CampaignHold.objects.filter(resume_run=run, state=CampaignHold.State.RESUMING)
-            outcome.skipped += [
-                {"campaign_id": h.campaign_id, "account_id": h.account_id, "reason": note} for h in left
-            ]
-            left.update(state=CampaignHold.State.SKIPPED, resume_note=note)
+            outcome.skipped += _leave_paused(resuming)
             outcome.left = ledger.Pending()
     record: dict[str, Any] = {
         "action": "resume_campaigns_background",

@@ -20,10 +20,11 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from controltower import audit, channels, fanout, queue, rules, schedules, stakes
+from controltower import account_groups, audit, channels, fanout, queue, rules, schedules, stakes
 from controltower.killswitch import ledger
 from controltower.locks import is_held
 from controltower.models import (
+    AccountGroup,
     CampaignHold,
     ControlTowerRun,
     Notification,
@@ -277,11 +278,13 @@ def _halt_scope(state: TowerState) -> rules.HaltScope:
 
 
 def _secure(
-    halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: float
+    halt_run: ControlTowerRun, stop_run: ControlTowerRun, deadline: float, spread: bool
 ) -> tuple[list[str], ledger.SweepResult]:
     """Steps 2 and 3 over the halt's whole scope; the halt is complete when nothing is left pending.
 
-    Idempotent: the stop itself, its background sweeps and the watchdog all come through here.
+    Idempotent: the stop itself, its background sweeps and the watchdog all come through here. A
+    stop (`spread`) shares the accounts with the Celery workers; a background sweep, already on
+    a worker or the watchdog, works on them itself.
     """
     began = timezone.now()
     scope = _halt_scope(TowerState.get())
@@ -291,25 +294,89 @@ def _secure(
         # Serialised with resume and other sweeps; a sweep waits (bounded) rather than refuses.
         with ledger.kill_switch_lease(deadline) as held:
             if not held:
-                result.errors.append(
+                result.notes.append(
                     "Another stop or resume held the kill switch past the deadline; "
                     "the background sweep will pause the campaigns."
                 )
             else:
                 try:
                     accounts = fanout.within_deadline(lambda: _accounts(scope.accounts, deadline), deadline)
-                    result = sweep(halt_run, stop_run, accounts, deadline)
+                    result = (
+                        _spread(halt_run, stop_run, accounts, deadline)
+                        if spread
+                        else sweep(halt_run, stop_run, accounts, deadline)
+                    )
                 except graph.MetaError as exc:  # listing the ad accounts themselves failed
-                    result.errors.append(f"Could not list ad accounts: {exc}")
+                    result.notes.append(f"Could not list ad accounts: {exc}")
                 except Exception as exc:  # noqa: BLE001 - the halt stands; the background sweep carries on
                     logger.exception("The campaign sweep of halt %s failed", halt_run.pk)
-                    result.errors.append(
+                    result.notes.append(
                         f"The sweep failed unexpectedly ({type(exc).__name__}: {exc}); "
                         "the background sweep keeps pausing campaigns."
                     )
     if not result.pending and not result.errors:
         TowerState.halt_swept(halt_run, began)
     return schedulers, result
+
+
+def _spread(
+    halt_run: ControlTowerRun, stop_run: ControlTowerRun, accounts: list[str], deadline: float
+) -> ledger.SweepResult:
+    """Step 3 shared with the workers (controltower.account_groups): this process sweeps the groups
+    nobody took, several at a time; the answer adds what the workers did and what they still do."""
+
+    def on(mine: list[AccountGroup]) -> None:
+        part = sweep(halt_run, stop_run, [a for group in mine for a in group.accounts], deadline)
+        for i, group in enumerate(mine):
+            group.finish(part.only(group.accounts, notes=i == 0).to_json())
+
+    account_groups.work(account_groups.plan(stop_run, accounts), on, deadline)
+    return _groups_result(stop_run)
+
+
+def _groups_result(stop_run: ControlTowerRun) -> ledger.SweepResult:
+    """What the stop's account groups did, and those still being swept elsewhere (their ledger so far)."""
+    result = ledger.SweepResult()
+    elsewhere: list[AccountGroup] = []
+    for group in stop_run.account_groups.all():
+        if group.finished_at:
+            result.merge(ledger.SweepResult.from_json(group.outcome))
+        else:
+            elsewhere.append(group)
+    if elsewhere:
+        accounts = [a for group in elsewhere for a in group.accounts]
+        pending = (
+            CampaignHold.objects.filter(
+                halt_run=TowerState.get().halt_run_id, state=CampaignHold.State.PENDING, account_id__in=accounts
+            )
+            .values_list("account_id")
+            .annotate(n=Count("pk"))
+        )
+        for account, n in pending:
+            result.leave_pending(account, "being paused by a Celery worker", n)
+        takers = sorted({group.taken_by for group in elsewhere if group.taken_by}) or ["the workers (queued)"]
+        result.notes.append(
+            f"{len(accounts)} ad accounts are still being swept by {', '.join(takers)}: follow this stop's page."
+        )
+    return result
+
+
+def sweep_group(group: AccountGroup) -> dict[str, Any]:
+    """A worker's share of a stop: sweep the group's accounts for the halt in force. The worker
+    finishing the stop's last group marks the halt swept when no group left anything."""
+    state = TowerState.get()
+    if not state.emergency_stop_active:
+        group.finish(ledger.SweepResult(notes=["The halt was lifted before this group was swept."]).to_json())
+        return {"done": True, "reason": "halt lifted"}
+    result = sweep(
+        state.halt_run, group.run, group.accounts, time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS
+    )
+    group.finish(result.only(group.accounts, notes=True).to_json())
+    if not group.run.account_groups.filter(finished_at__isnull=True).exists():
+        whole = _groups_result(group.run)
+        if not (whole.pending or whole.errors):
+            TowerState.halt_swept(state.halt_run, group.run.executed_at)
+    return {"paused": result.paused, "pending": result.pending, "failed": len(result.failed)}
 
 
 def sweep(
@@ -321,13 +388,13 @@ def sweep(
     found: list[dict[str, Any]] = []
     for account, campaigns in listed.items():
         if isinstance(campaigns, graph.MetaError):
-            result.errors.append(f"Could not list campaigns of {account}: {campaigns}")
+            result.unlisted[account] = str(campaigns)
             continue
         found.extend({**c, "account": account} for c in campaigns)
     owner = uuid.uuid4().hex
     claims = ledger.hold_and_claim(halt_run, stop_run, found, accounts, owner)
     if claims is None:
-        result.errors.append("The halt was lifted during the stop: nothing more was paused.")
+        result.notes.append("The halt was lifted during the stop: nothing more was paused.")
         return result
     claimed, claimed_elsewhere = claims
     # Claimed by another sweeper, alive or dead: not done until a sweep confirms them.
@@ -432,7 +499,7 @@ def emergency_stop(request: StopRequest) -> StopResult:
         return _joined(run, running)
     halt_run = TowerState.get().halt_run
     # A stop while halted re-sweeps the whole halt, which now includes what this one asked for.
-    schedulers, sweep_result = _secure(halt_run, run, deadline)
+    schedulers, sweep_result = _secure(halt_run, run, deadline, spread=True)
     result = StopResult(
         success=not (sweep_result.pending or sweep_result.failed or sweep_result.errors),
         run_id=str(run.pk),
@@ -518,7 +585,9 @@ def resweep(halt_run_id: str, attempt: int, follow_up: bool = True) -> dict[str,
     state = TowerState.get()
     if not state.emergency_stop_active or str(state.halt_run_id) != halt_run_id:
         return {"done": True, "reason": "halt lifted"}
-    _, result = _secure(state.halt_run, state.halt_run, time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS)
+    _, result = _secure(
+        state.halt_run, state.halt_run, time.monotonic() + settings.EMERGENCY_STOP_DEADLINE_SECONDS, spread=False
+    )
     remaining = result.pending or result.errors
     if remaining and follow_up and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:
         schedule_resweep(state.halt_run, attempt + 1)
@@ -543,14 +612,22 @@ def resweep(halt_run_id: str, attempt: int, follow_up: bool = True) -> dict[str,
 def sweep_needed() -> bool:
     """A halt left incomplete that nobody is finishing (its process died, or the queue is down)."""
     state = TowerState.get()
-    starting = ControlTowerRun.objects.filter(
-        run_type=RunType.EMERGENCY_STOP,
-        state=RunState.RUNNING,
-        executed_at__gt=timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS),
-    ).exists()
+    starting = (
+        ControlTowerRun.objects.filter(
+            run_type=RunType.EMERGENCY_STOP,
+            state=RunState.RUNNING,
+            executed_at__gt=timezone.now() - timedelta(seconds=settings.EMERGENCY_STOP_DEADLINE_SECONDS),
+        ).exists()
+        or stops_in_flight()
+    )
     return rules.halt_needs_sweep(
         state.emergency_stop_active, state.last_stop_at, state.halt_swept_at, starting, is_held(ledger.KILL_SWITCH_LOCK)
     )
+
+
+def stops_in_flight() -> bool:
+    """A stop's account groups are still being swept by workers (the stop itself has answered)."""
+    return AccountGroup.objects.filter(account_groups.in_flight(), run__run_type=RunType.EMERGENCY_STOP).exists()
 
 
 def close_interrupted_stops() -> None:
