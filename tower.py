@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -196,6 +197,8 @@ def up() -> int:
             env.get("META_SANDBOX_PORT", "8765"),
             "--store",
             str(VAR / "meta_sandbox.sqlite3"),
+            # e.g. "--reset --accounts 300 --campaigns-per-account 100 --latency-profile live"
+            *shlex.split(env.get("META_SANDBOX_ARGS", "")),
         ]
     return supervise(processes, env, lambda: announce(env, host, port, processes))
 
