@@ -12,7 +12,11 @@
    connection, then `--clients` concurrent keep-alive connections: wall time per request, throughput,
    and the server process's CPU seconds per request (utime + stime from /proc/<pid>/stat, so the
    client's own work is not counted).
-3. Overlap: with latency_ms=1000, `--overlap` clients each open a connection and send one GET at once.
+3. A stop's shape under the issue's profile (100 ms per request + 20 ms per batch item, 1 ms per listed
+   object), on a fresh seed: for every account one list of its ACTIVE campaigns (limit=100) and a batch
+   of 50 pauses per 50 of them, over `--stop-clients` keep-alive connections: wall time, and the
+   server's CPU seconds against that wall time (its share of a core while a stop runs).
+4. Overlap: with latency_ms=1000, `--overlap` clients each open a connection and send one GET at once.
    A server that answered one request at a time would take `--overlap` seconds (the naive baseline);
    the sandbox's wall time, its peak of requests in flight and its thread count are printed.
 Prints a table and writes bench/results/sandbox_cost.json. Linux only (/proc).
@@ -195,6 +199,36 @@ def start_server(args: argparse.Namespace, store: Path) -> tuple[subprocess.Pope
     return proc, line.split("listening on ")[1].split()[0], time.perf_counter() - started
 
 
+def stop_shape(url: str, pid: int, clients: int) -> dict[str, Any]:
+    """Every account listed once and every ACTIVE campaign paused in batches of 50, under PROFILE."""
+    control = Client(url)
+    control.control("POST", "/_sandbox/reset", control.control("GET", "/_sandbox/state")["seed"])
+    rows = control.control("GET", "/_sandbox/campaigns?status=ACTIVE")["data"]
+    by_account: dict[str, list[str]] = {}
+    for row in rows:
+        by_account.setdefault(row["account_id"], []).append(row["id"])
+    control.control("POST", "/_sandbox/faults", PROFILE)
+
+    def account_job(account: str, ids: list[str]) -> Job:
+        def job(client: Client) -> int:
+            requests = list_page(f"act_{account}")(client)
+            for i in range(0, len(ids), 50):
+                requests += pause_batch(ids[i : i + 50])(client)
+            return requests
+
+        return job
+
+    measured = run_jobs(url, pid, [account_job(a, ids) for a, ids in by_account.items()], clients)
+    control.control("POST", "/_sandbox/faults", {})
+    left = control.control("GET", "/_sandbox/campaigns?status=ACTIVE")["data"]
+    return {
+        **measured,
+        "accounts": len(by_account),
+        "campaigns_paused": len(rows) - len(left),
+        "server_cores_busy": round(measured["server_cpu_s"] / measured["wall_s"], 2),
+    }
+
+
 def overlap(url: str, pid: int, clients: int) -> dict[str, Any]:
     """`clients` connections, one GET each, with 1 s of latency per request."""
     control = Client(url)
@@ -241,6 +275,7 @@ def main() -> None:
     parser.add_argument("--archived", type=int, default=10, help="ARCHIVED campaigns per account")
     parser.add_argument("--requests", type=int, default=200, help="requests per type and phase")
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--stop-clients", type=int, default=64, help="connections of the stop-shaped run")
     parser.add_argument("--overlap", type=int, default=300, help="concurrent connections of the overlap check")
     args = parser.parse_args()
 
@@ -320,6 +355,7 @@ def measure(args: argparse.Namespace, url: str, pid: int) -> dict[str, Any]:
     return {
         "types": measured,
         "counters": state["counters"],
+        "stop_shape": stop_shape(url, pid, args.stop_clients),
         "overlap": overlap(url, pid, args.overlap),
     }
 
@@ -352,6 +388,12 @@ def report(results: dict[str, Any]) -> None:
             f"{par['requests_per_s']} | {par['server_cpu_ms_per_request']} | {row['profile_wall_ms']:g} "
             f"| {share:.1f} % |"
         )
+    s = results["stop_shape"]
+    print(
+        f"stop shape under {PROFILE}: {s['accounts']} accounts, {s['campaigns_paused']} campaigns paused in "
+        f"{s['requests']} requests over {s['clients']} connections: {s['wall_s']} s; server CPU {s['server_cpu_s']} s "
+        f"({s['server_cpu_ms_per_request']} ms/request, {s['server_cores_busy']} of a core)"
+    )
     o = results["overlap"]
     print(
         f"overlap: {o['clients']} connections x 1 request of {o['latency_ms']} ms: {o['wall_s']} s "
