@@ -139,7 +139,7 @@ class Faults:
     latency_profile: str = "none"  # presets the three latency fields below
     latency_ms: float = 0.0
     per_item_ms: float = 0.0
-    per_object_ms: float = 0.0  # per object a read returns in "data" (a page of 100 costs 20x a page of 5)
+    per_object_ms: float = 0.0  # per object a read returns in "data": a list page, insights rows
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     timeout_ms: float = 30_000.0
@@ -1632,8 +1632,8 @@ class SandboxHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True  # sleeping (latency/timeout) handlers never block shutdown
     allow_reuse_address = True
-    # listen() backlog: the default 5 drops SYNs when hundreds of clients connect at once, and each
-    # dropped SYN costs the client a 1 s retransmit (the kernel caps it at net.core.somaxconn).
+    # listen() backlog (the kernel caps it at net.core.somaxconn). With the default 5, 300 clients
+    # connecting at once overflowed the queue: 147 had no answer after 60 s (docs/meta-sandbox.md).
     request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox, verbose: bool = False) -> None:
