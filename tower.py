@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shlex
 import signal
 import socket
 import subprocess
@@ -163,6 +164,21 @@ def web_command(host: str, port: str | int) -> list[str]:
     return [str(VENV / "bin" / "gunicorn"), "--bind", f"{host}:{port}"]
 
 
+def sandbox_command(env: dict[str, str]) -> list[str]:
+    """The Meta sandbox of `tower.py up`; META_SANDBOX_ARGS adds its own options (docs/meta-sandbox.md),
+    e.g. "--reset --accounts 300 --campaigns-per-account 100 --latency-profile live"."""
+    return [
+        str(PYTHON),
+        str(ROOT / "manage.py"),
+        "meta_sandbox",
+        "--port",
+        env.get("META_SANDBOX_PORT", "8765"),
+        "--store",
+        str(VAR / "meta_sandbox.sqlite3"),
+        *shlex.split(env.get("META_SANDBOX_ARGS", "")),
+    ]
+
+
 def up() -> int:
     ensure_venv("requirements.txt")
     env = base_env()
@@ -188,15 +204,7 @@ def up() -> int:
         "watchdog": [str(PYTHON), str(ROOT / "manage.py"), "watchdog"],
     }
     if env.get("META_MODE", "stub") == "stub":
-        processes["sandbox"] = [
-            str(PYTHON),
-            str(ROOT / "manage.py"),
-            "meta_sandbox",
-            "--port",
-            env.get("META_SANDBOX_PORT", "8765"),
-            "--store",
-            str(VAR / "meta_sandbox.sqlite3"),
-        ]
+        processes["sandbox"] = sandbox_command(env)
     return supervise(processes, env, lambda: announce(env, host, port, processes))
 
 

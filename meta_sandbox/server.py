@@ -83,6 +83,14 @@ _AUTH_PARAMS = {"access_token", "appsecret_proof"}
 _JSON = "application/json; charset=UTF-8"
 _HTML = 'text/html; charset="utf-8"'
 USAGE_HEADER_MODES = ("all", "buc_only", "none")
+LATENCY_FIELDS = ("latency_ms", "per_item_ms", "per_object_ms")
+# Named latency profiles (docs/meta-sandbox.md, "Latency profiles", says where the figures come from):
+# "live" is what connectors observe of Meta, "harsh" its slow side; explicit latency fields win.
+LATENCY_PROFILES: dict[str, dict[str, float]] = {
+    "none": {"latency_ms": 0.0, "per_item_ms": 0.0, "per_object_ms": 0.0},
+    "live": {"latency_ms": 100.0, "per_item_ms": 20.0, "per_object_ms": 1.0},
+    "harsh": {"latency_ms": 250.0, "per_item_ms": 40.0, "per_object_ms": 3.0},
+}
 
 
 def _html_page(title: str, heading: str, text: str) -> str:
@@ -128,8 +136,10 @@ def _account_key(raw: str) -> str:
 class Faults:
     """The fault configuration; every POST /_sandbox/faults replaces it whole."""
 
+    latency_profile: str = "none"  # presets the three latency fields below
     latency_ms: float = 0.0
     per_item_ms: float = 0.0
+    per_object_ms: float = 0.0  # per object a read returns in "data": a list page, insights rows
     error_rate: float = 0.0
     timeout_rate: float = 0.0
     timeout_ms: float = 30_000.0
@@ -161,7 +171,12 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
         values: dict[str, Any] = {}
-        for name in ("latency_ms", "per_item_ms", "timeout_ms"):
+        if "latency_profile" in body:
+            if body["latency_profile"] not in LATENCY_PROFILES:
+                raise ValueError(f"latency_profile must be one of {list(LATENCY_PROFILES)}")
+            values["latency_profile"] = body["latency_profile"]
+            values.update(LATENCY_PROFILES[body["latency_profile"]])
+        for name in (*LATENCY_FIELDS, "timeout_ms"):
             if name in body:
                 values[name] = _number(name, body[name], 0, 600_000)
         if "async_job_seconds" in body:
@@ -366,6 +381,13 @@ class _Scope:
     column: str
     object_id: int
     account_id: int
+
+
+def _sleep_ms(ms: float) -> None:
+    """Latency as wall time only: a sleep holds no CPU. None at 0: even sleep(0) hands the GIL to
+    another thread, a needless switch per request under many concurrent clients."""
+    if ms > 0:
+        time.sleep(ms / 1000)
 
 
 def _single_values(pairs: Mapping[str, list[str]]) -> dict[str, str]:
@@ -737,9 +759,18 @@ def _buc_entry(usage: Usage, scope: str) -> dict[str, Any]:
 class Sandbox:
     """The simulated Meta behind the HTTP server: state, limits, faults and counters."""
 
-    def __init__(self, store: Store, token: str | None = None, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: Store,
+        token: str | None = None,
+        clock: Callable[[], float] = time.time,
+        start_faults: Mapping[str, Any] | None = None,
+    ) -> None:
         self.store = store
         self.token = token
+        # The faults given at start (e.g. a latency profile on the command line): in force from
+        # the start and restored by every reset.
+        self.start_faults = dict(start_faults or {})
         # Real time: rate-limit windows and blocks must really elapse. Business time (timestamps,
         # insights' today) is store.clock, which tests may move.
         self.clock = clock
@@ -761,8 +792,18 @@ class Sandbox:
         self._trace_lock = threading.Lock()
         self._trace_n = 0
         self._trace_salt = time.time_ns()
+        # Graph requests being served now, and the most at once since the last reset: proof that
+        # latency sleeps overlap (the server runs a thread per connection).
+        self._load_lock = threading.Lock()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.set_faults(self.start_faults)
 
     # ----------------------------------------------------------------- control
+
+    @property
+    def faults(self) -> Faults:
+        return self._faults
 
     def set_faults(self, body: Mapping[str, Any]) -> Faults:
         faults = Faults.from_json(body)
@@ -782,12 +823,14 @@ class Sandbox:
 
     def reset(self, cfg: SeedConfig) -> None:
         self.store.reset(cfg)
-        self.set_faults({})
+        self.set_faults(self.start_faults)
         self.limiter.clear()
         self.app_limiter.clear()
         self.object_limiter.clear()
         self.report_runs.clear()
         self.counters.clear()
+        with self._load_lock:
+            self.peak_in_flight = self.in_flight
         with self._writes_lock:
             self.status_writes.clear()
 
@@ -821,6 +864,7 @@ class Sandbox:
             "faults": self._faults.to_json(),
             "errors_left": self._error_plan.remaining(),  # per rule of the errors fault
             "counters": self.counters.snapshot(),
+            "load": {"in_flight": self.in_flight, "peak_in_flight": self.peak_in_flight},
             "seed": self.store.seed_config(),
         }
 
@@ -887,7 +931,17 @@ class Sandbox:
     # ----------------------------------------------------------------- graph entry point
 
     def handle_graph(self, method: str, path: str, params: Mapping[str, str], host: str) -> Response:
-        """One HTTP request on a Graph path (a single call or a batch)."""
+        """One HTTP request on a Graph path (a single call or a batch), counted while in flight."""
+        with self._load_lock:
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            return self._graph(method, path, params, host)
+        finally:
+            with self._load_lock:
+                self.in_flight -= 1
+
+    def _graph(self, method: str, path: str, params: Mapping[str, str], host: str) -> Response:
         self.counters.add("requests")
         match = _VERSIONED.match(path)
         version = match.group(1) if match else "v25.0"
@@ -901,7 +955,7 @@ class Sandbox:
                 raise GraphError("(#100) Graph paths need a version prefix such as /v25.0/")
             if version_key(version) < version_key(faults.min_version):
                 raise deprecated_version()
-            time.sleep(faults.latency_ms / 1000)
+            _sleep_ms(faults.latency_ms)
             self._authenticate(params, faults)
             segments = _split_path(match.group(2) or "")
             if method == "POST" and not segments:
@@ -1000,6 +1054,8 @@ class Sandbox:
             body = route.action()
             if route.write:
                 self.counters.add("writes")
+            else:
+                self._object_delay(body, faults)
             if rule is not None:  # applied; then the read after the write fails
                 self.counters.add("preset_errors")
                 # The write's normal answer: {"success": true} for an edit, {"id"} for a creation.
@@ -1008,6 +1064,13 @@ class Sandbox:
             return Response(200, body, headers)
         except GraphError as err:
             return Response(err.http_status, self._error_body(err, trace), headers)
+
+    @staticmethod
+    def _object_delay(body: Any, faults: Faults) -> None:
+        """per_object_ms: a read waits for each object it returns (a list page, insights rows)."""
+        data = body.get("data") if isinstance(body, dict) else None
+        if isinstance(data, list):
+            _sleep_ms(faults.per_object_ms * len(data))
 
     # ----------------------------------------------------------------- batch
 
@@ -1019,7 +1082,7 @@ class Sandbox:
             raise GraphError("(#100) The parameter batch must be a JSON array")
         if len(items) > MAX_BATCH:
             raise GraphError(f"Too many requests in batch message. Maximum batch size is {MAX_BATCH}")
-        time.sleep(faults.per_item_ms * len(items) / 1000)
+        _sleep_ms(faults.per_item_ms * len(items))
         include_headers = params.get("include_headers", "true").lower() != "false"
         usage: dict[str, list[dict[str, Any]]] = {}
         token = params["access_token"]  # items inherit it (it also goes into their paging links)
@@ -1565,8 +1628,13 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SandboxHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, so latency sleeps of concurrent clients overlap."""
+
     daemon_threads = True  # sleeping (latency/timeout) handlers never block shutdown
     allow_reuse_address = True
+    # listen() backlog (the kernel caps it at net.core.somaxconn). With the default 5, 300 clients
+    # connecting at once overflowed the queue: 147 had no answer after 60 s (docs/meta-sandbox.md).
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], sandbox: Sandbox, verbose: bool = False) -> None:
         super().__init__(address, _Handler)
@@ -1599,9 +1667,12 @@ def make_server(
     reset: bool = False,
     token: str | None = None,
     verbose: bool = False,
+    faults: Mapping[str, Any] | None = None,
 ) -> SandboxHTTPServer:
-    """A bound (not yet serving) sandbox; reseeds when asked to or when the store is empty."""
-    sandbox = Sandbox(Store(store_path), token=token)
+    """A bound (not yet serving) sandbox; reseeds when asked to or when the store is empty.
+    ``faults`` (a /_sandbox/faults body) are in force from the start and restored by every reset."""
+    Faults.from_json(faults or {})  # a bad configuration fails before the store is opened
+    sandbox = Sandbox(Store(store_path), token=token, start_faults=faults)
     if reset or not sandbox.store.is_seeded():
         sandbox.reset(seed or SeedConfig())
     return SandboxHTTPServer((host, port), sandbox, verbose=verbose)
@@ -1616,10 +1687,18 @@ def serve(
     reset: bool = False,
     token: str | None = None,
     verbose: bool = False,
+    faults: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the sandbox in the foreground until interrupted (the CLI and the manage.py command)."""
-    server = make_server(host, port, store_path, seed=seed, reset=reset, token=token, verbose=verbose)
+    server = make_server(host, port, store_path, seed=seed, reset=reset, token=token, verbose=verbose, faults=faults)
     print(f"Meta sandbox listening on {server.url} (store {Path(store_path).resolve()})", flush=True)
+    latency = server.sandbox.faults
+    if any(getattr(latency, name) for name in LATENCY_FIELDS):
+        print(
+            f"latency: {latency.latency_ms:g} ms per request, {latency.per_item_ms:g} ms per batch item, "
+            f"{latency.per_object_ms:g} ms per listed object",
+            flush=True,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

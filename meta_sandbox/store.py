@@ -66,6 +66,7 @@ OBJECTIVES = (
     "OUTCOME_APP_PROMOTION",
 )
 ACCOUNT_ID_BASE = 1_000_000_000
+MAX_ACCOUNTS = 1000  # an agency-sized business (issue 17 seeds 300)
 ID_BASES = {
     "campaign": 1_202_100_000_000_000,
     "adset": 1_202_200_000_000_000,
@@ -260,7 +261,7 @@ class DeliveryIssue:
         picks = [k for k in ("nth_paused", "nth_active") if k in raw]
         if len(picks) != 1 or raw.get("effective_status") not in DELIVERY_STATES:
             raise ValueError(f"each delivery_issues entry looks like {form}")
-        account = _bounded_int("delivery_issues.account", raw["account"], 1, 100) if "account" in raw else None
+        account = _bounded_int("delivery_issues.account", raw["account"], 1, MAX_ACCOUNTS) if "account" in raw else None
         nth = _bounded_int(f"delivery_issues.{picks[0]}", raw[picks[0]], 1, 50_000)
         status = "PAUSED" if picks[0] == "nth_paused" else "ACTIVE"
         return cls(status, nth, raw["effective_status"], account)
@@ -317,7 +318,7 @@ class SeedConfig:
     currencies: tuple[str, ...] = ("USD", "EUR", "GBP")
 
     _LIMITS = {
-        "accounts": (1, 100),
+        "accounts": (1, MAX_ACCOUNTS),
         "campaigns_per_account": (0, 50_000),
         "seed": (-(2**63), 2**63 - 1),
         "adsets_per_campaign": (0, 20),
@@ -458,6 +459,7 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
 
     for a in range(1, cfg.accounts + 1):
         account_id = ACCOUNT_ID_BASE + a
+        first_campaign = len(rows.campaigns)
         tz = zone(cfg.account_zone(a))
         # History starts at a local midnight: insights days are the account's days.
         history_start = local_day_start(local_day(now, tz) - timedelta(days=cfg.history_days), tz)
@@ -498,7 +500,7 @@ def _generate(cfg: SeedConfig, now: int) -> _SeedRows:
                 ]
             )
             _generate_children(cfg, rng, rows, next_id, account_id, campaign_id, name, budget, created, updated)
-        _assign_delivery(cfg, a, [c for c in rows.campaigns if c[1] == account_id])
+        _assign_delivery(cfg, a, rows.campaigns[first_campaign:])
     return rows
 
 

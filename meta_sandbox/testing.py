@@ -17,6 +17,7 @@ import tempfile
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,7 +43,8 @@ class RunningSandbox:
 
     def reset(self, **body: Any) -> dict[str, Any]:
         """Reseed (``accounts``, ``campaigns_per_account``, ``seed``, ``statuses``, ``delivery_issues``,
-        ``timezones``, ``currencies``, ...); returns the state. The business clock is kept."""
+        ``timezones``, ``currencies``, ...); returns the state. The business clock is kept; the faults
+        go back to those given at start."""
         return self._control("POST", "/_sandbox/reset", body)
 
     def faults(self, **body: Any) -> dict[str, Any]:
@@ -104,18 +106,24 @@ class RunningSandbox:
 
 
 def start_sandbox(
-    store_path: str | Path | None = None, *, token: str | None = None, **reset_kwargs: Any
+    store_path: str | Path | None = None,
+    *,
+    token: str | None = None,
+    faults: Mapping[str, Any] | None = None,
+    **reset_kwargs: Any,
 ) -> RunningSandbox:
     """Start a sandbox on 127.0.0.1 with a free port.
 
     Without ``store_path`` the store is a fresh temp file (removed on stop), seeded with
     ``reset_kwargs`` (the /_sandbox/reset fields). With a ``store_path``, the store is reseeded
     only if ``reset_kwargs`` are given or it is empty, so a restart on the same file keeps state.
+    ``faults`` (a /_sandbox/faults body, e.g. ``{"latency_profile": "live"}``) are in force from
+    the start and restored by every ``reset()``, like the command line's latency options.
     """
     temp_dir = None
     if store_path is None:
         temp_dir = Path(tempfile.mkdtemp(prefix="meta-sandbox-"))
         store_path = temp_dir / "sandbox.sqlite3"
     seed = SeedConfig.from_json(reset_kwargs)
-    server = make_server("127.0.0.1", 0, store_path, seed=seed, reset=bool(reset_kwargs), token=token)
+    server = make_server("127.0.0.1", 0, store_path, seed=seed, reset=bool(reset_kwargs), token=token, faults=faults)
     return RunningSandbox(server, temp_dir)
