@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.db import connections
 
 from controltower.models import AccountGroup, CampaignHold, ControlTowerRun, TowerState
+from controltower.roles import OPERATORS_GROUP
 from meta_modules import graph
 from tests.support import api_client, child_env, private_broker, start_worker, stop_process, wait_for
 
@@ -99,9 +101,8 @@ def _ledger() -> dict[str, tuple[str, bool]]:
     }
 
 
-def _stop_and_resume(agency: Agency) -> tuple[dict, dict, dict, dict, list[str]]:
+def _stop_and_resume(agency: Agency, client: Any) -> tuple[dict, dict, dict, dict, list[str]]:
     """Stop over HTTP, wait until every group is done; the same for resume. → ledgers, Meta, group takers."""
-    client = api_client("olga", "operators")
     stopped = client.post("/meta/control-tower/emergency-stop", {"reason": "Agency drill"}, format="json")
     assert stopped.status_code == 200, stopped.content
     wait_for(_settled, timeout=120, interval=0.2, message="every account group of the stop to be swept")
@@ -133,14 +134,15 @@ def _reset_tower() -> None:
 def test_a_stop_and_resume_shared_with_a_worker_end_as_in_the_web_process_alone(agency: Agency) -> None:
     agency.seed(latency_ms=150)
     before = agency.truth()
-    alone = _stop_and_resume(agency)
+    client = api_client("olga", OPERATORS_GROUP)
+    alone = _stop_and_resume(agency, client)
     assert {t.split()[0] for t in alone[4]} == {"web"}  # nobody consumes the private broker yet
 
     _reset_tower()
     agency.seed(latency_ms=150)
     worker = agency.worker("agency")
     try:
-        shared = _stop_and_resume(agency)
+        shared = _stop_and_resume(agency, client)
     finally:
         stop_process(worker)
 
@@ -179,7 +181,7 @@ def test_a_worker_killed_in_the_middle_of_its_group_loses_nothing(agency: Agency
     before = agency.truth()
     worker = agency.worker("doomed")
     try:
-        client = api_client("olga", "operators")
+        client = api_client("olga", OPERATORS_GROUP)
         killed: list[int] = []
 
         def kill_a_worker_mid_group() -> bool:
@@ -191,9 +193,13 @@ def test_a_worker_killed_in_the_middle_of_its_group_loses_nothing(agency: Agency
             killed.append(pid)
             return True
 
-        press = threading.Thread(
-            target=lambda: client.post("/meta/control-tower/emergency-stop", {"reason": "Drill"}, format="json")
-        )
+        def press_stop() -> None:
+            try:
+                client.post("/meta/control-tower/emergency-stop", {"reason": "Drill"}, format="json")
+            finally:
+                connections.close_all()  # this thread's own database connection
+
+        press = threading.Thread(target=press_stop)
         press.start()
         wait_for(kill_a_worker_mid_group, timeout=60, interval=0.05, message="a worker to be sweeping a group")
         press.join()
