@@ -205,6 +205,20 @@ def capped(items: Sequence[Any], limit: int = RUN_RECORD_ITEMS) -> list[Any]:
     return [*items[:limit], f"… and {len(items) - limit} more — see the run's campaigns"]
 
 
+def capped_actions(actions: Sequence[Any], limit: int = RUN_RECORD_ITEMS) -> list[Any]:
+    """A run's actions_executed with every list in an action capped (a resume's `skipped`), and the
+    actions themselves."""
+    return capped(
+        [
+            {key: capped(value, limit) if isinstance(value, list) else value for key, value in action.items()}
+            if isinstance(action, Mapping)
+            else action
+            for action in actions
+        ],
+        limit,
+    )
+
+
 # What Meta does not stamp in updated_time (budgets, spend cap) and what a person reads (the name):
 # kept with each hold when it is paused and compared at resume.
 SNAPSHOT_FIELDS = ("name", "daily_budget", "lifetime_budget", "spend_cap")

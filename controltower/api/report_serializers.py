@@ -361,14 +361,7 @@ class RunSerializer(serializers.ModelSerializer):
     def to_representation(self, instance: ControlTowerRun) -> dict[str, Any]:
         data = super().to_representation(instance)
         data["errors_encountered"] = rules.capped(data["errors_encountered"])
-        data["actions_executed"] = rules.capped(
-            [
-                {key: rules.capped(value) if isinstance(value, list) else value for key, value in action.items()}
-                if isinstance(action, dict)
-                else action
-                for action in data["actions_executed"]
-            ]
-        )
+        data["actions_executed"] = rules.capped_actions(data["actions_executed"])
         return data
 
     class Meta:

@@ -8,15 +8,18 @@ the schemathesis run) check responses against. Unknown values are null.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
-from controltower import channels
+from controltower import campaign_lists, channels
 from controltower.api.strict import (
     JsonBooleanField,
     JsonCharField,
+    JsonIntegerField,
     JsonObjectSerializer,
     JsonRegexField,
     ModuleCodeField,
@@ -278,6 +281,52 @@ class StopParametersSerializer(JsonObjectSerializer):
     )
 
 
+class PreviewPageSerializer(JsonObjectSerializer):
+    """Which page of a dry run's campaigns to answer (preview.campaigns), filtered and searched."""
+
+    account = JsonRegexField(
+        r"^act_\d{1,20}$", max_length=24, required=False, help_text="Only this ad account (act_123)."
+    )
+    q = JsonCharField(
+        max_length=400, required=False, help_text="Only campaigns whose id or name contains this (any case)."
+    )
+    page = JsonIntegerField(required=False, default=1, min_value=1, help_text="Page number (from 1).")
+    page_size = JsonIntegerField(
+        required=False,
+        default=campaign_lists.PAGE_SIZE,
+        min_value=1,
+        max_value=campaign_lists.MAX_PAGE_SIZE,
+        help_text=f"Campaigns per page (at most {campaign_lists.MAX_PAGE_SIZE}).",
+    )
+
+    def search(self, data: dict[str, Any]) -> campaign_lists.Search:
+        return campaign_lists.Search(**data)
+
+
+class ResumePreviewPageSerializer(PreviewPageSerializer):
+    action = serializers.ChoiceField(
+        choices=list(campaign_lists.PREVIEW_ACTIONS), required=False, help_text="Only campaigns resume would treat so."
+    )
+
+    def search(self, data: dict[str, Any]) -> campaign_lists.Search:
+        data = dict(data)
+        return campaign_lists.Search(state=data.pop("action", ""), **data)
+
+
+def _only_with_dry_run(data: dict[str, Any]) -> dict[str, Any]:
+    if "campaigns" in data and not data["dry_run"]:
+        raise serializers.ValidationError(
+            {"campaigns": ["Only with dry_run: a run's campaigns are at GET runs/{id}/campaigns."]}
+        )
+    return data
+
+
+PREVIEW_PAGE_HELP = (
+    "Dry run only: which page of preview.campaigns to answer, filtered and searched (default: the first "
+    f"{campaign_lists.PAGE_SIZE}); a page past the last is a 400."
+)
+
+
 class EmergencyStopRequestSerializer(StopParametersSerializer):
     reason = JsonCharField(
         max_length=REASON_MAX,
@@ -286,6 +335,10 @@ class EmergencyStopRequestSerializer(StopParametersSerializer):
         help_text="Why money must stop now (required, recorded with who and when).",
     )
     dry_run = _flag(False, "List exactly what would be stopped and paused; change nothing.")
+    campaigns = PreviewPageSerializer(required=False, help_text=PREVIEW_PAGE_HELP)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        return _only_with_dry_run(data)
 
 
 class ResumeParametersSerializer(JsonObjectSerializer):
@@ -307,6 +360,10 @@ class ResumeRequestSerializer(ResumeParametersSerializer):
         "List exactly which campaigns would be re-activated or left (and why), which schedulers "
         "would restart and when, and the daily budget that would spend again; change nothing.",
     )
+    campaigns = ResumePreviewPageSerializer(required=False, help_text=PREVIEW_PAGE_HELP)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        return _only_with_dry_run(data)
 
 
 class CampaignIssueSerializer(serializers.Serializer):
@@ -357,12 +414,26 @@ class StopStakesSerializer(serializers.Serializer):
     totals = StakesSerializer(many=True, help_text="One total per currency.")
 
 
+class CampaignsPageSerializer(serializers.Serializer):
+    """Which page of a dry run's campaigns `campaigns` holds, of how many, and the search that found them."""
+
+    count = serializers.IntegerField(min_value=0, help_text="Campaigns matching the search, over every page.")
+    page = serializers.IntegerField(min_value=1)
+    page_size = serializers.IntegerField(min_value=1)
+    pages = serializers.IntegerField(min_value=1)
+    account = serializers.CharField(allow_blank=True)
+    state = serializers.CharField(allow_blank=True, help_text="Resume: the action searched for; blank for any.")
+    q = serializers.CharField(allow_blank=True)
+
+
 class StopPreviewSerializer(serializers.Serializer):
     schedulers = serializers.ListField(child=serializers.CharField(), help_text="Module codes whose task is enabled.")
     campaigns = serializers.DictField(
         child=serializers.ListField(child=serializers.DictField()),
-        help_text="Ad account → ACTIVE campaigns ({id, name}).",
+        help_text="Ad account → ACTIVE campaigns ({id, name}): one page of them (campaigns_page); the counts "
+        "and budgets per account of all of them are in stakes.accounts.",
     )
+    campaigns_page = CampaignsPageSerializer()
     target = TargetSerializer()
     stakes = StopStakesSerializer()
 
@@ -386,9 +457,21 @@ class ResumeSchedulerSerializer(serializers.Serializer):
     first_run_at = serializers.DateTimeField(help_text="When it would first run if resumed now.")
 
 
+class ResumePreviewAccountSerializer(serializers.Serializer):
+    account = serializers.CharField()
+    campaigns = serializers.IntegerField(min_value=0, help_text="Its held campaigns.")
+    reactivate = serializers.IntegerField(min_value=0, help_text="Resume would re-activate them.")
+    leave = serializers.IntegerField(min_value=0, help_text="Resume would leave them as they are.")
+    unknown = serializers.IntegerField(min_value=0, help_text="Meta could not be read now.")
+
+
 class ResumePreviewSerializer(serializers.Serializer):
     target = TargetSerializer()
-    campaigns = ResumeCampaignSerializer(many=True, help_text="Every held campaign and what resume would do with it.")
+    campaigns = ResumeCampaignSerializer(
+        many=True, help_text="Held campaigns and what resume would do with each: one page of them (campaigns_page)."
+    )
+    campaigns_page = CampaignsPageSerializer()
+    accounts = ResumePreviewAccountSerializer(many=True, help_text="Per ad account, over every held campaign.")
     schedulers = ResumeSchedulerSerializer(many=True, help_text="The schedulers resume would re-enable, in order.")
     spend = StakesSerializer(many=True, help_text="Per currency: the daily budget that would start spending again.")
 
