@@ -443,7 +443,7 @@ class ResumeCampaignSerializer(serializers.Serializer):
     account_id = serializers.CharField()
     name = serializers.CharField(allow_blank=True)
     action = serializers.ChoiceField(
-        choices=["reactivate", "leave", "unknown"], help_text="unknown: Meta could not be read now (see errors)."
+        choices=list(campaign_lists.PREVIEW_ACTIONS), help_text="unknown: Meta could not be read now (see errors)."
     )
     why = serializers.ChoiceField(choices=["", *Leave], help_text="Why it would be left; blank otherwise.")
     reason = serializers.CharField(allow_blank=True)
