@@ -15,7 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
-from controltower import campaign_lists, channels
+from controltower import campaign_lists, channels, rules
 from controltower.api.strict import (
     JsonBooleanField,
     JsonCharField,
@@ -531,7 +531,12 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
     campaigns_pending = serializers.IntegerField(
         min_value=0, help_text="Not yet confirmed paused; retried in the background."
     )
-    campaigns_failed = CampaignIssueSerializer(many=True)
+    campaigns_failed = CampaignIssueSerializer(
+        many=True,
+        help_text=f"The first {rules.RUN_RECORD_ITEMS} campaigns that could not be paused (campaigns_failed_count "
+        "says how many; all of them: campaigns_url?state=failed).",
+    )
+    campaigns_failed_count = serializers.IntegerField(min_value=0, help_text="Campaigns that could not be paused.")
     alerts_sent = serializers.IntegerField(min_value=0)
     errors = serializers.ListField(child=serializers.CharField())
     stopped_at = serializers.DateTimeField()
@@ -544,6 +549,11 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
     )
     progress_url = serializers.CharField(
         allow_null=True, help_text="The stop's progress page in the console; null for a dry run."
+    )
+    campaigns_url = serializers.CharField(
+        allow_null=True,
+        help_text="The run's campaigns in the API (GET runs/{id}/campaigns: paged, filtered, searched); null for "
+        "a dry run.",
     )
     would_stop = serializers.IntegerField(
         allow_null=True, min_value=0, help_text="Dry run: schedulers the stop would disable (null otherwise)."
@@ -563,7 +573,12 @@ class ResumeResponseSerializer(serializers.Serializer):
     )
     schedulers_resumed = serializers.IntegerField(min_value=0)
     campaigns_resumed = serializers.IntegerField(min_value=0)
-    campaigns_skipped = CampaignIssueSerializer(many=True)
+    campaigns_skipped = CampaignIssueSerializer(
+        many=True,
+        help_text=f"The first {rules.RUN_RECORD_ITEMS} held campaigns left as they are, with why "
+        "(campaigns_skipped_count says how many; all of them: campaigns_url?state=skipped).",
+    )
+    campaigns_skipped_count = serializers.IntegerField(min_value=0, help_text="Held campaigns left as they are.")
     campaigns_pending = serializers.IntegerField(
         min_value=0,
         help_text="Eligible for re-activation but not yet re-activated: still PAUSED, retried in the "
@@ -572,6 +587,11 @@ class ResumeResponseSerializer(serializers.Serializer):
     errors = serializers.ListField(child=serializers.CharField())
     system_status = serializers.ChoiceField(choices=SystemStatus.choices)
     health_check_run_id = serializers.UUIDField(allow_null=True)
+    campaigns_url = serializers.CharField(
+        allow_null=True,
+        help_text="The resume's campaigns in the API (GET runs/{id}/campaigns: paged, filtered, searched); null "
+        "without a run (dry run, awaiting approval).",
+    )
     resumed_at = serializers.DateTimeField()
     message = serializers.CharField()
     dry_run = serializers.BooleanField()
@@ -644,7 +664,14 @@ class CommandRequestSerializer(JsonObjectSerializer):
 
 
 class OrchestrationResultSerializer(serializers.Serializer):
-    """The spec's OrchestrationResult, plus the run's progress."""
+    """The spec's OrchestrationResult, plus the run's progress. Per-campaign lists in actions_executed and
+    errors are capped as in GET runs/{id} (rules.capped)."""
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["actions_executed"] = rules.capped_actions(data["actions_executed"])
+        data["errors"] = rules.capped(data["errors"])
+        return data
 
     command_id = serializers.UUIDField(help_text="The ControlTowerRun recording the command.")
     command_type = serializers.CharField()

@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView, exception_handler
 
-from controltower import campaign_lists, channels, commander, findings, health, killswitch, recovery
+from controltower import campaign_lists, channels, commander, findings, health, killswitch, recovery, rules
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.query import validated_query
 from controltower.api.serializers import (
@@ -314,7 +314,11 @@ class EmergencyStopView(WriteView):
         search = PreviewPageSerializer().search(data.pop("campaigns", {}))
         result = commander.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
         progress = reverse("console:stop-result", args=[result.run_id]) if result.run_id else None
-        answer = {**asdict(result), "progress_url": progress}
+        answer = {
+            **asdict(result),
+            "progress_url": progress,
+            **_capped_campaigns(result.run_id, "campaigns_failed", result.campaigns_failed, result.errors),
+        }
         if result.preview is not None:
             answer["preview"] = _paged(campaign_lists.page_stop_preview, result.preview, search)
         return Response(EmergencyStopResponseSerializer(answer).data, status=202 if result.joined else 200)
@@ -348,7 +352,10 @@ class ResumeView(WriteView):
             result = commander.resume(killswitch.ResumeRequest(actor=_actor(request), **data))
         except killswitch.KillSwitchError as exc:
             return Response({"detail": str(exc)}, status=409)
-        answer = asdict(result)
+        answer = {
+            **asdict(result),
+            **_capped_campaigns(result.run_id, "campaigns_skipped", result.campaigns_skipped, result.errors),
+        }
         if result.preview is not None:
             answer["preview"] = _paged(campaign_lists.page_resume_preview, result.preview, search)
         return Response(ResumeResponseSerializer(answer).data, status=202 if result.awaiting_approval else 200)
@@ -358,6 +365,19 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def _capped_campaigns(
+    run_id: str | None, name: str, campaigns: list[dict[str, str]], errors: list[str]
+) -> dict[str, Any]:
+    """A stop's or resume's per-campaign lists as answered: the first rules.RUN_RECORD_ITEMS, how many
+    there are, and where every one of them is (the run's campaigns)."""
+    return {
+        name: campaigns[: rules.RUN_RECORD_ITEMS],
+        f"{name}_count": len(campaigns),
+        "errors": rules.capped(errors),
+        "campaigns_url": reverse("controltower_api:run-campaigns", args=[run_id]) if run_id else None,
+    }
 
 
 def _paged(

@@ -270,11 +270,9 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _stop_context(request: HttpRequest, run_id: UUID) -> tuple[dict[str, Any], bool]:
+def _stop_context(run_id: UUID) -> dict[str, Any]:
     run = get_object_or_404(ControlTowerRun, pk=run_id, run_type=RunType.EMERGENCY_STOP)
-    search, found = _ledger_search(request, run)
     return {
-        **search,
         "run": run,
         "errors": rules.capped(run.errors_encountered),
         "summary": queries.hold_summary(run),
@@ -283,21 +281,23 @@ def _stop_context(request: HttpRequest, run_id: UUID) -> tuple[dict[str, Any], b
         "alerts_outcome": queries.action(run, "alerts").get("outcome", ""),
         "notifications": list(run.notifications.order_by("sent_at")),
         "state": TowerState.get(),
-    }, found
+    }
 
 
 @require_GET
 @staff_required
 def stop_result(request: HttpRequest, run_id: UUID) -> HttpResponse:
-    context, found = _stop_context(request, run_id)
-    return _page(request, "console/stop_result.html", context, status=200 if found else 400)
+    context = _stop_context(run_id)
+    # The campaigns are outside the refreshing fragment: searched once per page load, not per refresh.
+    search, found = _ledger_search(request, context["run"])
+    return _page(request, "console/stop_result.html", {**context, **search}, status=200 if found else 400)
 
 
 @require_GET
 @staff_required
 @passive
 def stop_result_fragments(request: HttpRequest, run_id: UUID) -> JsonResponse:
-    context, _ = _stop_context(request, run_id)
+    context = _stop_context(run_id)
     return _fragments(request, STOP_FRAGMENTS, context, done=context["summary"].done)
 
 

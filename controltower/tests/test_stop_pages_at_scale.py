@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 from rest_framework.test import APIClient
 
+from controltower import rules
 from controltower.models import CampaignHold, ControlTowerRun, RunType
 from controltower.roles import OPERATORS_GROUP
 from tests.support import admin_client, api_client
@@ -140,3 +141,20 @@ def test_the_resume_dry_run_pages_its_campaigns_with_per_account_counts(agency, 
     }
     assert leaving["campaigns"] == [] and leaving["campaigns_page"]["count"] == 0
     assert preview(action="sleep").status_code == 400 and preview(page=9).status_code == 400
+
+
+def test_a_resume_answers_the_first_campaigns_it_left_and_where_all_of_them_are(agency, operator: APIClient) -> None:
+    stop = operator.post(f"{BASE}/emergency-stop", {"reason": "Agency spike"}, format="json").json()
+
+    body = operator.post(f"{BASE}/resume", {"resume_campaigns": False}, format="json").json()
+
+    assert stop["campaigns_failed"] == [] and stop["campaigns_failed_count"] == 0
+    assert stop["campaigns_url"] == f"{BASE}/runs/{stop['run_id']}/campaigns"
+    assert len(body["campaigns_skipped"]) == rules.RUN_RECORD_ITEMS
+    assert body["campaigns_skipped_count"] == ACCOUNTS * PER_ACCOUNT
+    left = operator.get(body["campaigns_url"], {"state": "released", "page_size": 200}).json()
+    assert left["count"] == ACCOUNTS * PER_ACCOUNT
+    record = operator.get(f"{BASE}/runs/{body['run_id']}").json()
+    skipped = next(a for a in record["actions_executed"] if a["action"] == "resume_campaigns")["skipped"]
+    assert len(skipped) == rules.RUN_RECORD_ITEMS + 1 and skipped[-1] == "… and 20 more — see the run's campaigns"
+    assert record["campaigns"]["by_state"] == {"released": ACCOUNTS * PER_ACCOUNT}
