@@ -45,12 +45,6 @@ class Search:
     page: int = 1
     page_size: int = PAGE_SIZE
 
-    def filters(self) -> dict[str, str]:
-        """The filters given, by name (for links to other pages of the same search)."""
-        return {
-            name: value for name, value in (("account", self.account), ("state", self.state), ("q", self.q)) if value
-        }
-
 
 # --- a run's campaigns, from the ledger ------------------------------------------------------
 
