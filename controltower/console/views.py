@@ -530,7 +530,9 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @staff_required
 def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = get_object_or_404(ControlTowerRun, pk=run_id)
-    search, found = _ledger_search(request, run)
+    # Only stops and resumes have campaigns in the ledger.
+    has_ledger = run.run_type in (RunType.EMERGENCY_STOP, RunType.RESUME)
+    search, found = _ledger_search(request, run) if has_ledger else ({}, True)
     result = run.result()
     return _page(
         request,
@@ -547,6 +549,7 @@ def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
             "recovery_attempts": list(run.recoveries.all()),
             "notifications": list(run.notifications.order_by("sent_at")),
             "is_stop": run.run_type == RunType.EMERGENCY_STOP,
+            "has_ledger": has_ledger,
         },
         status=200 if found else 400,
     )
