@@ -275,6 +275,9 @@ SPECTACULAR_SETTINGS = {
         "DesiredStateEnum": "meta_modules.models.MetaModule.DesiredState",
         "RunOutcomeEnum": "meta_modules.models.ModuleRun.Outcome",
         "LivenessEnum": "controltower.api.serializers.LIVENESS",
+        "RunStateEnum": "controltower.models.RunState",
+        "HoldStateEnum": "controltower.models.CampaignHold.State",
+        "ResumeActionEnum": "controltower.campaign_lists.PREVIEW_ACTIONS",
     },
 }
 

@@ -25,7 +25,7 @@ its first minutes; a module that never runs still turns OFFLINE once the start-u
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -192,6 +192,33 @@ def watchdog_should_run(
 
 
 NEVER_REACTIVATE = ("ARCHIVED", "DELETED")
+# Per-campaign lists kept in a run record (errors, campaigns skipped or failed) stop here: the
+# ledger has every campaign, paged and searchable (GET runs/{id}/campaigns, the run's console page).
+RUN_RECORD_ITEMS = 100
+
+
+def capped(items: Sequence[Any], limit: int = RUN_RECORD_ITEMS) -> list[Any]:
+    """The first `limit` of a per-campaign list a run records, then one line saying how many more
+    there are and where: a stop of 30,000 campaigns records 101 lines, not 30,000."""
+    if len(items) <= limit:
+        return list(items)
+    return [*items[:limit], f"… and {len(items) - limit} more — see the run's campaigns"]
+
+
+def capped_actions(actions: Sequence[Any], limit: int = RUN_RECORD_ITEMS) -> list[Any]:
+    """A run's actions_executed with every list in an action capped (a resume's `skipped`), and the
+    actions themselves."""
+    return capped(
+        [
+            {key: capped(value, limit) if isinstance(value, list) else value for key, value in action.items()}
+            if isinstance(action, Mapping)
+            else action
+            for action in actions
+        ],
+        limit,
+    )
+
+
 # What Meta does not stamp in updated_time (budgets, spend cap) and what a person reads (the name):
 # kept with each hold when it is paused and compared at resume.
 SNAPSHOT_FIELDS = ("name", "daily_budget", "lifetime_budget", "spend_cap")

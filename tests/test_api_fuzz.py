@@ -112,9 +112,21 @@ def _reason_given(reason: Any) -> bool:
     return isinstance(reason, str) and bool(reason.strip())
 
 
+def _dry_run_page(case: schemathesis.Case) -> None:
+    """A page of a dry run's campaigns only with dry_run, and one that exists (the first: how many
+    pages there are depends on what Meta lists)."""
+    if not isinstance(case.body, dict) or "campaigns" not in case.body:  # resume's body is optional
+        return
+    if not case.body.get("dry_run"):
+        del case.body["campaigns"]
+    elif "page" in case.body["campaigns"]:
+        case.body["campaigns"]["page"] = 1
+
+
 def _emergency_stop(case: schemathesis.Case) -> None:
     if not _reason_given(case.body.get("reason")):
         case.body["reason"] = "Fuzzing the kill switch"
+    _dry_run_page(case)
 
 
 def _command(case: schemathesis.Case) -> None:
@@ -172,6 +184,7 @@ RULES: dict[str, Callable[[schemathesis.Case], None]] = {
     f"GET {API}/health-logs": _ordered_window,
     f"GET {API}/report": _report_period,
     f"POST {API}/emergency-stop": _emergency_stop,
+    f"POST {API}/resume": _dry_run_page,
     f"POST {API}/command": _command,
     f"POST {API}/recovery": _recovery,
     f"GET {API}/modules/{{code}}": _module,

@@ -14,7 +14,8 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from rest_framework import serializers
 
-from controltower.api.serializers import RecommendationSerializer
+from controltower import campaign_lists, rules
+from controltower.api.serializers import RecommendationSerializer, StakesSerializer
 from controltower.api.strict import (
     JsonCharField,
     JsonIntegerField,
@@ -23,7 +24,15 @@ from controltower.api.strict import (
     storable_json,
 )
 from controltower.commander import COMMANDS
-from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemHealthLog, SystemStatus
+from controltower.models import (
+    CampaignHold,
+    ControlTowerRun,
+    ModuleStatus,
+    RunState,
+    RunType,
+    SystemHealthLog,
+    SystemStatus,
+)
 from meta_modules.models import MetaModule, ModuleRun
 
 MAX_REPORT_DAYS = 366
@@ -345,7 +354,15 @@ class ModuleQuerySerializer(ListQuerySerializer):
 
 
 class RunSerializer(serializers.ModelSerializer):
-    """One health check or command (the spec's meta_control_tower_runs row, whole)."""
+    """One health check or command (the spec's meta_control_tower_runs row). Per-campaign lists in
+    `actions_executed` and `errors_encountered` are capped (rules.capped): the first
+    RUN_RECORD_ITEMS, then "… and N more — see the run's campaigns" (GET runs/{id}/campaigns)."""
+
+    def to_representation(self, instance: ControlTowerRun) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["errors_encountered"] = rules.capped(data["errors_encountered"])
+        data["actions_executed"] = rules.capped_actions(data["actions_executed"])
+        return data
 
     class Meta:
         model = ControlTowerRun
@@ -382,6 +399,109 @@ class RunSerializer(serializers.ModelSerializer):
             "parameters",
             "modules_affected",
             "message",
+        ]
+
+
+class ReasonCountSerializer(serializers.Serializer):
+    reason = serializers.CharField()
+    count = serializers.IntegerField(min_value=1)
+
+
+class AccountCampaignsSerializer(serializers.Serializer):
+    account = serializers.CharField(help_text="The ad account (act_…).")
+    campaigns = serializers.IntegerField(min_value=0, help_text="Its campaigns in the run's ledger.")
+    by_state = serializers.DictField(
+        child=serializers.IntegerField(min_value=0),
+        help_text="Ledger state → how many of them (states with none left out).",
+    )
+    currency = serializers.CharField(
+        allow_blank=True, help_text="The account's currency from the mirror; blank before it synced the account."
+    )
+    daily_budget_minor = serializers.IntegerField(
+        min_value=0, help_text="Sum of the campaigns' own daily budgets as the stop found them, in minor units."
+    )
+    daily_budget = serializers.CharField(
+        allow_null=True, help_text='The same, for people ("1,250.00 USD"); null without a currency.'
+    )
+    adset_budget_campaigns = serializers.IntegerField(
+        min_value=0, help_text="Without a campaign budget (not counted above)."
+    )
+    lifetime_budget_campaigns = serializers.IntegerField(
+        min_value=0, help_text="On a lifetime budget (not counted above)."
+    )
+    reasons = ReasonCountSerializer(
+        many=True,
+        help_text=f"Its {campaign_lists.REASONS_PER_ACCOUNT} commonest errors (a resume: its notes, why campaigns "
+        "were left), commonest first.",
+    )
+
+
+class RunCampaignsSerializer(serializers.Serializer):
+    """A stop's or resume's campaigns in summary; the campaigns themselves: GET runs/{id}/campaigns."""
+
+    url = serializers.CharField(help_text="The run's campaigns, paged and searchable.")
+    total = serializers.IntegerField(min_value=0)
+    by_state = serializers.DictField(child=serializers.IntegerField(min_value=0), help_text="Ledger state → count.")
+    accounts = AccountCampaignsSerializer(many=True, help_text="One row per ad account, in account order.")
+    totals = StakesSerializer(many=True, help_text="Daily budget held, one total per currency (never added across).")
+
+
+class RunDetailSerializer(RunSerializer):
+    """One run, and for an emergency stop or a resume its campaigns summarised per ad account."""
+
+    campaigns = RunCampaignsSerializer(
+        source="campaign_summary",
+        allow_null=True,
+        help_text="Emergency stops and resumes: counts per state, budget and commonest errors per ad account "
+        "(from the ledger, so background sweeps show up); null for other runs.",
+    )
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "campaigns"]
+
+
+class RunCampaignQuerySerializer(serializers.Serializer):
+    """GET runs/{id}/campaigns: which of the run's campaigns, and which page."""
+
+    account = serializers.RegexField(
+        r"^act_\d{1,20}$", required=False, max_length=24, help_text="Only this ad account (act_123)."
+    )
+    state = serializers.ChoiceField(
+        choices=CampaignHold.State.choices, required=False, help_text="Only holds in this state."
+    )
+    q = serializers.CharField(
+        required=False, max_length=400, help_text="Only campaigns whose id or name contains this (any case)."
+    )
+    page = serializers.IntegerField(required=False, min_value=1, help_text="Page number (from 1).")
+    page_size = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=MAX_PAGE_SIZE,
+        help_text=f"Campaigns per page (default {campaign_lists.PAGE_SIZE}, at most {MAX_PAGE_SIZE}).",
+    )
+
+    def search(self) -> campaign_lists.Search:
+        return campaign_lists.Search(**{k: v for k, v in self.validated_data.items() if k not in ("page", "page_size")})
+
+
+class HoldSerializer(serializers.ModelSerializer):
+    """One campaign in the emergency-stop ledger."""
+
+    class Meta:
+        model = CampaignHold
+        fields = [
+            "campaign_id",
+            "campaign_name",
+            "account_id",
+            "state",
+            "prior_status",
+            "prior_effective_status",
+            "snapshot",
+            "attempts",
+            "last_error",
+            "paused_at",
+            "resumed_at",
+            "resume_note",
         ]
 
 

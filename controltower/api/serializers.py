@@ -8,15 +8,18 @@ the schemathesis run) check responses against. Unknown values are null.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
 
-from controltower import channels
+from controltower import campaign_lists, channels, rules
 from controltower.api.strict import (
     JsonBooleanField,
     JsonCharField,
+    JsonIntegerField,
     JsonObjectSerializer,
     JsonRegexField,
     ModuleCodeField,
@@ -278,6 +281,52 @@ class StopParametersSerializer(JsonObjectSerializer):
     )
 
 
+class PreviewPageSerializer(JsonObjectSerializer):
+    """Which page of a dry run's campaigns to answer (preview.campaigns), filtered and searched."""
+
+    account = JsonRegexField(
+        r"^act_\d{1,20}$", max_length=24, required=False, help_text="Only this ad account (act_123)."
+    )
+    q = JsonCharField(
+        max_length=400, required=False, help_text="Only campaigns whose id or name contains this (any case)."
+    )
+    page = JsonIntegerField(required=False, default=1, min_value=1, help_text="Page number (from 1).")
+    page_size = JsonIntegerField(
+        required=False,
+        default=campaign_lists.PAGE_SIZE,
+        min_value=1,
+        max_value=campaign_lists.MAX_PAGE_SIZE,
+        help_text=f"Campaigns per page (at most {campaign_lists.MAX_PAGE_SIZE}).",
+    )
+
+    def search(self, data: dict[str, Any]) -> campaign_lists.Search:
+        return campaign_lists.Search(**data)
+
+
+class ResumePreviewPageSerializer(PreviewPageSerializer):
+    action = serializers.ChoiceField(
+        choices=list(campaign_lists.PREVIEW_ACTIONS), required=False, help_text="Only campaigns resume would treat so."
+    )
+
+    def search(self, data: dict[str, Any]) -> campaign_lists.Search:
+        data = dict(data)
+        return campaign_lists.Search(state=data.pop("action", ""), **data)
+
+
+def _only_with_dry_run(data: dict[str, Any]) -> dict[str, Any]:
+    if "campaigns" in data and not data["dry_run"]:
+        raise serializers.ValidationError(
+            {"campaigns": ["Only with dry_run: a run's campaigns are at GET runs/{id}/campaigns."]}
+        )
+    return data
+
+
+PREVIEW_PAGE_HELP = (
+    "Dry run only: which page of preview.campaigns to answer, filtered and searched (default: the first "
+    f"{campaign_lists.PAGE_SIZE}); a page past the last is a 400."
+)
+
+
 class EmergencyStopRequestSerializer(StopParametersSerializer):
     reason = JsonCharField(
         max_length=REASON_MAX,
@@ -286,6 +335,10 @@ class EmergencyStopRequestSerializer(StopParametersSerializer):
         help_text="Why money must stop now (required, recorded with who and when).",
     )
     dry_run = _flag(False, "List exactly what would be stopped and paused; change nothing.")
+    campaigns = PreviewPageSerializer(required=False, help_text=PREVIEW_PAGE_HELP)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        return _only_with_dry_run(data)
 
 
 class ResumeParametersSerializer(JsonObjectSerializer):
@@ -307,6 +360,10 @@ class ResumeRequestSerializer(ResumeParametersSerializer):
         "List exactly which campaigns would be re-activated or left (and why), which schedulers "
         "would restart and when, and the daily budget that would spend again; change nothing.",
     )
+    campaigns = ResumePreviewPageSerializer(required=False, help_text=PREVIEW_PAGE_HELP)
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        return _only_with_dry_run(data)
 
 
 class CampaignIssueSerializer(serializers.Serializer):
@@ -357,12 +414,26 @@ class StopStakesSerializer(serializers.Serializer):
     totals = StakesSerializer(many=True, help_text="One total per currency.")
 
 
+class CampaignsPageSerializer(serializers.Serializer):
+    """Which page of a dry run's campaigns `campaigns` holds, of how many, and the search that found them."""
+
+    count = serializers.IntegerField(min_value=0, help_text="Campaigns matching the search, over every page.")
+    page = serializers.IntegerField(min_value=1)
+    page_size = serializers.IntegerField(min_value=1)
+    pages = serializers.IntegerField(min_value=1)
+    account = serializers.CharField(allow_blank=True)
+    state = serializers.CharField(allow_blank=True, help_text="Resume: the action searched for; blank for any.")
+    q = serializers.CharField(allow_blank=True)
+
+
 class StopPreviewSerializer(serializers.Serializer):
     schedulers = serializers.ListField(child=serializers.CharField(), help_text="Module codes whose task is enabled.")
     campaigns = serializers.DictField(
         child=serializers.ListField(child=serializers.DictField()),
-        help_text="Ad account → ACTIVE campaigns ({id, name}).",
+        help_text="Ad account → ACTIVE campaigns ({id, name}): one page of them (campaigns_page); the counts "
+        "and budgets per account of all of them are in stakes.accounts.",
     )
+    campaigns_page = CampaignsPageSerializer()
     target = TargetSerializer()
     stakes = StopStakesSerializer()
 
@@ -372,7 +443,7 @@ class ResumeCampaignSerializer(serializers.Serializer):
     account_id = serializers.CharField()
     name = serializers.CharField(allow_blank=True)
     action = serializers.ChoiceField(
-        choices=["reactivate", "leave", "unknown"], help_text="unknown: Meta could not be read now (see errors)."
+        choices=list(campaign_lists.PREVIEW_ACTIONS), help_text="unknown: Meta could not be read now (see errors)."
     )
     why = serializers.ChoiceField(choices=["", *Leave], help_text="Why it would be left; blank otherwise.")
     reason = serializers.CharField(allow_blank=True)
@@ -386,9 +457,21 @@ class ResumeSchedulerSerializer(serializers.Serializer):
     first_run_at = serializers.DateTimeField(help_text="When it would first run if resumed now.")
 
 
+class ResumePreviewAccountSerializer(serializers.Serializer):
+    account = serializers.CharField()
+    campaigns = serializers.IntegerField(min_value=0, help_text="Its held campaigns.")
+    reactivate = serializers.IntegerField(min_value=0, help_text="Resume would re-activate them.")
+    leave = serializers.IntegerField(min_value=0, help_text="Resume would leave them as they are.")
+    unknown = serializers.IntegerField(min_value=0, help_text="Meta could not be read now.")
+
+
 class ResumePreviewSerializer(serializers.Serializer):
     target = TargetSerializer()
-    campaigns = ResumeCampaignSerializer(many=True, help_text="Every held campaign and what resume would do with it.")
+    campaigns = ResumeCampaignSerializer(
+        many=True, help_text="Held campaigns and what resume would do with each: one page of them (campaigns_page)."
+    )
+    campaigns_page = CampaignsPageSerializer()
+    accounts = ResumePreviewAccountSerializer(many=True, help_text="Per ad account, over every held campaign.")
     schedulers = ResumeSchedulerSerializer(many=True, help_text="The schedulers resume would re-enable, in order.")
     spend = StakesSerializer(many=True, help_text="Per currency: the daily budget that would start spending again.")
 
@@ -448,7 +531,12 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
     campaigns_pending = serializers.IntegerField(
         min_value=0, help_text="Not yet confirmed paused; retried in the background."
     )
-    campaigns_failed = CampaignIssueSerializer(many=True)
+    campaigns_failed = CampaignIssueSerializer(
+        many=True,
+        help_text=f"The first {rules.RUN_RECORD_ITEMS} campaigns that could not be paused (campaigns_failed_count "
+        "says how many; all of them: campaigns_url?state=failed).",
+    )
+    campaigns_failed_count = serializers.IntegerField(min_value=0, help_text="Campaigns that could not be paused.")
     alerts_sent = serializers.IntegerField(min_value=0)
     errors = serializers.ListField(child=serializers.CharField())
     stopped_at = serializers.DateTimeField()
@@ -461,6 +549,11 @@ class EmergencyStopResponseSerializer(serializers.Serializer):
     )
     progress_url = serializers.CharField(
         allow_null=True, help_text="The stop's progress page in the console; null for a dry run."
+    )
+    campaigns_url = serializers.CharField(
+        allow_null=True,
+        help_text="The run's campaigns in the API (GET runs/{id}/campaigns: paged, filtered, searched); null for "
+        "a dry run.",
     )
     would_stop = serializers.IntegerField(
         allow_null=True, min_value=0, help_text="Dry run: schedulers the stop would disable (null otherwise)."
@@ -480,7 +573,12 @@ class ResumeResponseSerializer(serializers.Serializer):
     )
     schedulers_resumed = serializers.IntegerField(min_value=0)
     campaigns_resumed = serializers.IntegerField(min_value=0)
-    campaigns_skipped = CampaignIssueSerializer(many=True)
+    campaigns_skipped = CampaignIssueSerializer(
+        many=True,
+        help_text=f"The first {rules.RUN_RECORD_ITEMS} held campaigns left as they are, with why "
+        "(campaigns_skipped_count says how many; all of them: campaigns_url?state=skipped).",
+    )
+    campaigns_skipped_count = serializers.IntegerField(min_value=0, help_text="Held campaigns left as they are.")
     campaigns_pending = serializers.IntegerField(
         min_value=0,
         help_text="Eligible for re-activation but not yet re-activated: still PAUSED, retried in the "
@@ -489,6 +587,11 @@ class ResumeResponseSerializer(serializers.Serializer):
     errors = serializers.ListField(child=serializers.CharField())
     system_status = serializers.ChoiceField(choices=SystemStatus.choices)
     health_check_run_id = serializers.UUIDField(allow_null=True)
+    campaigns_url = serializers.CharField(
+        allow_null=True,
+        help_text="The resume's campaigns in the API (GET runs/{id}/campaigns: paged, filtered, searched); null "
+        "without a run (dry run, awaiting approval).",
+    )
     resumed_at = serializers.DateTimeField()
     message = serializers.CharField()
     dry_run = serializers.BooleanField()
@@ -561,7 +664,14 @@ class CommandRequestSerializer(JsonObjectSerializer):
 
 
 class OrchestrationResultSerializer(serializers.Serializer):
-    """The spec's OrchestrationResult, plus the run's progress."""
+    """The spec's OrchestrationResult, plus the run's progress. Per-campaign lists in actions_executed and
+    errors are capped as in GET runs/{id} (rules.capped)."""
+
+    def to_representation(self, instance: Any) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["actions_executed"] = rules.capped_actions(data["actions_executed"])
+        data["errors"] = rules.capped(data["errors"])
+        return data
 
     command_id = serializers.UUIDField(help_text="The ControlTowerRun recording the command.")
     command_type = serializers.CharField()

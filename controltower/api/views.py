@@ -28,7 +28,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
 from rest_framework.views import APIView, exception_handler
 
-from controltower import channels, commander, findings, health, killswitch, recovery
+from controltower import campaign_lists, channels, commander, findings, health, killswitch, recovery, rules
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.query import validated_query
 from controltower.api.serializers import (
@@ -40,8 +40,10 @@ from controltower.api.serializers import (
     ErrorSerializer,
     HealthSerializer,
     OrchestrationResultSerializer,
+    PreviewPageSerializer,
     RecoveryAttemptSerializer,
     RecoveryRequestSerializer,
+    ResumePreviewPageSerializer,
     ResumeRequestSerializer,
     ResumeResponseSerializer,
     SchemaQuerySerializer,
@@ -309,12 +311,17 @@ class EmergencyStopView(WriteView):
     )
     def post(self, request: Request) -> Response:
         data = _validated(EmergencyStopRequestSerializer, request)
+        search = PreviewPageSerializer().search(data.pop("campaigns", {}))
         result = commander.emergency_stop(killswitch.StopRequest(actor=_actor(request), **data))
         progress = reverse("console:stop-result", args=[result.run_id]) if result.run_id else None
-        return Response(
-            EmergencyStopResponseSerializer({**asdict(result), "progress_url": progress}).data,
-            status=202 if result.joined else 200,
-        )
+        answer = {
+            **asdict(result),
+            "progress_url": progress,
+            **_capped_campaigns(result.run_id, "campaigns_failed", result.campaigns_failed, result.errors),
+        }
+        if result.preview is not None:
+            answer["preview"] = _paged(campaign_lists.page_stop_preview, result.preview, search)
+        return Response(EmergencyStopResponseSerializer(answer).data, status=202 if result.joined else 200)
 
 
 class ResumeView(WriteView):
@@ -340,17 +347,49 @@ class ResumeView(WriteView):
     )
     def post(self, request: Request) -> Response:
         data = _validated(ResumeRequestSerializer, request)
+        search = ResumePreviewPageSerializer().search(data.pop("campaigns", {}))
         try:
             result = commander.resume(killswitch.ResumeRequest(actor=_actor(request), **data))
         except killswitch.KillSwitchError as exc:
             return Response({"detail": str(exc)}, status=409)
-        return Response(ResumeResponseSerializer(asdict(result)).data, status=202 if result.awaiting_approval else 200)
+        answer = {
+            **asdict(result),
+            **_capped_campaigns(result.run_id, "campaigns_skipped", result.campaigns_skipped, result.errors),
+        }
+        if result.preview is not None:
+            answer["preview"] = _paged(campaign_lists.page_resume_preview, result.preview, search)
+        return Response(ResumeResponseSerializer(answer).data, status=202 if result.awaiting_approval else 200)
 
 
 def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def _capped_campaigns(
+    run_id: str | None, name: str, campaigns: list[dict[str, str]], errors: list[str]
+) -> dict[str, Any]:
+    """A stop's or resume's per-campaign lists as answered: the first rules.RUN_RECORD_ITEMS, how many
+    there are, and where every one of them is (the run's campaigns)."""
+    return {
+        name: campaigns[: rules.RUN_RECORD_ITEMS],
+        f"{name}_count": len(campaigns),
+        "errors": rules.capped(errors),
+        "campaigns_url": reverse("controltower_api:run-campaigns", args=[run_id]) if run_id else None,
+    }
+
+
+def _paged(
+    paging: Callable[[dict[str, Any], campaign_lists.Search], dict[str, Any]],
+    preview: dict[str, Any],
+    search: campaign_lists.Search,
+) -> dict[str, Any]:
+    """A dry run's preview with one page of its campaigns; a page past the last is a 400 on campaigns.page."""
+    try:
+        return paging(preview, search)
+    except campaign_lists.PageNotFound as exc:
+        raise ValidationError({"campaigns": {"page": [str(exc)]}}) from exc
 
 
 class AlertChannelsView(APIView):

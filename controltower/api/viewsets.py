@@ -12,6 +12,7 @@ from typing import Any
 
 from django.db.models import BooleanField, ExpressionWrapper, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, viewsets
@@ -21,24 +22,27 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from controltower import commander, killswitch
+from controltower import campaign_lists, commander, killswitch
 from controltower.api.permissions import IsTowerOperator, IsTowerViewer
 from controltower.api.query import validated_query
 from controltower.api.report_serializers import (
     MAX_PAGE_SIZE,
     HealthLogQuerySerializer,
     HealthLogSerializer,
+    HoldSerializer,
     ListQuerySerializer,
     ModuleActionSerializer,
     ModuleDetailSerializer,
     ModuleQuerySerializer,
     ModuleSerializer,
+    RunCampaignQuerySerializer,
+    RunDetailSerializer,
     RunQuerySerializer,
     RunSerializer,
 )
 from controltower.api.serializers import ErrorSerializer, OrchestrationResultSerializer
 from controltower.api.views import AUTH_ERRORS, CONFLICT, TAGS, write_schema
-from controltower.models import ControlTowerRun, SystemHealthLog
+from controltower.models import ControlTowerRun, RunType, SystemHealthLog
 from controltower.rate_limits import TowerWriteThrottle
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -105,6 +109,27 @@ def _list_and_retrieve(name: str, query: type[ListQuerySerializer], item: type, 
     )
 
 
+@extend_schema_view(
+    retrieve=extend_schema(
+        operation_id="control_tower_runs_retrieve",
+        tags=TAGS,
+        summary="One of the runs",
+        description="Health checks and commands (the spec's meta_control_tower_runs): one, by id. An emergency "
+        "stop or a resume adds `campaigns`: its campaigns summarised per ad account (counts per state, daily "
+        "budget held, commonest errors); the campaigns themselves are at GET runs/{id}/campaigns.",
+        responses={200: RunDetailSerializer, 404: NOT_FOUND, **AUTH_ERRORS},
+    ),
+    campaigns=extend_schema(
+        operation_id="control_tower_run_campaigns",
+        tags=TAGS,
+        parameters=[RunCampaignQuerySerializer],
+        summary="A run's campaigns (filtered, paginated)",
+        description="The emergency-stop ledger rows of a stop (the halt it began, or what it re-swept) or of a "
+        "resume, by ad account then campaign id: filter by `account` and `state`, search by `q` (a fragment of "
+        "the campaign's id or name). Every campaign appears on exactly one page. Empty for other runs.",
+        responses={200: HoldSerializer(many=True), **LIST_ERRORS},
+    ),
+)
 @_list_and_retrieve(
     "runs", RunQuerySerializer, RunSerializer, "Health checks and commands (the spec's meta_control_tower_runs)"
 )
@@ -112,6 +137,23 @@ class RunViewSet(ReadOnlyViewSet):
     queryset = ControlTowerRun.objects.all()
     serializer_class = RunSerializer
     query_serializer_class = RunQuerySerializer
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        run.campaign_summary = None
+        if run.run_type in (RunType.EMERGENCY_STOP, RunType.RESUME):
+            run.campaign_summary = {
+                **vars(campaign_lists.summary(run)),
+                "url": reverse("controltower_api:run-campaigns", args=[run.pk]),
+            }
+        return Response(RunDetailSerializer(run).data)
+
+    @action(detail=True, methods=["get"], url_path="campaigns", url_name="campaigns")
+    def campaigns(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        search = validated_query(RunCampaignQuerySerializer, request).search()
+        page = self.paginate_queryset(campaign_lists.search_holds(campaign_lists.holds_of(run), search))
+        return self.get_paginated_response(HoldSerializer(page, many=True).data)
 
 
 @_list_and_retrieve(

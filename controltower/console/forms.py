@@ -9,7 +9,7 @@ from django import forms
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from controltower import channels
+from controltower import campaign_lists, channels
 from controltower.commander import COMMANDS
 from controltower.killswitch import ResumeRequest, StopRequest
 from controltower.models import ControlTowerRun, Notification, RunType, SystemStatus
@@ -76,6 +76,32 @@ class ReasonForm(forms.Form):
 
 def _blank(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [("", "any"), *choices]
+
+
+class CampaignSearchForm(forms.Form):
+    """GET search of a stop's, resume's or dry run's campaigns (campaign_lists), a page at a time.
+    `states`: the states (or dry-run actions) to filter by; none, and the field is left out."""
+
+    account = forms.RegexField(
+        r"^act_\d{1,20}$", required=False, max_length=24, label="Ad account", widget=forms.TextInput(attrs={"size": 14})
+    )
+    state = forms.ChoiceField(required=False, label="State")
+    q = forms.CharField(required=False, max_length=400, strip=True, label="Id or name contains")
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, data: Any, states: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(data)
+        if states:
+            self.fields["state"].choices = _blank(states)
+        else:
+            del self.fields["state"]
+
+    def search(self) -> campaign_lists.Search | None:
+        """The search asked for; None when a value is invalid (the page then shows why, with no rows)."""
+        if not self.is_valid():
+            return None
+        data = {name: value for name, value in self.cleaned_data.items() if value}
+        return campaign_lists.Search(**data)
 
 
 class RunFilterForm(forms.Form):

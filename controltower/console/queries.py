@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Subquery
+from django.db.models import Subquery
 from django.utils import timezone
 
+from controltower import campaign_lists
 from controltower.console import times
 from controltower.console.charts import RunPoint
 from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType, SystemHealthLog
@@ -19,7 +20,6 @@ STRIP_CHECKS = 48
 RECENT_RUNS = 50
 CHART_RUNS = 500
 CHART_DAYS = 7
-LEDGER_ROWS = 500
 # States a hold reaches only after the kill switch confirmed it paused.
 WAS_PAUSED = (
     CampaignHold.State.PAUSED,
@@ -100,13 +100,21 @@ def chart_points(module: MetaModule, now: datetime | None = None) -> list[RunPoi
 
 
 @dataclass
-class HoldSummary:
-    """What a stop did to campaigns, read from the ledger (so background sweeps show up)."""
+class AccountRow:
+    """One ad account on the stop's result page: its summary, and a count for every state (zeros included)."""
 
-    by_account: dict[str, dict[str, int]] = field(default_factory=dict)
+    summary: campaign_lists.AccountSummary
+    counts: dict[str, int]
+
+
+@dataclass
+class HoldSummary:
+    """What a stop did to campaigns, read from the ledger (so background sweeps show up): per ad
+    account, not per campaign — the campaigns are paged apart (campaign_lists)."""
+
+    campaigns: campaign_lists.RunCampaigns
     totals: dict[str, int] = field(default_factory=dict)
-    failed: list[CampaignHold] = field(default_factory=list)
-    pending: list[CampaignHold] = field(default_factory=list)
+    accounts: list[AccountRow] = field(default_factory=list)
 
     @property
     def paused(self) -> int:
@@ -117,30 +125,15 @@ class HoldSummary:
         return not self.totals.get(CampaignHold.State.PENDING)
 
 
-def holds_of(run: ControlTowerRun) -> QuerySet[CampaignHold]:
-    """The ledger rows a stop made (the halt it began) or re-swept, or a resume acted on."""
-    return CampaignHold.objects.filter(Q(halt_run=run) | Q(stop_run=run) | Q(resume_run=run))
-
-
 def hold_summary(run: ControlTowerRun) -> HoldSummary:
-    holds = holds_of(run)
-    by_account: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(CampaignHold.State.values, 0))
-    for row in holds.values("account_id", "state").annotate(n=Count("id")).order_by("account_id"):
-        by_account[row["account_id"]][row["state"]] = row["n"]
-    totals = {state: sum(counts[state] for counts in by_account.values()) for state in CampaignHold.State.values}
-    for counts in by_account.values():
+    campaigns = campaign_lists.summary(run)
+    rows = []
+    for account in campaigns.accounts:
+        counts = {state: account.by_state.get(state, 0) for state in CampaignHold.State.values}
         counts["was_paused"] = sum(counts[state] for state in WAS_PAUSED)
-    problems = list(
-        holds.filter(state__in=[CampaignHold.State.FAILED, CampaignHold.State.PENDING]).only(
-            "campaign_id", "campaign_name", "account_id", "state", "last_error", "attempts"
-        )[:LEDGER_ROWS]
-    )
-    return HoldSummary(
-        by_account=dict(by_account),
-        totals=totals,
-        failed=[h for h in problems if h.state == CampaignHold.State.FAILED],
-        pending=[h for h in problems if h.state == CampaignHold.State.PENDING],
-    )
+        rows.append(AccountRow(account, counts))
+    totals = {state: campaigns.by_state.get(state, 0) for state in CampaignHold.State.values}
+    return HoldSummary(campaigns=campaigns, totals=totals, accounts=rows)
 
 
 def action(run: ControlTowerRun, name: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ pre-rendered; console.js swaps them in, and without JavaScript the pages work as
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,10 +27,21 @@ from django.utils.html import format_html
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
-from controltower import channels, commander, findings, health, killswitch, recovery, reports
+from controltower import (
+    campaign_lists,
+    channels,
+    commander,
+    findings,
+    health,
+    killswitch,
+    recovery,
+    reports,
+    rules,
+)
 from controltower.console import charts, queries, tables, times
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
+    CampaignSearchForm,
     NotificationFilterForm,
     ReasonForm,
     ReportForm,
@@ -37,7 +49,15 @@ from controltower.console.forms import (
     RunFilterForm,
     StopForm,
 )
-from controltower.models import ControlTowerRun, Notification, RecoveryAttempt, RunState, RunType, TowerState
+from controltower.models import (
+    CampaignHold,
+    ControlTowerRun,
+    Notification,
+    RecoveryAttempt,
+    RunState,
+    RunType,
+    TowerState,
+)
 from meta_modules import throttle
 from meta_modules.models import MetaModule
 
@@ -133,6 +153,32 @@ def _run_link(message: str, run_id: Any) -> str:
     return format_html('{} <a href="{}">Run details</a>', message, reverse("console:run", args=[run_id]))
 
 
+def _campaign_search(
+    request: HttpRequest, paging: Callable[[campaign_lists.Search], Any], states: list[tuple[str, str]] | None = None
+) -> tuple[dict[str, Any], bool]:
+    """A page's campaign search (GET account, state, q, page) and the page of campaigns `paging` found
+    for it. False when the search is invalid or its page past the last: the page then shows why and
+    no campaigns (a 400), never every campaign as if unfiltered."""
+    form = CampaignSearchForm(request.GET, states)
+    search = form.search()
+    if search is not None:
+        try:
+            return {"search_form": form, "campaigns": paging(search)}, True
+        except campaign_lists.PageNotFound as exc:
+            form.add_error(None, str(exc))
+    return {"search_form": form, "campaigns": None}, False
+
+
+def _ledger_search(request: HttpRequest, run: ControlTowerRun) -> tuple[dict[str, Any], bool]:
+    """A run's campaigns from the ledger, searched and a page at a time."""
+    holds = campaign_lists.holds_of(run)
+    return _campaign_search(
+        request,
+        lambda search: campaign_lists.page_of(campaign_lists.search_holds(holds, search), search),
+        CampaignHold.State.choices,
+    )
+
+
 # --- site ---------------------------------------------------------------------------
 
 
@@ -210,15 +256,17 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
         for error in result.errors:
             messages.error(request, error)
         return redirect("console:stop-result", run_id=result.run_id)
-    # The confirmation shows exactly what would stop, read from the scheduler and from Meta now.
+    # The confirmation shows exactly what would stop, read from the scheduler and from Meta now: per
+    # ad account in full, the campaigns a page at a time (30,000 at agency scale).
     preview = commander.emergency_stop(
         killswitch.StopRequest(reason="console preview", actor=_actor(request), dry_run=True)
     )
+    search, found = _campaign_search(request, lambda s: campaign_lists.page_stop_preview(preview.preview, s))
     return _page(
         request,
         "console/emergency_stop.html",
-        {"form": form, "preview": preview, "state": TowerState.get(), **_alerting()},
-        status=400 if form.is_bound else 200,
+        {"form": form, "preview": preview, "state": TowerState.get(), **search, **_alerting()},
+        status=400 if form.is_bound or not found else 200,
     )
 
 
@@ -226,6 +274,7 @@ def _stop_context(run_id: UUID) -> dict[str, Any]:
     run = get_object_or_404(ControlTowerRun, pk=run_id, run_type=RunType.EMERGENCY_STOP)
     return {
         "run": run,
+        "errors": rules.capped(run.errors_encountered),
         "summary": queries.hold_summary(run),
         "schedulers": queries.action(run, "disable_schedulers").get("modules", []),
         "alerts_sent": queries.action(run, "alerts").get("sent"),
@@ -238,7 +287,10 @@ def _stop_context(run_id: UUID) -> dict[str, Any]:
 @require_GET
 @staff_required
 def stop_result(request: HttpRequest, run_id: UUID) -> HttpResponse:
-    return _page(request, "console/stop_result.html", _stop_context(run_id))
+    context = _stop_context(run_id)
+    # The campaigns are outside the refreshing fragment: searched once per page load, not per refresh.
+    search, found = _ledger_search(request, context["run"])
+    return _page(request, "console/stop_result.html", {**context, **search}, status=200 if found else 400)
 
 
 @require_GET
@@ -270,25 +322,25 @@ def resume(request: HttpRequest) -> HttpResponse:
             messages.error(request, error)
         return redirect("console:dashboard")  # where the status is seen coming back
     state = TowerState.get()
+    preview, found = _resume_preview(request) if state.emergency_stop_active else ({}, True)
     return _page(
         request,
         "console/resume.html",
-        {
-            "form": form,
-            **_halt_context(request, state),
-            **_alerting(),
-            **(_resume_preview(request) if state.emergency_stop_active else {}),
-        },
-        status=400 if form.is_bound else 200,
+        {"form": form, **_halt_context(request, state), **_alerting(), **preview},
+        status=400 if form.is_bound or not found else 200,
     )
 
 
-def _resume_preview(request: HttpRequest) -> dict[str, Any]:
-    """The confirmation shows exactly what resume would do, decided as resume decides, from Meta now."""
+def _resume_preview(request: HttpRequest) -> tuple[dict[str, Any], bool]:
+    """The confirmation shows exactly what resume would do, decided as resume decides, from Meta now:
+    per ad account in full, the campaigns a page at a time."""
     try:
-        return {"preview": commander.resume(killswitch.ResumeRequest(actor=_actor(request), dry_run=True))}
+        preview = commander.resume(killswitch.ResumeRequest(actor=_actor(request), dry_run=True))
     except killswitch.KillSwitchError as exc:  # resume would refuse now: say why instead
-        return {"preview_refused": str(exc)}
+        return {"preview_refused": str(exc)}, True
+    actions = [(action, action) for action in campaign_lists.PREVIEW_ACTIONS]
+    search, found = _campaign_search(request, lambda s: campaign_lists.page_resume_preview(preview.preview, s), actions)
+    return {"preview": preview, **search}, found
 
 
 @require_http_methods(["POST"])
@@ -478,7 +530,9 @@ def run_list(request: HttpRequest) -> HttpResponse:
 @staff_required
 def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
     run = get_object_or_404(ControlTowerRun, pk=run_id)
-    holds = queries.holds_of(run).order_by("account_id", "campaign_id")
+    # Only stops and resumes have campaigns in the ledger.
+    has_ledger = run.run_type in (RunType.EMERGENCY_STOP, RunType.RESUME)
+    search, found = _ledger_search(request, run) if has_ledger else ({}, True)
     result = run.result()
     return _page(
         request,
@@ -486,18 +540,18 @@ def run_detail(request: HttpRequest, run_id: UUID) -> HttpResponse:
         {
             "run": run,
             "result": result,
-            "actions": tables.record_table(run.actions_executed),
-            "errors": tables.record_table(result["errors"], text_key="error"),
+            "actions": tables.record_table(rules.capped_actions(run.actions_executed)),
+            "errors": tables.record_table(rules.capped(result["errors"]), text_key="error"),
             "recoveries": tables.record_table(run.recoveries_performed),
             "module_details": sorted(run.module_health_details.items(), key=lambda item: _code_key(item[0])),
             "health_logs": sorted(run.health_logs.all(), key=lambda log: _code_key(log.module_name)),
-            "holds": list(holds[: queries.LEDGER_ROWS]),
-            "holds_total": holds.count(),
-            "ledger_limit": queries.LEDGER_ROWS,
+            **search,
             "recovery_attempts": list(run.recoveries.all()),
             "notifications": list(run.notifications.order_by("sent_at")),
             "is_stop": run.run_type == RunType.EMERGENCY_STOP,
+            "has_ledger": has_ledger,
         },
+        status=200 if found else 400,
     )
 
 

@@ -126,7 +126,7 @@ def test_it_says_a_dry_run_would_stop_and_would_pause_and_did_nothing(meta_sandb
     assert body["dry_run"] and body["would_stop"] == 17 and body["would_pause"] == active
     assert body["schedulers_stopped"] == 0 and body["campaigns_paused"] == 0
     assert body["message"].startswith(f"Dry run: would stop 17 schedulers and pause {active} campaigns")
-    assert set(body["preview"]) == {"schedulers", "campaigns", "target", "stakes"}
+    assert set(body["preview"]) == {"schedulers", "campaigns", "campaigns_page", "target", "stakes"}
 
 
 def test_a_real_stop_has_no_would_figures(meta_sandbox) -> None:
