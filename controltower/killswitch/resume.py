@@ -213,7 +213,7 @@ def resume(request: ResumeRequest) -> ResumeResult | Lifted:
                 run.fail(
                     started,
                     actions_executed=[],
-                    errors_encountered=errors,
+                    errors_encountered=rules.capped(errors),
                     recommendations=ControlTowerRun.note("Resume overtaken by a new stop."),
                 )
                 audit.record(
@@ -282,12 +282,12 @@ def report_resume(lifted: Lifted, check: ControlTowerRun | None) -> ResumeResult
             {
                 "action": "resume_campaigns",
                 "resumed": outcome.resumed,
-                "skipped": skipped,
+                "skipped": rules.capped(skipped),
                 "pending": outcome.left.count,
             },
             {"action": "alerts", "sent": alerts_sent, "outcome": alerts},
         ],
-        errors_encountered=errors,
+        errors_encountered=rules.capped(errors),
         recommendations=ControlTowerRun.note(message),
         system_status=status,
     )
@@ -586,7 +586,7 @@ def finish_resume(resume_run_id: str, attempt: int, follow_up: bool = True) -> d
         "action": "resume_campaigns_background",
         "attempt": attempt + 1,
         "resumed": outcome.resumed,
-        "skipped": outcome.skipped,
+        "skipped": rules.capped(outcome.skipped),
         "pending": outcome.left.count,
     }
     if outcome.left.count and follow_up and attempt + 1 < settings.KILL_SWITCH_RETRY_ATTEMPTS:

@@ -535,7 +535,9 @@ def emergency_stop(request: StopRequest) -> StopResult:
             },
             {"action": "alerts", "sent": result.alerts_sent, "outcome": result.alerts_outcome},
         ],
-        errors_encountered=result.errors + [f"{f['campaign_id']}: {f['reason']}" for f in result.campaigns_failed],
+        errors_encountered=rules.capped(
+            result.errors + [f"{f['campaign_id']}: {f['reason']}" for f in result.campaigns_failed]
+        ),
         recommendations=ControlTowerRun.note(result.message),
     )
     audit.record(
