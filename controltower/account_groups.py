@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Q
@@ -56,12 +57,18 @@ def _offer(group_ids: list[str]) -> None:
         logger.warning("Could not offer %d account groups to the workers (%s)", len(group_ids), exc)
 
 
-def work(groups: list[AccountGroup], on: Callable[[list[AccountGroup]], None], deadline: float) -> list[AccountGroup]:
+def work(
+    groups: list[AccountGroup],
+    on: Callable[[list[AccountGroup]], None],
+    deadline: float,
+    too_late: Callable[[list[str]], dict[str, Any]],
+) -> None:
     """Take the groups nobody has taken, from the back, as many at a time as KILL_SWITCH_PARALLELISM
-    accounts allow, and work on them with `on` until none is left or the deadline passed.
-    Returns the groups this process worked on."""
+    accounts allow, and work on them with `on` until none is left or the deadline passed. Those
+    still untaken at the deadline are closed with `too_late(accounts)` as their outcome: the
+    background passes carry them on, and nothing waits for a taker that may never come."""
     at_once = max(1, settings.KILL_SWITCH_PARALLELISM // settings.KILL_SWITCH_ACCOUNTS_PER_GROUP)
-    left, worked = list(reversed(groups)), []
+    left = list(reversed(groups))
     by = taker("web")
     while left and time.monotonic() < deadline:
         mine: list[AccountGroup] = []
@@ -71,8 +78,8 @@ def work(groups: list[AccountGroup], on: Callable[[list[AccountGroup]], None], d
                 mine.append(group)
         if mine:
             on(mine)
-            worked += mine
-    return worked
+    for group in left:
+        group.close_untaken(too_late(group.accounts))
 
 
 def in_flight() -> Q:

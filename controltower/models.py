@@ -532,6 +532,14 @@ class AccountGroup(models.Model):
             self.taken_by, self.taken_until = by, until
         return bool(taken)
 
+    def close_untaken(self, outcome: dict[str, Any]) -> bool:
+        """Nobody took the group in time: close it with `outcome` unless someone takes it first."""
+        return bool(
+            AccountGroup.objects.filter(pk=self.pk, finished_at__isnull=True, taken_until__isnull=True).update(
+                finished_at=timezone.now(), outcome=outcome
+            )
+        )
+
     def finish(self, outcome: dict[str, Any]) -> bool:
         """Record what the taker did; False if its claim was lost (it lapsed and another took the group)."""
         now = timezone.now()

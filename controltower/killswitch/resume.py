@@ -340,7 +340,16 @@ def _spread(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float) ->
         for group in mine:
             group.finish(part.only(group.accounts).to_json())
 
-    account_groups.work(account_groups.plan(run, accounts), on, deadline)
+    def too_late(accounts: list[str]) -> dict[str, Any]:
+        left = Reactivation()
+        pending = CampaignHold.objects.filter(
+            resume_run=run, state=CampaignHold.State.RESUMING, account_id__in=accounts
+        )
+        for account, n in pending.values_list("account_id").annotate(n=Count("pk")):
+            left.left.add(account, "not reached before the deadline", n)
+        return left.to_json()
+
+    account_groups.work(account_groups.plan(run, accounts), on, deadline, too_late)
     return _groups_outcome(run)
 
 

@@ -330,8 +330,13 @@ def _spread(
         for i, group in enumerate(mine):
             group.finish(part.only(group.accounts, notes=i == 0).to_json())
 
-    account_groups.work(account_groups.plan(stop_run, accounts), on, deadline)
+    account_groups.work(account_groups.plan(stop_run, accounts), on, deadline, _too_late)
     return _groups_result(stop_run)
+
+
+def _too_late(accounts: list[str]) -> dict[str, Any]:
+    note = f"{len(accounts)} ad accounts were not reached before the deadline: the background sweep pauses them."
+    return ledger.SweepResult(notes=[note]).to_json()
 
 
 def _groups_result(stop_run: ControlTowerRun) -> ledger.SweepResult:
