@@ -15,7 +15,8 @@ are started, then:
   2. this script polls the ledger until every campaign is confirmed PAUSED (a hold settled with
      Meta's answer), and checks Meta lists none ACTIVE: that is the stop's time;
   3. the resume is pressed the same way (no health check) and timed until every hold is RESUMED.
-Recorded per run: when the web process answered, when the last campaign was confirmed, how many
+Then the ledger's write of that many holds, its one INSERT against bulk_create (same rows, rolled
+back). Recorded per run: when the web process answered, when the last campaign was confirmed, how many
 account groups the web process and each worker took, the peak RSS (VmHWM) of the pressing process
 and of each worker's pool process, and the load average.
 Meta's floor for the slowest account (accounts are independent; each one's calls in sequence):
@@ -152,6 +153,58 @@ def start_workers(n: int, env: dict[str, str], tmp: Path) -> list[subprocess.Pop
     return workers
 
 
+def ledger_write(total: int) -> dict[str, float]:
+    """Writing `total` holds: the ledger's INSERT (ledger._insert_holds) against bulk_create, same rows."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from controltower.killswitch import ledger
+    from controltower.models import CampaignHold, ControlTowerRun, RunType
+
+    run = ControlTowerRun.objects.create(run_type=RunType.EMERGENCY_STOP, executed_by="bench", mode="stub")
+    found = [
+        {
+            "id": str(10**12 + i),
+            "account": f"act_{i % 300}",
+            "name": f"Campaign {i}",
+            "status": "ACTIVE",
+            "effective_status": "ACTIVE",
+            "updated_time": "2026-12-03T12:00:00+0000",
+            "daily_budget": "5000",
+        }
+        for i in range(total)
+    ]
+    timings = {}
+    with transaction.atomic():
+        started = time.perf_counter()
+        ledger._insert_holds(run, run, found, timezone.now())
+        timings["insert_s"] = round(time.perf_counter() - started, 3)
+        transaction.set_rollback(True)
+    with transaction.atomic():
+        started = time.perf_counter()
+        CampaignHold.objects.bulk_create(
+            [
+                CampaignHold(
+                    halt_run=run,
+                    stop_run=run,
+                    campaign_id=c["id"],
+                    account_id=c["account"],
+                    campaign_name=c["name"],
+                    prior_status=c["status"],
+                    prior_effective_status=c["effective_status"],
+                    prior_updated_time=c["updated_time"],
+                    snapshot={"daily_budget": c["daily_budget"]},
+                )
+                for c in found
+            ],
+            ignore_conflicts=True,
+        )
+        timings["bulk_create_s"] = round(time.perf_counter() - started, 3)
+        transaction.set_rollback(True)
+    run.delete()
+    return timings
+
+
 def naive_per_call(url: str, sample: int) -> float:
     """One SDK update call per campaign, sequential, on `sample` campaigns: seconds per campaign."""
     from facebook_business.adobjects.campaign import Campaign
@@ -240,6 +293,8 @@ def main() -> None:
                         worker.wait(timeout=60)
                 results["runs"][n] = run
                 print(n, "workers", json.dumps(run), flush=True)
+            results["ledger_write"] = ledger_write(total)
+            print("ledger", json.dumps(results["ledger_write"]), flush=True)
             reseed(url, args)
             per_call = naive_per_call(url, args.naive_sample)
             results["naive"] = {"seconds_per_campaign": round(per_call, 4), "extrapolated_s": round(per_call * total)}

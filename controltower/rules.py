@@ -197,12 +197,16 @@ NEVER_REACTIVATE = ("ARCHIVED", "DELETED")
 RUN_RECORD_ITEMS = 100
 
 
+MORE = "… and "
+
+
 def capped(items: Sequence[Any], limit: int = RUN_RECORD_ITEMS) -> list[Any]:
     """The first `limit` of a per-campaign list a run records, then one line saying how many more
     there are and where: a stop of 30,000 campaigns records 101 lines, not 30,000."""
-    if len(items) <= limit:
+    already = len(items) == limit + 1 and isinstance(items[-1], str) and items[-1].startswith(MORE)
+    if len(items) <= limit or already:  # capped when written: shown as it is
         return list(items)
-    return [*items[:limit], f"… and {len(items) - limit} more — see the run's campaigns"]
+    return [*items[:limit], f"{MORE}{len(items) - limit} more — see the run's campaigns"]
 
 
 def capped_actions(actions: Sequence[Any], limit: int = RUN_RECORD_ITEMS) -> list[Any]:

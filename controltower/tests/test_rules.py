@@ -262,3 +262,12 @@ def test_retry_delay_waits_for_a_known_block_or_gives_up_if_it_outlasts_the_dead
     not_before, seconds_left, delay
 ) -> None:
     assert retry_delay(1, seconds_left, not_before) == delay
+
+
+def test_a_run_records_per_campaign_list_is_capped_once() -> None:
+    items = [f"c{i}" for i in range(250)]
+    written = rules.capped(items, limit=100)
+    assert len(written) == 101 and written[-1] == "… and 150 more — see the run's campaigns"
+    assert rules.capped(written, limit=100) == written  # shown as written, not "… and 1 more"
+    assert rules.capped(items[:100], limit=100) == items[:100]
+    assert rules.capped(items[:101], limit=100)[-1] == "… and 1 more — see the run's campaigns"
