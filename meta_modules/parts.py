@@ -315,6 +315,23 @@ def _dispatch(run: RunContext, queue: bool) -> dict[str, Any]:
     return {"accounts": len(accounts), "parts": len(parts), "parts_queued": sent, "parts_here": len(parts) - sent}
 
 
+def run_module(
+    code: str, trigger: str = ModuleRun.Trigger.SCHEDULE, task_id: str = "", queue: bool = True
+) -> ModuleRun:
+    """One run of an account job: dispatch its parts (to the workers if `queue` and the broker
+    takes them, else here), then report the dispatch itself as done."""
+
+    def dispatch(run: RunContext) -> dict[str, Any]:
+        return _dispatch(run, queue)
+
+    run = execute(code, dispatch, trigger=trigger, celery_task_id=task_id, in_parts=True)
+    if run.parts_pending is not None:  # not refused: the dispatch is one of the parts to report
+        ModuleRun.objects.filter(pk=run.pk).update(parts_pending=F("parts_pending") - 1)
+        _close(run.pk)
+        run.refresh_from_db()
+    return run
+
+
 def account_job(code: str, accounts: Accounts) -> Callable[[Work], Any]:
     """Register `work(run, account)` as module `code`'s task (task name from the registry), done
     in parts over `accounts(run)`."""
@@ -327,20 +344,8 @@ def account_job(code: str, accounts: Accounts) -> Callable[[Work], Any]:
         def task(self: Any, trigger: str = ModuleRun.Trigger.SCHEDULE) -> str:
             # Delivered by a worker: the parts go to the workers. Called here (run now, tests): here.
             queue = bool(self.request.id) and not self.request.is_eager
-
-            def dispatch(run: RunContext) -> dict[str, Any]:
-                return _dispatch(run, queue)
-
-            run = execute(code, dispatch, trigger=trigger, celery_task_id=self.request.id or "", in_parts=True)
-            if run.parts_pending is not None:
-                _report_dispatch(run.pk)
-            return str(run.pk)
+            return str(run_module(code, trigger, self.request.id or "", queue).pk)
 
         return task
 
     return decorate
-
-
-def _report_dispatch(run_id: Any) -> None:
-    ModuleRun.objects.filter(pk=run_id).update(parts_pending=F("parts_pending") - 1)
-    _close(run_id)
