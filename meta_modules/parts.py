@@ -127,6 +127,8 @@ def _work_on(job: AccountJob, run: RunContext, account: str) -> dict[str, Any]:
     try:
         return {"status": DONE, **job.work(run, account)}
     except MetaError as error:
+        if error.deadline_only:  # not sent: the run's deadline came first
+            return {"status": LOST, "reason": str(error)}
         if error.kind == ErrorKind.RATE_LIMITED:
             return {"status": DEFERRED, "reason": str(error)}
         return {"status": FAILED, "error": str(error)}

@@ -19,7 +19,7 @@ from tests.support import broken_broker, child_env, private_broker, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
-DEADLINE_SECONDS = 8  # the workers' MODULE_PART_DEADLINE_SECONDS
+DEADLINE_SECONDS = 20  # the workers' MODULE_PART_DEADLINE_SECONDS: room for a loaded machine
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_a_blocked_and_a_failing_account_do_not_stop_the_others_and_are_reported
 def test_a_part_whose_worker_is_killed_is_closed_as_lost_after_its_deadline(meta_sandbox, workers) -> None:
     meta_sandbox.reset(accounts=3, campaigns_per_account=2, adsets_per_campaign=1, ads_per_adset=1)
     jobs.sync_campaigns()  # the mirror, here
-    meta_sandbox.faults(async_job_seconds=0, latency_ms=2000)
+    meta_sandbox.faults(async_job_seconds=0, latency_ms=1500)
     worker = workers(concurrency=1)
 
     jobs.poll_today_spend.apply_async()
@@ -136,7 +136,7 @@ def test_a_part_whose_worker_is_killed_is_closed_as_lost_after_its_deadline(meta
     killed.refresh_from_db()
     [account] = killed.accounts
     assert killed.state == ModuleRunPart.State.LOST
-    assert run.outcome == ModuleRun.Outcome.TIMEOUT
+    assert run.outcome == ModuleRun.Outcome.TIMEOUT, run.error_message
     assert run.error_message.startswith("1 of 3 ad accounts not reported")
     assert run.summary["lost"] == {account: parts.LOST_REASON} and run.summary["accounts_done"] == 2
     assert run.finished_at >= killed.deadline_at  # closed by the deadline's check, not before
