@@ -140,6 +140,7 @@ def timed_run(code: str, url: str) -> dict[str, Any]:
         "parts_queued": summary.get("parts_queued"),
         "accounts_done": summary.get("accounts_done"),
         "accounts_not_done": {k: summary.get(f"accounts_{k}") for k in ("failed", "deferred", "refused", "lost")},
+        "cpu_seconds_in_jobs": round((run.cpu_ms or 0) / 1000, 2),
         "api_calls": run.api_calls,
         "sandbox_requests": control(url, "/_sandbox/state")["counters"]["requests"] - requests_before,
         "schedule_seconds": registry.get(code).every_seconds,
@@ -196,6 +197,7 @@ def main() -> None:
         "latency_ms_per_request": args.latency_ms,
         "per_item_ms": args.per_item_ms,
         "concurrency_per_worker": args.concurrency,
+        "accounts_per_task": int(os.environ.get("MODULE_ACCOUNTS_PER_TASK", "1")),
         "loadavg_at_start": os.getloadavg(),
         "workers": {},
     }
