@@ -588,17 +588,23 @@ def _apply_proposal(proposal: BudgetProposal, now: datetime) -> str:
     return "clamped" if target != proposal.proposed_budget_cents else "applied"
 
 
-def _apply_budget_proposals(run: RunContext) -> Summary:
-    """One Meta call per proposal, each recorded at once: a halt (WriteRefused) or an outage
-    mid-run ends the job with the rest still `approved`."""
+def _accounts_with_approved_proposals(run: RunContext) -> list[str]:
+    approved = BudgetProposal.objects.filter(status=BudgetProposal.Status.APPROVED)
+    return sorted(set(approved.values_list("campaign__account_id", flat=True)))
+
+
+def _apply_budget_proposals(run: RunContext, account: str) -> Summary:
+    """One Meta call per proposal of the account, each recorded at once: a halt (WriteRefused) or an
+    outage mid-run ends the account's work with the rest still `approved`."""
     since = run.now - timedelta(minutes=settings.BUDGET_MIN_INTERVAL_MINUTES)
+    of_account = BudgetProposal.objects.filter(campaign__account_id=account)
     recently_changed = set(
-        BudgetProposal.objects.filter(status=BudgetProposal.Status.APPLIED, applied_at__gte=since).values_list(
+        of_account.filter(status=BudgetProposal.Status.APPLIED, applied_at__gte=since).values_list(
             "campaign_id", flat=True
         )
     )
     counts = Counter(applied=0, clamped=0, rejected=0, failed=0, deferred=0)
-    approved = BudgetProposal.objects.filter(status=BudgetProposal.Status.APPROVED).select_related("campaign")
+    approved = of_account.filter(status=BudgetProposal.Status.APPROVED).select_related("campaign")
     for proposal in approved.order_by("created_at"):
         if proposal.campaign_id in recently_changed:
             counts["deferred"] += 1  # Meta allows only a few budget changes an hour
@@ -607,7 +613,7 @@ def _apply_budget_proposals(run: RunContext) -> Summary:
     return dict(counts)
 
 
-apply_budget_proposals = module_job("10.7")(_apply_budget_proposals)
+apply_budget_proposals = account_job("10.7", _accounts_with_approved_proposals)(_apply_budget_proposals)
 
 
 # --- 10.8 Auto-Publisher ----------------------------------------------------------------------

@@ -393,7 +393,7 @@ def test_approved_proposals_are_applied_on_meta_and_big_ones_wait(meta_sandbox, 
         and applied.applied_budget_cents == after[up.pk]
     )
     assert Campaign.objects.get(pk=up.pk).daily_budget_cents == after[up.pk]
-    assert run.summary == {"applied": 2, "clamped": 0, "rejected": 0, "failed": 0, "deferred": 0}
+    assert run.summary.items() >= {"applied": 2, "clamped": 0, "rejected": 0, "failed": 0, "deferred": 0}.items()
 
 
 def propose(
@@ -447,7 +447,7 @@ def test_guardrails_clamp_defer_and_decline(meta_sandbox, settings) -> None:
     below_floor.refresh_from_db()
     assert outdated.status == below_floor.status == BudgetProposal.Status.REJECTED
     assert outdated.decided_by == "10.7 guardrails" and "Stale" in outdated.error
-    assert run.summary == {"applied": 0, "clamped": 2, "rejected": 2, "failed": 0, "deferred": 1}
+    assert run.summary.items() >= {"applied": 0, "clamped": 2, "rejected": 2, "failed": 0, "deferred": 1}.items()
 
 
 def test_a_meta_refusal_fails_only_that_proposal(meta_sandbox) -> None:
@@ -478,13 +478,14 @@ def test_a_halt_in_mid_run_leaves_the_rest_approved(meta_sandbox, monkeypatch) -
 
     monkeypatch.setattr(GraphClient, "update", update_then_halt)
 
-    with pytest.raises(WriteRefused):
-        jobs.apply_budget_proposals()
+    run = run_of(jobs.apply_budget_proposals)
 
     statuses = [BudgetProposal.objects.get(pk=p.pk).status for p in proposals]
     assert statuses == [BudgetProposal.Status.APPLIED, BudgetProposal.Status.APPROVED, BudgetProposal.Status.APPROVED]
-    run = ModuleRun.objects.get(module__code="10.7", outcome=ModuleRun.Outcome.FAILURE)
-    assert run.error_message.startswith("WriteRefused")
+    # The halt refused the account's next write: recorded as such, like a run refused by a halt.
+    assert run.outcome == ModuleRun.Outcome.SKIPPED and run.api_calls == 1
+    assert run.error_message == str(WriteRefused("Meta write refused: the tower is halted (emergency stop)."))
+    assert list(run.summary["refused"]) == [Campaign.objects.get(pk=proposals[0].campaign_id).account_id]
 
 
 # --- 10.3 / 10.8 drafts ---------------------------------------------------------------------
