@@ -142,7 +142,7 @@ class ModuleRunPart(models.Model):
 
     class Meta:
         db_table = "meta_module_run_parts"
-        ordering = ["run", "deadline_at", "id"]
+        ordering = ["-deadline_at"]
         indexes = [
             # Open parts past their deadline, found by every dispatch (parts.close_overdue).
             models.Index(

@@ -100,8 +100,11 @@ def verdict(results: Mapping[str, Mapping[str, Any]]) -> Verdict:
             ModuleRun.Outcome.FAILURE, f"{len(failed)} of {len(results)} ad accounts failed: {first}", summary
         )
     if lost:
+        account, why = next(iter(lost.items()))
         return Verdict(
-            ModuleRun.Outcome.TIMEOUT, f"{len(lost)} of {len(results)} ad accounts not reported: {LOST_REASON}", summary
+            ModuleRun.Outcome.TIMEOUT,
+            f"{len(lost)} of {len(results)} ad accounts not done by the run's deadline: {account}: {why}",
+            summary,
         )
     if results and not done and by_status[REFUSED]:
         return Verdict(ModuleRun.Outcome.SKIPPED, next(iter(by_status[REFUSED].values())), summary)

@@ -137,7 +137,7 @@ def test_a_part_whose_worker_is_killed_is_closed_as_lost_after_its_deadline(meta
     [account] = killed.accounts
     assert killed.state == ModuleRunPart.State.LOST
     assert run.outcome == ModuleRun.Outcome.TIMEOUT, run.error_message
-    assert run.error_message.startswith("1 of 3 ad accounts not reported")
+    assert run.error_message == f"1 of 3 ad accounts not done by the run's deadline: {account}: {parts.LOST_REASON}"
     assert run.summary["lost"] == {account: parts.LOST_REASON} and run.summary["accounts_done"] == 2
     assert run.finished_at >= killed.deadline_at  # closed by the deadline's check, not before
 
