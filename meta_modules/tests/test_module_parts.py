@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 
 from controltower.models import TowerState
 from controltower.schedules import sync_modules
@@ -189,3 +190,22 @@ def test_verdict_reports_every_account_and_puts_failure_before_loss_before_defer
     assert failed.outcome == ModuleRun.Outcome.FAILURE and failed.error.startswith("1 of 5 ad accounts failed")
     assert parts.verdict({"act_3": results["act_3"]}).outcome == ModuleRun.Outcome.FAILURE  # nothing done
     assert parts.verdict({}).outcome == ModuleRun.Outcome.SUCCESS
+
+
+def test_the_next_dispatch_closes_a_run_whose_parts_never_reported(meta_sandbox, settings, tmp_path: Path) -> None:
+    sync_modules()
+    meta_sandbox.reset(accounts=2, campaigns_per_account=2, adsets_per_campaign=1, ads_per_adset=1)
+    jobs.sync_campaigns()
+    settings.MODULE_PART_DEADLINE_SECONDS = 5
+    with private_broker(tmp_path):
+        abandoned = parts.run_module("10.14", queue=True)  # sent to a broker no worker ever reads
+    assert abandoned.outcome == ModuleRun.Outcome.RUNNING
+
+    wait_for(lambda: timezone.now() > abandoned.parts_deadline, timeout=10, message="the deadline to pass")
+    settings.MODULE_PART_DEADLINE_SECONDS = 600
+    following = parts.run_module("10.2", queue=False)
+
+    abandoned.refresh_from_db()
+    assert abandoned.outcome == ModuleRun.Outcome.TIMEOUT and abandoned.summary["accounts_lost"] == 2
+    assert set(abandoned.parts.values_list("state", flat=True)) == {ModuleRunPart.State.LOST}
+    assert following.outcome == ModuleRun.Outcome.SUCCESS
