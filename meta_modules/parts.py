@@ -230,7 +230,10 @@ def _close(run_id: Any) -> None:
     run = ModuleRun.objects.get(pk=run_id)
     parts = run.parts.all()
     results = {account: result for part in parts.values_list("results", flat=True) for account, result in part.items()}
-    figures = parts.aggregate(calls=Sum("api_calls"), errors=Sum("api_errors"), cpu=Sum("cpu_ms"))
+    # The parts run here are in the dispatch's own CPU time already; their Meta calls are not.
+    figures = parts.aggregate(
+        calls=Sum("api_calls"), errors=Sum("api_errors"), cpu=Sum("cpu_ms", filter=Q(queued=True))
+    )
     found = verdict(results)
     ModuleRun.objects.filter(pk=run_id, outcome=ModuleRun.Outcome.RUNNING).update(
         outcome=found.outcome,
