@@ -457,6 +457,10 @@ LOGGING = {
 MIRROR_STALE_HOURS = env_float("MIRROR_STALE_HOURS", 2.0, minimum=0.1)
 # 10.4: days of daily insights collected per run, today included (older days are final on Meta).
 INSIGHTS_LOOKBACK_DAYS = env_int("INSIGHTS_LOOKBACK_DAYS", 7, minimum=1)
+# The module jobs that work per ad account run as one Celery task per this many accounts (a part of
+# the run); a part not reported by its deadline (capped by the module's own interval) is recorded lost.
+MODULE_ACCOUNTS_PER_TASK = env_int("MODULE_ACCOUNTS_PER_TASK", 1, minimum=1)
+MODULE_PART_DEADLINE_SECONDS = env_int("MODULE_PART_DEADLINE_SECONDS", 600, minimum=5)
 # 10.6: budgets follow ROAS against this target; within ±ROAS_BAND (a fraction of it) nothing changes.
 TARGET_ROAS = env_float("TARGET_ROAS", 2.0, minimum=0.0)
 ROAS_BAND = env_float("ROAS_BAND", 0.10, minimum=0.0, maximum=1.0)

@@ -30,6 +30,7 @@ from meta_modules.models import (
     DailyInsight,
     MetaModule,
     ModuleRun,
+    ModuleRunPart,
     SpendSnapshot,
     SpendSpike,
     per_local_today,
@@ -267,6 +268,24 @@ class ModuleRunAdmin(ReadOnlyAdmin):
     @admin.display(description="Error")
     def short_error(self, run: ModuleRun) -> str:
         return run.error_message[:80]
+
+
+@admin.register(ModuleRunPart)
+class ModuleRunPartAdmin(ReadOnlyAdmin):
+    """The parts of the runs done per ad account (meta_modules/parts.py), with each account's result."""
+
+    list_display = ("run", "state", "account_list", "queued", "started_at", "finished_at", "api_calls", "short_error")
+    list_filter = ("state", "queued", "run__module")
+    search_fields = ("run__id", "accounts", "error", "celery_task_id")
+    list_select_related = ("run__module",)
+
+    @admin.display(description="Accounts")
+    def account_list(self, part: ModuleRunPart) -> str:
+        return ", ".join(part.accounts)
+
+    @admin.display(description="Error")
+    def short_error(self, part: ModuleRunPart) -> str:
+        return part.error[:80]
 
 
 # --- The campaign mirror: synced from Meta (10.2, 10.4), never edited here ---

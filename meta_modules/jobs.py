@@ -1,7 +1,9 @@
 """The 17 module jobs. Each is a Celery task registered under its registry name.
 
 Every job is a plain function `_name(run) -> summary` (reusable, e.g. by 10.11's full cycle)
-wrapped by `@module_job`, which records the run. Jobs do the I/O — mirror queries and Meta
+wrapped by `@module_job`, which records the run; the jobs that work per ad account are
+`_name(run, account) -> counts` wrapped by `@account_job` (meta_modules/parts.py), which runs
+them as parts spread over the workers and records one run for the module. Jobs do the I/O — mirror queries and Meta
 calls — and leave the arithmetic to `meta_modules.analytics` and `meta_modules.days`. See
 docs/modules.md.
 
@@ -47,6 +49,7 @@ from meta_modules.models import (
     SpendSpike,
     per_local_today,
 )
+from meta_modules.parts import account_job
 from meta_modules.runs import Job, RunContext, module_job
 
 Summary = dict[str, Any]
@@ -282,7 +285,8 @@ def _mirror(
 ACCOUNT_FIELDS = ("name", "currency", "timezone_name", "timezone_offset_hours_utc")
 
 
-def _sync_account(account: str, now: datetime) -> Counter[str]:
+def _sync_account(run: RunContext, account: str) -> Counter[str]:
+    now = run.now
     info = client().get(account, {"fields": ",".join(ACCOUNT_FIELDS)}, account)
     campaigns = client().campaigns(account, CAMPAIGN_FIELDS, CAMPAIGN_STATUSES)
     adsets = _edge(account, "adsets", ADSET_FIELDS, ADSET_STATUSES)
@@ -319,15 +323,20 @@ def _sync_account(account: str, now: datetime) -> Counter[str]:
     return counts
 
 
+def _accounts_on_meta(run: RunContext) -> list[str]:
+    return client().ad_accounts()
+
+
 def _sync_campaigns(run: RunContext) -> Summary:
-    accounts = client().ad_accounts()
+    """Every account in turn, inside one run: 10.11's first step."""
+    accounts = _accounts_on_meta(run)
     totals: Counter[str] = Counter()
     for account in accounts:
-        totals.update(_sync_account(account, run.now))
+        totals.update(_sync_account(run, account))
     return {"accounts": len(accounts), **totals}
 
 
-sync_campaigns = module_job("10.2")(_sync_campaigns)
+sync_campaigns = account_job("10.2", _accounts_on_meta)(_sync_account)
 
 
 # --- 10.3 Meta Orchestrator: drafts → paused campaigns ---------------------------------------
@@ -416,7 +425,7 @@ def _collect_account_insights(account: str, since: date, until: date, now: datet
 
 
 def _collect_insights(run: RunContext) -> Summary:
-    """Each account's window ends on its local today: Meta's days are the account's."""
+    """Every account in turn, inside one run: 10.11's second step."""
     groups = AdAccount.objects.by_local_today(run.now)
     totals: Counter[str] = Counter()
     for today, accounts in sorted(groups.items()):
@@ -430,7 +439,21 @@ def _collect_insights(run: RunContext) -> Summary:
     }
 
 
-collect_insights = module_job("10.4")(_collect_insights)
+def _mirrored_accounts(run: RunContext) -> list[str]:
+    return list(AdAccount.objects.order_by("pk").values_list("pk", flat=True))
+
+
+def _collect_insights_of(run: RunContext, account: str) -> Summary:
+    """Its window ends on its local today: Meta's days are the account's."""
+    groups = AdAccount.objects.filter(pk=account).by_local_today(run.now)
+    since, until = days.window(settings.INSIGHTS_LOOKBACK_DAYS, next(iter(groups)))
+    return {
+        "windows": _windows(groups, settings.INSIGHTS_LOOKBACK_DAYS),
+        **_collect_account_insights(account, since, until, run.now),
+    }
+
+
+collect_insights = account_job("10.4", _mirrored_accounts)(_collect_insights_of)
 
 
 # --- 10.5 ROAS Engine -------------------------------------------------------------------------
@@ -565,17 +588,23 @@ def _apply_proposal(proposal: BudgetProposal, now: datetime) -> str:
     return "clamped" if target != proposal.proposed_budget_cents else "applied"
 
 
-def _apply_budget_proposals(run: RunContext) -> Summary:
-    """One Meta call per proposal, each recorded at once: a halt (WriteRefused) or an outage
-    mid-run ends the job with the rest still `approved`."""
+def _accounts_with_approved_proposals(run: RunContext) -> list[str]:
+    approved = BudgetProposal.objects.filter(status=BudgetProposal.Status.APPROVED)
+    return sorted(set(approved.values_list("campaign__account_id", flat=True)))
+
+
+def _apply_budget_proposals(run: RunContext, account: str) -> Summary:
+    """One Meta call per proposal of the account, each recorded at once: a halt (WriteRefused) or an
+    outage mid-run ends the account's work with the rest still `approved`."""
     since = run.now - timedelta(minutes=settings.BUDGET_MIN_INTERVAL_MINUTES)
+    of_account = BudgetProposal.objects.filter(campaign__account_id=account)
     recently_changed = set(
-        BudgetProposal.objects.filter(status=BudgetProposal.Status.APPLIED, applied_at__gte=since).values_list(
+        of_account.filter(status=BudgetProposal.Status.APPLIED, applied_at__gte=since).values_list(
             "campaign_id", flat=True
         )
     )
     counts = Counter(applied=0, clamped=0, rejected=0, failed=0, deferred=0)
-    approved = BudgetProposal.objects.filter(status=BudgetProposal.Status.APPROVED).select_related("campaign")
+    approved = of_account.filter(status=BudgetProposal.Status.APPROVED).select_related("campaign")
     for proposal in approved.order_by("created_at"):
         if proposal.campaign_id in recently_changed:
             counts["deferred"] += 1  # Meta allows only a few budget changes an hour
@@ -584,7 +613,7 @@ def _apply_budget_proposals(run: RunContext) -> Summary:
     return dict(counts)
 
 
-apply_budget_proposals = module_job("10.7")(_apply_budget_proposals)
+apply_budget_proposals = account_job("10.7", _accounts_with_approved_proposals)(_apply_budget_proposals)
 
 
 # --- 10.8 Auto-Publisher ----------------------------------------------------------------------
@@ -813,36 +842,29 @@ rank_creatives = module_job("10.13")(_rank_creatives)
 # --- 10.14 Real-Time Engine -------------------------------------------------------------------
 
 
-def _poll_today_spend(run: RunContext) -> Summary:
+def _poll_today_spend(run: RunContext, account: str) -> Summary:
     """Each snapshot is tied to the day Meta says it measured (`date_start`: the account's local
     today), not to the tower's idea of it, so a poll that straddles local midnight cannot count
     one day's spend against the other's hours."""
-    known = set(Campaign.objects.values_list("pk", flat=True))
-    accounts = list(AdAccount.objects.values_list("pk", flat=True))
-    snapshots = []
-    for account in accounts:
-        rows = client().insights(
-            account, {"level": "campaign", "date_preset": "today", "fields": "campaign_id,spend"}, account
+    known = set(Campaign.objects.filter(account_id=account).values_list("pk", flat=True))
+    rows = client().insights(
+        account, {"level": "campaign", "date_preset": "today", "fields": "campaign_id,spend"}, account
+    )
+    snapshots = [
+        SpendSnapshot(
+            campaign_id=r["campaign_id"],
+            taken_at=run.now,
+            day=date.fromisoformat(r["date_start"]),
+            spend_today=Decimal(r["spend"]),
         )
-        snapshots += [
-            SpendSnapshot(
-                campaign_id=r["campaign_id"],
-                taken_at=run.now,
-                day=date.fromisoformat(r["date_start"]),
-                spend_today=Decimal(r["spend"]),
-            )
-            for r in rows
-            if r.get("campaign_id") in known and Decimal(r.get("spend") or 0) > 0
-        ]
+        for r in rows
+        if r.get("campaign_id") in known and Decimal(r.get("spend") or 0) > 0
+    ]
     SpendSnapshot.objects.bulk_create(snapshots)
-    return {
-        "accounts": len(accounts),
-        "snapshots": len(snapshots),
-        "days": sorted({snapshot.day.isoformat() for snapshot in snapshots}),
-    }
+    return {"snapshots": len(snapshots), "days": sorted({snapshot.day.isoformat() for snapshot in snapshots})}
 
 
-poll_today_spend = module_job("10.14")(_poll_today_spend)
+poll_today_spend = account_job("10.14", _mirrored_accounts)(_poll_today_spend)
 
 
 # --- 10.15 Creative Analyzer: fatigue ---------------------------------------------------------

@@ -85,6 +85,12 @@ class ModuleRun(models.Model):
     peak_rss_mb = models.FloatField(null=True, blank=True, help_text="Peak RSS of the worker process at the end")
     celery_task_id = models.CharField(max_length=64, blank=True)
     summary = models.JSONField(default=dict, blank=True, help_text="What the job did, as it reported it")
+    # A run done in parts (one task per group of ad accounts, meta_modules/parts.py): the parts and
+    # the dispatch that have not reported yet, and when the run is closed whatever has not.
+    parts_pending = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Parts (and the dispatch) yet to report; empty for a run done in one piece"
+    )
+    parts_deadline = models.DateTimeField(null=True, blank=True, help_text="When the run is closed without them")
 
     class Meta:
         db_table = "meta_module_runs"
@@ -104,6 +110,48 @@ class ModuleRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.module.code} {self.outcome} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ModuleRunPart(models.Model):
+    """One task's share of a module run that works per ad account: a few accounts, each with its
+    result (done, failed, deferred, refused, lost) and counts. Written by meta_modules/parts.py."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        REFUSED = "refused", "Refused (halted or stopped)"
+        LOST = "lost", "Lost (no report by its deadline)"
+
+    OPEN = (State.PENDING, State.RUNNING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(ModuleRun, on_delete=models.CASCADE, related_name="parts")
+    accounts = models.JSONField(default=list, help_text="The ad accounts of this part")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    queued = models.BooleanField(default=False, help_text="Sent to the workers (else run inside the module task)")
+    deadline_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    results = models.JSONField(default=dict, blank=True, help_text="Per account: status, error or reason, counts")
+    error = models.TextField(blank=True)
+    api_calls = models.PositiveIntegerField(default=0)
+    api_errors = models.PositiveIntegerField(default=0)
+    cpu_ms = models.PositiveIntegerField(null=True, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        db_table = "meta_module_run_parts"
+        ordering = ["-deadline_at"]
+        indexes = [
+            # Open parts past their deadline, found by every dispatch (parts.close_overdue).
+            models.Index(
+                fields=["deadline_at"], name="ix_run_parts_open", condition=models.Q(state__in=["pending", "running"])
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {', '.join(self.accounts)} {self.state}"
 
 
 # --- The campaign mirror: synced from Meta, never the source of truth for the kill switch ---

@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +56,16 @@ def current_run() -> RunContext | None:
     return _current_run.get()
 
 
+@contextmanager
+def counting_into(context: RunContext) -> Iterator[RunContext]:
+    """Within the block, Meta calls are counted into `context` (a part of a run counts its own)."""
+    token = _current_run.set(context)
+    try:
+        yield context
+    finally:
+        _current_run.reset(token)
+
+
 def refusal_reason(module: MetaModule) -> str:
     """Why a job of this module must not act now ('' when it may)."""
     if operations_halted():
@@ -70,8 +81,13 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def execute(code: str, job: Job, trigger: str = ModuleRun.Trigger.SCHEDULE, celery_task_id: str = "") -> ModuleRun:
-    """Run one module job and record it. Re-raises the job's exception after recording it."""
+def execute(
+    code: str, job: Job, trigger: str = ModuleRun.Trigger.SCHEDULE, celery_task_id: str = "", in_parts: bool = False
+) -> ModuleRun:
+    """Run one module job and record it. Re-raises the job's exception after recording it.
+
+    `in_parts`: the job only dispatches the run's parts (meta_modules/parts.py); when it succeeds
+    its figures are recorded and the run left open for the parts to close."""
     module = MetaModule.objects.get(code=code)
     refusal = refusal_reason(module)
     if refusal:
@@ -89,29 +105,34 @@ def execute(code: str, job: Job, trigger: str = ModuleRun.Trigger.SCHEDULE, cele
 
     run = ModuleRun.objects.create(module=module, trigger=trigger, celery_task_id=celery_task_id)
     context = RunContext(run_id=run.pk, module_code=code)
-    token = _current_run.set(context)
     wall_start, cpu_start = time.perf_counter(), time.thread_time()
     outcome, error, summary, raised = ModuleRun.Outcome.SUCCESS, "", {}, None
     try:
-        summary = job(context) or {}
+        with counting_into(context):
+            summary = job(context) or {}
     except SoftTimeLimitExceeded as exc:
         outcome, error, raised = ModuleRun.Outcome.TIMEOUT, "Soft time limit exceeded.", exc
     except Exception as exc:
         outcome, error, raised = ModuleRun.Outcome.FAILURE, f"{type(exc).__name__}: {exc}", exc
         logger.exception("Module %s job failed", code)
-    finally:
-        _current_run.reset(token)
+    figures = {
+        "cpu_ms": round((time.thread_time() - cpu_start) * 1000),
+        "peak_rss_mb": _peak_rss_mb(),
+        "api_calls": context.api_calls,
+        "api_errors": context.api_errors,
+        "summary": summary,
+    }
+    if in_parts and raised is None:
+        ModuleRun.objects.filter(pk=run.pk, outcome=ModuleRun.Outcome.RUNNING).update(**figures)
+        run.refresh_from_db()
+        return run
     # Conditional: if recovery already closed this run (e.g. as a stuck timeout), keep its verdict.
     ModuleRun.objects.filter(pk=run.pk, outcome=ModuleRun.Outcome.RUNNING).update(
         outcome=outcome,
         error_message=error[:5000],
         finished_at=timezone.now(),
         duration_ms=round((time.perf_counter() - wall_start) * 1000),
-        cpu_ms=round((time.thread_time() - cpu_start) * 1000),
-        peak_rss_mb=_peak_rss_mb(),
-        api_calls=context.api_calls,
-        api_errors=context.api_errors,
-        summary=summary,
+        **figures,
     )
     if raised is not None:
         raise raised

@@ -185,7 +185,8 @@ def test_sync_mirrors_the_sandbox_and_a_second_sync_changes_nothing(meta_sandbox
 
     assert second.outcome == ModuleRun.Outcome.SUCCESS
     assert mirror_snapshot() == before
-    assert {k: v for k, v in second.summary.items() if k != "accounts" and v} == {}
+    assert second.summary["accounts_done"] == 2
+    assert {k: v for k, v in second.summary.items() if not k.startswith(("accounts", "parts")) and v} == {}
 
 
 def test_the_sync_stores_each_accounts_time_zone_and_currency(meta_sandbox, tower_clock) -> None:
@@ -392,7 +393,7 @@ def test_approved_proposals_are_applied_on_meta_and_big_ones_wait(meta_sandbox, 
         and applied.applied_budget_cents == after[up.pk]
     )
     assert Campaign.objects.get(pk=up.pk).daily_budget_cents == after[up.pk]
-    assert run.summary == {"applied": 2, "clamped": 0, "rejected": 0, "failed": 0, "deferred": 0}
+    assert run.summary.items() >= {"applied": 2, "clamped": 0, "rejected": 0, "failed": 0, "deferred": 0}.items()
 
 
 def propose(
@@ -446,7 +447,7 @@ def test_guardrails_clamp_defer_and_decline(meta_sandbox, settings) -> None:
     below_floor.refresh_from_db()
     assert outdated.status == below_floor.status == BudgetProposal.Status.REJECTED
     assert outdated.decided_by == "10.7 guardrails" and "Stale" in outdated.error
-    assert run.summary == {"applied": 0, "clamped": 2, "rejected": 2, "failed": 0, "deferred": 1}
+    assert run.summary.items() >= {"applied": 0, "clamped": 2, "rejected": 2, "failed": 0, "deferred": 1}.items()
 
 
 def test_a_meta_refusal_fails_only_that_proposal(meta_sandbox) -> None:
@@ -477,13 +478,14 @@ def test_a_halt_in_mid_run_leaves_the_rest_approved(meta_sandbox, monkeypatch) -
 
     monkeypatch.setattr(GraphClient, "update", update_then_halt)
 
-    with pytest.raises(WriteRefused):
-        jobs.apply_budget_proposals()
+    run = run_of(jobs.apply_budget_proposals)
 
     statuses = [BudgetProposal.objects.get(pk=p.pk).status for p in proposals]
     assert statuses == [BudgetProposal.Status.APPLIED, BudgetProposal.Status.APPROVED, BudgetProposal.Status.APPROVED]
-    run = ModuleRun.objects.get(module__code="10.7", outcome=ModuleRun.Outcome.FAILURE)
-    assert run.error_message.startswith("WriteRefused")
+    # The halt refused the account's next write: recorded as such, like a run refused by a halt.
+    assert run.outcome == ModuleRun.Outcome.SKIPPED and run.api_calls == 1
+    assert run.error_message == str(WriteRefused("Meta write refused: the tower is halted (emergency stop)."))
+    assert list(run.summary["refused"]) == [Campaign.objects.get(pk=proposals[0].campaign_id).account_id]
 
 
 # --- 10.3 / 10.8 drafts ---------------------------------------------------------------------
