@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from controltower import rules
 from controltower.models import ModuleStatus as M
 from controltower.models import SystemStatus as S
 from controltower.rules import (
