@@ -1,0 +1,92 @@
+"""Health and reports flat in ad accounts (issue 17): a health cycle, GET health, GET status, the
+dashboard, the report and /metrics make the same queries at 300 accounts as at 3.
+
+The facts grow with the accounts the way an agency's do (tests/agency.py): the mirror (campaigns,
+ad sets, ads, insights), spend spikes (one account in ten), the access tiers learnt, and the
+per-account detail the module runs carry. The cycle is measured as it opens the spikes' alerts, while
+they hold, and as they resolve. Counts only: the time is measured by bench/health_accounts.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from controltower import commander
+from controltower.models import Alert
+from controltower.roles import OPERATORS_GROUP
+from meta_modules import clock
+from meta_modules.models import Campaign, SpendSpike
+from tests import agency
+from tests.support import admin_client, api_client
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("synced", "meta_sandbox")]
+
+FEW, MANY = 3, 300
+CAMPAIGNS, INSIGHT_DAYS = 3, 2
+BASE = "/meta/control-tower"
+METRICS_TOKEN = "scrape-me"
+
+
+def _queries(action: Callable[[], object]) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        action()
+    return len(captured.captured_queries)
+
+
+def _get(client, url: str, **headers: str) -> Callable[[], None]:
+    def fetch() -> None:
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200, response.content[:500]
+
+    return fetch
+
+
+def _cycle() -> None:
+    commander.health_cycle("scheduler")
+
+
+def _costs(scale: agency.Agency, start: int) -> dict[str, int]:
+    """Grow to `scale` and count each path's queries (each read once before, so that what a first
+    request loads once per process is not counted)."""
+    now = clock.now()
+    agency.grow(scale, now, start=start)
+    agency.record_runs(scale, now)
+    SpendSpike.objects.update(acknowledged=True)  # raised below, after the warm-up
+    _cycle()
+    viewer, console = api_client(f"viewer{scale.accounts}", OPERATORS_GROUP), admin_client(f"staff{scale.accounts}")
+    reads = {
+        "GET health": _get(viewer, f"{BASE}/health"),
+        "GET status": _get(viewer, f"{BASE}/status"),
+        "GET report": _get(viewer, f"{BASE}/report?days=7"),
+        "dashboard": _get(console, "/"),
+        "dashboard fragments": _get(console, "/fragments/"),
+        "console report": _get(console, "/report/?days=7"),
+        "metrics": _get(console, "/metrics", Authorization=f"Bearer {METRICS_TOKEN}"),
+    }
+    for read in reads.values():
+        read()
+    SpendSpike.objects.update(acknowledged=False)
+    costs = {"cycle opening the spikes' alerts": _queries(_cycle)}
+    costs["cycle while they hold"] = _queries(_cycle)
+    costs.update({name: _queries(read) for name, read in reads.items()})  # spikes and their alerts shown
+    SpendSpike.objects.update(acknowledged=True)
+    costs["cycle resolving them"] = _queries(_cycle)
+    return costs
+
+
+def test_every_health_and_report_path_makes_the_same_queries_at_300_accounts_as_at_3(settings) -> None:
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    few = _costs(agency.Agency(FEW, CAMPAIGNS, INSIGHT_DAYS), start=0)
+    opened_few = Alert.objects.filter(key__startswith="spend_spike:").count()
+
+    many = _costs(agency.Agency(MANY, CAMPAIGNS, INSIGHT_DAYS), start=FEW)
+
+    assert Campaign.objects.count() == MANY * CAMPAIGNS
+    spike_alerts = Alert.objects.filter(key__startswith="spend_spike:")
+    assert (opened_few, spike_alerts.count()) == (1, 1 + MANY // agency.SPIKE_EVERY)  # the alerts were raised
+    assert not spike_alerts.filter(resolved_at__isnull=True).exists()  # and resolved
+    assert many == few
