@@ -9,6 +9,7 @@ they hold, and as they resolve. Counts only: the time is measured by bench/healt
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -90,3 +91,17 @@ def test_every_health_and_report_path_makes_the_same_queries_at_300_accounts_as_
     assert (opened_few, spike_alerts.count()) == (1, 1 + MANY // agency.SPIKE_EVERY)  # the alerts were raised
     assert not spike_alerts.filter(resolved_at__isnull=True).exists()  # and resolved
     assert many == few
+
+
+def test_the_dashboard_counts_the_access_tiers_of_300_accounts_in_one_line() -> None:
+    scale = agency.Agency(MANY, 1, 0)
+    agency.grow(scale, clock.now())  # accounts 7, 57, 107, … are on the development tier
+
+    page = admin_client("staff").get("/").content.decode()
+
+    tiers = re.search(r'<dd id="access-tiers">(.*?)</dd>', page, re.S).group(1)
+    development = ", ".join(agency.account_id(n) for n in range(7, MANY, 50))
+    assert f"DEVELOPMENT (about 20 pauses per 5 min) — 6 accounts: {development}</span>" in tiers
+    named = ", ".join(agency.account_id(n) for n in range(11) if n != 7)
+    assert f"standard — 294 accounts: {named} and 284 more</span>" in tiers
+    assert tiers.count("act_") == 6 + 10
