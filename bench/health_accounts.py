@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""Benchmark: the health and report paths at 3 and at 300 ad accounts on PostgreSQL (issue 17, point 5).
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres [REDIS_URL=redis://127.0.0.1:6379/N] \\
+        .venv/bin/python bench/health_accounts.py [--repeat 15] [--campaigns-per-account 100] [--insight-days 14]
+
+DATABASE_URL only says where the server is: the script creates its own database (bench_accounts_<pid>)
+and drops it at the end (--keep leaves it). REDIS_URL, when given, is the shared cache (the access tiers
+learnt per account live there, as in production); without it the embedded file cache is used. A Meta
+sandbox runs in-process for the cycle's API probe. The facts are built by tests/agency.py, as the
+flat-in-accounts test builds them: per account 100 campaigns (80 ACTIVE, 10 PAUSED, 10 ARCHIVED) with
+one ad set and one ad each and 14 days of daily insights per ad, a spend spike today on one account in
+ten, the access tier learnt, and 3 runs of each of the 17 modules whose summary carries a detail per
+account; plus a week of hourly health checks for the report. First 3 accounts, then grown to 300, and
+at each size, on a warm process (2 warm-ups, then the median of --repeat, with its spread):
+  the health cycle (commander.health_cycle: upkeep, probes, evaluate, recovery, persist, alerts),
+  GET health, GET status, the dashboard, GET report (7 days), the console's report page, /metrics
+— the time and the number of SQL queries of each, and the ratio 300 / 3 (goal: ≤ 2×, same queries).
+The naive baseline, in the same run: what a check reads about the accounts (the mirror's ACTIVE
+campaigns and their USD daily budgets, today's unacknowledged spikes in each account's own today, the
+access tiers), read account by account as a per-account loop does — checked equal to what the tower
+reads in a fixed number of queries (health._campaign_totals, health._spend_spikes_today,
+throttle.learnt_tiers).
+Prints a table and writes bench/results/health_accounts.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from common import ROOT, own_database, setup_django, tower_env
+
+SCALES = (3, 300)
+HISTORY_CHECKS = 7 * 24  # a week of hourly checks behind the report
+METRICS_TOKEN = "bench-metrics"
+
+
+def timed_ms(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
+    """Median, fastest and slowest of `repeat` runs after 2 warm-ups (a shared machine: the spread says how much)."""
+    for _ in range(2):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"ms": round(statistics.median(samples), 1), "min": round(min(samples), 1), "max": round(max(samples), 1)}
+
+
+def history(checks: int) -> None:
+    """A week of hourly completed checks and their 17 logs (what the report and the strips read)."""
+    from django.utils import timezone
+
+    from controltower.models import ControlTowerRun, SystemHealthLog
+    from meta_modules.registry import MODULES
+
+    now = timezone.now()
+    runs = ControlTowerRun.objects.bulk_create(
+        ControlTowerRun(
+            run_type="health_check",
+            system_status="healthy",
+            executed_at=now - timedelta(hours=checks - i),
+            executed_by="scheduler",
+            mode="stub",
+            total_modules_checked=len(MODULES),
+            online_modules=len(MODULES),
+            module_health_details={spec.code: "online" for spec in MODULES},
+            execution_time_ms=900,
+        )
+        for i in range(checks)
+    )
+    SystemHealthLog.objects.bulk_create(
+        SystemHealthLog(
+            run=run,
+            module_name=spec.code,
+            module_full_name=spec.name,
+            health_status="online",
+            checked_at=run.executed_at,
+            success_rate=1.0,
+            is_scheduler_running=True,
+            is_db_healthy=True,
+            is_api_healthy=True,
+            mode="stub",
+        )
+        for run in runs
+        for spec in MODULES
+    )
+
+
+def paths() -> dict[str, Callable[[], Any]]:
+    from django.contrib.auth.models import User
+    from django.test import Client
+    from rest_framework.test import APIClient
+
+    from controltower import commander
+
+    api = APIClient(SERVER_NAME="127.0.0.1")  # in bench.common.tower_env's ALLOWED_HOSTS
+    api.force_authenticate(User.objects.get_or_create(username="bench-api", is_staff=True)[0])
+    console = Client(SERVER_NAME="127.0.0.1")
+    console.force_login(User.objects.get_or_create(username="bench-console", is_staff=True)[0])
+
+    def get(client: Any, url: str, **headers: str) -> Callable[[], Any]:
+        def fetch() -> Any:
+            response = client.get(url, headers=headers)
+            assert response.status_code == 200, (url, response.status_code, response.content[:300])
+            return response
+
+        return fetch
+
+    return {
+        "health cycle": lambda: commander.health_cycle("scheduler"),
+        "GET health": get(api, "/meta/control-tower/health"),
+        "GET status": get(api, "/meta/control-tower/status"),
+        "dashboard": get(console, "/"),
+        "GET report (7 days)": get(api, "/meta/control-tower/report?days=7"),
+        "console report (7 days)": get(console, "/report/?days=7"),
+        "/metrics": get(console, "/metrics", Authorization=f"Bearer {METRICS_TOKEN}"),
+    }
+
+
+def account_facts(now: datetime) -> tuple[Any, ...]:
+    """What a check reads about the accounts, as the tower reads it."""
+    from controltower import health
+    from meta_modules import throttle
+
+    active, budget = health._campaign_totals()
+    spikes = sorted(spike["campaign_id"] for spike in health._spend_spikes_today(now))
+    return active, budget, spikes, throttle.learnt_tiers()
+
+
+def naive_account_facts(now: datetime) -> tuple[Any, ...]:
+    """The same, account by account: a few queries and a cache read per account."""
+    from django.core.cache import cache
+
+    from meta_modules import days, throttle
+    from meta_modules.models import AdAccount, Campaign, SpendSpike
+
+    active, cents, spikes, tiers = 0, 0, [], {}
+    for account in AdAccount.objects.order_by("pk"):
+        running = list(Campaign.objects.filter(account=account, status="ACTIVE").values_list("daily_budget_cents"))
+        active += len(running)
+        if account.currency == "USD":
+            cents += sum(budget or 0 for (budget,) in running)
+        today = days.local_today(now, account.zone)
+        spikes += SpendSpike.objects.filter(campaign__account=account, day=today, acknowledged=False).values_list(
+            "campaign_id", flat=True
+        )
+        tiers[account.pk] = cache.get(throttle.TIER_KEY.format(account=account.pk), "")
+    return active, round(cents / 100, 2), sorted(spikes), tiers
+
+
+def measure(repeat: int) -> dict[str, dict[str, Any]]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from meta_modules import clock
+
+    figures = {}
+    for name, fn in paths().items():
+        times = timed_ms(fn, repeat)
+        with CaptureQueriesContext(connection) as captured:
+            fn()
+        figures[name] = {**times, "queries": len(captured.captured_queries)}
+    now = clock.now()
+    for name, fn in (("account facts", account_facts), ("naive: account facts per account", naive_account_facts)):
+        times = timed_ms(lambda: fn(now), repeat)  # noqa: B023 - called within this iteration
+        with CaptureQueriesContext(connection) as captured:
+            facts = fn(now)
+        figures[name] = {**times, "queries": len(captured.captured_queries)}
+        assert facts == account_facts(now), name
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=15, help="timed runs per figure (median)")
+    parser.add_argument("--campaigns-per-account", type=int, default=100)
+    parser.add_argument("--insight-days", type=int, default=14, help="days of daily insights per ad")
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from meta_sandbox.testing import start_sandbox
+    from tests import agency
+
+    cache = {"CACHE_URL": os.environ["REDIS_URL"]} if os.environ.get("REDIS_URL") else {}
+    scales, built = [], 0
+    with (
+        start_sandbox(accounts=1, campaigns_per_account=1, seed=7) as sandbox,
+        own_database("bench_accounts", keep=args.keep) as database_url,
+    ):
+        env = tower_env(
+            database_url,
+            Path(tempfile.mkdtemp(prefix="bench-accounts-")),
+            META_GRAPH_URL=sandbox.url,
+            METRICS_TOKEN=METRICS_TOKEN,
+            # No worker runs here: the cycle's ping would wait its whole timeout (1 s by default) for
+            # replies, a fixed cost that would hide what the accounts cost. Its minimum instead.
+            WORKER_PING_TIMEOUT_SECONDS="0.05",
+            **cache,
+        )
+        setup_django(env)
+        from django.core.cache import cache as shared_cache
+        from django.db import connection
+
+        from controltower import cycle
+        from meta_modules import clock
+
+        shared_cache.clear()
+        history(HISTORY_CHECKS)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT version()")
+            server = cursor.fetchone()[0].split(" on ")[0]
+        for accounts in SCALES:
+            scale = agency.Agency(accounts, args.campaigns_per_account, args.insight_days)
+            started = time.perf_counter()
+            now = clock.now()
+            agency.grow(scale, now, start=built)
+            agency.record_runs(scale, now)
+            built = accounts
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE")  # what autovacuum does after such a load (not during the timing)
+            build_s = round(time.perf_counter() - started, 1)
+            cycle.heartbeat()
+            figures = measure(args.repeat)
+            scales.append(
+                {
+                    "accounts": accounts,
+                    "campaigns": scale.campaigns,
+                    "ads": scale.campaigns,
+                    "insights": scale.insights,
+                    "build_seconds": build_s,
+                    "paths": figures,
+                }
+            )
+            print(f"{accounts} accounts built in {build_s} s: {figures}", flush=True)
+        connection.close()
+
+    few, many = scales
+    ratios = {name: round(many["paths"][name]["ms"] / few["paths"][name]["ms"], 2) for name in few["paths"]}
+    naive_over_ours = round(
+        many["paths"]["naive: account facts per account"]["ms"] / many["paths"]["account facts"]["ms"], 1
+    )
+    results = {
+        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
+        f"{platform.python_version()} · {platform.platform()} · {server}",
+        "cache": "redis" if cache else "file",
+        "repeat": args.repeat,
+        "campaigns_per_account": args.campaigns_per_account,
+        "insight_days": args.insight_days,
+        "history_checks": HISTORY_CHECKS,
+        "scales": scales,
+        "ratio_many_over_few": ratios,
+        "naive_over_ours_at_300": naive_over_ours,
+    }
+    print(f"\n{results['machine']} · cache {results['cache']}\n")
+    print(
+        f"| path | {few['accounts']} accounts | queries | {many['accounts']} accounts | queries | ratio |\n"
+        "|---|---|---|---|---|---|"
+    )
+    for name, ratio in ratios.items():
+        a, b = few["paths"][name], many["paths"][name]
+        print(
+            f"| {name} | {a['ms']} ms ({a['min']}–{a['max']}) | {a['queries']} "
+            f"| {b['ms']} ms ({b['min']}–{b['max']}) | {b['queries']} | {ratio}× |"
+        )
+    print(f"\nnaive / ours (account facts) at {many['accounts']} accounts: {naive_over_ours}×")
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / "health_accounts.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
