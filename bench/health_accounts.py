@@ -4,15 +4,17 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres [REDIS_URL=redis://127.0.0.1:6379/N] \\
         .venv/bin/python bench/health_accounts.py [--repeat 15] [--campaigns-per-account 100] [--insight-days 14]
 
-DATABASE_URL only says where the server is: the script creates its own database (bench_accounts_<pid>)
-and drops it at the end (--keep leaves it). REDIS_URL, when given, is the shared cache (the access tiers
-learnt per account live there, as in production); without it the embedded file cache is used. A Meta
-sandbox runs in-process for the cycle's API probe. The facts are built by tests/agency.py, as the
-flat-in-accounts test builds them: per account 100 campaigns (80 ACTIVE, 10 PAUSED, 10 ARCHIVED) with
-one ad set and one ad each and 14 days of daily insights per ad, a spend spike today on one account in
-ten, the access tier learnt, and 3 runs of each of the 17 modules whose summary carries a detail per
-account; plus a week of hourly health checks for the report. First 3 accounts, then grown to 300, and
-at each size, on a warm process (2 warm-ups, then the median of --repeat, with its spread):
+DATABASE_URL only says where the server is: the script creates two databases of its own
+(bench_accounts_few_<pid>, bench_accounts_many_<pid>) and drops them at the end (--keep leaves them).
+REDIS_URL, when given, is the shared cache (the access tiers learnt per account live there, as in
+production); without it the embedded file cache is used. A Meta sandbox runs in-process for the
+cycle's API probe. The facts are built by tests/agency.py, as the flat-in-accounts test builds them:
+per account 100 campaigns (80 ACTIVE, 10 PAUSED, 10 ARCHIVED) with one ad set and one ad each and
+14 days of daily insights per ad, a spend spike today on one account in ten, the access tier learnt,
+and 3 runs of each of the 17 modules whose summary carries a detail per account; plus a week of hourly
+health checks for the report. 3 accounts in one database, 300 in the other; the paths are timed on
+both in alternation, round after round (2 warm-up rounds, then the median of --repeat, with its
+spread), so that the load of other processes on this shared machine falls on both sizes alike:
   the health cycle (commander.health_cycle: upkeep, probes, evaluate, recovery, persist, alerts),
   GET health, GET status, the dashboard, GET report (7 days), the console's report page, /metrics
 — the time and the number of SQL queries of each, and the ratio 300 / 3 (goal: ≤ 2×, same queries).
@@ -39,23 +41,19 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, own_database, setup_django, tower_env
+from common import ROOT, database_name, own_database, setup_django, tower_env
 
 SCALES = (3, 300)
 HISTORY_CHECKS = 7 * 24  # a week of hourly checks behind the report
 METRICS_TOKEN = "bench-metrics"
 
 
-def timed_ms(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
-    """Median, fastest and slowest of `repeat` runs after 2 warm-ups (a shared machine: the spread says how much)."""
-    for _ in range(2):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - started) * 1000)
-    return {"ms": round(statistics.median(samples), 1), "min": round(min(samples), 1), "max": round(max(samples), 1)}
+def use_database(name: str) -> None:
+    """Point this process's connection at another benchmark database (reconnected at the next query)."""
+    from django.db import connection
+
+    connection.close()
+    connection.settings_dict["NAME"] = name
 
 
 def history(checks: int) -> None:
@@ -98,17 +96,19 @@ def history(checks: int) -> None:
     )
 
 
-def paths() -> dict[str, Callable[[], Any]]:
+def paths(accounts: int) -> dict[str, Callable[[], Any]]:
+    """Each measured path, with clients of this database's own users (a console session lives in it)."""
     from django.contrib.auth.models import User
     from django.test import Client
     from rest_framework.test import APIClient
 
     from controltower import commander
+    from meta_modules import clock
 
     api = APIClient(SERVER_NAME="127.0.0.1")  # in bench.common.tower_env's ALLOWED_HOSTS
-    api.force_authenticate(User.objects.get_or_create(username="bench-api", is_staff=True)[0])
+    api.force_authenticate(User.objects.create_user(f"bench-api-{accounts}", is_staff=True))
     console = Client(SERVER_NAME="127.0.0.1")
-    console.force_login(User.objects.get_or_create(username="bench-console", is_staff=True)[0])
+    console.force_login(User.objects.create_user(f"bench-console-{accounts}", is_staff=True))
 
     def get(client: Any, url: str, **headers: str) -> Callable[[], Any]:
         def fetch() -> Any:
@@ -126,6 +126,8 @@ def paths() -> dict[str, Callable[[], Any]]:
         "GET report (7 days)": get(api, "/meta/control-tower/report?days=7"),
         "console report (7 days)": get(console, "/report/?days=7"),
         "/metrics": get(console, "/metrics", Authorization=f"Bearer {METRICS_TOKEN}"),
+        "account facts": lambda: account_facts(clock.now()),
+        "naive: account facts per account": lambda: naive_account_facts(clock.now()),
     }
 
 
@@ -160,25 +162,43 @@ def naive_account_facts(now: datetime) -> tuple[Any, ...]:
     return active, round(cents / 100, 2), sorted(spikes), tiers
 
 
-def measure(repeat: int) -> dict[str, dict[str, Any]]:
+def measure(databases: dict[int, str], repeat: int) -> dict[int, dict[str, dict[str, Any]]]:
+    """Every path on every database in turn, round after round (2 warm-up rounds, then `repeat`):
+    the sizes share the machine's moments, so another process's load falls on both alike."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from meta_modules import clock
 
-    figures = {}
-    for name, fn in paths().items():
-        times = timed_ms(fn, repeat)
-        with CaptureQueriesContext(connection) as captured:
-            fn()
-        figures[name] = {**times, "queries": len(captured.captured_queries)}
-    now = clock.now()
-    for name, fn in (("account facts", account_facts), ("naive: account facts per account", naive_account_facts)):
-        times = timed_ms(lambda: fn(now), repeat)  # noqa: B023 - called within this iteration
-        with CaptureQueriesContext(connection) as captured:
-            facts = fn(now)
-        figures[name] = {**times, "queries": len(captured.captured_queries)}
-        assert facts == account_facts(now), name
+    by_size, samples = {}, {}
+    for accounts, name in databases.items():
+        use_database(name)
+        by_size[accounts] = paths(accounts)
+        samples[accounts] = {path: [] for path in by_size[accounts]}
+        assert account_facts(clock.now()) == naive_account_facts(clock.now())  # the baseline reads the same
+    for round_ in range(2 + repeat):
+        for accounts, name in databases.items():
+            use_database(name)
+            connection.ensure_connection()
+            for path, fn in by_size[accounts].items():
+                started = time.perf_counter()
+                fn()
+                if round_ >= 2:
+                    samples[accounts][path].append((time.perf_counter() - started) * 1000)
+    figures: dict[int, dict[str, dict[str, Any]]] = {}
+    for accounts, name in databases.items():
+        use_database(name)
+        figures[accounts] = {}
+        for path, fn in by_size[accounts].items():
+            with CaptureQueriesContext(connection) as captured:
+                fn()
+            times = samples[accounts][path]
+            figures[accounts][path] = {
+                "ms": round(statistics.median(times), 1),
+                "min": round(min(times), 1),
+                "max": round(max(times), 1),
+                "queries": len(captured.captured_queries),
+            }
     return figures
 
 
@@ -194,13 +214,13 @@ def main() -> None:
     from tests import agency
 
     cache = {"CACHE_URL": os.environ["REDIS_URL"]} if os.environ.get("REDIS_URL") else {}
-    scales, built = [], 0
     with (
         start_sandbox(accounts=1, campaigns_per_account=1, seed=7) as sandbox,
-        own_database("bench_accounts", keep=args.keep) as database_url,
+        own_database("bench_accounts_few", keep=args.keep) as few_url,
+        own_database("bench_accounts_many", keep=args.keep) as many_url,
     ):
         env = tower_env(
-            database_url,
+            few_url,
             Path(tempfile.mkdtemp(prefix="bench-accounts-")),
             META_GRAPH_URL=sandbox.url,
             METRICS_TOKEN=METRICS_TOKEN,
@@ -211,28 +231,30 @@ def main() -> None:
         )
         setup_django(env)
         from django.core.cache import cache as shared_cache
+        from django.core.management import call_command
         from django.db import connection
 
         from controltower import cycle
         from meta_modules import clock
 
         shared_cache.clear()
-        history(HISTORY_CHECKS)
         with connection.cursor() as cursor:
             cursor.execute("SELECT version()")
             server = cursor.fetchone()[0].split(" on ")[0]
-        for accounts in SCALES:
+        databases = {SCALES[0]: database_name(few_url), SCALES[1]: database_name(many_url)}
+        scales = []
+        for accounts, name in databases.items():
+            use_database(name)
+            if accounts != SCALES[0]:
+                call_command("migrate", verbosity=0)
+                call_command("sync_modules", stdout=open(os.devnull, "w"))
             scale = agency.Agency(accounts, args.campaigns_per_account, args.insight_days)
             started = time.perf_counter()
-            now = clock.now()
-            agency.grow(scale, now, start=built)
-            agency.record_runs(scale, now)
-            built = accounts
+            history(HISTORY_CHECKS)
+            agency.grow(scale, clock.now())
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM ANALYZE")  # what autovacuum does after such a load (not during the timing)
             build_s = round(time.perf_counter() - started, 1)
-            cycle.heartbeat()
-            figures = measure(args.repeat)
             scales.append(
                 {
                     "accounts": accounts,
@@ -240,10 +262,16 @@ def main() -> None:
                     "ads": scale.campaigns,
                     "insights": scale.insights,
                     "build_seconds": build_s,
-                    "paths": figures,
                 }
             )
-            print(f"{accounts} accounts built in {build_s} s: {figures}", flush=True)
+            print(f"{accounts} accounts built in {build_s} s", flush=True)
+        for accounts, name in databases.items():
+            use_database(name)
+            agency.record_runs(agency.Agency(accounts, args.campaigns_per_account, args.insight_days), clock.now())
+            cycle.heartbeat()
+        figures = measure(databases, args.repeat)
+        for row in scales:
+            row["paths"] = figures[row["accounts"]]
         connection.close()
 
     few, many = scales
