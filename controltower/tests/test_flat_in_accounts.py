@@ -16,7 +16,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from controltower import commander
+from controltower import commander, health
 from controltower.models import Alert
 from controltower.roles import OPERATORS_GROUP
 from meta_modules import clock
@@ -105,3 +105,12 @@ def test_the_dashboard_counts_the_access_tiers_of_300_accounts_in_one_line() -> 
     named = ", ".join(agency.account_id(n) for n in range(11) if n != 7)
     assert f"standard — 294 accounts: {named} and 284 more</span>" in tiers
     assert tiers.count("act_") == 6 + 10
+
+
+def test_the_mirror_totals_count_active_campaigns_and_only_usd_accounts_budgets() -> None:
+    agency.grow(agency.Agency(10, 10, 0), clock.now())  # accounts 4 and 9 in EUR; campaigns 8 and 9 not ACTIVE
+
+    report = health.evaluate()
+
+    assert report.total_campaigns_active == 10 * 8
+    assert report.total_daily_budget_usd == 8 * sum(1000 + 100 * c for c in range(8)) / 100
