@@ -4,7 +4,8 @@ dashboard, the report and /metrics make the same queries at 300 accounts as at 3
 The facts grow with the accounts the way an agency's do (tests/agency.py): the mirror (campaigns,
 ad sets, ads, insights), spend spikes (one account in ten), the access tiers learnt, and the
 per-account detail the module runs carry. The cycle is measured as it opens the spikes' alerts, while
-they hold, and as they resolve. Counts only: the time is measured by bench/health_accounts.py.
+they hold, and as they resolve; and everything again while a halt holds every ACTIVE campaign (a
+ledger row each). Counts only: the time is measured by bench/health_accounts.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from controltower import commander, health
-from controltower.models import Alert
+from controltower.models import Alert, CampaignHold, ControlTowerRun, RunState, RunType, TowerState
 from controltower.roles import OPERATORS_GROUP
 from meta_modules import clock
 from meta_modules.models import Campaign, SpendSpike
@@ -90,6 +91,62 @@ def test_every_health_and_report_path_makes_the_same_queries_at_300_accounts_as_
     spike_alerts = Alert.objects.filter(key__startswith="spend_spike:")
     assert (opened_few, spike_alerts.count()) == (1, 1 + MANY // agency.SPIKE_EVERY)  # the alerts were raised
     assert not spike_alerts.filter(resolved_at__isnull=True).exists()  # and resolved
+    assert many == few
+
+
+def _hold_every_active_campaign(halt: ControlTowerRun) -> None:
+    held = CampaignHold.objects.filter(halt_run=halt).values("campaign_id")
+    CampaignHold.objects.bulk_create(
+        CampaignHold(
+            halt_run=halt,
+            stop_run=halt,
+            campaign_id=campaign_id,
+            account_id=account,
+            campaign_name=name,
+            prior_status="ACTIVE",
+            state=CampaignHold.State.PAUSED,
+            attempts=1,
+            paused_at=halt.executed_at,
+        )
+        for campaign_id, account, name in Campaign.objects.filter(status="ACTIVE")
+        .exclude(id__in=held)
+        .values_list("id", "account_id", "name")
+    )
+
+
+def _halted_costs(scale: agency.Agency, start: int, halt: ControlTowerRun) -> dict[str, int]:
+    now = clock.now()
+    agency.grow(scale, now, start=start)
+    agency.record_runs(scale, now)
+    _hold_every_active_campaign(halt)
+    viewer, console = api_client(f"viewer{scale.accounts}", OPERATORS_GROUP), admin_client(f"staff{scale.accounts}")
+    paths = {
+        "cycle": _cycle,
+        "GET health": _get(viewer, f"{BASE}/health"),
+        "GET status": _get(viewer, f"{BASE}/status"),
+        "GET report": _get(viewer, f"{BASE}/report?days=7"),
+        "dashboard": _get(console, "/"),
+        "metrics": _get(console, "/metrics", Authorization=f"Bearer {METRICS_TOKEN}"),
+    }
+    for path in paths.values():
+        path()
+    return {name: _queries(path) for name, path in paths.items()}
+
+
+def test_while_every_campaign_is_held_the_paths_make_the_same_queries_at_300_accounts_as_at_3(settings) -> None:
+    settings.METRICS_TOKEN = METRICS_TOKEN
+    halt = ControlTowerRun.objects.create(
+        run_type=RunType.EMERGENCY_STOP, state=RunState.COMPLETED, executed_by="ops", reason="client audit"
+    )
+    state = TowerState.get()
+    state.begin_halt(halt)
+    TowerState.halt_swept(halt, halt.executed_at)  # complete: nothing for the upkeep to sweep
+    few = _halted_costs(agency.Agency(FEW, CAMPAIGNS, INSIGHT_DAYS), 0, halt)
+
+    many = _halted_costs(agency.Agency(MANY, CAMPAIGNS, INSIGHT_DAYS), FEW, halt)
+
+    assert CampaignHold.objects.filter(halt_run=halt, state=CampaignHold.State.PAUSED).count() == MANY * 3
+    assert TowerState.get().emergency_stop_active
     assert many == few
 
 
