@@ -14,7 +14,8 @@ per account 100 campaigns (80 ACTIVE, 10 PAUSED, 10 ARCHIVED) with one ad set an
 and 3 runs of each of the 17 modules whose summary carries a detail per account; plus a week of hourly
 health checks for the report. 3 accounts in one database, 300 in the other; the paths are timed on
 both in alternation, round after round (2 warm-up rounds, then the median of --repeat, with its
-spread), so that the load of other processes on this shared machine falls on both sizes alike:
+spread), so that the load of other processes on this shared machine falls on both sizes alike; then
+all again with an emergency stop in force holding every ACTIVE campaign (a ledger row each):
   the health cycle (commander.health_cycle: upkeep, probes, evaluate, recovery, persist, alerts),
   GET health, GET status, the dashboard, GET report (7 days), the console's report page, /metrics
 — the time and the number of SQL queries of each, and the ratio 300 / 3 (goal: ≤ 2×, same queries).
@@ -106,9 +107,11 @@ def paths(accounts: int) -> dict[str, Callable[[], Any]]:
     from meta_modules import clock
 
     api = APIClient(SERVER_NAME="127.0.0.1")  # in bench.common.tower_env's ALLOWED_HOSTS
-    api.force_authenticate(User.objects.create_user(f"bench-api-{accounts}", is_staff=True))
+    api.force_authenticate(User.objects.get_or_create(username=f"bench-api-{accounts}", defaults={"is_staff": True})[0])
     console = Client(SERVER_NAME="127.0.0.1")
-    console.force_login(User.objects.create_user(f"bench-console-{accounts}", is_staff=True))
+    console.force_login(
+        User.objects.get_or_create(username=f"bench-console-{accounts}", defaults={"is_staff": True})[0]
+    )
 
     def get(client: Any, url: str, **headers: str) -> Callable[[], Any]:
         def fetch() -> Any:
@@ -202,6 +205,14 @@ def measure(databases: dict[int, str], repeat: int) -> dict[int, dict[str, dict[
     return figures
 
 
+def ratios(few: dict[str, dict[str, Any]], many: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Per path, many / few of the medians and of the fastest runs (the least disturbed by other processes)."""
+    return {
+        name: (round(many[name]["ms"] / few[name]["ms"], 2), round(many[name]["min"] / few[name]["min"], 2))
+        for name in few
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=15, help="timed runs per figure (median)")
@@ -235,6 +246,7 @@ def main() -> None:
         from django.db import connection
 
         from controltower import cycle
+        from controltower.models import CampaignHold
         from meta_modules import clock
 
         shared_cache.clear()
@@ -272,12 +284,21 @@ def main() -> None:
         figures = measure(databases, args.repeat)
         for row in scales:
             row["paths"] = figures[row["accounts"]]
+        # Then an emergency stop in force, holding every ACTIVE campaign (a ledger row each).
+        for name in databases.values():
+            use_database(name)
+            agency.hold_active_campaigns(agency.halt())
+            with connection.cursor() as cursor:
+                cursor.execute("VACUUM ANALYZE meta_control_tower_campaign_holds")
+        figures = measure(databases, args.repeat)
+        for row, name in zip(scales, databases.values(), strict=True):
+            use_database(name)
+            row["halted_paths"] = figures[row["accounts"]]
+            row["holds"] = CampaignHold.objects.count()
         connection.close()
 
     few, many = scales
-    ratios = {name: round(many["paths"][name]["ms"] / few["paths"][name]["ms"], 2) for name in few["paths"]}
-    # The fastest runs are the least disturbed by other processes: their ratio too.
-    fastest = {name: round(many["paths"][name]["min"] / few["paths"][name]["min"], 2) for name in few["paths"]}
+    tables = {key: ratios(few[key], many[key]) for key in ("paths", "halted_paths")}
     naive_over_ours = round(
         many["paths"]["naive: account facts per account"]["ms"] / many["paths"]["account facts"]["ms"], 1
     )
@@ -290,21 +311,21 @@ def main() -> None:
         "insight_days": args.insight_days,
         "history_checks": HISTORY_CHECKS,
         "scales": scales,
-        "ratio_many_over_few": ratios,
-        "ratio_of_fastest": fastest,
+        "ratios": tables,
         "naive_over_ours_at_300": naive_over_ours,
     }
-    print(f"\n{results['machine']} · cache {results['cache']}\n")
-    print(
-        f"| path | {few['accounts']} accounts: median (fastest–slowest) | queries "
-        f"| {many['accounts']} accounts | queries | ratio of medians | of fastest |\n|---|---|---|---|---|---|---|"
-    )
-    for name, ratio in ratios.items():
-        a, b = few["paths"][name], many["paths"][name]
+    print(f"\n{results['machine']} · cache {results['cache']}")
+    for key, title in (("paths", "running"), ("halted_paths", "halted, every ACTIVE campaign held")):
         print(
-            f"| {name} | {a['ms']} ms ({a['min']}–{a['max']}) | {a['queries']} "
-            f"| {b['ms']} ms ({b['min']}–{b['max']}) | {b['queries']} | {ratio}× | {fastest[name]}× |"
+            f"\n{title}\n| path | {few['accounts']} accounts: median (fastest–slowest) | queries "
+            f"| {many['accounts']} accounts | queries | ratio of medians | of fastest |\n|---|---|---|---|---|---|---|"
         )
+        for name, (ratio, fastest) in tables[key].items():
+            a, b = few[key][name], many[key][name]
+            print(
+                f"| {name} | {a['ms']} ms ({a['min']}–{a['max']}) | {a['queries']} "
+                f"| {b['ms']} ms ({b['min']}–{b['max']}) | {b['queries']} | {ratio}× | {fastest}× |"
+            )
     print(f"\nnaive / ours (account facts) at {many['accounts']} accounts: {naive_over_ours}×")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)

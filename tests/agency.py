@@ -1,5 +1,6 @@
 """An agency's facts, bulk-created: ad accounts with their mirrored campaigns, ad sets, ads and daily
-insights, today's spend spikes, the access tiers learnt, and the modules' runs with per-account detail.
+insights, today's spend spikes, the access tiers learnt, and the modules' runs with per-account detail;
+and a halt holding every ACTIVE campaign.
 
 Shared by controltower/tests/test_flat_in_accounts.py and bench/health_accounts.py (the same shape at
 two sizes). Deterministic: every figure follows from the account and campaign numbers.
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 # Accounts in several zones (their "today" differs) and two currencies, as an agency's are.
 ZONES = ("America/Los_Angeles", "UTC", "Europe/Berlin", "Asia/Tokyo")
@@ -134,4 +136,43 @@ def record_runs(agency: Agency, now: datetime, per_module: int = 3) -> None:
         )
         for module in MetaModule.objects.all()
         for i in range(per_module)
+    )
+
+
+def halt() -> Any:
+    """A completed emergency stop in force (swept: nothing for the upkeep to do), its ledger empty."""
+    from controltower.models import ControlTowerRun, RunState, RunType, TowerState
+
+    stop = ControlTowerRun.objects.create(
+        run_type=RunType.EMERGENCY_STOP, state=RunState.COMPLETED, executed_by="ops", reason="client audit"
+    )
+    TowerState.get().begin_halt(stop)
+    TowerState.halt_swept(stop, stop.executed_at)
+    return stop
+
+
+def hold_active_campaigns(stop: Any) -> None:
+    """A ledger row, confirmed PAUSED, for every ACTIVE campaign of the mirror not yet held by `stop`."""
+    from controltower.models import CampaignHold
+    from meta_modules.models import Campaign
+
+    held = CampaignHold.objects.filter(halt_run=stop).values("campaign_id")
+    CampaignHold.objects.bulk_create(
+        (
+            CampaignHold(
+                halt_run=stop,
+                stop_run=stop,
+                campaign_id=campaign_id,
+                account_id=account,
+                campaign_name=name,
+                prior_status="ACTIVE",
+                state=CampaignHold.State.PAUSED,
+                attempts=1,
+                paused_at=stop.executed_at,
+            )
+            for campaign_id, account, name in Campaign.objects.filter(status="ACTIVE")
+            .exclude(id__in=held)
+            .values_list("id", "account_id", "name")
+        ),
+        batch_size=BATCH,
     )

@@ -18,7 +18,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from controltower import commander, health
-from controltower.models import Alert, CampaignHold, ControlTowerRun, RunState, RunType, TowerState
+from controltower.models import Alert, CampaignHold, ControlTowerRun, TowerState
 from controltower.roles import OPERATORS_GROUP
 from meta_modules import clock
 from meta_modules.models import Campaign, SpendSpike
@@ -94,31 +94,11 @@ def test_every_health_and_report_path_makes_the_same_queries_at_300_accounts_as_
     assert many == few
 
 
-def _hold_every_active_campaign(halt: ControlTowerRun) -> None:
-    held = CampaignHold.objects.filter(halt_run=halt).values("campaign_id")
-    CampaignHold.objects.bulk_create(
-        CampaignHold(
-            halt_run=halt,
-            stop_run=halt,
-            campaign_id=campaign_id,
-            account_id=account,
-            campaign_name=name,
-            prior_status="ACTIVE",
-            state=CampaignHold.State.PAUSED,
-            attempts=1,
-            paused_at=halt.executed_at,
-        )
-        for campaign_id, account, name in Campaign.objects.filter(status="ACTIVE")
-        .exclude(id__in=held)
-        .values_list("id", "account_id", "name")
-    )
-
-
 def _halted_costs(scale: agency.Agency, start: int, halt: ControlTowerRun) -> dict[str, int]:
     now = clock.now()
     agency.grow(scale, now, start=start)
     agency.record_runs(scale, now)
-    _hold_every_active_campaign(halt)
+    agency.hold_active_campaigns(halt)
     viewer, console = api_client(f"viewer{scale.accounts}", OPERATORS_GROUP), admin_client(f"staff{scale.accounts}")
     paths = {
         "cycle": _cycle,
@@ -135,12 +115,7 @@ def _halted_costs(scale: agency.Agency, start: int, halt: ControlTowerRun) -> di
 
 def test_while_every_campaign_is_held_the_paths_make_the_same_queries_at_300_accounts_as_at_3(settings) -> None:
     settings.METRICS_TOKEN = METRICS_TOKEN
-    halt = ControlTowerRun.objects.create(
-        run_type=RunType.EMERGENCY_STOP, state=RunState.COMPLETED, executed_by="ops", reason="client audit"
-    )
-    state = TowerState.get()
-    state.begin_halt(halt)
-    TowerState.halt_swept(halt, halt.executed_at)  # complete: nothing for the upkeep to sweep
+    halt = agency.halt()
     few = _halted_costs(agency.Agency(FEW, CAMPAIGNS, INSIGHT_DAYS), 0, halt)
 
     many = _halted_costs(agency.Agency(MANY, CAMPAIGNS, INSIGHT_DAYS), FEW, halt)
