@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from controltower import commander, health
 from controltower.models import Alert, CampaignHold, ControlTowerRun, TowerState
-from controltower.roles import OPERATORS_GROUP
+from controltower.roles import VIEWERS_GROUP
 from meta_modules import clock
 from meta_modules.models import Campaign, SpendSpike
 from tests import agency
@@ -59,7 +59,7 @@ def _costs(scale: agency.Agency, start: int) -> dict[str, int]:
     agency.record_runs(scale, now)
     SpendSpike.objects.update(acknowledged=True)  # raised below, after the warm-up
     _cycle()
-    viewer, console = api_client(f"viewer{scale.accounts}", OPERATORS_GROUP), admin_client(f"staff{scale.accounts}")
+    viewer, console = api_client(f"viewer{scale.accounts}", VIEWERS_GROUP), admin_client(f"staff{scale.accounts}")
     reads = {
         "GET health": _get(viewer, f"{BASE}/health"),
         "GET status": _get(viewer, f"{BASE}/status"),
@@ -99,7 +99,7 @@ def _halted_costs(scale: agency.Agency, start: int, halt: ControlTowerRun) -> di
     agency.grow(scale, now, start=start)
     agency.record_runs(scale, now)
     agency.hold_active_campaigns(halt)
-    viewer, console = api_client(f"viewer{scale.accounts}", OPERATORS_GROUP), admin_client(f"staff{scale.accounts}")
+    viewer, console = api_client(f"viewer{scale.accounts}", VIEWERS_GROUP), admin_client(f"staff{scale.accounts}")
     paths = {
         "cycle": _cycle,
         "GET health": _get(viewer, f"{BASE}/health"),
