@@ -37,17 +37,20 @@ def _suppressed_while_halted(key: str) -> bool:
 def update(
     conditions: list[AlertCondition], run: ControlTowerRun | None, halted: bool, now: datetime | None = None
 ) -> AlertNews:
-    """Apply one check's conditions to the open alerts (state only; nothing is sent)."""
+    """Apply one check's conditions to the open alerts (state only; nothing is sent). A fixed number
+    of queries however many conditions (a spike per campaign at agency scale): one read, then each
+    kind of change in bulk."""
     now = now or timezone.now()
     repeat = timedelta(seconds=settings.ALERT_REPEAT_SECONDS)
     news = AlertNews()
+    seen: list[Alert] = []
     with transaction.atomic():
         open_alerts = {alert.key: alert for alert in Alert.objects.select_for_update().filter(resolved_at__isnull=True)}
         for condition in conditions:
             alert = open_alerts.pop(condition.key, None)
             if alert is None:
                 news.opened.append(
-                    Alert.objects.create(
+                    Alert(
                         key=condition.key,
                         severity=condition.severity,
                         title=condition.title,
@@ -65,15 +68,15 @@ def update(
                 condition.detail,
                 now,
             )
-            alert.save(update_fields=["severity", "title", "detail", "last_seen_at"])
+            seen.append(alert)
             if alert.last_notified_at is None or now - alert.last_notified_at >= repeat:
                 news.repeated.append(alert)
-        for alert in open_alerts.values():
-            if halted and _suppressed_while_halted(alert.key):
-                continue
+        news.resolved = [a for a in open_alerts.values() if not (halted and _suppressed_while_halted(a.key))]
+        for alert in news.resolved:
             alert.resolved_at = now
-            alert.save(update_fields=["resolved_at"])
-            news.resolved.append(alert)
+        Alert.objects.bulk_create(news.opened)
+        Alert.objects.bulk_update(seen, ["severity", "title", "detail", "last_seen_at"])
+        Alert.objects.filter(pk__in=[a.pk for a in news.resolved]).update(resolved_at=now)
     return news
 
 

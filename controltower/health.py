@@ -24,7 +24,7 @@ from controltower import probes, rules
 from controltower.models import ModuleStatus, TowerState
 from controltower.schedules import HEARTBEAT_TASK
 from meta_modules import clock, days
-from meta_modules.models import Campaign, MetaModule, ModuleRun, SpendSpike
+from meta_modules.models import AdAccount, Campaign, MetaModule, ModuleRun, SpendSpike
 from meta_modules.money import money
 
 FAILED = (ModuleRun.Outcome.FAILURE, ModuleRun.Outcome.TIMEOUT)
@@ -226,10 +226,13 @@ def _campaign_totals() -> tuple[int | None, float | None]:
     """ACTIVE campaigns in the mirror and their daily budgets in USD (USD accounts only); null
     while the mirror is empty (never synced: unknown, not zero)."""
     active = Q(status="ACTIVE")
+    # The USD accounts as a subquery, not a join: one scan of the campaigns without hashing their
+    # text keys (6.9 → 6.1 ms at 30,000 campaigns, the data of bench/health_accounts.py).
+    usd = AdAccount.objects.filter(currency="USD").values("pk")
     totals = Campaign.objects.aggregate(
         mirrored=Count("id"),
         count=Count("id", filter=active),
-        budget=Sum("daily_budget_cents", filter=active & Q(account__currency="USD")),
+        budget=Sum("daily_budget_cents", filter=active & Q(account_id__in=usd)),
     )
     if not totals["mirrored"]:
         return None, None

@@ -64,6 +64,13 @@ from meta_modules.models import MetaModule
 PAGE_SIZE = 50
 FAVICON = "controltower/favicon.svg"
 RECOVERY_ATTEMPTS_SHOWN = 20
+# The access tiers Meta gives ad accounts, as the dashboard names them ('': not learnt yet).
+TIER_LABELS = {
+    "development_access": "DEVELOPMENT (about 20 pauses per 5 min)",
+    "standard_access": "standard",
+    "": "not learnt yet",
+}
+ACCOUNTS_NAMED_PER_TIER = 10
 
 
 @dataclass(frozen=True)
@@ -209,6 +216,31 @@ def _alerting() -> dict[str, Any]:
     return {"alert_channels": channels.configured(), "alert_summary": channels.describe()}
 
 
+@dataclass(frozen=True)
+class TierGroup:
+    tier: str
+    label: str
+    count: int
+    named: list[str]
+
+    @property
+    def more(self) -> int:
+        return self.count - len(self.named)
+
+
+def tier_groups(tiers: dict[str, str]) -> list[TierGroup]:
+    """The accounts by access tier, development first, each group naming its first few accounts:
+    one line for an agency's hundreds of accounts. A tier Meta names otherwise counts as not learnt."""
+    by_tier: dict[str, list[str]] = {tier: [] for tier in TIER_LABELS}
+    for account, tier in tiers.items():
+        by_tier[tier if tier in TIER_LABELS else ""].append(account)
+    return [
+        TierGroup(tier, TIER_LABELS[tier], len(accounts), accounts[:ACCOUNTS_NAMED_PER_TIER])
+        for tier, accounts in by_tier.items()
+        if accounts
+    ]
+
+
 def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
     report = health.evaluate()
     state = TowerState.get()
@@ -224,7 +256,7 @@ def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
         "alerts": findings.alert_conditions(report),
         "commands": COMMANDS,
         "strip_size": queries.STRIP_CHECKS,
-        "access_tiers": throttle.learnt_tiers(),
+        "access_tiers": tier_groups(throttle.learnt_tiers()),
     }
 
 

@@ -217,7 +217,8 @@ def test_the_dashboard_says_which_access_tier_meta_gave_each_account(operator: C
     page = operator.get("/").content.decode()
 
     tiers = re.search(r'<dd id="access-tiers">(.*?)</dd>', page, re.S).group(1)
-    assert f"{first}: DEVELOPMENT (about 20 pauses per 5 min)" in tiers and f"{second}: standard" in tiers
+    assert f"DEVELOPMENT (about 20 pauses per 5 min) — 1 account: {first}" in tiers
+    assert f"standard — 1 account: {second}" in tiers
 
 
 def test_the_strip_shows_the_latest_checks_with_a_title_per_cell(operator: Client) -> None:
