@@ -488,7 +488,11 @@ class CampaignHold(models.Model):
         db_table = "meta_control_tower_campaign_holds"
         ordering = ["account_id", "campaign_id"]
         constraints = [models.UniqueConstraint(fields=["halt_run", "campaign_id"], name="uq_hold_halt_campaign")]
-        indexes = [models.Index(fields=["state", "claimed_until"], name="ix_holds_state_claim")]
+        indexes = [
+            models.Index(fields=["state", "claimed_until"], name="ix_holds_state_claim"),
+            # The ledger counted by state within a halt (metrics, run pages) without reading every hold.
+            models.Index(fields=["halt_run", "state"], name="ix_holds_halt_state"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.campaign_id} ({self.account_id}) {self.state}"
