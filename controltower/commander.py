@@ -26,6 +26,7 @@ from django.utils import timezone
 from controltower import audit, cycle, killswitch, queue, recovery, schedules
 from controltower.models import ControlTowerRun, RecoveryAttempt, RecoveryState, RunState, RunType, TowerState
 from controltower.recovery_policy import Action
+from meta_modules import parts
 from meta_modules.gate import operations_halted
 from meta_modules.models import MetaModule, ModuleRun
 
@@ -395,5 +396,6 @@ def health_cycle(executed_by: str) -> ControlTowerRun:
             return cycle.skipped(executed_by)
         started = time.perf_counter()
         upkeep()
+        parts.close_overdue()  # a module run whose parts never reported is closed before it is judged
         report = cycle.assess()
         return cycle.record(report, recovery.recover(report), executed_by, started)

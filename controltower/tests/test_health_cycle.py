@@ -134,3 +134,23 @@ def test_the_query_count_does_not_grow_with_the_number_of_modules() -> None:
 
     assert len(report.modules) == 50
     assert len(with_50) == len(with_17) <= 8
+
+
+def test_a_cycle_closes_a_module_run_whose_parts_never_reported() -> None:
+    from controltower import commander
+    from meta_modules.models import ModuleRunPart
+
+    past = timezone.now() - timedelta(minutes=1)
+    run = ModuleRun.objects.create(
+        module=MetaModule.objects.get(code="10.4"),
+        started_at=past - timedelta(minutes=10),
+        parts_pending=1,
+        parts_deadline=past,
+    )
+    ModuleRunPart.objects.create(run=run, accounts=["act_1"], state=ModuleRunPart.State.RUNNING, deadline_at=past)
+
+    commander.health_cycle("scheduler")
+
+    run.refresh_from_db()
+    assert run.outcome != ModuleRun.Outcome.RUNNING and run.finished_at is not None
+    assert run.parts.get().state == ModuleRunPart.State.LOST
