@@ -8,8 +8,7 @@
 
 The Meta sandbox runs as a separate process (real HTTP on loopback), seeded with --accounts ×
 --campaigns-per-account campaigns (one ad set and one ad each, 8 days of history), answering every
-request in --latency-ms plus --per-item-ms per batch item, standard tier. The sandbox on this branch
-caps a seed at 100 accounts; the script lifts that cap inside the sandbox process it starts.
+request in --latency-ms plus --per-item-ms per batch item, standard tier.
 
 For each count in --workers, that many `celery -A config worker --pool prefork --concurrency
 --concurrency` processes are started, then each per-account module is sent to them as Beat would
@@ -44,10 +43,6 @@ from common import ROOT, free_port, own_database, setup_django, tower_env
 
 BIN = ROOT / ".venv" / "bin"
 MODULES = ("10.2", "10.4", "10.14")
-SANDBOX = (
-    "import sys; import meta_sandbox.store as store; store.SeedConfig._LIMITS['accounts'] = (1, 10_000); "
-    "from meta_sandbox.cli import main; main(sys.argv[1:])"
-)
 
 
 def control(url: str, path: str, body: dict | None = None) -> dict:
@@ -183,7 +178,7 @@ def main() -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     sandbox = subprocess.Popen(
-        [sys.executable, "-c", SANDBOX, "--port", str(port), "--store", str(tmp / "sandbox.sqlite3")],
+        [sys.executable, "-m", "meta_sandbox", "--port", str(port), "--store", str(tmp / "sandbox.sqlite3")],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
