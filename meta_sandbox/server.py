@@ -1086,7 +1086,8 @@ class Sandbox:
         include_headers = params.get("include_headers", "true").lower() != "false"
         usage: dict[str, list[dict[str, Any]]] = {}
         token = params["access_token"]  # items inherit it (it also goes into their paging links)
-        results = [self._batch_item(item, version, host, token, faults, include_headers, usage) for item in items]
+        with self.store.batch():
+            results = [self._batch_item(item, version, host, token, faults, include_headers, usage) for item in items]
         headers = {"X-Business-Use-Case-Usage": _compact(usage)} if usage else {}
         return Response(200, results, headers)
 
