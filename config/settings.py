@@ -391,7 +391,7 @@ EMERGENCY_STOP_DEADLINE_SECONDS = env_float("EMERGENCY_STOP_DEADLINE_SECONDS", 2
 # The stop form's preview lists Meta for at most this long: with Meta down the form (and its
 # STOP button) appears after this, saying what could not be listed.
 EMERGENCY_STOP_PREVIEW_SECONDS = env_float("EMERGENCY_STOP_PREVIEW_SECONDS", 5.0, minimum=1.0)
-KILL_SWITCH_PARALLELISM = env_int("KILL_SWITCH_PARALLELISM", 100, minimum=1)
+KILL_SWITCH_PARALLELISM = env_int("KILL_SWITCH_PARALLELISM", 150, minimum=1)
 KILL_SWITCH_ACCOUNTS_PER_GROUP = env_int("KILL_SWITCH_ACCOUNTS_PER_GROUP", 10, minimum=1)
 KILL_SWITCH_RETRY_ATTEMPTS = env_int("KILL_SWITCH_RETRY_ATTEMPTS", 10, minimum=1)
 KILL_SWITCH_RETRY_BASE_SECONDS = env_int("KILL_SWITCH_RETRY_BASE_SECONDS", 15, minimum=1)
