@@ -304,12 +304,12 @@ def main() -> None:
                     )
                     run["stop"]["left_active_on_meta"] = active_count(url)
                     run["stop"]["groups_taken_by"] = takers(run["stop"]["run_id"])
-                    if run["stop"]["confirmed_s"]:
-                        run["stop"]["vs_floor"] = round(run["stop"]["confirmed_s"] / results["floor"]["seconds"], 2)
-                    else:  # the background sweep has no worker here: resume what was held
+                    if not run["stop"]["confirmed_s"]:  # what is left needs a worker's background sweep
                         reset_tower()
                         results["runs"][n] = run
                         continue
+                    if results["floor"]["seconds"]:
+                        run["stop"]["vs_floor"] = round(run["stop"]["confirmed_s"] / results["floor"]["seconds"], 2)
                     run["resume"] = timed_press(
                         "resume", env, lambda: held(CampaignHold.State.RESUMED) >= total, 120, sandbox.pid
                     )
