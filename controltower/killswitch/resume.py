@@ -328,7 +328,7 @@ def _spread(halt_run: ControlTowerRun, run: ControlTowerRun, deadline: float) ->
     in one statement, which holds this resume re-activates (`resuming`); this process then works
     on the account groups nobody took; the answer adds what the workers did and still do."""
     held = CampaignHold.objects.filter(halt_run=halt_run, state=CampaignHold.State.PAUSED)
-    accounts = sorted(set(held.values_list("account_id", flat=True)))
+    accounts = list(held.order_by("account_id").values_list("account_id", flat=True).distinct())
     held.update(state=CampaignHold.State.RESUMING, resume_run=run, resume_note=NOT_YET)
 
     def on(mine: list[AccountGroup]) -> None:
