@@ -52,7 +52,9 @@ def plan(run: ControlTowerRun, accounts: list[str]) -> list[AccountGroup]:
 
 def _offer(group_ids: list[str]) -> None:
     try:
-        queue.send_each(WORK_TASK, [[group_id] for group_id in group_ids])
+        # A group still unfinished a claim's length later is the background sweep's: an offer that
+        # old (a worker that was down) is dropped, not carried out for a stop long over.
+        queue.send_each(WORK_TASK, [[group_id] for group_id in group_ids], expires=settings.HOLD_CLAIM_SECONDS)
     except Exception as exc:  # noqa: BLE001 - broker down: the web process takes every group
         logger.warning("Could not offer %d account groups to the workers (%s)", len(group_ids), exc)
 

@@ -36,8 +36,8 @@ def send(task_name: str, args: list[Any], **options: Any) -> None:
         app.signature(task_name, args=args).apply_async(connection=conn, retry=False, **options)
 
 
-def send_each(task_name: str, arg_lists: list[list[Any]]) -> None:
+def send_each(task_name: str, arg_lists: list[list[Any]], **options: Any) -> None:
     """Publish the task once per argument list, over one connection; raises when the broker cannot take them."""
     with connection() as conn:
         for args in arg_lists:
-            app.signature(task_name, args=args).apply_async(connection=conn, retry=False)
+            app.signature(task_name, args=args).apply_async(connection=conn, retry=False, **options)
