@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, free_port, own_database, postgres_server, setup_django, tower_env
+from common import ROOT, machine, own_database, postgres_server, sandbox_process, save_results, setup_django, tower_env
 from emergency_stop import BIN, active_count, children, control, vm_hwm_mb, wait_for_log
 
 LISTING_PAGE, BATCH = 100, 50
@@ -260,18 +259,10 @@ def main() -> None:
         raise SystemExit("DATABASE_URL=postgres://… and CELERY_BROKER_URL=redis://… are required.")
     tmp = Path(tempfile.mkdtemp(prefix="bench-agency-"))
     (tmp / "staticfiles").mkdir()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "meta_sandbox", "--port", str(port), "--store", str(tmp / "sandbox.sqlite3")],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sandbox, url = sandbox_process(tmp)
     total = args.accounts * args.active
     results: dict[str, Any] = {
-        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-        f"{platform.python_version()} · {platform.platform()}",
+        "machine": machine(),
         "accounts": args.accounts,
         "active_campaigns": total,
         "meta": {"latency_ms": args.latency_ms, "per_item_ms": args.per_item_ms, "per_object_ms": args.per_object_ms},
@@ -281,12 +272,6 @@ def main() -> None:
     try:
         with own_database("bench_agency") as database_url:
             env = tower_env(database_url, tmp, META_GRAPH_URL=url, CELERY_BROKER_URL=os.environ["CELERY_BROKER_URL"])
-            for _ in range(100):
-                try:
-                    control(url, "/_sandbox/state")
-                    break
-                except OSError:
-                    time.sleep(0.1)
             setup_django(env)
             from controltower.models import CampaignHold
 
@@ -330,9 +315,7 @@ def main() -> None:
     finally:
         sandbox.terminate()
         sandbox.wait(timeout=30)
-    out = ROOT / "bench" / "results" / args.out
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    save_results(args.out, results)
     print(json.dumps(results, indent=2))
 
 

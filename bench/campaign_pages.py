@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -33,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, own_database, setup_django, tower_env
+from common import machine, own_database, save_results, setup_django, tower_env
 
 ACCOUNTS, PER_ACCOUNT = 300, 100
 ERRORS = (
@@ -198,8 +196,7 @@ def main() -> None:
         connection.close()
 
     results = {
-        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-        f"{platform.python_version()} · {platform.platform()} · {server}",
+        "machine": f"{machine()} · {server}",
         "holds": ACCOUNTS * PER_ACCOUNT,
         "generation_seconds": generated_s,
         "repeat": args.repeat,
@@ -211,9 +208,7 @@ def main() -> None:
         ms = "—" if row["ms"] is None else f"{row['ms']:,} ms"
         queries = "—" if row["queries"] is None else row["queries"]
         print(f"| {row['what']} | {ms} | {row['bytes'] / 1024:,.1f} KiB | {queries} |")
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "campaign_pages.json").write_text(json.dumps(results, indent=2))
+    save_results("campaign_pages.json", results)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,18 @@ Each script imports this module first (bench/ is the script's own folder, so it 
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,3 +85,39 @@ def own_database(prefix: str, keep: bool = False) -> Iterator[str]:
 
 def database_name(url: str) -> str:
     return urlparse(url).path.lstrip("/")
+
+
+def machine() -> str:
+    """The machine a figure was measured on, as every results file records it."""
+    return (
+        f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
+        f"{platform.python_version()} · {platform.platform()}"
+    )
+
+
+def sandbox_process(folder: Path) -> tuple[subprocess.Popen, str]:
+    """The Meta sandbox as a process of its own (its store in `folder`) on a free loopback port, once
+    it answers. → the process (the caller terminates it) and its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "meta_sandbox", "--port", str(port), "--store", str(folder / "sandbox.sqlite3")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(url + "/_sandbox/state", timeout=10).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return process, url
+
+
+def save_results(name: str, results: dict[str, Any]) -> Path:
+    """Write a run's results to bench/results/<name> (JSON)."""
+    out = ROOT / "bench" / "results" / name
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    return out

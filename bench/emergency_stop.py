@@ -46,12 +46,10 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import re
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -59,7 +57,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, free_port, own_database, postgres_server, setup_django, tower_env
+from common import (
+    ROOT,
+    free_port,
+    machine,
+    own_database,
+    postgres_server,
+    sandbox_process,
+    save_results,
+    setup_django,
+    tower_env,
+)
 
 import tower  # the web process as tower.py up starts it (importable once common has set the path)
 
@@ -383,19 +391,11 @@ def main() -> None:
     database_url = (
         databases.enter_context(own_database("bench_stop")) if postgres_server() else f"sqlite:///{tmp / 'db.sqlite3'}"
     )
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    sandbox, url = sandbox_process(tmp)
     # The stop queues its background sweep after KILL_SWITCH_RETRY_BASE_SECONDS (default 15 s): shorter, to save time.
     env = tower_env(database_url, tmp, META_GRAPH_URL=url, KILL_SWITCH_RETRY_BASE_SECONDS="2")
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "meta_sandbox", "--port", str(port), "--store", str(tmp / "sandbox.sqlite3")],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     results: dict[str, Any] = {
-        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-        f"{platform.python_version()} · {platform.platform()}",
+        "machine": machine(),
         "database": "postgresql" if postgres_server() else "sqlite",
         "broker": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
         "accounts": args.accounts,
@@ -405,12 +405,6 @@ def main() -> None:
         "sizes": {},
     }
     try:
-        for _ in range(100):
-            try:
-                control(url, "/_sandbox/state")
-                break
-            except OSError:
-                time.sleep(0.1)
         token = prepare(env)
         for total in args.campaigns:
             active = total // args.accounts
@@ -495,9 +489,7 @@ def main() -> None:
         sandbox.wait(timeout=10)
         databases.close()
 
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / args.out).write_text(json.dumps(results, indent=2))
+    save_results(args.out, results)
     print(json.dumps(results, indent=2))
 
 

@@ -30,9 +30,7 @@ Prints a table and writes bench/results/health_accounts.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -42,7 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, database_name, own_database, setup_django, tower_env
+from common import ROOT, database_name, machine, own_database, save_results, setup_django, tower_env
 
 SCALES = (3, 300)
 HISTORY_CHECKS = 7 * 24  # a week of hourly checks behind the report
@@ -303,8 +301,7 @@ def main() -> None:
         many["paths"]["naive: account facts per account"]["ms"] / many["paths"]["account facts"]["ms"], 1
     )
     results = {
-        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-        f"{platform.python_version()} · {platform.platform()} · {server}",
+        "machine": f"{machine()} · {server}",
         "cache": "redis" if cache else "file",
         "repeat": args.repeat,
         "campaigns_per_account": args.campaigns_per_account,
@@ -327,9 +324,7 @@ def main() -> None:
                 f"| {b['ms']} ms ({b['min']}–{b['max']}) | {b['queries']} | {ratio}× | {fastest}× |"
             )
     print(f"\nnaive / ours (account facts) at {many['accounts']} accounts: {naive_over_ours}×")
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "health_accounts.json").write_text(json.dumps(results, indent=2))
+    save_results("health_accounts.json", results)
 
 
 if __name__ == "__main__":

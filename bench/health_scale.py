@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import os
-import platform
 import random
 import statistics
 import tempfile
@@ -34,7 +31,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, own_database, setup_django, tower_env
+from common import machine, own_database, save_results, setup_django, tower_env
 
 SIZES = (100_000, 1_000_000)
 DAYS = 30
@@ -236,8 +233,7 @@ def main() -> None:
         connection.close()
 
     results = {
-        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-        f"{platform.python_version()} · {platform.platform()} · {server}",
+        "machine": f"{machine()} · {server}",
         "modules": len(module_ids),
         "days": DAYS,
         "repeat": args.repeat,
@@ -257,9 +253,7 @@ def main() -> None:
     for row in rows:
         for item in row["explain"]:
             print(f"\n-- {row['runs_total']:,} runs --\n{item['sql']}\n{item['plan']}")
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "health_scale.json").write_text(json.dumps(results, indent=2))
+    save_results("health_scale.json", results)
 
 
 if __name__ == "__main__":

@@ -28,18 +28,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, free_port, own_database, setup_django, tower_env
+from common import ROOT, machine, own_database, sandbox_process, save_results, setup_django, tower_env
 
 BIN = ROOT / ".venv" / "bin"
 MODULES = ("10.2", "10.4", "10.14")
@@ -175,17 +173,9 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-modules-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    sandbox = subprocess.Popen(
-        [sys.executable, "-m", "meta_sandbox", "--port", str(port), "--store", str(tmp / "sandbox.sqlite3")],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sandbox, url = sandbox_process(tmp)
     results: dict[str, Any] = {
-        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-        f"{platform.python_version()} · {platform.platform()}",
+        "machine": machine(),
         "broker": os.environ.get("CELERY_BROKER_URL", "filesystem://"),
         "accounts": args.accounts,
         "campaigns_per_account": args.campaigns_per_account,
@@ -199,12 +189,6 @@ def main() -> None:
     with own_database("bench_modules") as database_url:
         env = tower_env(database_url, tmp, META_GRAPH_URL=url)
         try:
-            for _ in range(100):
-                try:
-                    control(url, "/_sandbox/state")
-                    break
-                except OSError:
-                    time.sleep(0.1)
             seeded = time.perf_counter()
             control(
                 url,
@@ -260,9 +244,7 @@ def main() -> None:
 
             connections.close_all()
 
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / args.out).write_text(json.dumps(results, indent=2))
+    save_results(args.out, results)
     print(json.dumps(results, indent=2))
 
 

@@ -20,9 +20,6 @@ Prints a table and writes bench/results/report.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import random
 import statistics
 import tempfile
@@ -33,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, own_database, setup_django, tower_env
+from common import machine, own_database, save_results, setup_django, tower_env
 
 PERIODS = (7, 30, 365)
 HISTORY_DAYS = 365
@@ -354,8 +351,7 @@ def main() -> None:
         connection.close()
 
     results = {
-        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-        f"{platform.python_version()} · {platform.platform()} · {server}",
+        "machine": f"{machine()} · {server}",
         "rows": counts,
         "generation_seconds": generated_s,
         "repeat": args.repeat,
@@ -371,9 +367,7 @@ def main() -> None:
             f"| {row['days']} days | {row['report_ms']} ms | {row['queries']} "
             f"| {row['uptime_availability_sql_ms']} ms | {row['naive_ms']} ms | {row['naive_over_sql']}× |"
         )
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "report.json").write_text(json.dumps(results, indent=2))
+    save_results("report.json", results)
 
 
 if __name__ == "__main__":

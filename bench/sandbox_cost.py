@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
-from common import ROOT
+from common import ROOT, save_results
 
 from meta_sandbox.store import SeedConfig, Store
 
@@ -300,9 +300,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=10)
     report(results)
-    out = ROOT / "bench" / "results" / "sandbox_cost.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    out = save_results("sandbox_cost.json", results)
     print(f"\nwritten to {out.relative_to(ROOT)}")
 
 

@@ -28,7 +28,6 @@ import contextlib
 import http.client
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -41,7 +40,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, database_name, free_port, own_database, postgres_server, setup_django, tower_env
+from common import (
+    ROOT,
+    database_name,
+    free_port,
+    machine,
+    own_database,
+    postgres_server,
+    save_results,
+    setup_django,
+    tower_env,
+)
 
 import tower  # the web process as tower.py up starts it (importable once common has set the path)
 
@@ -376,8 +385,7 @@ def main() -> None:
             print(path, json.dumps(runs[path]), flush=True)
         rss = {pid: vm_hwm_mb(pid) for pid in worker_pids(gunicorn.pid)}
         results = {
-            "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.python_implementation()} "
-            f"{platform.python_version()} · {platform.platform()}",
+            "machine": machine(),
             "database": "postgresql" if name else "sqlite",
             "gunicorn_workers": args.workers,
             "gunicorn_options": args.gunicorn,
@@ -396,9 +404,7 @@ def main() -> None:
         databases.close()
 
     print(json.dumps(results, indent=2))
-    out = ROOT / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "status_load.json").write_text(json.dumps(results, indent=2))
+    save_results("status_load.json", results)
 
 
 if __name__ == "__main__":
