@@ -383,6 +383,14 @@ HEALTH_CYCLE_LOCK_SECONDS = env_int("HEALTH_CYCLE_LOCK_SECONDS", 600, minimum=30
 RETENTION_DAYS = env_int("RETENTION_DAYS", 90, minimum=1)
 MODULE_RUN_RETENTION_DAYS = env_int("MODULE_RUN_RETENTION_DAYS", 30, minimum=1)
 
+# Kill-switch readiness (controltower.readiness), checked at every health cycle and on demand.
+# A token (or its data access) expiring within this many days makes readiness DEGRADED.
+READINESS_TOKEN_WARN_DAYS = env_int("READINESS_TOKEN_WARN_DAYS", 7, minimum=0)
+READINESS_DEADLINE_SECONDS = env_float("READINESS_DEADLINE_SECONDS", 10.0, minimum=1.0)
+# Meta's own time per batch item, for the stop's time estimate (docs/meta-sandbox.md: live batch timings).
+READINESS_BATCH_ITEM_MS = env_float("READINESS_BATCH_ITEM_MS", 20.0, minimum=0.0)
+READINESS_RETENTION_DAYS = env_int("READINESS_RETENTION_DAYS", 7, minimum=1)
+
 # start_all and resume space the modules' first runs this far apart instead of firing all at once.
 START_STAGGER_SECONDS = env_int("START_STAGGER_SECONDS", 15, minimum=0)
 # Kill switch. The stop works inside the web request for at most this long; what is not

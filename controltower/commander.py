@@ -23,8 +23,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from controltower import audit, cycle, killswitch, queue, recovery, schedules
-from controltower.models import ControlTowerRun, RecoveryAttempt, RecoveryState, RunState, RunType, TowerState
+from controltower import audit, cycle, killswitch, queue, readiness, recovery, schedules
+from controltower.models import (
+    ControlTowerRun,
+    ReadinessCheck,
+    RecoveryAttempt,
+    RecoveryState,
+    RunState,
+    RunType,
+    TowerState,
+)
 from controltower.recovery_policy import Action
 from meta_modules import parts
 from meta_modules.gate import operations_halted
@@ -387,6 +395,11 @@ def upkeep() -> None:
     killswitch.finish_abandoned()
 
 
+def check_readiness(actor: str) -> ReadinessCheck:
+    """Would the kill switch work now: asked on demand (the health cycle asks at every check)."""
+    return readiness.check(actor)
+
+
 def health_cycle(executed_by: str) -> ControlTowerRun:
     """The health cycle: the upkeep, then probe → evaluate → recover → persist → alerts, all under the
     cycle's lease (one cycle at a time; a second one is recorded as skipped). Recovery acts on this
@@ -398,4 +411,5 @@ def health_cycle(executed_by: str) -> ControlTowerRun:
         upkeep()
         parts.close_overdue()  # a module run whose parts never reported is closed before it is judged
         report = cycle.assess()
-        return cycle.record(report, recovery.recover(report), executed_by, started)
+        ready = readiness.check(executed_by)
+        return cycle.record(report, recovery.recover(report), executed_by, started, readiness.conditions(ready))

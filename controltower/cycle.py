@@ -150,10 +150,17 @@ def assess() -> health.HealthReport:
     return health.evaluate()
 
 
-def record(report: health.HealthReport, recovered: RecoveryReport, executed_by: str, started: float) -> ControlTowerRun:
-    """Persist the check with what recovery did, then raise/resolve alerts and notify. `started`
+def record(
+    report: health.HealthReport,
+    recovered: RecoveryReport,
+    executed_by: str,
+    started: float,
+    found: list[findings.AlertCondition],
+) -> ControlTowerRun:
+    """Persist the check with what recovery did, then raise/resolve alerts and notify, with the
+    conditions `found` by the cycle's other checks (the kill switch's readiness). `started`
     (perf_counter) is when the cycle began, for its execution time."""
-    conditions = findings.alert_conditions(report) + recovered.conditions
+    conditions = findings.alert_conditions(report) + recovered.conditions + found
     run = persist(report, executed_by, round((time.perf_counter() - started) * 1000), conditions, recovered)
     news = alerts.update(conditions, run, report.halted, now=report.checked_at)
     alerts.notify(news, report.system_status, run)

@@ -1,7 +1,7 @@
 """Prometheus exposition at /metrics: the tower's state, read from the database at each scrape.
 
 A custom collector rather than in-process counters: the web runs as several processes, and
-the database is the one place that knows. Seven small queries per scrape; module figures come
+the database is the one place that knows. Eight small queries per scrape; module figures come
 from the latest persisted health check (cheap), not from a live evaluation.
 
 Access: `Authorization: Bearer <METRICS_TOKEN>` when METRICS_TOKEN is set, or a client address
@@ -33,6 +33,7 @@ from controltower.models import (
     CampaignHold,
     ControlTowerRun,
     ModuleStatus,
+    ReadinessCheck,
     RecoveryAttempt,
     RunState,
     RunType,
@@ -75,6 +76,7 @@ class TowerCollector(Collector):
         yield self._holds(state)
         yield self._recoveries(now)
         yield self._open_alerts()
+        yield from self._readiness(now)
 
     def _latest_check(self) -> Iterator[Metric]:
         check = (
@@ -185,6 +187,47 @@ class TowerCollector(Collector):
         for value in Alert.Severity.values:
             family.add_metric([value], counts.get(value, 0))
         return family
+
+    def _readiness(self, now: datetime) -> Iterator[Metric]:
+        """The latest readiness check of the kill switch (none before the first: no series)."""
+        check = ReadinessCheck.latest()
+        if check is None:
+            return
+        yield _state_set(
+            "tower_kill_switch_readiness",
+            "Would the kill switch work now, at the latest check (1 for the current verdict).",
+            ReadinessCheck.Verdict.values,
+            check.verdict,
+        )
+        yield GaugeMetricFamily(
+            "tower_kill_switch_readiness_checked_timestamp_seconds",
+            "When the latest readiness check ran.",
+            value=check.checked_at.timestamp(),
+        )
+        stop = GaugeMetricFamily(
+            "tower_kill_switch_stop_campaigns",
+            "What a stop at the latest check would do with the ACTIVE campaigns.",
+            labels=["outcome"],
+        )
+        stop.add_metric(["paused_at_once"], float(check.paused_at_once))
+        stop.add_metric(["left_pending"], float(check.left_pending))
+        stop.add_metric(["out_of_reach"], float(check.out_of_reach))
+        yield stop
+        for name, moment, what in (
+            ("tower_meta_token_expires_in_seconds", check.token_expires_at, "the access token expires"),
+            ("tower_meta_token_data_access_expires_in_seconds", check.data_access_expires_at, "data access expires"),
+        ):
+            if moment is not None:  # a token that never expires has no series
+                left = (moment - now).total_seconds()
+                yield GaugeMetricFamily(name, f"Seconds until {what} (negative: past).", value=left)
+        accounts = GaugeMetricFamily(
+            "tower_ad_account_ready",
+            "Per ad account at the latest readiness check: 1 ready, 0.5 degraded, 0 not ready.",
+            labels=["account"],
+        )
+        for account in check.accounts:
+            accounts.add_metric([account["account_id"]], {"ready": 1.0, "degraded": 0.5}.get(account["verdict"], 0.0))
+        yield accounts
 
 
 REGISTRY = CollectorRegistry(auto_describe=False)

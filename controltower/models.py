@@ -555,6 +555,49 @@ class AccountGroup(models.Model):
         return bool(done)
 
 
+class ReadinessCheck(models.Model):
+    """One check of whether the kill switch would work right now (controltower.readiness): the
+    token, each ad account, and what a stop pressed at that moment would do. Writes nothing to Meta."""
+
+    class Verdict(models.TextChoices):
+        READY = "ready", "READY"
+        DEGRADED = "degraded", "DEGRADED"
+        NOT_READY = "not_ready", "NOT READY"
+
+    checked_at = models.DateTimeField(default=timezone.now)
+    executed_by = models.CharField(max_length=150)
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    summary = models.TextField()
+    reasons = models.JSONField(default=list, blank=True)
+    token = models.JSONField(default=dict, blank=True, help_text="What Meta said about the access token")
+    accounts = models.JSONField(default=list, blank=True, help_text="Per ad account: access, status, headroom")
+    campaigns_active = models.PositiveIntegerField(default=0)
+    paused_at_once = models.PositiveIntegerField(default=0, help_text="A stop now would pause these within its answer")
+    left_pending = models.PositiveIntegerField(default=0, help_text="... and leave these for Meta's rate window")
+    out_of_reach = models.PositiveIntegerField(default=0, help_text="... and could not pause these at all")
+    estimated_seconds = models.FloatField(null=True, blank=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    data_access_expires_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "meta_control_tower_readiness"
+        ordering = ["-checked_at", "-id"]
+        indexes = [models.Index(fields=["-checked_at"], name="ix_readiness_checked")]
+
+    def __str__(self) -> str:
+        return f"{self.get_verdict_display()} at {self.checked_at:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def latest(cls) -> ReadinessCheck | None:
+        return cls.objects.first()
+
+    @property
+    def ready(self) -> bool:
+        return self.verdict == self.Verdict.READY
+
+
 class RecoveryAttempt(models.Model):
     """One recovery action on one module: what ran, why, what it did, and whether it healed."""
 

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
-from controltower.models import Alert, ControlTowerRun, Notification, RecoveryAttempt, SystemHealthLog
+from controltower.models import Alert, ControlTowerRun, Notification, ReadinessCheck, RecoveryAttempt, SystemHealthLog
 from meta_modules.models import ModuleRun
 
 BATCH = 5000
@@ -37,4 +37,8 @@ def prune(now=None) -> dict[str, int]:
             ControlTowerRun.objects.filter(executed_at__lt=tower_cutoff, run_type__in=["health_check", "command"])
         ),
         "module_runs": _delete_in_batches(ModuleRun.objects.filter(started_at__lt=runs_cutoff)),
+        # Each check keeps every account's detail: a short history is enough (the alerts keep the rest).
+        "readiness_checks": _delete_in_batches(
+            ReadinessCheck.objects.filter(checked_at__lt=now - timedelta(days=settings.READINESS_RETENTION_DAYS))
+        ),
     }

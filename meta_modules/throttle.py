@@ -383,6 +383,16 @@ class AccountThrottle:
             state = self._accounts.get(account)
             return state.budgets[Scope.ACCOUNT].tier if state else None
 
+    def reported(self, account: str) -> tuple[float, float | None]:
+        """The share of the account's window Meta last reported used (0 once that report decayed),
+        and the seconds until it decays (None when nothing counts)."""
+        with self._lock:
+            state, now = self._accounts.get(account), self._clock()
+            budget = state.budgets[Scope.ACCOUNT] if state else None
+            if budget is None or now >= budget.reported_until:
+                return 0.0, None
+            return budget.reported_pct, budget.reported_until - now
+
     @staticmethod
     def _writes_left(state: _Account, now: float) -> int:
         while state.writes and state.writes[0] <= now - 1.0:

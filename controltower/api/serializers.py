@@ -26,7 +26,7 @@ from controltower.api.strict import (
 )
 from controltower.commander import ALIASES, COMMANDS, canonical
 from controltower.killswitch import ResumeRequest, StopRequest
-from controltower.models import Alert, Mode, ModuleStatus, Notification, RunState, SystemStatus
+from controltower.models import Alert, Mode, ModuleStatus, Notification, ReadinessCheck, RunState, SystemStatus
 from controltower.recovery_policy import Action
 from controltower.rules import Leave, Liveness
 from meta_modules.models import MetaModule, ModuleRun
@@ -62,6 +62,78 @@ class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
 
 
+class HeadroomSerializer(serializers.Serializer):
+    max_points = serializers.IntegerField(help_text="The tier's rate window in Meta's points.")
+    used_points = serializers.FloatField(help_text="Used, as Meta last reported it.")
+    list_pages = serializers.IntegerField(help_text="Pages of 100 the stop lists first (1 point each).")
+    at_once = serializers.IntegerField(help_text="Campaigns a stop now would pause within its answer.")
+    pending = serializers.IntegerField(help_text="Left for the background sweeps until Meta's window frees.")
+    seconds = serializers.FloatField(allow_null=True, help_text="This account's part of the stop, estimated.")
+
+
+class AccountReadinessSerializer(serializers.Serializer):
+    account_id = serializers.CharField()
+    name = serializers.CharField(allow_blank=True)
+    verdict = serializers.ChoiceField(choices=ReadinessCheck.Verdict.choices)
+    reasons = serializers.ListField(child=serializers.CharField())
+    reachable = serializers.BooleanField(help_text="Meta answered a read of the account with this token.")
+    error = serializers.CharField(allow_blank=True)
+    account_status = serializers.IntegerField(allow_null=True, help_text="Meta's account_status (1 = ACTIVE).")
+    account_status_name = serializers.CharField(allow_blank=True)
+    disable_reason = serializers.IntegerField(allow_null=True)
+    user_tasks = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="The token's user's tasks in the account."
+    )
+    editable = serializers.BooleanField(help_text="The user may edit campaigns (MANAGE or ADVERTISE).")
+    timezone_name = serializers.CharField(allow_blank=True)
+    currency = serializers.CharField(allow_blank=True)
+    tier = serializers.CharField(allow_blank=True, help_text="development_access / standard_access; '' unknown.")
+    active_campaigns = serializers.IntegerField(help_text="Configured ACTIVE, from the campaign mirror.")
+    mirror_synced_at = serializers.DateTimeField(allow_null=True)
+    latency_ms = serializers.FloatField(allow_null=True, help_text="The account read's round trip.")
+    headroom = HeadroomSerializer(allow_null=True)
+    frees_in_s = serializers.FloatField(allow_null=True, help_text="Until Meta's reported usage decays.")
+
+
+class TokenReadinessSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=ReadinessCheck.Verdict.choices)
+    reasons = serializers.ListField(child=serializers.CharField())
+    problem = serializers.CharField(allow_blank=True)
+    valid = serializers.BooleanField(allow_null=True)
+    type = serializers.CharField(allow_blank=True, help_text="USER, SYSTEM_USER, ... (debug_token)")
+    expires_at = serializers.DateTimeField(allow_null=True, help_text="null: never, or not known (source).")
+    data_access_expires_at = serializers.DateTimeField(allow_null=True)
+    scopes = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    source = serializers.CharField(allow_blank=True, help_text="debug_token or permissions")
+    error = serializers.CharField(allow_blank=True)
+
+
+class ReadySerializer(serializers.Serializer):
+    """The latest readiness check of the kill switch, in short."""
+
+    verdict = serializers.ChoiceField(choices=ReadinessCheck.Verdict.choices)
+    ready = serializers.BooleanField(help_text="verdict is ready.")
+    summary = serializers.CharField()
+    reasons = serializers.ListField(child=serializers.CharField())
+    checked_at = serializers.DateTimeField()
+    campaigns_active = serializers.IntegerField()
+    paused_at_once = serializers.IntegerField()
+    left_pending = serializers.IntegerField()
+    out_of_reach = serializers.IntegerField()
+    estimated_seconds = serializers.FloatField(allow_null=True)
+    token_expires_at = serializers.DateTimeField(allow_null=True)
+    data_access_expires_at = serializers.DateTimeField(allow_null=True)
+
+
+class ReadinessSerializer(ReadySerializer):
+    """A readiness check in full: the token and every ad account."""
+
+    executed_by = serializers.CharField()
+    duration_ms = serializers.IntegerField()
+    token = TokenReadinessSerializer()
+    accounts = AccountReadinessSerializer(many=True)
+
+
 class StatusSerializer(serializers.Serializer):
     """GET status: the spec's fields, plus unknown/stopped counts and, while halted, who/when/why."""
 
@@ -92,6 +164,9 @@ class StatusSerializer(serializers.Serializer):
         help_text="Ad account → the Marketing API access tier Meta reported in its usage headers, as of the "
         "latest health check (development_access: about 20 pauses per 5 minutes per account; "
         "standard_access: about 3,000), '' until Meta has said.",
+    )
+    kill_switch_ready = ReadySerializer(
+        allow_null=True, help_text="Would the kill switch work now: the latest readiness check; null before the first."
     )
     halted_by = serializers.CharField(required=False, help_text="Only while an emergency stop is active.")
     # Not nullable: DRF would render an absent nullable field as null instead of leaving it out.
@@ -252,6 +327,9 @@ class HealthSerializer(serializers.Serializer):
     system_metrics = SystemMetricsSerializer()
     recommendations = RecommendationSerializer(many=True)
     alerts = AlertConditionSerializer(many=True)
+    kill_switch_readiness = ReadinessSerializer(
+        allow_null=True, help_text="The latest readiness check in full (per ad account); null before the first."
+    )
 
 
 # --- Commands, emergency stop, resume -------------------------------------------------

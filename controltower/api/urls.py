@@ -19,6 +19,7 @@ urlpatterns = [
     re_path(r"^emergency-stop(?:/)?$", views.EmergencyStopView.as_view(), name="emergency-stop"),
     re_path(r"^resume(?:/)?$", views.ResumeView.as_view(), name="resume"),
     re_path(r"^recovery(?:/)?$", views.RecoveryView.as_view(), name="recovery"),
+    re_path(r"^readiness(?:/)?$", views.ReadinessView.as_view(), name="readiness"),
     re_path(r"^alert-channels(?:/)?$", views.AlertChannelsView.as_view(), name="alert-channels"),
     re_path(r"^alert-channels/(?P<channel>[^/\x00]+)/test(?:/)?$", views.AlertTestView.as_view(), name="alert-test"),
     re_path(r"^report(?:/)?$", report_views.ReportView.as_view(), name="report"),

@@ -41,6 +41,7 @@ from controltower.api.serializers import (
     HealthSerializer,
     OrchestrationResultSerializer,
     PreviewPageSerializer,
+    ReadinessSerializer,
     RecoveryAttemptSerializer,
     RecoveryRequestSerializer,
     ResumePreviewPageSerializer,
@@ -51,7 +52,15 @@ from controltower.api.serializers import (
 )
 from controltower.api.strict import RequestTooLarge
 from controltower.api.throttling import KillSwitchThrottle
-from controltower.models import ControlTowerRun, ModuleStatus, RunState, RunType, SystemStatus, TowerState
+from controltower.models import (
+    ControlTowerRun,
+    ModuleStatus,
+    ReadinessCheck,
+    RunState,
+    RunType,
+    SystemStatus,
+    TowerState,
+)
 from controltower.rate_limits import TowerWriteThrottle
 from meta_modules.models import MetaModule
 
@@ -84,7 +93,7 @@ def _module_counts(statuses: Counter[str]) -> dict[str, int]:
 
 
 def status_payload() -> dict[str, Any]:
-    """Two queries: the tower's state and the latest completed health check.
+    """Three queries: the tower's state, the latest completed health check and the latest readiness check.
 
     During start-up (no check yet, or the latest said STARTING) the status and counts are
     evaluated live instead, as the dashboard does: the first runs finish minutes apart, and the
@@ -120,6 +129,7 @@ def status_payload() -> dict[str, Any]:
         "modules_expected": modules_expected,
         "mode": settings.META_MODE,
         "meta_access_tiers": state.probes.get("meta_access_tiers", {}),
+        "kill_switch_ready": ReadinessCheck.latest(),
     }
     if state.emergency_stop_active:
         payload.update(halted_by=state.halted_by, halt_reason=state.halt_reason)
@@ -167,6 +177,7 @@ def health_payload(report: health.HealthReport) -> dict[str, Any]:
         "system_metrics": _system_metrics(report),
         "recommendations": findings.recommendations(report),
         "alerts": [condition.as_dict() for condition in findings.alert_conditions(report)],
+        "kill_switch_readiness": ReadinessCheck.latest(),
     }
 
 
@@ -455,6 +466,44 @@ class RecoveryView(WriteView):
         return Response(RecoveryAttemptSerializer(attempt).data)
 
 
+class ReadinessView(APIView):
+    """Would the kill switch work right now: the latest check (viewers), or a new one (operators)."""
+
+    throttle_scope = "command"
+
+    def get_permissions(self) -> list[Any]:
+        return [IsTowerOperator()] if self.request.method == "POST" else [IsTowerViewer()]
+
+    def get_throttles(self) -> list[Any]:
+        return [TowerWriteThrottle()] if self.request.method == "POST" else []
+
+    @extend_schema(
+        operation_id="control_tower_readiness",
+        tags=TAGS,
+        summary="Kill-switch readiness (latest check)",
+        description="The latest readiness check: READY / DEGRADED / NOT READY with the reasons, the token "
+        "(validity, expiry, permissions), each ad account (reachable, status, editable, tier, ACTIVE "
+        "campaigns, rate headroom) and what a stop now would do. Checked at every health cycle; 404 before the first.",
+        responses={200: ReadinessSerializer, 404: OpenApiResponse(ErrorSerializer, "No check yet."), **AUTH_ERRORS},
+    )
+    def get(self, request: Request) -> Response:
+        found = ReadinessCheck.latest()
+        if found is None:
+            raise NotFound("No readiness check yet: POST here, or wait for the health cycle.")
+        return Response(ReadinessSerializer(found).data)
+
+    @write_schema(
+        operation_id="control_tower_readiness_check",
+        request=None,
+        summary="Check kill-switch readiness now",
+        description="Asks Meta now (debug_token or /me/permissions, one read per ad account; nothing is "
+        "written there), records the check and answers it. Alerts follow at the next health cycle.",
+        responses={200: ReadinessSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        return Response(ReadinessSerializer(commander.check_readiness(_actor(request))).data)
+
+
 class ApiRootView(APIView):
     """Where each endpoint of the Control Tower API is, with the OpenAPI schema, its docs and the
     console. The browsable API's first breadcrumb."""
@@ -468,6 +517,7 @@ class ApiRootView(APIView):
         "emergency-stop",
         "resume",
         "recovery",
+        "readiness",
         "report",
         "run-list",
         "health-log-list",

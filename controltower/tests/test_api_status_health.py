@@ -224,13 +224,13 @@ def test_status_shows_the_access_tier_meta_reported_per_account_as_of_the_latest
     _assert_matches_schema(body, STATUS)
 
 
-def test_status_costs_two_queries(meta_sandbox, mixed_stack) -> None:
+def test_status_costs_three_queries(meta_sandbox, mixed_stack) -> None:
     commander.health_cycle("test")
 
     with CaptureQueriesContext(connection) as queries:
         status_payload()
 
-    assert len(queries) == 2
+    assert len(queries) == 3  # the state, the latest health check, the latest readiness check
 
 
 # --- health ----------------------------------------------------------------------------------------

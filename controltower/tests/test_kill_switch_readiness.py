@@ -1,0 +1,209 @@
+"""Ready to stop: the readiness check against the Meta sandbox over HTTP — each way it can drop,
+its alerts, and its headroom estimate against what a real stop then does."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+import requests
+from django.utils import timezone
+
+from controltower import commander, readiness
+from controltower.killswitch import StopRequest
+from controltower.models import Alert, CampaignHold, ReadinessCheck
+from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
+from meta_modules import graph, jobs
+from tests.support import api_client
+
+pytestmark = pytest.mark.django_db
+API = "/meta/control-tower"
+
+
+@pytest.fixture
+def mirrored(meta_sandbox, synced, settings):
+    """Two accounts of 6 ACTIVE + 2 PAUSED campaigns, mirrored by 10.2's sync."""
+    meta_sandbox.reset(accounts=2, statuses={"ACTIVE": 6, "PAUSED": 2})
+    jobs.sync_campaigns.apply()
+    graph.reset_clients()
+    return meta_sandbox
+
+
+def _accounts(sandbox) -> list[str]:
+    return [a["id"] for a in sandbox.state()["accounts"]]
+
+
+def _by_account(check: ReadinessCheck) -> dict[str, dict]:
+    return {a["account_id"]: a for a in check.accounts}
+
+
+def test_a_healthy_stack_is_ready_and_says_what_a_stop_would_do(mirrored) -> None:
+    found = commander.check_readiness("alice")
+
+    assert found.verdict == "ready", found.reasons
+    assert found.summary.startswith("READY: a stop now would pause 12 campaigns in 2 accounts in about ")
+    assert (found.campaigns_active, found.paused_at_once, found.left_pending) == (12, 12, 0)
+    assert found.token["source"] == "debug_token" and "ads_management" in found.token["scopes"]
+    assert found.token["valid"] is True and found.executed_by == "alice"
+    for account in found.accounts:
+        assert account["reachable"] and account["editable"] and account["account_status_name"] == "ACTIVE"
+        assert account["tier"] == "standard_access" and account["active_campaigns"] == 6
+        assert account["currency"] and account["timezone_name"] and account["latency_ms"] > 0
+    assert found.estimated_seconds is not None
+
+
+def _expire(sandbox, settings) -> None:
+    sandbox.token(expires_in_s=-60)
+
+
+def _expiring(sandbox, settings) -> None:
+    sandbox.token(expires_in_s=3 * 86_400 + 3_600)
+
+
+def _revoke(sandbox, settings) -> None:
+    # As an app or the user does it on Meta: DELETE /me/permissions/{permission}.
+    answer = requests.delete(
+        f"{settings.META_GRAPH_URL}/{settings.META_API_VERSION}/me/permissions/ads_management",
+        params={"access_token": settings.META_ACCESS_TOKEN},
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def _disable(sandbox, settings) -> None:
+    sandbox.account(_accounts(sandbox)[1], account_status=2, disable_reason=3)
+
+
+def _analyst_only(sandbox, settings) -> None:
+    sandbox.account(_accounts(sandbox)[1], user_tasks=["ANALYZE"])
+
+
+def _development_tier(sandbox, settings) -> None:
+    sandbox.faults(tier={_accounts(sandbox)[1]: "development"})
+
+
+CASES = {
+    "expired token": (_expire, "not_ready", "readiness:token", "expired", ()),
+    "expiring token": (_expiring, "degraded", "readiness:token_expiring", "expires in 3 days", ()),
+    "ads_management revoked": (_revoke, "not_ready", "readiness:permission", "lacks the ads_management", ()),
+    "account disabled": (_disable, "degraded", "readiness:account:{1}", "is DISABLED", ("not_ready",)),
+    "account not editable": (_analyst_only, "degraded", "readiness:account:{1}", "may not edit", ("not_ready",)),
+    "development tier": (_development_tier, "degraded", "readiness:tier:{1}", "development tier", ("degraded",)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_way_readiness_drops_says_why_alerts_once_and_resolves(case, meta_sandbox, synced, settings) -> None:
+    # 30 ACTIVE in the second account: more than the development tier's window takes at once.
+    meta_sandbox.reset(accounts=2, statuses={"ACTIVE": 30})
+    jobs.sync_campaigns.apply()
+    graph.reset_clients()
+    accounts = _accounts(meta_sandbox)
+    settings.META_APP_ID, settings.META_APP_SECRET = meta_sandbox.token()["app_id"], "app-secret"
+    drop, verdict, key, words, account_verdict = CASES[case]
+    key = key.format(*accounts)
+    commander.health_cycle("test")
+    assert not Alert.objects.filter(key__startswith="readiness:").exists()
+
+    drop(meta_sandbox, settings)
+    commander.health_cycle("test")
+    commander.health_cycle("test")
+
+    found = ReadinessCheck.latest()
+    assert found.verdict == verdict, found.reasons
+    assert words in " ".join(found.reasons)
+    if account_verdict:
+        assert _by_account(found)[accounts[1]]["verdict"] == account_verdict[0]
+        assert _by_account(found)[accounts[0]]["verdict"] == "ready"
+    opened = Alert.objects.filter(key=key)
+    assert opened.count() == 1 and opened.get().resolved_at is None  # once, however many cycles
+    assert opened.get().occurrences >= 2
+
+    meta_sandbox.reset(accounts=2, statuses={"ACTIVE": 30})  # the token, permissions and accounts as before
+    meta_sandbox.faults()
+    commander.health_cycle("test")
+
+    assert ReadinessCheck.latest().verdict == "ready", ReadinessCheck.latest().reasons
+    assert Alert.objects.get(key=key).resolved_at is not None
+
+
+def test_the_headroom_estimate_is_exactly_what_a_stop_then_does(meta_sandbox, synced, settings) -> None:
+    meta_sandbox.reset(accounts=2, statuses={"ACTIVE": 30, "PAUSED": 5})
+    jobs.sync_campaigns.apply()
+    small, large = _accounts(meta_sandbox)
+    meta_sandbox.faults(tier={small: "development"})  # 60 points per 300 s: not 30 pauses at once
+    settings.EMERGENCY_STOP_DEADLINE_SECONDS = 2
+    graph.reset_clients()
+
+    found = commander.check_readiness("alice")
+    graph.reset_clients()  # the stop runs in another process: it knows nothing the check learnt
+    result = commander.emergency_stop(StopRequest(actor="alice", reason="Checking the estimate"))
+
+    estimate = {a["account_id"]: a["headroom"] for a in found.accounts}
+    assert estimate[small]["pending"] > 0 and estimate[large]["pending"] == 0
+    holds = Counter(CampaignHold.objects.values_list("account_id", "state"))
+    for account in (small, large):
+        assert holds[(account, "paused")] == estimate[account]["at_once"]
+        assert holds[(account, "pending")] == estimate[account]["pending"]
+    assert (result.campaigns_paused, result.campaigns_pending) == (found.paused_at_once, found.left_pending)
+    assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
+    assert found.verdict == "degraded" and f"{small} is on Meta's development tier" in " ".join(found.reasons)
+
+
+def test_without_app_credentials_the_token_asks_meta_itself(mirrored, settings) -> None:
+    settings.META_APP_ID = settings.META_APP_SECRET = ""
+
+    found = readiness.token_facts()
+
+    assert found.checked and found.valid and "ads_management" in found.scopes
+
+
+def test_the_api_answers_the_latest_check_and_checks_on_demand(mirrored) -> None:
+    viewer, operator = api_client("vera", VIEWERS_GROUP), api_client("otto", OPERATORS_GROUP)
+    assert viewer.get(f"{API}/readiness").status_code == 404
+    assert viewer.get(f"{API}/status").json()["kill_switch_ready"] is None
+
+    assert viewer.post(f"{API}/readiness").status_code == 403  # checking spends Meta's budget: operators
+    checked = operator.post(f"{API}/readiness")
+
+    assert checked.status_code == 200 and checked.json()["verdict"] == "ready"
+    assert checked.json()["executed_by"] == "otto" and len(checked.json()["accounts"]) == 2
+    status = viewer.get(f"{API}/status").json()["kill_switch_ready"]
+    assert status["ready"] is True and status["paused_at_once"] == 12 and status["summary"].startswith("READY")
+    health = viewer.get(f"{API}/health").json()["kill_switch_readiness"]
+    assert {a["account_id"] for a in health["accounts"]} == set(_accounts(mirrored))
+    assert health["accounts"][0]["headroom"]["at_once"] == 6
+
+
+def test_metrics_carry_readiness_and_token_expiry(mirrored, settings) -> None:
+    from django.test import Client
+    from prometheus_client.parser import text_string_to_metric_families
+
+    settings.METRICS_TOKEN, settings.METRICS_ALLOWED_IPS = "scrape", []
+    mirrored.token(expires_in_s=2 * 86_400)
+    commander.check_readiness("test")
+
+    body = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer scrape").content.decode()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+    assert samples[("tower_kill_switch_readiness", (("status", "degraded"),))] == 1
+    assert samples[("tower_kill_switch_readiness", (("status", "ready"),))] == 0
+    left = samples[("tower_meta_token_expires_in_seconds", ())]
+    assert timedelta(days=2) - timedelta(minutes=5) < timedelta(seconds=left) <= timedelta(days=2)
+    assert samples[("tower_kill_switch_stop_campaigns", (("outcome", "paused_at_once"),))] == 12
+    assert all(samples[("tower_ad_account_ready", (("account", a),))] == 1.0 for a in _accounts(mirrored))
+
+
+def test_old_checks_are_pruned(mirrored, settings) -> None:
+    from controltower import retention
+
+    old = commander.check_readiness("test")
+    ReadinessCheck.objects.filter(pk=old.pk).update(checked_at=timezone.now() - timedelta(days=8))
+    commander.check_readiness("test")
+
+    assert retention.prune()["readiness_checks"] == 1 and ReadinessCheck.objects.count() == 1
