@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .access import DEFAULT_SCOPES, TOKEN_TYPES
 from .server import LATENCY_FIELDS, LATENCY_PROFILES, serve
 from .store import MAX_ACCOUNTS, SeedConfig
 
@@ -24,6 +25,23 @@ def _milliseconds(raw: str) -> float:
     if not 0 <= value <= MAX_MS:  # also rejects nan
         raise argparse.ArgumentTypeError(f"must be a number of milliseconds in [0, {MAX_MS}], not {raw!r}")
     return value
+
+
+def _days(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not -36_500 <= value <= 36_500:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a number of days in [-36500, 36500], not {raw!r}")
+    return value
+
+
+def _scopes(raw: str) -> list[str]:
+    scopes = [s.strip() for s in raw.split(",") if s.strip()]
+    if len(set(scopes)) != len(scopes):
+        raise argparse.ArgumentTypeError(f"must be distinct permission names, not {raw!r}")
+    return scopes
 
 
 def _count(low: int, high: int) -> Any:
@@ -73,6 +91,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             help=f"sleep per {meaning} (overrides the profile)",
         )
     parser.add_argument("--token", default=None, help="accept only this access token (default: any)")
+    parser.add_argument(
+        "--token-expires-in-days",
+        type=_days,
+        default=None,
+        help="the token expires this many days after start and every reset (0 or less: already expired; "
+        "default: never, as a system user's token)",
+    )
+    parser.add_argument(
+        "--scopes",
+        type=_scopes,
+        default=None,
+        help=f"the token's granted permissions, comma-separated (default: {','.join(DEFAULT_SCOPES)}; '' for none)",
+    )
+    parser.add_argument("--token-type", choices=TOKEN_TYPES, default=None, help="debug_token's type (SYSTEM_USER)")
     parser.add_argument("--verbose", action="store_true", help="log every request")
 
 
@@ -106,6 +138,18 @@ def start_faults(options: Mapping[str, Any]) -> dict[str, Any]:
     return faults
 
 
+def start_token(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The /_sandbox/token body the token options ask for (empty: the default token)."""
+    body: dict[str, Any] = {}
+    if options.get("token_expires_in_days") is not None:
+        body["expires_in_s"] = options["token_expires_in_days"] * 86_400
+    if options.get("scopes") is not None:
+        body["scopes"] = options["scopes"]
+    if options.get("token_type") is not None:
+        body["type"] = options["token_type"]
+    return body
+
+
 def run(options: Mapping[str, Any]) -> None:
     """Serve with parsed options; the seeding options apply with --reset or to an empty store."""
     serve(
@@ -117,6 +161,7 @@ def run(options: Mapping[str, Any]) -> None:
         token=options["token"],
         verbose=options["verbose"],
         faults=start_faults(options),
+        token_state=start_token(options),
     )
 
 

@@ -26,6 +26,17 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
+from .access import (
+    USER_ID,
+    Access,
+    AccountAccess,
+    debug_token_refusal,
+    is_app_token,
+    issued_token,
+    must_provide_app_token,
+    read_refusal,
+    write_refusal,
+)
 from .presets import (
     DEFAULT_MIN_VERSION,
     CallKind,
@@ -76,7 +87,7 @@ from .store import (
 MAX_BATCH = 50
 MAX_LIMIT = 5000
 DEFAULT_LIMIT = 25
-USER = {"id": "100000000000001", "name": "Sandbox User"}
+USER = {"id": USER_ID, "name": "Sandbox User"}
 _VERSIONED = re.compile(r"^/(v\d+\.\d+)(?:/(.*))?$")
 _NESTED_FIELDS = re.compile(r"\{[^{}]*\}")
 _AUTH_PARAMS = {"access_token", "appsecret_proof"}
@@ -628,7 +639,7 @@ def _ad_json(row: Mapping[str, Any], tz: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def _account_json(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+def _account_json(row: Mapping[str, Any], now: float, access: AccountAccess) -> dict[str, Any]:
     tz = ZoneInfo(row["timezone_name"])
     hours = offset_hours(now, tz)
     return {
@@ -636,7 +647,9 @@ def _account_json(row: Mapping[str, Any], now: float) -> dict[str, Any]:
         "account_id": str(row["id"]),
         "name": row["name"],
         "currency": row["currency"],
-        "account_status": 1,
+        "account_status": access.account_status,
+        "disable_reason": access.disable_reason,
+        "user_tasks": list(access.user_tasks),
         "timezone_name": row["timezone_name"],
         # The offset now, so -8 or -7 for America/Los_Angeles depending on DST, 5.5 for Asia/Kolkata.
         "timezone_offset_hours_utc": int(hours) if hours.is_integer() else hours,
@@ -753,6 +766,10 @@ def _buc_entry(usage: Usage, scope: str) -> dict[str, Any]:
     }
 
 
+def _cannot_parse() -> GraphError:
+    return GraphError("Invalid OAuth access token - Cannot parse access token", code=190)
+
+
 # --------------------------------------------------------------------------- the sandbox core
 
 
@@ -765,9 +782,15 @@ class Sandbox:
         token: str | None = None,
         clock: Callable[[], float] = time.time,
         start_faults: Mapping[str, Any] | None = None,
+        start_token: Mapping[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.token = token
+        # The token's state and the accounts' access, like the faults: the state given at start
+        # (the command line's --scopes, --token-expires-in-days, ...) is restored by every reset.
+        # Expiry is judged on the business clock, as every other "now" of Meta's objects.
+        self.access = Access(start_token=dict(start_token or {}))
+        self.access.reset(store.clock())
         # The faults given at start (e.g. a latency profile on the command line): in force from
         # the start and restored by every reset.
         self.start_faults = dict(start_faults or {})
@@ -824,6 +847,7 @@ class Sandbox:
     def reset(self, cfg: SeedConfig) -> None:
         self.store.reset(cfg)
         self.set_faults(self.start_faults)
+        self.access.reset(self.store.clock())
         self.limiter.clear()
         self.app_limiter.clear()
         self.object_limiter.clear()
@@ -842,10 +866,14 @@ class Sandbox:
             for snapshot in scopes.values():
                 del snapshot["tier"]
             limits = scopes["ads_management"]
+            access = self.access.account(account["id"])
             accounts.append(
                 {
                     "id": key,
                     "name": account["name"],
+                    "account_status": access.account_status,
+                    "disable_reason": access.disable_reason,
+                    "user_tasks": list(access.user_tasks),
                     "tier": self.limiter.tier_of(key),
                     "timezone_name": account["timezone_name"],
                     "currency": account["currency"],
@@ -860,6 +888,7 @@ class Sandbox:
             )
         return {
             "accounts": accounts,
+            "token": self.access.token.state_json(self.store.clock()),
             "app": self.app_limiter.snapshot(),
             "faults": self._faults.to_json(),
             "errors_left": self._error_plan.remaining(),  # per rule of the errors fault
@@ -895,6 +924,13 @@ class Sandbox:
                 return Response(200, {"data": data})
             if method == "POST" and route[1].startswith("/_sandbox/campaigns/"):
                 return self._set_delivery(route[1].rsplit("/", 1)[1], self._json_body(body))
+            if route == ("GET", "/_sandbox/token"):
+                return Response(200, self.access.token.state_json(self.store.clock()))
+            if route == ("POST", "/_sandbox/token"):
+                now = self.store.clock()
+                return Response(200, self.access.update_token(self._json_body(body), now).state_json(now))
+            if method == "POST" and route[1].startswith("/_sandbox/accounts/"):
+                return self._set_account_access(route[1].rsplit("/", 1)[1], self._json_body(body))
         except ValueError as exc:
             return Response(400, {"error": {"message": str(exc)}})
         return Response(404, {"error": {"message": f"unknown control endpoint {method} {path}"}})
@@ -919,11 +955,21 @@ class Sandbox:
             return Response(404, {"error": {"message": f"no campaign {raw_id}"}})
         return Response(200, next(c for c in self.store.compact_campaigns(None, None, int(raw_id))))
 
+    def _set_account_access(self, raw_id: str, body: Mapping[str, Any]) -> Response:
+        """POST /_sandbox/accounts/{act_id}: {"account_status", "disable_reason", "user_tasks"}, each optional."""
+        key = _account_key(raw_id)
+        if self.store.account(int(key[4:])) is None:
+            return Response(404, {"error": {"message": f"no ad account {key}"}})
+        return Response(200, self.access.update_account(int(key[4:]), body).to_json(key))
+
     @staticmethod
     def _json_body(body: bytes) -> dict[str, Any]:
         if not body.strip():
             return {}
-        parsed = json.loads(body)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            raise ValueError("the body must be JSON") from None
         if not isinstance(parsed, dict):
             raise ValueError("the body must be a JSON object")
         return parsed
@@ -956,11 +1002,14 @@ class Sandbox:
             if version_key(version) < version_key(faults.min_version):
                 raise deprecated_version()
             _sleep_ms(faults.latency_ms)
-            self._authenticate(params, faults)
             segments = _split_path(match.group(2) or "")
-            if method == "POST" and not segments:
+            if segments == ("debug_token",):
+                response = self._debug_token(method, params, faults)
+            elif method == "POST" and not segments:
+                self._authenticate(params, faults)
                 response = self._batch(version, params, host, faults)
             else:
+                self._authenticate(params, faults)
                 response = self._single(GraphRequest(method, version, segments, params, host), faults, trace)
         except GraphError as err:
             response = Response(err.http_status, self._error_body(err, trace))
@@ -994,9 +1043,22 @@ class Sandbox:
         return headers
 
     def _authenticate(self, params: Mapping[str, str], faults: Faults) -> None:
+        """The token of a Graph call: present, accepted, and neither expired nor invalidated."""
         token = params.get("access_token")
         if not token:
             raise GraphError("An access token is required to request this resource.", code=104)
+        self._expire_token_fault(faults)
+        if is_app_token(token):  # an app token only inspects tokens; it manages no ads
+            raise GraphError("(#200) Permissions error", code=200, http_status=403)
+        if not self._accepts(token):
+            raise _cannot_parse()
+        error = self.access.token.error(self.store.clock())
+        if error is not None:
+            raise error
+
+    @staticmethod
+    def _expire_token_fault(faults: Faults) -> None:
+        """The blunt expire_token fault: every Graph call answers 190/463, debug_token included."""
         if faults.expire_token:
             raise GraphError(
                 "Error validating access token: Session has expired on Tuesday, 24-Nov-26 "
@@ -1004,8 +1066,33 @@ class Sandbox:
                 code=190,
                 subcode=463,
             )
-        if self.token is not None and token != self.token:
-            raise GraphError("Invalid OAuth access token - Cannot parse access token", code=190)
+
+    def _accepts(self, token: str) -> bool:
+        """Whether ``token`` is the token the sandbox knows: any user token, or only ``--token``."""
+        return not is_app_token(token) and (self.token is None or token == self.token)
+
+    def _debug_token(self, method: str, params: Mapping[str, str], faults: Faults) -> Response:
+        """GET /debug_token?input_token=T: 200 with Meta's ``data`` even for an expired or unknown T."""
+        if method != "GET":
+            raise object_not_found("debug_token", method)  # GET only, as recorded
+        self._expire_token_fault(faults)
+        token = self.access.token
+        access_token = params.get("access_token", "")
+        if not access_token:
+            raise must_provide_app_token()
+        input_token = params.get("input_token", "").strip()
+        if not input_token:
+            raise GraphError("(#100) The parameter input_token is required")
+        refusal = debug_token_refusal(access_token, input_token, token)
+        if refusal is not None:
+            raise refusal
+        if input_token.partition("|")[0] == token.app_id and is_app_token(input_token):
+            data = {"app_id": token.app_id, "type": "APP", "application": token.application, "is_valid": True}
+        elif self._accepts(input_token):
+            data = token.debug_json(self.store.clock())
+        else:
+            data = {"error": {"code": 190, "message": _cannot_parse().message}, "is_valid": False, "scopes": []}
+        return Response(200, {"data": data})
 
     def _single(self, req: GraphRequest, faults: Faults, trace: str) -> Response:
         if self._roll(faults.timeout_rate):
@@ -1021,6 +1108,7 @@ class Sandbox:
         headers: dict[str, str] = {}
         try:
             route = self._route(req)
+            self._check_access(route)
             if not self.app_limiter.charge():  # the whole app: every account's calls
                 self.counters.add("rate_limited")
                 raise _app_limit_error(route.scope)
@@ -1064,6 +1152,18 @@ class Sandbox:
             return Response(200, body, headers)
         except GraphError as err:
             return Response(err.http_status, self._error_body(err, trace), headers)
+
+    def _check_access(self, route: _Route) -> None:
+        """Permissions, the user's tasks and the account's status, before the call is charged."""
+        if route.account is None:
+            return
+        token = self.access.token
+        if route.write:
+            refusal = write_refusal(token, f"act_{route.account}", self.access.account(route.account))
+        else:
+            refusal = read_refusal(token)
+        if refusal is not None:
+            raise refusal
 
     @staticmethod
     def _object_delay(body: Any, faults: Faults) -> None:
@@ -1160,10 +1260,12 @@ class Sandbox:
     def _route(self, req: GraphRequest) -> _Route:
         if not req.segments:
             raise GraphError("(#100) Missing object id in the request path")
-        if len(req.segments) > 2:
+        if len(req.segments) > 2 and req.segments[:2] != ("me", "permissions"):
             raise GraphError(f"Unknown path components: /{'/'.join(req.segments[2:])}", code=2500)
+        if len(req.segments) > 3:
+            raise GraphError(f"Unknown path components: /{'/'.join(req.segments[3:])}", code=2500)
         head = req.segments[0]
-        edge = req.segments[1] if len(req.segments) == 2 else None
+        edge = req.segments[1] if len(req.segments) >= 2 else None
         if head == "me":
             return self._me_route(req, edge)
         if head.startswith("act_"):
@@ -1173,6 +1275,8 @@ class Sandbox:
         raise GraphError(f"(#803) Some of the aliases you requested do not exist: {head}", code=803)
 
     def _me_route(self, req: GraphRequest, edge: str | None) -> _Route:
+        if edge == "permissions":
+            return self._permissions_route(req)
         if req.method != "GET" or edge not in (None, "adaccounts"):
             raise object_not_found("me", req.method)
         if edge is None:
@@ -1180,16 +1284,35 @@ class Sandbox:
             return _Route(None, False, lambda: _select("User", USER, fields))
         return _Route(None, False, lambda: self._list_accounts(req))
 
+    def _permissions_route(self, req: GraphRequest) -> _Route:
+        """GET /me/permissions lists them; DELETE /me/permissions/{name} revokes one."""
+        if req.method == "GET" and len(req.segments) == 2:
+            return _Route(None, False, lambda: {"data": self.access.token.permissions()})
+        if req.method == "DELETE" and len(req.segments) == 3:
+            return _Route(None, True, lambda: self._revoke(req.segments[2]))
+        raise object_not_found("permissions", req.method)
+
+    def _revoke(self, permission: str) -> dict[str, bool]:
+        known = {p["permission"] for p in self.access.token.permissions()}
+        if permission not in known:
+            raise GraphError(f"(#100) The permission {permission} was never granted to this app")
+        self.access.revoke(permission)
+        return {"success": True}
+
+    def _reachable(self, account_id: int, object_id: str, method: str) -> None:
+        """An account the token's user has no role on cannot be loaded, nor anything in it."""
+        if not self.access.account(account_id).reachable:
+            raise object_not_found(object_id, method)
+
     def _account_route(self, req: GraphRequest, head: str, edge: str | None) -> _Route:
         account = self.store.account(int(head[4:])) if head[4:].isdigit() else None
         if account is None:
             raise object_not_found(head, req.method)
         account_id = account["id"]
+        self._reachable(account_id, head, req.method)
         if edge is None and req.method == "GET":
             fields = _parse_fields(req.params.get("fields"), ("id", "account_id"))
-            return _Route(
-                account_id, False, lambda: _select("AdAccount", _account_json(account, self.store.clock()), fields)
-            )
+            return _Route(account_id, False, lambda: _select("AdAccount", self._account_json(account), fields))
         if edge is None and req.method == "POST":
             return _Route(account_id, True, lambda: self._update_account(account, req.params))
         if edge in EDGE_KINDS and req.method == "GET":
@@ -1220,9 +1343,11 @@ class Sandbox:
         if node is None:
             run = self.report_runs.get(object_id)
             if run is not None:
+                self._reachable(run.account_id, str(object_id), req.method)
                 return self._report_route(req, run, edge)
             raise object_not_found(str(object_id), req.method)
         account_id = node.account_id
+        self._reachable(account_id, str(object_id), req.method)
         if edge is None and req.method == "GET":
             fields = _parse_fields(req.params.get("fields"), ("id",))
             return _Route(account_id, False, lambda: self._render(node, fields))
@@ -1246,6 +1371,9 @@ class Sandbox:
 
     # ----------------------------------------------------------------- reads
 
+    def _account_json(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return _account_json(row, self.store.clock(), self.access.account(row["id"]))
+
     def _render(self, node: Node, fields: Sequence[str]) -> dict[str, Any]:
         return _select(NODE_TYPES[node.kind], RENDER[node.kind](node.row, self.store.zone(node.account_id)), fields)
 
@@ -1253,10 +1381,13 @@ class Sandbox:
         fields = _parse_fields(req.params.get("fields"), ("account_id", "id"))
         after = _decode_cursor(req.params.get("after"), "id")
         limit = _limit(req.params)
-        accounts = [a for a in self.store.accounts() if after is None or a["id"] > after]
+        accounts = [
+            a
+            for a in self.store.accounts()
+            if (after is None or a["id"] > after) and self.access.account(a["id"]).reachable
+        ]
         page = accounts[:limit]
-        now = self.store.clock()
-        data = [_select("AdAccount", _account_json(a, now), fields) for a in page]
+        data = [_select("AdAccount", self._account_json(a), fields) for a in page]
         total = len(accounts) if _truthy(req.params.get("summary")) else None
         return self._list_body(req, data, [a["id"] for a in page], len(accounts) > limit, total)
 
@@ -1435,9 +1566,7 @@ class Sandbox:
         if "fields" in params:
             fresh = self.store.account(account["id"])
             assert fresh is not None
-            result.update(
-                _select("AdAccount", _account_json(fresh, self.store.clock()), _parse_fields(params["fields"], ()))
-            )
+            result.update(_select("AdAccount", self._account_json(fresh), _parse_fields(params["fields"], ())))
         return result
 
     def _create(self, kind: str, account_id: int, params: Mapping[str, str]) -> dict[str, str]:
@@ -1669,11 +1798,14 @@ def make_server(
     token: str | None = None,
     verbose: bool = False,
     faults: Mapping[str, Any] | None = None,
+    token_state: Mapping[str, Any] | None = None,
 ) -> SandboxHTTPServer:
     """A bound (not yet serving) sandbox; reseeds when asked to or when the store is empty.
-    ``faults`` (a /_sandbox/faults body) are in force from the start and restored by every reset."""
+    ``faults`` (a /_sandbox/faults body) and ``token_state`` (a /_sandbox/token body) are in force
+    from the start and restored by every reset."""
     Faults.from_json(faults or {})  # a bad configuration fails before the store is opened
-    sandbox = Sandbox(Store(store_path), token=token, start_faults=faults)
+    issued_token(time.time()).updated(token_state or {}, time.time())
+    sandbox = Sandbox(Store(store_path), token=token, start_faults=faults, start_token=token_state)
     if reset or not sandbox.store.is_seeded():
         sandbox.reset(seed or SeedConfig())
     return SandboxHTTPServer((host, port), sandbox, verbose=verbose)
@@ -1689,9 +1821,20 @@ def serve(
     token: str | None = None,
     verbose: bool = False,
     faults: Mapping[str, Any] | None = None,
+    token_state: Mapping[str, Any] | None = None,
 ) -> None:
     """Run the sandbox in the foreground until interrupted (the CLI and the manage.py command)."""
-    server = make_server(host, port, store_path, seed=seed, reset=reset, token=token, verbose=verbose, faults=faults)
+    server = make_server(
+        host,
+        port,
+        store_path,
+        seed=seed,
+        reset=reset,
+        token=token,
+        verbose=verbose,
+        faults=faults,
+        token_state=token_state,
+    )
     print(f"Meta sandbox listening on {server.url} (store {Path(store_path).resolve()})", flush=True)
     latency = server.sandbox.faults
     if any(getattr(latency, name) for name in LATENCY_FIELDS):
@@ -1700,6 +1843,10 @@ def serve(
             f"{latency.per_object_ms:g} ms per listed object",
             flush=True,
         )
+    if token_state:
+        token = server.sandbox.access.token
+        expires = "never" if token.expires_at == 0 else datetime.fromtimestamp(token.expires_at, ZoneInfo("UTC"))
+        print(f"token: {token.type}, expires {expires}, scopes {','.join(token.scopes) or '(none)'}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -76,6 +76,19 @@ class RunningSandbox:
     def clock(self) -> dict[str, Any]:
         return self._control("GET", "/_sandbox/clock")
 
+    def token(self, **body: Any) -> dict[str, Any]:
+        """The access token's state; with arguments, a partial update first (``valid``,
+        ``expires_at``, ``expires_in_s``, ``data_access_expires_at``, ``data_access_expires_in_s``,
+        ``scopes``, ``type``, ``invalid_subcode``)."""
+        if not body:
+            return self._control("GET", "/_sandbox/token")
+        return self._control("POST", "/_sandbox/token", body)
+
+    def account(self, account_id: str, **body: Any) -> dict[str, Any]:
+        """Partially update an ad account's access (``account_status``, ``disable_reason``,
+        ``user_tasks``); returns it."""
+        return self._control("POST", f"/_sandbox/accounts/{account_id}", body)
+
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
@@ -110,6 +123,7 @@ def start_sandbox(
     *,
     token: str | None = None,
     faults: Mapping[str, Any] | None = None,
+    token_state: Mapping[str, Any] | None = None,
     **reset_kwargs: Any,
 ) -> RunningSandbox:
     """Start a sandbox on 127.0.0.1 with a free port.
@@ -118,12 +132,22 @@ def start_sandbox(
     ``reset_kwargs`` (the /_sandbox/reset fields). With a ``store_path``, the store is reseeded
     only if ``reset_kwargs`` are given or it is empty, so a restart on the same file keeps state.
     ``faults`` (a /_sandbox/faults body, e.g. ``{"latency_profile": "live"}``) are in force from
-    the start and restored by every ``reset()``, like the command line's latency options.
+    the start and restored by every ``reset()``, like the command line's latency options;
+    ``token_state`` (a /_sandbox/token body, e.g. ``{"scopes": ["ads_read"]}``) likewise.
     """
     temp_dir = None
     if store_path is None:
         temp_dir = Path(tempfile.mkdtemp(prefix="meta-sandbox-"))
         store_path = temp_dir / "sandbox.sqlite3"
     seed = SeedConfig.from_json(reset_kwargs)
-    server = make_server("127.0.0.1", 0, store_path, seed=seed, reset=bool(reset_kwargs), token=token, faults=faults)
+    server = make_server(
+        "127.0.0.1",
+        0,
+        store_path,
+        seed=seed,
+        reset=bool(reset_kwargs),
+        token=token,
+        faults=faults,
+        token_state=token_state,
+    )
     return RunningSandbox(server, temp_dir)
