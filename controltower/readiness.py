@@ -148,6 +148,8 @@ def assess() -> policy.Readiness:
     now = timezone.now()
     deadline = time.monotonic() + settings.READINESS_DEADLINE_SECONDS
     token = policy.token_readiness(token_facts(), now, settings.READINESS_TOKEN_WARN_DAYS)
+    if token.problem == "unasked":  # Meta did not answer: no account would either
+        return policy.overall(token, [], settings.KILL_SWITCH_PARALLELISM, unlisted="Meta did not answer.")
     accounts = _accounts(deadline)
     if isinstance(accounts, graph.MetaError):
         return policy.overall(token, [], settings.KILL_SWITCH_PARALLELISM, unlisted=str(accounts))
