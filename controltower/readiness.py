@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
-from controltower import fanout
+from controltower import fanout, rules
 from controltower import readiness_policy as policy
 from controltower.findings import CRITICAL, WARNING, AlertCondition
 from controltower.models import ReadinessCheck
@@ -77,10 +77,19 @@ def token_facts() -> policy.TokenFacts:
     return policy.TokenFacts(checked=True, valid=True, scopes=scopes, source="permissions", error="")
 
 
-def _mirror() -> dict[str, tuple[int, datetime | None]]:
-    """ACTIVE campaigns per ad account in the mirror (module 10.2 keeps it), and when it was synced."""
-    rows = Campaign.objects.filter(status="ACTIVE").values("account_id").annotate(n=Count("id"), at=Max("synced_at"))
-    return {row["account_id"]: (row["n"], row["at"]) for row in rows}
+def _mirror() -> dict[str, tuple[int, int, datetime | None]]:
+    """Per ad account in the mirror (module 10.2 keeps it): its configured ACTIVE campaigns, those the
+    stop's listing returns (its pages), and when it was synced."""
+    rows = (
+        Campaign.objects.filter(Q(status="ACTIVE") | Q(effective_status__in=rules.LISTED_EFFECTIVE_STATUSES))
+        .values("account_id")
+        .annotate(
+            active=Count("id", filter=Q(status="ACTIVE")),
+            listed=Count("id", filter=Q(effective_status__in=rules.LISTED_EFFECTIVE_STATUSES)),
+            at=Max("synced_at"),
+        )
+    )
+    return {row["account_id"]: (row["active"], row["listed"], row["at"]) for row in rows}
 
 
 def _read_account(meta: graph.GraphClient, account: str) -> tuple[dict[str, Any], float]:
@@ -102,7 +111,7 @@ def account_facts(accounts: list[str], deadline: float) -> list[policy.AccountFa
     budgets = graph.client().throttle
     found: list[policy.AccountFacts] = []
     for account in accounts:
-        active, synced = mirror.get(account, (0, None))
+        active, listed, synced = mirror.get(account, (0, 0, None))
         answer = read[account]
         if isinstance(answer, graph.MetaError):
             found.append(
@@ -129,6 +138,7 @@ def account_facts(accounts: list[str], deadline: float) -> list[policy.AccountFa
                 frees_in_s=round(blocked if blocked else frees_in, 1) if (blocked or frees_in) else None,
                 latency_ms=latency,
                 active_campaigns=active,
+                listed_campaigns=listed,
                 mirror_synced_at=synced,
             )
         )

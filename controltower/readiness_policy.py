@@ -163,6 +163,7 @@ class AccountFacts:
     frees_in_s: float | None = None  # until the reported score decays (or a block ends)
     latency_ms: float | None = None  # the read's round trip
     active_campaigns: int = 0  # configured ACTIVE, from the mirror
+    listed_campaigns: int = 0  # those the stop's listing returns (by effective status), for its pages
     mirror_synced_at: datetime | None = None
 
 
@@ -179,20 +180,34 @@ class Headroom:
 
 
 def headroom(
-    active: int, tier: str, used_pct: float, latency_ms: float | None, item_ms: float, blocked: bool = False
+    active: int,
+    tier: str,
+    used_pct: float,
+    latency_ms: float | None,
+    item_ms: float,
+    blocked: bool = False,
+    listed: int = 0,
 ) -> Headroom:
-    """The stop's own arithmetic (see the module's docstring), for `active` running campaigns."""
+    """The stop's own arithmetic (see the module's docstring), for `active` running campaigns.
+
+    Meta sends usage headers only once an account has made enough calls: with nothing reported
+    (no tier, no usage) the client counts nothing against the window, and sends batches sized to
+    the strictest tier's, one after the other. `listed`: the campaigns the stop's listing returns
+    (it lists by effective status, which PAUSED ones with delivery issues share), when more than `active`."""
     max_points = TIER_MAX_POINTS.get(tier, UNKNOWN_TIER_MAX_POINTS)
     used = max_points * used_pct / 100.0
-    pages = max(1, math.ceil(active / LIST_PAGE))
+    pages = max(1, math.ceil(max(active, listed) / LIST_PAGE))
     after_listing = used + pages * READ_POINTS
+    window = int(max_points * WRITE_CEILING // WRITE_POINTS)
     if blocked or after_listing > max_points:
         at_once = 0
+    elif tier not in TIER_MAX_POINTS and not used_pct:
+        at_once = active
     else:
         at_once = max(0, min(active, int((max_points * WRITE_CEILING - after_listing) // WRITE_POINTS)))
     seconds = None
     if latency_ms is not None:
-        requests = pages + math.ceil(at_once / BATCH)
+        requests = pages + math.ceil(at_once / min(BATCH, window))
         seconds = round((requests * latency_ms + at_once * item_ms) / 1000.0, 2)
     return Headroom(max_points, round(used, 2), pages, at_once, active - at_once, seconds)
 
@@ -267,7 +282,15 @@ def account_readiness(facts: AccountFacts, item_ms: float) -> AccountReadiness:
             verdict = NOT_READY
             reasons.append(f"{facts.account_id} is {name}: Meta refuses edits in it.")
     blocked = facts.used_pct >= 100.0
-    room = headroom(facts.active_campaigns, facts.tier, facts.used_pct, facts.latency_ms, item_ms, blocked)
+    room = headroom(
+        facts.active_campaigns,
+        facts.tier,
+        facts.used_pct,
+        facts.latency_ms,
+        item_ms,
+        blocked,
+        facts.listed_campaigns,
+    )
     if facts.tier == "development_access":
         verdict = worst((verdict, DEGRADED))
         reasons.append(

@@ -228,6 +228,11 @@ def capped_actions(actions: Sequence[Any], limit: int = RUN_RECORD_ITEMS) -> lis
 SNAPSHOT_FIELDS = ("name", "daily_budget", "lifetime_budget", "spend_cap")
 
 
+# The stop lists campaigns by these effective statuses (then keeps those configured ACTIVE): the
+# listing pages it reads count them all.
+LISTED_EFFECTIVE_STATUSES = ("ACTIVE", "IN_PROCESS", "WITH_ISSUES")
+
+
 def is_running(campaign: Mapping[str, Any]) -> bool:
     """Whether a listed campaign is one a person left running: its configured status is ACTIVE.
 

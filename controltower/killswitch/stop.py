@@ -40,7 +40,6 @@ from meta_modules.money import money
 logger = logging.getLogger(__name__)
 
 # Effective statuses a campaign configured ACTIVE can show; the listing is filtered on the configured status after.
-RUNNING_EFFECTIVE_STATUSES = ("ACTIVE", "IN_PROCESS", "WITH_ISSUES")
 CAMPAIGN_FIELDS = ("id", "status", "effective_status", "updated_time", *rules.SNAPSHOT_FIELDS)
 # Read after our pause (and when confirming one): what resume compares.
 PAUSED_FIELDS = ",".join(("status", "updated_time", *rules.SNAPSHOT_FIELDS))
@@ -440,7 +439,7 @@ def _unconfirmed(answer: fanout.Answer | None) -> bool:
 def _running(meta: graph.GraphClient, account: str, deadline: float) -> list[dict[str, Any]]:
     """The campaigns of an account a person left running (configured ACTIVE), listed by effective status."""
     campaigns = fanout.within_deadline(
-        lambda: meta.campaigns(account, CAMPAIGN_FIELDS, RUNNING_EFFECTIVE_STATUSES), deadline
+        lambda: meta.campaigns(account, CAMPAIGN_FIELDS, rules.LISTED_EFFECTIVE_STATUSES), deadline
     )
     return [c for c in campaigns if rules.is_running(c)]
 

@@ -81,8 +81,27 @@ def test_on_the_standard_tier_thousands_fit_but_not_every_number() -> None:
     assert (too_many.at_once, too_many.pending) == (2_690, 310)
 
 
-def test_an_unknown_tier_counts_as_the_strictest_and_a_block_pauses_nothing() -> None:
-    assert policy.headroom(30, "", 0.0, None, 0.0).max_points == 60
+def test_with_nothing_reported_every_pause_goes_in_batches_sized_to_the_strictest_window() -> None:
+    # No usage headers yet (Meta sends them once enough calls were made): nothing counts against
+    # the window, batches of 18 (90 % of 60 points at 3 each) one after the other.
+    room = policy.headroom(30, "", 0.0, latency_ms=100.0, item_ms=0.0)
+
+    assert (room.max_points, room.at_once, room.pending) == (60, 30, 0)
+    assert room.seconds == 0.3  # 1 listing + 2 batches
+
+
+def test_a_reported_usage_without_a_tier_counts_against_the_strictest_window() -> None:
+    assert policy.headroom(30, "", 10.0, None, 0.0).at_once == 15  # (54 - 6 - 1) // 3
+
+
+def test_campaigns_the_listing_returns_besides_the_active_ones_cost_their_pages() -> None:
+    # 100 ACTIVE and 2 PAUSED WITH_ISSUES: the stop lists 102, two pages.
+    room = policy.headroom(100, "development_access", 0.0, None, 0.0, listed=102)
+
+    assert (room.list_pages, room.at_once) == (2, 17)  # (54 - 2) // 3
+
+
+def test_a_block_pauses_nothing_at_once() -> None:
     assert policy.headroom(30, "standard_access", 100.0, None, 0.0, blocked=True).at_once == 0
 
 
