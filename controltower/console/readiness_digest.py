@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.paginator import Paginator
@@ -59,6 +60,7 @@ class Digest:
     label: str
     lines: list[ReasonLine]  # every distinct reason, the worst first
     counts: list[AccountCount]  # accounts per verdict, NOT READY first
+    stale: bool = False  # older than the health cycle should have left it: says little about now
 
     @property
     def shown(self) -> list[ReasonLine]:
@@ -109,13 +111,14 @@ def account_counts(accounts: Iterable[Mapping[str, Any]]) -> list[AccountCount]:
     return [AccountCount(v, policy.VERDICT_LABELS.get(v, v or "unknown"), counts[v]) for v in order]
 
 
-def digest(check: ReadinessCheck) -> Digest:
+def digest(check: ReadinessCheck, now: datetime | None = None, stale_after: timedelta | None = None) -> Digest:
     token = check.token or {}
     accounts = check.accounts or []
     lines = reason_lines(token, accounts, check.reasons or [])
     # A NOT READY summary is its first reason: not said twice (unless other accounts share it).
     lines = [line for line in lines if len(line.accounts) > 1 or line.text not in check.summary]
-    return Digest(check, check.get_verdict_display(), lines, account_counts(accounts))
+    stale = now is not None and stale_after is not None and now - check.checked_at > stale_after
+    return Digest(check, check.get_verdict_display(), lines, account_counts(accounts), stale)
 
 
 def by_account(check: ReadinessCheck | None) -> dict[str, dict[str, Any]]:

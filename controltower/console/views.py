@@ -283,11 +283,17 @@ def dashboard_fragments(request: HttpRequest) -> JsonResponse:
 # --- kill-switch readiness ----------------------------------------------------------------
 
 
+def _digest(latest: ReadinessCheck | None) -> readiness_digest.Digest | None:
+    """Stale after two health cycles without a check: the cycle checks at every run."""
+    stale_after = timedelta(seconds=2 * settings.HEALTH_CYCLE_INTERVAL_SECONDS)
+    return readiness_digest.digest(latest, timezone.now(), stale_after) if latest else None
+
+
 def _readiness_context() -> dict[str, Any]:
     """The latest readiness check, digested for the line beside the kill switch (None before any)."""
     latest = ReadinessCheck.latest()
     return {
-        "readiness": readiness_digest.digest(latest) if latest else None,
+        "readiness": _digest(latest),
         "readiness_next": reverse("console:dashboard"),
     }
 
@@ -328,7 +334,7 @@ def readiness(request: HttpRequest) -> HttpResponse:
         verdict, status = "", 400
     recent = list(ReadinessCheck.objects.defer("accounts", "token", "reasons")[:READINESS_CHECKS_SHOWN])
     context: dict[str, Any] = {
-        "readiness": readiness_digest.digest(latest) if latest else None,
+        "readiness": _digest(latest),
         "readiness_next": reverse("console:readiness"),
         "recent_checks": recent,
         "verdict": verdict,
@@ -387,7 +393,7 @@ def _stop_readiness(preview: dict[str, Any]) -> dict[str, Any]:
     unlisted = [a for a in readiness_digest.ordered_accounts(latest) if a["account_id"] not in listed] if latest else []
     unlisted = [a for a in unlisted if a.get("verdict") != readiness_policy.READY]
     return {
-        "readiness": readiness_digest.digest(latest) if latest else None,
+        "readiness": _digest(latest),
         "stake_rows": [(row, judged.get(row.get("account"))) for row in rows],
         "unready_unlisted": unlisted[:UNLISTED_SHOWN],
         "unready_unlisted_more": max(0, len(unlisted) - UNLISTED_SHOWN),

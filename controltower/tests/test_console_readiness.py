@@ -193,6 +193,17 @@ def test_the_same_meta_error_in_many_accounts_is_one_line(operator: Client) -> N
     assert "act_0 cannot be read with this token" in reasons and "and 34 more accounts" in _text(reasons)
 
 
+def test_a_check_older_than_two_health_cycles_is_called_stale(operator: Client, settings) -> None:
+    settings.HEALTH_CYCLE_INTERVAL_SECONDS = 3600
+    _record(_token(), [_account("act_1", 10)], minutes_ago=119)
+    assert 'id="readiness-stale"' not in operator.get("/").content.decode()
+
+    _record(_token(), [_account("act_1", 10)], minutes_ago=121)
+    ReadinessCheck.objects.filter(checked_at__gt=timezone.now() - timedelta(minutes=120)).delete()
+
+    assert "stale" in _text(_part(operator.get("/").content.decode(), "readiness-stale"))
+
+
 def test_before_any_check_the_line_says_so_with_the_button(operator: Client, viewer: Client) -> None:
     line = _part(operator.get("/").content.decode(), "readiness-line")
     assert "Readiness not checked yet" in line and 'id="readiness-check-button"' in line
