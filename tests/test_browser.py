@@ -9,6 +9,9 @@ module has run, then HEALTHY; the stop page names the sandbox, the budget at sta
 and currency, and warns that nobody will be alerted; with a webhook configured (a local receiver)
 the stop delivers and its result page shows the delivery; the resume preview lists exactly the
 campaigns the sandbox then shows re-activated. Screenshots of every page land in artifacts/.
+
+Kill-switch readiness (issue 18): the latest check's line sits beside the EMERGENCY STOP button, and
+Check now records a new one from the browser.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connections
+from django.utils import timezone
 
+from controltower import readiness_policy as policy
 from controltower.commander import health_cycle
-from controltower.models import TowerState
+from controltower.models import ReadinessCheck, TowerState
 from controltower.schedules import run_module_now
 from meta_modules import registry
 from tests.support import ROOT
@@ -218,3 +223,73 @@ def test_a_new_operator_can_trust_what_the_console_says(
     page.goto(f"{live_server.url}/runs/")
     page.click("a[href^='/runs/']:not([href='/runs/'])")
     _shot(page, "run")
+
+
+def _readiness_check(accounts: int, per_account: int) -> ReadinessCheck:
+    """A recorded check with readiness_policy's own verdicts: standard-tier accounts, a valid token."""
+    now = timezone.now()
+    token = policy.token_readiness(
+        policy.TokenFacts(checked=True, valid=True, type="SYSTEM_USER", scopes=("ads_management",)), now, 7
+    )
+    judged = [
+        policy.account_readiness(
+            policy.AccountFacts(
+                f"act_{n}",
+                True,
+                account_status=1,
+                user_tasks=("MANAGE",),
+                tier="standard_access",
+                latency_ms=150.0,
+                active_campaigns=per_account,
+            ),
+            20.0,
+        )
+        for n in range(1, accounts + 1)
+    ]
+    found = policy.overall(token, judged, 8)
+    return ReadinessCheck.objects.create(
+        checked_at=now,
+        executed_by="scheduler",
+        mode="stub",
+        verdict=found.verdict,
+        summary=found.summary,
+        reasons=list(found.reasons),
+        token=found.token.to_json(),
+        accounts=[a.to_json() for a in found.accounts],
+        campaigns_active=found.campaigns_active,
+        paused_at_once=found.paused_at_once,
+        estimated_seconds=found.estimated_seconds,
+    )
+
+
+def test_the_readiness_line_sits_beside_the_emergency_stop_button(
+    synced, meta_sandbox, live_server, browser_page
+) -> None:
+    check = _readiness_check(accounts=12, per_account=100)
+    assert check.summary.startswith("READY: a stop now would pause 1,200 campaigns in 12 accounts")
+    page = browser_page
+    _log_in(page, live_server, "rhea")
+
+    line = page.locator("#kill-switch #readiness-line")
+    button = page.locator("#kill-switch #emergency-stop-button")
+    assert line.is_visible() and button.is_visible()
+    assert check.summary in line.inner_text() and "checked" in page.inner_text("#readiness-age")
+    assert page.inner_text("#readiness-line .badge") == "READY"
+    # Beside it: on the same band of the page, the line just left of the button.
+    at_line, at_button = line.bounding_box(), button.bounding_box()
+    assert at_line["y"] < at_button["y"] + at_button["height"] and at_button["y"] < at_line["y"] + at_line["height"]
+    assert 0 <= at_button["x"] - (at_line["x"] + at_line["width"]) <= 40, (at_line, at_button)
+    _shot(page, "dashboard-readiness")
+
+    # Check now, from the browser: a new check recorded with the operator's name, its summary shown.
+    page.click("#readiness-check-button")
+    page.wait_for_selector("#messages")
+    latest = ReadinessCheck.latest()
+    assert latest.pk != check.pk and latest.executed_by == "rhea"
+    assert page.get_attribute("#readiness-summary", "title") == latest.summary  # cut when long, whole on hover
+    assert page.url.rstrip("/") == live_server.url
+    _shot(page, "dashboard-readiness-checked")
+    page.click("#readiness-link")
+    page.wait_for_selector("#readiness-recent")
+    assert page.locator("#readiness-recent tr[data-verdict]").count() == 2
+    _shot(page, "readiness")

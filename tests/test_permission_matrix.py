@@ -59,8 +59,9 @@ API_WRITES = [
     (f"{API}/modules/{MODULE}/restart", {"reason": "permission matrix"}),
     (f"{API}/modules/{MODULE}/runs", {}),  # 409: 10.1 is not an external module
 ]
-CONSOLE_PAGES = ["/", "/report/", "/runs/", "/notifications/", f"/modules/{MODULE}/"]
+CONSOLE_PAGES = ["/", "/report/", "/runs/", "/notifications/", f"/modules/{MODULE}/", "/readiness/"]
 CONSOLE_ACTION_PAGES = ["/emergency-stop/", "/resume/"]
+CONSOLE_POSTS = ["/readiness/check/"]  # a button, no page: it acts (reads Meta, records a check) and goes back
 
 
 def _user(role: str) -> User | None:
@@ -153,6 +154,18 @@ def test_console_pages(world, url: str, role: str) -> None:
         expected = 403 if url in CONSOLE_ACTION_PAGES else 200
     else:
         expected = 200
+    assert response.status_code == expected, (url, role, response.status_code)
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("url", CONSOLE_POSTS)
+def test_console_buttons(world, url: str, role: str) -> None:
+    response = _console_client(role).post(url)
+
+    if role == "anonymous":
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/?next=")
+        return
+    expected = {"non_staff": 403, "viewer": 403, "operator": 302}[role]
     assert response.status_code == expected, (url, role, response.status_code)
 
 

@@ -24,6 +24,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -34,11 +35,12 @@ from controltower import (
     findings,
     health,
     killswitch,
+    readiness_policy,
     recovery,
     reports,
     rules,
 )
-from controltower.console import charts, queries, tables, times
+from controltower.console import charts, queries, readiness_digest, tables, times
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
     CampaignSearchForm,
@@ -53,6 +55,7 @@ from controltower.models import (
     CampaignHold,
     ControlTowerRun,
     Notification,
+    ReadinessCheck,
     RecoveryAttempt,
     RunState,
     RunType,
@@ -71,6 +74,8 @@ TIER_LABELS = {
     "": "not learnt yet",
 }
 ACCOUNTS_NAMED_PER_TIER = 10
+READINESS_CHECKS_SHOWN = 10
+UNLISTED_SHOWN = 20  # accounts the stop preview does not list but the readiness check found not ready
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,7 @@ DASHBOARD_FRAGMENTS = {
     "modules": "console/_modules.html",
     "findings": "console/_findings.html",
     "alert-channels": "console/_alert_channels.html",
+    "readiness": "console/_readiness_line.html",
 }
 MODULE_FRAGMENTS = {"module-facts": "console/_module_facts.html", "module-runs": "console/_module_runs.html"}
 STOP_FRAGMENTS = {"stop-result": "console/_stop_result.html"}
@@ -257,6 +263,7 @@ def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
         "commands": COMMANDS,
         "strip_size": queries.STRIP_CHECKS,
         "access_tiers": tier_groups(throttle.learnt_tiers()),
+        **_readiness_context(),
     }
 
 
@@ -271,6 +278,72 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @passive
 def dashboard_fragments(request: HttpRequest) -> JsonResponse:
     return _fragments(request, DASHBOARD_FRAGMENTS, _dashboard_context(request))
+
+
+# --- kill-switch readiness ----------------------------------------------------------------
+
+
+def _digest(latest: ReadinessCheck | None) -> readiness_digest.Digest | None:
+    """Stale after two health cycles without a check: the cycle checks at every run."""
+    stale_after = timedelta(seconds=2 * settings.HEALTH_CYCLE_INTERVAL_SECONDS)
+    return readiness_digest.digest(latest, timezone.now(), stale_after) if latest else None
+
+
+def _readiness_context() -> dict[str, Any]:
+    """The latest readiness check, digested for the line beside the kill switch (None before any)."""
+    latest = ReadinessCheck.latest()
+    return {
+        "readiness": _digest(latest),
+        "readiness_next": reverse("console:dashboard"),
+    }
+
+
+READINESS_MESSAGE_LEVELS = {
+    readiness_policy.READY: messages.SUCCESS,
+    readiness_policy.DEGRADED: messages.WARNING,
+    readiness_policy.NOT_READY: messages.ERROR,
+}
+
+
+@require_http_methods(["POST"])
+@operator_required
+@throttled("command")
+def readiness_check(request: HttpRequest) -> HttpResponse:
+    """Check now: asks Meta (reads only) through the commander, records the check with who asked,
+    and goes back where the button was."""
+    found = commander.check_readiness(_actor(request))
+    messages.add_message(
+        request, READINESS_MESSAGE_LEVELS.get(found.verdict, messages.INFO), f"Readiness checked: {found.summary}"
+    )
+    back = request.POST.get("next", "")
+    if not url_has_allowed_host_and_scheme(back, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        back = reverse("console:dashboard")
+    return redirect(back)
+
+
+@require_GET
+@staff_required
+def readiness(request: HttpRequest) -> HttpResponse:
+    """The latest check in full: the token, every ad account a page at a time (the worst first,
+    filterable by verdict), and the verdicts of the checks before it."""
+    latest = ReadinessCheck.latest()
+    verdict = request.GET.get("verdict", "")
+    status = 200
+    if verdict and verdict not in readiness_policy.VERDICT_LABELS:
+        messages.error(request, f"Unknown verdict {verdict!r}: one of {', '.join(readiness_policy.VERDICT_LABELS)}.")
+        verdict, status = "", 400
+    recent = list(ReadinessCheck.objects.defer("accounts", "token", "reasons")[:READINESS_CHECKS_SHOWN])
+    context: dict[str, Any] = {
+        "readiness": _digest(latest),
+        "readiness_next": reverse("console:readiness"),
+        "recent_checks": recent,
+        "verdict": verdict,
+        "verdicts": readiness_policy.VERDICT_LABELS,
+    }
+    if latest:
+        rows = readiness_digest.ordered_accounts(latest, verdict)
+        context["accounts"] = readiness_digest.page_of_accounts(rows, request.GET.get("page"))
+    return _page(request, "console/readiness.html", context, status=status)
 
 
 # --- emergency stop and resume --------------------------------------------------------
@@ -297,9 +370,35 @@ def emergency_stop(request: HttpRequest) -> HttpResponse:
     return _page(
         request,
         "console/emergency_stop.html",
-        {"form": form, "preview": preview, "state": TowerState.get(), **search, **_alerting()},
+        {
+            "form": form,
+            "preview": preview,
+            "state": TowerState.get(),
+            **search,
+            **_alerting(),
+            **_stop_readiness(preview.preview or {}),
+        },
         status=400 if form.is_bound or not found else 200,
     )
+
+
+def _stop_readiness(preview: dict[str, Any]) -> dict[str, Any]:
+    """The latest readiness check beside the stop's preview: each account's verdict in its row, and
+    the accounts the check found not ready that the preview does not list (unreadable, say). It
+    informs; the stop is never refused for it."""
+    latest = ReadinessCheck.latest()
+    judged = readiness_digest.by_account(latest)
+    rows = (preview.get("stakes") or {}).get("accounts") or []
+    listed = {row.get("account") for row in rows}
+    unlisted = [a for a in readiness_digest.ordered_accounts(latest) if a["account_id"] not in listed] if latest else []
+    unlisted = [a for a in unlisted if a.get("verdict") != readiness_policy.READY]
+    return {
+        "readiness": _digest(latest),
+        "stake_rows": [(row, judged.get(row.get("account"))) for row in rows],
+        "unready_unlisted": unlisted[:UNLISTED_SHOWN],
+        "unready_unlisted_more": max(0, len(unlisted) - UNLISTED_SHOWN),
+        "readiness_next": reverse("console:emergency-stop"),
+    }
 
 
 def _stop_context(run_id: UUID) -> dict[str, Any]:

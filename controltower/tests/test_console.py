@@ -234,7 +234,7 @@ def test_the_strip_shows_the_latest_checks_with_a_title_per_cell(operator: Clien
 def test_the_dashboard_fragments_carry_the_same_parts(operator: Client) -> None:
     body = operator.get("/fragments/").json()
 
-    assert set(body["fragments"]) == {"system-status", "halt", "modules", "findings", "alert-channels"}
+    assert set(body["fragments"]) == {"system-status", "halt", "modules", "findings", "alert-channels", "readiness"}
     assert 'id="system-status"' in body["fragments"]["system-status"] and body["done"] is False
 
 

@@ -60,7 +60,8 @@
 
     function apply(fragments) {
       Object.keys(fragments).forEach(function (name) {
-        var target = main.querySelector('[data-fragment="' + name + '"]');
+        // The document, not only <main>: the readiness line sits in the header, beside the kill switch.
+        var target = document.querySelector('[data-fragment="' + name + '"]');
         if (target) { target.innerHTML = fragments[name]; localTimes(target); }
       });
     }
