@@ -576,7 +576,11 @@ class ReadinessCheck(models.Model):
     paused_at_once = models.PositiveIntegerField(default=0, help_text="A stop now would pause these within its answer")
     left_pending = models.PositiveIntegerField(default=0, help_text="... and leave these for Meta's rate window")
     out_of_reach = models.PositiveIntegerField(default=0, help_text="... and could not pause these at all")
-    estimated_seconds = models.FloatField(null=True, blank=True)
+    estimated_seconds = models.FloatField(null=True, blank=True, help_text="Meta's part × stop_factor")
+    meta_seconds = models.FloatField(null=True, blank=True, help_text="Meta's latencies and batch items alone")
+    stop_factor = models.FloatField(
+        null=True, blank=True, help_text="The last real stop's time over its estimate (null: no stop seen yet)"
+    )
     token_expires_at = models.DateTimeField(null=True, blank=True)
     data_access_expires_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)

@@ -18,7 +18,7 @@ from django.utils import timezone
 from controltower import fanout, rules
 from controltower import readiness_policy as policy
 from controltower.findings import CRITICAL, WARNING, AlertCondition
-from controltower.models import ReadinessCheck
+from controltower.models import ControlTowerRun, ReadinessCheck, RunState, RunType
 from meta_modules import graph, throttle
 from meta_modules.models import Campaign
 
@@ -154,6 +154,31 @@ def _accounts(deadline: float) -> list[str] | graph.MetaError:
         return exc
 
 
+def _paused(actions: list[dict[str, Any]]) -> int:
+    return sum(a.get("paused", 0) for a in actions if a.get("action") == "pause_campaigns")
+
+
+def _stop_factor() -> float | None:
+    """The latest emergency stop that paused campaigns (not one that joined another), against the
+    estimate of the readiness check before it."""
+    recent = (
+        ControlTowerRun.objects.filter(
+            run_type=RunType.EMERGENCY_STOP, state=RunState.COMPLETED, execution_time_ms__isnull=False
+        )
+        .order_by("-executed_at")
+        .values("executed_at", "execution_time_ms", "actions_executed")[:10]
+    )
+    stop = next((run for run in recent if _paused(run["actions_executed"])), None)
+    if stop is None:
+        return None
+    before = (
+        ReadinessCheck.objects.filter(checked_at__lte=stop["executed_at"], meta_seconds__isnull=False)
+        .values_list("meta_seconds", flat=True)
+        .first()
+    )
+    return policy.stop_factor(stop["execution_time_ms"] / 1000.0, before)
+
+
 def assess() -> policy.Readiness:
     now = timezone.now()
     deadline = time.monotonic() + settings.READINESS_DEADLINE_SECONDS
@@ -164,7 +189,7 @@ def assess() -> policy.Readiness:
     if isinstance(accounts, graph.MetaError):
         return policy.overall(token, [], settings.KILL_SWITCH_PARALLELISM, unlisted=str(accounts))
     judged = [policy.account_readiness(f, settings.READINESS_BATCH_ITEM_MS) for f in account_facts(accounts, deadline)]
-    return policy.overall(token, judged, settings.KILL_SWITCH_PARALLELISM)
+    return policy.overall(token, judged, settings.KILL_SWITCH_PARALLELISM, factor=_stop_factor())
 
 
 def check(executed_by: str) -> ReadinessCheck:
@@ -185,6 +210,8 @@ def check(executed_by: str) -> ReadinessCheck:
         left_pending=found.left_pending,
         out_of_reach=found.out_of_reach,
         estimated_seconds=found.estimated_seconds,
+        meta_seconds=found.meta_seconds,
+        stop_factor=found.stop_factor,
         token_expires_at=token.expires_at,
         data_access_expires_at=token.data_access_expires_at,
         duration_ms=round((time.perf_counter() - started) * 1000),

@@ -321,7 +321,9 @@ class Readiness:
     paused_at_once: int = 0
     left_pending: int = 0  # would wait for Meta's rate window, paused by the background sweeps
     out_of_reach: int = 0  # in accounts a stop could not pause at all
-    estimated_seconds: float | None = None
+    estimated_seconds: float | None = None  # Meta's part × stop_factor
+    meta_seconds: float | None = None  # Meta's part: its latencies and batch items
+    stop_factor: float | None = None  # the last real stop's time over its estimate (None: no stop seen)
 
     @property
     def accounts_ready(self) -> int:
@@ -337,13 +339,28 @@ def stop_seconds(per_account: Iterable[float | None], parallelism: int) -> float
     return round(sum(rounds), 1)
 
 
+def stop_factor(last_stop_seconds: float | None, its_estimate: float | None) -> float | None:
+    """How much longer than Meta's part the last real stop took here (the tower's own work, the
+    machine, the workers): never below 1, None without both figures."""
+    if not last_stop_seconds or not its_estimate:
+        return None
+    return round(max(1.0, last_stop_seconds / its_estimate), 2)
+
+
 def _count(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def overall(token: TokenReadiness, accounts: list[AccountReadiness], parallelism: int, unlisted: str = "") -> Readiness:
+def overall(
+    token: TokenReadiness,
+    accounts: list[AccountReadiness],
+    parallelism: int,
+    unlisted: str = "",
+    factor: float | None = None,
+) -> Readiness:
     """READY / DEGRADED / NOT READY with the reasons in words, and what a stop now would do.
-    `unlisted`: why the ad accounts themselves could not be listed, if they could not."""
+    `unlisted`: why the ad accounts themselves could not be listed, if they could not; `factor`:
+    the last real stop's `stop_factor`, which scales Meta's part of the time into the estimate."""
     reasons = list(token.reasons)
     for account in accounts:
         reasons.extend(account.reasons)
@@ -364,7 +381,8 @@ def overall(token: TokenReadiness, accounts: list[AccountReadiness], parallelism
     at_once = sum(a.headroom.at_once for a in usable if a.headroom)
     pending = sum(a.headroom.pending for a in usable if a.headroom)
     out_of_reach = active - at_once - pending
-    seconds = stop_seconds((a.headroom.seconds if a.headroom else None for a in usable), parallelism)
+    meta_seconds = stop_seconds((a.headroom.seconds if a.headroom else None for a in usable), parallelism)
+    seconds = round(meta_seconds * (factor or 1.0), 1) if meta_seconds is not None else None
     label = VERDICT_LABELS[verdict]
     if verdict == NOT_READY:
         summary = f"{label}: {reasons[0] if reasons else 'the kill switch would not work.'}"
@@ -387,4 +405,6 @@ def overall(token: TokenReadiness, accounts: list[AccountReadiness], parallelism
         left_pending=pending,
         out_of_reach=out_of_reach,
         estimated_seconds=seconds,
+        meta_seconds=meta_seconds,
+        stop_factor=factor,
     )

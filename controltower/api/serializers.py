@@ -120,7 +120,15 @@ class ReadySerializer(serializers.Serializer):
     paused_at_once = serializers.IntegerField()
     left_pending = serializers.IntegerField()
     out_of_reach = serializers.IntegerField()
-    estimated_seconds = serializers.FloatField(allow_null=True)
+    estimated_seconds = serializers.FloatField(
+        allow_null=True, help_text="About how long a stop now would take: meta_seconds × stop_factor."
+    )
+    meta_seconds = serializers.FloatField(
+        allow_null=True, help_text="Meta's part alone: each account's requests × its read latency, batch items."
+    )
+    stop_factor = serializers.FloatField(
+        allow_null=True, help_text="The last real stop's time over the estimate before it (≥ 1); null before one."
+    )
     token_expires_at = serializers.DateTimeField(allow_null=True)
     data_access_expires_at = serializers.DateTimeField(allow_null=True)
 

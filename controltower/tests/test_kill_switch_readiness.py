@@ -12,8 +12,9 @@ from django.core import mail
 from django.utils import timezone
 
 from controltower import commander, readiness
+from controltower import readiness_policy as policy
 from controltower.killswitch import StopRequest
-from controltower.models import Alert, CampaignHold, ReadinessCheck
+from controltower.models import Alert, CampaignHold, ControlTowerRun, ReadinessCheck
 from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules import graph, jobs
 from tests.support import api_client
@@ -161,6 +162,14 @@ def test_the_headroom_estimate_is_exactly_what_a_stop_then_does(meta_sandbox, sy
     assert (result.campaigns_paused, result.campaigns_pending) == (found.paused_at_once, found.left_pending)
     assert meta_sandbox.state()["accounts"][0]["rejected_while_blocked"] == 0
     assert found.verdict == "degraded" and f"{small} is on Meta's development tier" in " ".join(found.reasons)
+    assert found.stop_factor is None  # no stop seen before it: Meta's part alone
+    assert found.estimated_seconds == found.meta_seconds
+
+    after = commander.check_readiness("alice")  # the stop just seen scales the next estimate
+
+    took = ControlTowerRun.objects.get(pk=result.run_id).execution_time_ms / 1000
+    assert after.stop_factor == policy.stop_factor(took, found.meta_seconds) >= 1
+    assert after.estimated_seconds == round(after.meta_seconds * after.stop_factor, 1)
 
 
 def test_without_app_credentials_the_permissions_come_from_me_permissions(mirrored, settings) -> None:

@@ -167,6 +167,19 @@ def test_an_expiring_token_degrades_an_otherwise_ready_stop() -> None:
     assert found.verdict == policy.DEGRADED and found.summary.startswith("DEGRADED: a stop now would pause 120")
 
 
+def test_the_last_stops_slowness_scales_the_estimate_never_speeds_it() -> None:
+    assert policy.stop_factor(18.6, 5.3) == 3.51
+    assert policy.stop_factor(0.5, 2.0) == 1.0  # faster than Meta's part: Meta's part stands
+    assert policy.stop_factor(None, 2.0) is None and policy.stop_factor(3.0, None) is None
+    accounts = [policy.account_readiness(account(), 20.0)]
+
+    found = policy.overall(token(), accounts, 150, factor=3.5)
+
+    # 120 campaigns: 2 listing pages + 3 batches at 100 ms, 120 items at 20 ms.
+    assert (found.meta_seconds, found.stop_factor, found.estimated_seconds) == (2.9, 3.5, 10.2)
+    assert "in about 10.2 s" in found.summary
+
+
 def test_accounts_beyond_the_parallelism_take_rounds() -> None:
     assert policy.stop_seconds([1.0, 3.0, 2.0, None], parallelism=2) == 4.0  # (3, 2) then (1): the slowest of each
     assert policy.stop_seconds([None], parallelism=2) is None
