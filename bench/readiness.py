@@ -26,7 +26,9 @@ For each size in --sizes:
   4. a real emergency stop right after the last check, with no worker, pressed in a process of its
      own as bench/agency_stop.py presses it (its `--press stop`): when it answered, how busy the
      cores were and the sandbox's CPU time, and per account the holds paused vs pending against the
-     check's estimate for that account.
+     check's estimate for that account;
+  5. calibrated: the campaigns ACTIVE again (reseeded), one check — which now scales Meta's part
+     of the time by the stop just seen (stop_factor) — and a second stop, against that estimate.
 Then the development tier: one account of --dev-active ACTIVE campaigns on Meta's development tier
 (60 points per window), one check then the stop, the same comparison.
 Prints JSON and writes bench/results/<--out>.
@@ -147,6 +149,8 @@ def one_check(url: str) -> dict[str, Any]:
         "left_pending": found.left_pending,
         "out_of_reach": found.out_of_reach,
         "estimated_seconds": found.estimated_seconds,
+        "meta_seconds": found.meta_seconds,
+        "stop_factor": found.stop_factor,
         "account_read_ms": {
             "min": min(latencies, default=None),
             "median": statistics.median(latencies) if latencies else None,
@@ -227,6 +231,17 @@ def measure_size(url: str, env: dict[str, str], pid: int, accounts: int, args: a
     reset_tower()
     result["stop"] = stop(url, env, pid, estimate)
     result["estimate_vs_stop"] = compare(checks[-1], result["stop"])
+    reset_tower()
+    # Calibrated: the check after a real stop scales Meta's part by that stop's factor; a second
+    # stop, on the same campaigns ACTIVE again, says how close that comes.
+    seed(url, accounts, args.active, LIVE)
+    graph.reset_clients()
+    calibrated = one_check(url)
+    estimate = calibrated.pop("_estimate")
+    result["calibrated_check"] = calibrated
+    reset_tower()
+    result["second_stop"] = stop(url, env, pid, estimate)
+    result["calibrated_vs_second_stop"] = compare(calibrated, result["second_stop"])
     reset_tower()
     return result
 
