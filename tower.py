@@ -204,6 +204,11 @@ def up() -> int:
         "watchdog": [str(PYTHON), str(ROOT / "manage.py"), "watchdog"],
     }
     if env.get("META_MODE", "stub") == "stub":
+        from meta_sandbox.access import APP_ID  # standard library only, like this script
+
+        # The sandbox's app, so readiness asks debug_token with an app token as in live mode.
+        env.setdefault("META_APP_ID", APP_ID)
+        env.setdefault("META_APP_SECRET", "sandbox-app-secret")
         processes["sandbox"] = sandbox_command(env)
     return supervise(processes, env, lambda: announce(env, host, port, processes))
 
