@@ -23,8 +23,17 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from controltower import audit, cycle, killswitch, queue, recovery, schedules
-from controltower.models import ControlTowerRun, RecoveryAttempt, RecoveryState, RunState, RunType, TowerState
+from controltower import audit, cycle, drills, killswitch, queue, recovery, schedules
+from controltower.models import (
+    Canary,
+    ControlTowerRun,
+    FireDrill,
+    RecoveryAttempt,
+    RecoveryState,
+    RunState,
+    RunType,
+    TowerState,
+)
 from controltower.recovery_policy import Action
 from meta_modules import parts
 from meta_modules.gate import operations_halted
@@ -40,6 +49,7 @@ ALIASES = {
 SYNC_MODULES = ("10.2", "10.4", "10.14")
 OPTIMIZATION_CHAIN = ("10.5", "10.6", "10.16")
 RECOVERING = "recovery"  # recovery by hand, whatever its procedure, in REFUSED_WHILE_HALTED
+FIRE_DRILL = "fire_drill"
 
 # What would restart spending is refused while the tower is halted: these commands and recovery by
 # hand (the console shows them disabled; the API, the admin and the console get this refusal).
@@ -47,6 +57,7 @@ REFUSED_WHILE_HALTED = {
     "start_all": "Emergency stop active: starting modules would restart spending. Resume first.",
     "restart_module": "Emergency stop active: restarting modules would restart spending. Resume first.",
     RECOVERING: "Emergency stop active: resume before recovering modules.",
+    FIRE_DRILL: "Emergency stop active: a fire drill would re-activate campaigns. Resume first.",
 }
 
 
@@ -377,6 +388,26 @@ def recover(code: str, action: str, actor: str, reason: str = "") -> RecoveryAtt
     attempt = recovery.operator_action(code, action, actor, reason)
     mark_operator_acted([code])
     return attempt
+
+
+def fire_drill(actor: str, reason: str, trigger: str = FireDrill.Trigger.OPERATOR) -> FireDrill:
+    """Drill the canary campaigns now (controltower.drills). Refused while halted, with no canary
+    designated and while another drill runs; a refusal is recorded as a refused drill."""
+    try:
+        refuse_while_halted(FIRE_DRILL)
+        return drills.run(actor, reason, trigger)
+    except (CommandRefused, drills.DrillRefused) as exc:
+        drills.refused(actor, reason, trigger, str(exc))
+        raise CommandRefused(str(exc)) from exc
+
+
+def designate_canary(account_id: str, campaign_id: str, actor: str, reason: str) -> Canary:
+    """An operator designates a campaign its account's canary (drills.designate: checked on Meta)."""
+    return drills.designate(account_id, campaign_id, actor, reason)
+
+
+def release_canary(canary: Canary, actor: str, reason: str = "") -> None:
+    drills.release(canary, actor, reason)
 
 
 def upkeep() -> None:

@@ -27,6 +27,7 @@ from controltower import alerts, findings, health, probes
 from controltower.locks import lease
 from controltower.models import (
     ControlTowerRun,
+    FireDrill,
     ModuleStatus,
     RecoveryAttempt,
     RunState,
@@ -154,6 +155,7 @@ def record(report: health.HealthReport, recovered: RecoveryReport, executed_by: 
     """Persist the check with what recovery did, then raise/resolve alerts and notify. `started`
     (perf_counter) is when the cycle began, for its execution time."""
     conditions = findings.alert_conditions(report) + recovered.conditions
+    conditions += findings.drill_conditions(FireDrill.latest_verdict())  # fire drills: apart from the report
     run = persist(report, executed_by, round((time.perf_counter() - started) * 1000), conditions, recovered)
     news = alerts.update(conditions, run, report.halted, now=report.checked_at)
     alerts.notify(news, report.system_status, run)

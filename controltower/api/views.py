@@ -469,6 +469,8 @@ class ApiRootView(APIView):
         "resume",
         "recovery",
         "report",
+        "canaries",
+        "drills",
         "run-list",
         "health-log-list",
         "module-list",
