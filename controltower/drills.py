@@ -62,6 +62,10 @@ class InvalidCanary(Exception):
         self.errors = errors
 
 
+class CanaryTaken(Exception):
+    """The account already has a canary, or the campaign already is one (answered 409)."""
+
+
 class MetaUnavailable(Exception):
     """Meta could not be asked whether the campaign exists (answered 503): nothing was designated."""
 
@@ -199,17 +203,14 @@ def _drill(canaries: list[Canary]) -> list[dict[str, Any]]:
 
 
 def designate(account_id: str, campaign_id: str, actor: str, reason: str) -> Canary:
-    """Make a campaign its account's canary: one per account, never twice, and it must exist on Meta
-    in that account (read now). Raises InvalidCanary (field errors) or MetaUnavailable."""
+    """Make a campaign its account's canary: one per account, never twice (CanaryTaken), and it must
+    exist on Meta in that account, read now (InvalidCanary, or MetaUnavailable when Meta cannot say)."""
     account = fanout.act_ids([account_id])[0]
-    errors: dict[str, list[str]] = {}
     current = Canary.objects.filter(account_id=account).first()
     if current is not None:
-        errors["account_id"] = [f"{account} already has a canary ({current.campaign_id}): remove it first."]
+        raise CanaryTaken(f"{account} already has a canary ({current.campaign_id}): remove it first.")
     if Canary.objects.filter(campaign_id=campaign_id).exists():
-        errors["campaign_id"] = [f"Campaign {campaign_id} is already a canary."]
-    if errors:
-        raise InvalidCanary(errors)
+        raise CanaryTaken(f"Campaign {campaign_id} is already a canary.")
     campaign = _read_campaign(account, campaign_id)
     if f"act_{campaign.get('account_id')}" != account:
         raise InvalidCanary({"campaign_id": [f"Campaign {campaign_id} is not in ad account {account} on Meta."]})
@@ -223,7 +224,7 @@ def designate(account_id: str, campaign_id: str, actor: str, reason: str) -> Can
                 reason=reason,
             )
     except IntegrityError:  # designated meanwhile by someone else
-        raise InvalidCanary({"campaign_id": ["Designated meanwhile: this account or campaign has a canary."]}) from None
+        raise CanaryTaken("Designated meanwhile: this account or this campaign has a canary now.") from None
     audit.record("canary_designated", actor=actor, reason=reason, account=account, campaign_id=campaign_id)
     return canary
 

@@ -136,10 +136,12 @@ class CanariesView(ReadsForViewers):
         operation_id="control_tower_canary_designate",
         request=CanaryRequestSerializer,
         summary="Designate a canary campaign",
-        description="At most one per ad account, a campaign once; it must exist on Meta in that account "
-        "(read now). Fire drills pause and re-activate it, and nothing else.",
+        description="It must exist on Meta in that account (read now: 400 on campaign_id otherwise). At most "
+        "one per ad account, a campaign once (409 otherwise). Fire drills pause and re-activate it, and "
+        "nothing else.",
         responses={
             201: CanarySerializer,
+            409: OpenApiResponse(description="The account already has a canary, or the campaign already is one."),
             503: OpenApiResponse(description="Meta could not be asked; nothing was designated."),
         },
     )
@@ -151,6 +153,8 @@ class CanariesView(ReadsForViewers):
             )
         except drills.InvalidCanary as exc:
             raise ValidationError(exc.errors) from exc
+        except drills.CanaryTaken as exc:
+            return Response({"detail": str(exc)}, status=409)
         except drills.MetaUnavailable as exc:
             return Response({"detail": str(exc)}, status=503)
         return Response(CanarySerializer(canary).data, status=201)

@@ -261,7 +261,7 @@ def test_a_bad_drill_schedule_is_refused_at_start(value: str, message: str) -> N
     assert result.returncode != 0 and "ImproperlyConfigured" in result.stderr and message in result.stderr
 
 
-def test_bad_canary_input_is_a_400_with_field_errors(meta_sandbox, operator) -> None:
+def test_bad_canary_input_is_a_400_with_field_errors_and_a_taken_one_a_409(meta_sandbox, operator) -> None:
     accounts = _accounts(meta_sandbox)
     mine = _first_active(meta_sandbox, accounts[0].removeprefix("act_"))
     theirs = _first_active(meta_sandbox, accounts[1].removeprefix("act_"))
@@ -282,14 +282,14 @@ def test_bad_canary_input_is_a_400_with_field_errors(meta_sandbox, operator) -> 
     assert elsewhere.status_code == 400 and "is not in ad account" in elsewhere.json()["campaign_id"][0]
 
     assert post(account_id=accounts[0].removeprefix("act_"), campaign_id=mine).status_code == 201
-    twice = post(account_id=accounts[1], campaign_id=mine)
-    assert twice.status_code == 400 and "already a canary" in twice.json()["campaign_id"][0]
+    twice = post(account_id=accounts[1], campaign_id=mine)  # a conflict with what is designated: 409
+    assert twice.status_code == 409 and "is already a canary" in twice.json()["detail"]
     second = _campaigns(meta_sandbox)
     other = next(
         c for c in second if c != mine and c in {str(r["id"]) for r in meta_sandbox.campaigns(account=accounts[0][4:])}
     )
     one_per_account = post(account_id=accounts[0], campaign_id=other)
-    assert one_per_account.status_code == 400 and "already has a canary" in one_per_account.json()["account_id"][0]
+    assert one_per_account.status_code == 409 and "already has a canary" in one_per_account.json()["detail"]
 
     viewer = api_client("victor", VIEWERS_GROUP)
     assert (
