@@ -30,7 +30,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controltower import audit, channels, fanout, rules
-from controltower.models import Canary, FireDrill, Notification
+from controltower.models import CampaignHold, Canary, FireDrill, Notification
 from meta_modules import graph
 from meta_modules.errors import RETRYABLE
 from meta_modules.gate import operations_halted
@@ -267,6 +267,12 @@ def run(actor: str, reason: str, trigger: str) -> FireDrill:
     canaries = list(Canary.objects.all())
     if not canaries:
         raise DrillRefused("No canary campaign is designated: designate one per ad account first.")
+    busy = CampaignHold.objects.filter(
+        campaign_id__in=[c.campaign_id for c in canaries],
+        state__in=(CampaignHold.State.PENDING, CampaignHold.State.RESUMING),
+    ).first()
+    if busy is not None:  # a drill's pause would look like a person's edit to the kill switch
+        raise DrillRefused(f"The kill switch is still working on canary {busy.campaign_id} ({busy.state}).")
     drill = FireDrill.begin(actor, reason, trigger)
     if drill is None:
         running = FireDrill.running()

@@ -20,7 +20,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from controltower import commander, killswitch, schedules, tasks
-from controltower.models import Alert, FireDrill, Notification, TowerState
+from controltower.models import Alert, CampaignHold, ControlTowerRun, FireDrill, Notification, RunType, TowerState
 from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from tests.support import ROOT, admin_client, api_client, wait_for
 
@@ -199,6 +199,24 @@ def test_a_halt_beginning_mid_drill_leaves_the_canaries_paused(meta_sandbox, can
     after = _campaigns(meta_sandbox)
     assert all(after[c][0] == "PAUSED" for c in canaries)
     assert {c: after[c] for c in set(before) - set(canaries)} == {c: before[c] for c in set(before) - set(canaries)}
+
+
+def test_it_waits_while_resume_is_still_re_activating_a_canary(meta_sandbox, canaries, operator) -> None:
+    stop = ControlTowerRun.objects.create(run_type=RunType.EMERGENCY_STOP, executed_by="bob", mode="stub")
+    CampaignHold.objects.create(
+        halt_run=stop,
+        stop_run=stop,
+        campaign_id=canaries[0],
+        account_id="act_1000000001",
+        prior_status="ACTIVE",
+        state=CampaignHold.State.RESUMING,
+    )
+    before = _campaigns(meta_sandbox)
+
+    response = operator.post(f"{API}/drills", {"reason": "drill"}, format="json")
+
+    assert response.status_code == 409 and f"still working on canary {canaries[0]}" in response.json()["detail"]
+    assert _campaigns(meta_sandbox) == before
 
 
 def test_one_drill_at_a_time_and_a_dead_one_is_closed(meta_sandbox, canaries, operator) -> None:
