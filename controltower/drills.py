@@ -191,7 +191,11 @@ def _drill(canaries: list[Canary]) -> list[dict[str, Any]]:
         for canary in sent_back:
             error, body = again[canary.campaign_id]
             left = "left paused" if body is not None else f"PAUSING IT AGAIN FAILED ({error}): check it on Meta"
-            fail(canary, HALT, f"an emergency stop began during the drill: {left} (a drill never undoes a stop)")
+            result = results[canary.campaign_id]
+            earlier = f"; before that: {result['error']}" if result["error"] else ""
+            # The halt says most about this canary now, whatever failed before it.
+            result["failed_at"] = HALT
+            result["error"] = f"an emergency stop began during the drill: {left} (a drill never undoes a stop){earlier}"
 
     for result in results.values():
         if not result["failed_at"]:
