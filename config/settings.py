@@ -410,6 +410,31 @@ if HOLD_CLAIM_SECONDS <= EMERGENCY_STOP_DEADLINE_SECONDS:  # a live stop's claim
         f"HOLD_CLAIM_SECONDS={HOLD_CLAIM_SECONDS} must exceed "
         f"EMERGENCY_STOP_DEADLINE_SECONDS={EMERGENCY_STOP_DEADLINE_SECONDS:g}."
     )
+
+
+def _crontab(name: str) -> str:
+    """A crontab expression "minute hour day-of-month month day-of-week" (Celery's syntax, in
+    CELERY_TIMEZONE); empty = off. Refused at start when Celery could not schedule it."""
+    value = " ".join(env_str(name).split())
+    if not value:
+        return ""
+    fields = value.split(" ")
+    if len(fields) != 5:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} must have 5 fields, 'minute hour day-of-month month day-of-week' "
+            "(e.g. '30 4 * * 1': Mondays at 04:30 UTC); empty switches it off."
+        )
+    from celery.schedules import crontab
+
+    try:
+        crontab(*fields[:2], day_of_week=fields[4], day_of_month=fields[2], month_of_year=fields[3])
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a valid crontab expression: {exc}") from None
+    return value
+
+
+# Fire drills on the canary campaigns (controltower/drills.py), on this crontab schedule; "" = off.
+DRILL_SCHEDULE = _crontab("DRILL_SCHEDULE")
 # Two-person rule for resume: a second, different operator must approve within the TTL.
 RESUME_REQUIRES_SECOND_APPROVER = env_bool("RESUME_REQUIRES_SECOND_APPROVER", False)
 RESUME_APPROVAL_TTL_SECONDS = env_int("RESUME_APPROVAL_TTL_SECONDS", 1800, minimum=60)

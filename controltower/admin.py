@@ -24,8 +24,10 @@ from controltower.models import (
     Alert,
     ApiToken,
     CampaignHold,
+    Canary,
     ControlTowerRun,
     ExternalModule,
+    FireDrill,
     Notification,
     RecoveryAttempt,
     RecoveryState,
@@ -189,6 +191,22 @@ class NotificationAdmin(ReadOnlyAdmin):
     search_fields = ("subject", "body", "error")
     date_hierarchy = "sent_at"
     raw_id_fields = ("run",)
+
+
+@admin.register(Canary)
+class CanaryAdmin(ReadOnlyAdmin):
+    """Fire drills' canaries: designated and removed through the API (checked on Meta), read here."""
+
+    list_display = ("account_id", "campaign_id", "name", "designated_by", "designated_at", "reason")
+    search_fields = ("account_id", "campaign_id", "name")
+
+
+@admin.register(FireDrill)
+class FireDrillAdmin(ReadOnlyAdmin):
+    list_display = ("started_at", "state", "trigger", "executed_by", "pause_ms", "resume_ms", "message")
+    list_filter = ("state", "trigger")
+    search_fields = ("executed_by", "reason", "message")
+    date_hierarchy = "started_at"
 
 
 @admin.register(RecoveryAttempt)

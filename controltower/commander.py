@@ -23,9 +23,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from controltower import audit, cycle, killswitch, queue, readiness, recovery, schedules
+from controltower import audit, cycle, drills, findings, killswitch, queue, readiness, recovery, schedules
 from controltower.models import (
+    Canary,
     ControlTowerRun,
+    FireDrill,
     ReadinessCheck,
     RecoveryAttempt,
     RecoveryState,
@@ -48,6 +50,7 @@ ALIASES = {
 SYNC_MODULES = ("10.2", "10.4", "10.14")
 OPTIMIZATION_CHAIN = ("10.5", "10.6", "10.16")
 RECOVERING = "recovery"  # recovery by hand, whatever its procedure, in REFUSED_WHILE_HALTED
+FIRE_DRILL = "fire_drill"
 
 # What would restart spending is refused while the tower is halted: these commands and recovery by
 # hand (the console shows them disabled; the API, the admin and the console get this refusal).
@@ -55,6 +58,7 @@ REFUSED_WHILE_HALTED = {
     "start_all": "Emergency stop active: starting modules would restart spending. Resume first.",
     "restart_module": "Emergency stop active: restarting modules would restart spending. Resume first.",
     RECOVERING: "Emergency stop active: resume before recovering modules.",
+    FIRE_DRILL: "Emergency stop active: a fire drill would re-activate campaigns. Resume first.",
 }
 
 
@@ -387,6 +391,26 @@ def recover(code: str, action: str, actor: str, reason: str = "") -> RecoveryAtt
     return attempt
 
 
+def fire_drill(actor: str, reason: str, trigger: str = FireDrill.Trigger.OPERATOR) -> FireDrill:
+    """Drill the canary campaigns now (controltower.drills). Refused while halted, with no canary
+    designated and while another drill runs; a refusal is recorded as a refused drill."""
+    try:
+        refuse_while_halted(FIRE_DRILL)
+        return drills.run(actor, reason, trigger)
+    except (CommandRefused, drills.DrillRefused) as exc:
+        drills.refused(actor, reason, trigger, str(exc))
+        raise CommandRefused(str(exc)) from exc
+
+
+def designate_canary(account_id: str, campaign_id: str, actor: str, reason: str) -> Canary:
+    """An operator designates a campaign its account's canary (drills.designate: checked on Meta)."""
+    return drills.designate(account_id, campaign_id, actor, reason)
+
+
+def release_canary(canary: Canary, actor: str, reason: str = "") -> None:
+    drills.release(canary, actor, reason)
+
+
 def upkeep() -> None:
     """The kill switch's own upkeep, by the watchdog and every health cycle: carry out the emergency
     stops spend spikes asked for (10.9, opt-in), finish a halt nobody is finishing (its stop or sweep
@@ -411,5 +435,6 @@ def health_cycle(executed_by: str) -> ControlTowerRun:
         upkeep()
         parts.close_overdue()  # a module run whose parts never reported is closed before it is judged
         report = cycle.assess()
-        ready = readiness.check(executed_by)
-        return cycle.record(report, recovery.recover(report), executed_by, started, readiness.conditions(ready))
+        found = readiness.conditions(readiness.check(executed_by))
+        found += findings.drill_conditions(FireDrill.latest_verdict())
+        return cycle.record(report, recovery.recover(report), executed_by, started, found)

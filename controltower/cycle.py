@@ -158,7 +158,8 @@ def record(
     found: list[findings.AlertCondition],
 ) -> ControlTowerRun:
     """Persist the check with what recovery did, then raise/resolve alerts and notify, with the
-    conditions `found` by the cycle's other checks (the kill switch's readiness). `started`
+    conditions `found` by the cycle's other checks (the kill switch's readiness, the latest fire
+    drill). `started`
     (perf_counter) is when the cycle began, for its execution time."""
     conditions = findings.alert_conditions(report) + recovered.conditions + found
     run = persist(report, executed_by, round((time.perf_counter() - started) * 1000), conditions, recovered)

@@ -21,6 +21,7 @@ from django.conf import settings
 from controltower import rules
 from meta_modules import graph
 from meta_modules.errors import RETRYABLE
+from meta_modules.gate import operations_halted
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,8 @@ def parallel(
                 return fn(meta, account)
         except graph.MetaError as exc:
             return exc
+        except graph.WriteRefused as exc:  # not sent, and no use trying again until the halt is lifted
+            return graph.MetaError(graph.ErrorKind.INVALID, str(exc))
         except Exception as exc:  # noqa: BLE001 - a stop or resume must finish whatever one account does
             logger.exception("Unexpected failure on %s during a stop or resume", account)
             return graph.MetaError(graph.ErrorKind.TRANSIENT, f"unexpected {type(exc).__name__}: {exc}")
@@ -92,13 +95,41 @@ def act_ids(accounts: Iterable[str]) -> list[str]:
 
 
 Answer = tuple[graph.MetaError | None, dict[str, Any] | None]
+HALTED = "Meta write refused: the tower is halted (emergency stop)."
+
+# The kill switch's calls, one per campaign: the stop's pause (with the read-after-write of what
+# resume compares), its read, and resume's re-activation. Fire drills send exactly these.
+PAUSED_FIELDS = ",".join(("status", "updated_time", *rules.SNAPSHOT_FIELDS))
+
+
+def pause_call(campaign: Campaign) -> graph.BatchCall:
+    return graph.BatchCall(
+        campaign.campaign_id, "POST", f"{campaign.campaign_id}/", {"status": "PAUSED", "fields": PAUSED_FIELDS}
+    )
+
+
+def read_call(campaign: Campaign) -> graph.BatchCall:
+    return graph.BatchCall(campaign.campaign_id, "GET", campaign.campaign_id, {"fields": PAUSED_FIELDS})
+
+
+def reactivate_call(campaign: Campaign) -> graph.BatchCall:
+    return graph.BatchCall(campaign.campaign_id, "POST", f"{campaign.campaign_id}/", {"status": "ACTIVE"})
 
 
 def send(
-    campaigns: list[C], call: Callable[[C], graph.BatchCall], deadline: float
+    campaigns: list[C],
+    call: Callable[[C], graph.BatchCall],
+    deadline: float,
+    allow_while_halted: bool = True,
+    answered: dict[str, float] | None = None,
 ) -> tuple[dict[str, Answer], Counter[str]]:
     """One batch item per campaign, accounts in parallel. Items that fail transiently or on a rate
     limit (after the client's own retries) go again while the deadline allows.
+
+    `allow_while_halted=False` (a write that must not happen during an emergency stop): the write
+    guard is asked here, in the calling thread, before every round (threads only talk to Meta);
+    while halted nothing is sent and each campaign's answer is the refusal. `answered`, when
+    given, receives per account the time.monotonic() its last answer came back.
 
     Returns campaign id → (final error, answer), and how many requests went out per campaign.
     """
@@ -107,14 +138,21 @@ def send(
     todo, rounds = campaigns, 0
     while todo:
         rounds += 1
+        if not allow_while_halted and operations_halted():
+            refused = graph.MetaError(graph.ErrorKind.INVALID, HALTED)
+            answers.update({c.campaign_id: (refused, None) for c in todo})
+            break
         by_account: dict[str, list[C]] = defaultdict(list)
         for campaign in todo:
             by_account[campaign.account_id].append(campaign)
-        outcomes = parallel(
-            lambda meta, a: meta.batch(a, [call(c) for c in by_account[a]], allow_while_halted=True),  # noqa: B023 - called within this iteration
-            by_account,
-            deadline,
-        )
+
+        def batch(meta: graph.GraphClient, account: str) -> graph.BatchResult:
+            result = meta.batch(account, [call(c) for c in by_account[account]], allow_while_halted=True)  # noqa: B023 - called within this iteration
+            if answered is not None:
+                answered[account] = time.monotonic()
+            return result
+
+        outcomes = parallel(batch, by_account, deadline)
         todo = []
         for account, outcome in outcomes.items():
             for campaign in by_account[account]:

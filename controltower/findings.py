@@ -18,6 +18,7 @@ from controltower.models import ModuleStatus, SystemStatus
 
 if TYPE_CHECKING:
     from controltower.health import HealthReport, ModuleHealth
+    from controltower.models import FireDrill
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 
@@ -252,3 +253,25 @@ def recommendations(report: HealthReport) -> list[dict[str, str]]:
             add(INFO, f"{name}: has never finished a run yet.", module.code)
     order = {CRITICAL: 0, WARNING: 1, INFO: 2}
     return sorted(found, key=lambda r: order[r["severity"]])
+
+
+def drill_conditions(latest: FireDrill | None) -> list[AlertCondition]:
+    """`drill:failed` while the latest drill with a verdict failed (refused drills were not run).
+
+    Critical when a canary could not be paused by the stop's own call: the emergency stop itself
+    may not stop spend. Warning otherwise (a canary not running or unreadable, a re-activation that
+    failed, a halt during the drill): the stop worked and what is at stake is one canary left paused.
+    """
+    if latest is None or latest.state != "failed":
+        return []
+    failed = [r for r in latest.results if r.get("outcome") != "passed"]
+    pause_failed = any(r.get("failed_at") == "pause" for r in failed)
+    counted = f"{len(failed)} of {len(latest.results)} canaries" if latest.results else "interrupted"
+    return [
+        AlertCondition(
+            "drill:failed",
+            CRITICAL if pause_failed else WARNING,
+            f"Fire drill failed ({counted})",
+            latest.message,
+        )
+    ]

@@ -1,6 +1,6 @@
 """The tower's records: runs (checks and commands), per-module health logs and its state; alerts and
 their notifications; the emergency-stop ledger (CampaignHold); recovery attempts and each module's
-recovery state; external modules and API tokens; named leases."""
+recovery state; external modules and API tokens; named leases; fire drills and their canaries."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
 
@@ -390,6 +390,7 @@ class Notification(models.Model):
         EMERGENCY = "emergency", "Emergency stop / resume"
         ESCALATION = "escalation", "Escalation"
         TEST = "test", "Test message"  # asked for by an operator to check a channel
+        DRILL = "drill", "Fire drill failed"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     channel = models.CharField(max_length=16, help_text="email, slack or webhook")
@@ -755,3 +756,129 @@ class ApiToken(models.Model):
     @classmethod
     def live(cls) -> models.QuerySet[ApiToken]:
         return cls.objects.filter(revoked_at__isnull=True)
+
+
+class Canary(models.Model):
+    """A campaign an operator designated for fire drills (at most one per ad account): a drill
+    pauses it and re-activates it through the kill switch's own calls, and touches nothing else."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account_id = models.CharField(max_length=40, unique=True, help_text="act_…")
+    campaign_id = models.CharField(max_length=40, unique=True)
+    name = models.CharField(max_length=400, blank=True, help_text="The campaign's name on Meta when designated")
+    designated_by = models.CharField(max_length=150)
+    designated_at = models.DateTimeField(default=timezone.now)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_canaries"
+        ordering = ["account_id"]
+
+    def __str__(self) -> str:
+        return f"canary {self.campaign_id} ({self.account_id})"
+
+
+class FireDrill(models.Model):
+    """One fire drill: each canary paused and re-activated, both round trips measured.
+
+    At most one runs at a time: `begin` claims by inserting the one `running` row a partial unique
+    index allows; a drill whose process died is closed (failed, interrupted) once it cannot be alive.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Passed"
+        FAILED = "failed", "Failed"
+        REFUSED = "refused", "Refused (not run)"
+
+    class Trigger(models.TextChoices):
+        SCHEDULED = "scheduled", "Scheduled (DRILL_SCHEDULE)"
+        OPERATOR = "operator", "Operator"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.OPERATOR)
+    executed_by = models.CharField(max_length=150)
+    reason = models.TextField(blank=True)
+    mode = models.CharField(max_length=8, choices=Mode.choices)
+    results = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Per canary: account, campaign_id, name, paused_ms, resumed_ms, outcome, failed_at, error",
+    )
+    pause_ms = models.PositiveIntegerField(null=True, blank=True, help_text="The slowest confirmed pause")
+    resume_ms = models.PositiveIntegerField(null=True, blank=True, help_text="The slowest confirmed re-activation")
+    message = models.TextField(blank=True)
+
+    class Meta:
+        db_table = "meta_control_tower_fire_drills"
+        ordering = ["-started_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["state"], condition=models.Q(state="running"), name="uq_one_running_drill")
+        ]
+        indexes = [models.Index(fields=["state", "started_at"], name="ix_fire_drills_state_started")]
+
+    def __str__(self) -> str:
+        return f"fire drill {self.state} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+    @staticmethod
+    def alive_for() -> timedelta:
+        """The longest a live drill can run: four steps (read, pause, re-activate, re-pause) of one
+        kill-switch deadline each, and a minute of margin."""
+        return timedelta(seconds=4 * settings.EMERGENCY_STOP_DEADLINE_SECONDS + 60)
+
+    @classmethod
+    def running(cls) -> FireDrill | None:
+        return cls.objects.filter(state=cls.State.RUNNING).first()
+
+    @classmethod
+    def begin(cls, actor: str, reason: str, trigger: str) -> FireDrill | None:
+        """Claim the one running drill; None when another drill is running. A running one that
+        cannot be alive any more is closed first (a conditional update: one closer wins)."""
+        cls.objects.filter(state=cls.State.RUNNING, started_at__lt=timezone.now() - cls.alive_for()).update(
+            state=cls.State.FAILED,
+            finished_at=timezone.now(),
+            message="Interrupted: the process running this drill ended before it finished.",
+        )
+        try:
+            with transaction.atomic():
+                return cls.objects.create(
+                    executed_by=actor, reason=reason, trigger=trigger, mode=settings.META_MODE, state=cls.State.RUNNING
+                )
+        except IntegrityError:
+            return None
+
+    @classmethod
+    def refused(cls, actor: str, reason: str, trigger: str, why: str) -> FireDrill:
+        """A drill that was asked for and not run (halted, busy, no canary): recorded with why."""
+        now = timezone.now()
+        return cls.objects.create(
+            executed_by=actor,
+            reason=reason,
+            trigger=trigger,
+            mode=settings.META_MODE,
+            state=cls.State.REFUSED,
+            started_at=now,
+            finished_at=now,
+            message=why,
+        )
+
+    def finish(self, state: str, **outcome: Any) -> bool:
+        """The drill ended (passed or failed) with its outcome (fields of this model); False when it
+        was no longer running (closed as interrupted meanwhile)."""
+        now = timezone.now()
+        done = FireDrill.objects.filter(pk=self.pk, state=self.State.RUNNING).update(
+            state=state, finished_at=now, **outcome
+        )
+        if done:
+            self.state, self.finished_at = state, now
+            for name, value in outcome.items():
+                setattr(self, name, value)
+        return bool(done)
+
+    @classmethod
+    def latest_verdict(cls) -> FireDrill | None:
+        """The latest drill that came to a verdict (passed or failed; refused ones were not run)."""
+        return cls.objects.filter(state__in=(cls.State.PASSED, cls.State.FAILED)).order_by("-finished_at").first()

@@ -22,6 +22,7 @@ Definitions
   listed apart with their age.
 - Auto-recovery: automatic attempts (escalations apart), each verified at the check after it;
   success = healed / verified.
+- Fire drills: those started in the period, by verdict (a refused drill was asked for and not run).
 - False positive: an alert opened in the period (spend spikes and infrastructure alerts left
   out) that was resolved at or before the first check after its opening, with no recovery
   attempt and no completed command on its module (on any module for system-wide alerts), and
@@ -47,6 +48,7 @@ from controltower import findings, health
 from controltower.models import (
     Alert,
     ControlTowerRun,
+    FireDrill,
     ModuleStatus,
     RecoveryAttempt,
     RunState,
@@ -61,6 +63,7 @@ FAILED = (ModuleRun.Outcome.FAILURE, ModuleRun.Outcome.TIMEOUT)
 # Alerts that are not judged for false positives: a spike is money, infrastructure is probed directly.
 NOT_JUDGED_PREFIXES = ("spend_spike:", "infra:")
 TOP_ERRORS = 10
+DRILLS_LISTED = 10
 # A module's time that is neither available nor unavailable: stopped on purpose, waiting for its first run.
 NOT_COUNTED = (ModuleStatus.STOPPED, ModuleStatus.UNKNOWN)
 
@@ -512,6 +515,20 @@ def top_errors(period: Period, limit: int = TOP_ERRORS) -> list[dict[str, Any]]:
     ]
 
 
+def fire_drills(period: Period, limit: int = DRILLS_LISTED) -> dict[str, Any]:
+    """Fire drills started in the period: how many passed, failed and were refused, and the latest
+    ones with their slowest pause and re-activation."""
+    drills = FireDrill.objects.filter(started_at__gte=period.since, started_at__lt=period.until)
+    counts = drills.aggregate(
+        count=Count("pk"),
+        **{state: Count("pk", filter=Q(state=state)) for state in FireDrill.State.values},
+    )
+    latest = drills.order_by("-started_at").values(
+        "id", "started_at", "finished_at", "state", "trigger", "executed_by", "pause_ms", "resume_ms", "message"
+    )[:limit]
+    return {**counts, "latest": list(latest)}
+
+
 def build(period: Period, now: datetime | None = None) -> dict[str, Any]:
     """The whole report for one period (its end at most `now`)."""
     now = now or timezone.now()
@@ -523,6 +540,7 @@ def build(period: Period, now: datetime | None = None) -> dict[str, Any]:
         "mttr": mttr(period, names),
         "auto_recovery": auto_recovery(period),
         "emergency_stops": emergency_stops(period, now),
+        "fire_drills": fire_drills(period),
         "alerts": false_positives(period),
         "totals": module_run_totals(period),
         "top_errors": top_errors(period),

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask, PeriodicTasks
 
 from config.celery import app
 from controltower.models import TowerState
@@ -31,6 +31,7 @@ from meta_modules.registry import MODULES, ModuleSpec
 HEALTH_CYCLE_TASK = "control tower · health cycle"
 HEARTBEAT_TASK = "control tower · heartbeat"
 RETENTION_TASK = "control tower · prune history"
+DRILL_TASK = "control tower · fire drill"
 DAY = 24 * 3600
 DEFAULT_EVERY = 3600  # a module task without an interval (never made by sync) counts as hourly
 
@@ -174,8 +175,37 @@ def sync_tower_tasks() -> list[str]:
         DAY,
         "Deletes health history and module runs older than the retention settings.",
     )
+    drill = sync_drill_task(settings.DRILL_SCHEDULE)
     PeriodicTasks.update_changed()
-    return [HEALTH_CYCLE_TASK, HEARTBEAT_TASK, RETENTION_TASK]
+    return [HEALTH_CYCLE_TASK, HEARTBEAT_TASK, RETENTION_TASK, *([DRILL_TASK] if drill else [])]
+
+
+def sync_drill_task(expression: str) -> PeriodicTask | None:
+    """The fire drill's crontab task (DRILL_SCHEDULE, "m h dom mon dow", validated at start); no
+    task when it is empty. An existing task keeps its `enabled` (an operator may have disabled it)."""
+    if not expression:
+        PeriodicTask.objects.filter(name=DRILL_TASK).delete()
+        return None
+    minute, hour, day_of_month, month_of_year, day_of_week = expression.split()
+    schedule, _ = CrontabSchedule.objects.get_or_create(
+        minute=minute,
+        hour=hour,
+        day_of_month=day_of_month,
+        month_of_year=month_of_year,
+        day_of_week=day_of_week,
+        timezone=settings.CELERY_TIMEZONE,
+    )
+    task, _ = PeriodicTask.objects.update_or_create(
+        name=DRILL_TASK,
+        defaults={
+            "task": "controltower.tasks.run_fire_drill",
+            "crontab": schedule,
+            "interval": None,
+            "expire_seconds": 3600,  # a drill that waited an hour in the queue is dropped, not run late
+            "description": f"Fire drill on the canary campaigns (DRILL_SCHEDULE={expression!r}).",
+        },
+    )
+    return task
 
 
 # --- enable and disable module schedules ------------------------------------------------

@@ -9,6 +9,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from controltower import commander, cycle, killswitch, retention
+from controltower.models import FireDrill
 from controltower.recovery import DB_GENERATION_KEY
 
 _db_generation: dict[str, object] = {"seen": None}
@@ -64,3 +65,13 @@ def finish_resume(resume_run_id: str, attempt: int = 0) -> dict:
 def work_account_group(group_id: str) -> dict:
     """A worker's share of a stop or a resume (an account group), unless the web process took it first."""
     return killswitch.work_group(group_id)
+
+
+@shared_task(name="controltower.tasks.run_fire_drill")
+def run_fire_drill() -> dict:
+    """DRILL_SCHEDULE's fire drill on the canary campaigns (refused while halted, recorded either way)."""
+    try:
+        drill = commander.fire_drill("scheduler", "Scheduled fire drill (DRILL_SCHEDULE)", FireDrill.Trigger.SCHEDULED)
+    except commander.CommandRefused as exc:
+        return {"state": FireDrill.State.REFUSED, "message": str(exc)}
+    return {"drill_id": str(drill.pk), "state": drill.state, "message": drill.message}

@@ -34,7 +34,7 @@ from rest_framework import serializers
 from controltower.api.report_serializers import CLOCK_SKEW, EARLIEST, MAX_REPORT_DAYS
 from controltower.api.serializers import ResumeParametersSerializer, StopParametersSerializer
 from controltower.commander import canonical
-from controltower.models import CampaignHold, ControlTowerRun, RunState, RunType
+from controltower.models import CampaignHold, Canary, ControlTowerRun, RunState, RunType
 from controltower.roles import OPERATORS_GROUP
 from meta_modules import registry
 from meta_modules.models import ModuleRun
@@ -179,6 +179,20 @@ def _external_run(case: schemathesis.Case) -> None:
         body["finished_at"] = body["started_at"]
 
 
+def _canary(case: schemathesis.Case) -> None:
+    """A canary is a campaign of that account on Meta, at most one per account, each once: the
+    sandbox's first campaign (of act_1000000001), and no canary designated yet."""
+    Canary.objects.all().delete()
+    case.body.update(account_id="act_1000000001", campaign_id="1202100000000001")
+    if not _reason_given(case.body.get("reason")):
+        case.body["reason"] = "Fuzzing the canaries"
+
+
+def _drill(case: schemathesis.Case) -> None:
+    if not _reason_given(case.body.get("reason")):
+        case.body["reason"] = "Fuzzing the fire drills"
+
+
 RULES: dict[str, Callable[[schemathesis.Case], None]] = {
     f"GET {API}/runs": _ordered_window,
     f"GET {API}/health-logs": _ordered_window,
@@ -192,6 +206,8 @@ RULES: dict[str, Callable[[schemathesis.Case], None]] = {
     f"POST {API}/modules/{{code}}/stop": _module,
     f"POST {API}/modules/{{code}}/restart": _module,
     f"POST {API}/modules/{{code}}/runs": _external_run,
+    f"POST {API}/canaries": _canary,
+    f"POST {API}/drills": _drill,
 }
 
 

@@ -7,8 +7,8 @@ import re
 
 from tests.support import ROOT
 
-# config.env's readers, and the throttle-rate reader defined in settings.py; each takes the name first.
-READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_choice", "_throttle_rate"}
+# config.env's readers, and the throttle-rate and crontab readers defined in settings.py; each takes the name first.
+READERS = {"env_str", "env_bool", "env_int", "env_float", "env_list", "env_choice", "_throttle_rate", "_crontab"}
 
 
 def env_names(source: str) -> set[str]:

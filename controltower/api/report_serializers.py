@@ -211,6 +211,27 @@ class EmergencyStopsSerializer(serializers.Serializer):
     stops = EmergencyStopEntrySerializer(many=True)
 
 
+class DrillEntrySerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    state = serializers.CharField(help_text="running, passed, failed or refused.")
+    trigger = serializers.CharField(help_text="scheduled or operator.")
+    executed_by = serializers.CharField()
+    pause_ms = serializers.IntegerField(allow_null=True, help_text="The slowest confirmed pause.")
+    resume_ms = serializers.IntegerField(allow_null=True, help_text="The slowest confirmed re-activation.")
+    message = serializers.CharField(allow_blank=True)
+
+
+class FireDrillsSerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=0, help_text="Drills started in the period.")
+    running = serializers.IntegerField(min_value=0)
+    passed = serializers.IntegerField(min_value=0)
+    failed = serializers.IntegerField(min_value=0)
+    refused = serializers.IntegerField(min_value=0, help_text="Asked for and not run (halted, busy, no canary).")
+    latest = DrillEntrySerializer(many=True, help_text="The 10 latest, newest first.")
+
+
 class AlertQualitySerializer(serializers.Serializer):
     opened = serializers.IntegerField(min_value=0, help_text="Alerts opened in the period (excluded kinds apart).")
     judged = serializers.IntegerField(min_value=0, help_text="Those whose next check has happened.")
@@ -249,6 +270,7 @@ class ReportSerializer(serializers.Serializer):
     mttr = MttrSerializer()
     auto_recovery = AutoRecoverySerializer()
     emergency_stops = EmergencyStopsSerializer()
+    fire_drills = FireDrillsSerializer(help_text="Fire drills on the canary campaigns (controltower/drills.py).")
     alerts = AlertQualitySerializer()
     totals = RunTotalsSerializer(help_text="Module runs started in the period.")
     top_errors = TopErrorSerializer(many=True, help_text="The 10 most frequent failure messages, per module.")

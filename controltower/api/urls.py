@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from controltower.api import external, report_views, views, viewsets
+from controltower.api import drill_views, external, report_views, views, viewsets
 
 app_name = "controltower_api"
 
@@ -23,6 +23,9 @@ urlpatterns = [
     re_path(r"^alert-channels(?:/)?$", views.AlertChannelsView.as_view(), name="alert-channels"),
     re_path(r"^alert-channels/(?P<channel>[^/\x00]+)/test(?:/)?$", views.AlertTestView.as_view(), name="alert-test"),
     re_path(r"^report(?:/)?$", report_views.ReportView.as_view(), name="report"),
+    re_path(r"^canaries(?:/)?$", drill_views.CanariesView.as_view(), name="canaries"),
+    re_path(r"^canaries/(?P<canary_id>[^/\x00]+?)(?:/)?$", drill_views.CanaryView.as_view(), name="canary"),
+    re_path(r"^drills(?:/)?$", drill_views.DrillsView.as_view(), name="drills"),
     re_path(r"^modules/(?P<code>[^/\x00]+)/runs(?:/)?$", external.ExternalRunView.as_view(), name="module-runs"),
     *router.urls,
     re_path(r"", views.UnknownEndpointView.as_view(), name="unknown"),  # last: matches every other path

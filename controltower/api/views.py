@@ -519,6 +519,8 @@ class ApiRootView(APIView):
         "recovery",
         "readiness",
         "report",
+        "canaries",
+        "drills",
         "run-list",
         "health-log-list",
         "module-list",

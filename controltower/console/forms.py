@@ -74,6 +74,14 @@ class ReasonForm(forms.Form):
     )
 
 
+class DrillForm(forms.Form):
+    """Run a fire drill now: why is required (recorded with who and when)."""
+
+    reason = forms.CharField(
+        max_length=REASON_MAX, strip=True, label="Reason", widget=forms.TextInput(attrs={"size": 50})
+    )
+
+
 def _blank(choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return [("", "any"), *choices]
 

@@ -25,4 +25,5 @@ urlpatterns = [
     path("runs/<uuid:run_id>/", views.run_detail, name="run"),
     path("notifications/", views.notification_list, name="notifications"),
     path("report/", views.report, name="report"),
+    path("drills/", views.drills, name="drills"),
 ]

@@ -44,6 +44,7 @@ from controltower.console import charts, queries, readiness_digest, tables, time
 from controltower.console.access import can_operate, operator_required, passive, staff_required, throttled
 from controltower.console.forms import (
     CampaignSearchForm,
+    DrillForm,
     NotificationFilterForm,
     ReasonForm,
     ReportForm,
@@ -53,7 +54,9 @@ from controltower.console.forms import (
 )
 from controltower.models import (
     CampaignHold,
+    Canary,
     ControlTowerRun,
+    FireDrill,
     Notification,
     ReadinessCheck,
     RecoveryAttempt,
@@ -729,4 +732,41 @@ def report(request: HttpRequest) -> HttpResponse:
             "availability": availability,
             "stop_frequency": reports.stop_frequency(data["emergency_stops"]["count"], period.seconds),
         },
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@staff_required
+@throttled("command")
+def drills(request: HttpRequest) -> HttpResponse:
+    """Fire drills: the canary campaigns, the latest drills and, for operators, "Run a drill now"."""
+    if request.method == "POST" and not can_operate(request):
+        return _page(
+            request,
+            "console/forbidden.html",
+            {"why": "Running a fire drill needs the operate_tower permission.", "status": 403},
+            status=403,
+        )
+    form = DrillForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
+        try:
+            drill = commander.fire_drill(_actor(request), form.cleaned_data["reason"], FireDrill.Trigger.OPERATOR)
+        except commander.CommandRefused as exc:
+            messages.error(request, f"Fire drill refused: {exc}")
+        else:
+            level = messages.SUCCESS if drill.state == FireDrill.State.PASSED else messages.ERROR
+            messages.add_message(request, level, f"Fire drill {drill.state}: {drill.message}")
+        return redirect("console:drills")
+    state = TowerState.get()
+    return _page(
+        request,
+        "console/drills.html",
+        {
+            "form": form,
+            "canaries": Canary.objects.all(),
+            "drills": FireDrill.objects.order_by("-started_at")[: reports.DRILLS_LISTED],
+            "halt_refusal": commander.REFUSED_WHILE_HALTED[commander.FIRE_DRILL] if state.emergency_stop_active else "",
+            "drill_schedule": settings.DRILL_SCHEDULE,
+        },
+        status=400 if form.is_bound else 200,
     )

@@ -490,7 +490,7 @@ def _reactivate(
         del undecided[hold.campaign_id]
 
     def reactivation(meta: graph.GraphClient, account: str, holds: list[CampaignHold]) -> graph.BatchResult:
-        calls = [graph.BatchCall(h.campaign_id, "POST", f"{h.campaign_id}/", {"status": "ACTIVE"}) for h in holds]
+        calls = [fanout.reactivate_call(h) for h in holds]
         return meta.batch(account, calls, allow_while_halted=True)
 
     while undecided and not halted():

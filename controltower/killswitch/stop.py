@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 # Effective statuses a campaign configured ACTIVE can show; the listing is filtered on the configured status after.
 CAMPAIGN_FIELDS = ("id", "status", "effective_status", "updated_time", *rules.SNAPSHOT_FIELDS)
 # Read after our pause (and when confirming one): what resume compares.
-PAUSED_FIELDS = ",".join(("status", "updated_time", *rules.SNAPSHOT_FIELDS))
+PAUSED_FIELDS = fanout.PAUSED_FIELDS
 # What a stop command's parameters may set (a command never dry-runs).
 STOP_OPTIONS = ("stop_schedulers", "pause_campaigns", "send_alerts", "ad_account_ids")
 
@@ -405,14 +405,14 @@ def sweep(
     for account, n in claimed_elsewhere.items():
         result.leave_pending(account, "claimed by another sweep (if that one died, its claim lapses)", n)
     running = {c["id"] for c in found}
-    answers, sent = fanout.send([h for h in claimed if h.campaign_id in running], _pause_call, deadline)
+    answers, sent = fanout.send([h for h in claimed if h.campaign_id in running], fanout.pause_call, deadline)
     # Read rather than pause: pending ones no longer listed as running (most likely paused by a
     # sweep whose process died before it recorded the answer), and pauses Meta applied whose
     # answer lacks what resume compares (a read-after-write whose read failed).
     to_read = [h for h in claimed if h.campaign_id not in running or _unconfirmed(answers.get(h.campaign_id))]
-    read, _ = fanout.send(to_read, _read_call, deadline)
+    read, _ = fanout.send(to_read, fanout.read_call, deadline)
     running_again = [h for h in to_read if rules.is_running(read[h.campaign_id][1] or {})]
-    paused_again, sent_again = fanout.send(running_again, _pause_call, deadline)
+    paused_again, sent_again = fanout.send(running_again, fanout.pause_call, deadline)
     answers.update({h.campaign_id: read[h.campaign_id] for h in to_read})
     answers.update(paused_again)
     sent.update(sent_again)
@@ -446,16 +446,6 @@ def _running(meta: graph.GraphClient, account: str, deadline: float) -> list[dic
 
 def _list_running(accounts: list[str], deadline: float) -> dict[str, list[dict[str, Any]] | graph.MetaError]:
     return fanout.parallel(lambda meta, account: _running(meta, account, deadline), accounts, deadline)
-
-
-def _pause_call(hold: CampaignHold) -> graph.BatchCall:
-    return graph.BatchCall(
-        hold.campaign_id, "POST", f"{hold.campaign_id}/", {"status": "PAUSED", "fields": PAUSED_FIELDS}
-    )
-
-
-def _read_call(hold: CampaignHold) -> graph.BatchCall:
-    return graph.BatchCall(hold.campaign_id, "GET", hold.campaign_id, {"fields": PAUSED_FIELDS})
 
 
 def _stop_message(result: StopResult) -> str:
