@@ -90,10 +90,11 @@ def summary(results: list[dict[str, Any]]) -> str:
     failed = [r for r in results if r["outcome"] != PASSED]
     pause, resume = slowest(results, "paused_ms"), slowest(results, "resumed_ms")
     times = f"slowest pause {pause} ms, slowest re-activation {resume} ms" if pause is not None else "nothing paused"
+    canaries = f"{len(results)} {'canary' if len(results) == 1 else 'canaries'}"
     if not failed:
-        return f"Passed: {len(results)} canaries paused and re-activated ({times})."
+        return f"Passed: {canaries} paused and re-activated ({times})."
     reasons = "; ".join(f"{r['account']} {r['campaign_id']}: {r['error']}" for r in failed)
-    return f"Failed: {len(failed)} of {len(results)} canaries ({times}). {reasons}"
+    return f"Failed: {len(failed)} of {canaries} ({times}). {reasons}"
 
 
 def _ms(since: float, until: float | None) -> int:

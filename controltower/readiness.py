@@ -196,6 +196,10 @@ def check(executed_by: str) -> ReadinessCheck:
     """Assess and record one readiness check."""
     started = time.perf_counter()
     found = assess()
+    return record(found, executed_by, round((time.perf_counter() - started) * 1000))
+
+
+def record(found: policy.Readiness, executed_by: str, duration_ms: int = 0) -> ReadinessCheck:
     token = found.token.facts
     return ReadinessCheck.objects.create(
         executed_by=executed_by,
@@ -214,7 +218,7 @@ def check(executed_by: str) -> ReadinessCheck:
         stop_factor=found.stop_factor,
         token_expires_at=token.expires_at,
         data_access_expires_at=token.data_access_expires_at,
-        duration_ms=round((time.perf_counter() - started) * 1000),
+        duration_ms=duration_ms,
     )
 
 

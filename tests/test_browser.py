@@ -28,6 +28,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connections
 from django.utils import timezone
 
+from controltower import readiness
 from controltower import readiness_policy as policy
 from controltower.commander import health_cycle
 from controltower.models import ReadinessCheck, TowerState
@@ -246,20 +247,7 @@ def _readiness_check(accounts: int, per_account: int) -> ReadinessCheck:
         )
         for n in range(1, accounts + 1)
     ]
-    found = policy.overall(token, judged, 8)
-    return ReadinessCheck.objects.create(
-        checked_at=now,
-        executed_by="scheduler",
-        mode="stub",
-        verdict=found.verdict,
-        summary=found.summary,
-        reasons=list(found.reasons),
-        token=found.token.to_json(),
-        accounts=[a.to_json() for a in found.accounts],
-        campaigns_active=found.campaigns_active,
-        paused_at_once=found.paused_at_once,
-        estimated_seconds=found.estimated_seconds,
-    )
+    return readiness.record(policy.overall(token, judged, 8), "scheduler")
 
 
 def test_the_readiness_line_sits_beside_the_emergency_stop_button(

@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.utils import timezone
 
+from controltower import readiness
 from controltower import readiness_policy as policy
 from controltower.console import readiness_digest
 from controltower.models import ReadinessCheck, TowerState
@@ -70,25 +71,11 @@ def _unreachable(account_id: str, error: str = "(#200) Permissions error") -> po
 def _record(
     token: policy.TokenReadiness, accounts: list[policy.AccountReadiness], by: str = "scheduler", minutes_ago: int = 3
 ) -> ReadinessCheck:
-    """A check as controltower.readiness.check records it."""
-    found = policy.overall(token, accounts, PARALLELISM)
-    return ReadinessCheck.objects.create(
-        checked_at=timezone.now() - timedelta(minutes=minutes_ago),
-        executed_by=by,
-        mode="stub",
-        verdict=found.verdict,
-        summary=found.summary,
-        reasons=list(found.reasons),
-        token=found.token.to_json(),
-        accounts=[a.to_json() for a in found.accounts],
-        campaigns_active=found.campaigns_active,
-        paused_at_once=found.paused_at_once,
-        left_pending=found.left_pending,
-        out_of_reach=found.out_of_reach,
-        estimated_seconds=found.estimated_seconds,
-        token_expires_at=found.token.facts.expires_at,
-        data_access_expires_at=found.token.facts.data_access_expires_at,
-    )
+    """A check as controltower.readiness.check records it, `minutes_ago`."""
+    check = readiness.record(policy.overall(token, accounts, PARALLELISM), by)
+    check.checked_at = timezone.now() - timedelta(minutes=minutes_ago)
+    check.save(update_fields=["checked_at"])
+    return check
 
 
 def _ready_agency() -> ReadinessCheck:
