@@ -18,7 +18,7 @@ from django.utils import timezone
 from controltower import fanout, rules
 from controltower import readiness_policy as policy
 from controltower.findings import CRITICAL, WARNING, AlertCondition
-from controltower.models import ControlTowerRun, ReadinessCheck, RunState, RunType
+from controltower.models import ControlTowerRun, ReadinessCheck, RunState, RunType, TowerState
 from meta_modules import graph, throttle
 from meta_modules.models import Campaign
 
@@ -189,7 +189,8 @@ def assess() -> policy.Readiness:
     if isinstance(accounts, graph.MetaError):
         return policy.overall(token, [], settings.KILL_SWITCH_PARALLELISM, unlisted=str(accounts))
     judged = [policy.account_readiness(f, settings.READINESS_BATCH_ITEM_MS) for f in account_facts(accounts, deadline)]
-    return policy.overall(token, judged, settings.KILL_SWITCH_PARALLELISM, factor=_stop_factor())
+    halted = TowerState.get().emergency_stop_active
+    return policy.overall(token, judged, settings.KILL_SWITCH_PARALLELISM, factor=_stop_factor(), halted=halted)
 
 
 def check(executed_by: str) -> ReadinessCheck:

@@ -357,10 +357,13 @@ def overall(
     parallelism: int,
     unlisted: str = "",
     factor: float | None = None,
+    halted: bool = False,
 ) -> Readiness:
     """READY / DEGRADED / NOT READY with the reasons in words, and what a stop now would do.
     `unlisted`: why the ad accounts themselves could not be listed, if they could not; `factor`:
-    the last real stop's `stop_factor`, which scales Meta's part of the time into the estimate."""
+    the last real stop's `stop_factor`, which scales Meta's part of the time into the estimate.
+    While `halted` the mirror still counts what the stop paused (10.2 does not sync during a halt):
+    the summary says what the token and accounts allow (the re-sweeps, and resume) instead."""
     reasons = list(token.reasons)
     for account in accounts:
         reasons.extend(account.reasons)
@@ -386,6 +389,11 @@ def overall(
     label = VERDICT_LABELS[verdict]
     if verdict == NOT_READY:
         summary = f"{label}: {reasons[0] if reasons else 'the kill switch would not work.'}"
+    elif halted:
+        summary = (
+            f"{label}: halted; the token and {_count(len(usable), 'account')} let the kill switch re-sweep "
+            "and resume re-activate."
+        )
     else:
         about = f" in about {seconds:g} s" if seconds is not None else ""
         summary = (

@@ -170,6 +170,7 @@ def test_the_headroom_estimate_is_exactly_what_a_stop_then_does(meta_sandbox, sy
     took = ControlTowerRun.objects.get(pk=result.run_id).execution_time_ms / 1000
     assert after.stop_factor == policy.stop_factor(took, found.meta_seconds) >= 1
     assert after.estimated_seconds == round(after.meta_seconds * after.stop_factor, 1)
+    assert after.summary.startswith("DEGRADED: halted; the token and 2 accounts let the kill switch re-sweep")
 
 
 def test_without_app_credentials_the_permissions_come_from_me_permissions(mirrored, settings) -> None:

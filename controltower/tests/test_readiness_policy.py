@@ -180,6 +180,14 @@ def test_the_last_stops_slowness_scales_the_estimate_never_speeds_it() -> None:
     assert "in about 10.2 s" in found.summary
 
 
+def test_while_halted_the_summary_speaks_of_the_re_sweeps_and_resume_not_of_a_stop() -> None:
+    found = policy.overall(token(), [policy.account_readiness(account(), 20.0)], 150, halted=True)
+
+    assert (
+        found.summary == "READY: halted; the token and 1 account let the kill switch re-sweep and resume re-activate."
+    )
+
+
 def test_accounts_beyond_the_parallelism_take_rounds() -> None:
     assert policy.stop_seconds([1.0, 3.0, 2.0, None], parallelism=2) == 4.0  # (3, 2) then (1): the slowest of each
     assert policy.stop_seconds([None], parallelism=2) is None
