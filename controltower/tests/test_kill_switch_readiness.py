@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import requests
 from django.core import mail
+from django.core.cache import cache
 from django.utils import timezone
 
 from controltower import commander, readiness
@@ -171,6 +172,25 @@ def test_the_headroom_estimate_is_exactly_what_a_stop_then_does(meta_sandbox, sy
     assert after.stop_factor == policy.stop_factor(took, found.meta_seconds) >= 1
     assert after.estimated_seconds == round(after.meta_seconds * after.stop_factor, 1)
     assert after.summary.startswith("DEGRADED: halted; the token and 2 accounts let the kill switch re-sweep")
+
+
+def test_with_no_usage_headers_the_estimate_is_still_what_the_stop_does(meta_sandbox, synced, settings) -> None:
+    # Meta sends usage headers only once enough calls were made: the client then counts nothing
+    # against the window and sends batches sized to the strictest tier's, one after the other.
+    meta_sandbox.reset(accounts=1, statuses={"ACTIVE": 40})
+    jobs.sync_campaigns.apply()
+    _app_credentials(meta_sandbox, settings)
+    meta_sandbox.faults(usage_headers="none")
+    graph.reset_clients()
+    cache.clear()  # nor has any process learnt the account's tier
+
+    found = commander.check_readiness("alice")
+    graph.reset_clients()
+    result = commander.emergency_stop(StopRequest(actor="alice", reason="Checking the estimate"))
+
+    (account,) = found.accounts
+    assert account["tier"] == "" and account["headroom"]["at_once"] == 40 and found.verdict == "ready"
+    assert (result.campaigns_paused, result.campaigns_pending) == (found.paused_at_once, found.left_pending) == (40, 0)
 
 
 def test_without_app_credentials_the_permissions_come_from_me_permissions(mirrored, settings) -> None:
