@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from controltower import fanout, rules
@@ -20,7 +20,7 @@ from controltower import readiness_policy as policy
 from controltower.findings import CRITICAL, WARNING, AlertCondition
 from controltower.models import ControlTowerRun, ReadinessCheck, RunState, RunType, TowerState
 from meta_modules import graph, throttle
-from meta_modules.models import Campaign
+from meta_modules.models import AdAccount, Campaign
 
 logger = logging.getLogger(__name__)
 ACCOUNT_FIELDS = "name,account_status,disable_reason,user_tasks,timezone_name,currency"
@@ -79,17 +79,15 @@ def token_facts() -> policy.TokenFacts:
 
 def _mirror() -> dict[str, tuple[int, int, datetime | None]]:
     """Per ad account in the mirror (module 10.2 keeps it): its configured ACTIVE campaigns, those the
-    stop's listing returns (its pages), and when it was synced."""
-    rows = (
-        Campaign.objects.filter(Q(status="ACTIVE") | Q(effective_status__in=rules.LISTED_EFFECTIVE_STATUSES))
+    stop's listing returns (its pages), and when 10.2 last synced it."""
+    listed = Q(effective_status__in=rules.LISTED_EFFECTIVE_STATUSES)
+    counts = {
+        row["account_id"]: (row["active"], row["listed"])
+        for row in Campaign.objects.filter(Q(status="ACTIVE") | listed)
         .values("account_id")
-        .annotate(
-            active=Count("id", filter=Q(status="ACTIVE")),
-            listed=Count("id", filter=Q(effective_status__in=rules.LISTED_EFFECTIVE_STATUSES)),
-            at=Max("synced_at"),
-        )
-    )
-    return {row["account_id"]: (row["active"], row["listed"], row["at"]) for row in rows}
+        .annotate(active=Count("id", filter=Q(status="ACTIVE")), listed=Count("id", filter=listed))
+    }
+    return {pk: (*counts.get(pk, (0, 0)), synced) for pk, synced in AdAccount.objects.values_list("pk", "synced_at")}
 
 
 def _read_account(meta: graph.GraphClient, account: str) -> tuple[dict[str, Any], float]:
@@ -106,6 +104,7 @@ def _tasks(body: dict[str, Any]) -> tuple[str, ...] | None:
 def account_facts(accounts: list[str], deadline: float) -> list[policy.AccountFacts]:
     """One read per ad account, in parallel; the budget its answer reported, as the stop's client learnt it."""
     mirror = _mirror()
+    stale_before = timezone.now() - timedelta(hours=settings.MIRROR_STALE_HOURS)
     read = fanout.parallel(_read_account, accounts, deadline)
     known_tiers = throttle.learnt_tiers(accounts)
     budgets = graph.client().throttle
@@ -140,6 +139,7 @@ def account_facts(accounts: list[str], deadline: float) -> list[policy.AccountFa
                 active_campaigns=active,
                 listed_campaigns=listed,
                 mirror_synced_at=synced,
+                mirror_stale=synced is None or synced < stale_before,
             )
         )
     return found

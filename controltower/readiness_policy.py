@@ -165,6 +165,7 @@ class AccountFacts:
     active_campaigns: int = 0  # configured ACTIVE, from the mirror
     listed_campaigns: int = 0  # those the stop's listing returns (by effective status), for its pages
     mirror_synced_at: datetime | None = None
+    mirror_stale: bool = False  # 10.2 has not synced it within MIRROR_STALE_HOURS: the counts may be old
 
 
 @dataclass(frozen=True)
@@ -281,6 +282,12 @@ def account_readiness(facts: AccountFacts, item_ms: float) -> AccountReadiness:
         else:
             verdict = NOT_READY
             reasons.append(f"{facts.account_id} is {name}: Meta refuses edits in it.")
+    if facts.mirror_stale:
+        verdict = worst((verdict, DEGRADED))
+        when = f"last synced {facts.mirror_synced_at:%Y-%m-%d %H:%M} UTC" if facts.mirror_synced_at else "never synced"
+        reasons.append(
+            f"{facts.account_id}: its campaigns in the mirror were {when} (module 10.2): the counts may be old."
+        )
     blocked = facts.used_pct >= 100.0
     room = headroom(
         facts.active_campaigns,

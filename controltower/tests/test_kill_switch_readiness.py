@@ -18,6 +18,7 @@ from controltower.killswitch import StopRequest
 from controltower.models import Alert, CampaignHold, ControlTowerRun, ReadinessCheck
 from controltower.roles import OPERATORS_GROUP, VIEWERS_GROUP
 from meta_modules import graph, jobs
+from meta_modules.models import AdAccount
 from tests.support import api_client
 
 pytestmark = pytest.mark.django_db
@@ -191,6 +192,16 @@ def test_with_no_usage_headers_the_estimate_is_still_what_the_stop_does(meta_san
     (account,) = found.accounts
     assert account["tier"] == "" and account["headroom"]["at_once"] == 40 and found.verdict == "ready"
     assert (result.campaigns_paused, result.campaigns_pending) == (found.paused_at_once, found.left_pending) == (40, 0)
+
+
+def test_a_mirror_10_2_has_not_synced_lately_makes_the_counts_doubtful(mirrored, settings) -> None:
+    stale = timezone.now() - timedelta(hours=settings.MIRROR_STALE_HOURS, minutes=1)
+    AdAccount.objects.filter(pk=_accounts(mirrored)[0]).update(synced_at=stale)
+
+    found = commander.check_readiness("alice")
+
+    assert found.verdict == "degraded"
+    assert f"{_accounts(mirrored)[0]}: its campaigns in the mirror were last synced" in " ".join(found.reasons)
 
 
 def test_without_app_credentials_the_permissions_come_from_me_permissions(mirrored, settings) -> None:

@@ -116,6 +116,7 @@ def test_a_block_pauses_nothing_at_once() -> None:
         ({"user_tasks": None}, policy.DEGRADED, "did not say what the token's user may do"),
         ({"tier": "development_access", "active_campaigns": 5}, policy.DEGRADED, "development tier"),
         ({"active_campaigns": 3_000}, policy.DEGRADED, "would pause 2690 of its 3000 ACTIVE campaigns at once"),
+        ({"mirror_stale": True}, policy.DEGRADED, "were never synced (module 10.2): the counts may be old"),
         ({"user_tasks": ("ADVERTISE",)}, policy.READY, ""),
     ],
 )
