@@ -6,7 +6,6 @@ campaign mirror's ACTIVE count. The verdicts are readiness_policy's; each check 
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +21,6 @@ from controltower.models import ControlTowerRun, ReadinessCheck, RunState, RunTy
 from meta_modules import graph, throttle
 from meta_modules.models import AdAccount, Campaign
 
-logger = logging.getLogger(__name__)
 ACCOUNT_FIELDS = "name,account_status,disable_reason,user_tasks,timezone_name,currency"
 
 
@@ -118,8 +116,9 @@ def account_facts(accounts: list[str], deadline: float) -> list[policy.AccountFa
             )
             continue
         body, latency = answer
-        used, frees_in = budgets.reported(account)
+        used, decays_in = budgets.reported(account)
         blocked = budgets.blocked_for(account, write=True)
+        frees_in = blocked or decays_in  # a block ends before anything counts again
         status = body.get("account_status")
         reason = body.get("disable_reason")
         found.append(
@@ -134,7 +133,7 @@ def account_facts(accounts: list[str], deadline: float) -> list[policy.AccountFa
                 currency=str(body.get("currency") or ""),
                 tier=budgets.tier(account) or known_tiers.get(account, ""),
                 used_pct=100.0 if blocked else used,
-                frees_in_s=round(blocked if blocked else frees_in, 1) if (blocked or frees_in) else None,
+                frees_in_s=round(frees_in, 1) if frees_in else None,
                 latency_ms=latency,
                 active_campaigns=active,
                 listed_campaigns=listed,
@@ -201,6 +200,7 @@ def check(executed_by: str) -> ReadinessCheck:
 
 
 def record(found: policy.Readiness, executed_by: str, duration_ms: int = 0) -> ReadinessCheck:
+    """One assessment as the ReadinessCheck row every reader (API, console, /metrics, alerts) reads."""
     token = found.token.facts
     return ReadinessCheck.objects.create(
         executed_by=executed_by,
