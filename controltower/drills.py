@@ -47,7 +47,7 @@ READ, NOT_RUNNING, PAUSE, REACTIVATE, HALT, UNEXPECTED = (
     "halt",
     "unexpected",
 )
-PASSED, FAILED = "passed", "failed"
+PASSED, FAILED = FireDrill.State.PASSED, FireDrill.State.FAILED  # a canary's outcome, as a drill's
 
 
 class DrillRefused(Exception):

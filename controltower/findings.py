@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from controltower.models import ModuleStatus, SystemStatus
+from controltower.models import FireDrill, ModuleStatus, SystemStatus
 
 if TYPE_CHECKING:
     from controltower.health import HealthReport, ModuleHealth
-    from controltower.models import FireDrill
 
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 
@@ -262,9 +261,9 @@ def drill_conditions(latest: FireDrill | None) -> list[AlertCondition]:
     may not stop spend. Warning otherwise (a canary not running or unreadable, a re-activation that
     failed, a halt during the drill): the stop worked and what is at stake is one canary left paused.
     """
-    if latest is None or latest.state != "failed":
+    if latest is None or latest.state != FireDrill.State.FAILED:
         return []
-    failed = [r for r in latest.results if r.get("outcome") != "passed"]
+    failed = [r for r in latest.results if r.get("outcome") != FireDrill.State.PASSED]
     pause_failed = any(r.get("failed_at") == "pause" for r in failed)
     counted = f"{len(failed)} of {len(latest.results)} canaries" if latest.results else "interrupted"
     return [

@@ -595,8 +595,9 @@ class ReadinessCheck(models.Model):
         return f"{self.get_verdict_display()} at {self.checked_at:%Y-%m-%d %H:%M}"
 
     @classmethod
-    def latest(cls) -> ReadinessCheck | None:
-        return cls.objects.first()
+    def latest(cls, detail: bool = True) -> ReadinessCheck | None:
+        """The latest check; without `detail`, its token and per-account JSON are not read (polled paths)."""
+        return (cls.objects if detail else cls.objects.defer("token", "accounts")).first()
 
     @property
     def ready(self) -> bool:

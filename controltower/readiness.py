@@ -226,12 +226,12 @@ def record(found: policy.Readiness, executed_by: str, duration_ms: int = 0) -> R
 def conditions(found: ReadinessCheck | None) -> list[AlertCondition]:
     """The alert conditions of a check: each cause its own alert, resolved when it clears. Meta not
     answering at all is the Meta API probe's alert, not repeated here."""
-    if found is None or (found.token or {}).get("problem") == "unasked":
+    token = found.token if found is not None else {}
+    problem = token.get("problem", "")
+    if found is None or problem == "unasked":
         return []
     raised: list[AlertCondition] = []
-    token = found.token or {}
     why = " ".join(token.get("reasons") or [])
-    problem = token.get("problem", "")
     if problem in ("invalid", "expired"):
         raised.append(AlertCondition("readiness:token", CRITICAL, "Kill switch NOT READY: Meta refuses the token", why))
     elif problem == "permission":

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from controltower.models import ReadinessCheck
 from meta_modules.throttle import (
     READ_POINTS,
     TIER_MAX_POINTS,
@@ -24,9 +25,8 @@ from meta_modules.throttle import (
     WRITE_POINTS,
 )
 
-READY, DEGRADED, NOT_READY = "ready", "degraded", "not_ready"
-VERDICT_LABELS = {READY: "READY", DEGRADED: "DEGRADED", NOT_READY: "NOT READY"}
-_RANK = {READY: 0, DEGRADED: 1, NOT_READY: 2}
+READY, DEGRADED, NOT_READY = ReadinessCheck.Verdict.values
+VERDICT_LABELS = dict(ReadinessCheck.Verdict.choices)
 LIST_PAGE = 100  # the stop lists running campaigns in pages of this many
 BATCH = 50  # Meta's batch limit: pauses go in batches of this many
 REQUIRED_PERMISSION = "ads_management"
@@ -49,8 +49,13 @@ WARNING_STATUSES = frozenset({3, 8, 9})
 ACTIVE_STATUSES = frozenset({1, 201})
 
 
+def rank(verdict: str) -> int:
+    """READY < DEGRADED < NOT READY; a verdict not known here counts as DEGRADED."""
+    return (READY, DEGRADED, NOT_READY).index(verdict) if verdict in VERDICT_LABELS else 1
+
+
 def worst(verdicts: Iterable[str]) -> str:
-    return max(verdicts, key=_RANK.__getitem__, default=READY)
+    return max(verdicts, key=rank, default=READY)
 
 
 # --- the token -------------------------------------------------------------------------------
@@ -331,10 +336,6 @@ class Readiness:
     estimated_seconds: float | None = None  # Meta's part × stop_factor
     meta_seconds: float | None = None  # Meta's part: its latencies and batch items
     stop_factor: float | None = None  # the last real stop's time over its estimate (None: no stop seen)
-
-    @property
-    def accounts_ready(self) -> int:
-        return sum(a.verdict != NOT_READY for a in self.accounts)
 
 
 def stop_seconds(per_account: Iterable[float | None], parallelism: int) -> float | None:

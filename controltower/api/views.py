@@ -129,7 +129,7 @@ def status_payload() -> dict[str, Any]:
         "modules_expected": modules_expected,
         "mode": settings.META_MODE,
         "meta_access_tiers": state.probes.get("meta_access_tiers", {}),
-        "kill_switch_ready": ReadinessCheck.latest(),
+        "kill_switch_ready": ReadinessCheck.latest(detail=False),
     }
     if state.emergency_stop_active:
         payload.update(halted_by=state.halted_by, halt_reason=state.halt_reason)

@@ -71,10 +71,6 @@ class Digest:
         return max(0, len(self.lines) - REASONS_SHOWN)
 
 
-def _rank(verdict: str) -> int:
-    return (policy.READY, policy.DEGRADED, policy.NOT_READY).index(verdict) if verdict in policy.VERDICT_LABELS else 1
-
-
 def _shape(text: str, account_id: str) -> str:
     return FIGURES.sub("#", TRACE.sub("", text.replace(account_id, ACCOUNT) if account_id else text))
 
@@ -94,11 +90,11 @@ def reason_lines(
         for text in account.get("reasons") or ():
             given.add(text)
             line = merged.setdefault(_shape(text, account_id), ReasonLine(text, verdict))
-            line.verdict = min(line.verdict, verdict, key=_rank)
+            line.verdict = min(line.verdict, verdict, key=policy.rank)
             if account_id and account_id not in line.accounts:
                 line.accounts.append(account_id)
     general = [ReasonLine(text, policy.NOT_READY) for text in all_reasons if text not in given]
-    by_account = sorted(merged.values(), key=lambda line: -_rank(line.verdict))  # stable: first seen first
+    by_account = sorted(merged.values(), key=lambda line: -policy.rank(line.verdict))  # stable: first seen first
     return token_lines + general + by_account
 
 
@@ -107,7 +103,7 @@ def account_counts(accounts: Iterable[Mapping[str, Any]]) -> list[AccountCount]:
     for account in accounts:
         verdict = str(account.get("verdict") or "")
         counts[verdict] = counts.get(verdict, 0) + 1
-    order = sorted(counts, key=lambda v: -_rank(v))
+    order = sorted(counts, key=lambda v: -policy.rank(v))
     return [AccountCount(v, policy.VERDICT_LABELS.get(v, v or "unknown"), counts[v]) for v in order]
 
 
@@ -129,7 +125,7 @@ def by_account(check: ReadinessCheck | None) -> dict[str, dict[str, Any]]:
 def ordered_accounts(check: ReadinessCheck, verdict: str = "") -> list[dict[str, Any]]:
     """The check's accounts, the worst first, then by id; only those of `verdict` when given."""
     rows = [a for a in check.accounts or [] if not verdict or a.get("verdict") == verdict]
-    return sorted(rows, key=lambda a: (-_rank(str(a.get("verdict"))), str(a.get("account_id"))))
+    return sorted(rows, key=lambda a: (-policy.rank(str(a.get("verdict"))), str(a.get("account_id"))))
 
 
 def page_of_accounts(rows: list[dict[str, Any]], page: Any) -> Any:
